@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""Run the distillation pipeline: same flags as ``sft-distill`` (see --help)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Let the script run from a checkout without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sft_distill.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

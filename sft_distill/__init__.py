@@ -1,0 +1,48 @@
+"""sft_distill: turn domain knowledge slices into supervised fine-tuning data with LLMs."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import CONFIG_TEMPLATE, DistillConfig, EndpointConfig, build_config, load_config
+from .errors import (
+    ConfigError,
+    DistillError,
+    InputError,
+    JSONExtractionError,
+    LLMError,
+    OutputError,
+    RetryableLLMError,
+)
+from .filtering import DataFilter
+from .llm_client import LLMClient
+from .models import Chunk, Failure, Judgement, Sample, ScoredSample, Slice
+from .pipeline import DatasetDistillationPipeline, RunResult
+from .utils import extract_json
+
+__all__ = [
+    "CONFIG_TEMPLATE",
+    "Chunk",
+    "ConfigError",
+    "DataFilter",
+    "DatasetDistillationPipeline",
+    "DistillConfig",
+    "DistillError",
+    "EndpointConfig",
+    "Failure",
+    "InputError",
+    "JSONExtractionError",
+    "Judgement",
+    "LLMClient",
+    "LLMError",
+    "OutputError",
+    "RetryableLLMError",
+    "RunResult",
+    "Sample",
+    "ScoredSample",
+    "Slice",
+    "__version__",
+    "build_config",
+    "extract_json",
+    "load_config",
+]

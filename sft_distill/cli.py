@@ -1,0 +1,134 @@
+"""Command line: ``sft-distill [run] --input slices.jsonl [--output DIR] [--config FILE]``.
+
+Exit status: 0 completed; 2 usage, config, input or output error (one line, no traceback);
+3 completed but some work failed after retries (see failures.jsonl); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from . import __version__
+from .config import load_config
+from .errors import DistillError
+from .pipeline import DatasetDistillationPipeline, RunResult
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sft-distill",
+        description="Turn JSONL knowledge slices into SFT data with a teacher LLM and LLM judges.",
+        epilog="Exit status: 0 done, 2 bad usage/config/input/output, 3 done with failures "
+        "(see failures.jsonl), 130 interrupted (rerun the same command to resume).",
+    )
+    p.add_argument("--input", "-i", required=True, help="JSONL file of {id, content, metadata}")
+    p.add_argument("--output", "-o", help="output directory (default: config output_dir)")
+    p.add_argument("--config", "-c", help="JSON config merged over the defaults")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run against the built-in simulator on loopback (no API key, no network)",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the output directory's cache and outputs and start over",
+    )
+    p.add_argument("--strict", action="store_true", help="fail on the first bad input line")
+    p.add_argument("--samples-per-slice", type=int, help="override samples_per_slice")
+    p.add_argument("--min-score-threshold", type=float, help="override min_score_threshold")
+    p.add_argument("--min-votes", type=int, help="override min_votes")
+    p.add_argument("--no-dedup", action="store_true", help="set enable_dedup to false")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
+    p.add_argument("--verbose", "-v", action="store_true", help="log every step")
+    p.add_argument("--version", action="version", version=f"sft-distill {__version__}")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.output:
+        out["output_dir"] = args.output
+    if args.samples_per_slice is not None:
+        out["samples_per_slice"] = args.samples_per_slice
+    if args.min_score_threshold is not None:
+        out["min_score_threshold"] = args.min_score_threshold
+    if args.min_votes is not None:
+        out["min_votes"] = args.min_votes
+    if args.no_dedup:
+        out["enable_dedup"] = False
+    return out
+
+
+def format_summary(result: RunResult) -> str:
+    """The short report printed at the end of a run."""
+    c = result.counts
+    lines = [
+        f"sft-distill: {c.slices} slices -> {c.chunks} chunks -> {c.samples_generated} samples"
+        f" -> {c.passed_thresholds} passed -> {c.after_dedup} kept"
+        f" ({c.train} train / {c.val} val)",
+        f"  output: {result.output_dir}",
+    ]
+    calls = ", ".join(
+        f"{name} {u['calls']} calls + {u['cached']} cached"
+        for name, u in result.metadata["usage"].items()
+    )
+    lines.append(f"  {calls}")
+    if c.dropped:
+        lines.append("  dropped: " + ", ".join(f"{k} {v}" for k, v in c.dropped.items()))
+    if c.bad_lines:
+        lines.append(f"  skipped {c.bad_lines} bad input line(s); see metadata.json")
+    if result.metadata.get("simulator"):
+        lines.append("  (dry run: replies came from the built-in simulator)")
+    if result.failures:
+        lines.append(
+            f"  WARNING: {result.failures} unit(s) of work failed after retries; see "
+            f"{result.paths['failures.jsonl']} - rerun the same command to retry them"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sft-distill`` and ``scripts/run_pipeline.py``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run":
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(args.config, _overrides(args))
+        pipeline = DatasetDistillationPipeline(
+            config, show_progress=not args.quiet, strict=args.strict, fresh=args.fresh
+        )
+        with logging_redirect_tqdm():
+            result = asyncio.run(pipeline.run(args.input, dry_run=args.dry_run))
+    except DistillError as exc:
+        print(f"sft-distill: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(
+            "sft-distill: interrupted; finished calls are cached, rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(format_summary(result))
+    return EXIT_PARTIAL if result.failures else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

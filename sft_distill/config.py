@@ -1,0 +1,272 @@
+"""Defaults and the validated configuration model.
+
+A JSON config file is merged key by key over ``CONFIG_TEMPLATE``; pydantic validates the result and
+every error names the key that was wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+DIMENSIONS: tuple[str, ...] = ("accuracy", "completeness", "logicality", "helpfulness", "safety")
+
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_CHUNK_CHARS = 6000
+
+# The keys users already know. Endpoint dicts are merged key by key over these.
+CONFIG_TEMPLATE: dict[str, Any] = {
+    "generator": {
+        "api_base": "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        "api_key_env": "DASHSCOPE_API_KEY",
+        "model": "qwen-max",
+        "max_concurrent": 8,
+        "temperature": 0.7,
+        "max_tokens": 4096,
+    },
+    "evaluators": {
+        "primary": {
+            "api_base": "https://api.deepseek.com/v1",
+            "api_key_env": "DEEPSEEK_API_KEY",
+            "model": "deepseek-chat",
+            "max_concurrent": 8,
+            "temperature": 0.0,
+            "max_tokens": 512,
+        },
+        "secondary": {
+            "api_base": "https://api.moonshot.cn/v1",
+            "api_key_env": "MOONSHOT_API_KEY",
+            "model": "moonshot-v1-8k",
+            "max_concurrent": 8,
+            "temperature": 0.0,
+            "max_tokens": 512,
+        },
+    },
+    "samples_per_slice": 3,
+    "min_score_threshold": 7.0,
+    "min_votes": 2,
+    "train_val_split": 0.9,
+    "enable_dedup": True,
+    "output_dir": "./distilled_dataset",
+}
+
+
+class EndpointConfig(BaseModel):
+    """One OpenAI-compatible endpoint (teacher or evaluator)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_base: str = Field(description="base URL up to /v1, e.g. https://api.deepseek.com/v1")
+    model: str = Field(min_length=1)
+    api_key: SecretStr | None = Field(None, description="the key itself (prefer api_key_env)")
+    api_key_env: str | None = Field(
+        None, description="name of an environment variable with the key"
+    )
+    max_concurrent: int = Field(8, ge=1, le=4096, description="requests in flight")
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1)
+    timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="seconds per request")
+    max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=50)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        if v.endswith("/chat/completions"):
+            v = v[: -len("/chat/completions")]
+        return v
+
+    def resolve_key(self) -> str | None:
+        """Return the API key from ``api_key`` or the ``api_key_env`` variable (None when unset)."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
+
+    def public_dict(self) -> dict[str, Any]:
+        """The endpoint settings with the key removed (safe for logs and metadata)."""
+        d = self.model_dump(exclude={"api_key"})
+        d["api_key"] = "***" if self.api_key is not None else None
+        return d
+
+
+class DistillConfig(BaseModel):
+    """The whole run's settings; see README "Configuration" for each key."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    generator: EndpointConfig
+    evaluators: dict[str, EndpointConfig] = Field(min_length=1)
+    samples_per_slice: int = Field(3, ge=1, le=1000)
+    min_score_threshold: float = Field(7.0, ge=0.0, le=10.0)
+    min_votes: int = Field(2, ge=0)
+    train_val_split: float = Field(0.9, ge=0.0, le=1.0)
+    enable_dedup: bool = True
+    output_dir: str = "./distilled_dataset"
+
+    chunk_chars: int = Field(
+        DEFAULT_CHUNK_CHARS, ge=200, description="max characters of slice text per teacher request"
+    )
+    dimension_weights: dict[str, float] | None = Field(
+        None, description="weights per dimension for the weighted mean (default: equal)"
+    )
+    dedup_method: Literal["auto", "jaccard", "embedding"] = "auto"
+    dedup_threshold: float | None = Field(
+        None, gt=0.0, le=1.0, description="default 0.8 for jaccard, 0.95 for embedding cosine"
+    )
+    dedup_ngram: int = Field(5, ge=1, le=20, description="character n-gram size for jaccard")
+    embed_batch_size: int = Field(64, ge=1)
+    seed: int = 42
+    system_prompt: str | None = None
+    language: Literal["auto", "zh", "en"] = "auto"
+
+    embed_fn: Callable[..., Any] | None = Field(None, exclude=True)
+
+    @field_validator("dimension_weights")
+    @classmethod
+    def _known_dimensions(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        unknown = sorted(set(v) - set(DIMENSIONS))
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {unknown}; known: {list(DIMENSIONS)}")
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("weights must be >= 0 with a positive sum")
+        return v
+
+    @model_validator(mode="after")
+    def _votes_possible(self) -> DistillConfig:
+        if self.min_votes > len(self.evaluators):
+            raise ValueError(
+                f"min_votes={self.min_votes} but only {len(self.evaluators)} evaluator(s) "
+                f"configured ({', '.join(self.evaluators)}); no sample could ever pass"
+            )
+        return self
+
+    @property
+    def effective_dedup_method(self) -> Literal["jaccard", "embedding"]:
+        if self.dedup_method == "auto":
+            return "embedding" if self.embed_fn is not None else "jaccard"
+        return self.dedup_method
+
+    @property
+    def effective_dedup_threshold(self) -> float:
+        if self.dedup_threshold is not None:
+            return self.dedup_threshold
+        return 0.95 if self.effective_dedup_method == "embedding" else 0.8
+
+    def endpoints(self) -> dict[str, EndpointConfig]:
+        """All endpoints by role name: ``generator`` and each evaluator name."""
+        return {"generator": self.generator, **self.evaluators}
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config with every secret removed, for metadata.json and logs."""
+        d = self.model_dump(exclude={"generator", "evaluators", "embed_fn"})
+        d["generator"] = self.generator.public_dict()
+        d["evaluators"] = {k: v.public_dict() for k, v in self.evaluators.items()}
+        d["embed_fn"] = (
+            getattr(self.embed_fn, "__name__", repr(self.embed_fn)) if self.embed_fn else None
+        )
+        return d
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` over ``base`` key by key; ``None`` under ``evaluators`` removes one."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    if isinstance(out.get("evaluators"), dict):
+        out["evaluators"] = {k: v for k, v in out["evaluators"].items() if v is not None}
+    return out
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        parts.append(f"{loc}: {msg}")
+    return f"{source}: invalid config: " + "; ".join(parts)
+
+
+def build_config(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    source: str = "config",
+    embed_fn: Callable[..., Any] | None = None,
+) -> DistillConfig:
+    """Merge ``overrides`` over ``CONFIG_TEMPLATE`` and validate.
+
+    Raises:
+        ConfigError: naming each bad key and what was wrong with it.
+    """
+    merged = deep_merge(CONFIG_TEMPLATE, overrides or {})
+    if embed_fn is not None:
+        merged["embed_fn"] = embed_fn
+    try:
+        return DistillConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    embed_fn: Callable[..., Any] | None = None,
+) -> DistillConfig:
+    """Read a JSON config file (optional), merge it and ``overrides`` over the defaults.
+
+    Raises:
+        ConfigError: the file is missing, not JSON, not an object, or holds a bad value.
+    """
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            text = p.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{p}: is a directory, expected a JSON file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: cannot read config: {exc.__class__.__name__}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: config must be a JSON object, got {type(data).__name__}")
+    if overrides:
+        data = deep_merge(data, overrides)
+    return build_config(data, source=source, embed_fn=embed_fn)

@@ -1,0 +1,395 @@
+"""OpenAI-compatible chat client: one aiohttp session per endpoint, bounded, retried, cached.
+
+This is the only module that imports aiohttp (the simulator aside). Transport failures are mapped
+into the package's ``LLMError`` tree in one place; retryability comes from the error type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from .cache import ResponseCache, request_key
+from .config import EndpointConfig
+from .errors import JSONExtractionError, LLMError, RetryableLLMError
+from .models import Usage
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_RETRY_AFTER_S = 120.0
+# openai-python's policy: 0.5 s doubling to at most 8 s, plus jitter so clients do not sync up.
+_BACKOFF = wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5)
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# 429 bodies that retrying never fixes (billing), per OpenAI and DeepSeek docs.
+_NON_RETRYABLE_429_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """One accepted reply."""
+
+    content: str
+    reasoning: str | None
+    finish_reason: str | None
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 1
+    cached: bool = False
+    latency_s: float = 0.0
+
+    def to_cache(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "content": self.content,
+            "reasoning": self.reasoning,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, ``retry-after`` (seconds or HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(ra)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_details(body: Any) -> tuple[str, str | None]:
+    """(message, code-or-type) from any of the error shapes real servers send (see wire.md)."""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, str):
+            return err, None
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("msg") or json.dumps(err, ensure_ascii=False)
+            code = err.get("code")
+            etype = err.get("type")
+            tag = (
+                code
+                if isinstance(code, str) and code
+                else etype
+                if isinstance(etype, str)
+                else None
+            )
+            return str(msg), tag
+    if isinstance(body, str):
+        text = " ".join(body.split())
+        return (text[:200] or "empty body"), None
+    return "no error details", None
+
+
+class wait_retry_after:
+    """Wait what the server asked for (Retry-After), else fall back to exponential backoff."""
+
+    def __init__(self, fallback: Callable[[RetryCallState], float]) -> None:
+        self.fallback = fallback
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, LLMError) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, MAX_RETRY_AFTER_S)
+        return self.fallback(state)
+
+
+def _display_url(api_base: str) -> str:
+    # Query strings can carry credentials on some gateways; never show them.
+    return api_base.split("?", 1)[0]
+
+
+class LLMClient:
+    """Chat completions against one endpoint; an async context manager owning its session.
+
+    Args:
+        name: the endpoint's role name (``generator``, ``primary`` ...), used in messages.
+        config: the endpoint settings.
+        cache: where accepted replies are recorded and replayed from.
+        cache_namespace: identity of the endpoint in cache keys (default: its api_base).
+        sleep: the coroutine used between retries (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: EndpointConfig,
+        *,
+        cache: ResponseCache | None = None,
+        cache_namespace: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.model = config.model
+        self.url = f"{config.api_base}/chat/completions"
+        self._where = f"{name} ({config.model} at {_display_url(config.api_base)})"
+        self._key = config.resolve_key()
+        self._cache = cache
+        self._namespace = cache_namespace or config.api_base
+        self._sleep = sleep
+        self._sem = asyncio.Semaphore(config.max_concurrent)
+        self._session: aiohttp.ClientSession | None = None
+        self.usage = Usage(model=config.model)
+        self.latencies: list[float] = []
+
+    async def __aenter__(self) -> LLMClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        if self._session is not None:
+            return
+        headers = {"Content-Type": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        conn = aiohttp.TCPConnector(
+            limit=self.config.max_concurrent, limit_per_host=self.config.max_concurrent
+        )
+        self._session = aiohttp.ClientSession(
+            connector=conn,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=10),
+            # The client must not read proxy settings from the environment for loopback tests,
+            # but real users behind a proxy need it; aiohttp honours HTTP(S)_PROXY with trust_env.
+            trust_env=True,
+        )
+
+    async def aclose(self) -> None:
+        """Close the session; safe to call twice."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _redact(self, text: str) -> str:
+        if self._key and self._key in text:
+            text = text.replace(self._key, "***")
+        return text
+
+    def _payload(
+        self, messages: list[dict[str, str]], overrides: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": self.model, "messages": messages}
+        if self.config.temperature is not None:
+            payload["temperature"] = self.config.temperature
+        if self.config.max_tokens is not None:
+            payload["max_tokens"] = self.config.max_tokens
+        if self.config.extra_body:
+            payload.update(self.config.extra_body)
+        if overrides:
+            payload.update(overrides)
+        return payload
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        parse: Callable[[ChatResult], T],
+        *,
+        overrides: dict[str, Any] | None = None,
+    ) -> tuple[T, ChatResult]:
+        """Send a chat request and parse the reply, retrying transport and parse failures.
+
+        ``parse`` raises ``JSONExtractionError`` or ``ValueError`` for a reply it cannot use; that
+        counts as a retryable failure within the same retry budget. Only parsed replies are cached.
+
+        Raises:
+            LLMError: after the retry budget, or at once for a non-retryable status.
+        """
+        payload = self._payload(messages, overrides)
+        key = request_key(self._namespace, payload) if self._cache is not None else ""
+        if self._cache is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                result = ChatResult(cached=True, attempts=0, **hit)
+                try:
+                    value = parse(result)
+                except (JSONExtractionError, ValueError):
+                    pass  # a reply the current parser rejects is asked for again
+                else:
+                    self.usage.cached += 1
+                    return value, result
+
+        attempts = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(RetryableLLMError),
+            wait=wait_retry_after(_BACKOFF),
+            stop=stop_after_attempt(self.config.max_retries + 1),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    if attempts > 1:
+                        self.usage.retries += 1
+                    result = await self._request_once(payload)
+                    result.attempts = attempts
+                    try:
+                        value = parse(result)
+                    except (JSONExtractionError, ValueError) as exc:
+                        raise RetryableLLMError(
+                            f"{self._where}: unusable reply: {self._redact(str(exc))[:200]}",
+                            endpoint=self.name,
+                            model=self.model,
+                            status=200,
+                        ) from exc
+        except LLMError as exc:
+            exc.attempts = attempts
+            self.usage.failed_calls += 1
+            if isinstance(exc, RetryableLLMError):
+                log.warning("%s: giving up after %d attempt(s): %s", self._where, attempts, exc)
+            raise
+        if self._cache is not None:
+            self._cache.put(key, result.to_cache())
+        return value, result
+
+    async def _request_once(self, payload: dict[str, Any]) -> ChatResult:
+        if self._session is None:
+            await self.open()
+        assert self._session is not None
+        async with self._sem:
+            t0 = time.perf_counter()
+            try:
+                async with self._session.post(self.url, json=payload) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+                    headers = resp.headers
+            except asyncio.TimeoutError as exc:
+                raise RetryableLLMError(
+                    f"{self._where}: timed out after {self.config.timeout:g} s",
+                    endpoint=self.name,
+                    model=self.model,
+                ) from exc
+            except aiohttp.ClientError as exc:
+                raise RetryableLLMError(
+                    f"{self._where}: connection error: {exc.__class__.__name__}: "
+                    f"{self._redact(str(exc))[:200]}",
+                    endpoint=self.name,
+                    model=self.model,
+                ) from exc
+            finally:
+                elapsed = time.perf_counter() - t0
+        self.usage.calls += 1
+        self.usage.latency_s_total += elapsed
+        self.latencies.append(elapsed)
+        text = raw.decode("utf-8", errors="replace")
+        if status >= 400:
+            raise self._status_error(status, text, headers)
+        try:
+            # DeepSeek may send blank keep-alive lines before the JSON; loads() skips whitespace.
+            body = json.loads(text)
+        except json.JSONDecodeError:
+            raise RetryableLLMError(
+                f"{self._where}: HTTP {status} with a body that is not JSON: {text.strip()[:80]!r}",
+                endpoint=self.name,
+                model=self.model,
+                status=status,
+            ) from None
+        return self._read_choice(body, elapsed)
+
+    def _status_error(self, status: int, text: str, headers: Any) -> LLMError:
+        try:
+            body: Any = json.loads(text)
+        except json.JSONDecodeError:
+            body = text
+        message, code = error_details(body)
+        msg = f"{self._where}: HTTP {status}: {self._redact(message)[:300]}"
+        retry_after = parse_retry_after(headers)
+        should_retry = (headers.get("x-should-retry") or "").lower() if headers else ""
+        retryable = status in RETRYABLE_STATUSES or status >= 500
+        if status == 429 and code in _NON_RETRYABLE_429_CODES:
+            retryable = False
+        if should_retry == "true":
+            retryable = True
+        elif should_retry == "false":
+            retryable = False
+        if status in (401, 403):
+            msg += " (check the API key for this endpoint)"
+        cls = RetryableLLMError if retryable else LLMError
+        return cls(
+            msg,
+            endpoint=self.name,
+            model=self.model,
+            status=status,
+            retry_after_s=retry_after,
+            body=None,
+        )
+
+    def _read_choice(self, body: Any, elapsed: float) -> ChatResult:
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+            raise RetryableLLMError(
+                f"{self._where}: reply has no choices",
+                endpoint=self.name,
+                model=self.model,
+                status=200,
+            )
+        choice = choices[0]
+        message = choice.get("message") or {}
+        content = message.get("content")
+        reasoning = (
+            message.get("reasoning_content") or message.get("reasoning") or message.get("thinking")
+        )
+        finish = choice.get("finish_reason")
+        usage = body.get("usage") or {}
+        self.usage.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
+        if finish == "length":
+            # finish_reason "length" means truncated JSON: retry, never keep.
+            raise RetryableLLMError(
+                f"{self._where}: reply truncated (finish_reason=length, max_tokens="
+                f"{self.config.max_tokens})",
+                endpoint=self.name,
+                model=self.model,
+                status=200,
+            )
+        if not isinstance(content, str) or not content.strip():
+            # Some servers put the whole answer into the reasoning field (Ollama + Qwen3-VL).
+            content = reasoning if isinstance(reasoning, str) else ""
+        return ChatResult(
+            content=content,
+            reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
+            finish_reason=finish,
+            model=str(body.get("model") or self.model),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            latency_s=elapsed,
+        )

@@ -1,0 +1,125 @@
+"""Pydantic models that cross module boundaries: Slice -> Chunk -> Sample -> ScoredSample."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Slice(BaseModel):
+    """One knowledge slice read from the input JSONL."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    content: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    line: int | None = Field(None, description="1-based input line, for messages")
+
+
+class Chunk(BaseModel):
+    """A part of a slice small enough for one teacher request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    slice_id: str
+    index: int = Field(ge=0)
+    total: int = Field(ge=1)
+    text: str
+    n_samples: int = Field(ge=1, description="this chunk's share of samples_per_slice")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Sample(BaseModel):
+    """One instruction/response pair made by the teacher."""
+
+    id: str
+    slice_id: str
+    chunk_index: int = 0
+    instruction: str
+    input: str = ""
+    output: str
+    reasoning: str | None = None
+    teacher_model: str = ""
+    prompt_version: str = ""
+    # The chunk text the sample came from: the evaluator judges accuracy against it.
+    # Not written to the outputs (it would repeat the slice once per sample).
+    source_text: str = Field("", exclude=True, repr=False)
+
+
+class Judgement(BaseModel):
+    """One evaluator's scores for one sample (or its failure)."""
+
+    evaluator: str
+    model: str
+    scores: dict[str, float] = Field(default_factory=dict)
+    weighted_mean: float | None = None
+    reason: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.weighted_mean is not None
+
+
+class ScoredSample(Sample):
+    """A sample with every evaluator's judgement and the filter's decision."""
+
+    judgements: list[Judgement] = Field(default_factory=list)
+    avg_score: float | None = None
+    votes: int = 0
+    passed: bool = False
+    drop_reason: str | None = None
+    duplicate_of: str | None = None
+
+    @property
+    def text_for_dedup(self) -> str:
+        return f"{self.instruction}\n{self.input}\n{self.output}"
+
+
+class Failure(BaseModel):
+    """A unit of work that failed for good (after retries): written to failures.jsonl."""
+
+    kind: str = Field(description="generation | evaluation | input")
+    slice_id: str | None = None
+    sample_id: str | None = None
+    endpoint: str | None = None
+    model: str | None = None
+    status: int | None = None
+    reason: str
+    attempts: int = 0
+
+
+class Usage(BaseModel):
+    """Calls and tokens for one endpoint."""
+
+    model: str
+    calls: int = 0
+    cached: int = 0
+    failed_calls: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s_total: float = 0.0
+
+
+class StageCounts(BaseModel):
+    """The funnel and every drop reason."""
+
+    lines_read: int = 0
+    bad_lines: int = 0
+    bad_line_reasons: dict[str, int] = Field(default_factory=dict)
+    duplicate_slices: int = 0
+    slices: int = 0
+    chunks: int = 0
+    generation_failed_chunks: int = 0
+    generation_unparsable_items: int = 0
+    samples_generated: int = 0
+    samples_evaluated: int = 0
+    evaluation_failures: int = 0
+    passed_thresholds: int = 0
+    after_dedup: int = 0
+    train: int = 0
+    val: int = 0
+    dropped: dict[str, int] = Field(default_factory=dict)

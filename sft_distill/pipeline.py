@@ -1,0 +1,409 @@
+"""``DatasetDistillationPipeline``: read -> generate -> evaluate -> filter -> write, streamed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from tqdm.auto import tqdm
+
+from . import __version__
+from .cache import CACHE_FILENAME, ResponseCache
+from .config import DIMENSIONS, DistillConfig, EndpointConfig, build_config
+from .data_io import (
+    DUPLICATE_KINDS,
+    BadLine,
+    JsonlWriter,
+    count_lines,
+    prepare_output_dir,
+    read_slices,
+    split_key,
+    split_train_val,
+    to_sharegpt,
+    write_json_atomic,
+)
+from .dedup import make_deduplicator
+from .errors import InputError
+from .evaluator import evaluate_samples
+from .generator import generate_samples
+from .llm_client import LLMClient
+from .models import Failure, ScoredSample, Slice, StageCounts
+from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
+
+log = logging.getLogger(__name__)
+
+TRAIN_FILE = "train.jsonl"
+VAL_FILE = "val.jsonl"
+RAW_FILE = "generated_raw.jsonl"
+METADATA_FILE = "metadata.json"
+FAILURES_FILE = "failures.jsonl"
+OUTPUT_FILES = (TRAIN_FILE, VAL_FILE, RAW_FILE, METADATA_FILE, FAILURES_FILE, CACHE_FILENAME)
+
+# The fake key sent to the simulator; it must never be mistaken for a real one.
+SIMULATOR_KEY = "sk-simulator-not-a-real-key"
+
+
+@dataclass
+class RunResult:
+    """What a run produced: where, the funnel counts and the metadata written."""
+
+    output_dir: Path
+    counts: StageCounts
+    metadata: dict[str, Any]
+    failures: int = 0
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """True when no unit of work failed for good."""
+        return self.failures == 0
+
+
+class _ScoreStats:
+    """Running means of every evaluator's scores per dimension."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.models: dict[str, str] = {}
+
+    def add(self, sample: ScoredSample) -> None:
+        for j in sample.judgements:
+            if not j.ok:
+                continue
+            self.models[j.evaluator] = j.model
+            for dim, score in j.scores.items():
+                self.sums[j.evaluator][dim] += score
+                self.counts[j.evaluator][dim] += 1
+            if j.weighted_mean is not None:
+                self.sums[j.evaluator]["weighted_mean"] += j.weighted_mean
+                self.counts[j.evaluator]["weighted_mean"] += 1
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, sums in self.sums.items():
+            counts = self.counts[name]
+            dims = [*DIMENSIONS, "weighted_mean"]
+            out[name] = {
+                "model": self.models.get(name),
+                "judged": counts.get("weighted_mean", 0),
+                "mean": {d: round(sums[d] / counts[d], 3) for d in dims if counts.get(d)},
+            }
+        return out
+
+
+class DatasetDistillationPipeline:
+    """The whole knowledge-slice -> SFT pipeline.
+
+    Args:
+        config: a ``DistillConfig``, or a dict merged over the defaults, or None for defaults.
+        embed_fn: ``texts -> np.ndarray`` (sync or async) to deduplicate by embedding cosine.
+        show_progress: draw tqdm bars on stderr.
+        strict: fail on the first bad input line instead of skipping it.
+        fresh: discard the output directory's cache and outputs and start over.
+    """
+
+    def __init__(
+        self,
+        config: DistillConfig | Mapping[str, Any] | None = None,
+        *,
+        embed_fn: Callable[..., Any] | None = None,
+        show_progress: bool = True,
+        strict: bool = False,
+        fresh: bool = False,
+    ) -> None:
+        if isinstance(config, DistillConfig):
+            if embed_fn is not None:
+                config = config.model_copy(update={"embed_fn": embed_fn})
+            self.config = config
+        else:
+            self.config = build_config(config or {}, embed_fn=embed_fn)
+        self.show_progress = show_progress
+        self.strict = strict
+        self.fresh = fresh
+
+    def run_sync(self, input_path: str | os.PathLike[str], **kwargs: Any) -> RunResult:
+        """Blocking ``run`` for scripts; also works when an event loop is already running."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run(input_path, **kwargs))
+        # Inside Jupyter's loop: run on a private loop in a worker thread.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, self.run(input_path, **kwargs)).result()
+
+    async def run(
+        self,
+        input_path: str | os.PathLike[str],
+        *,
+        output_dir: str | os.PathLike[str] | None = None,
+        dry_run: bool = False,
+    ) -> RunResult:
+        """Run the pipeline over a JSONL file of slices and write the dataset.
+
+        With ``dry_run`` the built-in simulator is started on a free loopback port and every
+        endpoint is pointed at it (no API key, no network).
+
+        Raises:
+            InputError: the input cannot be read or holds no usable slice.
+            OutputError: the output directory cannot be written.
+            ConfigError: a bad setting.
+        """
+        if dry_run:
+            from .simulator import Simulator, SimulatorConfig
+
+            async with Simulator(SimulatorConfig(latency_ms=2.0, messy=True)) as sim:
+                return await self._run(input_path, output_dir, simulator_url=sim.url)
+        return await self._run(input_path, output_dir, simulator_url=None)
+
+    def _endpoints(self, simulator_url: str | None) -> dict[str, EndpointConfig]:
+        eps = self.config.endpoints()
+        if simulator_url is None:
+            return eps
+        return {
+            name: ep.model_copy(
+                update={
+                    "api_base": simulator_url,
+                    "api_key": SecretStr(SIMULATOR_KEY),
+                    "api_key_env": None,
+                }
+            )
+            for name, ep in eps.items()
+        }
+
+    async def _run(
+        self,
+        input_path: str | os.PathLike[str],
+        output_dir: str | os.PathLike[str] | None,
+        *,
+        simulator_url: str | None,
+    ) -> RunResult:
+        cfg = self.config
+        t_start = time.perf_counter()
+        path = Path(input_path)
+        total_lines = count_lines(path)  # also raises InputError for a missing file or a directory
+        out = prepare_output_dir(Path(output_dir or cfg.output_dir))
+        if self.fresh:
+            for name in (*OUTPUT_FILES, CACHE_FILENAME + "-wal", CACHE_FILENAME + "-shm"):
+                (out / name).unlink(missing_ok=True)
+
+        stats = StageCounts()
+        bad_examples: list[str] = []
+        failures = 0
+        score_stats = _ScoreStats()
+        dropped: Counter[str] = Counter()
+        passed_ids: list[str] = []
+        dedup = make_deduplicator(cfg) if cfg.enable_dedup else None
+        endpoints = self._endpoints(simulator_url)
+        namespace = "simulator" if simulator_url else None
+        partial = out / (RAW_FILE + ".partial")
+
+        def on_bad_line(bad: BadLine) -> None:
+            # Fixed lines (e.g. a lone surrogate replaced) still run; they are counted by kind only.
+            stats.bad_line_reasons[bad.kind] = stats.bad_line_reasons.get(bad.kind, 0) + 1
+            if bad.skipped:
+                stats.bad_lines += 1
+                if bad.kind in DUPLICATE_KINDS:
+                    stats.duplicate_slices += 1
+            if len(bad_examples) < 100:
+                bad_examples.append(str(bad) + ("" if bad.skipped else " (kept after fixing)"))
+            log.warning("%s %s", "skipped" if bad.skipped else "fixed", bad)
+
+        async with AsyncExitStack() as stack:
+            cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME))
+            fail_log = stack.enter_context(JsonlWriter(out / FAILURES_FILE))
+            raw_log = stack.enter_context(JsonlWriter(partial))
+
+            def on_failure(failure: Failure) -> None:
+                nonlocal failures
+                failures += 1
+                fail_log.write(failure.model_dump(mode="json"))
+
+            gen_client = await stack.enter_async_context(
+                LLMClient(
+                    "generator", endpoints["generator"], cache=cache, cache_namespace=namespace
+                )
+            )
+            judges = {
+                name: await stack.enter_async_context(
+                    LLMClient(name, ep, cache=cache, cache_namespace=namespace)
+                )
+                for name, ep in endpoints.items()
+                if name != "generator"
+            }
+            slice_bar = tqdm(
+                total=total_lines,
+                desc="generate",
+                unit="slice",
+                disable=not self.show_progress,
+                dynamic_ncols=True,
+            )
+            eval_bar = tqdm(
+                total=0,
+                desc="evaluate",
+                unit="sample",
+                disable=not self.show_progress,
+                dynamic_ncols=True,
+            )
+            stack.callback(slice_bar.close)
+            stack.callback(eval_bar.close)
+
+            async def counted(slices: AsyncIterable[Slice]) -> AsyncIterator[Slice]:
+                async for s in slices:
+                    stats.lines_read = s.line or stats.lines_read
+                    slice_bar.update(1)
+                    yield s
+
+            slices = counted(read_slices(path, strict=self.strict, on_bad_line=on_bad_line))
+            samples = generate_samples(slices, gen_client, cfg, stats=stats, on_failure=on_failure)
+            scored = evaluate_samples(samples, judges, cfg, stats=stats, on_failure=on_failure)
+            async for sample in scored:
+                score_stats.add(sample)
+                if sample.passed:
+                    stats.passed_thresholds += 1
+                    passed_ids.append(sample.id)
+                    if dedup is not None:
+                        dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
+                else:
+                    dropped[sample.drop_reason or "unknown"] += 1
+                raw_log.write(sample.model_dump(mode="json"))
+                eval_bar.total = stats.samples_generated
+                eval_bar.update(1)
+            t_generated = time.perf_counter()
+
+        if stats.slices == 0:
+            partial.unlink(missing_ok=True)
+            raise InputError(f"{path}: no usable slice ({stats.bad_lines} bad line(s))")
+
+        duplicates: dict[str, str] = {}
+        if dedup is not None:
+            resolved = dedup.resolve()
+            duplicates = await resolved if asyncio.iscoroutine(resolved) else resolved
+        if duplicates:
+            dropped["duplicate"] += len(duplicates)
+        kept = [i for i in passed_ids if i not in duplicates]
+        train_ids, val_ids = split_train_val(kept, cfg.train_val_split, cfg.seed)
+        self._finalize(
+            out, partial, duplicates, train_ids, val_ids, seed=cfg.seed, system=cfg.system_prompt
+        )
+        stats.after_dedup = len(kept)
+        stats.train, stats.val = len(train_ids), len(val_ids)
+        stats.dropped = dict(sorted(dropped.items()))
+        t_end = time.perf_counter()
+
+        metadata = {
+            "package": "sft_distill",
+            "version": __version__,
+            "simulator": simulator_url is not None,
+            "input": {"path": str(path), "lines": total_lines},
+            "output_format": "sharegpt",
+            "prompt_versions": {
+                "generation": GEN_PROMPT_VERSION,
+                "evaluation": EVAL_PROMPT_VERSION,
+            },
+            "counts": stats.model_dump(),
+            "bad_lines": bad_examples,
+            "failures": failures,
+            "scores": score_stats.summary(),
+            "usage": {
+                name: c.usage.model_dump()
+                for name, c in [("generator", gen_client), *judges.items()]
+            },
+            "dedup": {
+                "enabled": cfg.enable_dedup,
+                "method": cfg.effective_dedup_method,
+                "threshold": cfg.effective_dedup_threshold,
+                "removed": len(duplicates),
+            },
+            "timings_s": {
+                "generate_and_evaluate": round(t_generated - t_start, 3),
+                "dedup_and_write": round(t_end - t_generated, 3),
+                "total": round(t_end - t_start, 3),
+            },
+            "config": cfg.public_dict(),
+        }
+        write_json_atomic(out / METADATA_FILE, metadata)
+        log.info(
+            "done: %d slices, %d samples, %d passed, %d kept (%d train / %d val), %d failures",
+            stats.slices,
+            stats.samples_generated,
+            stats.passed_thresholds,
+            len(kept),
+            stats.train,
+            stats.val,
+            failures,
+        )
+        return RunResult(
+            output_dir=out,
+            counts=stats,
+            metadata=metadata,
+            failures=failures,
+            paths={
+                name: out / name
+                for name in (TRAIN_FILE, VAL_FILE, RAW_FILE, METADATA_FILE, FAILURES_FILE)
+            },
+        )
+
+    @staticmethod
+    def _finalize(
+        out: Path,
+        partial: Path,
+        duplicates: Mapping[str, str],
+        train_ids: set[str],
+        val_ids: set[str],
+        *,
+        seed: int,
+        system: str | None,
+    ) -> None:
+        """Mark duplicates and write raw, train and val in a deterministic order.
+
+        The streamed file is in completion order, which varies from run to run. Only a sort key
+        and a byte offset per sample are held in memory; records are read back by offset.
+        Raw is grouped by slice; train and val follow the split's seeded hash order (shuffled).
+        """
+        raw_order: list[tuple[str, int, str, int]] = []
+        split_order: list[tuple[bytes, int]] = []
+        with open(partial, "rb") as f:
+            offset = 0
+            for line in f:
+                record = json.loads(line)
+                sid = record["id"]
+                raw_order.append((record["slice_id"], record["chunk_index"], sid, offset))
+                if sid in train_ids or sid in val_ids:
+                    split_order.append((split_key(seed, sid), offset))
+                offset += len(line)
+        raw_order.sort()
+        split_order.sort()
+        with (
+            open(partial, "rb") as f,
+            JsonlWriter(out / RAW_FILE, atomic=True) as raw,
+            JsonlWriter(out / TRAIN_FILE, atomic=True) as train,
+            JsonlWriter(out / VAL_FILE, atomic=True) as val,
+        ):
+
+            def read_at(offset: int) -> dict[str, Any]:
+                f.seek(offset)
+                return json.loads(f.readline())
+
+            for *_, offset in raw_order:
+                record = read_at(offset)
+                if record["id"] in duplicates:
+                    record["passed"] = False
+                    record["drop_reason"] = "duplicate"
+                    record["duplicate_of"] = duplicates[record["id"]]
+                raw.write(record)
+            for _, offset in split_order:
+                sample = ScoredSample.model_validate(read_at(offset))
+                (train if sample.id in train_ids else val).write(to_sharegpt(sample, system=system))
+        partial.unlink(missing_ok=True)

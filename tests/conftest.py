@@ -1,0 +1,55 @@
+"""Shared fixtures: the project's own OpenAI-compatible simulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sft_distill.config import EndpointConfig, build_config
+from sft_distill.simulator import Simulator, SimulatorConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+EXAMPLES = REPO / "examples"
+NO_SHARED = "../shared/data not present (CI has it; it is not shipped with the project)"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    """A fresh simulator with no faults and no latency."""
+    async with Simulator(SimulatorConfig()) as s:
+        yield s
+
+
+def endpoint(sim: Simulator, model: str = "sim-model", **kw: Any) -> EndpointConfig:
+    """An endpoint pointing at the simulator."""
+    base = {"api_base": sim.url, "model": model, "api_key": "sk-test-0000", "max_retries": 3}
+    base.update(kw)
+    return EndpointConfig.model_validate(base)
+
+
+def sim_config(sim: Simulator, **overrides: Any):
+    """A full DistillConfig with the generator and two evaluators on the simulator."""
+    ep = {"api_base": sim.url, "api_key": "sk-test-0000", "api_key_env": None, "max_retries": 2}
+    cfg: dict[str, Any] = {
+        "generator": {**ep, "model": "teacher-sim"},
+        "evaluators": {
+            "primary": {**ep, "model": "judge-a"},
+            "secondary": {**ep, "model": "judge-b"},
+        },
+    }
+    cfg.update(overrides)
+    return build_config(cfg)
+
+
+class SleepRecorder:
+    """A ``sleep`` that records the delays asked for and does not wait."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)

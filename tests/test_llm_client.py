@@ -1,0 +1,365 @@
+"""LLMClient against the simulator over loopback HTTP: retries, errors, cache, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from sft_distill.cache import ResponseCache
+from sft_distill.errors import LLMError, RetryableLLMError
+from sft_distill.llm_client import LLMClient, error_details, parse_retry_after
+from sft_distill.prompts import generation_messages
+from sft_distill.simulator import Scripted
+from sft_distill.utils import extract_json
+
+from .conftest import SleepRecorder, endpoint
+
+MESSAGES = [{"role": "user", "content": "Say hello as JSON."}]
+
+
+def as_json(result):
+    return extract_json(result.content)
+
+
+def ok(content: str = '{"hello": "world"}', **kw) -> Scripted:
+    return Scripted(status=200, content=content, **kw)
+
+
+async def test_plain_reply_is_parsed_and_usage_counted(sim):
+    async with LLMClient("generator", endpoint(sim)) as client:
+        msgs = generation_messages("保险合同是投保人与保险人约定保险权利义务关系的协议。", 2)
+        value, result = await client.chat(msgs, as_json)
+    assert isinstance(value, list) and len(value) == 2
+    assert result.attempts == 1 and not result.cached
+    assert client.usage.calls == 1
+    assert client.usage.prompt_tokens > 0 and client.usage.completion_tokens > 0
+    assert sim.stats["auth_headers_seen"] == 1
+
+
+async def test_429_with_retry_after_is_retried_after_that_delay(sim):
+    sleep = SleepRecorder()
+    sim.queue(
+        Scripted(
+            status=429,
+            headers={"Retry-After": "3"},
+            body={
+                "error": {
+                    "message": "Rate limit reached",
+                    "type": "requests",
+                    "code": "rate_limit_exceeded",
+                    "param": None,
+                }
+            },
+        ),
+        ok(),
+    )
+    async with LLMClient("primary", endpoint(sim), sleep=sleep) as client:
+        value, result = await client.chat(MESSAGES, as_json)
+    assert value == {"hello": "world"}
+    assert result.attempts == 2
+    assert sleep.delays == [3.0]
+    assert client.usage.retries == 1
+    assert sim.stats["by_status"] == {"429": 1, "200": 1}
+
+
+async def test_retry_after_ms_header_wins(sim):
+    sleep = SleepRecorder()
+    sim.queue(Scripted(status=429, headers={"retry-after-ms": "250", "Retry-After": "9"}), ok())
+    async with LLMClient("primary", endpoint(sim), sleep=sleep) as client:
+        await client.chat(MESSAGES, as_json)
+    assert sleep.delays == [0.25]
+
+
+async def test_500_then_ok_backs_off_exponentially(sim):
+    sleep = SleepRecorder()
+    sim.queue(500, 503, ok())
+    async with LLMClient("primary", endpoint(sim), sleep=sleep) as client:
+        _, result = await client.chat(MESSAGES, as_json)
+    assert result.attempts == 3
+    assert len(sleep.delays) == 2
+    # exponential_jitter(initial=0.5, jitter=0.5): first wait in [0.5, 1.0], second in [1.0, 1.5]
+    assert 0.5 <= sleep.delays[0] <= 1.0 and 1.0 <= sleep.delays[1] <= 1.5
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+async def test_client_errors_are_not_retried_and_name_endpoint_and_model(sim, status):
+    sleep = SleepRecorder()
+    sim.queue(status)
+    ep = endpoint(sim, model="judge-x", api_key="sk-very-secret-123")
+    async with LLMClient("secondary", ep, sleep=sleep) as client:
+        with pytest.raises(LLMError) as info:
+            await client.chat(MESSAGES, as_json)
+    err = info.value
+    assert not isinstance(err, RetryableLLMError)
+    assert err.status == status and err.attempts == 1
+    assert "secondary" in str(err) and "judge-x" in str(err) and f"HTTP {status}" in str(err)
+    assert "sk-very-secret-123" not in str(err)
+    assert sleep.delays == []
+    assert sim.stats["chat_requests"] == 1
+
+
+async def test_key_echoed_by_server_is_redacted(sim):
+    key = "sk-echo-me-456"
+    sim.queue(
+        Scripted(
+            status=401,
+            body={
+                "error": {
+                    "message": f"Incorrect API key provided: {key}",
+                    "type": "invalid_request_error",
+                }
+            },
+        )
+    )
+    async with LLMClient("generator", endpoint(sim, api_key=key)) as client:
+        with pytest.raises(LLMError) as info:
+            await client.chat(MESSAGES, as_json)
+    assert key not in str(info.value) and "***" in str(info.value)
+    assert "check the API key" in str(info.value)
+
+
+async def test_insufficient_quota_429_is_not_retried(sim):
+    sim.queue(
+        Scripted(
+            status=429,
+            body={
+                "error": {
+                    "message": "You exceeded your current quota, please check your plan.",
+                    "type": "insufficient_quota",
+                    "param": None,
+                    "code": "insufficient_quota",
+                }
+            },
+        )
+    )
+    async with LLMClient("generator", endpoint(sim), sleep=SleepRecorder()) as client:
+        with pytest.raises(LLMError) as info:
+            await client.chat(MESSAGES, as_json)
+    assert not isinstance(info.value, RetryableLLMError)
+    assert sim.stats["chat_requests"] == 1
+
+
+async def test_x_should_retry_false_stops_retries(sim):
+    sim.queue(Scripted(status=503, headers={"x-should-retry": "false"}))
+    async with LLMClient("generator", endpoint(sim), sleep=SleepRecorder()) as client:
+        with pytest.raises(LLMError):
+            await client.chat(MESSAGES, as_json)
+    assert sim.stats["chat_requests"] == 1
+
+
+async def test_truncated_reply_is_retried_never_kept(sim):
+    sim.queue(ok('[{"instruction": "a", "output": "b"}, {"instr', finish_reason="length"), ok())
+    async with LLMClient("generator", endpoint(sim), sleep=SleepRecorder()) as client:
+        value, result = await client.chat(MESSAGES, as_json)
+    assert value == {"hello": "world"} and result.attempts == 2
+
+
+async def test_unparsable_reply_is_reasked_within_budget_then_fails(sim):
+    sim.queue(*[ok("I cannot answer in JSON.") for _ in range(3)])
+    ep = endpoint(sim, max_retries=2)
+    async with LLMClient("generator", ep, sleep=SleepRecorder()) as client:
+        with pytest.raises(RetryableLLMError) as info:
+            await client.chat(MESSAGES, as_json)
+    assert info.value.attempts == 3
+    assert "unusable reply" in str(info.value)
+    assert client.usage.failed_calls == 1
+    assert sim.stats["chat_requests"] == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "x", "object": "chat.completion", "choices": []},
+        "<html>502 Bad Gateway</html>",
+    ],
+)
+async def test_empty_choices_and_non_json_body_are_retried(sim, body):
+    sim.queue(Scripted(status=200, body=body), ok())
+    async with LLMClient("generator", endpoint(sim), sleep=SleepRecorder()) as client:
+        value, result = await client.chat(MESSAGES, as_json)
+    assert value == {"hello": "world"} and result.attempts == 2
+
+
+async def test_content_null_on_stop_falls_back_to_reasoning(sim):
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": None, "reasoning": '{"a": 1}'},
+            }
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+    sim.queue(Scripted(status=200, body=body))
+    async with LLMClient("generator", endpoint(sim)) as client:
+        value, result = await client.chat(MESSAGES, as_json)
+    assert value == {"a": 1} and result.reasoning == '{"a": 1}'
+
+
+async def test_reasoning_content_is_kept(sim):
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": '{"a": 2}',
+                    "reasoning_content": "想一想",
+                },
+            }
+        ],
+    }
+    sim.queue(Scripted(status=200, body=body))
+    async with LLMClient("generator", endpoint(sim)) as client:
+        _, result = await client.chat(MESSAGES, as_json)
+    assert result.reasoning == "想一想"
+
+
+async def test_connection_reset_is_retried(sim):
+    sim.config.fail_rate = 1.0
+    sim.config.faults = ("reset",)
+    async with LLMClient(
+        "generator", endpoint(sim, max_retries=1), sleep=SleepRecorder()
+    ) as client:
+        with pytest.raises(RetryableLLMError) as info:
+            await client.chat(MESSAGES, as_json)
+    assert "connection error" in str(info.value) and info.value.attempts == 2
+
+
+async def test_timeout_is_retryable(sim):
+    sim.queue(Scripted(status=200, content='{"a": 1}', delay_s=2.0), ok())
+    ep = endpoint(sim, timeout=0.3)
+    async with LLMClient("generator", ep, sleep=SleepRecorder()) as client:
+        value, result = await client.chat(MESSAGES, as_json)
+    assert value == {"hello": "world"} and result.attempts == 2
+
+
+async def test_semaphore_bounds_requests_in_flight(sim):
+    sim.config.latency_ms = 30
+    async with LLMClient("generator", endpoint(sim, max_concurrent=3)) as client:
+        msgs = [[{"role": "user", "content": f"n={i} as JSON {{}}"}] for i in range(12)]
+        await asyncio.gather(*(client.chat(m, lambda r: r.content) for m in msgs))
+    assert sim.stats["peak_in_flight"] == 3
+    assert client.usage.calls == 12
+
+
+async def test_cache_replays_without_a_request(sim, tmp_path):
+    msgs = generation_messages("第一条 为了规范保险活动，保护保险活动当事人的合法权益。", 1)
+    with ResponseCache(tmp_path / "c.sqlite3") as cache:
+        async with LLMClient("generator", endpoint(sim), cache=cache) as client:
+            first, r1 = await client.chat(msgs, as_json)
+            second, r2 = await client.chat(msgs, as_json)
+        assert first == second and not r1.cached and r2.cached
+        assert sim.stats["chat_requests"] == 1 and client.usage.cached == 1
+    # a new process (new cache object) sees it too; the key is not stored anywhere in the file
+    with ResponseCache(tmp_path / "c.sqlite3") as cache:
+        async with LLMClient("generator", endpoint(sim), cache=cache) as client:
+            _, r3 = await client.chat(msgs, as_json)
+        assert r3.cached and sim.stats["chat_requests"] == 1
+    assert b"sk-test-0000" not in (tmp_path / "c.sqlite3").read_bytes()
+
+
+async def test_aclose_twice_is_safe(sim):
+    client = LLMClient("generator", endpoint(sim))
+    await client.open()
+    await client.aclose()
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "code"),
+    [
+        (
+            {
+                "error": {
+                    "message": "bad",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            },
+            "bad",
+            "invalid_request_error",
+        ),
+        (
+            {
+                "object": "error",
+                "message": "max_tokens must be at least 1",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            },
+            "max_tokens must be at least 1",
+            "BadRequestError",
+        ),
+        (
+            {
+                "error": {
+                    "message": "ctx",
+                    "type": "BadRequestError",
+                    "param": "input_tokens",
+                    "code": 400,
+                }
+            },
+            "ctx",
+            "BadRequestError",
+        ),
+        (
+            {"error": 'model "x" not found, try pulling it first'},
+            'model "x" not found, try pulling it first',
+            None,
+        ),
+        (
+            "<html><body>502 Bad Gateway</body></html>",
+            "<html><body>502 Bad Gateway</body></html>",
+            None,
+        ),
+        (
+            {"error": {"code": "rate_limit_exceeded", "message": "slow down", "type": "tokens"}},
+            "slow down",
+            "rate_limit_exceeded",
+        ),
+    ],
+)
+def test_error_details_reads_every_wire_shape(body, message, code):
+    assert error_details(body) == (message, code)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "2"}, 2.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_parse_retry_after(headers, expected):
+    assert parse_retry_after(headers) == expected
+
+
+def test_parse_retry_after_http_date():
+    import email.utils
+    import time
+
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= parse_retry_after({"retry-after": when}) <= 31
+
+
+def test_payload_carries_generation_parameters_and_extra_body(sim):
+    ep = endpoint(sim, temperature=0.2, max_tokens=100, extra_body={"enable_thinking": False})
+    payload = LLMClient("g", ep)._payload(MESSAGES, None)
+    assert payload["temperature"] == 0.2 and payload["max_tokens"] == 100
+    assert payload["enable_thinking"] is False
+    assert "sk-test" not in json.dumps(payload)

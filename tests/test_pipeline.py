@@ -1,0 +1,229 @@
+"""The whole pipeline against the simulator over loopback HTTP, as the README describes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sft_distill import DatasetDistillationPipeline
+from sft_distill.errors import InputError
+from sft_distill.simulator import Simulator, SimulatorConfig, run_in_thread
+
+from .conftest import EXAMPLES, sim_config
+
+SLICES = EXAMPLES / "slices.jsonl"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+async def run(sim, tmp_path, input_path=SLICES, **overrides):
+    cfg = sim_config(sim, output_dir=str(tmp_path / "out"), **overrides)
+    return await DatasetDistillationPipeline(cfg, show_progress=False).run(input_path)
+
+
+async def test_example_job_writes_valid_outputs(sim, tmp_path):
+    result = await run(sim, tmp_path)
+    out = result.output_dir
+    train, val, raw = (
+        read_jsonl(out / f) for f in ("train.jsonl", "val.jsonl", "generated_raw.jsonl")
+    )
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    c = meta["counts"]
+    assert c["slices"] == 8 and c["chunks"] > c["slices"]  # long slices were split
+    assert len(raw) == c["samples_generated"] == c["samples_evaluated"] > 0
+    assert len(train) == c["train"] and len(val) == c["val"]
+    assert c["train"] + c["val"] == c["after_dedup"] <= c["passed_thresholds"]
+    assert sum(c["dropped"].values()) == len(raw) - c["after_dedup"]
+    assert abs(c["train"] / c["after_dedup"] - 0.9) < 0.1
+    for row in train + val:
+        assert [t["from"] for t in row["conversations"]] == ["human", "gpt"]
+        assert all(t["value"].strip() for t in row["conversations"])
+        assert row["avg_score"] >= 7.0
+        assert set(row["dimension_scores"]) == {"judge-a", "judge-b"}
+        assert row["slice_id"]
+    ids = [r["id"] for r in raw]
+    assert len(ids) == len(set(ids))
+    assert all(len(r["judgements"]) == 2 for r in raw)
+    # usage per model agrees with what the server saw
+    calls = sum(u["calls"] for u in meta["usage"].values())
+    assert calls == sim.stats["chat_requests"]
+    assert meta["usage"]["generator"]["calls"] == c["chunks"]
+    assert meta["scores"]["primary"]["model"] == "judge-a"
+    assert 0 < meta["scores"]["primary"]["mean"]["accuracy"] <= 10
+    assert meta["simulator"] is False and meta["version"]
+
+
+async def test_near_duplicates_are_dropped_naming_the_kept_sample(sim, tmp_path):
+    result = await run(sim, tmp_path)
+    raw = read_jsonl(result.output_dir / "generated_raw.jsonl")
+    kept = {r["id"] for r in read_jsonl(result.output_dir / "train.jsonl")} | {
+        r["id"] for r in read_jsonl(result.output_dir / "val.jsonl")
+    }
+    dups = [r for r in raw if r["drop_reason"] == "duplicate"]
+    assert dups, "the simulator plants near-duplicates; dedup should find some"
+    by_id = {r["id"]: r for r in raw}
+    for d in dups:
+        assert d["duplicate_of"] in kept
+        assert by_id[d["duplicate_of"]]["avg_score"] >= d["avg_score"]
+    assert result.counts.dropped["duplicate"] == len(dups)
+
+
+async def test_rerun_pays_nothing_twice_and_gives_the_same_dataset(sim, tmp_path):
+    first = await run(sim, tmp_path)
+    calls = sim.stats["chat_requests"]
+    train1 = (first.output_dir / "train.jsonl").read_bytes()
+    second = await run(sim, tmp_path)
+    assert sim.stats["chat_requests"] == calls
+    assert (second.output_dir / "train.jsonl").read_bytes() == train1
+    assert second.metadata["usage"]["generator"]["cached"] == first.counts.chunks
+
+
+async def test_changed_threshold_rerun_makes_zero_calls(sim, tmp_path):
+    first = await run(sim, tmp_path)
+    calls = sim.stats["chat_requests"]
+    second = await run(sim, tmp_path, min_score_threshold=8.5)
+    assert sim.stats["chat_requests"] == calls
+    assert second.counts.passed_thresholds < first.counts.passed_thresholds
+
+
+async def test_api_key_never_reaches_any_output(sim, tmp_path):
+    key = "sk-LEAKCHECK-7f3a9b"
+    ep = {"api_base": sim.url, "api_key": key, "max_retries": 0}
+    cfg = sim_config(
+        sim,
+        output_dir=str(tmp_path / "out"),
+        generator={**ep, "model": "teacher-sim"},
+        evaluators={
+            "primary": {**ep, "model": "judge-a"},
+            "secondary": {
+                "api_base": "http://127.0.0.1:9/v1",
+                "api_key": key,
+                "model": "judge-down",
+                "max_retries": 0,
+            },
+        },
+        min_votes=1,
+    )
+    result = await DatasetDistillationPipeline(cfg, show_progress=False).run(SLICES)
+    assert result.failures > 0  # the unreachable judge produced error text
+    files = [p for p in result.output_dir.rglob("*") if p.is_file()]
+    assert len(files) >= 5
+    for p in files:
+        assert key.encode() not in p.read_bytes(), p.name
+    assert sim.stats["auth_headers_seen"] > 0  # the key was sent, just never written
+
+
+async def test_failed_evaluator_casts_no_vote_and_is_recorded(sim, tmp_path):
+    ep = {"api_base": sim.url, "api_key": "k", "max_retries": 0}
+    down = {
+        "api_base": "http://127.0.0.1:9/v1",
+        "api_key": "k",
+        "model": "judge-down",
+        "max_retries": 1,
+        "timeout": 2,
+    }
+    cfg = sim_config(
+        sim,
+        output_dir=str(tmp_path / "out"),
+        generator={**ep, "model": "teacher-sim"},
+        evaluators={"primary": {**ep, "model": "judge-a"}, "secondary": down},
+        min_votes=1,
+    )
+    result = await DatasetDistillationPipeline(cfg, show_progress=False).run(SLICES)
+    raw = read_jsonl(result.output_dir / "generated_raw.jsonl")
+    for r in raw:
+        failed = next(j for j in r["judgements"] if j["evaluator"] == "secondary")
+        ok = next(j for j in r["judgements"] if j["evaluator"] == "primary")
+        assert failed["error"] and "connection error" in failed["error"]
+        assert r["avg_score"] == pytest.approx(ok["weighted_mean"])  # not lowered by the failure
+        assert r["votes"] == (1 if ok["weighted_mean"] >= 7.0 else 0)
+    failures = read_jsonl(result.output_dir / "failures.jsonl")
+    assert len(failures) == len(raw) == result.failures
+    assert {f["endpoint"] for f in failures} == {"secondary"}
+    assert all(f["attempts"] == 2 and f["sample_id"] for f in failures)
+    assert result.counts.train + result.counts.val > 0
+
+
+async def test_generation_and_evaluation_overlap(tmp_path):
+    lines = [
+        json.dumps(
+            {"id": f"s{i}", "content": f"第{i}条 保险人应当及时赔付。投保人应当如实告知第{i}项。"},
+            ensure_ascii=False,
+        )
+        for i in range(30)
+    ]
+    src = tmp_path / "s.jsonl"
+    src.write_text("\n".join(lines), encoding="utf-8")
+    async with Simulator(SimulatorConfig(latency_ms=20)) as sim:
+        cfg = sim_config(sim, output_dir=str(tmp_path / "out"), samples_per_slice=1)
+        cfg = cfg.model_copy(
+            update={"generator": cfg.generator.model_copy(update={"max_concurrent": 2})}
+        )
+        await DatasetDistillationPipeline(cfg, show_progress=False).run(src)
+        kinds = [k for k, _model, _status in sim.requests_log]
+    first_eval = kinds.index("evaluation")
+    last_gen = len(kinds) - 1 - kinds[::-1].index("generation")
+    assert first_eval < last_gen / 2  # judging started long before generation ended
+
+
+async def test_bad_lines_are_skipped_and_counted(sim, tmp_path):
+    src = tmp_path / "mixed.jsonl"
+    src.write_text(
+        '{"id": "a", "content": "第一条 为了规范保险活动，制定本法。"}\n'
+        "{broken\n"
+        '{"id": "b"}\n'
+        '{"content": "Article V. The Congress shall propose Amendments to this Constitution."}\n',
+        encoding="utf-8",
+    )
+    result = await run(sim, tmp_path, input_path=src)
+    assert result.counts.slices == 2 and result.counts.bad_lines == 2
+    meta = result.metadata
+    assert any("mixed.jsonl:2" in b for b in meta["bad_lines"])
+    assert any("mixed.jsonl:3" in b for b in meta["bad_lines"])
+
+
+async def test_input_without_any_usable_slice_is_an_input_error(sim, tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text("{broken\n[1]\n", encoding="utf-8")
+    with pytest.raises(InputError, match="no usable slice"):
+        await run(sim, tmp_path, input_path=src)
+
+
+async def test_dry_run_uses_the_builtin_simulator(tmp_path):
+    pipeline = DatasetDistillationPipeline({"output_dir": str(tmp_path / "o")}, show_progress=False)
+    result = await pipeline.run(SLICES, dry_run=True)
+    assert result.metadata["simulator"] is True
+    assert result.counts.train > 0
+
+
+async def test_custom_embed_fn_is_used_for_dedup(sim, tmp_path):
+    import numpy as np
+
+    calls = []
+
+    def embed(texts):
+        calls.append(len(texts))
+        # identical vectors for texts sharing their first 12 characters
+        return np.array([[hash(t[:12]) % 97 + 1.0, len(t[:12])] for t in texts])
+
+    cfg = sim_config(sim, output_dir=str(tmp_path / "out"), embed_batch_size=16)
+    result = await DatasetDistillationPipeline(cfg, embed_fn=embed, show_progress=False).run(SLICES)
+    assert result.metadata["dedup"]["method"] == "embedding"
+    assert sum(calls) == result.counts.passed_thresholds and max(calls) <= 16
+
+
+def test_run_sync_works_inside_a_running_loop(tmp_path):
+    import asyncio
+
+    with run_in_thread(SimulatorConfig()) as sim:
+        cfg = sim_config(sim, output_dir=str(tmp_path / "out"))
+
+        async def notebook_cell():
+            return DatasetDistillationPipeline(cfg, show_progress=False).run_sync(SLICES)
+
+        result = asyncio.run(notebook_cell())
+    assert result.counts.train > 0
