@@ -1,7 +1,8 @@
 """Command line: ``sft-distill [run] --input slices.jsonl [--output DIR] [--config FILE]``.
 
 Exit status: 0 completed; 2 usage, config, input or output error (one line, no traceback);
-3 completed but some work failed after retries (see failures.jsonl); 130 interrupted.
+3 completed but some work failed after retries (see failures.jsonl); 130 interrupted by SIGINT
+(Ctrl-C), 143 by SIGTERM. An interrupted run leaves a resumable state: rerun the same command.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +27,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sft-distill",
         description="Turn JSONL knowledge slices into SFT data with a teacher LLM and LLM judges.",
         epilog="Exit status: 0 done, 2 bad usage/config/input/output, 3 done with failures "
-        "(see failures.jsonl), 130 interrupted (rerun the same command to resume).",
+        "(see failures.jsonl), 130/143 interrupted by SIGINT/SIGTERM (rerun the same command "
+        "to resume).",
     )
     p.add_argument("--input", "-i", required=True, help="JSONL file of {id, content, metadata}")
     p.add_argument("--output", "-o", help="output directory (default: config output_dir)")
@@ -45,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh",
         action="store_true",
         help="discard the output directory's cache and outputs and start over",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace another run's outputs in --output (its cached replies are reused)",
     )
     p.add_argument("--strict", action="store_true", help="fail on the first bad input line")
     p.add_argument("--samples-per-slice", type=int, help="override samples_per_slice")
@@ -100,6 +110,56 @@ def format_summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+class Interrupted(Exception):
+    """The run was stopped by a signal; the cache holds every finished call."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+async def run_until_signal(
+    pipeline: DatasetDistillationPipeline, input_path: str, *, dry_run: bool
+) -> RunResult:
+    """Run the pipeline; SIGINT or SIGTERM cancels it cleanly (a second signal exits at once).
+
+    Cancellation stops intake and abandons calls in flight; every reply already received is
+    committed in the cache and every output line written is flushed, so a rerun resumes.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if received:  # impatient second signal: the cache is crash-safe, leave now
+            os._exit(EXIT_INTERRUPTED if sig == signal.SIGINT else EXIT_TERMINATED)
+        received.append(sig.name)
+        print(
+            f"\nsft-distill: {sig.name} received, stopping (finished calls are kept)...",
+            file=sys.stderr,
+            flush=True,
+        )
+        task.cancel()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+            pass
+    try:
+        return await pipeline.run(input_path, dry_run=dry_run)
+    except asyncio.CancelledError:
+        if received:
+            raise Interrupted(received[0]) from None
+        raise
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sft-distill`` and ``scripts/run_pipeline.py``."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -113,19 +173,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, _overrides(args))
         pipeline = DatasetDistillationPipeline(
-            config, show_progress=not args.quiet, strict=args.strict, fresh=args.fresh
+            config,
+            show_progress=not args.quiet,
+            strict=args.strict,
+            fresh=args.fresh,
+            overwrite=args.overwrite,
         )
         with logging_redirect_tqdm():
-            result = asyncio.run(pipeline.run(args.input, dry_run=args.dry_run))
+            result = asyncio.run(run_until_signal(pipeline, args.input, dry_run=args.dry_run))
     except DistillError as exc:
         print(f"sft-distill: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signame = exc.signame if isinstance(exc, Interrupted) else "SIGINT"
         print(
-            "sft-distill: interrupted; finished calls are cached, rerun the same command to resume",
+            f"sft-distill: interrupted by {signame}; finished calls are cached, rerun the same "
+            "command to resume",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if signame == "SIGTERM" else EXIT_INTERRUPTED
     print(format_summary(result))
     return EXIT_PARTIAL if result.failures else EXIT_OK
 

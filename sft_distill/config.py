@@ -85,6 +85,13 @@ class EndpointConfig(BaseModel):
     timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="seconds per request")
     max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=50)
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    retry_backoff_s: float = Field(0.5, ge=0, description="first retry wait; doubles each time")
+    retry_backoff_max_s: float = Field(8.0, ge=0, description="longest retry wait")
+    adaptive_concurrency: bool = Field(
+        True, description="shrink concurrency under sustained 429s, grow it back after"
+    )
+    max_requests_per_minute: float | None = Field(None, gt=0)
+    max_tokens_per_minute: float | None = Field(None, gt=0)
 
     @field_validator("api_base")
     @classmethod

@@ -800,3 +800,12 @@ def write_splits(
     if counts["missing"]:
         log.warning("%d kept sample(s) not found in %s", counts["missing"], raw_path)
     return counts
+
+
+def file_digest(path: PathLike, *, chunk_bytes: int = 1 << 20) -> str:
+    """Hex blake2b of a file's bytes, read in chunks (identifies the input of a run)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            h.update(block)
+    return h.hexdigest()

@@ -10,6 +10,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from tenacity import (
 )
 
 from .cache import ResponseCache, request_key
+from .concurrency import AdaptiveLimiter, TokenBucket
 from .config import EndpointConfig
 from .errors import JSONExtractionError, LLMError, RetryableLLMError
 from .models import Usage
@@ -35,8 +37,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_RETRY_AFTER_S = 120.0
-# openai-python's policy: 0.5 s doubling to at most 8 s, plus jitter so clients do not sync up.
-_BACKOFF = wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5)
+# Payload keys left out of cache keys: a reply that was not truncated stays valid when only the
+# token budget changes, so raising max_tokens re-sends just the replies that were cut off.
+_UNKEYED = frozenset({"max_tokens", "max_completion_tokens"})
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 # 429 bodies that retrying never fixes (billing), per OpenAI and DeepSeek docs.
 _NON_RETRYABLE_429_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
@@ -128,6 +131,25 @@ class wait_retry_after:
         return self.fallback(state)
 
 
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds from a Go-style duration (``6m0s``, ``17ms``, ``1.5s``) or a bare number."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION_RE.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
 def _display_url(api_base: str) -> str:
     # Query strings can carry credentials on some gateways; never show them.
     return api_base.split("?", 1)[0]
@@ -162,7 +184,16 @@ class LLMClient:
         self._cache = cache
         self._namespace = cache_namespace or config.api_base
         self._sleep = sleep
-        self._sem = asyncio.Semaphore(config.max_concurrent)
+        self.limiter = AdaptiveLimiter(config.max_concurrent, adaptive=config.adaptive_concurrency)
+        self._rpm = (
+            TokenBucket(config.max_requests_per_minute) if config.max_requests_per_minute else None
+        )
+        self._tpm = (
+            TokenBucket(config.max_tokens_per_minute) if config.max_tokens_per_minute else None
+        )
+        self._backoff = wait_exponential(
+            multiplier=config.retry_backoff_s, max=config.retry_backoff_max_s
+        ) + wait_random(0, config.retry_backoff_s)
         self._session: aiohttp.ClientSession | None = None
         self.usage = Usage(model=config.model)
         self.latencies: list[float] = []
@@ -233,7 +264,11 @@ class LLMClient:
             LLMError: after the retry budget, or at once for a non-retryable status.
         """
         payload = self._payload(messages, overrides)
-        key = request_key(self._namespace, payload) if self._cache is not None else ""
+        key = ""
+        if self._cache is not None:
+            key = request_key(
+                self._namespace, {k: v for k, v in payload.items() if k not in _UNKEYED}
+            )
         if self._cache is not None:
             hit = self._cache.get(key)
             if hit is not None:
@@ -249,7 +284,7 @@ class LLMClient:
         attempts = 0
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableLLMError),
-            wait=wait_retry_after(_BACKOFF),
+            wait=wait_retry_after(self._backoff),
             stop=stop_after_attempt(self.config.max_retries + 1),
             sleep=self._sleep,
             reraise=True,
@@ -285,7 +320,13 @@ class LLMClient:
         if self._session is None:
             await self.open()
         assert self._session is not None
-        async with self._sem:
+        estimate = 0
+        if self._rpm is not None:
+            await self._rpm.take(1)
+        if self._tpm is not None:
+            estimate = self._estimate_tokens(payload)
+            await self._tpm.take(estimate)
+        async with self.limiter:
             t0 = time.perf_counter()
             try:
                 async with self._session.post(self.url, json=payload) as resp:
@@ -310,6 +351,8 @@ class LLMClient:
         self.usage.calls += 1
         self.usage.latency_s_total += elapsed
         self.latencies.append(elapsed)
+        self.limiter.record(overloaded=status == 429)
+        self._obey_rate_headers(headers)
         text = raw.decode("utf-8", errors="replace")
         if status >= 400:
             raise self._status_error(status, text, headers)
@@ -323,7 +366,31 @@ class LLMClient:
                 model=self.model,
                 status=status,
             ) from None
-        return self._read_choice(body, elapsed)
+        result = self._read_choice(body, elapsed)
+        if self._tpm is not None:
+            self._tpm.adjust(result.prompt_tokens + result.completion_tokens - estimate)
+        return result
+
+    @staticmethod
+    def _estimate_tokens(payload: dict[str, Any]) -> int:
+        # About two characters a token across Chinese and English; corrected after the reply.
+        chars = sum(len(m.get("content") or "") for m in payload.get("messages", []))
+        return chars // 2 + 1
+
+    def _obey_rate_headers(self, headers: Any) -> None:
+        """Hold new requests until the reset when the server says the request quota is spent."""
+        if headers.get("x-ratelimit-remaining-requests") != "0":
+            return
+        reset = parse_duration(headers.get("x-ratelimit-reset-requests"))
+        if reset:
+            self.limiter.pause_until(time.monotonic() + min(reset, MAX_RETRY_AFTER_S))
+
+    def usage_report(self) -> dict[str, Any]:
+        """Calls, tokens and concurrency figures for metadata.json."""
+        self.usage.peak_in_flight = self.limiter.peak_in_flight
+        self.usage.concurrency_limit = round(self.limiter.limit, 2)
+        self.usage.limit_decreases = self.limiter.decreases
+        return self.usage.model_dump()
 
     def _status_error(self, status: int, text: str, headers: Any) -> LLMError:
         try:

@@ -102,6 +102,9 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s_total: float = 0.0
+    peak_in_flight: int = 0
+    concurrency_limit: float = 0.0
+    limit_decreases: int = 0
 
 
 class StageCounts(BaseModel):

@@ -26,6 +26,7 @@ from .data_io import (
     BadLine,
     JsonlWriter,
     count_lines,
+    file_digest,
     prepare_output_dir,
     read_slices,
     split_key,
@@ -34,7 +35,7 @@ from .data_io import (
     write_json_atomic,
 )
 from .dedup import make_deduplicator
-from .errors import InputError
+from .errors import InputError, OutputError
 from .evaluator import evaluate_samples
 from .generator import generate_samples
 from .llm_client import LLMClient
@@ -68,6 +69,15 @@ class RunResult:
     def complete(self) -> bool:
         """True when no unit of work failed for good."""
         return self.failures == 0
+
+
+def run_identity(path: Path, *, simulator: bool) -> dict[str, Any]:
+    """What makes two runs "the same run" for resume: the input file and the mode."""
+    return {
+        "input": str(path.resolve()),
+        "input_blake2b": file_digest(path),
+        "simulator": simulator,
+    }
 
 
 class _ScoreStats:
@@ -112,6 +122,8 @@ class DatasetDistillationPipeline:
         show_progress: draw tqdm bars on stderr.
         strict: fail on the first bad input line instead of skipping it.
         fresh: discard the output directory's cache and outputs and start over.
+        overwrite: let this run replace another run's outputs in the output directory, reusing
+            its cached replies where the requests are the same.
     """
 
     def __init__(
@@ -122,6 +134,7 @@ class DatasetDistillationPipeline:
         show_progress: bool = True,
         strict: bool = False,
         fresh: bool = False,
+        overwrite: bool = False,
     ) -> None:
         if isinstance(config, DistillConfig):
             if embed_fn is not None:
@@ -132,6 +145,7 @@ class DatasetDistillationPipeline:
         self.show_progress = show_progress
         self.strict = strict
         self.fresh = fresh
+        self.overwrite = overwrite
 
     def run_sync(self, input_path: str | os.PathLike[str], **kwargs: Any) -> RunResult:
         """Blocking ``run`` for scripts; also works when an event loop is already running."""
@@ -197,6 +211,7 @@ class DatasetDistillationPipeline:
         if self.fresh:
             for name in (*OUTPUT_FILES, CACHE_FILENAME + "-wal", CACHE_FILENAME + "-shm"):
                 (out / name).unlink(missing_ok=True)
+        identity = run_identity(path, simulator=simulator_url is not None)
 
         stats = StageCounts()
         bad_examples: list[str] = []
@@ -222,6 +237,7 @@ class DatasetDistillationPipeline:
 
         async with AsyncExitStack() as stack:
             cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME))
+            self._claim_output_dir(out, cache, identity)
             fail_log = stack.enter_context(JsonlWriter(out / FAILURES_FILE))
             raw_log = stack.enter_context(JsonlWriter(partial))
 
@@ -288,8 +304,7 @@ class DatasetDistillationPipeline:
 
         duplicates: dict[str, str] = {}
         if dedup is not None:
-            resolved = dedup.resolve()
-            duplicates = await resolved if asyncio.iscoroutine(resolved) else resolved
+            duplicates = await dedup.aresolve()
         if duplicates:
             dropped["duplicate"] += len(duplicates)
         kept = [i for i in passed_ids if i not in duplicates]
@@ -306,7 +321,11 @@ class DatasetDistillationPipeline:
             "package": "sft_distill",
             "version": __version__,
             "simulator": simulator_url is not None,
-            "input": {"path": str(path), "lines": total_lines},
+            "input": {
+                "path": str(path),
+                "lines": total_lines,
+                "blake2b": identity["input_blake2b"],
+            },
             "output_format": "sharegpt",
             "prompt_versions": {
                 "generation": GEN_PROMPT_VERSION,
@@ -317,8 +336,7 @@ class DatasetDistillationPipeline:
             "failures": failures,
             "scores": score_stats.summary(),
             "usage": {
-                name: c.usage.model_dump()
-                for name, c in [("generator", gen_client), *judges.items()]
+                name: c.usage_report() for name, c in [("generator", gen_client), *judges.items()]
             },
             "dedup": {
                 "enabled": cfg.enable_dedup,
@@ -354,6 +372,39 @@ class DatasetDistillationPipeline:
                 for name in (TRAIN_FILE, VAL_FILE, RAW_FILE, METADATA_FILE, FAILURES_FILE)
             },
         )
+
+    def _claim_output_dir(self, out: Path, cache: ResponseCache, identity: dict[str, Any]) -> None:
+        """Refuse to replace another run's results silently; record this run as the owner.
+
+        Raises:
+            OutputError: the directory holds results of a different input (or mode).
+        """
+        previous: dict[str, Any] | None = None
+        stored = cache.get_meta("run_identity")
+        if stored is not None:
+            previous = json.loads(stored)
+        elif (out / METADATA_FILE).exists() or (out / TRAIN_FILE).exists():
+            try:
+                meta = json.loads((out / METADATA_FILE).read_text(encoding="utf-8"))
+                previous = {
+                    "input": str(Path(meta["input"]["path"]).resolve()),
+                    "input_blake2b": meta["input"].get("blake2b"),
+                    "simulator": meta.get("simulator"),
+                }
+            except (OSError, ValueError, KeyError, TypeError):
+                previous = {"input": "unknown (not written by sft_distill?)"}
+        if previous is not None and previous != identity and not self.overwrite:
+            what = previous.get("input")
+            if previous.get("input") == identity["input"]:
+                what = f"{what} as it was before it changed"
+            if previous.get("simulator") is True and not identity["simulator"]:
+                what = f"{what}, a dry run on the simulator"
+            raise OutputError(
+                f"output directory {out} holds the results of another run (input {what}); "
+                "use --overwrite to replace them (cached replies are reused), --fresh to start "
+                "over, or choose another --output"
+            )
+        cache.set_meta("run_identity", json.dumps(identity, sort_keys=True))
 
     @staticmethod
     def _finalize(

@@ -92,6 +92,7 @@ class SimulatorConfig:
     faults: tuple[str, ...] = FAULT_KINDS
     timeout_s: float = 30.0
     keep_prompts: bool = False
+    ratelimit_headers: bool = False  # send x-ratelimit-remaining-requests: 0 with 429s
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - _ALL_FAULT_KINDS)
@@ -501,7 +502,12 @@ class SimState:
         return web.Response(status=status, body=body, headers=headers, content_type=content_type)
 
     def _rate_limit_headers(self, *, retry_after: bool) -> dict[str, str]:
-        headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}
+        # Random 429s model noise, not a spent quota: only claim "remaining 0" when asked to.
+        headers = (
+            {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}
+            if self.cfg.ratelimit_headers
+            else {}
+        )
         if retry_after:
             ra = self.cfg.retry_after_s
             headers["Retry-After"] = _fmt_seconds(1.0 if ra is None else ra)

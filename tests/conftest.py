@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,24 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 EXAMPLES = REPO / "examples"
 NO_SHARED = "../shared/data not present (CI has it; it is not shipped with the project)"
+
+
+_LOOPBACK = ("127.", "::1", "localhost")
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+    if host is not None and not str(host).startswith(_LOOPBACK):
+        raise OSError(f"tests may only contact 127.0.0.1, not {host!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """Fail fast and loudly if any test tries to resolve a host other than loopback."""
+    socket.getaddrinfo = _loopback_only_getaddrinfo
+    yield
+    socket.getaddrinfo = _real_getaddrinfo
 
 
 @pytest.fixture

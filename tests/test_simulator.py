@@ -253,6 +253,14 @@ async def test_embeddings_are_normalised_and_near_duplicates_are_close(server, h
     assert server.stats["embedding_requests"] == 3 and server.stats["by_model"]["emb"] == 2
 
 
+async def test_ratelimit_headers_are_opt_in(server, http):
+    server.config.ratelimit_headers = True
+    server.queue(429)
+    _, _, resp = await chat(http, server, generation_messages(EN_DOC, 1))
+    assert resp.headers["x-ratelimit-remaining-requests"] == "0"
+    assert resp.headers["x-ratelimit-reset-requests"] == "1s"
+
+
 # --- scripting --------------------------------------------------------------------------------
 
 
@@ -261,7 +269,7 @@ async def test_queue_429_with_retry_after_then_scripted_content_then_normal(serv
     msgs = generation_messages(EN_DOC, 2)
     status, body, resp = await chat(http, server, msgs)
     assert status == 429 and resp.headers["Retry-After"] == "1"
-    assert resp.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "x-ratelimit-remaining-requests" not in resp.headers  # noise, not a spent quota
     assert body["error"]["type"] == "requests" and body["error"]["code"] == "rate_limit_exceeded"
     assert set(body["error"]) == {"message", "type", "param", "code"}
     status, body, _ = await chat(http, server, msgs)

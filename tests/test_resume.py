@@ -1,0 +1,244 @@
+"""Never lose work, never pay twice: kill -9, SIGINT/SIGTERM, reruns with changed settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sft_distill import DatasetDistillationPipeline
+from sft_distill.errors import OutputError
+from sft_distill.simulator import SimulatorConfig, run_in_thread
+
+from .conftest import EXAMPLES, REPO, sim_config
+
+SCRIPT = REPO / "scripts" / "run_pipeline.py"
+
+
+def make_input(path: Path, n: int = 24) -> Path:
+    """n mid-sized slices cut from the shipped examples (Chinese and English)."""
+    lines = EXAMPLES.joinpath("slices.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["content"] for line in lines]
+    pieces = []
+    for t in texts:
+        pieces += [t[i : i + 900] for i in range(0, len(t), 900) if len(t[i : i + 900]) > 300]
+    rows = [
+        {"id": f"p{i:03d}", "content": pieces[i % len(pieces)] + f"\n（第{i}段）"} for i in range(n)
+    ]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    return path
+
+
+def write_config(path: Path, url: str, **extra) -> Path:
+    ep = {
+        "api_base": url,
+        "api_key": "sk-resume-test",
+        "api_key_env": None,
+        "max_concurrent": 4,
+        "max_retries": 2,
+        "retry_backoff_s": 0.01,
+    }
+    cfg = {
+        "generator": {**ep, "model": "teacher-sim"},
+        "evaluators": {
+            "primary": {**ep, "model": "judge-a"},
+            "secondary": {**ep, "model": "judge-b"},
+        },
+    }
+    cfg.update(extra)
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    return path
+
+
+def start_cli(inp: Path, out: Path, cfg: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--input",
+            str(inp),
+            "--output",
+            str(out),
+            "--config",
+            str(cfg),
+            "-q",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
+
+
+def cache_rows(out: Path) -> int:
+    with sqlite3.connect(out / "cache.sqlite3") as db:
+        return int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    return {n: (out / n).read_bytes() for n in ("train.jsonl", "val.jsonl", "generated_raw.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def sim_thread():
+    with run_in_thread(SimulatorConfig(latency_ms=25, jitter_ms=15, seed=7)) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def reference(sim_thread, tmp_path_factory):
+    """An uninterrupted run: its outputs and how many calls it needed."""
+    d = tmp_path_factory.mktemp("ref")
+    inp, cfg = make_input(d / "in.jsonl"), write_config(d / "c.json", sim_thread.url)
+    sim_thread.reset_stats()
+    p = start_cli(inp, d / "out", cfg)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    return {
+        "inp": inp,
+        "cfg": cfg,
+        "calls": sim_thread.stats()["chat_requests"],
+        "outputs": outputs(d / "out"),
+    }
+
+
+@pytest.mark.parametrize("kill_after", [5, 60, 130])
+def test_kill_9_then_rerun_gives_the_same_dataset_and_resends_only_unfinished(
+    sim_thread, reference, tmp_path, kill_after
+):
+    assert reference["calls"] > 140  # the kill points fall inside the run
+    out = tmp_path / "out"
+    sim_thread.reset_stats()
+    p = start_cli(reference["inp"], out, reference["cfg"])
+    deadline = time.monotonic() + 60
+    while sim_thread.stats()["chat_requests"] < kill_after and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(p.pid, signal.SIGKILL)
+    p.communicate(timeout=10)
+    assert p.returncode == -signal.SIGKILL
+    sent_before_kill = sim_thread.stats()["chat_requests"]
+    finished = cache_rows(out)
+    assert 0 < finished < reference["calls"]
+
+    sim_thread.reset_stats()
+    p = start_cli(reference["inp"], out, reference["cfg"])
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    resent = sim_thread.stats()["chat_requests"]
+    assert resent == reference["calls"] - finished  # only calls without a recorded reply
+    assert sent_before_kill - finished <= 12  # lost: at most what was in flight (3 x 4)
+    assert outputs(out) == reference["outputs"]  # same samples, none duplicated or missing
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_signal_stops_quickly_with_a_message_and_resumes(
+    sim_thread, reference, tmp_path, sig, code, name
+):
+    out = tmp_path / "out"
+    sim_thread.reset_stats()
+    p = start_cli(reference["inp"], out, reference["cfg"])
+    while sim_thread.stats()["chat_requests"] < 40:
+        time.sleep(0.002)
+    t0 = time.monotonic()
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=30)
+    assert time.monotonic() - t0 < 5
+    assert p.returncode == code
+    assert f"interrupted by {name}" in err and "rerun the same command" in err
+    assert "Traceback" not in err
+    finished = cache_rows(out)
+    sim_thread.reset_stats()
+    p = start_cli(reference["inp"], out, reference["cfg"])
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert sim_thread.stats()["chat_requests"] == reference["calls"] - finished
+    assert outputs(out) == reference["outputs"]
+
+
+async def test_adding_an_evaluator_sends_only_its_calls(sim, tmp_path):
+    inp = make_input(tmp_path / "in.jsonl", n=6)
+    one = sim_config(
+        sim,
+        output_dir=str(tmp_path / "out"),
+        min_votes=1,
+        evaluators={"primary": {"api_base": sim.url, "model": "judge-a"}, "secondary": None},
+    )
+    first = await DatasetDistillationPipeline(one, show_progress=False).run(inp)
+    sim.reset_stats()
+    two = sim_config(sim, output_dir=str(tmp_path / "out"), min_votes=1)
+    second = await DatasetDistillationPipeline(two, show_progress=False).run(inp)
+    assert sim.stats["by_model"] == {"judge-b": first.counts.samples_generated}
+    assert second.counts.samples_generated == first.counts.samples_generated
+
+
+async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
+    inp = make_input(tmp_path / "in.jsonl", n=10)
+    out = str(tmp_path / "out")
+    ep = {"api_base": sim.url, "max_retries": 1, "retry_backoff_s": 0.0}
+    small = sim_config(
+        sim, output_dir=out, generator={**ep, "model": "teacher-sim", "max_tokens": 300}
+    )
+    first = await DatasetDistillationPipeline(small, show_progress=False).run(inp)
+    truncated = first.counts.generation_failed_chunks
+    assert 0 < truncated < first.counts.chunks  # some replies were cut, some were not
+    failures = read_jsonl(Path(out, "failures.jsonl"))
+    assert all("finish_reason=length" in f["reason"] for f in failures)
+
+    sim.reset_stats()
+    sim.requests_log.clear()
+    big = sim_config(
+        sim, output_dir=out, generator={**ep, "model": "teacher-sim", "max_tokens": 8000}
+    )
+    second = await DatasetDistillationPipeline(big, show_progress=False).run(inp)
+    gen_calls = sum(1 for kind, _, _ in sim.requests_log if kind == "generation")
+    assert gen_calls == truncated
+    new_samples = second.counts.samples_generated - first.counts.samples_generated
+    assert sim.stats["by_kind"].get("evaluation", 0) == 2 * new_samples
+    assert second.failures == 0
+
+
+async def test_output_dir_of_another_run_is_never_overwritten_silently(sim, tmp_path):
+    a = make_input(tmp_path / "a.jsonl", n=3)
+    b = tmp_path / "b.jsonl"
+    b.write_text(
+        '{"id": "x", "content": "第一条 为了规范保险活动，制定本法。"}\n', encoding="utf-8"
+    )
+    cfg = sim_config(sim, output_dir=str(tmp_path / "out"))
+    await DatasetDistillationPipeline(cfg, show_progress=False).run(a)
+    before = (tmp_path / "out" / "train.jsonl").read_bytes()
+    with pytest.raises(OutputError, match="holds the results of another run"):
+        await DatasetDistillationPipeline(cfg, show_progress=False).run(b)
+    assert (tmp_path / "out" / "train.jsonl").read_bytes() == before
+    calls = sim.stats["chat_requests"]
+    result = await DatasetDistillationPipeline(cfg, show_progress=False, overwrite=True).run(b)
+    assert result.counts.slices == 1 and sim.stats["chat_requests"] > calls
+    # the same input again is a resume, not "another run"
+    await DatasetDistillationPipeline(cfg, show_progress=False).run(b)
+    result = await DatasetDistillationPipeline(cfg, show_progress=False, fresh=True).run(a)
+    assert result.counts.slices == 3
+    assert result.metadata["usage"]["generator"]["cached"] == 0  # fresh dropped the cache
+
+
+async def test_foreign_files_in_output_dir_are_protected(sim, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.jsonl").write_text("my own data\n", encoding="utf-8")
+    cfg = sim_config(sim, output_dir=str(out))
+    with pytest.raises(OutputError, match="another run"):
+        await DatasetDistillationPipeline(cfg, show_progress=False).run(
+            make_input(tmp_path / "a.jsonl", n=2)
+        )
+    assert (out / "train.jsonl").read_text(encoding="utf-8") == "my own data\n"
