@@ -113,7 +113,7 @@ class AdaptiveLimiter:
         self._cooldown_s = cooldown_s
         self._clock = clock
         self._last_decrease = -1e9
-        self._window: deque[bool] = deque(maxlen=max(20, max_limit))
+        self._window: deque[bool] = deque(maxlen=max(50, 2 * max_limit))
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._paused_until = 0.0
         self._wake_handle: asyncio.TimerHandle | None = None

@@ -262,14 +262,14 @@ class DatasetDistillationPipeline:
                 total=total_lines,
                 desc="generate",
                 unit="slice",
-                disable=not self.show_progress,
+                disable=None if self.show_progress else True,
                 dynamic_ncols=True,
             )
             eval_bar = tqdm(
                 total=0,
                 desc="evaluate",
                 unit="sample",
-                disable=not self.show_progress,
+                disable=None if self.show_progress else True,
                 dynamic_ncols=True,
             )
             stack.callback(slice_bar.close)
@@ -300,7 +300,13 @@ class DatasetDistillationPipeline:
 
         if stats.slices == 0:
             partial.unlink(missing_ok=True)
-            raise InputError(f"{path}: no usable slice ({stats.bad_lines} bad line(s))")
+            why = ", ".join(f"{k} {v}" for k, v in sorted(stats.bad_line_reasons.items()))
+            hint = ""
+            if stats.bad_line_reasons.get("invalid_utf8", 0) == stats.bad_lines > 0:
+                hint = "; the file is not UTF-8 (convert it, e.g. iconv -f GBK -t UTF-8)"
+            raise InputError(
+                f"{path}: no usable slice ({stats.bad_lines} bad line(s): {why or 'none'}){hint}"
+            )
 
         duplicates: dict[str, str] = {}
         if dedup is not None:
