@@ -1,16 +1,21 @@
 """Response cache: every accepted LLM reply, keyed by a hash of the request, in SQLite (WAL).
 
 A rerun on the same output directory replays finished calls from here, so no completed call is
-paid for twice. Commits happen per reply: with WAL and ``synchronous=NORMAL`` a committed reply
-survives ``kill -9`` of the process. Keys never include the API key.
+paid for twice. Replies are handed to a writer thread that commits them at once, in small
+batches when many arrive together (so the event loop never waits on the disk); with WAL a
+committed reply survives ``kill -9`` of the process. Until its commit, a reply is also served
+from memory. Keys never include the API key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import sqlite3
+import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +45,27 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-def request_key(namespace: str, payload: dict[str, Any]) -> str:
-    """Stable hash of an endpoint namespace and the request body (never the key)."""
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+_FIELDS = ("model", "content", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens")
+_INSERT = "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_STOP = object()
+
+
+def request_key(namespace: str, payload: dict[str, Any], *, skip: Collection[str] = ()) -> str:
+    """Stable hash of an endpoint namespace and the request body (never the key).
+
+    Message texts are hashed directly (not re-serialised); the other fields as sorted JSON.
+    Keys in ``skip`` are left out.
+    """
     h = hashlib.blake2b(digest_size=20)
     h.update(namespace.encode("utf-8", "surrogatepass"))
+    rest = {k: v for k, v in payload.items() if k != "messages" and k not in skip}
     h.update(b"\x1f")
-    h.update(blob.encode("utf-8", "surrogatepass"))
+    h.update(json.dumps(rest, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    for m in payload.get("messages", ()):
+        h.update(b"\x1e")
+        h.update(str(m.get("role", "")).encode())
+        h.update(b"\x1f")
+        h.update(str(m.get("content", "")).encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
 
@@ -56,17 +75,73 @@ class ResponseCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db = self._connect()
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise OutputError(f"{self.path}: cannot open response cache: {exc}") from None
         self.hits = 0
         self.writes = 0
+        self._pending: dict[str, tuple[Any, ...]] = {}
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer_error: BaseException | None = None
+        self._writer = threading.Thread(
+            target=self._write_loop, name="sft-distill-cache-writer", daemon=True
+        )
+        self._writer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=10000")
+        return db
+
+    def _write_loop(self) -> None:
+        """Commit queued rows, as many per transaction as have arrived meanwhile."""
+        db = self._connect()
+        try:
+            stop = False
+            while not stop:
+                batch = [self._queue.get()]
+                while True:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                rows = []
+                flushed = []
+                for item in batch:
+                    if item is _STOP:
+                        stop = True
+                    elif isinstance(item, threading.Event):
+                        flushed.append(item)
+                    else:
+                        rows.append(item)
+                if rows:
+                    db.execute("BEGIN")
+                    db.executemany(_INSERT, rows)
+                    db.execute("COMMIT")
+                    for row in rows:
+                        if self._pending.get(row[0]) is row:
+                            del self._pending[row[0]]
+                for event in flushed:
+                    event.set()
+        except BaseException as exc:  # reported to the caller by the next put/flush/close
+            self._writer_error = exc
+        finally:
+            db.close()
+
+    def _check_writer(self) -> None:
+        if self._writer_error is not None:
+            raise OutputError(f"{self.path}: cannot write the response cache: {self._writer_error}")
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored reply for ``key``, or None."""
+        pending = self._pending.get(key)
+        if pending is not None:
+            self.hits += 1
+            _, *fields, _ = pending
+            return dict(zip(_FIELDS, fields, strict=True))
         row = self._db.execute(
             "SELECT model, content, reasoning, finish_reason, prompt_tokens, completion_tokens "
             "FROM responses WHERE key = ?",
@@ -85,21 +160,33 @@ class ResponseCache:
         }
 
     def put(self, key: str, reply: dict[str, Any]) -> None:
-        """Record a reply at once (one autocommitted statement)."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                reply["model"],
-                reply["content"],
-                reply.get("reasoning"),
-                reply.get("finish_reason"),
-                int(reply.get("prompt_tokens") or 0),
-                int(reply.get("completion_tokens") or 0),
-                time.time(),
-            ),
+        """Queue a reply for the writer thread; it is served from memory until committed.
+
+        Raises:
+            OutputError: an earlier write failed (e.g. the disk is full).
+        """
+        self._check_writer()
+        row = (
+            key,
+            reply["model"],
+            reply["content"],
+            reply.get("reasoning"),
+            reply.get("finish_reason"),
+            int(reply.get("prompt_tokens") or 0),
+            int(reply.get("completion_tokens") or 0),
+            time.time(),
         )
+        self._pending[key] = row
+        self._queue.put(row)
         self.writes += 1
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until every queued reply is committed."""
+        if self._writer.is_alive():
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait(timeout_s)
+        self._check_writer()
 
     def get_meta(self, name: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
@@ -109,13 +196,19 @@ class ResponseCache:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
     def __len__(self) -> int:
+        self.flush()
         return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def close(self) -> None:
-        """Close the database; safe to call twice."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None  # type: ignore[assignment]
+        """Commit what is queued and close the database; safe to call twice."""
+        if self._db is None:
+            return
+        if self._writer.is_alive():
+            self._queue.put(_STOP)
+            self._writer.join()
+        self._db.close()
+        self._db = None  # type: ignore[assignment]
+        self._check_writer()
 
     def __enter__(self) -> ResponseCache:
         return self

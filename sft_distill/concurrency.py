@@ -118,13 +118,16 @@ class AdaptiveLimiter:
         self._paused_until = 0.0
         self._wake_handle: asyncio.TimerHandle | None = None
 
-    async def acquire(self) -> None:
-        """Wait for a free slot."""
+    async def acquire(self, *, first: bool = False) -> None:
+        """Wait for a free slot; ``first`` goes ahead of the queue (a retry that already waited)."""
         if not self._waiters and self._has_room():
             self._take()
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        if first:
+            self._waiters.appendleft(fut)
+        else:
+            self._waiters.append(fut)
         self._schedule_unpause()
         try:
             await fut

@@ -586,6 +586,7 @@ class JsonlWriter:
         self.path = Path(path)
         self.atomic = atomic
         self.lines = 0
+        self.offset = 0  # bytes written so far (plus what an appended file held)
         self._target = _tmp_path(self.path) if atomic else self.path
         try:
             self._f: IO[bytes] | None = open(self._target, mode + "b")  # noqa: SIM115
@@ -594,17 +595,24 @@ class JsonlWriter:
                     r.seek(-1, os.SEEK_END)
                     if r.read(1) != b"\n":
                         self._f.write(b"\n")
+            self.offset = self._f.tell()
         except OSError as exc:
             raise OutputError(f"cannot write {self._target}: {exc.strerror or exc}") from None
 
-    def write(self, obj: dict[str, Any] | BaseModel) -> None:
-        """Append one object as a JSON line and flush it to the OS."""
+    def write(self, obj: dict[str, Any] | BaseModel) -> int:
+        """Append one object as a JSON line; return the byte offset where the line starts."""
         if self._f is None:
             raise ValueError(f"{self.path}: writer is closed")
-        self._f.write(dumps_line(obj).encode("utf-8") + b"\n")
-        # Flush per line: a crash loses at most the line being written.
-        self._f.flush()
+        data = dumps_line(obj).encode("utf-8") + b"\n"
+        start = self.offset
+        self._f.write(data)
+        if not self.atomic:
+            # A file written as the run goes is flushed per line, so a crash loses at most the
+            # line being written; an atomic file only becomes visible at close() anyway.
+            self._f.flush()
+        self.offset += len(data)
         self.lines += 1
+        return start
 
     def close(self) -> None:
         """Finish the file (rename the temp file into place when atomic); safe to call twice."""

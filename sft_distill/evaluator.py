@@ -20,6 +20,8 @@ from .utils import extract_json, split_reasoning
 
 log = logging.getLogger(__name__)
 
+EVAL_BUFFER_SAMPLES = 1024
+
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -140,7 +142,10 @@ async def evaluate_samples(
     on_failure: Callable[[Failure], None] | None = None,
 ) -> AsyncIterator[ScoredSample]:
     """Yield each sample scored by every evaluator, in completion order."""
-    limit = 2 * max(c.config.max_concurrent for c in evaluators.values())
+    # Samples waiting for judges are small (the chunk text is shared), so buffer plenty: the
+    # teacher then runs ahead instead of being throttled to the judges' pace, and a late
+    # teacher retry no longer stretches the end of the run. Still a constant bound on memory.
+    limit = max(EVAL_BUFFER_SAMPLES, 4 * max(c.config.max_concurrent for c in evaluators.values()))
 
     async def one(sample: Sample) -> ScoredSample:
         scored = await evaluate_sample(sample, evaluators, config, on_failure=on_failure)

@@ -12,9 +12,11 @@ import json
 import logging
 import re
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 from tenacity import (
@@ -150,6 +152,27 @@ def parse_duration(text: str | None) -> float | None:
     return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    # A lone surrogate in a model reply must not crash the request: it becomes "?".
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy for ``url`` from the environment (never for loopback), or None."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return proxy
+
+
 def _display_url(api_base: str) -> str:
     # Query strings can carry credentials on some gateways; never show them.
     return api_base.split("?", 1)[0]
@@ -195,6 +218,7 @@ class LLMClient:
             multiplier=config.retry_backoff_s, max=config.retry_backoff_max_s
         ) + wait_random(0, config.retry_backoff_s)
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: str | None = None
         self.usage = Usage(model=config.model)
         self.latencies: list[float] = []
 
@@ -208,19 +232,19 @@ class LLMClient:
     async def open(self) -> None:
         if self._session is not None:
             return
-        headers = {"Content-Type": "application/json"}
+        headers = {}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
         conn = aiohttp.TCPConnector(
             limit=self.config.max_concurrent, limit_per_host=self.config.max_concurrent
         )
+        # trust_env would make aiohttp look up proxies and .netrc in a thread on every request;
+        # the proxy from HTTP(S)_PROXY / NO_PROXY is resolved once here instead.
+        self._proxy = proxy_for(self.url)
         self._session = aiohttp.ClientSession(
             connector=conn,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=10),
-            # The client must not read proxy settings from the environment for loopback tests,
-            # but real users behind a proxy need it; aiohttp honours HTTP(S)_PROXY with trust_env.
-            trust_env=True,
         )
 
     async def aclose(self) -> None:
@@ -266,10 +290,7 @@ class LLMClient:
         payload = self._payload(messages, overrides)
         key = ""
         if self._cache is not None:
-            key = request_key(
-                self._namespace, {k: v for k, v in payload.items() if k not in _UNKEYED}
-            )
-        if self._cache is not None:
+            key = request_key(self._namespace, payload, skip=_UNKEYED)
             hit = self._cache.get(key)
             if hit is not None:
                 result = ChatResult(cached=True, attempts=0, **hit)
@@ -281,7 +302,41 @@ class LLMClient:
                     self.usage.cached += 1
                     return value, result
 
-        attempts = 0
+        # Fast path: most calls succeed at once, so tenacity's per-call setup is paid only
+        # when a retry is actually needed.
+        try:
+            value, result = await self._attempt(payload, parse, 1)
+        except RetryableLLMError as exc:
+            if self.config.max_retries == 0:
+                self._give_up(exc, 1)
+            value, result = await self._retry(payload, parse, exc)
+        except LLMError as exc:
+            self._give_up(exc, 1)
+        if self._cache is not None:
+            self._cache.put(key, result.to_cache())
+        return value, result
+
+    async def _attempt(
+        self, payload: dict[str, Any], parse: Callable[[ChatResult], T], attempt: int
+    ) -> tuple[T, ChatResult]:
+        result = await self._request_once(payload, retry=attempt > 1)
+        result.attempts = attempt
+        try:
+            return parse(result), result
+        except (JSONExtractionError, ValueError) as exc:
+            raise RetryableLLMError(
+                f"{self._where}: unusable reply: {self._redact(str(exc))[:200]}",
+                endpoint=self.name,
+                model=self.model,
+                status=200,
+            ) from exc
+
+    async def _retry(
+        self, payload: dict[str, Any], parse: Callable[[ChatResult], T], first: RetryableLLMError
+    ) -> tuple[T, ChatResult]:
+        """Attempts 2.. under the tenacity policy (the first one already failed with ``first``)."""
+        attempts = 1
+        pending: LLMError | None = first
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableLLMError),
             wait=wait_retry_after(self._backoff),
@@ -292,31 +347,24 @@ class LLMClient:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if pending is not None:  # replay the first failure so tenacity waits for it
+                        exc, pending = pending, None
+                        raise exc
                     attempts += 1
-                    if attempts > 1:
-                        self.usage.retries += 1
-                    result = await self._request_once(payload)
-                    result.attempts = attempts
-                    try:
-                        value = parse(result)
-                    except (JSONExtractionError, ValueError) as exc:
-                        raise RetryableLLMError(
-                            f"{self._where}: unusable reply: {self._redact(str(exc))[:200]}",
-                            endpoint=self.name,
-                            model=self.model,
-                            status=200,
-                        ) from exc
+                    self.usage.retries += 1
+                    value, result = await self._attempt(payload, parse, attempts)
         except LLMError as exc:
-            exc.attempts = attempts
-            self.usage.failed_calls += 1
-            if isinstance(exc, RetryableLLMError):
-                log.warning("%s: giving up after %d attempt(s): %s", self._where, attempts, exc)
-            raise
-        if self._cache is not None:
-            self._cache.put(key, result.to_cache())
+            self._give_up(exc, attempts)
         return value, result
 
-    async def _request_once(self, payload: dict[str, Any]) -> ChatResult:
+    def _give_up(self, exc: LLMError, attempts: int) -> NoReturn:
+        exc.attempts = attempts
+        self.usage.failed_calls += 1
+        if isinstance(exc, RetryableLLMError):
+            log.warning("%s: giving up after %d attempt(s): %s", self._where, attempts, exc)
+        raise exc
+
+    async def _request_once(self, payload: dict[str, Any], *, retry: bool = False) -> ChatResult:
         if self._session is None:
             await self.open()
         assert self._session is not None
@@ -326,10 +374,14 @@ class LLMClient:
         if self._tpm is not None:
             estimate = self._estimate_tokens(payload)
             await self._tpm.take(estimate)
-        async with self.limiter:
+        # A retry has already waited out its backoff; it should not queue again behind new work.
+        await self.limiter.acquire(first=retry)
+        try:
             t0 = time.perf_counter()
             try:
-                async with self._session.post(self.url, json=payload) as resp:
+                async with self._session.post(
+                    self.url, data=_dumps(payload), headers=_JSON_HEADERS, proxy=self._proxy
+                ) as resp:
                     status = resp.status
                     raw = await resp.read()
                     headers = resp.headers
@@ -348,6 +400,8 @@ class LLMClient:
                 ) from exc
             finally:
                 elapsed = time.perf_counter() - t0
+        finally:
+            self.limiter.release()
         self.usage.calls += 1
         self.usage.latency_s_total += elapsed
         self.latencies.append(elapsed)

@@ -219,6 +219,9 @@ class DatasetDistillationPipeline:
         score_stats = _ScoreStats()
         dropped: Counter[str] = Counter()
         passed_ids: list[str] = []
+        # (slice, chunk, id, byte offset) per streamed sample: the final pass sorts this and reads
+        # each record once, so only this small index is kept in memory.
+        raw_index: list[tuple[str, int, str, int]] = []
         dedup = make_deduplicator(cfg) if cfg.enable_dedup else None
         endpoints = self._endpoints(simulator_url)
         namespace = "simulator" if simulator_url else None
@@ -293,7 +296,8 @@ class DatasetDistillationPipeline:
                         dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
                 else:
                     dropped[sample.drop_reason or "unknown"] += 1
-                raw_log.write(sample.model_dump(mode="json"))
+                offset = raw_log.write(sample.model_dump(mode="json"))
+                raw_index.append((sample.slice_id, sample.chunk_index, sample.id, offset))
                 eval_bar.total = stats.samples_generated
                 eval_bar.update(1)
             t_generated = time.perf_counter()
@@ -308,15 +312,24 @@ class DatasetDistillationPipeline:
                 f"{path}: no usable slice ({stats.bad_lines} bad line(s): {why or 'none'}){hint}"
             )
 
+        t_closed = time.perf_counter()
         duplicates: dict[str, str] = {}
         if dedup is not None:
             duplicates = await dedup.aresolve()
+        t_deduped = time.perf_counter()
         if duplicates:
             dropped["duplicate"] += len(duplicates)
         kept = [i for i in passed_ids if i not in duplicates]
         train_ids, val_ids = split_train_val(kept, cfg.train_val_split, cfg.seed)
         self._finalize(
-            out, partial, duplicates, train_ids, val_ids, seed=cfg.seed, system=cfg.system_prompt
+            out,
+            partial,
+            raw_index,
+            duplicates,
+            train_ids,
+            val_ids,
+            seed=cfg.seed,
+            system=cfg.system_prompt,
         )
         stats.after_dedup = len(kept)
         stats.train, stats.val = len(train_ids), len(val_ids)
@@ -352,7 +365,9 @@ class DatasetDistillationPipeline:
             },
             "timings_s": {
                 "generate_and_evaluate": round(t_generated - t_start, 3),
-                "dedup_and_write": round(t_end - t_generated, 3),
+                "close_clients": round(t_closed - t_generated, 3),
+                "dedup": round(t_deduped - t_closed, 3),
+                "write_outputs": round(t_end - t_deduped, 3),
                 "total": round(t_end - t_start, 3),
             },
             "config": cfg.public_dict(),
@@ -416,6 +431,7 @@ class DatasetDistillationPipeline:
     def _finalize(
         out: Path,
         partial: Path,
+        raw_index: list[tuple[str, int, str, int]],
         duplicates: Mapping[str, str],
         train_ids: set[str],
         val_ids: set[str],
@@ -425,23 +441,16 @@ class DatasetDistillationPipeline:
     ) -> None:
         """Mark duplicates and write raw, train and val in a deterministic order.
 
-        The streamed file is in completion order, which varies from run to run. Only a sort key
-        and a byte offset per sample are held in memory; records are read back by offset.
-        Raw is grouped by slice; train and val follow the split's seeded hash order (shuffled).
+        The streamed file is in completion order, which varies from run to run. Records are read
+        back by byte offset: raw grouped by slice and chunk, train and val in the split's seeded
+        hash order (shuffled).
         """
-        raw_order: list[tuple[str, int, str, int]] = []
-        split_order: list[tuple[bytes, int]] = []
-        with open(partial, "rb") as f:
-            offset = 0
-            for line in f:
-                record = json.loads(line)
-                sid = record["id"]
-                raw_order.append((record["slice_id"], record["chunk_index"], sid, offset))
-                if sid in train_ids or sid in val_ids:
-                    split_order.append((split_key(seed, sid), offset))
-                offset += len(line)
-        raw_order.sort()
-        split_order.sort()
+        raw_index.sort()
+        split_order = sorted(
+            (split_key(seed, sid), offset)
+            for _, _, sid, offset in raw_index
+            if sid in train_ids or sid in val_ids
+        )
         with (
             open(partial, "rb") as f,
             JsonlWriter(out / RAW_FILE, atomic=True) as raw,
@@ -453,7 +462,7 @@ class DatasetDistillationPipeline:
                 f.seek(offset)
                 return json.loads(f.readline())
 
-            for *_, offset in raw_order:
+            for *_, offset in raw_index:
                 record = read_at(offset)
                 if record["id"] in duplicates:
                     record["passed"] = False

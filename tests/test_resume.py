@@ -129,7 +129,9 @@ def test_kill_9_then_rerun_gives_the_same_dataset_and_resends_only_unfinished(
     assert p.returncode == -signal.SIGKILL
     sent_before_kill = sim_thread.stats()["chat_requests"]
     finished = cache_rows(out)
-    assert 0 < finished < reference["calls"]
+    assert finished < reference["calls"]
+    if kill_after >= 60:
+        assert finished > 0  # late kills interrupt a run that has finished work to keep
 
     sim_thread.reset_stats()
     p = start_cli(reference["inp"], out, reference["cfg"])

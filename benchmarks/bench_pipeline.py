@@ -1,0 +1,260 @@
+"""Pipeline throughput against the simulator, compared with the ideal bound of the same run.
+
+    python benchmarks/bench_pipeline.py                 # the standard table (a few minutes)
+    python benchmarks/bench_pipeline.py --quick         # smaller sizes
+    python benchmarks/bench_pipeline.py --memory        # RSS while streaming 100,000 slices
+
+The simulator runs in its own process on 127.0.0.1 (both processes share this machine's cores).
+The ideal bound of a run is computed from what each endpoint actually received (``/stats``):
+
+    bound = max over endpoints (calls_e x mean latency / concurrency_e) + mean latency
+
+(the last term is the one unavoidable generate -> evaluate hop). ``wall / bound`` is the figure of
+merit: 1.00 means every endpoint was kept exactly as busy as its concurrency allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sft_distill import DatasetDistillationPipeline, build_config
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS_ZH = [
+    "保险人",
+    "投保人",
+    "被保险人",
+    "受益人",
+    "保险合同",
+    "保险费",
+    "保险金",
+    "如实告知",
+    "解除合同",
+    "赔偿",
+    "给付",
+    "责任",
+    "期限",
+    "条款",
+]
+
+
+def make_slices(path: Path, n: int, *, chars: int = 400) -> Path:
+    """n distinct short slices (Chinese law-like sentences), written as JSONL."""
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(n):
+            sent = []
+            k = i
+            while sum(map(len, sent)) < chars:
+                a, b, c = WORDS_ZH[k % 14], WORDS_ZH[(k // 14) % 14], WORDS_ZH[(k // 196) % 14]
+                sent.append(f"第{i}条第{len(sent)}款 {a}应当依照{b}的约定履行{c}义务。")
+                k = k * 31 + 7
+            f.write(json.dumps({"id": f"b{i}", "content": "".join(sent)}, ensure_ascii=False))
+            f.write("\n")
+    return path
+
+
+class SimProcess:
+    """``python -m sft_distill.simulator`` in its own process."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sft_distill.simulator", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        self.url = line.strip().rsplit(" ", 1)[-1]
+        if not self.url.startswith("http://127.0.0.1"):
+            raise RuntimeError(f"simulator did not start: {line!r}")
+
+    def stats(self) -> dict:
+        base = self.url.rsplit("/v1", 1)[0]
+        with urllib.request.urlopen(f"{base}/stats", timeout=10) as r:
+            return json.load(r)
+
+    def reset(self) -> None:
+        base = self.url.rsplit("/v1", 1)[0]
+        req = urllib.request.Request(f"{base}/stats/reset", method="POST")
+        urllib.request.urlopen(req, timeout=10).close()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def config_for(url: str, out: Path, conc: int, *, samples: int, retries: int = 5):
+    ep = {
+        "api_base": url,
+        "api_key": "sk-bench",
+        "api_key_env": None,
+        "max_concurrent": conc,
+        "max_retries": retries,
+        "timeout": 60,
+    }
+    return build_config(
+        {
+            "generator": {**ep, "model": "teacher"},
+            "evaluators": {
+                "primary": {**ep, "model": "judge-a"},
+                "secondary": {**ep, "model": "judge-b"},
+            },
+            "samples_per_slice": samples,
+            "output_dir": str(out),
+        }
+    )
+
+
+def run_once(
+    url: str, slices: Path, conc: int, latency_s: float, sim: SimProcess, *, samples: int = 3
+) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="bench_out_"))
+    sim.reset()
+    cfg = config_for(url, out, conc, samples=samples)
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    result = asyncio.run(DatasetDistillationPipeline(cfg, show_progress=False).run(slices))
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    st = sim.stats()
+    by_model = st["by_model"]
+    bound = max(n * latency_s / conc for n in by_model.values()) + latency_s
+    calls = sum(u["calls"] for u in result.metadata["usage"].values())
+    return {
+        "calls": calls,
+        "wall_s": wall,
+        "bound_s": bound,
+        "ratio": wall / bound if latency_s else float("nan"),
+        "calls_per_s": calls / wall,
+        "cpu_ms_per_call": 1000 * cpu / max(calls, 1),
+        "peak_in_flight": st["peak_in_flight"],
+        "failures": result.failures,
+        "kept": result.counts.after_dedup,
+        "by_status": st["by_status"],
+    }
+
+
+def table(rows: list[tuple[str, dict]]) -> None:
+    head = (
+        f"{'case':44} {'calls':>7} {'wall s':>8} {'bound s':>8} {'wall/bound':>10} "
+        f"{'calls/s':>8} {'CPU ms/call':>11} {'peak':>5} {'failed':>6}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name, r in rows:
+        print(
+            f"{name:44} {r['calls']:>7} {r['wall_s']:>8.2f} {r['bound_s']:>8.2f} "
+            f"{r['ratio']:>10.3f} {r['calls_per_s']:>8.0f} {r['cpu_ms_per_call']:>11.3f} "
+            f"{r['peak_in_flight']:>5} {r['failures']:>6}"
+        )
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes")
+    ap.add_argument("--memory", action="store_true", help="peak RSS while streaming many slices")
+    ap.add_argument("--only", help="comma list of cases: latency64,latency512,zero,faults")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_in_"))
+    rows: list[tuple[str, dict]] = []
+    cases = set((args.only or "latency64,latency512,zero,faults").split(","))
+
+    if args.memory:
+        for n in (10_000, 100_000):
+            slices = make_slices(tmp / f"m{n}.jsonl", n, chars=200)
+            code = (
+                f"import asyncio,sys,time;sys.path.insert(0,{str(ROOT)!r});"
+                "from benchmarks.bench_pipeline import *;"
+                f"sim=SimProcess();cfg=config_for(sim.url,Path({str(tmp / f'mo{n}')!r}),256,"
+                "samples=1);t=time.perf_counter();"
+                "r=asyncio.run(DatasetDistillationPipeline(cfg,show_progress=False)"
+                f".run({str(slices)!r}));"
+                "print(r.counts.samples_generated,time.perf_counter()-t,rss_mb());sim.close()"
+            )
+            p = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT
+            )
+            samples, wall, rss = p.stdout.split()
+            print(
+                f"{n:>7} slices: {samples} samples, {float(wall):.0f} s, "
+                f"peak RSS {float(rss):.0f} MB"
+            )
+        return
+
+    lat, jit = 200, 150
+    if cases & {"latency64", "latency512", "faults"}:
+        n64 = 150 if args.quick else 300
+        n512 = 600 if args.quick else 1500
+        sim = SimProcess("--latency-ms", str(lat), "--jitter-ms", str(jit))
+        try:
+            if "latency64" in cases:
+                s = make_slices(tmp / "l64.jsonl", n64)
+                rows.append(
+                    ("64 in flight/endpoint, 200±150 ms", run_once(sim.url, s, 64, lat / 1000, sim))
+                )
+            if "latency512" in cases:
+                s = make_slices(tmp / "l512.jsonl", n512)
+                rows.append(
+                    (
+                        "512 in flight/endpoint, 200±150 ms",
+                        run_once(sim.url, s, 512, lat / 1000, sim),
+                    )
+                )
+        finally:
+            sim.close()
+    if "faults" in cases:
+        sim = SimProcess(
+            "--latency-ms",
+            str(lat),
+            "--jitter-ms",
+            str(jit),
+            "--rate-limit-rate",
+            "0.02",
+            "--retry-after-s",
+            "1",
+            "--fail-rate",
+            "0.02",
+            "--faults",
+            "500",
+        )
+        try:
+            s = make_slices(tmp / "f64.jsonl", 150 if args.quick else 300)
+            rows.append(
+                (
+                    "64/endpoint, 2% 429 (Retry-After 1 s) + 2% 500",
+                    run_once(sim.url, s, 64, lat / 1000, sim),
+                )
+            )
+        finally:
+            sim.close()
+    if "zero" in cases:
+        sim = SimProcess()
+        try:
+            s = make_slices(tmp / "z.jsonl", 700 if args.quick else 1500)
+            rows.append(("0 ms latency, 64/endpoint", run_once(sim.url, s, 64, 0.0, sim)))
+        finally:
+            sim.close()
+    print(f"\npython {' '.join(sys.argv)}  (cpus: {os.cpu_count()})\n")
+    table(rows)
+
+
+if __name__ == "__main__":
+    main()
