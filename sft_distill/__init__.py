@@ -14,10 +14,12 @@ from .errors import (
     OutputError,
     RetryableLLMError,
 )
+from .estimate import Estimate, estimate
 from .filtering import DataFilter
 from .llm_client import LLMClient
 from .models import Chunk, Failure, Judgement, Sample, ScoredSample, Slice
 from .pipeline import DatasetDistillationPipeline, RunResult
+from .refilter import RefilterResult, arefilter, refilter
 from .utils import extract_json
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "DistillConfig",
     "DistillError",
     "EndpointConfig",
+    "Estimate",
     "Failure",
     "InputError",
     "JSONExtractionError",
@@ -36,13 +39,17 @@ __all__ = [
     "LLMClient",
     "LLMError",
     "OutputError",
+    "RefilterResult",
     "RetryableLLMError",
     "RunResult",
     "Sample",
     "ScoredSample",
     "Slice",
     "__version__",
+    "arefilter",
     "build_config",
+    "estimate",
     "extract_json",
     "load_config",
+    "refilter",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
+from .cli_tools import add_output_arguments, output_overrides, print_estimate, refilter_main
 from .config import load_config
 from .errors import DistillError
 from .pipeline import DatasetDistillationPipeline, RunResult
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score-threshold", type=float, help="override min_score_threshold")
     p.add_argument("--min-votes", type=int, help="override min_votes")
     p.add_argument("--no-dedup", action="store_true", help="set enable_dedup to false")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the expected calls, tokens and cost, and exit without calling anything",
+    )
+    add_output_arguments(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
     p.add_argument("--verbose", "-v", action="store_true", help="log every step")
     p.add_argument("--version", action="version", version=f"sft-distill {__version__}")
@@ -79,6 +86,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["min_votes"] = args.min_votes
     if args.no_dedup:
         out["enable_dedup"] = False
+    out.update(output_overrides(args))
     return out
 
 
@@ -163,6 +171,8 @@ async def run_until_signal(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sft-distill`` and ``scripts/run_pipeline.py``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "refilter":
+        return refilter_main(argv[1:])
     if argv and argv[0] == "run":
         argv = argv[1:]
     args = build_parser().parse_args(argv)
@@ -172,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = load_config(args.config, _overrides(args))
+        if args.estimate:
+            return print_estimate(args.input, config, strict=args.strict)
         pipeline = DatasetDistillationPipeline(
             config,
             show_progress=not args.quiet,

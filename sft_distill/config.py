@@ -118,6 +118,15 @@ class EndpointConfig(BaseModel):
         return d
 
 
+class ModelPrice(BaseModel):
+    """Price of one model per 1000 tokens, in any currency (used for cost in report/estimate)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_1k: float = Field(0.0, ge=0.0)
+    output_per_1k: float = Field(0.0, ge=0.0)
+
+
 class DistillConfig(BaseModel):
     """The whole run's settings; see README "Configuration" for each key."""
 
@@ -147,8 +156,29 @@ class DistillConfig(BaseModel):
     seed: int = 42
     system_prompt: str | None = None
     language: Literal["auto", "zh", "en"] = "auto"
+    output_formats: list[str] = Field(
+        default_factory=lambda: ["sharegpt"],
+        description="sharegpt, alpaca, openai; the first is train.jsonl, others train.<fmt>.jsonl",
+    )
+    include_reasoning: bool = False
+    split_by: Literal["sample", "slice"] = "sample"
+    max_per_slice: int | None = Field(None, ge=1)
+    balance_by: str | None = Field(None, min_length=1)
+    max_per_group: int | None = Field(None, ge=1)
+    dataset_name: str = Field("sft_distill", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     embed_fn: Callable[..., Any] | None = Field(None, exclude=True)
+
+    @field_validator("output_formats", mode="before")
+    @classmethod
+    def _formats(cls, v: Any) -> list[str]:
+        from .formats import parse_formats
+
+        try:
+            return parse_formats(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("dimension_weights")
     @classmethod
@@ -161,6 +191,12 @@ class DistillConfig(BaseModel):
         if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
             raise ValueError("weights must be >= 0 with a positive sum")
         return v
+
+    @model_validator(mode="after")
+    def _group_cap_needs_field(self) -> DistillConfig:
+        if self.max_per_group is not None and not self.balance_by:
+            raise ValueError("max_per_group needs balance_by (the slice metadata field)")
+        return self
 
     @model_validator(mode="after")
     def _votes_possible(self) -> DistillConfig:

@@ -29,18 +29,19 @@ from .data_io import (
     file_digest,
     prepare_output_dir,
     read_slices,
-    split_key,
-    split_train_val,
-    to_sharegpt,
     write_json_atomic,
 )
 from .dedup import make_deduplicator
 from .errors import InputError, OutputError
 from .evaluator import evaluate_samples
+from .formats import DATASET_INFO_FILE, all_split_file_names
 from .generator import generate_samples
 from .llm_client import LLMClient
 from .models import Failure, ScoredSample, Slice, StageCounts
+from .outputs import DROP_CAPPED, OutputOptions, plan_split, write_outputs
 from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
+from .report import REPORT_FILE, write_report
+from .splitting import group_value
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,15 @@ VAL_FILE = "val.jsonl"
 RAW_FILE = "generated_raw.jsonl"
 METADATA_FILE = "metadata.json"
 FAILURES_FILE = "failures.jsonl"
-OUTPUT_FILES = (TRAIN_FILE, VAL_FILE, RAW_FILE, METADATA_FILE, FAILURES_FILE, CACHE_FILENAME)
+OUTPUT_FILES = (
+    *sorted(all_split_file_names()),
+    RAW_FILE,
+    METADATA_FILE,
+    FAILURES_FILE,
+    DATASET_INFO_FILE,
+    REPORT_FILE,
+    CACHE_FILENAME,
+)
 
 # The fake key sent to the simulator; it must never be mistaken for a real one.
 SIMULATOR_KEY = "sk-simulator-not-a-real-key"
@@ -218,7 +227,9 @@ class DatasetDistillationPipeline:
         failures = 0
         score_stats = _ScoreStats()
         dropped: Counter[str] = Counter()
-        passed_ids: list[str] = []
+        opts = OutputOptions.from_config(cfg)
+        slice_groups: dict[str, str | None] = {}
+        passed: list[tuple[str, str, float | None]] = []  # (sample id, slice id, score)
         # (slice, chunk, id, byte offset) per streamed sample: the final pass sorts this and reads
         # each record once, so only this small index is kept in memory.
         raw_index: list[tuple[str, int, str, int]] = []
@@ -281,6 +292,8 @@ class DatasetDistillationPipeline:
             async def counted(slices: AsyncIterable[Slice]) -> AsyncIterator[Slice]:
                 async for s in slices:
                     stats.lines_read = s.line or stats.lines_read
+                    if opts.balance_by:
+                        slice_groups[s.id] = group_value(s.metadata, opts.balance_by)
                     slice_bar.update(1)
                     yield s
 
@@ -291,7 +304,7 @@ class DatasetDistillationPipeline:
                 score_stats.add(sample)
                 if sample.passed:
                     stats.passed_thresholds += 1
-                    passed_ids.append(sample.id)
+                    passed.append((sample.id, sample.slice_id, sample.avg_score))
                     if dedup is not None:
                         dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
                 else:
@@ -319,20 +332,16 @@ class DatasetDistillationPipeline:
         t_deduped = time.perf_counter()
         if duplicates:
             dropped["duplicate"] += len(duplicates)
-        kept = [i for i in passed_ids if i not in duplicates]
-        train_ids, val_ids = split_train_val(kept, cfg.train_val_split, cfg.seed)
-        self._finalize(
-            out,
-            partial,
-            raw_index,
-            duplicates,
-            train_ids,
-            val_ids,
-            seed=cfg.seed,
-            system=cfg.system_prompt,
-        )
+        kept = [
+            (sid, sl, slice_groups.get(sl), sc) for sid, sl, sc in passed if sid not in duplicates
+        ]
+        plan = plan_split(kept, opts)
+        if plan.capped:
+            dropped[DROP_CAPPED] += len(plan.capped)
+        self._finalize(out, partial, raw_index, duplicates, plan.capped)
+        written = write_outputs(out / RAW_FILE, out, plan.train, plan.val, opts)
         stats.after_dedup = len(kept)
-        stats.train, stats.val = len(train_ids), len(val_ids)
+        stats.train, stats.val = written.counts["train"], written.counts["val"]
         stats.dropped = dict(sorted(dropped.items()))
         t_end = time.perf_counter()
 
@@ -345,7 +354,8 @@ class DatasetDistillationPipeline:
                 "lines": total_lines,
                 "blake2b": identity["input_blake2b"],
             },
-            "output_format": "sharegpt",
+            "output_format": opts.formats[0],
+            "output_formats": list(opts.formats),
             "prompt_versions": {
                 "generation": GEN_PROMPT_VERSION,
                 "evaluation": EVAL_PROMPT_VERSION,
@@ -372,6 +382,15 @@ class DatasetDistillationPipeline:
             },
             "config": cfg.public_dict(),
         }
+        metadata["outputs"] = written.summary()
+        if opts.balance_by:
+            metadata["slice_groups"] = {"field": opts.balance_by, "groups": slice_groups}
+        metadata["report"] = write_report(
+            out,
+            metadata,
+            latencies={n: c.latencies for n, c in [("generator", gen_client), *judges.items()]},
+            prices=cfg.prices,
+        )
         write_json_atomic(out / METADATA_FILE, metadata)
         log.info(
             "done: %d slices, %d samples, %d passed, %d kept (%d train / %d val), %d failures",
@@ -433,43 +452,24 @@ class DatasetDistillationPipeline:
         partial: Path,
         raw_index: list[tuple[str, int, str, int]],
         duplicates: Mapping[str, str],
-        train_ids: set[str],
-        val_ids: set[str],
-        *,
-        seed: int,
-        system: str | None,
+        capped: set[str],
     ) -> None:
-        """Mark duplicates and write raw, train and val in a deterministic order.
+        """Write ``generated_raw.jsonl`` in a deterministic order with every drop reason.
 
-        The streamed file is in completion order, which varies from run to run. Records are read
-        back by byte offset: raw grouped by slice and chunk, train and val in the split's seeded
-        hash order (shuffled).
+        The streamed file is in completion order, which varies from run to run; records are read
+        back by byte offset, grouped by slice and chunk, each read once.
         """
         raw_index.sort()
-        split_order = sorted(
-            (split_key(seed, sid), offset)
-            for _, _, sid, offset in raw_index
-            if sid in train_ids or sid in val_ids
-        )
-        with (
-            open(partial, "rb") as f,
-            JsonlWriter(out / RAW_FILE, atomic=True) as raw,
-            JsonlWriter(out / TRAIN_FILE, atomic=True) as train,
-            JsonlWriter(out / VAL_FILE, atomic=True) as val,
-        ):
-
-            def read_at(offset: int) -> dict[str, Any]:
-                f.seek(offset)
-                return json.loads(f.readline())
-
+        with open(partial, "rb") as f, JsonlWriter(out / RAW_FILE, atomic=True) as raw:
             for *_, offset in raw_index:
-                record = read_at(offset)
+                f.seek(offset)
+                record = json.loads(f.readline())
                 if record["id"] in duplicates:
                     record["passed"] = False
                     record["drop_reason"] = "duplicate"
                     record["duplicate_of"] = duplicates[record["id"]]
+                elif record["id"] in capped:
+                    record["passed"] = False
+                    record["drop_reason"] = DROP_CAPPED
                 raw.write(record)
-            for _, offset in split_order:
-                sample = ScoredSample.model_validate(read_at(offset))
-                (train if sample.id in train_ids else val).write(to_sharegpt(sample, system=system))
         partial.unlink(missing_ok=True)

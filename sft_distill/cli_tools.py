@@ -1,0 +1,160 @@
+"""Command-line pieces for output formats, ``--estimate`` and the ``refilter`` subcommand.
+
+``cli.py`` wires them in: ``add_output_arguments(parser)`` and ``output_overrides(args)`` for the
+run flags, ``print_estimate(...)`` for ``--estimate``, ``refilter_main(argv)`` for
+``sft-distill refilter``. Exit status as for a run: 0 done, 2 usage/config/input/output error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import DistillConfig, deep_merge
+from .data_io import PathLike
+from .errors import ConfigError, DistillError
+from .estimate import estimate, format_estimate
+from .formats import FORMATS
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "add_output_arguments",
+    "build_refilter_parser",
+    "output_overrides",
+    "print_estimate",
+    "refilter_main",
+]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags shared by ``run`` and ``refilter``: formats, reasoning, split and caps."""
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "--format",
+        dest="output_formats",
+        metavar="LIST",
+        help=f"comma list of {', '.join(FORMATS)} (default sharegpt; the first one is "
+        "train.jsonl/val.jsonl, others train.<format>.jsonl)",
+    )
+    g.add_argument(
+        "--include-reasoning",
+        action="store_true",
+        default=None,
+        help="write the teacher's reasoning: <think> block (sharegpt, alpaca), "
+        "reasoning_content (openai)",
+    )
+    g.add_argument(
+        "--split-by",
+        choices=("sample", "slice"),
+        help="slice: no slice has samples in both train and val",
+    )
+    g.add_argument("--max-per-slice", type=int, metavar="N", help="keep the N best per slice")
+    g.add_argument("--balance-by", metavar="FIELD", help="slice metadata field to cap groups by")
+    g.add_argument(
+        "--max-per-group", type=int, metavar="N", help="keep the N best per --balance-by value"
+    )
+    g.add_argument("--dataset-name", metavar="NAME", help="prefix of dataset_info.json entries")
+
+
+def output_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config overrides from the output flags that were given."""
+    keys = (
+        "output_formats",
+        "include_reasoning",
+        "split_by",
+        "max_per_slice",
+        "balance_by",
+        "max_per_group",
+        "dataset_name",
+    )
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def print_estimate(input_path: PathLike, config: DistillConfig, *, strict: bool = False) -> int:
+    """``--estimate``: print the expected calls, tokens and cost; no request is sent."""
+    print(format_estimate(estimate(input_path, config, strict=strict)))
+    return EXIT_OK
+
+
+def build_refilter_parser() -> argparse.ArgumentParser:
+    """``sft-distill refilter --output DIR [settings]``."""
+    p = argparse.ArgumentParser(
+        prog="sft-distill refilter",
+        description="Re-apply thresholds, votes, weights, dedup, caps and split to a finished "
+        "run from its recorded scores, and rewrite the splits and the report. No LLM call.",
+    )
+    p.add_argument("--output", "-o", required=True, help="the run's output directory")
+    p.add_argument(
+        "--config",
+        "-c",
+        help='JSON object of settings to change, e.g. {"dimension_weights": {...}, '
+        '"prices": {...}}',
+    )
+    p.add_argument("--min-score-threshold", type=float, help="new min_score_threshold")
+    p.add_argument("--min-votes", type=int, help="new min_votes")
+    p.add_argument("--train-val-split", type=float, help="new train_val_split")
+    p.add_argument("--seed", type=int, help="new split seed")
+    dedup = p.add_mutually_exclusive_group()
+    dedup.add_argument("--no-dedup", action="store_true", help="set enable_dedup to false")
+    dedup.add_argument("--dedup", action="store_true", help="set enable_dedup to true")
+    p.add_argument("--dedup-threshold", type=float, help="new dedup_threshold")
+    add_output_arguments(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="warnings only")
+    return p
+
+
+def _read_overrides_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.__class__.__name__}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: config must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def refilter_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Overrides for ``refilter`` from ``--config`` then the flags (flags win)."""
+    out: dict[str, Any] = _read_overrides_file(args.config) if args.config else {}
+    flags: dict[str, Any] = {}
+    for key in ("min_score_threshold", "min_votes", "train_val_split", "seed", "dedup_threshold"):
+        if getattr(args, key) is not None:
+            flags[key] = getattr(args, key)
+    if args.no_dedup:
+        flags["enable_dedup"] = False
+    elif args.dedup:
+        flags["enable_dedup"] = True
+    flags.update(output_overrides(args))
+    return deep_merge(out, flags)
+
+
+def refilter_main(argv: Sequence[str]) -> int:
+    """Entry point of ``sft-distill refilter``; returns the exit status."""
+    from .refilter import format_refilter, refilter
+
+    args = build_refilter_parser().parse_args(list(argv))
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = refilter(args.output, overrides=refilter_overrides(args))
+    except DistillError as exc:
+        print(f"sft-distill refilter: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_refilter(result))
+    return EXIT_OK

@@ -1,0 +1,337 @@
+"""``sft-distill refilter``: re-decide thresholds, dedup, caps and splits from recorded scores.
+
+Reads ``generated_raw.jsonl`` and ``metadata.json`` of a finished run, applies new settings
+(``min_score_threshold``, ``min_votes``, ``dimension_weights``, dedup, split, formats…), and
+rewrites the raw decisions, the splits, ``dataset_info.json``, ``metadata.json`` and
+``report.html``. It never builds an LLM client: no request leaves the machine (an ``embed_fn``
+is only called when you pass one for embedding dedup).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import CONFIG_TEMPLATE, DistillConfig, build_config, deep_merge
+from .data_io import JsonlWriter, PathLike, iter_jsonl, iter_slices, write_json_atomic
+from .dedup import make_deduplicator
+from .errors import ConfigError, InputError
+from .filtering import DROP_DUPLICATE, apply_thresholds
+from .models import ScoredSample
+from .outputs import DROP_CAPPED, OutputOptions, WrittenOutputs, plan_split, write_outputs
+from .report import RAW_FILE, write_report
+from .splitting import group_value
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METADATA_FILE",
+    "RefilterResult",
+    "arefilter",
+    "format_refilter",
+    "load_run_config",
+    "refilter",
+]
+
+METADATA_FILE = "metadata.json"
+# Output settings refilter understands even before DistillConfig has them as fields.
+_OUTPUT_KEYS = {
+    "output_formats": "formats",
+    "include_reasoning": "include_reasoning",
+    "split_by": "split_by",
+    "max_per_slice": "max_per_slice",
+    "balance_by": "balance_by",
+    "max_per_group": "max_per_group",
+    "dataset_name": "dataset_name",
+}
+
+
+@dataclass
+class RefilterResult:
+    """What refilter decided: counts before and after, files written, the new metadata."""
+
+    output_dir: Path
+    counts: dict[str, Any]
+    previous_counts: dict[str, Any]
+    outputs: WrittenOutputs
+    metadata: dict[str, Any]
+    report: dict[str, Any]
+
+
+def _read_metadata(out: Path) -> dict[str, Any]:
+    path = out / METADATA_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; refilter needs a finished run's output") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read metadata: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise InputError(f"{path}: no recorded 'config'; is this an sft_distill output directory?")
+    return data
+
+
+def load_run_config(
+    metadata: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    embed_fn: Callable[..., Any] | None = None,
+) -> DistillConfig:
+    """The run's recorded config (secrets were never recorded) with ``overrides`` merged over it.
+
+    Raises:
+        ConfigError: a recorded or overriding value is invalid.
+    """
+    recorded = copy.deepcopy(dict(metadata.get("config") or {}))
+    recorded.pop("embed_fn", None)
+    for ep in [recorded.get("generator"), *(recorded.get("evaluators") or {}).values()]:
+        if isinstance(ep, dict):
+            ep.pop("api_key", None)  # "***" or None: the key itself is never in metadata
+    fields = DistillConfig.model_fields
+    recorded = {k: v for k, v in recorded.items() if k in fields}
+    merged = deep_merge(recorded, {k: v for k, v in (overrides or {}).items() if k in fields})
+    # build_config merges over the template: drop template evaluators the run did not have.
+    evaluators = merged.setdefault("evaluators", {})
+    for name in CONFIG_TEMPLATE["evaluators"]:
+        evaluators.setdefault(name, None)
+    return build_config(merged, source="metadata.json config + overrides", embed_fn=embed_fn)
+
+
+def _options(config: DistillConfig, overrides: Mapping[str, Any]) -> OutputOptions:
+    opts = OutputOptions.from_config(config)
+    extra = {
+        _OUTPUT_KEYS[k]: v
+        for k, v in overrides.items()
+        if k in _OUTPUT_KEYS and k not in DistillConfig.model_fields
+    }
+    if "formats" in extra:
+        from .formats import parse_formats
+
+        extra["formats"] = tuple(parse_formats(extra["formats"]))
+    if extra.get("split_by", "sample") not in ("sample", "slice"):
+        raise ConfigError(f"split_by must be 'sample' or 'slice', got {extra['split_by']!r}")
+    return dataclasses.replace(opts, **extra)
+
+
+def _slice_groups(metadata: Mapping[str, Any], field: str) -> dict[str, str | None]:
+    """slice id -> metadata[field], recorded by the run or re-read from its input file."""
+    rec = metadata.get("slice_groups") or {}
+    if rec.get("field") == field and isinstance(rec.get("groups"), dict):
+        return dict(rec["groups"])
+    path = (metadata.get("input") or {}).get("path")
+    if not path or not Path(path).is_file():
+        raise ConfigError(
+            f"balance_by={field!r} needs each slice's metadata: not recorded in metadata.json "
+            f"and the input file {path!r} is not available"
+        )
+    return {s.id: group_value(s.metadata, field) for s in iter_slices(path)}
+
+
+async def arefilter(
+    out_dir: PathLike,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    embed_fn: Callable[..., Any] | None = None,
+) -> RefilterResult:
+    """Re-apply thresholds, dedup, caps and split to a finished run; see the module docstring.
+
+    Raises:
+        InputError: the directory has no readable metadata.json or generated_raw.jsonl.
+        ConfigError: a bad override, or embedding dedup without ``embed_fn``.
+        OutputError: a file cannot be written.
+    """
+    out = Path(out_dir)
+    overrides = dict(overrides or {})
+    unknown = sorted(
+        set(overrides) - set(DistillConfig.model_fields) - set(_OUTPUT_KEYS) - {"prices"}
+    )
+    if unknown:
+        raise ConfigError(f"refilter: unknown setting(s) {unknown}")
+    metadata = _read_metadata(out)
+    config = load_run_config(metadata, overrides, embed_fn=embed_fn)
+    was = (metadata.get("dedup") or {}).get("method")
+    if config.enable_dedup and was == "embedding" and config.effective_dedup_method != was:
+        log.warning("the run deduplicated by embedding; without embed_fn refilter uses jaccard")
+    opts = _options(config, overrides)
+    prices = overrides.get("prices", getattr(config, "prices", None))
+    raw_path = out / RAW_FILE
+    if not raw_path.is_file():
+        raise InputError(f"{raw_path}: not found; nothing to refilter")
+    groups = _slice_groups(metadata, opts.balance_by) if opts.balance_by else {}
+
+    dedup = make_deduplicator(config) if config.enable_dedup else None
+    passing: list[tuple[str, str, str | None, float | None]] = []
+    seen: set[str] = set()
+    tmp = out / (RAW_FILE + ".refilter")
+    with JsonlWriter(tmp, atomic=True) as staged:
+        for lineno, obj in iter_jsonl(raw_path):
+            try:
+                sample = ScoredSample.model_validate(obj)
+            except ValidationError as exc:
+                log.warning("%s:%d: not a scored sample, skipped: %s", raw_path, lineno, exc)
+                continue
+            if sample.id in seen:
+                log.warning(
+                    "%s:%d: sample %s repeated; kept the first", raw_path, lineno, sample.id
+                )
+                continue
+            seen.add(sample.id)
+            decided = apply_thresholds(
+                sample,
+                min_score_threshold=config.min_score_threshold,
+                min_votes=config.min_votes,
+                weights=config.dimension_weights,
+            )
+            if decided.passed:
+                passing.append(
+                    (decided.id, decided.slice_id, groups.get(decided.slice_id), decided.avg_score)
+                )
+                if dedup is not None:
+                    dedup.add(decided.id, decided.text_for_dedup, decided.avg_score or 0.0)
+            staged.write(decided.model_dump(mode="json"))
+
+    duplicates: dict[str, str] = await dedup.aresolve() if dedup is not None else {}
+    kept = [p for p in passing if p[0] not in duplicates]
+    plan = plan_split(kept, opts)
+
+    # Mark duplicates and capped samples, in the raw file's own order.
+    drops: Counter[str] = Counter()
+    with JsonlWriter(raw_path, atomic=True) as raw:
+        for _lineno, record in iter_jsonl(tmp):
+            sid = record["id"]
+            if sid in duplicates:
+                record.update(
+                    passed=False, drop_reason=DROP_DUPLICATE, duplicate_of=duplicates[sid]
+                )
+            elif sid in plan.capped:
+                record.update(passed=False, drop_reason=DROP_CAPPED)
+            if not record.get("passed"):
+                drops[record.get("drop_reason") or "unknown"] += 1
+            raw.write(record)
+    tmp.unlink(missing_ok=True)
+    written = write_outputs(raw_path, out, plan.train, plan.val, opts)
+
+    previous = dict(metadata.get("counts") or {})
+    counts = {
+        **previous,
+        "passed_thresholds": len(passing),
+        "after_dedup": len(kept),
+        "train": written.counts["train"],
+        "val": written.counts["val"],
+        "dropped": dict(sorted(drops.items())),
+    }
+    history = list((metadata.get("refiltered") or {}).get("history", []))
+    history.append(
+        {
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "overrides": _jsonable(overrides),
+            "previous_counts": {
+                k: previous.get(k) for k in ("passed_thresholds", "after_dedup", "train", "val")
+            },
+        }
+    )
+    public = config.public_dict()
+    if prices is not None:
+        public["prices"] = _jsonable(prices)
+    metadata.update(
+        {
+            "counts": counts,
+            "config": public,
+            "output_format": opts.formats[0],
+            "output_formats": list(opts.formats),
+            "outputs": written.summary(),
+            "refiltered": {"count": len(history), "history": history},
+        }
+    )
+    metadata["dedup"] = {
+        "enabled": config.enable_dedup,
+        "method": config.effective_dedup_method,
+        "threshold": config.effective_dedup_threshold,
+        "removed": len(duplicates),
+    }
+    if plan.capped:
+        metadata["caps"] = {
+            "max_per_slice": opts.max_per_slice,
+            "balance_by": opts.balance_by,
+            "max_per_group": opts.max_per_group,
+            "removed": len(plan.capped),
+        }
+    report = write_report(out, metadata, prices=prices)
+    metadata["report"] = report
+    write_json_atomic(out / METADATA_FILE, metadata)
+    log.info(
+        "refilter: %d passed, %d kept (%d train / %d val)",
+        len(passing),
+        len(kept),
+        counts["train"],
+        counts["val"],
+    )
+    return RefilterResult(
+        output_dir=out,
+        counts=counts,
+        previous_counts=previous,
+        outputs=written,
+        metadata=metadata,
+        report=report,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """Overrides as plain JSON (pydantic models dumped, callables named)."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if callable(value):
+        return getattr(value, "__name__", repr(value))
+    return value
+
+
+def refilter(
+    out_dir: PathLike,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    embed_fn: Callable[..., Any] | None = None,
+) -> RefilterResult:
+    """Blocking ``arefilter``; also works inside a running event loop (Jupyter)."""
+    coro = arefilter(out_dir, overrides=overrides, embed_fn=embed_fn)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Inside a running loop (Jupyter): run on a private loop in a worker thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def format_refilter(result: RefilterResult) -> str:
+    """The short summary ``sft-distill refilter`` prints."""
+    before, after = result.previous_counts, result.counts
+
+    def change(key: str) -> str:
+        return f"{before.get(key, '?')} -> {after.get(key)}"
+
+    lines = [
+        f"sft-distill refilter: passed {change('passed_thresholds')}, "
+        f"kept {change('after_dedup')} ({after['train']} train / {after['val']} val); "
+        "no LLM call",
+        f"  output: {result.output_dir} ({', '.join(result.outputs.files)})",
+        f"  report: {result.output_dir / 'report.html'}",
+    ]
+    if after.get("dropped"):
+        lines.append("  dropped: " + ", ".join(f"{k} {v}" for k, v in after["dropped"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,455 @@
+"""The run report: funnel, score distributions, keep rate per threshold, agreement, latency, cost.
+
+``compute_report`` reads ``generated_raw.jsonl`` (every scored sample) and ``metadata.json``'s
+counts, usage and timings, and returns a JSON-ready dict (stored in metadata.json as ``report``).
+``write_report`` also renders it to one self-contained ``report.html`` (see ``report_html``).
+No LLM is called: everything is recomputed from the recorded judgements.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from .data_io import PathLike, iter_jsonl
+from .errors import OutputError
+from .filtering import apply_thresholds
+from .models import ScoredSample
+from .report_html import render_html
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "RAW_FILE",
+    "REPORT_FILE",
+    "THRESHOLDS",
+    "collect_examples",
+    "compute_report",
+    "model_price",
+    "percentiles",
+    "rankdata",
+    "render_html",
+    "score_bin",
+    "spearman",
+    "write_report",
+]
+
+RAW_FILE = "generated_raw.jsonl"
+REPORT_FILE = "report.html"
+# Every threshold a user might pick: 0, 0.5, ..., 10.
+THRESHOLDS: tuple[float, ...] = tuple(i / 2 for i in range(21))
+N_BINS = 11
+# Same slack as filtering: a mean a hair under the threshold in floating point still votes.
+_SLACK = 1e-9
+
+Prices = Mapping[str, Any]  # model -> {"input_per_1k", "output_per_1k"} (dict or model)
+
+
+def score_bin(score: float) -> int:
+    """Histogram bin 0..10 of a score: bin k holds [k - 0.5, k + 0.5), clipped to the ends."""
+    return int(min(N_BINS - 1, max(0, math.floor(score + 0.5))))
+
+
+def rankdata(values: Sequence[float]) -> np.ndarray:
+    """1-based ranks with ties given their average rank (like scipy's ``rankdata``)."""
+    x = np.asarray(values, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(x), dtype=float)
+    ranks[order] = np.repeat(first + (counts - 1) / 2.0 + 1.0, counts)
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rho (Pearson correlation of average ranks); None if undefined (n<2, constant)."""
+    if len(a) != len(b):
+        raise ValueError(f"lengths differ: {len(a)} and {len(b)}")
+    if len(a) < 2:
+        return None
+    ra, rb = rankdata(a), rankdata(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denom = math.sqrt(float((ra * ra).sum()) * float((rb * rb).sum()))
+    if denom == 0:
+        return None
+    return float((ra * rb).sum()) / denom
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
+    """n, mean, p50, p90, p95 and max (linear interpolation); Nones when there is no value."""
+    if not values:
+        return {"n": 0, "mean": None, "p50": None, "p90": None, "p95": None, "max": None}
+    x = np.asarray(values, dtype=float)
+    p50, p90, p95 = (float(v) for v in np.percentile(x, [50, 90, 95]))
+    return {
+        "n": len(x),
+        "mean": float(x.mean()),
+        "p50": p50,
+        "p90": p90,
+        "p95": p95,
+        "max": float(x.max()),
+    }
+
+
+def _settings(
+    metadata: Mapping[str, Any],
+    min_score_threshold: float | None,
+    min_votes: int | None,
+    weights: Mapping[str, float] | None,
+) -> tuple[float, int, Mapping[str, float] | None]:
+    cfg = metadata.get("config") or {}
+    thr = (
+        cfg.get("min_score_threshold", 7.0) if min_score_threshold is None else min_score_threshold
+    )
+    votes = cfg.get("min_votes", 2) if min_votes is None else min_votes
+    return float(thr), int(votes), weights if weights is not None else cfg.get("dimension_weights")
+
+
+def _funnel(counts: Mapping[str, Any], n_raw: int, kept_raw: int) -> list[dict[str, Any]]:
+    """The stages with their counts; from metadata counts, else what the raw file shows."""
+    if not counts:
+        return [
+            {"stage": "samples generated", "count": n_raw},
+            {"stage": "kept", "count": kept_raw},
+        ]
+    stages = [
+        ("input lines", counts.get("lines_read", 0)),
+        ("slices read", counts.get("slices", 0)),
+        ("chunks", counts.get("chunks", 0)),
+        (
+            "samples generated",
+            counts.get("samples_generated", 0) + counts.get("generation_unparsable_items", 0),
+        ),
+        ("samples parsed", counts.get("samples_generated", 0)),
+        ("passed thresholds", counts.get("passed_thresholds", 0)),
+        ("after dedup", counts.get("after_dedup", 0)),
+        ("train", counts.get("train", 0)),
+        ("val", counts.get("val", 0)),
+    ]
+    return [{"stage": s, "count": int(c)} for s, c in stages]
+
+
+def _losses(counts: Mapping[str, Any]) -> dict[str, int]:
+    """Work lost before a sample existed or was judged (not in the raw file)."""
+    keys = {
+        "bad input lines": "bad_lines",
+        "failed chunks (generation)": "generation_failed_chunks",
+        "unparsable generated items": "generation_unparsable_items",
+        "failed judgements": "evaluation_failures",
+    }
+    return {label: int(counts.get(k, 0)) for label, k in keys.items() if counts.get(k)}
+
+
+def _latency(
+    metadata: Mapping[str, Any], latencies: Mapping[str, Sequence[float]] | None
+) -> dict[str, Any]:
+    usage = metadata.get("usage") or {}
+    if latencies is None:
+        previous = (metadata.get("report") or {}).get("latency")
+        if previous:  # refilter: no calls were made, keep what the run measured
+            return dict(previous)
+        # Without per-call timings only the mean per endpoint is known.
+        endpoints = {}
+        for name, u in usage.items():
+            calls = u.get("calls", 0)
+            mean = u.get("latency_s_total", 0.0) / calls if calls else None
+            endpoints[name] = {
+                "model": u.get("model"),
+                "stage": "generation" if name == "generator" else "evaluation",
+                **percentiles([]),
+                "n": calls,
+                "mean": mean,
+            }
+        return {"endpoints": endpoints, "stages": {}, "source": "usage means"}
+    endpoints = {}
+    stages: dict[str, list[float]] = {"generation": [], "evaluation": []}
+    for name, values in latencies.items():
+        stage = "generation" if name == "generator" else "evaluation"
+        stages[stage].extend(values)
+        endpoints[name] = {
+            "model": (usage.get(name) or {}).get("model"),
+            "stage": stage,
+            **percentiles(list(values)),
+        }
+    return {
+        "endpoints": endpoints,
+        "stages": {s: percentiles(v) for s, v in stages.items() if v},
+        "source": "per call",
+    }
+
+
+def _throughput(metadata: Mapping[str, Any], kept: int) -> dict[str, Any]:
+    usage = (metadata.get("usage") or {}).get("generator") or {}
+    timings = metadata.get("timings_s") or {}
+    tokens = int(usage.get("completion_tokens", 0))
+    wall = timings.get("generate_and_evaluate")
+    busy = usage.get("latency_s_total")
+    total = timings.get("total")
+    return {
+        "teacher_completion_tokens": tokens,
+        # Wall clock of the streamed generate+evaluate stage; cached replies make it look faster.
+        "teacher_tokens_per_s": tokens / wall if wall else None,
+        "teacher_tokens_per_s_per_request": tokens / busy if busy else None,
+        "kept_samples": kept,
+        "kept_per_hour": kept / total * 3600 if total else None,
+    }
+
+
+def model_price(prices: Mapping[str, Any] | None, model: str) -> tuple[float, float] | None:
+    """(input, output) price per 1k tokens of ``model``: dicts or objects with those attributes."""
+    if not prices or model not in prices:
+        return None
+    p = prices[model]
+    if isinstance(p, Mapping):
+        return float(p.get("input_per_1k", 0.0)), float(p.get("output_per_1k", 0.0))
+    return float(getattr(p, "input_per_1k", 0.0)), float(getattr(p, "output_per_1k", 0.0))
+
+
+def _cost(metadata: Mapping[str, Any], prices: Prices | None) -> dict[str, Any] | None:
+    if not prices:
+        return None
+    per_model: dict[str, dict[str, Any]] = {}
+    for u in (metadata.get("usage") or {}).values():
+        m = per_model.setdefault(
+            u.get("model", "?"), {"prompt_tokens": 0, "completion_tokens": 0, "cost": None}
+        )
+        m["prompt_tokens"] += int(u.get("prompt_tokens", 0))
+        m["completion_tokens"] += int(u.get("completion_tokens", 0))
+    total = 0.0
+    unpriced = []
+    for model, m in per_model.items():
+        price = model_price(prices, model)
+        if price is None:
+            unpriced.append(model)
+            continue
+        m["cost"] = m["prompt_tokens"] / 1000 * price[0] + m["completion_tokens"] / 1000 * price[1]
+        total += m["cost"]
+    return {"per_model": per_model, "total": total, "unpriced": sorted(unpriced)}
+
+
+def _written(counts: Mapping[str, Any], kept: int) -> int:
+    """Samples in the output splits (train + val), else the raw file's passing count."""
+    if counts and "train" in counts and "val" in counts:
+        return int(counts["train"]) + int(counts["val"])
+    return kept
+
+
+def _kth_largest(means: list[float], k: int) -> float | None:
+    """The k-th largest mean: a sample passes threshold t iff it is >= t (k = min_votes >= 1)."""
+    if len(means) < k:
+        return None
+    return sorted(means, reverse=True)[k - 1]
+
+
+def compute_report(
+    raw_path: PathLike,
+    metadata: Mapping[str, Any],
+    *,
+    latencies: Mapping[str, Sequence[float]] | None = None,
+    prices: Prices | None = None,
+    min_score_threshold: float | None = None,
+    min_votes: int | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The report dict from the raw samples and ``metadata`` (counts, usage, timings, config).
+
+    Threshold, votes and weights default to ``metadata["config"]``; ``prices`` to
+    ``metadata["config"]["prices"]`` (``{model: {"input_per_1k", "output_per_1k"}}``).
+    ``latencies`` maps endpoint name to per-call seconds.
+
+    Raises:
+        InputError: the raw file is missing or unreadable.
+    """
+    thr, min_v, w = _settings(metadata, min_score_threshold, min_votes, weights)
+    if prices is None:
+        prices = (metadata.get("config") or {}).get("prices")
+    n = 0
+    kept = 0
+    drops: Counter[str] = Counter()
+    evaluators: dict[str, str] = {}
+    hists: dict[str, dict[str, list[int]]] = {}
+    kth: list[float | None] = []
+    means_by_eval: dict[str, dict[int, float]] = {}
+    for lineno, obj in iter_jsonl(raw_path):
+        try:
+            sample = ScoredSample.model_validate(obj)
+        except ValidationError as exc:
+            log.warning("%s:%d: not a scored sample, skipped: %s", raw_path, lineno, exc)
+            continue
+        if sample.passed:
+            kept += 1
+        else:
+            drops[sample.drop_reason or "unknown"] += 1
+        # Recompute each evaluator's mean under the weights, exactly as the filter does.
+        decided = apply_thresholds(sample, min_score_threshold=thr, min_votes=min_v, weights=w)
+        means = []
+        for j in decided.judgements:
+            if not j.ok or j.weighted_mean is None:
+                continue
+            evaluators.setdefault(j.evaluator, j.model)
+            h = hists.setdefault(j.evaluator, {})
+            for dim, score in j.scores.items():
+                if math.isfinite(score):
+                    h.setdefault(dim, [0] * N_BINS)[score_bin(score)] += 1
+            h.setdefault("weighted_mean", [0] * N_BINS)[score_bin(j.weighted_mean)] += 1
+            means.append(j.weighted_mean)
+            means_by_eval.setdefault(j.evaluator, {})[n] = j.weighted_mean
+        kth.append(_kth_largest(means, min_v) if min_v > 0 else math.inf)
+        n += 1
+
+    curve = []
+    for t in THRESHOLDS:
+        passing = sum(1 for v in kth if v is not None and v >= t - _SLACK)
+        curve.append({"threshold": t, "passed": passing, "rate": passing / n if n else None})
+
+    agreement = []
+    for a, b in itertools.combinations(sorted(means_by_eval), 2):
+        common = sorted(set(means_by_eval[a]) & set(means_by_eval[b]))
+        xa = [means_by_eval[a][i] for i in common]
+        xb = [means_by_eval[b][i] for i in common]
+        differ = sum(
+            1 for u, v in zip(xa, xb, strict=True) if (u >= thr - _SLACK) != (v >= thr - _SLACK)
+        )
+        agreement.append(
+            {
+                "a": a,
+                "b": b,
+                "n": len(common),
+                "spearman": spearman(xa, xb),
+                "vote_disagreement": differ / len(common) if common else None,
+            }
+        )
+
+    counts = metadata.get("counts") or {}
+    return {
+        "settings": {"min_score_threshold": thr, "min_votes": min_v, "dimension_weights": w},
+        "samples": n,
+        "kept": kept,
+        "funnel": _funnel(counts, n, kept),
+        "drop_reasons": dict(sorted(drops.items())),
+        "losses": _losses(counts),
+        "evaluators": dict(sorted(evaluators.items())),
+        "histograms": {e: dict(sorted(h.items())) for e, h in sorted(hists.items())},
+        "keep_rate": curve,
+        "agreement": agreement,
+        "latency": _latency(metadata, latencies),
+        "throughput": _throughput(metadata, _written(counts, kept)),
+        "cost": _cost(metadata, prices),
+        "run": {
+            "simulator": metadata.get("simulator"),
+            "input": (metadata.get("input") or {}).get("path"),
+            "version": metadata.get("version"),
+            "prompt_versions": metadata.get("prompt_versions"),
+            "refiltered": bool(metadata.get("refiltered")),
+        },
+    }
+
+
+def _example(obj: Mapping[str, Any], max_chars: int) -> dict[str, Any]:
+    def cut(text: Any) -> str:
+        s = text if isinstance(text, str) else ""
+        return s if len(s) <= max_chars else s[:max_chars] + " …"
+
+    return {
+        "id": obj.get("id"),
+        "slice_id": obj.get("slice_id"),
+        "instruction": cut(obj.get("instruction")),
+        "input": cut(obj.get("input")),
+        "output": cut(obj.get("output")),
+        "avg_score": obj.get("avg_score"),
+        "votes": obj.get("votes"),
+        "passed": bool(obj.get("passed")),
+        "drop_reason": obj.get("drop_reason"),
+        "duplicate_of": obj.get("duplicate_of"),
+        "judgements": [
+            {
+                "evaluator": j.get("evaluator"),
+                "model": j.get("model"),
+                "weighted_mean": j.get("weighted_mean"),
+                "reason": cut(j.get("reason") or j.get("error") or ""),
+            }
+            for j in obj.get("judgements") or []
+            if isinstance(j, dict)
+        ],
+    }
+
+
+def collect_examples(raw_path: PathLike, n: int = 3, *, max_chars: int = 600) -> dict[str, Any]:
+    """A few kept samples (best, middle, worst score) and dropped ones (each reason in turn)."""
+    kept: list[tuple[float, str, int]] = []
+    dropped: dict[str, list[tuple[str, int]]] = {}
+    with open(raw_path, "rb") as f:
+        offset = 0
+        for line in f:
+            start, offset = offset, offset + len(line)
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+                continue
+            if obj.get("passed"):
+                score = obj.get("avg_score")
+                kept.append((score if isinstance(score, (int, float)) else -1.0, obj["id"], start))
+            else:
+                reason = obj.get("drop_reason") or "unknown"
+                dropped.setdefault(reason, []).append((obj["id"], start))
+        kept.sort(key=lambda k: (-k[0], k[1]))
+        picks: list[int] = []
+        if kept and n > 0:
+            idx = sorted({round(i * (len(kept) - 1) / max(1, n - 1)) for i in range(n)})
+            picks = [kept[i][2] for i in idx][:n]
+        drop_picks: list[int] = []
+        lists = [sorted(v) for _, v in sorted(dropped.items())]
+        for row in itertools.zip_longest(*lists):
+            drop_picks.extend(item[1] for item in row if item is not None)
+        drop_picks = drop_picks[: max(n, len(lists))]
+
+        def read(at: int) -> dict[str, Any]:
+            f.seek(at)
+            return _example(json.loads(f.readline()), max_chars)
+
+        return {"kept": [read(o) for o in picks], "dropped": [read(o) for o in drop_picks]}
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text via ``name.tmp`` + ``os.replace`` so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(text.encode("utf-8", "replace"))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_report(
+    out_dir: PathLike,
+    metadata: Mapping[str, Any],
+    *,
+    latencies: Mapping[str, Sequence[float]] | None = None,
+    prices: Prices | None = None,
+    n_examples: int = 3,
+) -> dict[str, Any]:
+    """Compute the report from ``out_dir/generated_raw.jsonl``, write ``report.html``, return it.
+
+    Raises:
+        InputError: the raw file is missing or unreadable.
+        OutputError: report.html cannot be written.
+    """
+    out = Path(out_dir)
+    raw = out / RAW_FILE
+    report = compute_report(raw, metadata, latencies=latencies, prices=prices)
+    examples = collect_examples(raw, n_examples)
+    _write_text_atomic(out / REPORT_FILE, render_html(report, examples))
+    return report

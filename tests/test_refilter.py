@@ -1,0 +1,213 @@
+"""``refilter``: new thresholds, dedup, caps and splits from recorded scores; zero LLM calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sft_distill.errors import ConfigError, InputError
+from sft_distill.pipeline import DatasetDistillationPipeline
+from sft_distill.refilter import load_run_config, refilter
+
+from .conftest import EXAMPLES, sim_config
+from .raw_factory import read_jsonl, scored, write_run
+
+
+def corpus() -> list:
+    same = "Article 16: the insurer may rescind the contract when the policyholder lied on purpose."
+    return [
+        scored("hi1", "A", (9.0, 9.0)),
+        scored("hi2", "A", (8.5, 8.0)),
+        scored("mid", "B", (7.5, 7.0)),
+        scored("low", "B", (7.0, 6.0)),  # one vote at 7.0
+        scored("bad", "C", (3.0, None)),
+        scored("dup1", "C", (9.5, 9.5), instruction="What does article 16 say?", output=same),
+        scored("dup2", "D", (8.0, 8.0), instruction="What does article 16 say ?", output=same),
+    ]
+
+
+@pytest.fixture
+async def run(sim, tmp_path: Path) -> Path:
+    """A finished run whose endpoints point at the simulator (so any call would be counted)."""
+    return write_run(tmp_path / "out", corpus(), sim_config(sim))
+
+
+def meta_of(out: Path) -> dict:
+    return json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+
+
+def raw_by_id(out: Path) -> dict[str, dict]:
+    return {r["id"]: r for r in read_jsonl(out / "generated_raw.jsonl")}
+
+
+def split_ids(out: Path, name: str = "train.jsonl") -> list[str]:
+    return [r["id"] for r in read_jsonl(out / name)]
+
+
+async def test_refilter_applies_new_threshold_and_dedup_without_calls(sim, run):
+    result = refilter(run, overrides={"min_score_threshold": 7.0, "min_votes": 2})
+    raw = raw_by_id(run)
+    # hi1, hi2, mid, dup1, dup2 pass; dup2 repeats dup1 (lower score) -> duplicate.
+    assert result.counts["passed_thresholds"] == 5
+    assert result.counts["after_dedup"] == 4
+    assert raw["dup2"]["drop_reason"] == "duplicate" and raw["dup2"]["duplicate_of"] == "dup1"
+    assert raw["low"]["drop_reason"] == "low_votes" and raw["bad"]["drop_reason"] == "low_votes"
+    assert result.counts["dropped"] == {"duplicate": 1, "low_votes": 2}
+    assert sorted(split_ids(run) + split_ids(run, "val.jsonl")) == ["dup1", "hi1", "hi2", "mid"]
+    assert sim.stats["requests"] == 0
+
+    stricter = refilter(run, overrides={"min_score_threshold": 8.5})
+    assert stricter.counts["passed_thresholds"] == 2  # hi1, dup1 (hi2 has 8.0 from e1)
+    assert stricter.previous_counts["after_dedup"] == 4
+    assert raw_by_id(run)["mid"]["drop_reason"] == "low_votes"
+    assert sorted(split_ids(run) + split_ids(run, "val.jsonl")) == ["dup1", "hi1"]
+    assert sim.stats["requests"] == 0
+
+
+async def test_refilter_records_itself_in_metadata_and_report(sim, run):
+    refilter(run, overrides={"min_score_threshold": 8.0, "min_votes": 1})
+    meta = meta_of(run)
+    assert meta["config"]["min_score_threshold"] == 8.0 and meta["config"]["min_votes"] == 1
+    assert meta["refiltered"]["count"] == 1
+    (entry,) = meta["refiltered"]["history"]
+    assert entry["overrides"] == {"min_score_threshold": 8.0, "min_votes": 1}
+    assert entry["previous_counts"]["passed_thresholds"] == sum(s.passed for s in corpus())
+    assert meta["counts"]["train"] + meta["counts"]["val"] == meta["counts"]["after_dedup"]
+    assert meta["report"]["settings"]["min_score_threshold"] == 8.0
+    assert meta["outputs"]["files"]["sharegpt"]["train"] == "train.jsonl"
+    assert "secret" not in json.dumps(meta) and "sk-test" not in json.dumps(meta)
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert "refiltered" in html
+    refilter(run, overrides={"min_score_threshold": 8.0, "min_votes": 1})
+    assert meta_of(run)["refiltered"]["count"] == 2
+    assert sim.stats["requests"] == 0
+
+
+async def test_refilter_is_idempotent(run):
+    refilter(run, overrides={"min_score_threshold": 7.5})
+    first = {p.name: p.read_bytes() for p in run.glob("*.jsonl")}
+    refilter(run, overrides={"min_score_threshold": 7.5})
+    assert {p.name: p.read_bytes() for p in run.glob("*.jsonl")} == first
+
+
+async def test_refilter_formats_split_by_slice_and_caps(sim, run):
+    result = refilter(
+        run,
+        overrides={
+            "min_score_threshold": 7.0,
+            "output_formats": "alpaca,openai",
+            "split_by": "slice",
+            "train_val_split": 0.5,
+            "max_per_slice": 1,
+        },
+    )
+    raw = raw_by_id(run)
+    assert raw["hi2"]["drop_reason"] == "capped"  # A keeps hi1 (9.0) only
+    assert result.counts["dropped"]["capped"] == 1
+    names = {p.name for p in run.iterdir()}
+    assert {"train.jsonl", "train.openai.jsonl", "train.openai.provenance.jsonl"} <= names
+    train = read_jsonl(run / "train.jsonl")
+    assert train and set(train[0]) >= {"instruction", "input", "output", "provenance"}
+    slices_train = {r["provenance"]["slice_id"] for r in train}
+    slices_val = {r["provenance"]["slice_id"] for r in read_jsonl(run / "val.jsonl")}
+    assert slices_train and slices_val and not slices_train & slices_val
+    info = json.loads((run / "dataset_info.json").read_text(encoding="utf-8"))
+    assert info["sft_distill_train"]["file_name"] == "train.jsonl"
+    assert info["sft_distill_openai_train"]["formatting"] == "sharegpt"
+    assert sim.stats["requests"] == 0
+
+
+async def test_refilter_balance_by_uses_recorded_slice_groups(sim, tmp_path):
+    groups = {"A": "auto", "B": "auto", "C": "life", "D": "life"}
+    out = write_run(
+        tmp_path / "out",
+        corpus(),
+        sim_config(sim),
+        extra={"slice_groups": {"field": "type", "groups": groups}},
+    )
+    result = refilter(
+        out,
+        overrides={
+            "min_score_threshold": 7.0,
+            "balance_by": "type",
+            "max_per_group": 1,
+            "enable_dedup": False,
+        },
+    )
+    kept = {r["id"] for r in read_jsonl(out / "generated_raw.jsonl") if r["passed"]}
+    assert kept == {"hi1", "dup1"}  # the best of "auto" and the best of "life"
+    assert result.counts["dropped"]["capped"] == 3
+    assert sim.stats["requests"] == 0
+
+
+async def test_refilter_balance_by_without_groups_or_input_is_an_error(run):
+    with pytest.raises(ConfigError, match="balance_by='type'"):
+        refilter(run, overrides={"balance_by": "type", "max_per_group": 1})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"min_score_treshold": 7}, "min_score_treshold"),
+        ({"min_votes": 5}, "min_votes=5"),
+        ({"output_formats": "xml"}, "'xml'"),
+        ({"split_by": "chunk"}, "split_by"),
+    ],
+)
+async def test_refilter_rejects_bad_overrides(run, overrides, fragment):
+    before = (run / "generated_raw.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match=fragment):
+        refilter(run, overrides=overrides)
+    assert (run / "generated_raw.jsonl").read_bytes() == before
+
+
+def test_refilter_needs_a_run_directory(tmp_path):
+    with pytest.raises(InputError, match=r"metadata\.json"):
+        refilter(tmp_path, overrides={})
+
+
+async def test_load_run_config_drops_template_evaluators_the_run_removed(sim):
+    only = {"api_base": sim.url, "model": "j"}
+    cfg = sim_config(
+        sim, evaluators={"primary": None, "secondary": None, "only": only}, min_votes=1
+    )
+    assert list(cfg.evaluators) == ["only"]
+    meta = {"config": cfg.public_dict()}
+    again = load_run_config(meta, {"min_score_threshold": 9})
+    assert list(again.evaluators) == ["only"]
+    assert again.min_score_threshold == 9 and again.generator.model == "teacher-sim"
+
+
+async def test_refilter_after_a_real_run_makes_no_request_and_matches_its_splits(sim, tmp_path):
+    out = tmp_path / "run"
+    pipeline = DatasetDistillationPipeline(sim_config(sim), show_progress=False)
+    await pipeline.run(EXAMPLES / "slices.jsonl", output_dir=out)
+    before_train = read_jsonl(out / "train.jsonl")
+    before_val = read_jsonl(out / "val.jsonl")
+    assert sim.stats["requests"] > 0
+    sim.reset_stats()
+
+    result = await _arefilter(out, {})  # same settings: same decisions, same rows, same order
+    assert sim.stats["requests"] == 0
+
+    # Rows equal the pipeline's, in the same order (provenance is compared separately).
+    def strip(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "provenance"} for r in rows]
+
+    after_train = read_jsonl(out / "train.jsonl")
+    assert strip(after_train) == strip(before_train)
+    assert all(r["provenance"]["slice_id"] == r["slice_id"] for r in after_train)
+    assert [r["id"] for r in read_jsonl(out / "val.jsonl")] == [r["id"] for r in before_val]
+    assert result.counts["passed_thresholds"] == result.previous_counts["passed_thresholds"]
+
+    looser = await _arefilter(out, {"min_score_threshold": 5.0, "min_votes": 1})
+    assert looser.counts["after_dedup"] > result.counts["after_dedup"]
+    assert sim.stats["requests"] == 0
+
+
+async def _arefilter(out: Path, overrides: dict):
+    from sft_distill.refilter import arefilter
+
+    return await arefilter(out, overrides=overrides)
