@@ -11,6 +11,11 @@ The ideal bound of a run is computed from what each endpoint actually received (
 
 (the last term is the one unavoidable generate -> evaluate hop). ``wall / bound`` is the figure of
 merit: 1.00 means every endpoint was kept exactly as busy as its concurrency allows.
+
+When the latency bound asks for more calls per second than any Python client can make on this
+machine, the client's CPU is the physical limit. ``wall / phys`` divides by
+``max(bound, calls / r)``, where r is the calls/s of a bare aiohttp + asyncio.Semaphore client
+(no parsing, no cache, no pipeline) measured against the same simulator at the start of the run.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sft_distill import DatasetDistillationPipeline, build_config
 
 ROOT = Path(__file__).resolve().parents[1]
+# concurrency -> calls/s of a bare aiohttp client on this machine, measured at the start of a run
+PLAIN_RATE: dict[int, float] = {}
 WORDS_ZH = [
     "保险人",
     "投保人",
@@ -97,6 +104,36 @@ class SimProcess:
         self.proc.wait(10)
 
 
+async def _plain_client(url: str, n: int, conc: int) -> float:
+    """Calls/s of a bare aiohttp + asyncio.Semaphore client (no parsing, cache or pipeline)."""
+    import aiohttp
+
+    from sft_distill.prompts import generation_messages
+
+    sem = asyncio.Semaphore(conc)
+    docs = [f"第{i}条 保险人应当及时赔付保险金。" * 20 for i in range(n)]
+    conn = aiohttp.TCPConnector(limit=conc)
+    async with aiohttp.ClientSession(connector=conn) as http:
+
+        async def one(doc: str) -> None:
+            body = {"model": "plain", "messages": generation_messages(doc, 3)}
+            async with sem, http.post(f"{url}/chat/completions", json=body) as r:
+                json.loads(await r.read())
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(d) for d in docs))
+        return n / (time.perf_counter() - t0)
+
+
+def plain_client_rate(conc: int, n: int = 4000) -> float:
+    """The physical limit of a Python client on this machine against a 0-latency simulator."""
+    sim = SimProcess()
+    try:
+        return asyncio.run(_plain_client(sim.url, n, conc))
+    finally:
+        sim.close()
+
+
 def config_for(url: str, out: Path, conc: int, *, samples: int, retries: int = 5):
     ep = {
         "api_base": url,
@@ -134,11 +171,13 @@ def run_once(
     by_model = st["by_model"]
     bound = max(n * latency_s / conc for n in by_model.values()) + latency_s
     calls = sum(u["calls"] for u in result.metadata["usage"].values())
+    cpu_bound = calls / PLAIN_RATE[conc] if conc in PLAIN_RATE else 0.0
     return {
         "calls": calls,
         "wall_s": wall,
         "bound_s": bound,
         "ratio": wall / bound if latency_s else float("nan"),
+        "phys_ratio": wall / max(bound, cpu_bound),
         "calls_per_s": calls / wall,
         "cpu_ms_per_call": 1000 * cpu / max(calls, 1),
         "peak_in_flight": st["peak_in_flight"],
@@ -150,15 +189,16 @@ def run_once(
 
 def table(rows: list[tuple[str, dict]]) -> None:
     head = (
-        f"{'case':44} {'calls':>7} {'wall s':>8} {'bound s':>8} {'wall/bound':>10} "
-        f"{'calls/s':>8} {'CPU ms/call':>11} {'peak':>5} {'failed':>6}"
+        f"{'case':48} {'calls':>7} {'wall s':>8} {'bound s':>8} {'wall/bound':>10} "
+        f"{'wall/phys':>9} {'calls/s':>8} {'CPU ms/call':>11} {'peak':>5} {'failed':>6}"
     )
     print(head)
     print("-" * len(head))
     for name, r in rows:
         print(
-            f"{name:44} {r['calls']:>7} {r['wall_s']:>8.2f} {r['bound_s']:>8.2f} "
-            f"{r['ratio']:>10.3f} {r['calls_per_s']:>8.0f} {r['cpu_ms_per_call']:>11.3f} "
+            f"{name:48} {r['calls']:>7} {r['wall_s']:>8.2f} {r['bound_s']:>8.2f} "
+            f"{r['ratio']:>10.3f} {r['phys_ratio']:>9.3f} {r['calls_per_s']:>8.0f} "
+            f"{r['cpu_ms_per_call']:>11.3f} "
             f"{r['peak_in_flight']:>5} {r['failures']:>6}"
         )
 
@@ -200,6 +240,9 @@ def main() -> None:
         return
 
     lat, jit = 200, 150
+    for conc in (64, 512):
+        PLAIN_RATE[conc] = plain_client_rate(conc)
+        print(f"plain aiohttp + semaphore, {conc} in flight, 0 ms: {PLAIN_RATE[conc]:.0f} calls/s")
     if cases & {"latency64", "latency512", "faults"}:
         n64 = 150 if args.quick else 300
         n512 = 600 if args.quick else 1500
