@@ -167,6 +167,18 @@ class DistillConfig(BaseModel):
     max_per_group: int | None = Field(None, ge=1)
     dataset_name: str = Field("sft_distill", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    gates: list[dict[str, Any]] = Field(
+        default_factory=list, description='quality gates before the judges, e.g. {"type": "length"}'
+    )
+    min_keep_rate: float | None = Field(
+        None, ge=0.0, le=1.0, description="fail the run (exit 4) when fewer samples are kept"
+    )
+    min_mean_score: float | None = Field(
+        None, ge=0.0, le=10.0, description="fail the run (exit 4) when the mean score is lower"
+    )
+    min_exec_pass_rate: float | None = Field(
+        None, ge=0.0, le=1.0, description="fail the run (exit 4) when fewer SQL samples execute"
+    )
 
     embed_fn: Callable[..., Any] | None = Field(None, exclude=True)
 

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from .concurrency import bounded_map
 from .config import DIMENSIONS, DistillConfig
 from .errors import LLMError
 from .filtering import apply_thresholds, weighted_mean
+from .gates import GATE_PREFIX, Gate, run_gates
 from .llm_client import ChatResult, LLMClient
 from .models import Failure, Judgement, Sample, ScoredSample, StageCounts
 from .prompts import evaluation_messages
@@ -140,14 +141,28 @@ async def evaluate_samples(
     *,
     stats: StageCounts | None = None,
     on_failure: Callable[[Failure], None] | None = None,
+    gates: Sequence[Gate] = (),
 ) -> AsyncIterator[ScoredSample]:
-    """Yield each sample scored by every evaluator, in completion order."""
+    """Yield each sample scored by every evaluator, in completion order.
+
+    ``gates`` run first; a sample a gate drops is yielded unjudged (``drop_reason`` "gate:<name>")
+    so that no evaluator is paid for it.
+    """
     # Samples waiting for judges are small (the chunk text is shared), so buffer plenty: the
     # teacher then runs ahead instead of being throttled to the judges' pace, and a late
     # teacher retry no longer stretches the end of the run. Still a constant bound on memory.
     limit = max(EVAL_BUFFER_SAMPLES, 4 * max(c.config.max_concurrent for c in evaluators.values()))
 
     async def one(sample: Sample) -> ScoredSample:
+        if gates:
+            verdict, gate_name = await run_gates(sample, gates)
+            if verdict is not None:
+                return ScoredSample(
+                    **sample.model_dump(),
+                    passed=False,
+                    drop_reason=f"{GATE_PREFIX}{gate_name}",
+                    drop_detail=verdict.reason,
+                )
         scored = await evaluate_sample(sample, evaluators, config, on_failure=on_failure)
         if stats is not None:
             stats.samples_evaluated += 1

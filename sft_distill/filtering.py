@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .config import DIMENSIONS, DistillConfig
 from .dedup import make_deduplicator
+from .gates import GATE_PREFIX
 from .models import Judgement, ScoredSample
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,11 @@ def apply_thresholds(
     Each ok judgement whose weighted mean reaches ``min_score_threshold`` is one vote; a failed
     evaluator casts no vote and is left out of ``avg_score``. ``passed`` is ``votes >= min_votes``;
     otherwise ``drop_reason`` is "no_evaluation" (no judgement ok) or "low_votes" (the counts are
-    in ``votes`` and ``avg_score``). ``duplicate_of`` is cleared: dedup decides it afterwards.
+    in ``votes`` and ``avg_score``). ``duplicate_of`` is cleared: dedup decides it afterwards. A
+    sample dropped by a gate was never judged and stays dropped.
     """
+    if sample.drop_reason is not None and sample.drop_reason.startswith(GATE_PREFIX):
+        return sample
     judgements = [_rescored(j, weights) for j in sample.judgements]
     means = [j.weighted_mean for j in judgements if j.ok and j.weighted_mean is not None]
     votes = sum(1 for m in means if m >= min_score_threshold - _SCORE_SLACK)

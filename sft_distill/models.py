@@ -43,6 +43,13 @@ class Sample(BaseModel):
     reasoning: str | None = None
     teacher_model: str = ""
     prompt_version: str = ""
+    source_kind: str = "slices"
+    reference_output: str | None = Field(
+        None, description="an answer the input already had (distill mode), kept for comparison"
+    )
+    annotations: dict[str, Any] = Field(
+        default_factory=dict, description="facts recorded by gates and modes (exec_pass, ...)"
+    )
     # The chunk text the sample came from: the evaluator judges accuracy against it.
     # Not written to the outputs (it would repeat the slice once per sample).
     source_text: str = Field("", exclude=True, repr=False)
@@ -71,6 +78,7 @@ class ScoredSample(Sample):
     votes: int = 0
     passed: bool = False
     drop_reason: str | None = None
+    drop_detail: str | None = None
     duplicate_of: str | None = None
 
     @property

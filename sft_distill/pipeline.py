@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -22,25 +22,24 @@ from . import __version__
 from .cache import CACHE_FILENAME, ResponseCache
 from .config import DIMENSIONS, DistillConfig, EndpointConfig, build_config
 from .data_io import (
-    DUPLICATE_KINDS,
     BadLine,
     JsonlWriter,
-    count_lines,
-    file_digest,
     prepare_output_dir,
-    read_slices,
     write_json_atomic,
 )
 from .dedup import make_deduplicator
 from .errors import InputError, OutputError
 from .evaluator import evaluate_samples
 from .formats import DATASET_INFO_FILE, all_split_file_names
-from .generator import generate_samples
+from .gates import Gate, build_gates
 from .llm_client import LLMClient
+from .manifest import MANIFEST_FILE, build_manifest, write_manifest
 from .models import Failure, ScoredSample, Slice, StageCounts
 from .outputs import DROP_CAPPED, OutputOptions, plan_split, write_outputs
 from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
+from .quality import check_run_gates
 from .report import REPORT_FILE, write_report
+from .sources import SampleSource, SliceSource, SourceContext, report_bad_line
 from .splitting import group_value
 
 log = logging.getLogger(__name__)
@@ -57,6 +56,7 @@ OUTPUT_FILES = (
     FAILURES_FILE,
     DATASET_INFO_FILE,
     REPORT_FILE,
+    MANIFEST_FILE,
     CACHE_FILENAME,
 )
 
@@ -73,20 +73,12 @@ class RunResult:
     metadata: dict[str, Any]
     failures: int = 0
     paths: dict[str, Path] = field(default_factory=dict)
+    quality_problems: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         """True when no unit of work failed for good."""
         return self.failures == 0
-
-
-def run_identity(path: Path, *, simulator: bool) -> dict[str, Any]:
-    """What makes two runs "the same run" for resume: the input file and the mode."""
-    return {
-        "input": str(path.resolve()),
-        "input_blake2b": file_digest(path),
-        "simulator": simulator,
-    }
 
 
 class _ScoreStats:
@@ -133,6 +125,7 @@ class DatasetDistillationPipeline:
         fresh: discard the output directory's cache and outputs and start over.
         overwrite: let this run replace another run's outputs in the output directory, reusing
             its cached replies where the requests are the same.
+        gates: extra quality gates (objects with ``name`` and async ``check(sample)``).
     """
 
     def __init__(
@@ -144,6 +137,7 @@ class DatasetDistillationPipeline:
         strict: bool = False,
         fresh: bool = False,
         overwrite: bool = False,
+        gates: Sequence[Gate] | None = None,
     ) -> None:
         if isinstance(config, DistillConfig):
             if embed_fn is not None:
@@ -155,6 +149,8 @@ class DatasetDistillationPipeline:
         self.strict = strict
         self.fresh = fresh
         self.overwrite = overwrite
+        # Gates given here run after those configured under "gates" in the config.
+        self.gates: list[Gate] = [*build_gates(self.config), *(gates or [])]
 
     def run_sync(self, input_path: str | os.PathLike[str], **kwargs: Any) -> RunResult:
         """Blocking ``run`` for scripts; also works when an event loop is already running."""
@@ -168,12 +164,13 @@ class DatasetDistillationPipeline:
 
     async def run(
         self,
-        input_path: str | os.PathLike[str],
+        input_path: str | os.PathLike[str] | None = None,
         *,
+        source: SampleSource | None = None,
         output_dir: str | os.PathLike[str] | None = None,
         dry_run: bool = False,
     ) -> RunResult:
-        """Run the pipeline over a JSONL file of slices and write the dataset.
+        """Run the pipeline over a JSONL file of slices (or any ``source``) and write the dataset.
 
         With ``dry_run`` the built-in simulator is started on a free loopback port and every
         endpoint is pointed at it (no API key, no network).
@@ -183,12 +180,16 @@ class DatasetDistillationPipeline:
             OutputError: the output directory cannot be written.
             ConfigError: a bad setting.
         """
+        if source is None:
+            if input_path is None:
+                raise TypeError("run() needs input_path or source")
+            source = SliceSource(input_path)
         if dry_run:
             from .simulator import Simulator, SimulatorConfig
 
             async with Simulator(SimulatorConfig(latency_ms=2.0, messy=True)) as sim:
-                return await self._run(input_path, output_dir, simulator_url=sim.url)
-        return await self._run(input_path, output_dir, simulator_url=None)
+                return await self._run(source, output_dir, simulator_url=sim.url)
+        return await self._run(source, output_dir, simulator_url=None)
 
     def _endpoints(self, simulator_url: str | None) -> dict[str, EndpointConfig]:
         eps = self.config.endpoints()
@@ -207,24 +208,25 @@ class DatasetDistillationPipeline:
 
     async def _run(
         self,
-        input_path: str | os.PathLike[str],
+        source: SampleSource,
         output_dir: str | os.PathLike[str] | None,
         *,
         simulator_url: str | None,
     ) -> RunResult:
         cfg = self.config
         t_start = time.perf_counter()
-        path = Path(input_path)
-        total_lines = count_lines(path)  # also raises InputError for a missing file or a directory
+        total_units = source.total()  # also raises InputError for a missing or unreadable input
         out = prepare_output_dir(Path(output_dir or cfg.output_dir))
         if self.fresh:
             for name in (*OUTPUT_FILES, CACHE_FILENAME + "-wal", CACHE_FILENAME + "-shm"):
                 (out / name).unlink(missing_ok=True)
-        identity = run_identity(path, simulator=simulator_url is not None)
+        described = source.describe()
+        identity = {**described, "simulator": simulator_url is not None}
 
         stats = StageCounts()
         bad_examples: list[str] = []
         failures = 0
+        score_sum, score_n, exec_ok, exec_n = 0.0, 0, 0, 0
         score_stats = _ScoreStats()
         dropped: Counter[str] = Counter()
         opts = OutputOptions.from_config(cfg)
@@ -237,17 +239,6 @@ class DatasetDistillationPipeline:
         endpoints = self._endpoints(simulator_url)
         namespace = "simulator" if simulator_url else None
         partial = out / (RAW_FILE + ".partial")
-
-        def on_bad_line(bad: BadLine) -> None:
-            # Fixed lines (e.g. a lone surrogate replaced) still run; they are counted by kind only.
-            stats.bad_line_reasons[bad.kind] = stats.bad_line_reasons.get(bad.kind, 0) + 1
-            if bad.skipped:
-                stats.bad_lines += 1
-                if bad.kind in DUPLICATE_KINDS:
-                    stats.duplicate_slices += 1
-            if len(bad_examples) < 100:
-                bad_examples.append(str(bad) + ("" if bad.skipped else " (kept after fixing)"))
-            log.warning("%s %s", "skipped" if bad.skipped else "fixed", bad)
 
         async with AsyncExitStack() as stack:
             cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME))
@@ -273,9 +264,9 @@ class DatasetDistillationPipeline:
                 if name != "generator"
             }
             slice_bar = tqdm(
-                total=total_lines,
+                total=total_units,
                 desc="generate",
-                unit="slice",
+                unit=source.unit,
                 disable=None if self.show_progress else True,
                 dynamic_ncols=True,
             )
@@ -289,19 +280,39 @@ class DatasetDistillationPipeline:
             stack.callback(slice_bar.close)
             stack.callback(eval_bar.close)
 
-            async def counted(slices: AsyncIterable[Slice]) -> AsyncIterator[Slice]:
-                async for s in slices:
-                    stats.lines_read = s.line or stats.lines_read
-                    if opts.balance_by:
-                        slice_groups[s.id] = group_value(s.metadata, opts.balance_by)
-                    slice_bar.update(1)
-                    yield s
+            def on_slice(s: Slice) -> None:
+                if opts.balance_by:
+                    slice_groups[s.id] = group_value(s.metadata, opts.balance_by)
 
-            slices = counted(read_slices(path, strict=self.strict, on_bad_line=on_bad_line))
-            samples = generate_samples(slices, gen_client, cfg, stats=stats, on_failure=on_failure)
-            scored = evaluate_samples(samples, judges, cfg, stats=stats, on_failure=on_failure)
+            ctx = SourceContext(
+                config=cfg,
+                teacher=gen_client,
+                stats=stats,
+                on_failure=on_failure,
+                on_bad_line=lambda bad: None,
+                progress=slice_bar.update,
+                on_slice=on_slice,
+                strict=self.strict,
+                bad_examples=bad_examples,
+            )
+
+            def on_bad_line(bad: BadLine) -> None:
+                report_bad_line(ctx, bad)
+                log.warning("%s %s", "skipped" if bad.skipped else "fixed", bad)
+
+            ctx.on_bad_line = on_bad_line
+            samples = source.samples(ctx)
+            scored = evaluate_samples(
+                samples, judges, cfg, stats=stats, on_failure=on_failure, gates=self.gates
+            )
             async for sample in scored:
                 score_stats.add(sample)
+                if sample.avg_score is not None:
+                    score_sum += sample.avg_score
+                    score_n += 1
+                if "exec_pass" in sample.annotations:
+                    exec_n += 1
+                    exec_ok += bool(sample.annotations["exec_pass"])
                 if sample.passed:
                     stats.passed_thresholds += 1
                     passed.append((sample.id, sample.slice_id, sample.avg_score))
@@ -315,14 +326,15 @@ class DatasetDistillationPipeline:
                 eval_bar.update(1)
             t_generated = time.perf_counter()
 
-        if stats.slices == 0:
+        if stats.slices == 0 and source.kind == SliceSource.kind:
             partial.unlink(missing_ok=True)
             why = ", ".join(f"{k} {v}" for k, v in sorted(stats.bad_line_reasons.items()))
             hint = ""
             if stats.bad_line_reasons.get("invalid_utf8", 0) == stats.bad_lines > 0:
                 hint = "; the file is not UTF-8 (convert it, e.g. iconv -f GBK -t UTF-8)"
             raise InputError(
-                f"{path}: no usable slice ({stats.bad_lines} bad line(s): {why or 'none'}){hint}"
+                f"{described.get('input')}: no usable slice "
+                f"({stats.bad_lines} bad line(s): {why or 'none'}){hint}"
             )
 
         t_closed = time.perf_counter()
@@ -349,10 +361,11 @@ class DatasetDistillationPipeline:
             "package": "sft_distill",
             "version": __version__,
             "simulator": simulator_url is not None,
+            "source": described,
             "input": {
-                "path": str(path),
-                "lines": total_lines,
-                "blake2b": identity["input_blake2b"],
+                "path": described.get("input"),
+                "lines": total_units,
+                "blake2b": described.get("input_blake2b"),
             },
             "output_format": opts.formats[0],
             "output_formats": list(opts.formats),
@@ -383,6 +396,29 @@ class DatasetDistillationPipeline:
             "config": cfg.public_dict(),
         }
         metadata["outputs"] = written.summary()
+        problems = check_run_gates(
+            cfg,
+            stats,
+            mean_score=score_sum / score_n if score_n else None,
+            exec_pass_rate=exec_ok / exec_n if exec_n else None,
+        )
+        metadata["quality_gates"] = {
+            "passed": not problems,
+            "problems": problems,
+            "mean_score": round(score_sum / score_n, 3) if score_n else None,
+            "exec_pass_rate": round(exec_ok / exec_n, 4) if exec_n else None,
+            "gates": [g.name for g in self.gates],
+        }
+        write_manifest(
+            out,
+            build_manifest(
+                source=described,
+                config=cfg,
+                train_ids=plan.train,
+                val_ids=plan.val,
+                simulator=simulator_url is not None,
+            ),
+        )
         if opts.balance_by:
             metadata["slice_groups"] = {"field": opts.balance_by, "groups": slice_groups}
         metadata["report"] = write_report(
@@ -409,8 +445,16 @@ class DatasetDistillationPipeline:
             failures=failures,
             paths={
                 name: out / name
-                for name in (TRAIN_FILE, VAL_FILE, RAW_FILE, METADATA_FILE, FAILURES_FILE)
+                for name in (
+                    TRAIN_FILE,
+                    VAL_FILE,
+                    RAW_FILE,
+                    METADATA_FILE,
+                    FAILURES_FILE,
+                    MANIFEST_FILE,
+                )
             },
+            quality_problems=problems,
         )
 
     def _claim_output_dir(self, out: Path, cache: ResponseCache, identity: dict[str, Any]) -> None:
@@ -426,11 +470,7 @@ class DatasetDistillationPipeline:
         elif (out / METADATA_FILE).exists() or (out / TRAIN_FILE).exists():
             try:
                 meta = json.loads((out / METADATA_FILE).read_text(encoding="utf-8"))
-                previous = {
-                    "input": str(Path(meta["input"]["path"]).resolve()),
-                    "input_blake2b": meta["input"].get("blake2b"),
-                    "simulator": meta.get("simulator"),
-                }
+                previous = {**meta["source"], "simulator": meta.get("simulator")}
             except (OSError, ValueError, KeyError, TypeError):
                 previous = {"input": "unknown (not written by sft_distill?)"}
         if previous is not None and previous != identity and not self.overwrite:

@@ -15,7 +15,9 @@ from .config import DIMENSIONS
 GEN_PROMPT_VERSION = "gen-v1"
 EVAL_PROMPT_VERSION = "eval-v1"
 
-_TAGS = ("document", "sample", "instruction", "input", "output")
+NO_DOCUMENT = "(no source document: judge accuracy against well-established knowledge)"
+
+_TAGS = ("document", "sample", "instruction", "input", "output", "field")
 _CLOSE_TAG_RE = re.compile(r"</\s*(" + "|".join(_TAGS) + r")\s*>", re.IGNORECASE)
 _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 
@@ -121,6 +123,9 @@ def evaluation_messages(
 ) -> list[Message]:
     """Messages asking an evaluator to score one sample against its source text."""
     rubric = "\n".join(f"- {d}: {_DIM_HELP.get(d, d)}" for d in dimensions)
+    if not document.strip():
+        # Topic and instruction-set modes have no source text: say so instead of an empty fence.
+        document = NO_DOCUMENT
     example = "{" + ", ".join(f'"{d}": 8' for d in dimensions) + ', "reason": "..."}'
     user = _EVAL_USER.format(
         rubric=rubric,
@@ -158,3 +163,44 @@ def parse_evaluation_prompt(user_content: str) -> dict[str, str] | None:
     if any(v is None for v in parts.values()):
         return None
     return {k: v or "" for k, v in parts.items()}
+
+
+# --- task prompts for the other modes --------------------------------------------------------
+# A task prompt's user message starts with "TASK: <kind>" and carries its inputs in fenced
+# <field name="..."> blocks, so that the simulator can answer it (simulator.TASK_RESPONDERS).
+
+TASK_MARKER = "TASK: "
+_TASK_RE = re.compile(r"^TASK: ([a-z0-9_]+)$", re.MULTILINE)
+_FIELD_RE = re.compile(r'<field name="([a-z0-9_]+)">\n(.*?)\n</field>', re.DOTALL)
+
+
+def task_messages(
+    kind: str, instructions: str, fields: dict[str, str], *, system: str | None = None
+) -> list[Message]:
+    """Messages for a mode's request: the instructions, then each input fenced as data."""
+    body = "\n".join(
+        f'<field name="{name}">\n{fence(value)}\n</field>' for name, value in fields.items()
+    )
+    user = f"{TASK_MARKER}{kind}\n{instructions}\n{body}"
+    msgs: list[Message] = []
+    if system:
+        msgs.append({"role": "system", "content": system})
+    msgs.append({"role": "user", "content": user})
+    return msgs
+
+
+def parse_task_prompt(user_content: str) -> tuple[str, dict[str, str]] | None:
+    """(kind, fields) from a task prompt, or None (simulator side)."""
+    m = _TASK_RE.search(user_content)
+    if not m:
+        return None
+    return m.group(1), {k: unfence(v) for k, v in _FIELD_RE.findall(user_content)}
+
+
+# --- topic mode prompts ---
+
+
+# --- instruction-set modes prompts (distill, augment) ---
+
+
+# --- gate-related prompts (text2sql) ---

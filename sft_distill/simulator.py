@@ -24,13 +24,19 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from .prompts import detect_language, parse_evaluation_prompt, parse_generation_prompt
+from .prompts import (
+    TASK_MARKER,
+    detect_language,
+    parse_evaluation_prompt,
+    parse_generation_prompt,
+    parse_task_prompt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -588,8 +594,11 @@ class SimState:
                     ensure_ascii=False,
                 )
             else:
-                kind = "other"
-                content = "OK. This is the sft_distill simulator."
+                kind, content = "other", "OK. This is the sft_distill simulator."
+                task = parse_task_prompt(user) if TASK_MARKER in user else None
+                if task is not None and task[0] in TASK_RESPONDERS:
+                    kind = "generation"
+                    content = TASK_RESPONDERS[task[0]](model, task[1])
         if len(self._cache) >= _CACHE_MAX:
             del self._cache[next(iter(self._cache))]
         self._cache[(key, bias)] = (kind, content)
@@ -1066,6 +1075,24 @@ def run_in_thread(
 ) -> ThreadedSimulator:
     """Start a simulator in a daemon thread; use as a context manager or call ``close()``."""
     return ThreadedSimulator(cfg, host=host, port=port).start()
+
+
+# ---------------------------------------------------------------------------------------------
+# Replies to the modes' task prompts (prompts.task_messages): kind -> (model, fields) -> content.
+# Each must be a deterministic function of its arguments, like the generation replies.
+# ---------------------------------------------------------------------------------------------
+
+TaskResponder = Callable[[str, dict[str, str]], str]
+TASK_RESPONDERS: dict[str, TaskResponder] = {}
+
+
+# --- topic mode responders ---
+
+
+# --- instruction-set modes responders (distill, augment) ---
+
+
+# --- gate-related responders (text2sql) ---
 
 
 # ---------------------------------------------------------------------------------------------
