@@ -1,7 +1,8 @@
 """Command line: ``sft-distill [run] --input slices.jsonl [--output DIR] [--config FILE]``.
 
 Exit status: 0 completed; 2 usage, config, input or output error (one line, no traceback);
-3 completed but some work failed after retries (see failures.jsonl); 130 interrupted by SIGINT
+3 completed but some work failed after retries (see failures.jsonl); 4 completed but a run-level
+quality floor (min_keep_rate, min_mean_score, min_exec_pass_rate) failed; 130 interrupted by SIGINT
 (Ctrl-C), 143 by SIGTERM. An interrupted run leaves a resumable state: rerun the same command.
 """
 
@@ -13,7 +14,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -23,23 +25,116 @@ from .cli_tools import add_output_arguments, output_overrides, print_estimate, r
 from .config import load_config
 from .errors import DistillError
 from .pipeline import DatasetDistillationPipeline, RunResult
+from .sources import SampleSource, SliceSource
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
+EXIT_QUALITY = 4
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sft-distill",
-        description="Turn JSONL knowledge slices into SFT data with a teacher LLM and LLM judges.",
-        epilog="Exit status: 0 done, 2 bad usage/config/input/output, 3 done with failures "
-        "(see failures.jsonl), 130/143 interrupted by SIGINT/SIGTERM (rerun the same command "
-        "to resume).",
-    )
+EPILOG = (
+    "Exit status: 0 done, 2 bad usage/config/input/output, 3 done with failures (see "
+    "failures.jsonl), 4 a run-level quality floor failed, 130/143 interrupted by SIGINT/SIGTERM "
+    "(rerun the same command to resume)."
+)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A subcommand: its own flags and how to build its source of samples from them."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    source: Callable[[argparse.Namespace], SampleSource]
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", "-i", required=True, help="JSONL file of {id, content, metadata}")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the expected calls, tokens and cost, and exit without calling anything",
+    )
+
+
+def _add_topics_arguments(p: argparse.ArgumentParser) -> None:
+    from .topics import add_topic_arguments
+
+    add_topic_arguments(p)
+
+
+def _topics_source(args: argparse.Namespace) -> SampleSource:
+    from .topics import topic_source_from_args
+
+    return topic_source_from_args(args)
+
+
+def _add_distill_arguments(p: argparse.ArgumentParser) -> None:
+    from .instruction_sets import add_distill_arguments
+
+    p.add_argument("--input", "-i", required=True, help="JSONL, JSON array or Parquet file")
+    add_distill_arguments(p)
+
+
+def _distill_source(args: argparse.Namespace) -> SampleSource:
+    from .instruction_sets import distill_source_from_args
+
+    return distill_source_from_args(args)
+
+
+def _add_augment_arguments(p: argparse.ArgumentParser) -> None:
+    from .augment import add_augment_arguments
+
+    p.add_argument("--input", "-i", required=True, help="kept samples (e.g. a train.jsonl)")
+    add_augment_arguments(p)
+
+
+def _augment_source(args: argparse.Namespace) -> SampleSource:
+    from .augment import augment_source_from_args
+
+    return augment_source_from_args(args)
+
+
+MODES: dict[str, Mode] = {
+    "run": Mode(
+        "knowledge slices -> teacher -> judges -> dataset (the default)",
+        _add_run_arguments,
+        lambda args: SliceSource(args.input),
+    ),
+    "topics": Mode(
+        "expand a topic into a tree, ask and answer questions at its leaves",
+        _add_topics_arguments,
+        _topics_source,
+    ),
+    "distill": Mode(
+        "write new answers for an existing instruction set (or judge its own answers)",
+        _add_distill_arguments,
+        _distill_source,
+    ),
+    "augment": Mode(
+        "rephrase kept samples N ways and answer the variants",
+        _add_augment_arguments,
+        _augment_source,
+    ),
+}
+
+
+def build_parser(mode: str = "run") -> argparse.ArgumentParser:
+    """The parser of one subcommand: the main job's flags plus the mode's own."""
+    prog = "sft-distill" if mode == "run" else f"sft-distill {mode}"
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Turn knowledge into SFT data with a teacher LLM and LLM judges. Subcommands: "
+            + "; ".join(f"{name}: {m.help}" for name, m in MODES.items())
+            + "; refilter: re-filter a finished run without LLM calls."
+        ),
+        epilog=EPILOG,
+    )
+    MODES[mode].add_arguments(p)
     p.add_argument("--output", "-o", help="output directory (default: config output_dir)")
     p.add_argument("--config", "-c", help="JSON config merged over the defaults")
     p.add_argument(
@@ -62,11 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score-threshold", type=float, help="override min_score_threshold")
     p.add_argument("--min-votes", type=int, help="override min_votes")
     p.add_argument("--no-dedup", action="store_true", help="set enable_dedup to false")
-    p.add_argument(
-        "--estimate",
-        action="store_true",
-        help="print the expected calls, tokens and cost, and exit without calling anything",
-    )
     add_output_arguments(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
     p.add_argument("--verbose", "-v", action="store_true", help="log every step")
@@ -127,7 +217,7 @@ class Interrupted(Exception):
 
 
 async def run_until_signal(
-    pipeline: DatasetDistillationPipeline, input_path: str, *, dry_run: bool
+    pipeline: DatasetDistillationPipeline, source: SampleSource, *, dry_run: bool
 ) -> RunResult:
     """Run the pipeline; SIGINT or SIGTERM cancels it cleanly (a second signal exits at once).
 
@@ -158,7 +248,7 @@ async def run_until_signal(
         except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
             pass
     try:
-        return await pipeline.run(input_path, dry_run=dry_run)
+        return await pipeline.run(source=source, dry_run=dry_run)
     except asyncio.CancelledError:
         if received:
             raise Interrupted(received[0]) from None
@@ -173,17 +263,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "refilter":
         return refilter_main(argv[1:])
-    if argv and argv[0] == "run":
-        argv = argv[1:]
-    args = build_parser().parse_args(argv)
+    mode = "run"
+    if argv and argv[0] in MODES:
+        mode = argv.pop(0)
+    args = build_parser(mode).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
         config = load_config(args.config, _overrides(args))
-        if args.estimate:
+        if getattr(args, "estimate", False):
             return print_estimate(args.input, config, strict=args.strict)
+        source = MODES[mode].source(args)
         pipeline = DatasetDistillationPipeline(
             config,
             show_progress=not args.quiet,
@@ -192,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
         )
         with logging_redirect_tqdm():
-            result = asyncio.run(run_until_signal(pipeline, args.input, dry_run=args.dry_run))
+            result = asyncio.run(run_until_signal(pipeline, source, dry_run=args.dry_run))
     except DistillError as exc:
         print(f"sft-distill: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -205,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_TERMINATED if signame == "SIGTERM" else EXIT_INTERRUPTED
     print(format_summary(result))
+    if result.quality_problems:
+        for problem in result.quality_problems:
+            print(f"sft-distill: quality gate failed: {problem}", file=sys.stderr)
+        return EXIT_QUALITY
     return EXIT_PARTIAL if result.failures else EXIT_OK
 
 
