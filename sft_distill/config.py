@@ -181,6 +181,9 @@ class DistillConfig(BaseModel):
     )
 
     embed_fn: Callable[..., Any] | None = Field(None, exclude=True)
+    config_dir: str | None = Field(
+        None, exclude=True, description="directory of the config file: relative gate paths"
+    )
 
     @field_validator("output_formats", mode="before")
     @classmethod
@@ -237,7 +240,7 @@ class DistillConfig(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """The config with every secret removed, for metadata.json and logs."""
-        d = self.model_dump(exclude={"generator", "evaluators", "embed_fn"})
+        d = self.model_dump(exclude={"generator", "evaluators", "embed_fn", "config_dir"})
         d["generator"] = self.generator.public_dict()
         d["evaluators"] = {k: v.public_dict() for k, v in self.evaluators.items()}
         d["embed_fn"] = (
@@ -324,4 +327,6 @@ def load_config(
             raise ConfigError(f"{p}: config must be a JSON object, got {type(data).__name__}")
     if overrides:
         data = deep_merge(data, overrides)
+    if path is not None:
+        data["config_dir"] = str(Path(path).resolve().parent)
     return build_config(data, source=source, embed_fn=embed_fn)

@@ -198,6 +198,8 @@ def _tweak(instruction: str) -> str:
 
 def generation_samples(model: str, document: str, n: int) -> list[dict[str, str]]:
     """``n`` samples drawn from the document's own sentences; a pure function of the arguments."""
+    if sql_samples := text2sql_samples(model, document, n):  # a schema: Text2SQL pairs
+        return sql_samples
     rng = random.Random(_seed_of("gen", model, str(n), document))
     lang = detect_language(document)
     templates = _ZH_TEMPLATES if lang == "zh" else _EN_TEMPLATES
@@ -713,7 +715,9 @@ class SimState:
         self, model: str, kind: str, good: str, finish: str, prompt_chars: int, key: bytes
     ) -> web.Response:
         cfg = self.cfg
-        content = messy_wrap(good, key) if cfg.messy and kind != "other" else good
+        # Real models wrap JSON in fences and prose; a plain-text answer is left as it is.
+        messy = cfg.messy and kind != "other" and good[:1] in ("[", "{")
+        content = messy_wrap(good, key) if messy else good
         reasoning = None
         if cfg.reasoning:
             reasoning = f"The request is a {kind} task; I follow the instructions and the material."
@@ -1087,12 +1091,567 @@ TASK_RESPONDERS: dict[str, TaskResponder] = {}
 
 
 # --- topic mode responders ---
+# Plausible, distinct names and questions derived from the topic path; never one that the prompt
+# lists as a sibling or as already made, so the tests can check that the client-side rules hold.
+
+_TOPIC_WORDS_ZH = (
+    "基础知识",
+    "历史发展",
+    "规则",
+    "技术要领",
+    "战术",
+    "装备",
+    "训练方法",
+    "赛事",
+    "代表人物",
+    "文化",
+    "科学原理",
+    "健康与安全",
+    "组织管理",
+    "发展趋势",
+    "教育",
+    "产业经济",
+    "媒体传播",
+    "心理",
+    "常见误区",
+    "案例分析",
+)
+_TOPIC_WORDS_EN = (
+    "Basics",
+    "History",
+    "Rules",
+    "Techniques",
+    "Tactics",
+    "Equipment",
+    "Training",
+    "Competitions",
+    "Key Figures",
+    "Culture",
+    "Science",
+    "Health and Safety",
+    "Organisation",
+    "Trends",
+    "Education",
+    "Economics",
+    "Media",
+    "Psychology",
+    "Common Mistakes",
+    "Case Studies",
+)
+_TOPIC_QUESTIONS_ZH = (
+    "什么是{t}？它主要包括哪些内容？",
+    "{t}的基本原理是什么？",
+    "{t}有哪些常见的类型或分类？",
+    "{t}在实际中有哪些典型应用？",
+    "学习{t}时常见的误区有哪些？",
+    "{t}的发展历程是怎样的？",
+    "{t}与相关概念有何区别和联系？",
+    "评价{t}的水平应关注哪些指标？",
+    "{t}目前面临哪些主要挑战？",
+    "请举例说明{t}的一个典型案例。",
+    "初学者应如何入门{t}？",
+    "{t}涉及哪些重要的规则或标准？",
+)
+_TOPIC_QUESTIONS_EN = (
+    "What is {t}, and what does it cover?",
+    "What are the basic principles of {t}?",
+    "What are the common types or categories of {t}?",
+    "Where is {t} typically applied in practice?",
+    "What are common misconceptions when learning about {t}?",
+    "How has {t} developed over time?",
+    "How does {t} differ from related concepts?",
+    "Which criteria matter when evaluating {t}?",
+    "What are the main challenges facing {t} today?",
+    "Can you give a typical example that illustrates {t}?",
+    "How should a beginner get started with {t}?",
+    "Which important rules or standards apply to {t}?",
+)
+_TOPIC_ANSWER_ZH = (
+    "{t}是{p}中的一个重要方面，理解它首先要掌握其基本概念和适用范围。",
+    "从实践角度看，{t}通常涉及规范、方法和经验三个层面，三者相互配合、缺一不可。",
+    "常见的误区是只关注{t}的表面现象，而忽视其背后的原理和适用条件。",
+    "建议先系统学习{t}的基础知识，再通过具体案例和练习逐步加深理解。",
+    "{t}也在不断发展，应关注相关领域的最新研究成果和行业标准。",
+    "评价{t}时，可以从有效性、安全性和可持续性几个维度进行比较。",
+    "在{p}的整体框架下，{t}与其他分支相互联系，需要放在全局中理解。",
+    "历史经验表明，对{t}的认识往往随着实践的积累而不断深化。",
+)
+_TOPIC_ANSWER_EN = (
+    "{t} is an important part of {p}; understanding it starts with its basic concepts and scope.",
+    "In practice, {t} involves rules, methods and experience, which work together.",
+    "A common mistake is to look only at the surface of {t} and ignore its principles and limits.",
+    "It helps to learn the fundamentals of {t} first and then deepen them with worked examples.",
+    "{t} keeps evolving, so it is worth following recent research and current standards.",
+    "When assessing {t}, compare effectiveness, safety and sustainability.",
+    "Within {p} as a whole, {t} connects to the other branches and is best seen in context.",
+    "Experience shows that understanding of {t} deepens as practice accumulates.",
+)
+
+
+def _topic_key(text: str) -> str:
+    return re.sub(r"[\s\W_]+", "", text.casefold())
+
+
+def _topic_fields(fields: dict[str, str]) -> tuple[list[str], int, str]:
+    """(path, count, language) of a topic task prompt."""
+    from .prompts import TOPIC_PATH_SEP
+
+    path = [p for p in fields.get("path", "").split(TOPIC_PATH_SEP) if p] or ["topic"]
+    try:
+        n = max(0, int(fields.get("count", "1")))
+    except ValueError:
+        n = 1
+    return path, n, detect_language(TOPIC_PATH_SEP.join(path))
+
+
+def _fresh_items(candidates: Callable[[int], str], n: int, avoid: set[str]) -> list[str]:
+    """The first ``n`` candidates whose keys are not in ``avoid`` (nor repeated)."""
+    out: list[str] = []
+    seen = set(avoid)
+    k = 0
+    while len(out) < n and k < 100 * (n + len(avoid) + 1):
+        item = candidates(k)
+        k += 1
+        if _topic_key(item) not in seen:
+            seen.add(_topic_key(item))
+            out.append(item)
+    return out
+
+
+def topic_expand_reply(model: str, fields: dict[str, str]) -> str:
+    """A JSON list of sub-topic names of the path's last topic, none among siblings/existing."""
+    from .prompts import parse_topic_list
+
+    path, n, lang = _topic_fields(fields)
+    last = path[-1]
+    # Names derive from the last word only, so they stay short however deep the tree goes.
+    base = last.rsplit("之", 1)[-1] if lang == "zh" else last.split(" in ")[0]
+    pool = _TOPIC_WORDS_ZH if lang == "zh" else _TOPIC_WORDS_EN
+    words = [w for w in pool if w not in base] or list(pool)
+    random.Random(_seed_of("topic_expand", model, *path)).shuffle(words)
+
+    def name(k: int) -> str:
+        word = words[k % len(words)]
+        round_ = k // len(words)
+        if round_:
+            word = f"{word}{round_ + 1}" if lang == "zh" else f"{word} {round_ + 1}"
+        return f"{base}之{word}" if lang == "zh" else f"{word} in {base}"
+
+    avoid = {
+        _topic_key(x)
+        for x in (
+            *path,
+            *parse_topic_list(fields.get("siblings", "")),
+            *parse_topic_list(fields.get("existing", "")),
+        )
+    }
+    return json.dumps(_fresh_items(name, n, avoid), ensure_ascii=False)
+
+
+def topic_questions_reply(model: str, fields: dict[str, str]) -> str:
+    """A JSON list of questions about the path's last topic, none among the existing ones."""
+    from .prompts import parse_topic_list
+
+    path, n, lang = _topic_fields(fields)
+    templates = list(_TOPIC_QUESTIONS_ZH if lang == "zh" else _TOPIC_QUESTIONS_EN)
+    random.Random(_seed_of("topic_questions", model, *path)).shuffle(templates)
+    t = path[-1]
+
+    def question(k: int) -> str:
+        if k < len(templates):
+            return templates[k].format(t=t)
+        if lang == "zh":
+            return f"请从第{k - len(templates) + 1}个角度谈谈你对{t}的理解。"
+        return f"From angle {k - len(templates) + 1}, what is your understanding of {t}?"
+
+    avoid = {_topic_key(q) for q in parse_topic_list(fields.get("existing", ""))}
+    return json.dumps(_fresh_items(question, n, avoid), ensure_ascii=False)
+
+
+def topic_answer_reply(model: str, fields: dict[str, str]) -> str:
+    """A few plain-text sentences about the question, naming its topic and quoting it."""
+    path, _, _ = _topic_fields(fields)
+    q = fields.get("question", "").strip()
+    lang = detect_language(q + "".join(path))
+    t, p = path[-1], path[0]
+    pool = list(_TOPIC_ANSWER_ZH if lang == "zh" else _TOPIC_ANSWER_EN)
+    rng = random.Random(_seed_of("topic_answer", model, q, *path))
+    joiner = "" if lang == "zh" else " "
+    body = joiner.join(s.format(t=t, p=p) for s in rng.sample(pool, 3))
+    core = q.rstrip("？?。.！! ")
+    if lang == "zh":
+        return (
+            f"关于“{core}”，可以从以下几个方面来理解。{body}"
+            "总之，回答这一问题需要把概念、原理与应用结合起来。"
+        )
+    return (
+        f'Regarding "{core}", several points matter. {body} In short, a good answer combines '
+        "concepts, principles and applications."
+    )
+
+
+TASK_RESPONDERS["topic_expand"] = topic_expand_reply
+TASK_RESPONDERS["topic_questions"] = topic_questions_reply
+TASK_RESPONDERS["topic_answer"] = topic_answer_reply
 
 
 # --- instruction-set modes responders (distill, augment) ---
 
+_ISET_REPHRASE_ZH = (
+    "请问，{c}？",
+    "能否说明一下：{c}？",
+    "简单来说，{c}是怎么回事？",
+    "请详细解释：{c}。",
+    "从实际应用的角度看，应该如何理解{c}？",
+    "用通俗的话讲一讲：{c}。",
+    "假设你是初学者，该怎样理解{c}？",
+    "请结合一个具体例子说明：{c}。",
+)
+_ISET_REPHRASE_EN = (
+    "Explain: {c}.",
+    "In simple terms, {c}?",
+    "Could you clarify the following: {c}?",
+    "From a practical point of view, {c}?",
+    "For a beginner, how would you put this: {c}?",
+    "In detail, {c}.",
+    "Briefly, {c}?",
+    "With a concrete example, {c}.",
+)
+_ISET_ANSWER_ZH = (
+    "理解“{c}”，首先要弄清其中涉及的基本概念和适用范围。",
+    "从实践角度看，{c}通常需要结合具体情形来判断，不能一概而论。",
+    "常见的误区是只看{c}的字面意思，而忽视其背后的条件和例外。",
+    "可以分三步来回答：先说明概念，再分析适用条件，最后给出结论。",
+    "如果情况较复杂，建议对照相关规定或资料逐条核对。",
+    "总的来说，{c}的关键在于把握要点、厘清前提，并注意与相近情形的区别。",
+    "举例来说，在典型情形下，{c}的结论通常比较明确；在边界情形下则需要具体分析。",
+    "回答时应当条理清楚、依据充分，避免笼统的表述。",
+)
+_ISET_ANSWER_EN = (
+    "Understanding {c} starts with its basic concepts and where they apply.",
+    "In practice, {c} depends on the specific situation and cannot be judged in general.",
+    "A common mistake is to read {c} literally and ignore its conditions and exceptions.",
+    "A good answer has three steps: define the terms, check the conditions, then conclude.",
+    "When the case is complex, check the relevant rules or sources point by point.",
+    "Overall, the key to {c} is to grasp the main points and state the premises clearly.",
+    "For example, in a typical case the answer to {c} is clear; edge cases need analysis.",
+    "The answer should be clear and well supported, avoiding vague statements.",
+)
+_ISET_QUOTES = "“”\"'「」『』‘’"
+_ISET_TRAIL = "？?。.！!；;：:，, "
+
+
+_ISET_QUOTED_RE = re.compile(r'[“"「『]([^”"」』\n]{4,})[”"」』]')
+_ISET_AFFIXES = tuple(
+    (t.split("{c}")[0], t.split("{c}")[1]) for t in _ISET_REPHRASE_ZH + _ISET_REPHRASE_EN
+)
+
+
+def _iset_core(instruction: str, lang: str) -> str:
+    """The subject of an instruction: its quoted part, or the text after a colon, or itself
+    without one of our rephrasing templates (so rephrasing a rephrasing does not stack them)."""
+    text = instruction.strip().split("\n\n")[0]  # a ShareGPT human turn: instruction + input
+    quoted = _ISET_QUOTED_RE.search(text)
+    if quoted:
+        text = quoted.group(1)
+    else:
+        for prefix, suffix in _ISET_AFFIXES:
+            if text.startswith(prefix) and prefix and len(text) > len(prefix) + 4:
+                text = text[len(prefix) :]
+                if suffix and text.endswith(suffix):
+                    text = text[: -len(suffix)]
+                break
+        else:
+            for sep in ("：", ": "):
+                head, found, tail = text.rpartition(sep)
+                if found and head and len(tail.strip(_ISET_QUOTES + _ISET_TRAIL)) >= 4:
+                    text = tail
+                    break
+    core = text.strip().strip(_ISET_QUOTES + _ISET_TRAIL).strip(_ISET_QUOTES)
+    core = core.rstrip("…") or instruction.strip()
+    if lang == "en" and core[:1].isupper() and core[1:2].islower():
+        core = core[0].lower() + core[1:]
+    return core
+
+
+def _iset_key(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+def iset_rephrase_reply(model: str, fields: dict[str, str]) -> str:
+    """A JSON list of ``count`` distinct rephrasings, none equal to the instruction.
+
+    About one reply in five makes its last rephrasing the instruction with one character
+    changed, so the augment mode's near-copy check has work.
+    """
+    instruction = fields.get("instruction", "").strip()
+    try:
+        n = max(0, int(fields.get("count", "1")))
+    except ValueError:
+        n = 1
+    lang = detect_language(instruction + fields.get("input", ""))
+    core = _iset_core(instruction, lang)
+    templates = _ISET_REPHRASE_ZH if lang == "zh" else _ISET_REPHRASE_EN
+    t0 = random.Random(_seed_of("iset_rephrase", model, instruction)).randrange(len(templates))
+    # Compared without case, spaces and punctuation: "Explain: x." must not repeat "Explain: x?"
+    seen = {_iset_key(instruction)}
+    out: list[str] = []
+    k = 0
+    while len(out) < n:
+        text = templates[(t0 + k) % len(templates)].format(c=core)
+        if k >= len(templates):
+            text += f"（{k + 1}）" if lang == "zh" else f" ({k + 1})"
+        k += 1
+        if _iset_key(text) not in seen:
+            seen.add(_iset_key(text))
+            out.append(text)
+    if n >= 2 and _unit("iset_rephrase_copy", model, instruction) < 0.2:
+        out[-1] = _tweak(instruction)
+    return json.dumps(out, ensure_ascii=False)
+
+
+def iset_answer_reply(model: str, fields: dict[str, str]) -> str:
+    """A plain-text answer of a few sentences naming the instruction's subject."""
+    instruction = fields.get("instruction", "").strip()
+    inp = fields.get("input", "").strip()
+    lang = detect_language(instruction + inp)
+    core = _iset_core(instruction, lang)
+    pool = _ISET_ANSWER_ZH if lang == "zh" else _ISET_ANSWER_EN
+    rng = random.Random(_seed_of("iset_answer", model, instruction, inp))
+    joiner = "" if lang == "zh" else " "
+    body = joiner.join(s.format(c=core) for s in rng.sample(pool, 3))
+    if lang == "zh":
+        lead = f"结合所给材料（{inp[:40]}），" if inp else ""
+        return f"关于“{core}”：{lead}{body}"
+    lead = f'Based on the given input ("{inp[:60]}"), ' if inp else ""
+    return f'On "{core}": {lead}{body}'
+
+
+TASK_RESPONDERS["iset_rephrase"] = iset_rephrase_reply
+TASK_RESPONDERS["iset_answer"] = iset_answer_reply
+
 
 # --- gate-related responders (text2sql) ---
+
+# When a generation prompt's document holds CREATE TABLE statements, the teacher's samples are
+# Text2SQL pairs: a question, the schema of the tables it needs as input, and a ```sql block.
+# Most queries are valid for that schema; a deterministic ~1 in 5 is broken (unknown column,
+# syntax error, or a write) so that the SQL execution gate has work in a dry run.
+
+_T2S_CREATE_RE = re.compile(
+    r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"`\[]?(\w+)[\"`\]]?\s*\(", re.IGNORECASE
+)
+_T2S_CONSTRAINT_RE = re.compile(r"^(?:PRIMARY|FOREIGN|UNIQUE|CHECK|CONSTRAINT)\b", re.IGNORECASE)
+_T2S_FK_RE = re.compile(
+    r"FOREIGN\s+KEY\s*\(\s*(\w+)\s*\)\s*REFERENCES\s+(\w+)\s*\(\s*(\w+)\s*\)", re.IGNORECASE
+)
+_T2S_INLINE_FK_RE = re.compile(r"REFERENCES\s+(\w+)\s*\(\s*(\w+)\s*\)", re.IGNORECASE)
+_T2S_NUMERIC = ("INT", "REAL", "NUM", "DEC", "FLOAT", "DOUBLE")
+
+
+@dataclass
+class _T2STable:
+    name: str
+    ddl: str
+    columns: list[tuple[str, str]]  # (name, declared type)
+    foreign_keys: list[tuple[str, str, str]]  # (column, other table, other column)
+
+    def numeric(self) -> list[str]:
+        return [
+            c
+            for c, t in self.columns
+            if any(k in t.upper() for k in _T2S_NUMERIC)
+            and c != "id"
+            and not c.endswith("_id")
+            and not c.startswith("is_")
+        ]
+
+    def text(self) -> list[str]:
+        return [c for c, t in self.columns if "CHAR" in t.upper() or "TEXT" in t.upper()]
+
+    def key(self) -> str:
+        return self.columns[0][0] if self.columns else "rowid"
+
+
+def _t2s_split_top(body: str) -> list[str]:
+    """Split a column list at commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(body):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(body[start:i])
+            start = i + 1
+    parts.append(body[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_create_tables(document: str) -> list[_T2STable]:
+    """The tables declared by CREATE TABLE statements in ``document``, in order."""
+    tables: list[_T2STable] = []
+    for m in _T2S_CREATE_RE.finditer(document):
+        depth, end = 1, None
+        for i in range(m.end(), len(document)):
+            if document[i] == "(":
+                depth += 1
+            elif document[i] == ")":
+                depth -= 1
+                if depth == 0:
+                    end = i
+                    break
+        if end is None:
+            continue
+        ddl_end = end + 1
+        if document[ddl_end : ddl_end + 1] == ";":
+            ddl_end += 1
+        columns, fks = [], []
+        for part in _t2s_split_top(document[m.end() : end]):
+            fk = _T2S_FK_RE.search(part)
+            if fk:
+                fks.append((fk.group(1), fk.group(2), fk.group(3)))
+            if _T2S_CONSTRAINT_RE.match(part):
+                continue
+            words = part.split()
+            col = words[0].strip('"`[]')
+            columns.append((col, words[1] if len(words) > 1 else ""))
+            inline = _T2S_INLINE_FK_RE.search(part)
+            if inline:
+                fks.append((col, inline.group(1), inline.group(2)))
+        if columns:
+            tables.append(_T2STable(m.group(1), document[m.start() : ddl_end], columns, fks))
+    return tables
+
+
+_T2S_TEMPLATES: dict[str, tuple[str, str]] = {
+    # kind: (English question, Chinese question)
+    "count": ("How many rows does the {t} table have?", "{t} 表中一共有多少条记录？"),
+    "filter": (
+        "List the {c} of the rows in {t} whose {n} is greater than {v}.",
+        "列出 {t} 表中 {n} 大于 {v} 的记录的 {c}。",
+    ),
+    "avg": ("What is the average {n} in the {t} table?", "{t} 表中 {n} 的平均值是多少？"),
+    "group": (
+        "For each {c} in {t}, how many rows are there? Most first.",
+        "按 {c} 分组统计 {t} 表的记录数，按数量从多到少排列。",
+    ),
+    "top": (
+        "Which 3 rows of {t} have the highest {n}? Show all their columns.",
+        "{t} 表中 {n} 最高的 3 条记录是哪些？列出全部字段。",
+    ),
+    "max": ("What is the largest {n} in the {t} table?", "{t} 表中最大的 {n} 是多少？"),
+    "join": (
+        "For each row of {p} (shown by its {pc}), how many rows of {t} refer to it?",
+        "对 {p} 表的每条记录（显示 {pc}），统计 {t} 表中引用它的记录数。",
+    ),
+}
+
+
+def _t2s_pair(
+    kind: str, table: _T2STable, tables: dict[str, _T2STable], rng: random.Random, zh: bool
+) -> tuple[str, str, list[_T2STable]] | None:
+    """(question, sql, tables used) of one kind for ``table``, or None when it does not fit."""
+    t, nums, texts = table.name, table.numeric(), table.text()
+    fmt: dict[str, Any] = {"t": t}
+    used = [table]
+    if kind == "count":
+        sql = f"SELECT COUNT(*) FROM {t};"
+    elif kind in ("filter", "avg", "top", "max"):
+        if not nums:
+            return None
+        n = fmt["n"] = rng.choice(nums)
+        if kind == "filter":
+            c = fmt["c"] = rng.choice(texts) if texts else table.key()
+            v = fmt["v"] = rng.choice((1, 5, 10, 20, 50, 100))
+            sql = f"SELECT {c} FROM {t} WHERE {n} > {v};"
+        elif kind == "avg":
+            sql = f"SELECT AVG({n}) FROM {t};"
+        elif kind == "top":
+            sql = f"SELECT * FROM {t} ORDER BY {n} DESC LIMIT 3;"
+        else:
+            sql = f"SELECT MAX({n}) FROM {t};"
+    elif kind == "group":
+        if not texts:
+            return None
+        c = fmt["c"] = rng.choice(texts)
+        sql = f"SELECT {c}, COUNT(*) AS n FROM {t} GROUP BY {c} ORDER BY n DESC;"
+    else:  # join
+        fks = [fk for fk in table.foreign_keys if fk[1] in tables]
+        if not fks:
+            return None
+        col, other, other_col = rng.choice(fks)
+        parent = tables[other]
+        pc = fmt["pc"] = (parent.text() or [other_col])[0]
+        fmt["p"] = other
+        sql = (
+            f"SELECT p.{pc}, COUNT(*) AS n FROM {t} AS c JOIN {other} AS p "
+            f"ON c.{col} = p.{other_col} GROUP BY p.{other_col} ORDER BY n DESC;"
+        )
+        used.append(parent)
+    question = _T2S_TEMPLATES[kind][1 if zh else 0].format(**fmt)
+    return question, sql, used
+
+
+def _t2s_break(sql: str, table: _T2STable, u: float, zh: bool) -> tuple[str | None, str]:
+    """A broken variant of ``sql``: (new question or None to keep it, new sql)."""
+    variant = int(u * 3) % 3
+    if variant == 0:  # a column that does not exist
+        col = table.columns[-1][0]
+        return None, sql.replace("SELECT ", f"SELECT {col}_nme, ", 1)
+    if variant == 1:  # a syntax error
+        return None, sql.replace("SELECT", "SELEC", 1)
+    question = (
+        f"删除 {table.name} 表中 {table.key()} 为空的记录。"
+        if zh
+        else f"Delete the rows of {table.name} that have no {table.key()}."
+    )
+    return question, f"DELETE FROM {table.name} WHERE {table.key()} IS NULL;"
+
+
+def text2sql_samples(model: str, document: str, n: int) -> list[dict[str, str]]:
+    """``n`` Text2SQL samples for a document holding CREATE TABLE statements, else []."""
+    if "create table" not in document.lower():
+        return []
+    tables = parse_create_tables(document)
+    if not tables:
+        return []
+    by_name = {t.name: t for t in tables}
+    rng = random.Random(_seed_of("t2s", model, str(n), document))
+    zh = detect_language(document) == "zh"
+    kinds = list(_T2S_TEMPLATES)
+    samples: list[dict[str, str]] = []
+    seen: set[str] = set()
+    attempt = 0
+    while len(samples) < n and attempt < 20 * n:
+        table = tables[attempt % len(tables)]
+        kind = kinds[(attempt // len(tables) + rng.randrange(len(kinds))) % len(kinds)]
+        attempt += 1
+        pair = _t2s_pair(kind, table, by_name, rng, zh)
+        if pair is None:
+            continue
+        question, sql, used = pair
+        u = _unit("t2s-broken", model, document, question)
+        if u < 0.2:
+            new_question, sql = _t2s_break(sql, table, u / 0.2, zh)
+            question = new_question or question
+        if question in seen:
+            continue
+        seen.add(question)
+        schema = "\n\n".join(dict.fromkeys(t.ddl for t in used))
+        samples.append({"instruction": question, "input": schema, "output": f"```sql\n{sql}\n```"})
+    k = 0
+    while len(samples) < n:  # very small schemas: repeat the count question, numbered
+        k += 1
+        t = tables[k % len(tables)].name
+        samples.append(
+            {
+                "instruction": f"{_T2S_TEMPLATES['count'][1 if zh else 0].format(t=t)} ({k})",
+                "input": tables[k % len(tables)].ddl,
+                "output": f"```sql\nSELECT COUNT(*) FROM {t};\n```",
+            }
+        )
+    return samples
 
 
 # ---------------------------------------------------------------------------------------------
