@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -19,7 +20,10 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from .data_io import fix_surrogates
 from .errors import OutputError
+
+log = logging.getLogger(__name__)
 
 CACHE_FILENAME = "cache.sqlite3"
 
@@ -83,6 +87,7 @@ class ResponseCache:
         self.hits = 0
         self.writes = 0
         self._pending: dict[str, tuple[Any, ...]] = {}
+        self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer_error: BaseException | None = None
         self._writer = threading.Thread(
@@ -117,19 +122,35 @@ class ResponseCache:
                         flushed.append(item)
                     else:
                         rows.append(item)
-                if rows:
-                    db.execute("BEGIN")
-                    db.executemany(_INSERT, rows)
-                    db.execute("COMMIT")
-                    for row in rows:
-                        if self._pending.get(row[0]) is row:
-                            del self._pending[row[0]]
-                for event in flushed:
-                    event.set()
+                try:
+                    if rows:
+                        self._commit(db, rows)
+                finally:
+                    for event in flushed:
+                        event.set()
         except BaseException as exc:  # reported to the caller by the next put/flush/close
             self._writer_error = exc
         finally:
             db.close()
+
+    def _commit(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Commit rows in one transaction; if that fails, row by row, skipping a bad row."""
+        try:
+            db.execute("BEGIN")
+            db.executemany(_INSERT, rows)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            db.execute("ROLLBACK")
+            for row in rows:
+                try:
+                    db.execute(_INSERT, row)
+                except (sqlite3.Error, UnicodeError) as exc:
+                    # One unstorable reply costs one repeated call on a rerun, not the run.
+                    log.warning("%s: reply not cached: %s", self.path, exc)
+        with self._lock:
+            for row in rows:
+                if self._pending.get(row[0]) is row:
+                    del self._pending[row[0]]
 
     def _check_writer(self) -> None:
         if self._writer_error is not None:
@@ -166,17 +187,20 @@ class ResponseCache:
             OutputError: an earlier write failed (e.g. the disk is full).
         """
         self._check_writer()
+        if self._db is None:
+            raise OutputError(f"{self.path}: the response cache is closed")
         row = (
             key,
             reply["model"],
-            reply["content"],
-            reply.get("reasoning"),
+            fix_surrogates(reply["content"]),
+            fix_surrogates(reply["reasoning"]) if reply.get("reasoning") else None,
             reply.get("finish_reason"),
             int(reply.get("prompt_tokens") or 0),
             int(reply.get("completion_tokens") or 0),
             time.time(),
         )
-        self._pending[key] = row
+        with self._lock:
+            self._pending[key] = row
         self._queue.put(row)
         self.writes += 1
 
@@ -215,3 +239,38 @@ class ResponseCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def get_vectors(self, keys: list[str]) -> list[Any]:
+        """The stored float32 vector (a numpy array) for each key, or None where there is none."""
+        import numpy as np  # only the embedding dedup needs it
+
+        found: dict[str, bytes] = {}
+        # Chunks stay under SQLite's default limit of 999 bound parameters on old builds.
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", tuple(chunk)
+            )
+            found.update(rows.fetchall())
+        return [None if (b := found.get(k)) is None else np.frombuffer(b, "<f4") for k in keys]
+
+    def put_vectors(self, keys: list[str], vectors: Any) -> None:
+        """Store one vector per key (the rows of ``vectors``, as float32) in one transaction."""
+        import numpy as np
+
+        rows = np.asarray(vectors, dtype="<f4")
+        if len(rows) != len(keys):
+            raise ValueError(f"{len(keys)} keys for {len(rows)} vectors")
+        # Written on this connection, not the reply writer's: embeddings come after the replies,
+        # and busy_timeout covers a reply batch still committing.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?)",
+                ((k, row.tobytes()) for k, row in zip(keys, rows, strict=True)),
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")

@@ -158,7 +158,12 @@ class AdaptiveLimiter:
         if overloaded:
             now = self._clock()
             share = sum(self._window) / len(self._window)
-            if share > self._overload_share and now - self._last_decrease >= self._cooldown_s:
+            enough = len(self._window) >= min(20, self._window.maxlen or 20)
+            if (
+                enough
+                and share > self._overload_share
+                and now - self._last_decrease >= self._cooldown_s
+            ):
                 self.limit = max(float(self.min_limit), self.limit * 0.7)
                 self._last_decrease = now
                 self.decreases += 1
@@ -208,7 +213,9 @@ class TokenBucket:
     def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, per_minute / 6.0)
-        self.level = self.capacity
+        # Start nearly empty: a full bucket at start would let limit + capacity through in the
+        # first minute, which sliding-window servers answer with 429s.
+        self.level = min(self.capacity, 1.0)
         self._clock = clock
         self._stamp = clock()
         self._lock = asyncio.Lock()

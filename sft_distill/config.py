@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +69,15 @@ CONFIG_TEMPLATE: dict[str, Any] = {
 }
 
 
+def _without_credentials(url: str) -> str:
+    """The URL without user:password and query string, which can carry credentials."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 class EndpointConfig(BaseModel):
     """One OpenAI-compatible endpoint (teacher or evaluator)."""
 
@@ -115,6 +125,7 @@ class EndpointConfig(BaseModel):
         """The endpoint settings with the key removed (safe for logs and metadata)."""
         d = self.model_dump(exclude={"api_key"})
         d["api_key"] = "***" if self.api_key is not None else None
+        d["api_base"] = _without_credentials(self.api_base)
         return d
 
 

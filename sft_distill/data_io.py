@@ -38,6 +38,7 @@ reader (``str.splitlines``, JavaScript) can split a record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -817,3 +818,39 @@ def file_digest(path: PathLike, *, chunk_bytes: int = 1 << 20) -> str:
         while block := f.read(chunk_bytes):
             h.update(block)
     return h.hexdigest()
+
+
+LOCK_FILENAME = ".sft_distill.lock"
+
+
+@contextlib.contextmanager
+def lock_output_dir(out_dir: PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the output directory for a run or a refilter.
+
+    Two processes writing one directory would truncate each other's files; the second one is
+    refused at once. The lock dies with its process, so a ``kill -9`` leaves nothing to clean.
+
+    Raises:
+        OutputError: another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    path = Path(out_dir) / LOCK_FILENAME
+    if not path.parent.is_dir():  # nothing to protect; the caller reports the missing directory
+        yield
+        return
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(
+                f"output directory {out_dir} is in use by another sft-distill process; wait for "
+                "it to finish or choose another --output"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -50,3 +50,7 @@ class LLMError(DistillError):
 
 class RetryableLLMError(LLMError):
     """408/409/429/5xx, connection errors, timeouts, truncated or unparsable replies."""
+
+
+class TruncatedReplyError(RetryableLLMError):
+    """``finish_reason: "length"``: retried once, since the same request is usually cut again."""

@@ -7,6 +7,7 @@ import logging
 import math
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from .concurrency import bounded_map
@@ -26,32 +27,40 @@ EVAL_BUFFER_SAMPLES = 1024
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def _to_score(value: Any) -> float | None:
-    """A 0-10 score from a number or a string like "8", "8/10", "8.5分"."""
+_RATIO_RE = re.compile(r"(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
+
+
+def _raw_score(value: Any) -> tuple[float, bool] | None:
+    """(number, already out of 10) from a number or a string like "8", "8/10", "4.5/5", "8.5分"."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         x = float(value)
-    elif isinstance(value, str):
+        return (x, False) if math.isfinite(x) else None
+    if isinstance(value, str):
+        ratio = _RATIO_RE.search(value)
+        if ratio and float(ratio.group(2)) > 0:  # "4.5/5" means 9 out of 10
+            return 10.0 * float(ratio.group(1)) / float(ratio.group(2)), True
         m = _NUMBER_RE.search(value)
-        if not m:
-            return None
-        x = float(m.group())
-    elif isinstance(value, dict):
-        return _to_score(value.get("score"))
-    else:
-        return None
-    if not math.isfinite(x):
-        return None
-    return min(10.0, max(0.0, x))
+        return (float(m.group()), False) if m else None
+    if isinstance(value, dict):
+        return _raw_score(value.get("score"))
+    return None
 
 
-def parse_scores(result: ChatResult) -> tuple[dict[str, float], str | None]:
-    """Dimension scores and the reason from an evaluator reply.
+def parse_scores(
+    result: ChatResult, *, required: Sequence[str] = DIMENSIONS
+) -> tuple[dict[str, float], str | None]:
+    """Dimension scores (0-10) and the reason from an evaluator reply.
+
+    Every dimension in ``required`` must be scored. Scores given as "x/y" are read as ratios;
+    when a reply's plain numbers run above 10 (but not above 100) it used a 0-100 scale and is
+    scaled down.
 
     Raises:
         JSONExtractionError: no JSON in the reply.
-        ValueError: JSON without any known dimension (retried like a bad reply).
+        ValueError: a required dimension is missing or a score is out of range (retried like a
+            bad reply, within the same budget).
     """
     _, content = split_reasoning(result.content)
     data = extract_json(content, expect=dict)
@@ -62,15 +71,27 @@ def parse_scores(result: ChatResult) -> tuple[dict[str, float], str | None]:
     if isinstance(data.get("scores"), dict):
         data = {**data["scores"], "reason": data.get("reason")}
     lowered = {str(k).strip().lower(): v for k, v in data.items()}
-    scores = {}
-    for dim in DIMENSIONS:
-        s = _to_score(lowered.get(dim))
-        if s is not None:
-            scores[dim] = s
-    if not scores:
-        raise ValueError(f"no score for any of {', '.join(DIMENSIONS)}")
+    raw = {dim: _raw_score(lowered.get(dim)) for dim in DIMENSIONS}
+    found = {dim: r for dim, r in raw.items() if r is not None}
+    missing = [dim for dim in required if dim not in found]
+    if missing:
+        raise ValueError(f"no score for {', '.join(missing)}")
+    plain = [x for x, scaled in found.values() if not scaled]
+    if any(x < 0 or x > 100 for x in plain):
+        raise ValueError("scores must be between 0 and 10")
+    factor = 0.1 if any(x > 10 for x in plain) else 1.0
+    scores = {
+        dim: min(10.0, max(0.0, x if scaled else x * factor)) for dim, (x, scaled) in found.items()
+    }
     reason = lowered.get("reason")
     return scores, (str(reason) if reason is not None else None)
+
+
+def required_dimensions(weights: Mapping[str, float] | None) -> tuple[str, ...]:
+    """The dimensions a judge must score: all of them, or those with a weight above 0."""
+    if not weights:
+        return DIMENSIONS
+    return tuple(d for d in DIMENSIONS if weights.get(d, 0) > 0)
 
 
 async def judge(
@@ -86,7 +107,9 @@ async def judge(
         sample.source_text, sample.instruction, sample.input, sample.output
     )
     try:
-        (scores, reason), _ = await client.chat(messages, parse_scores)
+        (scores, reason), _ = await client.chat(
+            messages, partial(parse_scores, required=required_dimensions(weights))
+        )
     except LLMError as exc:
         if on_failure is not None:
             on_failure(

@@ -10,6 +10,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import random
 import re
 import time
 import urllib.parse
@@ -22,16 +23,14 @@ import aiohttp
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
-    wait_exponential,
-    wait_random,
 )
 
 from .cache import ResponseCache, request_key
 from .concurrency import AdaptiveLimiter, TokenBucket
 from .config import EndpointConfig
-from .errors import JSONExtractionError, LLMError, RetryableLLMError
+from .errors import JSONExtractionError, LLMError, RetryableLLMError, TruncatedReplyError
 from .models import Usage
 
 log = logging.getLogger(__name__)
@@ -128,7 +127,9 @@ class wait_retry_after:
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, LLMError) and exc.retry_after_s is not None:
+        # As openai-python: a server delay of 0 < d <= 120 s is used as is; 0 or a date in the
+        # past falls back to backoff (longer ones are not retried at all, see _status_error).
+        if isinstance(exc, LLMError) and exc.retry_after_s and exc.retry_after_s > 0:
             return min(exc.retry_after_s, MAX_RETRY_AFTER_S)
         return self.fallback(state)
 
@@ -155,6 +156,16 @@ def parse_duration(text: str | None) -> float | None:
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+def backoff(initial_s: float, max_s: float) -> Callable[[RetryCallState], float]:
+    """Exponential backoff with jitter: ``initial_s`` doubling per attempt, at most ``max_s``."""
+
+    def wait(state: RetryCallState) -> float:
+        base = initial_s * 2 ** (state.attempt_number - 1)
+        return min(max_s, base + random.uniform(0, initial_s))
+
+    return wait
+
+
 def _dumps(payload: dict[str, Any]) -> bytes:
     # A lone surrogate in a model reply must not crash the request: it becomes "?".
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
@@ -174,8 +185,12 @@ def proxy_for(url: str) -> str | None:
 
 
 def _display_url(api_base: str) -> str:
-    # Query strings can carry credentials on some gateways; never show them.
-    return api_base.split("?", 1)[0]
+    """The URL without query string or user:password (both can carry credentials)."""
+    parts = urllib.parse.urlsplit(api_base)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class LLMClient:
@@ -205,7 +220,11 @@ class LLMClient:
         self._where = f"{name} ({config.model} at {_display_url(config.api_base)})"
         self._key = config.resolve_key()
         self._cache = cache
-        self._namespace = cache_namespace or config.api_base
+        # The endpoint's name is part of the namespace: two judges with the same model and settings
+        # stay two independent votes instead of sharing one cached reply.
+        self._namespace = f"{name}@{cache_namespace or config.api_base}"
+        self._inflight: dict[str, asyncio.Future[ChatResult]] = {}
+        self._closed = False
         self._sleep = sleep
         self.limiter = AdaptiveLimiter(config.max_concurrent, adaptive=config.adaptive_concurrency)
         self._rpm = (
@@ -214,9 +233,7 @@ class LLMClient:
         self._tpm = (
             TokenBucket(config.max_tokens_per_minute) if config.max_tokens_per_minute else None
         )
-        self._backoff = wait_exponential(
-            multiplier=config.retry_backoff_s, max=config.retry_backoff_max_s
-        ) + wait_random(0, config.retry_backoff_s)
+        self._backoff = backoff(config.retry_backoff_s, config.retry_backoff_max_s)
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None
         self.usage = Usage(model=config.model)
@@ -248,7 +265,8 @@ class LLMClient:
         )
 
     async def aclose(self) -> None:
-        """Close the session; safe to call twice."""
+        """Close the session; safe to call twice. A closed client sends nothing more."""
+        self._closed = True
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -302,19 +320,41 @@ class LLMClient:
                     self.usage.cached += 1
                     return value, result
 
+            # The same request already in flight (a repeated chunk, say): share its reply.
+            leader = self._inflight.get(key)
+            if leader is not None:
+                shared = await asyncio.shield(leader)
+                self.usage.cached += 1
+                return parse(shared), shared
+            future: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+            try:
+                value, result = await self._send(payload, parse)
+            except BaseException as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: no "never retrieved" noise without followers
+                raise
+            finally:
+                del self._inflight[key]
+            future.set_result(result)
+            self._cache.put(key, result.to_cache())
+            return value, result
+        return await self._send(payload, parse)
+
+    async def _send(
+        self, payload: dict[str, Any], parse: Callable[[ChatResult], T]
+    ) -> tuple[T, ChatResult]:
         # Fast path: most calls succeed at once, so tenacity's per-call setup is paid only
         # when a retry is actually needed.
         try:
-            value, result = await self._attempt(payload, parse, 1)
+            return await self._attempt(payload, parse, 1)
         except RetryableLLMError as exc:
             if self.config.max_retries == 0:
                 self._give_up(exc, 1)
-            value, result = await self._retry(payload, parse, exc)
+            return await self._retry(payload, parse, exc)
         except LLMError as exc:
             self._give_up(exc, 1)
-        if self._cache is not None:
-            self._cache.put(key, result.to_cache())
-        return value, result
 
     async def _attempt(
         self, payload: dict[str, Any], parse: Callable[[ChatResult], T], attempt: int
@@ -337,8 +377,18 @@ class LLMClient:
         """Attempts 2.. under the tenacity policy (the first one already failed with ``first``)."""
         attempts = 1
         pending: LLMError | None = first
+        truncations = 0
+
+        def should_retry(exc: BaseException) -> bool:
+            nonlocal truncations
+            if isinstance(exc, TruncatedReplyError):
+                # The same request is usually cut again at the same length: one more try only.
+                truncations += 1
+                return truncations < 2
+            return isinstance(exc, RetryableLLMError)
+
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(RetryableLLMError),
+            retry=retry_if_exception(should_retry),
             wait=wait_retry_after(self._backoff),
             stop=stop_after_attempt(self.config.max_retries + 1),
             sleep=self._sleep,
@@ -365,6 +415,8 @@ class LLMClient:
         raise exc
 
     async def _request_once(self, payload: dict[str, Any], *, retry: bool = False) -> ChatResult:
+        if self._closed:
+            raise LLMError(f"{self._where}: client is closed", endpoint=self.name, model=self.model)
         if self._session is None:
             await self.open()
         assert self._session is not None
@@ -415,14 +467,16 @@ class LLMClient:
             body = json.loads(text)
         except json.JSONDecodeError:
             raise RetryableLLMError(
-                f"{self._where}: HTTP {status} with a body that is not JSON: {text.strip()[:80]!r}",
+                f"{self._where}: HTTP {status} with a body that is not JSON: "
+                f"{self._redact(text.strip()[:80])!r}",
                 endpoint=self.name,
                 model=self.model,
                 status=status,
             ) from None
         result = self._read_choice(body, elapsed)
-        if self._tpm is not None:
-            self._tpm.adjust(result.prompt_tokens + result.completion_tokens - estimate)
+        used = result.prompt_tokens + result.completion_tokens
+        if self._tpm is not None and used > 0:  # no usage reported: keep the estimate charged
+            self._tpm.adjust(used - estimate)
         return result
 
     @staticmethod
@@ -458,6 +512,10 @@ class LLMClient:
         retryable = status in RETRYABLE_STATUSES or status >= 500
         if status == 429 and code in _NON_RETRYABLE_429_CODES:
             retryable = False
+        if retryable and retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
+            # A quota window or a long outage: waiting inside the run would only stall it.
+            retryable = False
+            msg += f" (server asks to wait {retry_after:.0f} s; rerun later to resume)"
         if should_retry == "true":
             retryable = True
         elif should_retry == "false":
@@ -477,27 +535,28 @@ class LLMClient:
     def _read_choice(self, body: Any, elapsed: float) -> ChatResult:
         choices = body.get("choices") if isinstance(body, dict) else None
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-            raise RetryableLLMError(
-                f"{self._where}: reply has no choices",
-                endpoint=self.name,
-                model=self.model,
-                status=200,
-            )
+            raise self._bad_reply("reply has no choices")
         choice = choices[0]
-        message = choice.get("message") or {}
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise self._bad_reply("reply has no message object")
         content = message.get("content")
         reasoning = (
             message.get("reasoning_content") or message.get("reasoning") or message.get("thinking")
         )
         finish = choice.get("finish_reason")
-        usage = body.get("usage") or {}
-        self.usage.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
+        usage = body.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
+        prompt_tokens = _count(usage.get("prompt_tokens"))
+        completion_tokens = _count(usage.get("completion_tokens"))
+        self.usage.prompt_tokens += prompt_tokens
+        self.usage.completion_tokens += completion_tokens
         if finish == "length":
             # finish_reason "length" means truncated JSON: retry, never keep.
-            raise RetryableLLMError(
+            raise TruncatedReplyError(
                 f"{self._where}: reply truncated (finish_reason=length, max_tokens="
-                f"{self.config.max_tokens})",
+                f"{self.config.max_tokens}); raise max_tokens and rerun to resend only these",
                 endpoint=self.name,
                 model=self.model,
                 status=200,
@@ -508,9 +567,26 @@ class LLMClient:
         return ChatResult(
             content=content,
             reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
-            finish_reason=finish,
+            finish_reason=finish if isinstance(finish, str) else None,
             model=str(body.get("model") or self.model),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             latency_s=elapsed,
         )
+
+    def _bad_reply(self, what: str) -> RetryableLLMError:
+        return RetryableLLMError(
+            f"{self._where}: {what}", endpoint=self.name, model=self.model, status=200
+        )
+
+
+def _count(value: Any) -> int:
+    """A token count from whatever a server sent (numbers, numeric strings; else 0)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(0, value)
+    try:
+        return max(0, int(float(value)))
+    except (TypeError, ValueError, OverflowError):
+        return 0

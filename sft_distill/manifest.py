@@ -31,12 +31,17 @@ def build_manifest(
     train_ids: Iterable[str],
     val_ids: Iterable[str],
     simulator: bool,
+    source_prompt_version: str | None = None,
 ) -> dict[str, Any]:
     """The manifest: sample ids are hashes of each sample's canonical content and slice."""
     return {
         "package": "sft_distill",
         "version": __version__,
-        "prompt_versions": {"generation": GEN_PROMPT_VERSION, "evaluation": EVAL_PROMPT_VERSION},
+        "prompt_versions": {
+            "generation": GEN_PROMPT_VERSION,
+            "evaluation": EVAL_PROMPT_VERSION,
+            **({"source": source_prompt_version} if source_prompt_version else {}),
+        },
         "source": source,
         "simulator": simulator,
         "config_blake2b": config_digest(config),

@@ -24,11 +24,12 @@ from .config import DIMENSIONS, DistillConfig, EndpointConfig, build_config
 from .data_io import (
     BadLine,
     JsonlWriter,
+    lock_output_dir,
     prepare_output_dir,
     write_json_atomic,
 )
 from .dedup import make_deduplicator
-from .errors import InputError, OutputError
+from .errors import ConfigError, InputError, OutputError
 from .evaluator import evaluate_samples
 from .formats import DATASET_INFO_FILE, all_split_file_names
 from .gates import Gate, build_gates
@@ -79,6 +80,21 @@ class RunResult:
     def complete(self) -> bool:
         """True when no unit of work failed for good."""
         return self.failures == 0
+
+
+def same_run(previous: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether two run identities are one run: same content and mode, wherever the input lives.
+
+    ``input`` (the path, or a description) is for messages only: the same bytes moved to
+    another path, mounted elsewhere or in another checkout still resume.
+    """
+
+    def key(identity: dict[str, Any]) -> dict[str, Any]:
+        k = {name: value for name, value in identity.items() if name != "input"}
+        k.setdefault("kind", "slices")  # identities written before modes existed
+        return k
+
+    return key(previous) == key(current)
 
 
 class _ScoreStats:
@@ -158,9 +174,27 @@ class DatasetDistillationPipeline:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self.run(input_path, **kwargs))
-        # Inside Jupyter's loop: run on a private loop in a worker thread.
+        # Inside Jupyter's loop: run on a private loop in a worker thread. An interrupt cancels
+        # that run (instead of waiting for it to finish while it keeps calling the APIs).
+        state: dict[str, Any] = {}
+
+        def worker() -> RunResult:
+            loop = asyncio.new_event_loop()
+            state["loop"] = loop
+            state["task"] = loop.create_task(self.run(input_path, **kwargs))
+            try:
+                return loop.run_until_complete(state["task"])
+            finally:
+                loop.close()
+
         with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, self.run(input_path, **kwargs)).result()
+            future = pool.submit(worker)
+            try:
+                return future.result()
+            except KeyboardInterrupt:
+                if "task" in state:
+                    state["loop"].call_soon_threadsafe(state["task"].cancel)
+                raise
 
     async def run(
         self,
@@ -215,6 +249,14 @@ class DatasetDistillationPipeline:
     ) -> RunResult:
         cfg = self.config
         t_start = time.perf_counter()
+        endpoints = self._endpoints(simulator_url)
+        for name, ep in endpoints.items():
+            if ep.api_key is None and ep.api_key_env and not os.environ.get(ep.api_key_env):
+                # Every call would get a 401; say so once, before anything is sent.
+                raise ConfigError(
+                    f"{name}: environment variable {ep.api_key_env} (api_key_env) is not set; "
+                    "export it, set api_key, or use --dry-run"
+                )
         total_units = source.total()  # also raises InputError for a missing or unreadable input
         out = prepare_output_dir(Path(output_dir or cfg.output_dir))
         if self.fresh:
@@ -236,11 +278,11 @@ class DatasetDistillationPipeline:
         # each record once, so only this small index is kept in memory.
         raw_index: list[tuple[str, int, str, int]] = []
         dedup = make_deduplicator(cfg) if cfg.enable_dedup else None
-        endpoints = self._endpoints(simulator_url)
         namespace = "simulator" if simulator_url else None
         partial = out / (RAW_FILE + ".partial")
 
         async with AsyncExitStack() as stack:
+            stack.enter_context(lock_output_dir(out))
             cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME))
             self._claim_output_dir(out, cache, identity)
             fail_log = stack.enter_context(JsonlWriter(out / FAILURES_FILE))
@@ -294,6 +336,7 @@ class DatasetDistillationPipeline:
                 on_slice=on_slice,
                 strict=self.strict,
                 bad_examples=bad_examples,
+                output_dir=out,
             )
 
             def on_bad_line(bad: BadLine) -> None:
@@ -326,14 +369,14 @@ class DatasetDistillationPipeline:
                 eval_bar.update(1)
             t_generated = time.perf_counter()
 
-        if stats.slices == 0 and source.kind == SliceSource.kind:
+        if stats.slices == 0 and stats.samples_generated == 0:
             partial.unlink(missing_ok=True)
             why = ", ".join(f"{k} {v}" for k, v in sorted(stats.bad_line_reasons.items()))
             hint = ""
             if stats.bad_line_reasons.get("invalid_utf8", 0) == stats.bad_lines > 0:
                 hint = "; the file is not UTF-8 (convert it, e.g. iconv -f GBK -t UTF-8)"
             raise InputError(
-                f"{described.get('input')}: no usable slice "
+                f"{described.get('input')}: no usable {source.unit} "
                 f"({stats.bad_lines} bad line(s): {why or 'none'}){hint}"
             )
 
@@ -344,96 +387,113 @@ class DatasetDistillationPipeline:
         t_deduped = time.perf_counter()
         if duplicates:
             dropped["duplicate"] += len(duplicates)
-        kept = [
-            (sid, sl, slice_groups.get(sl), sc) for sid, sl, sc in passed if sid not in duplicates
-        ]
-        plan = plan_split(kept, opts)
-        if plan.capped:
-            dropped[DROP_CAPPED] += len(plan.capped)
-        self._finalize(out, partial, raw_index, duplicates, plan.capped)
-        written = write_outputs(out / RAW_FILE, out, plan.train, plan.val, opts)
-        stats.after_dedup = len(kept)
-        stats.train, stats.val = written.counts["train"], written.counts["val"]
-        stats.dropped = dict(sorted(dropped.items()))
-        t_end = time.perf_counter()
 
-        metadata = {
-            "package": "sft_distill",
-            "version": __version__,
-            "simulator": simulator_url is not None,
-            "source": described,
-            "input": {
-                "path": described.get("input"),
-                "lines": total_units,
-                "blake2b": described.get("input_blake2b"),
-            },
-            "output_format": opts.formats[0],
-            "output_formats": list(opts.formats),
-            "prompt_versions": {
-                "generation": GEN_PROMPT_VERSION,
-                "evaluation": EVAL_PROMPT_VERSION,
-            },
-            "counts": stats.model_dump(),
-            "bad_lines": bad_examples,
-            "failures": failures,
-            "scores": score_stats.summary(),
-            "usage": {
-                name: c.usage_report() for name, c in [("generator", gen_client), *judges.items()]
-            },
-            "dedup": {
-                "enabled": cfg.enable_dedup,
-                "method": cfg.effective_dedup_method,
-                "threshold": cfg.effective_dedup_threshold,
-                "removed": len(duplicates),
-            },
-            "timings_s": {
-                "generate_and_evaluate": round(t_generated - t_start, 3),
-                "close_clients": round(t_closed - t_generated, 3),
-                "dedup": round(t_deduped - t_closed, 3),
-                "write_outputs": round(t_end - t_deduped, 3),
-                "total": round(t_end - t_start, 3),
-            },
-            "config": cfg.public_dict(),
-        }
-        metadata["outputs"] = written.summary()
-        problems = check_run_gates(
-            cfg,
-            stats,
-            mean_score=score_sum / score_n if score_n else None,
-            exec_pass_rate=exec_ok / exec_n if exec_n else None,
-        )
-        metadata["quality_gates"] = {
-            "passed": not problems,
-            "problems": problems,
-            "mean_score": round(score_sum / score_n, 3) if score_n else None,
-            "exec_pass_rate": round(exec_ok / exec_n, 4) if exec_n else None,
-            "gates": [g.name for g in self.gates],
-        }
-        write_manifest(
-            out,
-            build_manifest(
-                source=described,
-                config=cfg,
-                train_ids=plan.train,
-                val_ids=plan.val,
-                simulator=simulator_url is not None,
-            ),
-        )
-        if opts.balance_by:
-            metadata["slice_groups"] = {"field": opts.balance_by, "groups": slice_groups}
-        metadata["report"] = write_report(
-            out,
-            metadata,
-            latencies={n: c.latencies for n, c in [("generator", gen_client), *judges.items()]},
-            prices=cfg.prices,
-        )
-        write_json_atomic(out / METADATA_FILE, metadata)
+        def conclude() -> tuple[dict[str, Any], list[str], int]:
+            """Split, write every output, the report and metadata (in a worker thread)."""
+            kept = [
+                (sid, sl, slice_groups.get(sl), sc)
+                for sid, sl, sc in passed
+                if sid not in duplicates
+            ]
+            plan = plan_split(kept, opts)
+            if plan.capped:
+                dropped[DROP_CAPPED] += len(plan.capped)
+            self._finalize(out, partial, raw_index, duplicates, plan.capped)
+            written = write_outputs(out / RAW_FILE, out, plan.train, plan.val, opts)
+            stats.after_dedup = len(kept)
+            stats.train, stats.val = written.counts["train"], written.counts["val"]
+            stats.dropped = dict(sorted(dropped.items()))
+            t_end = time.perf_counter()
+
+            metadata = {
+                "package": "sft_distill",
+                "version": __version__,
+                "simulator": simulator_url is not None,
+                "source": described,
+                "input": {
+                    "path": described.get("input"),
+                    "lines": total_units,
+                    "blake2b": described.get("input_blake2b"),
+                },
+                "output_format": opts.formats[0],
+                "output_formats": list(opts.formats),
+                "prompt_versions": {
+                    "generation": GEN_PROMPT_VERSION,
+                    "evaluation": EVAL_PROMPT_VERSION,
+                },
+                "counts": stats.model_dump(),
+                "bad_lines": bad_examples,
+                "failures": failures,
+                "scores": score_stats.summary(),
+                "usage": {
+                    name: c.usage_report()
+                    for name, c in [("generator", gen_client), *judges.items()]
+                },
+                "dedup": {
+                    "enabled": cfg.enable_dedup,
+                    "method": cfg.effective_dedup_method,
+                    "threshold": cfg.effective_dedup_threshold,
+                    "removed": len(duplicates),
+                },
+                "timings_s": {
+                    "generate_and_evaluate": round(t_generated - t_start, 3),
+                    "close_clients": round(t_closed - t_generated, 3),
+                    "dedup": round(t_deduped - t_closed, 3),
+                    "write_outputs": round(t_end - t_deduped, 3),
+                    "total": round(t_end - t_start, 3),
+                },
+                "config": cfg.public_dict(),
+            }
+            source_counts = getattr(source, "counts", None)
+            if source_counts:  # e.g. topic expansions or rephrasings dropped before any call
+                metadata["source_counts"] = dict(source_counts)
+            source_prompt = getattr(source, "prompt_version", None)
+            if source_prompt:
+                metadata["prompt_versions"]["source"] = source_prompt
+            metadata["outputs"] = written.summary()
+            problems = check_run_gates(
+                cfg,
+                stats,
+                mean_score=score_sum / score_n if score_n else None,
+                exec_pass_rate=exec_ok / exec_n if exec_n else None,
+            )
+            metadata["quality_gates"] = {
+                "passed": not problems,
+                "problems": problems,
+                "mean_score": round(score_sum / score_n, 3) if score_n else None,
+                "exec_pass_rate": round(exec_ok / exec_n, 4) if exec_n else None,
+                "gates": [g.name for g in self.gates],
+            }
+            write_manifest(
+                out,
+                build_manifest(
+                    source=described,
+                    config=cfg,
+                    train_ids=plan.train,
+                    val_ids=plan.val,
+                    simulator=simulator_url is not None,
+                    source_prompt_version=source_prompt,
+                ),
+            )
+            if opts.balance_by:
+                metadata["slice_groups"] = {"field": opts.balance_by, "groups": slice_groups}
+            metadata["report"] = write_report(
+                out,
+                metadata,
+                latencies={n: c.latencies for n, c in [("generator", gen_client), *judges.items()]},
+                prices=cfg.prices,
+            )
+            write_json_atomic(out / METADATA_FILE, metadata)
+            return metadata, problems, len(kept)
+
+        # Off the event loop, so a signal during the final writes is still handled at once.
+        metadata, problems, n_kept = await asyncio.to_thread(conclude)
         log.info(
             "done: %d slices, %d samples, %d passed, %d kept (%d train / %d val), %d failures",
             stats.slices,
             stats.samples_generated,
             stats.passed_thresholds,
-            len(kept),
+            n_kept,
             stats.train,
             stats.val,
             failures,
@@ -467,15 +527,15 @@ class DatasetDistillationPipeline:
         stored = cache.get_meta("run_identity")
         if stored is not None:
             previous = json.loads(stored)
-        elif (out / METADATA_FILE).exists() or (out / TRAIN_FILE).exists():
+        elif any((out / name).exists() for name in OUTPUT_FILES if name != CACHE_FILENAME):
             try:
                 meta = json.loads((out / METADATA_FILE).read_text(encoding="utf-8"))
                 previous = {**meta["source"], "simulator": meta.get("simulator")}
             except (OSError, ValueError, KeyError, TypeError):
                 previous = {"input": "unknown (not written by sft_distill?)"}
-        if previous is not None and previous != identity and not self.overwrite:
+        if previous is not None and not same_run(previous, identity) and not self.overwrite:
             what = previous.get("input")
-            if previous.get("input") == identity["input"]:
+            if previous.get("input") == identity.get("input"):
                 what = f"{what} as it was before it changed"
             if previous.get("simulator") is True and not identity["simulator"]:
                 what = f"{what}, a dry run on the simulator"

@@ -25,7 +25,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from .config import CONFIG_TEMPLATE, DistillConfig, build_config, deep_merge
-from .data_io import JsonlWriter, PathLike, iter_jsonl, iter_slices, write_json_atomic
+from .data_io import (
+    JsonlWriter,
+    PathLike,
+    iter_jsonl,
+    iter_slices,
+    lock_output_dir,
+    write_json_atomic,
+)
 from .dedup import make_deduplicator
 from .errors import ConfigError, InputError
 from .filtering import DROP_DUPLICATE, apply_thresholds
@@ -152,6 +159,16 @@ async def arefilter(
         ConfigError: a bad override, or embedding dedup without ``embed_fn``.
         OutputError: a file cannot be written.
     """
+    with lock_output_dir(out_dir):
+        return await _arefilter(out_dir, overrides=overrides, embed_fn=embed_fn)
+
+
+async def _arefilter(
+    out_dir: PathLike,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    embed_fn: Callable[..., Any] | None = None,
+) -> RefilterResult:
     out = Path(out_dir)
     overrides = dict(overrides or {})
     unknown = sorted(

@@ -31,6 +31,7 @@ class SourceContext:
     on_slice: Callable[[Slice], None] = lambda s: None  # each slice (or unit) taken in
     strict: bool = False
     bad_examples: list[str] = field(default_factory=list)
+    output_dir: Path | None = None  # where the run writes (a source may save files there)
 
 
 @runtime_checkable

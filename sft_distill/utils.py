@@ -277,6 +277,7 @@ def _from_fences(text: str) -> _Found | None:
         stop = len(text) if closing is None else closing.start()
         end, stack = _scan_brackets(text, body, stop)
         value = None
+        balanced_past_fence: int | None = None
         if end is None and stop < len(text) and budget:
             # The "closing fence" may be backticks inside a JSON string: look past it.
             budget -= 1
@@ -285,12 +286,16 @@ def _from_fences(text: str) -> _Found | None:
                 value = _strict_container(text[body:past_end])
                 if value is not None:
                     end = past_end
+                else:  # balanced but broken (say a trailing comma): repair all of it
+                    balanced_past_fence = past_end
         if value is None and end is not None:
             value = _strict_container(text[body:end])
         if value is None:
             if not budget:
                 continue
             budget -= 1
+            if balanced_past_fence is not None:
+                end = balanced_past_fence
             open_stack = None if end is not None else _rebase(stack, body)
             repaired = _repair(text[body : stop if end is None else end], open_stack)
             if repaired is None:

@@ -112,3 +112,27 @@ def test_real_nasty_file_runs_the_good_lines_and_counts_the_bad(tmp_path):
     assert any("slices_nasty.jsonl:4:" in b for b in meta["bad_lines"])
     raw = [json.loads(x) for x in (out / "generated_raw.jsonl").read_text().splitlines()]
     assert {r["slice_id"] for r in raw} >= {"n-002", "12"}
+
+
+def test_missing_key_variable_is_a_config_error_before_any_call(tmp_path):
+    cfgp = tmp_path / "c.json"
+    cfgp.write_text(json.dumps({"generator": {"api_key_env": "SFT_DISTILL_TEST_UNSET_KEY"}}))
+    env = {k: v for k, v in os.environ.items() if k != "SFT_DISTILL_TEST_UNSET_KEY"}
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--input",
+            str(EXAMPLES / "slices.jsonl"),
+            "--config",
+            str(cfgp),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert p.returncode == 2 and "SFT_DISTILL_TEST_UNSET_KEY" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "o" / "cache.sqlite3").exists()

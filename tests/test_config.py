@@ -115,3 +115,8 @@ def test_dedup_method_follows_embed_fn():
     assert build_config().effective_dedup_method == "jaccard"
     cfg = build_config(embed_fn=lambda texts: None)
     assert cfg.effective_dedup_method == "embedding" and cfg.effective_dedup_threshold == 0.95
+
+
+def test_public_dict_strips_credentials_from_urls():
+    cfg = build_config({"generator": {"api_base": "https://user:tok987@gw.example.invalid/v1?k=s"}})
+    assert cfg.public_dict()["generator"]["api_base"] == "https://gw.example.invalid/v1"

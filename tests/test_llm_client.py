@@ -363,3 +363,120 @@ def test_payload_carries_generation_parameters_and_extra_body(sim):
     assert payload["temperature"] == 0.2 and payload["max_tokens"] == 100
     assert payload["enable_thinking"] is False
     assert "sk-test" not in json.dumps(payload)
+
+
+# --- found in review ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"choices": [{"message": "hello", "finish_reason": "stop"}]},
+        {"choices": [{"message": {"content": '{"a": 1}'}}], "usage": [1]},
+    ],
+)
+async def test_odd_200_shapes_are_retried_not_raised_raw(sim, body):
+    sim.queue(Scripted(status=200, body=body), ok())
+    async with LLMClient("generator", endpoint(sim), sleep=SleepRecorder()) as client:
+        value, _ = await client.chat(MESSAGES, as_json)
+    assert value in ({"hello": "world"}, {"a": 1})
+
+
+async def test_non_numeric_usage_counts_are_read_as_zero(sim):
+    body = {
+        "choices": [{"message": {"content": '{"a": 1}'}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": "n/a", "completion_tokens": "7 tokens"},
+    }
+    sim.queue(Scripted(status=200, body=body))
+    async with LLMClient("generator", endpoint(sim)) as client:
+        value, result = await client.chat(MESSAGES, as_json)
+    assert value == {"a": 1} and result.prompt_tokens == 0 and result.completion_tokens == 0
+
+
+async def test_identical_requests_in_flight_share_one_call(sim, tmp_path):
+    sim.config.latency_ms = 50
+    with ResponseCache(tmp_path / "c.sqlite3") as cache:
+        async with LLMClient("generator", endpoint(sim), cache=cache) as client:
+            msgs = generation_messages(
+                "第五条 保险活动当事人行使权利、履行义务应当遵循诚实信用原则。", 2
+            )
+            results = await asyncio.gather(*(client.chat(msgs, as_json) for _ in range(5)))
+    assert sim.stats["chat_requests"] == 1
+    assert all(v == results[0][0] for v, _ in results)
+
+
+async def test_two_judges_with_the_same_model_do_not_share_cached_votes(sim, tmp_path):
+    with ResponseCache(tmp_path / "c.sqlite3") as cache:
+        msgs = generation_messages("第六条 保险业务由依照本法设立的保险公司经营。", 1)
+        for name in ("primary", "secondary"):
+            async with LLMClient(name, endpoint(sim, model="same"), cache=cache) as client:
+                await client.chat(msgs, as_json)
+    assert sim.stats["chat_requests"] == 2
+
+
+async def test_lone_surrogate_in_a_reply_is_cached_without_stopping_the_cache(sim, tmp_path):
+    sim.queue(Scripted(status=200, content='{"a": "bad \\ud83d here"}'), ok('{"b": 2}'))
+    with ResponseCache(tmp_path / "c.sqlite3") as cache:
+        async with LLMClient("generator", endpoint(sim), cache=cache) as client:
+            first, _ = await client.chat(MESSAGES, as_json)
+            second, _ = await client.chat([{"role": "user", "content": "other"}], as_json)
+        cache.flush()
+        assert len(cache) == 2
+    assert first["a"].startswith("bad") and second == {"b": 2}
+
+
+@pytest.mark.parametrize(("retry_after", "retried"), [("600", False), ("120", True)])
+async def test_retry_after_longer_than_120_s_is_not_waited_inside_the_run(
+    sim, retry_after, retried
+):
+    sleep = SleepRecorder()
+    sim.queue(Scripted(status=429, headers={"Retry-After": retry_after}), ok())
+    async with LLMClient("generator", endpoint(sim), sleep=sleep) as client:
+        if retried:
+            await client.chat(MESSAGES, as_json)
+            assert sleep.delays == [120.0]
+        else:
+            with pytest.raises(LLMError, match="server asks to wait 600 s"):
+                await client.chat(MESSAGES, as_json)
+            assert sleep.delays == []
+
+
+async def test_retry_after_zero_falls_back_to_backoff(sim):
+    sleep = SleepRecorder()
+    sim.queue(Scripted(status=429, headers={"Retry-After": "0"}), ok())
+    async with LLMClient("generator", endpoint(sim, retry_backoff_s=0.5), sleep=sleep) as client:
+        await client.chat(MESSAGES, as_json)
+    assert len(sleep.delays) == 1 and 0.5 <= sleep.delays[0] <= 1.0
+
+
+async def test_backoff_never_exceeds_its_maximum(sim):
+    sleep = SleepRecorder()
+    sim.queue(*[500] * 6, ok())
+    ep = endpoint(sim, max_retries=6, retry_backoff_s=1.0, retry_backoff_max_s=2.0)
+    async with LLMClient("generator", ep, sleep=sleep) as client:
+        await client.chat(MESSAGES, as_json)
+    assert len(sleep.delays) == 6 and max(sleep.delays) <= 2.0
+
+
+async def test_truncated_reply_is_retried_only_once(sim):
+    cut = ok('[{"instruction": "a", "output": "b"}, {"instr', finish_reason="length")
+    sim.queue(cut, cut, cut, ok())
+    async with LLMClient("generator", endpoint(sim, max_retries=5), sleep=SleepRecorder()) as c:
+        with pytest.raises(RetryableLLMError, match="raise max_tokens"):
+            await c.chat(MESSAGES, as_json)
+    assert sim.stats["chat_requests"] == 2
+
+
+async def test_a_closed_client_sends_nothing(sim):
+    client = LLMClient("generator", endpoint(sim))
+    await client.open()
+    await client.aclose()
+    with pytest.raises(LLMError, match="client is closed"):
+        await client.chat(MESSAGES, as_json)
+    assert sim.stats["chat_requests"] == 0
+
+
+def test_credentials_in_the_url_never_show(sim):
+    ep = endpoint(sim).model_copy(update={"api_base": "https://user:tok123@example.invalid/v1"})
+    client = LLMClient("generator", ep)
+    assert "tok123" not in client._where and "example.invalid/v1" in client._where

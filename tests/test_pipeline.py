@@ -227,3 +227,60 @@ def test_run_sync_works_inside_a_running_loop(tmp_path):
 
         result = asyncio.run(notebook_cell())
     assert result.counts.train > 0
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        (
+            {"accuracy": 8, "completeness": 7, "logicality": 9, "helpfulness": 8, "safety": 10},
+            {"accuracy": 8.0, "safety": 10.0},
+        ),
+        (
+            {
+                "accuracy": "4.5/5",
+                "completeness": "8/10",
+                "logicality": "9分",
+                "helpfulness": 8,
+                "safety": 10,
+            },
+            {"accuracy": 9.0, "completeness": 8.0, "logicality": 9.0},
+        ),
+        (
+            {
+                "accuracy": 85,
+                "completeness": 70,
+                "logicality": 90,
+                "helpfulness": 80,
+                "safety": 100,
+            },
+            {"accuracy": 8.5, "safety": 10.0},
+        ),
+    ],
+)
+def test_judge_scores_are_read_on_a_0_to_10_scale(scores, expected):
+    from sft_distill.evaluator import parse_scores
+    from sft_distill.llm_client import ChatResult
+
+    got, _ = parse_scores(
+        ChatResult(content=json.dumps(scores), reasoning=None, finish_reason="stop", model="m")
+    )
+    for dim, value in expected.items():
+        assert got[dim] == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        {"safety": 10},  # the other dimensions are missing: this must not cast a vote
+        {"accuracy": 800, "completeness": 7, "logicality": 9, "helpfulness": 8, "safety": 10},
+    ],
+)
+def test_judge_replies_missing_dimensions_or_out_of_range_are_rejected(scores):
+    from sft_distill.evaluator import parse_scores
+    from sft_distill.llm_client import ChatResult
+
+    with pytest.raises(ValueError):
+        parse_scores(
+            ChatResult(content=json.dumps(scores), reasoning=None, finish_reason="stop", model="m")
+        )

@@ -338,3 +338,22 @@ def test_stable_id_rejects_bad_arguments() -> None:
 )
 def test_normalize_text(text: str, expected: str) -> None:
     assert normalize_text(text) == expected
+
+
+def test_fenced_json_with_backticks_inside_strings_and_a_trailing_comma() -> None:
+    """A ```json fence whose strings hold ```sql fences, plus a trailing comma (found by a gate)."""
+    items = [
+        {
+            "instruction": "查询订单数",
+            "input": "",
+            "output": "```sql\nSELECT COUNT(*) FROM orders;\n```",
+        },
+        {
+            "instruction": "List customers",
+            "input": "",
+            "output": "```sql\nSELECT name FROM c;\n```",
+        },
+    ]
+    body = json.dumps(items, ensure_ascii=False, indent=1)
+    text = "Here you go:\n```json\n" + body[:-2] + ",\n]\n```\nDone."
+    assert extract_json(text, expect=list) == items
