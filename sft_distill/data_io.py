@@ -606,11 +606,14 @@ class JsonlWriter:
             raise ValueError(f"{self.path}: writer is closed")
         data = dumps_line(obj).encode("utf-8") + b"\n"
         start = self.offset
-        self._f.write(data)
-        if not self.atomic:
-            # A file written as the run goes is flushed per line, so a crash loses at most the
-            # line being written; an atomic file only becomes visible at close() anyway.
-            self._f.flush()
+        try:
+            self._f.write(data)
+            if not self.atomic:
+                # A file written as the run goes is flushed per line, so a crash loses at most
+                # the line being written; an atomic file only becomes visible at close() anyway.
+                self._f.flush()
+        except OSError as exc:  # disk full, I/O error: one line for the user, exit status 2
+            raise OutputError(f"cannot write {self._target}: {exc.strerror or exc}") from None
         self.offset += len(data)
         self.lines += 1
         return start

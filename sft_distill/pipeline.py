@@ -10,7 +10,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,8 +345,13 @@ class DatasetDistillationPipeline:
 
             ctx.on_bad_line = on_bad_line
             samples = source.samples(ctx)
-            scored = evaluate_samples(
-                samples, judges, cfg, stats=stats, on_failure=on_failure, gates=self.gates
+            # Closed explicitly before the clients and the cache, not whenever it is collected.
+            scored = await stack.enter_async_context(
+                aclosing(
+                    evaluate_samples(
+                        samples, judges, cfg, stats=stats, on_failure=on_failure, gates=self.gates
+                    )
+                )
             )
             async for sample in scored:
                 score_stats.add(sample)
