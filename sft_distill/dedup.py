@@ -1,22 +1,32 @@
 """Near-duplicate removal: MinHash-LSH over character n-grams, or cosine over embeddings.
 
-Both deduplicators take samples one at a time (``add``) and decide at the end (``resolve``), keeping
-only a compact index per sample while streaming. Both resolve greedily: samples are visited best
-score first (ties: smallest id) and a sample is kept unless it is a verified near-duplicate of a
-sample already kept. Unlike clustering (union-find), this never drops a sample as a duplicate of
-something it is not itself similar to; the price is that two dropped samples may be similar to
-different kept ones.
+Both deduplicators take samples one at a time (``add``) and decide at the end (``resolve``),
+keeping only a compact index per sample while streaming: texts go to an anonymous temporary file
+(``spill_dir``, default the system temp dir) and are read back when needed, so RAM per sample
+does not grow with text length. Both resolve greedily: samples are visited best score first
+(ties: smallest id) and a sample is kept unless it is a verified near-duplicate of a sample
+already kept; a dropped sample names the best-ranked kept sample it duplicates. Unlike
+clustering (union-find), this never drops a sample as a duplicate of something it is not itself
+similar to; the price is that two dropped samples may be similar to different kept ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import inspect
+import itertools
 import logging
 import math
+import os
+import tempfile
 import unicodedata
+import weakref
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -24,17 +34,20 @@ import numpy as np
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from .cache import ResponseCache
     from .config import DistillConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_APPROX_ABOVE",
     "DEFAULT_COSINE_THRESHOLD",
     "DEFAULT_JACCARD_THRESHOLD",
     "Deduplicator",
     "EmbeddingDeduplicator",
     "JaccardDeduplicator",
     "choose_bands",
+    "embedding_key",
     "exact_jaccard_pairs",
     "lsh_recall",
     "make_deduplicator",
@@ -44,6 +57,8 @@ __all__ = [
 
 DEFAULT_JACCARD_THRESHOLD = 0.8
 DEFAULT_COSINE_THRESHOLD = 0.95
+# Above this many samples the embedding dedup uses an approximate index (if faiss is installed).
+DEFAULT_APPROX_ABOVE = 200_000
 DEFAULT_MIN_RECALL = 0.99
 
 _U64 = np.uint64
@@ -53,8 +68,14 @@ _POLY = _U64(0x9E3779B97F4A7C15)
 _SHIFT33 = _U64(33)
 _FMIX1 = _U64(0xFF51AFD7ED558CCD)
 _FMIX2 = _U64(0xC4CEB9FE1A85EC53)
-# Shingles per MinHash chunk: a chunk x 126 uint32 block stays in L2 cache (about 1 MB).
-_MINHASH_CHUNK = 2048
+_SHIFT32 = _U64(32)
+_LOW32 = _U64(0xFFFFFFFF)
+# An empty MinHash bin (no real value reaches it: rounds stay far below 2^32).
+_EMPTY = _U64(0xFFFFFFFFFFFFFFFF)
+# Shingle sets cached while resolving (a 1,000-character text takes about 8 KB).
+_VERIFY_CACHE_BYTES = 64 << 20
+# (shingle, round) pairs hashed at once when filling empty bins: 2^20 pairs take about 40 MB.
+_ROUND_ELEMENTS = 1 << 20
 # Float slack when comparing an integer overlap with threshold * union.
 _EPS = 1e-9
 
@@ -65,6 +86,8 @@ class Deduplicator(Protocol):
     def add(self, sample_id: str, text: str, score: float) -> None: ...
 
     async def aresolve(self) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
 
     def __len__(self) -> int: ...
 
@@ -113,46 +136,80 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h
 
 
+def _segment_index(counts: np.ndarray, step: int = 1) -> np.ndarray:
+    """``step`` times the segment number of every element of consecutive segments (int64).
+
+    A cumulative sum of boundary marks: several times faster than ``np.repeat`` of a range.
+    """
+    total = int(counts.sum())
+    marks = np.zeros(total, dtype=np.int64)
+    nonempty = counts > 0
+    firsts = (np.cumsum(counts) - counts)[nonempty]
+    # A mark at each segment's first element, worth the number of segments it starts after.
+    seg = np.flatnonzero(nonempty)
+    steps = np.diff(seg, prepend=0) * step
+    np.add.at(marks, firsts, steps)
+    return np.cumsum(marks, out=marks)
+
+
 def _shingle_batch(
     codes: np.ndarray, lengths: np.ndarray, ngram: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Hash every character n-gram of several normalised texts at once.
+    """Hash every character n-gram of several normalised texts at once (unmixed).
 
     Args:
         codes: the texts' code points, concatenated (uint32).
         lengths: code points per text.
-        ngram: window size; a text shorter than ``ngram`` (even empty) becomes one shingle.
+        ngram: window size; a text shorter than ``ngram`` (even empty) becomes one shingle, the
+            text padded with zeros.
 
     Returns:
-        (hashes, counts): uint64 hash per window, texts in order, and windows per text.
+        (hashes, counts): a uint64 polynomial hash per window, texts in order, and windows per
+        text. The hash is injective enough for sets (64 bits) but not well mixed: ``_fmix64`` it
+        before using its bits.
     """
-    m = len(lengths)
     lengths = lengths.astype(np.int64)
-    gap = ngram
+    total = len(codes)
     # Mixing the code points first makes the polynomial's collisions as rare as random 64-bit
-    # values; on raw code points a mod-2^64 polynomial has short structured collisions.
-    mixed = _fmix64(codes.astype(np.uint64) + _U64(0x51ED27))
-    # Each text is followed by ngram zero slots, so a short (or empty) text's single window is the
-    # text padded with zeros; `mixed` is never zero (fmix64 is a bijection fixing only 0), and
-    # windows of longer texts never reach into the padding.
-    total = int(lengths.sum())
-    starts_in = np.zeros(m, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts_in[1:])
-    starts_pad = starts_in + np.arange(m, dtype=np.int64) * gap
-    padded = np.zeros(total + m * gap, dtype=np.uint64)
-    if total:
-        doc = np.repeat(np.arange(m, dtype=np.int64), lengths)
-        padded[np.arange(total, dtype=np.int64) + doc * gap] = mixed
-    n_win = len(padded) - (ngram - 1)
-    h = padded[:n_win].copy()
+    # values; on raw code points a mod-2^64 polynomial has short structured collisions. Mixed
+    # values are never zero (fmix64 is a bijection fixing only 0), so zero padding is distinct.
+    mixed = np.zeros(total + ngram - 1, dtype=np.uint64)
+    mixed[:total] = codes
+    mixed[:total] += _U64(0x51ED27)
+    _fmix64(mixed[:total])
+    # Window hash at every position of the concatenation (Horner); windows running into the next
+    # text are dropped below.
+    h = mixed[:total].copy()
     for k in range(1, ngram):
         h *= _POLY
-        h += padded[k : k + n_win]
+        h += mixed[k : k + total]
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    valid = np.ones(total, dtype=bool)
+    for k in range(1, ngram):
+        valid[ends[lengths >= k] - k] = False
+    short = np.flatnonzero((lengths < ngram) & (lengths > 0))
+    if len(short):
+        # A short text's one window is the text padded with zeros.
+        acc = np.zeros(len(short), dtype=np.uint64)
+        for k in range(ngram):
+            acc *= _POLY
+            inside = lengths[short] > k
+            acc[inside] += mixed[starts[short[inside]] + k]
+        h[starts[short]] = acc
+        valid[starts[short]] = True
+    hashes = h[valid]
     counts = np.maximum(lengths - ngram + 1, 1)
-    first = np.zeros(m, dtype=np.int64)
-    np.cumsum(counts[:-1], out=first[1:])
-    pos = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(starts_pad - first, counts)
-    return _fmix64(h[pos]), counts
+    empty = np.flatnonzero(lengths == 0)
+    if len(empty):
+        # An empty text is one all-padding window, whose hash is 0.
+        first = np.cumsum(counts) - counts
+        out = np.zeros(int(counts.sum()), dtype=np.uint64)
+        slots = np.ones(len(out), dtype=bool)
+        slots[first[empty]] = False
+        out[slots] = hashes
+        hashes = out
+    return hashes, counts
 
 
 def _sorted_unique(h: np.ndarray) -> np.ndarray:
@@ -171,14 +228,51 @@ def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
     codes = _codes(text)
     codes = codes[~_drop_table()[codes]]
     hashes, _ = _shingle_batch(codes, np.array([len(codes)]), ngram)
-    return _sorted_unique(hashes)
+    return _sorted_unique(_fmix64(hashes))
 
 
-def _normalized_shingles(norm: str, ngram: int) -> np.ndarray:
-    """Sorted unique shingle hashes of an already normalised text."""
-    codes = np.frombuffer(norm.encode("utf-32-le"), dtype="<u4")
-    hashes, _ = _shingle_batch(codes, np.array([len(codes)]), ngram)
-    return _sorted_unique(hashes)
+def _utf8_shingles(blob: bytes, ngram: int) -> np.ndarray:
+    """Sorted unique (unmixed) shingle hashes of a normalised text stored as UTF-8."""
+    codes = np.frombuffer(blob.decode("utf-8").encode("utf-32-le"), dtype="<u4")
+    width = len(codes) - ngram + 1
+    if width < 1:
+        hashes, _ = _shingle_batch(codes, np.array([len(codes)]), ngram)
+        return hashes
+    # _shingle_batch for one text without its batch bookkeeping: this runs once per verified
+    # sample, so its fixed cost matters (about 2x faster for a 600-character text).
+    mixed = codes.astype(np.uint64)
+    mixed += _U64(0x51ED27)
+    _fmix64(mixed)
+    h = mixed[:width].copy()
+    for k in range(1, ngram):
+        h *= _POLY
+        h += mixed[k : k + width]
+    return _sorted_unique(h)
+
+
+class _ShingleCache:
+    """Shingle sets of recently verified samples, least recently used dropped beyond a budget."""
+
+    def __init__(self, texts: _TextSpill, ngram: int, max_bytes: int) -> None:
+        self._texts = texts
+        self._ngram = ngram
+        self._max_bytes = max_bytes
+        self._sets: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self.misses = 0
+
+    def __call__(self, i: int) -> np.ndarray:
+        hashes = self._sets.get(i)
+        if hashes is not None:
+            self._sets.move_to_end(i)
+            return hashes
+        self.misses += 1
+        hashes = _utf8_shingles(self._texts.get(i), self._ngram)
+        self._sets[i] = hashes
+        self._bytes += hashes.nbytes
+        while self._bytes > self._max_bytes and len(self._sets) > 1:
+            self._bytes -= self._sets.popitem(last=False)[1].nbytes
+        return hashes
 
 
 def _jaccard_sets(a: np.ndarray, b: np.ndarray, threshold: float) -> float | None:
@@ -238,17 +332,116 @@ def _band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return _fmix64(keys)
 
 
+def _sketch_rounds(
+    sig: np.ndarray,
+    g: np.ndarray,
+    first: np.ndarray,
+    n: np.ndarray,
+    docs: np.ndarray,
+    start: np.ndarray,
+    rounds: np.ndarray,
+    bins: int,
+) -> None:
+    """Rounds ``start .. start + rounds - 1`` of the texts ``docs`` (elements from ``first``)."""
+    per_elem = np.repeat(rounds, n)
+    elems = np.arange(int(n.sum()), dtype=np.int64)
+    elems += np.repeat(first - (np.cumsum(n) - n), n)
+    doc_of = np.repeat(docs, n * rounds)
+    el = np.repeat(elems, per_elem)
+    r = np.arange(len(el), dtype=np.int64) - np.repeat(np.cumsum(per_elem) - per_elem, per_elem)
+    r += np.repeat(np.repeat(start, n), per_elem)
+    ru = r.astype(np.uint64)
+    gr = _fmix64(g[el] ^ (ru * _POLY))
+    slot = doc_of * bins + (((gr >> _SHIFT32) * _U64(bins)) >> _SHIFT32).astype(np.int64)
+    np.minimum.at(sig, slot, (ru << _SHIFT32) | (gr & _LOW32))
+
+
+def _sketch(h: np.ndarray, counts: np.ndarray, bins: int, seed_key: np.uint64) -> np.ndarray:
+    """One-permutation MinHash signatures (texts x ``bins``, uint64) of consecutive hash segments.
+
+    Each shingle is hashed once into one of ``bins`` bins and each bin keeps its minimum, so the
+    cost is one pass over the shingles instead of one per permutation (Li et al. 2012). Bins left
+    empty (texts with few shingles) are filled by further rounds in which every shingle lands in
+    another random bin, with values that rank after all earlier rounds: fast similarity
+    sketching (Dahlgaard, Knudsen and Thorup 2017). Two texts then agree in each bin with
+    probability equal to their Jaccard similarity, whatever their sizes, and a text's signature
+    does not depend on the other texts of its batch.
+    """
+    m = len(counts)
+    g = _fmix64(h ^ seed_key)
+    sig = np.full(m * bins, _EMPTY, dtype=np.uint64)
+    slot = _segment_index(counts, bins)
+    slot += (((g >> _SHIFT32) * _U64(bins)) >> _SHIFT32).astype(np.int64)
+    np.minimum.at(sig, slot, g & _LOW32)
+    sig2 = sig.reshape(m, bins)
+    need = np.flatnonzero((sig2 == _EMPTY).any(axis=1))
+    next_round = np.ones(m, dtype=np.int64)
+    first = np.cumsum(counts) - counts
+    while len(need):
+        # Enough rounds that about e^-2 of the texts still miss a bin afterwards.
+        rounds = np.maximum(np.ceil(bins * (math.log(bins) + 2.0) / counts[need]), 1)
+        rounds = rounds.astype(np.int64)
+        # Texts in pieces of about _ROUND_ELEMENTS (element, round) pairs: bounded temporaries.
+        piece = np.cumsum(counts[need] * rounds) // _ROUND_ELEMENTS
+        cuts = np.flatnonzero(np.diff(piece)) + 1
+        for docs, r in zip(np.split(need, cuts), np.split(rounds, cuts), strict=True):
+            _sketch_rounds(sig, g, first[docs], counts[docs], docs, next_round[docs], r, bins)
+        next_round[need] += rounds
+        need = need[(sig2[need] == _EMPTY).any(axis=1)]
+    return sig2
+
+
+# --------------------------------------------------------------------------- text spill
+
+
+class _TextSpill:
+    """Append-only temporary file of byte strings: 8 bytes of RAM (an end offset) per entry."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (lives with self)
+        # Closed with its owner (or at exit) without a ResourceWarning.
+        self._finalizer = weakref.finalize(self, self._file.close)
+        self._ends = array("q")
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes written to the file."""
+        return self._ends[-1] if self._ends else 0
+
+    def extend(self, blobs: list[bytes]) -> None:
+        """Append ``blobs`` in one write."""
+        self._file.seek(0, os.SEEK_END)
+        self._file.write(b"".join(blobs))
+        ends = list(itertools.accumulate(map(len, blobs), initial=self.nbytes))
+        self._ends.extend(ends[1:])
+
+    def get(self, i: int) -> bytes:
+        """The ``i``-th blob, read back from the file."""
+        start = self._ends[i - 1] if i else 0
+        self._file.seek(start)
+        return self._file.read(self._ends[i] - start)
+
+    def close(self) -> None:
+        """Delete the file; safe to call twice."""
+        self._finalizer()
+
+
 # --------------------------------------------------------------------------- Jaccard
 
 
 class JaccardDeduplicator:
     """Near-duplicates by Jaccard similarity of character n-gram sets, found with MinHash LSH.
 
-    Per sample it keeps the id, the score, the LSH band keys (``bands`` x 8 bytes, 168 B by
-    default; about 400 B per sample in all) and the normalised text, which exact verification
-    re-shingles on demand. The text is for now the larger part (1 byte per ASCII or 2 per CJK
-    character); a later version could spill it to disk. Every
-    LSH candidate is verified with the exact Jaccard of the two shingle sets (64-bit hashes), so a
+    ``add`` normalises each text, spills it (UTF-8) to an anonymous temporary file and keeps in
+    RAM only the id, the score, the LSH band keys (``bands`` x 8 bytes: 168 B), one byte per
+    MinHash bin (a pre-filter: 126 B) and a file offset: about 350 B per sample with the
+    defaults, plus the id string, whatever the text length. Signatures are one-permutation
+    MinHash (see ``_sketch``): one hash per shingle instead of ``num_perm``. ``resolve`` checks
+    every LSH candidate that passes the pre-filter with the exact Jaccard of the two shingle sets
+    (64-bit hashes of texts read back from the file; recent ones cached up to 64 MB), so a
     reported duplicate always meets the threshold; recall is that of the LSH S-curve (see
     ``choose_bands``). Resolution is greedy by score; see the module docstring.
     """
@@ -261,7 +454,8 @@ class JaccardDeduplicator:
         seed: int = 0,
         *,
         min_recall: float = DEFAULT_MIN_RECALL,
-        batch_chars: int = 1 << 18,
+        batch_chars: int = 1 << 20,
+        spill_dir: str | Path | None = None,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ConfigError(f"jaccard threshold must be in (0, 1], got {threshold}")
@@ -271,20 +465,23 @@ class JaccardDeduplicator:
         self.ngram = ngram
         self.num_perm = num_perm
         self.bands, self.rows = choose_bands(threshold, num_perm, min_recall=min_recall)
-        rng = np.random.default_rng(seed)
-        used = self.bands * self.rows
-        # h_k(x) = a_k * x + b_k mod 2^32 over well-mixed 32-bit shingle hashes: uint32 keeps the
-        # n x k product SIMD-friendly (~3x faster than uint64) and estimates J without bias.
-        self._a = (rng.integers(0, 1 << 32, size=used, dtype=np.uint64) | _U64(1)).astype(np.uint32)
-        self._b = rng.integers(0, 1 << 32, size=used, dtype=np.uint64).astype(np.uint32)
+        self._bins = self.bands * self.rows
+        self._seed_key = _fmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) + _POLY)[0]
+        # A candidate whose signature agrees in fewer bins than this is rejected unverified: for
+        # a pair at the threshold that is 7 standard deviations below the expected agreement
+        # (the 8-bit bins agree by chance only ever add to it), so recall does not change.
+        k, t = self._bins, threshold
+        self._min_agree = max(0, math.floor(k * t - 7.0 * math.sqrt(k * t * (1.0 - t)) - 2.0))
         self._batch_chars = batch_chars
         self._ids: list[str] = []
         self._id_set: set[str] = set()
-        self._scores: list[float] = []
-        self._texts: list[str] = []
+        self._scores = array("d")
         self._keys: list[np.ndarray] = []
+        self._agree: list[np.ndarray] = []
+        self._texts = _TextSpill(spill_dir)
         self._pending: list[np.ndarray] = []
         self._pending_chars = 0
+        self.verified = 0
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -304,55 +501,46 @@ class JaccardDeduplicator:
             self._flush()
 
     def _flush(self) -> None:
-        """Normalise, shingle and MinHash the pending texts; keep their band keys and texts."""
+        """Normalise, spill, shingle and sketch the pending texts; keep their band keys."""
         if not self._pending:
             return
-        lengths = np.array([len(c) for c in self._pending], dtype=np.int64)
+        raw_lengths = np.fromiter(map(len, self._pending), dtype=np.int64, count=len(self._pending))
         codes = np.concatenate(self._pending)
         self._pending = []
         self._pending_chars = 0
         keep = ~_drop_table()[codes]
-        doc = np.repeat(np.arange(len(lengths)), lengths)
+        kept_before = np.zeros(len(codes) + 1, dtype=np.int64)
+        np.cumsum(keep, out=kept_before[1:])
+        raw_ends = np.cumsum(raw_lengths)
+        lengths = kept_before[raw_ends] - kept_before[raw_ends - raw_lengths]
         codes = codes[keep]
-        lengths = np.bincount(doc[keep], minlength=len(lengths))
-        raw = codes.tobytes()
-        pos = 0
-        for n in lengths.tolist():
-            self._texts.append(raw[pos : pos + 4 * n].decode("utf-32-le"))
-            pos += 4 * n
+        norm = codes.tobytes().decode("utf-32-le")
+        bounds = [0, *itertools.accumulate(lengths.tolist())]
+        self._texts.extend([norm[a:b].encode("utf-8") for a, b in itertools.pairwise(bounds)])
         hashes, counts = _shingle_batch(codes, lengths, self.ngram)
-        sig = self._minhash(hashes.astype(np.uint32), counts)
+        sig = _sketch(hashes, counts, self._bins, self._seed_key)
         self._keys.append(_band_keys(sig, self.bands, self.rows))
+        self._agree.append(sig.astype(np.uint8))
 
-    def _minhash(self, x: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """MinHash signatures (texts x bands*rows, uint32) of consecutive shingle segments."""
-        m = len(counts)
-        sig = np.empty((m, len(self._a)), dtype=np.uint32)
-        ends = np.cumsum(counts)
-        starts = ends - counts
-        doc = 0
-        while doc < m:
-            # A chunk is a run of whole texts, so reduceat never straddles a chunk edge.
-            last = int(np.searchsorted(ends, starts[doc] + _MINHASH_CHUNK, side="right"))
-            last = max(last, doc + 1)
-            lo, hi = int(starts[doc]), int(ends[last - 1])
-            block = np.multiply(x[lo:hi, None], self._a[None, :])
-            block += self._b
-            sig[doc:last] = np.minimum.reduceat(block, starts[doc:last] - lo, axis=0)
-            doc = last
-        return sig
-
-    def _band_groups(self) -> np.ndarray:
-        """Per sample and band, a dense id of the bucket, or -1 when no other sample shares it."""
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        """All band keys (n x bands) and pre-filter bytes (n x bins), merged once."""
         self._flush()
-        n = len(self._ids)
-        keys = np.concatenate(self._keys) if self._keys else np.empty((0, self.bands), np.uint64)
+        if len(self._keys) != 1:
+            empty = not self._keys
+            bands, bins = self.bands, self._bins
+            self._keys = [np.empty((0, bands), np.uint64) if empty else np.concatenate(self._keys)]
+            self._agree = [np.empty((0, bins), np.uint8) if empty else np.concatenate(self._agree)]
+        return self._keys[0], self._agree[0]
+
+    def _band_groups(self, keys: np.ndarray) -> np.ndarray:
+        """Per sample and band, a dense id of the bucket, or -1 when no other sample shares it."""
+        n = len(keys)
         # int32 halves this n x bands array; ids stay below n * bands.
         dtype = np.int32 if n * self.bands < 2**31 else np.int64
         groups = np.full((n, self.bands), -1, dtype=dtype)
         next_id = 0
         for j in range(self.bands):
-            order = np.argsort(keys[:, j], kind="stable")
+            order = np.argsort(keys[:, j])
             sk = keys[order, j]
             new = np.ones(n, dtype=bool)
             new[1:] = sk[1:] != sk[:-1]
@@ -366,65 +554,76 @@ class JaccardDeduplicator:
             next_id += int(shared_group.sum())
         return groups
 
-    def _ranking(self) -> list[int]:
+    def _ranking(self) -> np.ndarray:
         """Sample indices best first: score descending, then id ascending."""
-        ids, scores = self._ids, self._scores
-        return sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
+        n = len(self._ids)
+        id_rank = np.empty(n, dtype=np.int64)
+        id_rank[sorted(range(n), key=self._ids.__getitem__)] = np.arange(n)
+        scores = np.frombuffer(self._scores, dtype=np.float64) if n else np.empty(0)
+        return np.lexsort((id_rank, -scores))
 
-    def _shingle_cache(self) -> Callable[[int], np.ndarray]:
-        # Kept samples at the centre of a bucket are verified again and again; bound the cache by
-        # count (1024 x ~8 KB for a 1,000-character text).
-        @functools.lru_cache(maxsize=1024)
-        def shingles(i: int) -> np.ndarray:
-            return _normalized_shingles(self._texts[i], self.ngram)
+    def _verifier(self, agree: np.ndarray) -> Callable[[int, np.ndarray], int | None]:
+        """A function (i, candidates best first) -> the first verified near-duplicate, or None."""
+        threshold, min_agree = self.threshold, self._min_agree
+        # Kept samples at the centre of a bucket are verified again and again: cache their sets.
+        shingles = _ShingleCache(self._texts, self.ngram, _VERIFY_CACHE_BYTES)
 
-        return shingles
+        def first(i: int, cands: np.ndarray) -> int | None:
+            agreeing = np.count_nonzero(agree[cands] == agree[i], axis=1)
+            for j in cands[agreeing >= min_agree].tolist():
+                self.verified += 1
+                if _jaccard_sets(shingles(i), shingles(j), threshold) is not None:
+                    return int(j)
+            return None
 
-    def _similarity(self, i: int, j: int, shingles: Callable[[int], np.ndarray]) -> float | None:
-        """Exact Jaccard of samples i and j, or None when below the threshold."""
-        if self._texts[i] == self._texts[j]:
-            return 1.0
-        return _jaccard_sets(shingles(i), shingles(j), self.threshold)
+        return first
 
     def resolve(self) -> dict[str, str]:
         """Map each dropped sample id to the id of the kept sample it near-duplicates.
 
         Visits samples best first; a sample is dropped when an already kept sample shares an LSH
-        band with it and their exact Jaccard meets the threshold. It then names the best-ranked
-        such kept sample.
+        band with it, passes the signature pre-filter and their exact Jaccard meets the
+        threshold. It then names the best-ranked such kept sample.
         """
-        groups = self._band_groups()
+        keys, agree = self._index()
+        groups = self._band_groups(keys)
         order = self._ranking()
-        rank = [0] * len(order)
-        for r, i in enumerate(order):
-            rank[i] = r
-        has_bucket = np.any(groups >= 0, axis=1).tolist()
-        kept_in: dict[int, list[int]] = {}
-        shingles = self._shingle_cache()
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        # Kept samples per bucket, as linked lists in flat arrays (4 + 8 bytes per entry):
+        # Python lists per bucket would cost more than the whole index.
+        head = array("i", [-1]) * (int(groups.max()) + 1 if groups.size else 0)
+        nxt = array("i")
+        member = array("i")
+        first_match = self._verifier(agree)
+        ids = self._ids
         mapping: dict[str, str] = {}
-        verified = 0
-        for i in order:
-            if not has_bucket[i]:
-                continue  # shares no band with anything: kept, and nobody can find it
+        self.verified = 0
+        # A sample that shares no band with anything is kept, and nobody can find it.
+        in_bucket: np.ndarray = np.any(groups >= 0, axis=1)
+        for i in order[in_bucket[order]].tolist():
             row = [g for g in groups[i].tolist() if g >= 0]
             cands: set[int] = set()
             for g in row:
-                cands.update(kept_in.get(g, ()))
+                node = head[g]
+                while node >= 0:
+                    cands.add(member[node])
+                    node = nxt[node]
             dup = None
-            for j in sorted(cands, key=rank.__getitem__):
-                verified += 1
-                if self._similarity(i, j, shingles) is not None:
-                    dup = j
-                    break
+            if cands:
+                c = np.fromiter(cands, dtype=np.int64, count=len(cands))
+                dup = first_match(i, c[np.argsort(rank[c])])
             if dup is None:
                 for g in row:
-                    kept_in.setdefault(g, []).append(i)
+                    nxt.append(head[g])
+                    member.append(i)
+                    head[g] = len(member) - 1
             else:
-                mapping[self._ids[i]] = self._ids[dup]
+                mapping[ids[i]] = ids[dup]
         log.info(
             "jaccard dedup: %d samples, %d verified pairs, %d duplicates",
             len(order),
-            verified,
+            self.verified,
             len(mapping),
         )
         return mapping
@@ -439,9 +638,11 @@ class JaccardDeduplicator:
     def near_duplicate_pairs(self) -> list[tuple[str, str, float]]:
         """Every verified pair (id_a, id_b, jaccard) with id_a added first, for diagnostics.
 
-        Unlike ``resolve`` this checks all LSH candidate pairs, so it is quadratic in bucket size.
+        Unlike ``resolve`` this checks all LSH candidate pairs that pass the pre-filter, so it is
+        quadratic in bucket size.
         """
-        groups = self._band_groups()
+        keys, agree = self._index()
+        groups = self._band_groups(keys)
         pairs: set[tuple[int, int]] = set()
         for j in range(self.bands):
             col = groups[:, j]
@@ -451,13 +652,23 @@ class JaccardDeduplicator:
             for grp in np.split(order, bounds):
                 g = grp.tolist()
                 pairs.update((a, b) for k, a in enumerate(g) for b in g[k + 1 :])
-        shingles = self._shingle_cache()
+        texts = self._texts
         out = []
         for a, b in sorted(pairs):
-            sim = self._similarity(a, b, shingles)
+            if int(np.count_nonzero(agree[a] == agree[b])) < self._min_agree:
+                continue
+            ta, tb = texts.get(a), texts.get(b)
+            sim = 1.0 if ta == tb else None
+            if sim is None:
+                sets = _utf8_shingles(ta, self.ngram), _utf8_shingles(tb, self.ngram)
+                sim = _jaccard_sets(*sets, self.threshold)
             if sim is not None:
                 out.append((self._ids[a], self._ids[b], sim))
         return out
+
+    def close(self) -> None:
+        """Delete the spilled texts now rather than when garbage-collected; safe twice."""
+        self._texts.close()
 
 
 def exact_jaccard_pairs(
@@ -520,13 +731,124 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
+def embedding_key(namespace: str, text: str) -> str:
+    """Cache key of one text's embedding: a hash of the namespace (the model) and the text."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(b"embedding\x1f")
+    h.update(namespace.encode("utf-8", "surrogatepass"))
+    h.update(b"\x1f")
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _default_namespace(embed_fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of the function (or of the callable's class)."""
+    target = embed_fn if hasattr(embed_fn, "__qualname__") else type(embed_fn)
+    return f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', repr(target))}"
+
+
+class _ExactKept:
+    """Kept vectors in chunks of ``block_size`` rows, matched by exact blockwise cosine."""
+
+    def __init__(self, threshold: float, block_size: int) -> None:
+        self.threshold = threshold
+        self.block_size = block_size
+        self.chunks: list[np.ndarray] = []
+        self.count = 0
+
+    def first_hits(self, block: np.ndarray) -> np.ndarray:
+        """Per row, the position of the first kept vector with cosine >= threshold, else -1."""
+        hit = np.full(len(block), -1, dtype=np.int64)
+        base = 0
+        for chunk in self.chunks:
+            open_rows = np.flatnonzero(hit < 0)
+            if not len(open_rows):
+                break
+            rows = block if len(open_rows) == len(block) else block[open_rows]
+            sims = rows @ chunk.T
+            # A row maximum is one pass over the product; comparing all of it is several.
+            found = np.flatnonzero(sims.max(axis=1) >= self.threshold)
+            if len(found):
+                first = np.argmax(sims[found] >= self.threshold, axis=1)
+                hit[open_rows[found]] = base + first
+            base += len(chunk)
+        return hit
+
+    def add(self, rows: np.ndarray) -> None:
+        """Append kept rows, topping up the last chunk to ``block_size`` first."""
+        self.count += len(rows)
+        while len(rows):
+            if self.chunks and len(self.chunks[-1]) < self.block_size:
+                room = self.block_size - len(self.chunks[-1])
+                self.chunks[-1] = np.concatenate([self.chunks[-1], rows[:room]])
+                rows = rows[room:]
+            else:
+                self.chunks.append(np.ascontiguousarray(rows[: self.block_size]))
+                rows = rows[self.block_size :]
+
+
+# Kept vectors the IVF index is trained on (the exact scan handles them), and neighbours it returns.
+_IVF_TRAIN = 65536
+_IVF_NEIGHBOURS = 16
+# Rows matched together inside a block (see EmbeddingDeduplicator._match_block).
+_SUB_BLOCK = 512
+
+
+class _IvfKept:
+    """Kept vectors in a faiss inverted-file index: each query scans only ``probes`` cells."""
+
+    def __init__(self, exact: _ExactKept, n_total: int, probes: int, neighbours: int) -> None:
+        import faiss  # the optional extra "ann"
+
+        self.threshold = exact.threshold
+        self.neighbours = neighbours
+        train = np.concatenate(exact.chunks)
+        dim = train.shape[1]
+        # About 4 sqrt(n) cells (faiss's guideline), with 39 training vectors per cell at least.
+        cells = max(1, min(int(4 * math.sqrt(n_total)), len(train) // 39))
+        self._quantizer = faiss.IndexFlatIP(dim)
+        self.index = faiss.IndexIVFFlat(self._quantizer, dim, cells, faiss.METRIC_INNER_PRODUCT)
+        self.index.cp.niter = 10
+        self.index.train(train)
+        self.index.nprobe = min(probes, cells)
+        self.index.add(train)
+        self.count = len(train)
+
+    def first_hits(self, block: np.ndarray) -> np.ndarray:
+        """Per row, the best-ranked kept vector among its nearest found with cosine >= threshold."""
+        sims, found = self.index.search(block, self.neighbours)
+        # Kept positions are in rank order: the smallest qualifying one is the best ranked.
+        found = np.where((sims >= self.threshold) & (found >= 0), found, np.iinfo(np.int64).max)
+        first = found.min(axis=1)
+        return np.where(first == np.iinfo(np.int64).max, -1, first)
+
+    def add(self, rows: np.ndarray) -> None:
+        """Add kept rows."""
+        self.index.add(rows)
+        self.count += len(rows)
+
+
+def _ann_available() -> bool:
+    """True when faiss (the optional extra "ann") can be imported."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class EmbeddingDeduplicator:
     """Near-duplicates by cosine similarity of embeddings from a user ``embed_fn``.
 
     ``embed_fn(texts: list[str])`` returns an (n, d) array or list of lists, synchronously or as an
-    awaitable. Texts are held until ``resolve``; then samples are embedded best first, one block at
-    a time, and only the kept samples' (L2-normalised, float32) vectors stay in memory. Cosine is
-    exact, computed block x block so the similarity matrix never exceeds ``block_size`` squared.
+    awaitable. ``add`` spills texts to a temporary file (RAM per sample: id, score, an offset).
+    ``resolve`` embeds samples best first, ``block_size`` at a time in batches of ``batch_size``
+    (up to ``max_concurrency`` batches in flight for an async ``embed_fn``; the next block is
+    embedded while the current one is compared), and keeps only the kept samples' L2-normalised
+    float32 vectors. With a ``cache``, vectors are stored under ``embedding_key(namespace,
+    text)`` and a rerun embeds nothing it has seen. Cosine is exact, block x block, so a
+    similarity matrix never exceeds ``block_size`` squared; above ``approx_above`` samples, once
+    that many are kept, a faiss IVF index (optional extra ``ann``) replaces the exact scan.
     """
 
     def __init__(
@@ -537,22 +859,37 @@ class EmbeddingDeduplicator:
         block_size: int = 4096,
         *,
         max_concurrency: int = 4,
+        cache: ResponseCache | None = None,
+        namespace: str | None = None,
+        approx_above: int | None = DEFAULT_APPROX_ABOVE,
+        approx_probes: int = 8,
+        spill_dir: str | Path | None = None,
     ) -> None:
         if not callable(embed_fn):
             raise ConfigError(f"embed_fn must be callable, got {type(embed_fn).__name__}")
         if not -1.0 <= threshold <= 1.0:
             raise ConfigError(f"cosine threshold must be in [-1, 1], got {threshold}")
-        if batch_size < 1 or block_size < 1 or max_concurrency < 1:
-            raise ConfigError("batch_size, block_size and max_concurrency must be >= 1")
+        if batch_size < 1 or block_size < 1 or max_concurrency < 1 or approx_probes < 1:
+            raise ConfigError(
+                "batch_size, block_size, max_concurrency and approx_probes must be >= 1"
+            )
         self.embed_fn = embed_fn
         self.threshold = threshold
         self.batch_size = batch_size
         self.block_size = block_size
         self.max_concurrency = max_concurrency
+        self.cache = cache
+        self.namespace = namespace if namespace is not None else _default_namespace(embed_fn)
+        self.approx_above = approx_above
+        self.approx_probes = approx_probes
         self._ids: list[str] = []
         self._id_set: set[str] = set()
-        self._scores: list[float] = []
-        self._texts: list[str] = []
+        self._scores = array("d")
+        self._texts = _TextSpill(spill_dir)
+        self._dim: int | None = None
+        self.embedded = 0
+        self.cached = 0
+        self.approximate = False
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -568,10 +905,10 @@ class EmbeddingDeduplicator:
         self._id_set.add(sample_id)
         self._ids.append(sample_id)
         self._scores.append(-math.inf if math.isnan(score) else float(score))
-        self._texts.append(text)
+        self._texts.extend([text.encode("utf-8", "surrogatepass")])
 
-    def _check(self, result: Any, n: int, dim: int | None) -> np.ndarray:
-        """The batch result as an L2-normalised float32 (n, d) array, or ConfigError."""
+    def _check(self, result: Any, n: int) -> np.ndarray:
+        """The batch result as a float32 (n, d) array of finite non-zero rows, or ConfigError."""
         name = self._fn_name
         try:
             arr = np.asarray(result, dtype=np.float32)
@@ -585,36 +922,45 @@ class EmbeddingDeduplicator:
                 f"embed_fn {name} returned shape {arr.shape} for {n} texts; "
                 f"expected ({n}, d) with one row per text"
             )
-        if dim is not None and arr.shape[1] != dim:
+        if self._dim is not None and arr.shape[1] != self._dim:
             raise ConfigError(
-                f"embed_fn {name} returned dimension {arr.shape[1]}, earlier batches had {dim}"
+                f"embed_fn {name} returned dimension {arr.shape[1]}, earlier batches had "
+                f"{self._dim} (a cached model of another size? use another namespace)"
             )
         if not np.isfinite(arr).all():
             raise ConfigError(f"embed_fn {name} returned NaN or infinite values")
-        norms = np.linalg.norm(arr, axis=1, keepdims=True)
-        if (norms == 0).any():
+        if not np.any(arr, axis=1).all():
             raise ConfigError(f"embed_fn {name} returned an all-zero vector (no direction)")
-        normalized: np.ndarray = arr / norms
-        return normalized
+        self._dim = arr.shape[1]
+        return arr
 
-    async def _call(self, texts: list[str], sem: asyncio.Semaphore) -> Any:
+    async def _call(self, texts: list[str], sem: asyncio.Semaphore) -> np.ndarray:
         async with sem:
             if _is_async_callable(self.embed_fn):
-                return await self.embed_fn(texts)
-            # A sync model would block the event loop; a plain function returning an awaitable
-            # (e.g. a lambda around an async client) is awaited here, in the loop.
-            result = await asyncio.to_thread(self.embed_fn, texts)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
+                result = await self.embed_fn(texts)
+            else:
+                # A sync model would block the event loop; a plain function returning an
+                # awaitable (e.g. a lambda around an async client) is awaited here, in the loop.
+                result = await asyncio.to_thread(self.embed_fn, texts)
+                if inspect.isawaitable(result):
+                    result = await result
+        arr = self._check(result, len(texts))
+        if self.cache is not None:
+            self.cache.put_vectors([embedding_key(self.namespace, t) for t in texts], arr)
+        return arr
 
-    async def _embed(self, texts: list[str], dim: int | None) -> np.ndarray:
-        """Embed ``texts`` in batches, a bounded number at a time, rows in input order."""
+    async def _embed(self, idx: np.ndarray) -> np.ndarray:
+        """L2-normalised float32 vectors of samples ``idx``, from the cache or ``embed_fn``."""
+        texts = [self._texts.get(i).decode("utf-8", "surrogatepass") for i in idx.tolist()]
+        vecs: list[np.ndarray | None] = [None] * len(texts)
+        if self.cache is not None:
+            vecs = self.cache.get_vectors([embedding_key(self.namespace, t) for t in texts])
+        todo = [k for k, v in enumerate(vecs) if v is None]
+        self.cached += len(texts) - len(todo)
         # Sync functions run one batch at a time: a local model need not be thread-safe.
-        limit = self.max_concurrency if _is_async_callable(self.embed_fn) else 1
-        sem = asyncio.Semaphore(limit)
-        batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
-        tasks = [asyncio.ensure_future(self._call(b, sem)) for b in batches]
+        sem = asyncio.Semaphore(self.max_concurrency if _is_async_callable(self.embed_fn) else 1)
+        batches = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        tasks = [asyncio.ensure_future(self._call([texts[k] for k in b], sem)) for b in batches]
         try:
             results = await asyncio.gather(*tasks)
         except BaseException:
@@ -622,26 +968,66 @@ class EmbeddingDeduplicator:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        arrays = []
-        for batch, result in zip(batches, results, strict=True):
-            arr = self._check(result, len(batch), dim)
-            dim = arr.shape[1]
-            arrays.append(arr)
-        return np.concatenate(arrays)
+        for batch, arr in zip(batches, results, strict=True):
+            for k, row in zip(batch, arr, strict=True):
+                vecs[k] = row
+        self.embedded += len(todo)
+        if not texts:
+            return np.empty((0, self._dim or 1), dtype=np.float32)
+        try:
+            out = np.stack(vecs)  # type: ignore[arg-type]
+        except ValueError:
+            raise ConfigError(
+                f"embed_fn {self._fn_name}: cached vectors of different dimensions in namespace "
+                f"{self.namespace!r} (a cached model of another size? use another namespace)"
+            ) from None
+        out = self._check(out, len(texts))
+        normalized: np.ndarray = out / np.linalg.norm(out, axis=1, keepdims=True)
+        return normalized
 
-    def _first_hits(self, block: np.ndarray, kept: Sequence[np.ndarray]) -> np.ndarray:
-        """Per block row, the index of the first kept vector with cosine >= threshold, else -1."""
-        hit = np.full(len(block), -1, dtype=np.int64)
-        base = 0
-        for chunk in kept:
-            open_rows = np.flatnonzero(hit < 0)
-            if not len(open_rows):
-                break
-            sims = block[open_rows] @ chunk.T >= self.threshold
-            any_hit = sims.any(axis=1)
-            hit[open_rows[any_hit]] = base + sims[any_hit].argmax(axis=1)
-            base += len(chunk)
-        return hit
+    def _ranking(self) -> np.ndarray:
+        """Sample indices best first: score descending, then id ascending."""
+        n = len(self._ids)
+        id_rank = np.empty(n, dtype=np.int64)
+        id_rank[sorted(range(n), key=self._ids.__getitem__)] = np.arange(n)
+        scores = np.frombuffer(self._scores, dtype=np.float64) if n else np.empty(0)
+        return np.lexsort((id_rank, -scores))
+
+    def _match_block(self, kept: _ExactKept | _IvfKept, vecs: np.ndarray) -> list[int]:
+        """Per row of a block (best first): the kept position it duplicates, or -1 if kept."""
+        # Sub-blocks: each is matched against everything kept before it (earlier sub-blocks
+        # included), so the within-block products shrink from block^2 to block x sub-block.
+        # The approximate index is searched once per block (one call for many queries); this
+        # block's own kept rows are then matched exactly and join the index at the end.
+        ann = isinstance(kept, _IvfKept)
+        outer = kept.first_hits(vecs).tolist() if ann else []
+        local = kept if isinstance(kept, _ExactKept) else _ExactKept(self.threshold, len(vecs))
+        base = kept.count - local.count  # kept position = base + position in `local`
+        claimed: list[int] = []
+        for s in range(0, len(vecs), _SUB_BLOCK):
+            sub = vecs[s : s + _SUB_BLOCK]
+            hits = [base + h if h >= 0 else -1 for h in local.first_hits(sub).tolist()]
+            if ann:
+                # Earlier blocks outrank this one: their match wins.
+                pairs = zip(outer[s : s + len(sub)], hits, strict=True)
+                hits = [o if o >= 0 else h for o, h in pairs]
+            intra = sub @ sub.T >= self.threshold
+            sub_kept: list[int] = []
+            for r in range(len(sub)):
+                if hits[r] >= 0:
+                    continue
+                me = base + local.count + len(sub_kept)
+                sub_kept.append(r)
+                # Claim the later rows that nobody better has claimed yet.
+                for later in np.flatnonzero(intra[r, r + 1 :]).tolist():
+                    if hits[r + 1 + later] < 0:
+                        hits[r + 1 + later] = me
+                hits[r] = -1 - me  # kept: not to be mistaken for a claim by later rows
+            local.add(sub[sub_kept])
+            claimed.extend(h if h >= 0 else -1 for h in hits)
+        if ann and local.count:
+            kept.add(np.concatenate(local.chunks))
+        return claimed
 
     async def resolve(self) -> dict[str, str]:
         """Map each dropped sample id to the id of the best-ranked kept sample it duplicates.
@@ -649,54 +1035,79 @@ class EmbeddingDeduplicator:
         Raises:
             ConfigError: ``embed_fn`` returned the wrong shape, non-finite or zero vectors.
         """
-        ids, scores = self._ids, self._scores
-        order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
-        kept_vecs: list[np.ndarray] = []  # chunks of at most block_size rows, best first
+        ids = self._ids
+        order = self._ranking()
+        blocks = [order[s : s + self.block_size] for s in range(0, len(order), self.block_size)]
+        approx_wanted = self.approx_above is not None and len(order) > self.approx_above
+        if approx_wanted and not _ann_available():
+            log.warning(
+                "embedding dedup: %d samples but faiss is not installed "
+                "(pip install 'sft-distill[ann]'); using the exact scan",
+                len(order),
+            )
+            approx_wanted = False
+        train_at = min(_IVF_TRAIN, max(self.approx_above or 0, _SUB_BLOCK))
+        kept: _ExactKept | _IvfKept = _ExactKept(self.threshold, self.block_size)
         kept_ids: list[str] = []
         mapping: dict[str, str] = {}
-        dim: int | None = None
-        for start in range(0, len(order), self.block_size):
-            idx = order[start : start + self.block_size]
-            vecs = await self._embed([self._texts[i] for i in idx], dim)
-            dim = vecs.shape[1]
-            # Kept samples from earlier blocks all outrank this block: they are matched first.
-            hit = self._first_hits(vecs, kept_vecs)
-            intra = vecs @ vecs.T >= self.threshold
-            claimed = [int(h) for h in hit]  # -1, or index into kept_ids
-            block_kept: list[int] = []
-            for r in range(len(idx)):
-                if claimed[r] >= 0:
-                    mapping[ids[idx[r]]] = kept_ids[claimed[r]]
-                    continue
-                block_kept.append(r)
-                kept_ids.append(ids[idx[r]])
-                me = len(kept_ids) - 1
-                # Claim the later rows of the block that nobody better has claimed yet.
-                for later in np.flatnonzero(intra[r, r + 1 :]).tolist():
-                    if claimed[r + 1 + later] < 0:
-                        claimed[r + 1 + later] = me
-            self._append_kept(kept_vecs, vecs[block_kept])
-        log.info("embedding dedup: %d samples, %d duplicates", len(order), len(mapping))
+        self.embedded = self.cached = 0
+        self.approximate = False
+        ahead = asyncio.ensure_future(self._embed(blocks[0])) if blocks else None
+        try:
+            for b, idx in enumerate(blocks):
+                assert ahead is not None
+                vecs = await ahead
+                # Embed the next block while this one is compared (in a thread: BLAS frees the
+                # GIL, and the event loop keeps serving embed_fn calls).
+                nxt = blocks[b + 1] if b + 1 < len(blocks) else None
+                ahead = asyncio.ensure_future(self._embed(nxt)) if nxt is not None else None
+                # The exact scan keeps going until the index has enough vectors to train on.
+                if approx_wanted and isinstance(kept, _ExactKept) and kept.count >= train_at:
+                    kept = await asyncio.to_thread(
+                        _IvfKept, kept, len(order), self.approx_probes, _IVF_NEIGHBOURS
+                    )
+                    self.approximate = True
+                claimed = await asyncio.to_thread(self._match_block, kept, vecs)
+                for i, c in zip(idx.tolist(), claimed, strict=True):
+                    if c >= 0:
+                        mapping[ids[i]] = kept_ids[c]
+                    else:
+                        kept_ids.append(ids[i])
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+        log.info(
+            "embedding dedup: %d samples (%d embedded, %d from cache), %d duplicates%s",
+            len(order),
+            self.embedded,
+            self.cached,
+            len(mapping),
+            " (approximate index)" if self.approximate else "",
+        )
         return mapping
-
-    def _append_kept(self, kept_vecs: list[np.ndarray], rows: np.ndarray) -> None:
-        """Append rows to the kept chunks, topping up the last chunk to block_size first."""
-        while len(rows):
-            if kept_vecs and len(kept_vecs[-1]) < self.block_size:
-                room = self.block_size - len(kept_vecs[-1])
-                kept_vecs[-1] = np.concatenate([kept_vecs[-1], rows[:room]])
-                rows = rows[room:]
-            else:
-                kept_vecs.append(rows[: self.block_size])
-                rows = rows[self.block_size :]
 
     async def aresolve(self) -> dict[str, str]:
         """Same as ``resolve`` (already a coroutine)."""
         return await self.resolve()
 
+    def close(self) -> None:
+        """Delete the spilled texts now rather than when garbage-collected; safe twice."""
+        self._texts.close()
 
-def make_deduplicator(config: DistillConfig) -> JaccardDeduplicator | EmbeddingDeduplicator:
+
+def make_deduplicator(
+    config: DistillConfig,
+    *,
+    cache: ResponseCache | None = None,
+    spill_dir: str | Path | None = None,
+) -> JaccardDeduplicator | EmbeddingDeduplicator:
     """Build the deduplicator the config asks for.
+
+    Args:
+        config: the run's configuration (method, threshold, n-gram, batch size, seed).
+        cache: where embeddings are stored, so a rerun does not embed again (embedding only).
+        spill_dir: where the texts wait for ``resolve`` (default: the system temp dir).
 
     Raises:
         ConfigError: ``dedup_method`` is "embedding" but no ``embed_fn`` was given.
@@ -707,6 +1118,12 @@ def make_deduplicator(config: DistillConfig) -> JaccardDeduplicator | EmbeddingD
         if config.embed_fn is None:
             raise ConfigError("dedup_method 'embedding' needs an embed_fn (pass embed_fn=...)")
         return EmbeddingDeduplicator(
-            config.embed_fn, threshold=threshold, batch_size=config.embed_batch_size
+            config.embed_fn,
+            threshold=threshold,
+            batch_size=config.embed_batch_size,
+            cache=cache,
+            spill_dir=spill_dir,
         )
-    return JaccardDeduplicator(threshold=threshold, ngram=config.dedup_ngram, seed=config.seed)
+    return JaccardDeduplicator(
+        threshold=threshold, ngram=config.dedup_ngram, seed=config.seed, spill_dir=spill_dir
+    )

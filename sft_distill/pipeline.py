@@ -277,13 +277,17 @@ class DatasetDistillationPipeline:
         # (slice, chunk, id, byte offset) per streamed sample: the final pass sorts this and reads
         # each record once, so only this small index is kept in memory.
         raw_index: list[tuple[str, int, str, int]] = []
-        dedup = make_deduplicator(cfg) if cfg.enable_dedup else None
         namespace = "simulator" if simulator_url else None
         partial = out / (RAW_FILE + ".partial")
 
         async with AsyncExitStack() as stack:
             stack.enter_context(lock_output_dir(out))
             cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME))
+            # Texts for exact verification spill to a temporary file in the output directory;
+            # embeddings are cached beside the replies, so a rerun does not embed again.
+            dedup = make_deduplicator(cfg, cache=cache, spill_dir=out) if cfg.enable_dedup else None
+            if dedup is not None:
+                stack.callback(dedup.close)
             self._claim_output_dir(out, cache, identity)
             fail_log = stack.enter_context(JsonlWriter(out / FAILURES_FILE))
             raw_log = stack.enter_context(JsonlWriter(partial))
@@ -373,6 +377,10 @@ class DatasetDistillationPipeline:
                 eval_bar.total = stats.samples_generated
                 eval_bar.update(1)
             t_generated = time.perf_counter()
+            duplicates: dict[str, str] = {}
+            if dedup is not None and stats.passed_thresholds:
+                duplicates = await dedup.aresolve()
+            t_deduped = time.perf_counter()
 
         if stats.slices == 0 and stats.samples_generated == 0:
             partial.unlink(missing_ok=True)
@@ -386,10 +394,6 @@ class DatasetDistillationPipeline:
             )
 
         t_closed = time.perf_counter()
-        duplicates: dict[str, str] = {}
-        if dedup is not None:
-            duplicates = await dedup.aresolve()
-        t_deduped = time.perf_counter()
         if duplicates:
             dropped["duplicate"] += len(duplicates)
 
@@ -442,9 +446,9 @@ class DatasetDistillationPipeline:
                 },
                 "timings_s": {
                     "generate_and_evaluate": round(t_generated - t_start, 3),
-                    "close_clients": round(t_closed - t_generated, 3),
-                    "dedup": round(t_deduped - t_closed, 3),
-                    "write_outputs": round(t_end - t_deduped, 3),
+                    "dedup": round(t_deduped - t_generated, 3),
+                    "close_clients": round(t_closed - t_deduped, 3),
+                    "write_outputs": round(t_end - t_closed, 3),
                     "total": round(t_end - t_start, 3),
                 },
                 "config": cfg.public_dict(),

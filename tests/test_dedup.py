@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import math
 import random
 import threading
+import tracemalloc
 import unicodedata
 
 import numpy as np
 import pytest
 
+from sft_distill.cache import ResponseCache
 from sft_distill.config import build_config
 from sft_distill.dedup import (
     EmbeddingDeduplicator,
     JaccardDeduplicator,
     choose_bands,
+    embedding_key,
     exact_jaccard_pairs,
     lsh_recall,
     make_deduplicator,
@@ -466,3 +470,143 @@ async def test_embedding_object_with_async_call_is_awaited_on_the_loop():
     for t in texts:
         d.add(t, t, 1.0)
     assert await d.resolve() == {"t2": "t1", "t5": "t4", "t8": "t7"}
+
+
+# --------------------------------------------------------------------------- memory, sketch, cache
+
+
+def test_jaccard_index_keeps_no_text_and_under_1_kb_per_sample():
+    rng = random.Random(17)
+    texts = [en_text(rng, 400) if i % 2 else zh_text(rng, 1200) for i in range(5000)]
+    ids = [f"sample-{i:08d}" for i in range(len(texts))]
+    d = JaccardDeduplicator()
+    normalize_text("x")  # builds the shared 1 MB character table outside the measurement
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i, (sid, t) in enumerate(zip(ids, texts, strict=True)):
+            d.add(sid, t, float(i % 3))
+        d._flush()
+        per_sample = (tracemalloc.get_traced_memory()[0] - before) / len(texts)
+        print(f"{per_sample:.0f} B per sample")
+    finally:
+        tracemalloc.stop()
+    # Each text is 2-3 KB in memory: keeping it would break the bound on its own.
+    assert sum(map(len, texts)) / len(texts) > 1000
+    assert per_sample < 600  # about 430 B: see JaccardDeduplicator
+    # Besides the ids, no attribute holds strings (the texts live in the spill file).
+    held = [v for k, v in vars(d).items() if k not in ("_ids", "_id_set")]
+    assert not any(isinstance(v, list) and any(isinstance(x, str) for x in v) for v in held)
+    assert d._texts.nbytes >= sum(len(normalize_text(t)) for t in texts)
+    d.close()
+    d.close()  # safe twice
+
+
+def test_resolve_twice_gives_the_same_answer():
+    texts = make_corpus(15, 15, seed=8)
+    d = JaccardDeduplicator()
+    for i, t in enumerate(texts):
+        d.add(f"t{i}", t, 1.0)
+    first = d.resolve()
+    assert first and d.resolve() == first
+
+
+def test_sketch_agreement_estimates_jaccard_for_short_and_long_texts():
+    rng = random.Random(9)
+    for n_words in (3, 8, 30, 200):
+        errors = []
+        for _ in range(60):
+            a = " ".join(f"{rng.choice(EN_WORDS)}{rng.randint(0, 99)}" for _ in range(n_words))
+            b = " ".join(w if rng.random() > 0.05 else "x" + w for w in a.split())
+            d = JaccardDeduplicator()
+            d.add("a", a, 1.0)
+            d.add("b", b, 1.0)
+            _, agree = d._index()
+            errors.append(float(np.mean(agree[0] == agree[1])) - py_jaccard(a, b))
+        # Unbiased (8-bit bins agree by chance 1/256 of the time) and tight, at every size.
+        assert abs(np.mean(errors)) < 0.02, n_words
+        assert np.std(errors) < 0.06, n_words
+
+
+async def test_embedding_cache_means_a_rerun_does_not_embed(tmp_path):
+    texts, vecs = planted_vectors(60, seed=5)
+    calls: list[int] = []
+
+    async def embed(batch):
+        calls.append(len(batch))
+        return np.stack([vecs[t] for t in batch])
+
+    def run(cache, namespace="model-a"):
+        d = EmbeddingDeduplicator(embed, batch_size=16, cache=cache, namespace=namespace)
+        for i, t in enumerate(texts):
+            d.add(t, t, float(i % 4))
+        return d
+
+    with ResponseCache(tmp_path / "cache.sqlite3") as cache:
+        first = await run(cache).aresolve()
+        assert sum(calls) == 60 and len(first) == 20
+        calls.clear()
+        again = run(cache)
+        assert await again.aresolve() == first
+        assert calls == [] and (again.embedded, again.cached) == (0, 60)
+        # Another model (namespace) embeds afresh.
+        await run(cache, "model-b").aresolve()
+        assert sum(calls) == 60
+    calls.clear()
+    with ResponseCache(tmp_path / "cache.sqlite3") as reopened:
+        assert await run(reopened).aresolve() == first
+    assert calls == []
+    assert embedding_key("m", "text") != embedding_key("m", "text ")
+
+
+async def test_embedding_texts_are_spilled_not_held():
+    d = EmbeddingDeduplicator(bad_embed)
+    d.add("a", "first text " * 100, 1.0)
+    d.add("b", "第二段文字" * 100, 1.0)
+    assert not any(
+        isinstance(v, list) and v and v[0] == "first text " * 100 for v in vars(d).values()
+    )
+    assert d._texts.get(1).decode() == "第二段文字" * 100
+    d.close()
+
+
+def test_make_deduplicator_passes_the_cache(tmp_path):
+    with ResponseCache(tmp_path / "c.sqlite3") as cache:
+        e = make_deduplicator(build_config({}, embed_fn=bad_embed), cache=cache)
+        assert isinstance(e, EmbeddingDeduplicator) and e.cache is cache
+
+
+def clustered_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    """Topic clusters with planted near-copies (cosine ~0.97 to their source)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, dim))
+    x = centres[rng.integers(0, 40, n)] * 0.8 + rng.normal(size=(n, dim))
+    dup = rng.random(n) < 0.25
+    x[dup] = x[rng.integers(0, n, n)[dup]] + 0.1 * rng.normal(size=(int(dup.sum()), dim))
+    return x.astype(np.float32)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("faiss") is None, reason="faiss-cpu (extra 'ann') not installed"
+)
+async def test_approximate_index_agrees_with_the_exact_scan():
+    x = clustered_vectors(3000, 32, seed=3)
+    texts = [f"v{i}" for i in range(len(x))]
+    rows = {t: i for i, t in enumerate(texts)}
+
+    async def embed(batch):
+        return x[[rows[t] for t in batch]]
+
+    results = {}
+    for approx_above in (None, 1000):
+        d = EmbeddingDeduplicator(embed, batch_size=256, block_size=512, approx_above=approx_above)
+        for i, t in enumerate(texts):
+            d.add(t, t, float(i % 7))
+        results[approx_above] = await d.aresolve()
+        assert d.approximate == (approx_above is not None)
+    exact, approx = results[None], results[1000]
+    assert len(exact) > 500
+    # Precision: every approximate drop is a real duplicate; recall close to exact.
+    v = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert all(float(v[rows[a]] @ v[rows[b]]) >= 0.95 - 1e-6 for a, b in approx.items())
+    assert len(approx.keys() & exact.keys()) / len(exact) >= 0.97

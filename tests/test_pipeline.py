@@ -284,3 +284,22 @@ def test_judge_replies_missing_dimensions_or_out_of_range_are_rejected(scores):
         parse_scores(
             ChatResult(content=json.dumps(scores), reasoning=None, finish_reason="stop", model="m")
         )
+
+
+async def test_rerun_does_not_embed_again(sim, tmp_path):
+    import numpy as np
+
+    calls = []
+
+    async def embed(texts):
+        calls.append(len(texts))
+        return np.array([[len(t) % 7 + 1.0, t.count("的") + 1.0, 1.0] for t in texts])
+
+    cfg = sim_config(sim, output_dir=str(tmp_path / "out"))
+    first = await DatasetDistillationPipeline(cfg, embed_fn=embed, show_progress=False).run(SLICES)
+    embedded = sum(calls)
+    assert embedded == first.counts.passed_thresholds > 0
+    second = await DatasetDistillationPipeline(cfg, embed_fn=embed, show_progress=False).run(SLICES)
+    assert sum(calls) == embedded  # every vector came from the cache
+    assert second.counts.after_dedup == first.counts.after_dedup
+    assert not list((tmp_path / "out").glob("*.spill*"))  # spill files are cleaned up
