@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_RETRY_AFTER_S = 120.0
+LATENCY_SAMPLE_SIZE = 20_000
 # Payload keys left out of cache keys: a reply that was not truncated stays valid when only the
 # token budget changes, so raising max_tokens re-sends just the replies that were cut off.
 _UNKEYED = frozenset({"max_tokens", "max_completion_tokens"})
@@ -237,7 +238,11 @@ class LLMClient:
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None
         self.usage = Usage(model=config.model)
+        # A uniform reservoir sample of call latencies (for p50/p90/p95): memory stays constant
+        # however many calls a run makes.
         self.latencies: list[float] = []
+        self._latency_seen = 0
+        self._latency_rng = random.Random(0)
 
     async def __aenter__(self) -> LLMClient:
         await self.open()
@@ -456,7 +461,7 @@ class LLMClient:
             self.limiter.release()
         self.usage.calls += 1
         self.usage.latency_s_total += elapsed
-        self.latencies.append(elapsed)
+        self._record_latency(elapsed)
         self.limiter.record(overloaded=status == 429)
         self._obey_rate_headers(headers)
         text = raw.decode("utf-8", errors="replace")
@@ -478,6 +483,15 @@ class LLMClient:
         if self._tpm is not None and used > 0:  # no usage reported: keep the estimate charged
             self._tpm.adjust(used - estimate)
         return result
+
+    def _record_latency(self, seconds: float) -> None:
+        self._latency_seen += 1
+        if len(self.latencies) < LATENCY_SAMPLE_SIZE:
+            self.latencies.append(seconds)
+        else:
+            slot = self._latency_rng.randrange(self._latency_seen)
+            if slot < LATENCY_SAMPLE_SIZE:
+                self.latencies[slot] = seconds
 
     @staticmethod
     def _estimate_tokens(payload: dict[str, Any]) -> int:

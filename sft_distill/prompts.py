@@ -7,6 +7,7 @@ data is neutralised so the fence cannot be broken from inside.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -24,8 +25,12 @@ _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 Message = dict[str, str]
 
 
+@functools.lru_cache(maxsize=256)
 def fence(text: str) -> str:
-    """Neutralise closing tags inside data so it cannot end its own fence."""
+    """Neutralise closing tags inside data so it cannot end its own fence.
+
+    Memoised: every sample of a chunk is judged against the same document text.
+    """
     return _CLOSE_TAG_RE.sub(lambda m: f"<\\/{m.group(1)}>", text)
 
 

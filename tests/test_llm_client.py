@@ -480,3 +480,15 @@ def test_credentials_in_the_url_never_show(sim):
     ep = endpoint(sim).model_copy(update={"api_base": "https://user:tok123@example.invalid/v1"})
     client = LLMClient("generator", ep)
     assert "tok123" not in client._where and "example.invalid/v1" in client._where
+
+
+def test_latency_sample_stays_bounded_and_representative(sim):
+    from sft_distill import llm_client
+
+    client = LLMClient("g", endpoint(sim))
+    n = llm_client.LATENCY_SAMPLE_SIZE * 5
+    for i in range(n):
+        client._record_latency(i / n)
+    assert len(client.latencies) == llm_client.LATENCY_SAMPLE_SIZE
+    median = sorted(client.latencies)[len(client.latencies) // 2]
+    assert 0.45 < median < 0.55  # uniform over all calls, not just the first ones
