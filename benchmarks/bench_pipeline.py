@@ -244,7 +244,7 @@ def main() -> None:
         PLAIN_RATE[conc] = plain_client_rate(conc)
         print(f"plain aiohttp + semaphore, {conc} in flight, 0 ms: {PLAIN_RATE[conc]:.0f} calls/s")
     if cases & {"latency64", "latency512", "faults"}:
-        n64 = 150 if args.quick else 300
+        n64 = 150 if args.quick else 600  # ~6 s ideal, as the 2,000-call peer runs
         n512 = 600 if args.quick else 1500
         sim = SimProcess("--latency-ms", str(lat), "--jitter-ms", str(jit))
         try:
@@ -279,7 +279,7 @@ def main() -> None:
             "500",
         )
         try:
-            s = make_slices(tmp / "f64.jsonl", 150 if args.quick else 300)
+            s = make_slices(tmp / "f64.jsonl", 150 if args.quick else 600)
             rows.append(
                 (
                     "64/endpoint, 2% 429 (Retry-After 1 s) + 2% 500",

@@ -69,7 +69,7 @@ CONFIG_TEMPLATE: dict[str, Any] = {
 }
 
 
-def _without_credentials(url: str) -> str:
+def display_url(url: str) -> str:
     """The URL without user:password and query string, which can carry credentials."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
@@ -125,7 +125,7 @@ class EndpointConfig(BaseModel):
         """The endpoint settings with the key removed (safe for logs and metadata)."""
         d = self.model_dump(exclude={"api_key"})
         d["api_key"] = "***" if self.api_key is not None else None
-        d["api_base"] = _without_credentials(self.api_base)
+        d["api_base"] = display_url(self.api_base)
         return d
 
 

@@ -29,7 +29,7 @@ from tenacity import (
 
 from .cache import ResponseCache, request_key
 from .concurrency import AdaptiveLimiter, TokenBucket
-from .config import EndpointConfig
+from .config import EndpointConfig, display_url
 from .errors import JSONExtractionError, LLMError, RetryableLLMError, TruncatedReplyError
 from .models import Usage
 
@@ -185,15 +185,6 @@ def proxy_for(url: str) -> str | None:
     return proxy
 
 
-def _display_url(api_base: str) -> str:
-    """The URL without query string or user:password (both can carry credentials)."""
-    parts = urllib.parse.urlsplit(api_base)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 class LLMClient:
     """Chat completions against one endpoint; an async context manager owning its session.
 
@@ -218,7 +209,7 @@ class LLMClient:
         self.config = config
         self.model = config.model
         self.url = f"{config.api_base}/chat/completions"
-        self._where = f"{name} ({config.model} at {_display_url(config.api_base)})"
+        self._where = f"{name} ({config.model} at {display_url(config.api_base)})"
         self._key = config.resolve_key()
         self._cache = cache
         # The endpoint's name is part of the namespace: two judges with the same model and settings
