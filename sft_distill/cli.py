@@ -180,11 +180,22 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# What the first two funnel counts mean in each mode.
+_FUNNEL_WORDS = {
+    "slices": ("slices", "chunks"),
+    "topics": ("leaves", "question requests"),
+    "distill": ("records", "teacher requests"),
+    "augment": ("samples", "rephrase requests"),
+}
+
+
 def format_summary(result: RunResult) -> str:
     """The short report printed at the end of a run."""
     c = result.counts
+    kind = (result.metadata.get("source") or {}).get("kind", "slices")
+    units, requests = _FUNNEL_WORDS.get(kind, _FUNNEL_WORDS["slices"])
     lines = [
-        f"sft-distill: {c.slices} slices -> {c.chunks} chunks -> {c.samples_generated} samples"
+        f"sft-distill: {c.slices} {units} -> {c.chunks} {requests} -> {c.samples_generated} samples"
         f" -> {c.passed_thresholds} passed -> {c.after_dedup} kept"
         f" ({c.train} train / {c.val} val)",
         f"  output: {result.output_dir}",
