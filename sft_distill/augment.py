@@ -171,8 +171,12 @@ class AugmentSource:
         num_aug: int = DEFAULT_NUM_AUG,
         columns: FieldMap | None = None,
     ) -> None:
-        if isinstance(num_aug, bool) or not 1 <= num_aug <= MAX_NUM_AUG:
-            raise ConfigError(f"num_aug must be 1..{MAX_NUM_AUG}, got {num_aug}")
+        if (
+            isinstance(num_aug, bool)
+            or not isinstance(num_aug, int)
+            or not 1 <= num_aug <= MAX_NUM_AUG
+        ):
+            raise ConfigError(f"num_aug must be 1..{MAX_NUM_AUG} (an integer), got {num_aug!r}")
         self.path = Path(path)
         self.num_aug = num_aug
         self.overrides = columns
@@ -328,7 +332,8 @@ class AugmentSource:
         return out
 
     async def samples(self, ctx: SourceContext) -> AsyncIterator[Sample]:
-        known = self._known_instructions()
+        # A full pass over the input: off the event loop, so signals and progress keep working.
+        known = await asyncio.to_thread(self._known_instructions)
 
         def skip(data: dict[str, Any]) -> bool:
             if _is_not_kept(data):

@@ -57,6 +57,10 @@ class Gate(Protocol):
     async def check(self, sample: Sample) -> GateResult: ...
 
 
+class _BadResult(Exception):
+    """A gate's check returned something other than a GateResult."""
+
+
 async def run_gates(sample: Sample, gates: Sequence[Gate]) -> tuple[GateResult | None, str | None]:
     """Run gates in order until one drops the sample.
 
@@ -66,6 +70,18 @@ async def run_gates(sample: Sample, gates: Sequence[Gate]) -> tuple[GateResult |
     for gate in gates:
         try:
             result = await gate.check(sample)
+            if not isinstance(result, GateResult):
+                raise _BadResult(
+                    f"{gate.name}.check returned {type(result).__name__}, expected GateResult"
+                )
+            if not isinstance(result.annotations, Mapping):
+                raise _BadResult(
+                    f"{gate.name}.check returned annotations of type "
+                    f"{type(result.annotations).__name__}, expected a dict"
+                )
+        except _BadResult as exc:
+            log.warning("gate %s failed on sample %s: %s", gate.name, sample.id, exc)
+            result = GateResult(False, f"gate error: {exc}")
         except Exception as exc:
             # A broken gate must not end the run (resumable or not): the sample is dropped
             # with the error as its reason, so the funnel shows it.
@@ -189,8 +205,11 @@ def _make(
         kwargs["base_dirs"] = tuple(base_dirs)
     try:
         gate = factory(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(f"{label}: {exc}") from None
+    except Exception as exc:
+        # A user factory may fail any way (OSError, KeyError...): still a config error.
+        raise ConfigError(f"{label}: {exc.__class__.__name__}: {exc}") from None
     if name is not None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{label}: 'name' must be a non-empty string, got {name!r}")
@@ -229,12 +248,13 @@ def _resolve_path(value: str, base_dirs: Sequence[Path]) -> Path:
 
 def _import_target(label: str, target: Any, base_dirs: Sequence[Path]) -> GateFactory:
     """The object named by ``"package.module:Name"`` or ``"path/to/file.py:Name"``."""
-    if not isinstance(target, str) or target.count(":") != 1:
+    # The name is after the last colon: a Windows path (C:\gates\my.py:MyGate) has others.
+    module_name, _, attr = target.rpartition(":") if isinstance(target, str) else ("", "", "")
+    if not module_name.strip() or not attr.isidentifier():
         raise ConfigError(
             f"{label}: 'target' must look like 'package.module:ClassName' or "
             f"'path/to/file.py:ClassName', got {target!r}"
         )
-    module_name, attr = target.split(":")
     try:
         if module_name.endswith(".py"):
             path = _resolve_path(module_name, base_dirs)

@@ -10,6 +10,7 @@ is only called when you pass one for embedding dedup).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import json
@@ -24,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .cache import CACHE_FILENAME, ResponseCache
 from .config import CONFIG_TEMPLATE, DistillConfig, build_config, deep_merge
 from .data_io import (
     JsonlWriter,
@@ -137,6 +139,14 @@ def _slice_groups(metadata: Mapping[str, Any], field: str) -> dict[str, str | No
     rec = metadata.get("slice_groups") or {}
     if rec.get("field") == field and isinstance(rec.get("groups"), dict):
         return dict(rec["groups"])
+    kind = (metadata.get("source") or {}).get("kind", "slices")
+    if kind != "slices":
+        # Only slice files can be re-read here; other modes keep their groups only when the
+        # run itself was given balance_by.
+        raise ConfigError(
+            f"balance_by={field!r}: this {kind} run did not record it; run the {kind} command "
+            f"again with --balance-by {field} (cached replies make that free)"
+        )
     path = (metadata.get("input") or {}).get("path")
     if not path or not Path(path).is_file():
         raise ConfigError(
@@ -188,7 +198,33 @@ async def _arefilter(
         raise InputError(f"{raw_path}: not found; nothing to refilter")
     groups = _slice_groups(metadata, opts.balance_by) if opts.balance_by else {}
 
-    dedup = make_deduplicator(config) if config.enable_dedup else None
+    with contextlib.ExitStack() as stack:
+        cache = None
+        if config.enable_dedup and config.effective_dedup_method == "embedding":
+            # The run's vectors are in its cache: refiltering embeds nothing it has seen.
+            cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME))
+        dedup = (
+            make_deduplicator(config, cache=cache, spill_dir=out) if config.enable_dedup else None
+        )
+        if dedup is not None:
+            stack.callback(dedup.close)
+        return await _refilter_with(
+            out, metadata, config, opts, prices, raw_path, groups, dedup, overrides
+        )
+
+
+async def _refilter_with(
+    out: Path,
+    metadata: dict[str, Any],
+    config: DistillConfig,
+    opts: OutputOptions,
+    prices: Any,
+    raw_path: Path,
+    groups: dict[str, str | None],
+    dedup: Any,
+    overrides: Mapping[str, Any],
+) -> RefilterResult:
+    """The refilter proper, once the deduplicator (and the cache it may use) is open."""
     passing: list[tuple[str, str, str | None, float | None]] = []
     seen: set[str] = set()
     tmp = out / (RAW_FILE + ".refilter")

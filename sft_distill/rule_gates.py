@@ -104,7 +104,9 @@ class LengthGate:
 # --- refusal ---------------------------------------------------------------------------------
 
 # Refusals and apologies that are only refusals when the answer *starts* with them ("I cannot"
-# in the middle of a legal answer is usually a quotation).
+# in the middle of a legal answer is usually a quotation). Openings that are also ordinary
+# answers ("I cannot stress enough", "作为人工智能的一个分支", "对不起、谢谢") are in
+# DEFAULT_REFUSAL_START_PATTERNS instead, which ask for a refusal or a self-reference after them.
 DEFAULT_REFUSAL_START_PHRASES: tuple[str, ...] = (
     "I'm sorry",
     "I am sorry",
@@ -113,9 +115,6 @@ DEFAULT_REFUSAL_START_PHRASES: tuple[str, ...] = (
     "I apologize",
     "I apologise",
     "My apologies",
-    "I cannot",
-    "I can't",
-    "I can not",
     "I'm unable",
     "I am unable",
     "I'm not able to",
@@ -124,23 +123,31 @@ DEFAULT_REFUSAL_START_PHRASES: tuple[str, ...] = (
     "Unfortunately, I cannot",
     "Unfortunately, I can't",
     "Unfortunately, I'm unable",
-    "As an AI",
-    "As a language model",
-    "As a large language model",
     "抱歉",
     "很抱歉",
     "非常抱歉",
-    "对不起",
     "我无法",
     "我不能",
     "我没有办法",
-    "作为一个AI",
-    "作为AI",
-    "作为一名AI",
-    "作为一个人工智能",
-    "作为人工智能",
-    "作为一个语言模型",
-    "作为语言模型",
+)
+# Regexes for the start of the answer, matched against its folded form (NFKC, so "，" is ",";
+# casefolded, so lower case; straight quotes).
+_REFUSAL_VERBS = (
+    r"(?:help|assist|provide|answer|comply|fulfil|fulfill|give|offer|share|respond|reply"
+    r"|discuss|support|do\s+that|complete|create|generate|write|engage|access|browse|verify"
+    r"|determine|confirm|predict)"
+)
+DEFAULT_REFUSAL_START_PATTERNS: tuple[str, ...] = (
+    # "I cannot help/provide/answer...", not "I cannot stress enough".
+    rf"i\s+(?:cannot|can't|can\s+not)\s+(?:really\s+|currently\s+)?{_REFUSAL_VERBS}\b",
+    # "As an AI (language model / assistant), I ...", not "As an AI product manager, you".
+    r"as\s+(?:an\s+ai|a\s+(?:large\s+)?language\s+model)"
+    r"(?:\s+(?:language\s+model|model|assistant|chatbot))?\s*,?\s*i\b",
+    # "作为一个AI语言模型，我", not "作为人工智能的一个分支" / "作为AI时代的基础设施".
+    r"作为\s*(?:一个|一名|一款)?\s*(?:(?:ai|人工智能)\s*(?:语言模型|助手|助理|模型|机器人)?"
+    r"|(?:大型)?语言模型)\s*,?\s*我",
+    # "对不起，我无法...", not "对不起、谢谢、请是日常礼貌用语".
+    r"对不起\s*[,!.。！]?\s*我(?:无法|不能|没有办法|不清楚|不知道|不太清楚|不确定|帮不了)",
 )
 # Phrases that mark a refusal or an AI disclaimer wherever they appear.
 DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
@@ -222,8 +229,10 @@ class _PhraseSet:
 class RefusalGate:
     """Drops refusals and apologies ("I'm sorry, but", "作为一个AI", "我无法"...), zh and en.
 
-    ``start_phrases`` only count at the very start of the answer (after markup such as ``>``
-    or ``**``); ``phrases`` count anywhere, as whole phrases.
+    ``start_phrases`` (and, with the defaults, ``DEFAULT_REFUSAL_START_PATTERNS``: "I cannot"
+    followed by a refusal verb, "As an AI..., I", "作为AI…，我", "对不起，我无法") only count
+    at the very start of the answer (after markup such as ``>`` or ``**``); ``phrases`` count
+    anywhere, as whole phrases.
     """
 
     def __init__(
@@ -244,6 +253,9 @@ class RefusalGate:
         self._phrases = (*(DEFAULT_REFUSAL_PHRASES if defaults else ()), *extra)
         self._start = _PhraseSet(self._start_phrases)
         self._anywhere = _PhraseSet(self._phrases)
+        self._start_patterns = tuple(
+            re.compile(p) for p in (DEFAULT_REFUSAL_START_PATTERNS if defaults else ())
+        )
 
     def find(self, text: str) -> str | None:
         """Why ``text`` is a refusal ("starts with 'I cannot'"), or None."""
@@ -252,6 +264,10 @@ class RefusalGate:
         phrase = self._start.match(head)
         if phrase is not None:
             return f"starts with {phrase!r}"
+        for pattern in self._start_patterns:
+            m = pattern.match(head)
+            if m is not None:
+                return f"starts with {m.group()!r}"
         phrase = self._anywhere.search(folded)
         if phrase is not None:
             return f"says {phrase!r}"
@@ -267,22 +283,43 @@ class RefusalGate:
 
 # --- placeholder -----------------------------------------------------------------------------
 
+# Who or what an unfilled 【…】 field names ("【公司名称】", "【投保人姓名】", "【签署日期】");
+# a defined term such as "【保险金额】是指…" is not a field.
+_FIELD_OWNER = (
+    r"(?:公司|单位|企业|机构|甲方|乙方|丙方|投保人|被保险人|受益人|客户|用户|联系人|申请人"
+    r"|收件人|当事人|联系)"
+)
 DEFAULT_PLACEHOLDER_PATTERNS: dict[str, str] = {
-    "todo": r"(?<![A-Za-z])(?:TODO|FIXME|TBD)(?![A-Za-z])",
+    # TBD is left out: "TBD" is an ordinary word in schedules and plans.
+    "todo": r"(?<![A-Za-z])(?:TODO|FIXME)(?![A-Za-z])",
     "lorem_ipsum": r"(?i)lorem\s+ipsum",
     "placeholder_tag": r"(?i)[<\[{]\s*placeholder\b[^>\]}\n]{0,40}[>\]}]",
+    # A short bracket asking for text: "[插入公司名称]", "【请填写姓名】", "[Insert address here]";
+    # not "（补充说明：见第二十三条）", "（输入为字符串）" or "Press [Enter] to continue".
     "insert_bracket": (
-        r"[\[【(（<]\s*(?:请\s*)?(?:在此(?:处)?)?(?:插入|填写|填入|补充|输入)"
-        r"|(?i:[\[<]\s*(?:insert|enter|add|your)\b[^\]>\n]{0,60}[\]>])"
+        r"[\[【(（<]\s*(?:请\s*)?(?:在此处?)?(?:插入|填写|填入)[^\[\]【】()（）<>\n]{0,20}[\]】)）>]"
+        r"|[\[【(（<]\s*请\s*(?:在此处?)?(?:补充|输入)[^\[\]【】()（）<>\n]{0,20}[\]】)）>]"
+        r"|(?i:[\[<]\s*(?:insert|enter(?!\s+key\b)|add)\s+[^\]>\n]{1,60}[\]>])"
+        r"|(?i:[\[<]\s*your\b[^\]>\n]{0,60}[\]>])"
     ),
-    "to_be_added": r"待补充|待填写|待完善|此处填写|此处省略",
+    # Not "有待完善" ("制度有待完善" is ordinary prose).
+    "to_be_added": r"(?<!有)(?:待补充|待填写|待完善)|此处填写|此处省略",
+    # "xxx", "XXXX", "XXX 公司"; a lone "XXX" after a capitalised word is a Roman numeral
+    # ("Super Bowl XXX", "Chapter XXX") and is not counted (see _XXX_NUMERAL).
     "xxx": r"(?<![A-Za-z])(?:x{3,}|X{3,})(?![A-Za-z])",
     "template_braces": r"\{\{\s*[^{}\n]{0,60}\}\}|\{\{\s*$",
+    # "[YOUR NAME]"; "【公司名称】" as a whole bracket (a name, date, amount... field).
     "unfilled_brackets": (
         r"\[[A-Z]{3,}(?:[ _][A-Z0-9]+)*\](?![(:])"
-        r"|[\[【][^\[\]【】\n]{0,12}(?:名称|姓名|日期|金额|地址|电话|编号)[\]】]"
+        rf"|[\[【]\s*(?:{_FIELD_OWNER}?(?:名称|姓名|名字|地址|电话|联系方式)"
+        r"|(?:签署|签订|签约|生效|起始|开始|终止|结束)?日期|金额)\s*[\]】]"
+        r"(?!\s*(?:是指|指的是|指))"
     ),
 }
+# A capitalised word (not a salutation) then "XXX": a Roman numeral thirty, not a placeholder.
+_XXX_NUMERAL = re.compile(
+    r"(?<![A-Za-z])(?!(?:Dear|Hi|Hello|To|From|Name|Attn|Contact)\b)[A-Z][A-Za-z]*[ \t]+$"
+)
 
 
 class PlaceholderGate:
@@ -324,11 +361,18 @@ class PlaceholderGate:
 
     def find(self, text: str, context: str = "") -> str | None:
         """The first placeholder in ``text`` that ``context`` does not itself contain."""
-        for pattern in self.patterns.values():
+        for key, pattern in self.patterns.items():
             for m in pattern.finditer(text):
                 found = m.group().strip()
-                if found and found not in context:
-                    return found
+                if not found or found in context:
+                    continue
+                if (
+                    key == "xxx"
+                    and found == "XXX"
+                    and _XXX_NUMERAL.search(text, max(0, m.start() - 40), m.start())
+                ):
+                    continue
+                return found
         return None
 
     async def check(self, sample: Sample) -> GateResult:

@@ -7,8 +7,9 @@ whole output when it starts with one. It must be a single ``SELECT`` or ``WITH``
 Read-only three times over: the database is opened with a ``file:...?mode=ro`` URI,
 ``PRAGMA query_only=ON`` is set, and an authorizer denies every action except reading
 (writes, ``ATTACH``, ``PRAGMA``, temp tables, transactions). A progress handler aborts a query
-after ``timeout_s`` (a runaway recursive CTE included), and it runs in a worker thread so the
-event loop keeps going.
+after ``timeout_s`` (a runaway recursive CTE included); rows are fetched in batches, stopping
+at the deadline or once the result passes ``max_result_bytes``, and no string or blob may pass
+1 MB. Queries run in worker threads (``max_concurrent`` per gate) so the event loop keeps going.
 
 Recorded on the sample (``annotations``): ``sql`` (what was run), ``exec_pass``,
 ``exec_error`` (None when it passed), ``exec_rows``; and, when there is a gold query,
@@ -25,6 +26,7 @@ import os
 import re
 import sqlite3
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,10 +38,18 @@ from .models import Sample
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MAX_ROWS = 10_000
+# Most bytes (strings and blobs by length, other values 8 each) one query may return.
+DEFAULT_MAX_RESULT_BYTES = 50_000_000
+# Queries one gate runs at once (each holds a worker thread and its result in memory).
+DEFAULT_MAX_CONCURRENT = 2
 # Progress-handler period in SQLite VM instructions: small enough to stop within milliseconds.
 _PROGRESS_STEPS = 1000
-# Longest string or blob a query may build (randomblob(1e9) would otherwise allocate 1 GB).
-_MAX_VALUE_BYTES = 10_000_000
+# Longest string, blob or row a query may build (randomblob(1e9) would otherwise allocate 1 GB).
+_MAX_VALUE_BYTES = 1_000_000
+# Rows fetched at a time (the first batch smaller; later ones shrink when rows are large): the
+# deadline and the byte total are checked after each batch.
+_FETCH_BATCH = 256
+_FIRST_BATCH = 16
 
 _SQL_LABELS = frozenset({"sql", "sqlite", "sqlite3", "mysql", "postgresql", "postgres", "tsql"})
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -165,6 +175,11 @@ class QueryResult:
 
 
 def _authorizer(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+    if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master":
+        # SQLite asks for this when it first sets up an eponymous virtual table (json_each,
+        # json_tree...); it never writes. A real write of sqlite_master is still refused
+        # (mode=ro, query_only, no writable_schema since PRAGMA is denied).
+        return sqlite3.SQLITE_OK
     if action not in _ALLOWED_ACTIONS:
         return sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
@@ -192,8 +207,13 @@ def run_query(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
 ) -> QueryResult:
-    """Run one SELECT/WITH statement read-only with a time limit (blocking; use a thread)."""
+    """Run one SELECT/WITH statement read-only with a time limit (blocking; use a thread).
+
+    Rows are fetched in batches; the query fails with ``timeout`` once ``timeout_s`` has
+    passed, and with ``result too large`` once its values pass ``max_result_bytes``.
+    """
     statements = split_statements(sql)
     if not statements:
         return QueryResult(None, "empty SQL")
@@ -224,7 +244,23 @@ def run_query(
         conn.set_authorizer(_authorizer)
         conn.set_progress_handler(progress, _PROGRESS_STEPS)
         cursor = conn.execute(stmt.text)
-        rows = cursor.fetchmany(max_rows + 1)
+        rows: list[Any] = []
+        size, want = 0, _FIRST_BATCH
+        while len(rows) <= max_rows:
+            batch = cursor.fetchmany(min(want, max_rows + 1 - len(rows)))
+            if not batch:
+                break
+            rows.extend(batch)
+            size += sum(_value_size(v) for row in batch for v in row)
+            if size > max_result_bytes:
+                return QueryResult(
+                    None, f"result too large: over {max_result_bytes:,} bytes (max_result_bytes)"
+                )
+            if time.monotonic() > deadline:
+                return QueryResult(None, f"timeout: stopped after {timeout_s:g} s")
+            # Next batch: as many rows of the average size as still fit under the byte limit.
+            room = (max_result_bytes - size) * len(rows) // size + 1
+            want = max(1, min(_FETCH_BATCH, room))
     except sqlite3.Error as exc:
         msg = str(exc)
         if timed_out:
@@ -240,6 +276,13 @@ def run_query(
         truncated=truncated,
         ordered=_ORDER_BY_RE.search(stmt.skeleton) is not None,
     )
+
+
+def _value_size(v: Any) -> int:
+    """Bytes a fetched value counts for: its length for text and blobs, else 8."""
+    if isinstance(v, (str, bytes)):
+        return max(len(v), 8)
+    return 8
 
 
 def _normalise_value(v: Any) -> Any:
@@ -288,6 +331,9 @@ class SQLExecutionGate:
         reference_as_gold: use the SQL in ``reference_output`` as gold when there is no
             ``annotations["gold_sql"]``.
         max_rows: rows fetched per query; results compared only when both are complete.
+        max_result_bytes: most bytes one query's result may hold (else it fails with
+            "result too large").
+        max_concurrent: queries this gate runs at the same time (the others wait).
     """
 
     def __init__(
@@ -300,6 +346,8 @@ class SQLExecutionGate:
         skip_without_sql: bool = False,
         reference_as_gold: bool = True,
         max_rows: int = DEFAULT_MAX_ROWS,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
         name: str = "sql",
         base_dirs: Sequence[Path] = (),
     ) -> None:
@@ -329,6 +377,24 @@ class SQLExecutionGate:
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
             raise ValueError(f"max_rows must be an integer >= 1, got {max_rows!r}")
         self.max_rows = max_rows
+        if (
+            isinstance(max_result_bytes, bool)
+            or not isinstance(max_result_bytes, int)
+            or max_result_bytes < 1
+        ):
+            raise ValueError(f"max_result_bytes must be an integer >= 1, got {max_result_bytes!r}")
+        self.max_result_bytes = max_result_bytes
+        if (
+            isinstance(max_concurrent, bool)
+            or not isinstance(max_concurrent, int)
+            or max_concurrent < 1
+        ):
+            raise ValueError(f"max_concurrent must be an integer >= 1, got {max_concurrent!r}")
+        self.max_concurrent = max_concurrent
+        # One semaphore per event loop (a gate may outlive the loop it was first used in).
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
         try:
             connect_readonly(self.database).close()
             # A file that is not a database only fails on first read.
@@ -339,10 +405,20 @@ class SQLExecutionGate:
             raise ValueError(f"database {str(database)!r} is not usable: {probe.error}")
 
     async def run(self, sql: str) -> QueryResult:
-        """Run ``sql`` in a worker thread (the loop is never blocked)."""
-        return await asyncio.to_thread(
-            run_query, self.database, sql, timeout_s=self.timeout_s, max_rows=self.max_rows
-        )
+        """Run ``sql`` in a worker thread (the loop never blocks), ``max_concurrent`` at once."""
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(self.max_concurrent)
+        async with slots:
+            return await asyncio.to_thread(
+                run_query,
+                self.database,
+                sql,
+                timeout_s=self.timeout_s,
+                max_rows=self.max_rows,
+                max_result_bytes=self.max_result_bytes,
+            )
 
     def gold_sql(self, sample: Sample) -> str | None:
         """The sample's gold query, if it has one."""

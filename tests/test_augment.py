@@ -266,3 +266,10 @@ def test_num_aug_range_and_cli_helpers():
     for bad in ("0", "21", "x"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--input", "k.jsonl", "--num-aug", bad])
+
+
+@pytest.mark.parametrize("bad", [True, False, 2.0, 2.5, "3", None, 0, 21, -1])
+def test_num_aug_must_be_an_integer_in_range(bad):
+    with pytest.raises(ConfigError, match=r"num_aug must be 1\.\.20 \(an integer\)"):
+        AugmentSource("kept.jsonl", num_aug=bad)
+    assert AugmentSource("kept.jsonl", num_aug=1).num_aug == 1

@@ -116,6 +116,19 @@ async def test_length_gate(instruction, output, options, keep, reason):
         "很抱歉，资料中没有相关内容。",
         "对不起，我不清楚。",
         "根据资料，作为一个人工智能助手，我建议咨询律师。",
+        # the role phrases and "I cannot" still catch refusals and self-references
+        "作为一个AI语言模型，我无法回答这个问题。",
+        "作为AI，我没有个人观点。",
+        "作为人工智能助手，我建议咨询律师。",
+        "抱歉，我不能提供这方面的信息。",
+        "对不起，我无法回答这个问题。",
+        "I'm sorry, but I can't help with that.",
+        "As an AI language model, I cannot give legal advice.",
+        "As an AI, I do not have opinions.",
+        "As a language model I cannot know that.",
+        "I cannot help with that request.",
+        "I can't assist with questions about this case.",
+        "I can not answer that from the material.",
     ],
 )
 async def test_refusal_gate_drops(output):
@@ -137,6 +150,13 @@ async def test_refusal_gate_drops(output):
         "他说对不起之后，双方达成了和解协议。",
         "作为投保人，应当如实告知保险人有关情况。",
         "Article I: all legislative powers are vested in a Congress.",
+        # ordinary answers that open like a refusal or an AI disclaimer
+        "作为人工智能的一个分支，机器学习研究如何从数据中学习。",
+        "作为AI时代的基础设施，算力越来越重要。",
+        "As an AI product manager, you should start from the user's problem.",
+        "对不起、谢谢、请是日常礼貌用语。",
+        "I cannot stress enough how important the notice period is.",
+        "I can't overstate the role of good faith in insurance contracts.",
     ],
 )
 async def test_refusal_gate_keeps(output):
@@ -170,6 +190,18 @@ async def test_refusal_gate_extra_phrases_and_no_defaults():
         ("What is it?", "Please sign here: [YOUR NAME]"),
         ("What is it?", "Write to [Insert address here] within ten days."),
         ("TODO", "An answer that is long enough."),  # the instruction is checked too
+        ("What is it?", "TODO: explain"),
+        ("What is it?", "Lorem ipsum dolor"),
+        ("合同应包括哪些内容？", "[插入公司名称]"),
+        ("合同应包括哪些内容？", "【请填写姓名】"),
+        ("合同应包括哪些内容？", "金额：【请输入金额】"),
+        ("合同应包括哪些内容？", "签署日期：【签署日期】"),
+        ("What is it?", "{{customer_name}}"),
+        ("What is it?", "Name: [Enter your name]"),
+        ("联系人是谁？", "待补充"),
+        ("What is it?", "XXX was approved on Monday."),
+        ("What is it?", "Dear XXX, your claim was approved."),
+        ("What is it?", "Call XXXX for details."),
     ],
 )
 async def test_placeholder_gate_drops(instruction, output):
@@ -189,6 +221,16 @@ async def test_placeholder_gate_drops(instruction, output):
         ("保险合同应当采用书面形式，并载明保险金额。", ""),
         # the slice itself uses the template: quoting it is fine
         ("该案中的 XXX 公司应当承担赔偿责任。", "案例：XXX 公司与李某保险合同纠纷。"),
+        ("合同首部写明甲方【公司名称】。", "合同范本：甲方：【公司名称】"),
+        # ordinary text that looks like a template
+        ("（补充说明：见第二十三条）", ""),
+        ("参数 s（输入为字符串）表示文件名。", ""),
+        ("【保险金额】是指保险人承担赔偿或者给付保险金责任的最高限额。", ""),
+        ("本合同的【保险金额】为十万元。", ""),
+        ("Press [Enter] to continue.", ""),
+        ("Super Bowl XXX was played in 1996.", ""),
+        ("TBD in the output of a schedule means the date is not fixed yet.", ""),
+        ("我国相关制度仍有待完善。", ""),
     ],
 )
 async def test_placeholder_gate_keeps(output, source):
@@ -440,6 +482,69 @@ async def test_a_gate_that_raises_drops_with_the_error_instead_of_ending_the_run
     assert "gate broken failed" in caplog.text
 
 
+class WrongResultGate:
+    def __init__(self, value: Any, name: str = "wrong") -> None:
+        self.value = value
+        self.name = name
+
+    async def check(self, sample: Sample) -> Any:
+        return self.value
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (True, "gate error: wrong.check returned bool, expected GateResult"),
+        (None, "gate error: wrong.check returned NoneType, expected GateResult"),
+        ({"keep": True}, "gate error: wrong.check returned dict, expected GateResult"),
+        (
+            GateResult(True, None, ["x"]),  # type: ignore[arg-type]
+            "gate error: wrong.check returned annotations of type list, expected a dict",
+        ),
+    ],
+)
+async def test_a_gate_that_returns_no_gate_result_drops_instead_of_crashing(value, reason, caplog):
+    after = ScoreGate(name="after")
+    sample = make()
+    result, name = await run_gates(sample, [WrongResultGate(value), after])
+    assert name == "wrong" and not result.keep and result.reason == reason
+    assert after.seen == [] and "gate wrong failed" in caplog.text
+
+
+class FactoryFails:
+    name = "fails"
+
+    def __init__(self, *, error: str = "os") -> None:
+        if error == "os":
+            raise OSError("cannot read the word list")
+        if error == "key":
+            raise KeyError("model")
+        if error == "config":
+            raise ConfigError("bad setting")
+
+    async def check(self, sample: Sample) -> GateResult:
+        return GateResult(True)
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        ("os", "gates[0] (python): OSError: cannot read the word list"),
+        ("key", "gates[0] (python): KeyError: 'model'"),
+        ("config", "gates[0] (python): bad setting"),
+    ],
+)
+def test_any_error_of_a_gate_factory_is_a_config_error_naming_the_entry(error, message):
+    spec = {
+        "type": "python",
+        "target": "tests.test_gates:FactoryFails",
+        "options": {"error": error},
+    }
+    with pytest.raises(ConfigError) as exc:
+        build_gates([spec])
+    assert str(exc.value) == message
+
+
 # --- registry --------------------------------------------------------------------------------
 
 
@@ -590,6 +695,20 @@ async def test_custom_gate_from_config_by_file_relative_to_base_dir(tmp_path, mo
     assert not result.keep and result.annotations == {"output_chars": 6}
     monkeypatch.chdir(tmp_path)  # or relative to the current directory
     assert build_gates(specs)[0].name == "long_output"
+
+
+def test_custom_gate_file_path_with_colons(tmp_path):
+    # The class name is after the last colon (C:\gates\my.py:MyGate on Windows).
+    folder = tmp_path / "d:with:colons"
+    folder.mkdir()
+    (folder / "my_gates.py").write_text(CUSTOM_GATE_FILE, encoding="utf-8")
+    (gate,) = build_gates(
+        [{"type": "python", "target": f"{folder / 'my_gates.py'}:LongOutputGate"}]
+    )
+    assert gate.name == "long_output"
+    for bad in (f"{folder / 'my_gates.py'}:", ":LongOutputGate", "tests.test_gates", 3):
+        with pytest.raises(ConfigError, match="'target' must look like"):
+            build_gates([{"type": "python", "target": bad}])
 
 
 def test_register_gate_type(monkeypatch):

@@ -211,3 +211,54 @@ async def _arefilter(out: Path, overrides: dict):
     from sft_distill.refilter import arefilter
 
     return await arefilter(out, overrides=overrides)
+
+
+async def test_refilter_with_embedding_dedup_embeds_nothing_again(sim, tmp_path):
+    import numpy as np
+
+    from sft_distill import DatasetDistillationPipeline, arefilter
+
+    from .conftest import EXAMPLES, sim_config
+
+    calls: list[int] = []
+
+    def embed(texts):
+        calls.append(len(texts))
+        return np.array([[len(t) % 5 + 1.0, t.count("的") + 1.0] for t in texts])
+
+    cfg = sim_config(sim, output_dir=str(tmp_path / "out"))
+    await DatasetDistillationPipeline(cfg, embed_fn=embed, show_progress=False).run(
+        EXAMPLES / "slices.jsonl"
+    )
+    before = sum(calls)
+    await arefilter(tmp_path / "out", overrides={"min_score_threshold": 7.5}, embed_fn=embed)
+    assert sum(calls) == before and before > 0  # every vector came from the run's cache
+    requests = sim.stats["chat_requests"]
+    await arefilter(tmp_path / "out", overrides={"min_votes": 1}, embed_fn=embed)
+    assert sim.stats["chat_requests"] == requests  # and no LLM call either
+
+
+async def test_refilter_balance_by_on_a_distill_run_says_how(sim, tmp_path):
+    import json as _json
+
+    from sft_distill import DatasetDistillationPipeline, DistillSource, arefilter
+    from sft_distill.errors import ConfigError
+
+    from .conftest import sim_config
+
+    src = tmp_path / "d.jsonl"
+    rows = [
+        {
+            "instruction": f"问题{i}：保险合同是什么？",
+            "output": f"保险合同是约定权利义务的协议{i}。",
+            "domain": "ab"[i % 2],
+        }
+        for i in range(4)
+    ]
+    src.write_text("\n".join(_json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    cfg = sim_config(sim, output_dir=str(tmp_path / "out"), min_votes=1)
+    await DatasetDistillationPipeline(cfg, show_progress=False).run(
+        source=DistillSource(src, skip_generation=True)
+    )
+    with pytest.raises(ConfigError, match="run the distill command again with --balance-by domain"):
+        await arefilter(tmp_path / "out", overrides={"balance_by": "domain", "max_per_group": 1})

@@ -15,6 +15,7 @@ import pytest
 
 from sft_distill import DatasetDistillationPipeline, load_config
 from sft_distill import simulator as simulator_module
+from sft_distill import sql_gate as sql_gate_module
 from sft_distill.errors import ConfigError
 from sft_distill.gates import build_gates
 from sft_distill.models import Sample
@@ -162,6 +163,14 @@ WRITES = [
     "WITH a AS (SELECT 1) INSERT INTO items SELECT 9, 'x', 1.0 FROM a",
     "SELECT 1; DROP TABLE items",
     "SELECT load_extension('evil')",
+    # sqlite_master may be "updated" only as SQLite itself needs for json_each: never written
+    "UPDATE sqlite_master SET sql = 'CREATE TABLE items (x)'",
+    "WITH a AS (SELECT 1) UPDATE sqlite_master SET sql = 'CREATE TABLE items (x)'",
+    "WITH a AS (SELECT 1) DELETE FROM sqlite_master",
+    "WITH a AS (SELECT 1) INSERT INTO sqlite_master VALUES ('table', 'x', 'x', 0, '')",
+    "PRAGMA writable_schema = ON; UPDATE sqlite_master SET sql = 'x'",
+    "WITH j AS (SELECT value FROM json_each('[9]')) INSERT INTO items SELECT value, 'x', 1 FROM j",
+    "WITH j AS (SELECT value FROM json_each('[1]')) UPDATE items SET price = 0",
 ]
 
 
@@ -184,6 +193,110 @@ def test_read_only_even_without_the_statement_check(db):
     # The authorizer and the read-only connection stop a write the prefix check lets through.
     result = run_query(db, "WITH x AS (SELECT 1) UPDATE items SET price = 0")
     assert not result.ok and "not allowed" in result.error
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH x AS (SELECT 1) UPDATE sqlite_master SET sql = 'CREATE TABLE items (x)'",
+        "WITH x AS (SELECT 1) UPDATE sqlite_master SET name = 'gone' WHERE name = 'items'",
+        "WITH x AS (SELECT 1) DELETE FROM sqlite_master",
+    ],
+)
+def test_sqlite_master_cannot_be_written_even_past_the_statement_check(db, sql):
+    before = digest(db)
+    assert run_query(db, "SELECT value FROM json_each('[1]')").ok  # the vtable is set up
+    result = run_query(db, sql)
+    assert not result.ok and result.error
+    assert digest(db) == before
+
+
+@pytest.mark.parametrize(
+    ("sql", "rows"),
+    [
+        ("SELECT value FROM json_each('[1,2]')", [(1,), (2,)]),
+        ("SELECT key, value FROM json_each('{\"a\": 1}')", [("a", 1)]),
+        ("SELECT count(*) FROM json_tree('{\"a\": [1, 2]}')", [(4,)]),
+        (
+            "SELECT i.name FROM items i JOIN json_each('[1, 3]') j ON i.id = j.value ORDER BY 1",
+            [("pot",), ("tea",)],
+        ),
+    ],
+)
+async def test_json_table_functions_work(db, sql, rows):
+    before = digest(db)
+    result = await SQLExecutionGate(database=db).check(sql_sample(f"```sql\n{sql}\n```"))
+    assert result.keep and result.annotations["exec_error"] is None
+    assert (await SQLExecutionGate(database=db).run(sql)).rows == rows
+    assert digest(db) == before
+
+
+@pytest.fixture
+def big_db(tmp_path: Path) -> Path:
+    path = tmp_path / "big.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+    conn.close()
+    return path
+
+
+async def test_a_huge_result_is_stopped_in_time_and_reported(big_db):
+    gate = SQLExecutionGate(database=big_db, timeout_s=2)
+    assert gate.max_result_bytes == 50_000_000
+    for sql, error in [
+        # 1000 rows of 900 kB: stopped at the 50 MB result limit, not fetched whole (900 MB)
+        ("SELECT zeroblob(900000) FROM t", "result too large"),
+        # one value over the 1 MB string/blob limit
+        ("SELECT zeroblob(9000000) FROM t", "string or blob too big"),
+        ("SELECT length(zeroblob(2000000)) FROM t", "string or blob too big"),
+    ]:
+        t0 = time.monotonic()
+        result = await gate.check(sql_sample(sql))
+        assert time.monotonic() - t0 < 2 + 1.0
+        assert not result.keep and error in result.annotations["exec_error"]
+    small = run_query(big_db, "SELECT zeroblob(100000) FROM t", max_result_bytes=1_000_000)
+    assert not small.ok and small.error.startswith("result too large")
+    fits = run_query(big_db, "SELECT zeroblob(1000) FROM t", max_result_bytes=2_000_000)
+    assert fits.ok and len(fits.rows) == 1000
+
+
+def test_the_deadline_holds_while_rows_are_fetched(big_db, monkeypatch):
+    # Time spent outside SQLite (turning rows into Python values) counts too.
+    def slow(value):
+        time.sleep(0.002)
+        return 8
+
+    monkeypatch.setattr(sql_gate_module, "_value_size", slow)
+    t0 = time.monotonic()
+    result = run_query(big_db, "SELECT x FROM t", timeout_s=0.3)
+    assert time.monotonic() - t0 < 0.3 + 1.0
+    assert result.error == "timeout: stopped after 0.3 s"
+
+
+async def test_queries_per_gate_are_limited(db, monkeypatch):
+    running = peak = 0
+    real = sql_gate_module.run_query
+
+    def counting(*args, **kwargs):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            time.sleep(0.02)
+            return real(*args, **kwargs)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(sql_gate_module, "run_query", counting)
+    gate = SQLExecutionGate(database=db)
+    results = await asyncio.gather(*(gate.check(sql_sample(f"SELECT {i}")) for i in range(12)))
+    assert all(r.keep for r in results) and peak == 2
+    peak = 0
+    one = SQLExecutionGate(database=db, max_concurrent=1)
+    await asyncio.gather(*(one.check(sql_sample(f"SELECT {i}")) for i in range(4)))
+    assert peak == 1
 
 
 async def test_runaway_recursive_cte_is_stopped_without_blocking_the_loop(db):
@@ -296,6 +409,10 @@ def test_sql_gate_from_config_resolves_the_database(db, tmp_path, monkeypatch):
         ({"timeout_s": "2"}, "timeout_s must be a number"),
         ({"drop_on_error": "no"}, "drop_on_error must be true or false"),
         ({"max_rows": 0}, "max_rows must be an integer >= 1"),
+        ({"max_result_bytes": 0}, "max_result_bytes must be an integer >= 1"),
+        ({"max_result_bytes": 1.5}, "max_result_bytes must be an integer >= 1"),
+        ({"max_concurrent": 0}, "max_concurrent must be an integer >= 1"),
+        ({"max_concurrent": True}, "max_concurrent must be an integer >= 1"),
         ({"timeout": 2}, "unknown option 'timeout'; known: database, timeout_s"),
         ({"database": 3}, "database must be a path"),
     ],
