@@ -35,7 +35,7 @@ from sft_distill.dedup import (
     EmbeddingDeduplicator,
     JaccardDeduplicator,
     _codes,
-    _drop_table,
+    _drop_mask,
     _shingle_batch,
     _sketch,
     normalize_text,
@@ -297,7 +297,7 @@ def case_engines(args: argparse.Namespace) -> dict[str, Any]:
     hashes, counts = [], []
     for t in texts:
         c = _codes(t)
-        c = c[~_drop_table()[c]]
+        c = c[~_drop_mask(c)]
         h, k = _shingle_batch(c, np.array([len(c)]), NGRAM)
         hashes.append(h)
         counts.append(int(k[0]))

@@ -31,6 +31,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -187,10 +188,22 @@ def run_once(
     }
 
 
+def median_run(repeat: int, *args: Any, **kwargs: Any) -> dict:
+    """Run a case ``repeat`` times; the run with the median figure, plus the spread seen."""
+    runs = [run_once(*args, **kwargs) for _ in range(repeat)]
+    latency = args[3] if len(args) > 3 else kwargs.get("latency_s", 0)
+    key = "phys_ratio" if latency else "calls_per_s"
+    runs.sort(key=lambda r: r[key])
+    median = dict(runs[len(runs) // 2])
+    median["spread"] = f"{runs[0][key]:.2f}-{runs[-1][key]:.2f}" if repeat > 1 else ""
+    return median
+
+
 def table(rows: list[tuple[str, dict]]) -> None:
     head = (
         f"{'case':48} {'calls':>7} {'wall s':>8} {'bound s':>8} {'wall/bound':>10} "
-        f"{'wall/phys':>9} {'calls/s':>8} {'CPU ms/call':>11} {'peak':>5} {'failed':>6}"
+        f"{'wall/phys':>9} {'calls/s':>8} {'CPU ms/call':>11} {'peak':>5} {'failed':>6} "
+        f"{'spread':>12}"
     )
     print(head)
     print("-" * len(head))
@@ -199,7 +212,7 @@ def table(rows: list[tuple[str, dict]]) -> None:
             f"{name:48} {r['calls']:>7} {r['wall_s']:>8.2f} {r['bound_s']:>8.2f} "
             f"{r['ratio']:>10.3f} {r['phys_ratio']:>9.3f} {r['calls_per_s']:>8.0f} "
             f"{r['cpu_ms_per_call']:>11.3f} "
-            f"{r['peak_in_flight']:>5} {r['failures']:>6}"
+            f"{r['peak_in_flight']:>5} {r['failures']:>6} {r.get('spread', ''):>12}"
         )
 
 
@@ -212,6 +225,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
     ap.add_argument("--memory", action="store_true", help="peak RSS while streaming many slices")
     ap.add_argument("--only", help="comma list of cases: latency64,latency512,zero,faults")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs per case; the median is shown (default 3)"
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_in_"))
     rows: list[tuple[str, dict]] = []
@@ -251,14 +267,17 @@ def main() -> None:
             if "latency64" in cases:
                 s = make_slices(tmp / "l64.jsonl", n64)
                 rows.append(
-                    ("64 in flight/endpoint, 200±150 ms", run_once(sim.url, s, 64, lat / 1000, sim))
+                    (
+                        "64 in flight/endpoint, 200±150 ms",
+                        median_run(args.repeat, sim.url, s, 64, lat / 1000, sim),
+                    )
                 )
             if "latency512" in cases:
                 s = make_slices(tmp / "l512.jsonl", n512)
                 rows.append(
                     (
                         "512 in flight/endpoint, 200±150 ms",
-                        run_once(sim.url, s, 512, lat / 1000, sim),
+                        median_run(args.repeat, sim.url, s, 512, lat / 1000, sim),
                     )
                 )
         finally:
@@ -283,7 +302,7 @@ def main() -> None:
             rows.append(
                 (
                     "64/endpoint, 2% 429 (Retry-After 1 s) + 2% 500",
-                    run_once(sim.url, s, 64, lat / 1000, sim),
+                    median_run(args.repeat, sim.url, s, 64, lat / 1000, sim),
                 )
             )
         finally:
@@ -292,7 +311,9 @@ def main() -> None:
         sim = SimProcess()
         try:
             s = make_slices(tmp / "z.jsonl", 700 if args.quick else 1500)
-            rows.append(("0 ms latency, 64/endpoint", run_once(sim.url, s, 64, 0.0, sim)))
+            rows.append(
+                ("0 ms latency, 64/endpoint", median_run(args.repeat, sim.url, s, 64, 0.0, sim))
+            )
         finally:
             sim.close()
     print(f"\npython {' '.join(sys.argv)}  (cpus: {os.cpu_count()})\n")

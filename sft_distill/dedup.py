@@ -13,7 +13,6 @@ similar to; the price is that two dropped samples may be similar to different ke
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import inspect
 import itertools
@@ -21,6 +20,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import unicodedata
 import weakref
 from array import array
@@ -95,20 +95,24 @@ class Deduplicator(Protocol):
 # --------------------------------------------------------------------------- text -> shingles
 
 
-@functools.cache
-def _drop_table() -> np.ndarray:
-    """Boolean table over all code points: True for whitespace, punctuation and controls."""
-    table = np.zeros(0x110000, dtype=bool)
-    # Planes 4-13 are unassigned and 15-16 private use: scanning only the rest saves ~0.4 s.
-    ranges = (range(0x40000), range(0xE0000, 0xF0000))
-    drop = [
-        cp
-        for r in ranges
-        for cp in r
-        if (cat := unicodedata.category(chr(cp)))[0] in "PZ" or cat in ("Cc", "Cf", "Cs")
-    ]
-    table[drop] = True
-    return table
+# Code points classified so far: whitespace, punctuation and controls are dropped. Classifying
+# lazily (only code points actually seen) costs microseconds per new character, where a table of
+# all of Unicode took ~0.4 s at first use: a stall of the event loop in the middle of a run.
+_DROP = np.zeros(0x110000, dtype=bool)
+_KNOWN = np.zeros(0x110000, dtype=bool)
+_DROP_LOCK = threading.Lock()
+
+
+def _drop_mask(codes: np.ndarray) -> np.ndarray:
+    """True where a code point is whitespace, punctuation or a control character."""
+    unknown = codes[~_KNOWN[codes]]
+    if unknown.size:
+        with _DROP_LOCK:
+            for cp in np.unique(unknown).tolist():
+                cat = unicodedata.category(chr(cp))
+                _DROP[cp] = cat[0] in "PZ" or cat in ("Cc", "Cf", "Cs")
+                _KNOWN[cp] = True
+    return _DROP[codes]
 
 
 def _codes(text: str) -> np.ndarray:
@@ -121,7 +125,7 @@ def _codes(text: str) -> np.ndarray:
 def normalize_text(text: str) -> str:
     """NFKC, casefold, drop whitespace, punctuation and controls (needs no word spaces)."""
     codes = _codes(text)
-    codes = codes[~_drop_table()[codes]]
+    codes = codes[~_drop_mask(codes)]
     normalized: str = codes.tobytes().decode("utf-32-le")
     return normalized
 
@@ -226,7 +230,7 @@ def _sorted_unique(h: np.ndarray) -> np.ndarray:
 def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
     """Sorted unique uint64 hashes of the character n-grams of ``normalize_text(text)``."""
     codes = _codes(text)
-    codes = codes[~_drop_table()[codes]]
+    codes = codes[~_drop_mask(codes)]
     hashes, _ = _shingle_batch(codes, np.array([len(codes)]), ngram)
     return _sorted_unique(_fmix64(hashes))
 
@@ -508,7 +512,7 @@ class JaccardDeduplicator:
         codes = np.concatenate(self._pending)
         self._pending = []
         self._pending_chars = 0
-        keep = ~_drop_table()[codes]
+        keep = ~_drop_mask(codes)
         kept_before = np.zeros(len(codes) + 1, dtype=np.int64)
         np.cumsum(keep, out=kept_before[1:])
         raw_ends = np.cumsum(raw_lengths)
