@@ -41,19 +41,16 @@ from pathlib import Path
 from typing import Any
 
 from .concurrency import bounded_map
-from .data_io import file_digest
 from .dedup import normalize_text
-from .errors import ConfigError, InputError, LLMError
+from .errors import ConfigError, LLMError
 from .instruction_sets import (
     FieldMap,
     Record,
+    RecordFileSource,
     add_column_arguments,
     aiter_records,
-    count_records,
-    detect_field_map,
     field_map_from_args,
     iter_records,
-    read_head,
     record_annotations,
     teacher_answer,
 )
@@ -157,7 +154,7 @@ def _is_not_kept(data: dict[str, Any]) -> bool:
     return data.get("passed") is False or bool(data.get("drop_reason"))
 
 
-class AugmentSource:
+class AugmentSource(RecordFileSource):
     """Kept samples and, for each, up to N rephrasings answered by the teacher."""
 
     kind = "augment"
@@ -177,11 +174,8 @@ class AugmentSource:
             or not 1 <= num_aug <= MAX_NUM_AUG
         ):
             raise ConfigError(f"num_aug must be 1..{MAX_NUM_AUG} (an integer), got {num_aug!r}")
-        self.path = Path(path)
+        super().__init__(path, columns=columns)
         self.num_aug = num_aug
-        self.overrides = columns
-        self._fmap: FieldMap | None = None
-        self._total: int | None = None
         self.counts: dict[str, int] = {
             "originals": 0,
             "rephrasings": 0,
@@ -190,41 +184,15 @@ class AugmentSource:
             "not_kept_skipped": 0,
         }
 
-    @property
-    def field_map(self) -> FieldMap:
-        """The mapping decided from the file's first kept records (read once).
+    def _head_records(self, head: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # The mapping follows the kept rows of a generated_raw.jsonl, when there are any.
+        return [r for r in head if not _is_not_kept(r)] or head
 
-        Raises:
-            InputError: unreadable file, no record, no instruction or no answer column.
-        """
-        if self._fmap is None:
-            head, bad = read_head(self.path)
-            kept = [r for r in head if not _is_not_kept(r)] or head
-            if not kept:
-                first = f"; first: {bad[0]}" if bad else ""
-                raise InputError(f"{self.path}: no record found ({len(bad)} bad line(s){first})")
-            self._fmap = detect_field_map(
-                kept,
-                self.overrides,
-                path=self.path,
-                output_needed="augment keeps each sample's answer",
-            )
-        return self._fmap
+    def _output_needed(self) -> str | None:
+        return "augment keeps each sample's answer"
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "input": str(self.path.resolve()),
-            "input_blake2b": file_digest(self.path),
-            "columns": self.field_map.as_dict(),
-            "num_aug": self.num_aug,
-        }
-
-    def total(self) -> int | None:
-        if self._total is None:
-            self.field_map  # noqa: B018 - mapping errors surface before any output is made
-            self._total = count_records(self.path)
-        return self._total
+    def _identity(self) -> dict[str, Any]:
+        return {"num_aug": self.num_aug}
 
     def _known_instructions(self) -> dict[bytes, str]:
         """Digest of every original's normalised instruction -> its sample id (a quiet pass)."""

@@ -115,6 +115,15 @@ def _drop_mask(codes: np.ndarray) -> np.ndarray:
     return _DROP[codes]
 
 
+def best_first(ids: list[str], scores: Any) -> np.ndarray:
+    """Sample indices best first: score descending, then id ascending (the keep order)."""
+    n = len(ids)
+    id_rank = np.empty(n, dtype=np.int64)
+    id_rank[sorted(range(n), key=ids.__getitem__)] = np.arange(n)
+    values = np.frombuffer(scores, dtype=np.float64) if n else np.empty(0)
+    return np.lexsort((id_rank, -values))
+
+
 def _codes(text: str) -> np.ndarray:
     """NFKC + casefold ``text`` and return its code points as uint32 (punctuation still in)."""
     folded = unicodedata.normalize("NFKC", text).casefold()
@@ -559,12 +568,7 @@ class JaccardDeduplicator:
         return groups
 
     def _ranking(self) -> np.ndarray:
-        """Sample indices best first: score descending, then id ascending."""
-        n = len(self._ids)
-        id_rank = np.empty(n, dtype=np.int64)
-        id_rank[sorted(range(n), key=self._ids.__getitem__)] = np.arange(n)
-        scores = np.frombuffer(self._scores, dtype=np.float64) if n else np.empty(0)
-        return np.lexsort((id_rank, -scores))
+        return best_first(self._ids, self._scores)
 
     def _verifier(self, agree: np.ndarray) -> Callable[[int, np.ndarray], int | None]:
         """A function (i, candidates best first) -> the first verified near-duplicate, or None."""
@@ -990,12 +994,7 @@ class EmbeddingDeduplicator:
         return normalized
 
     def _ranking(self) -> np.ndarray:
-        """Sample indices best first: score descending, then id ascending."""
-        n = len(self._ids)
-        id_rank = np.empty(n, dtype=np.int64)
-        id_rank[sorted(range(n), key=self._ids.__getitem__)] = np.arange(n)
-        scores = np.frombuffer(self._scores, dtype=np.float64) if n else np.empty(0)
-        return np.lexsort((id_rank, -scores))
+        return best_first(self._ids, self._scores)
 
     def _match_block(self, kept: _ExactKept | _IvfKept, vecs: np.ndarray) -> list[int]:
         """Per row of a block (best first): the kept position it duplicates, or -1 if kept."""

@@ -796,7 +796,68 @@ def record_annotations(record: Record, **extra: Any) -> dict[str, Any]:
     return notes
 
 
-class DistillSource:
+class RecordFileSource:
+    """Base of the sources that read an instruction-set file (distill, augment).
+
+    The field mapping is decided once from the file's first records; ``describe`` and ``total``
+    make mapping errors surface before any output is made.
+    """
+
+    kind = "records"
+
+    def __init__(self, path: str | Path, *, columns: FieldMap | None = None) -> None:
+        self.path = Path(path)
+        self.overrides = columns
+        self._fmap: FieldMap | None = None
+        self._total: int | None = None
+
+    def _head_records(self, head: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The first records the mapping is decided from."""
+        return head
+
+    def _output_needed(self) -> str | None:
+        """Why an answer column is required (None: it is optional)."""
+        return None
+
+    def _identity(self) -> dict[str, Any]:
+        """What besides the file and its columns identifies this source's input."""
+        return {}
+
+    @property
+    def field_map(self) -> FieldMap:
+        """The mapping decided from the file's first records (read once).
+
+        Raises:
+            InputError: unreadable file, no record, or no usable column (see ``detect_field_map``).
+        """
+        if self._fmap is None:
+            head, bad = read_head(self.path)
+            records = self._head_records(head)
+            if not records:
+                first = f"; first: {bad[0]}" if bad else ""
+                raise InputError(f"{self.path}: no record found ({len(bad)} bad line(s){first})")
+            self._fmap = detect_field_map(
+                records, self.overrides, path=self.path, output_needed=self._output_needed()
+            )
+        return self._fmap
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "input": str(self.path.resolve()),
+            "input_blake2b": file_digest(self.path),
+            "columns": self.field_map.as_dict(),
+            **self._identity(),
+        }
+
+    def total(self) -> int | None:
+        if self._total is None:
+            self.field_map  # noqa: B018 - mapping errors surface before any output is made
+            self._total = count_records(self.path)
+        return self._total
+
+
+class DistillSource(RecordFileSource):
     """An existing instruction set: the teacher answers each instruction anew, or is skipped."""
 
     kind = "distill"
@@ -810,46 +871,14 @@ class DistillSource:
         columns: FieldMap | None = None,
         skip_generation: bool = False,
     ) -> None:
-        self.path = Path(path)
-        self.overrides = columns
+        super().__init__(path, columns=columns)
         self.skip_generation = skip_generation
-        self._fmap: FieldMap | None = None
-        self._total: int | None = None
 
-    @property
-    def field_map(self) -> FieldMap:
-        """The mapping decided from the file's first records (read once).
+    def _output_needed(self) -> str | None:
+        return "--skip-generation judges the existing answers" if self.skip_generation else None
 
-        Raises:
-            InputError: unreadable file, no record, or no usable column (see ``detect_field_map``).
-        """
-        if self._fmap is None:
-            head, bad = read_head(self.path)
-            if not head:
-                first = f"; first: {bad[0]}" if bad else ""
-                raise InputError(f"{self.path}: no record found ({len(bad)} bad line(s){first})")
-            needed = (
-                "--skip-generation judges the existing answers" if self.skip_generation else None
-            )
-            self._fmap = detect_field_map(
-                head, self.overrides, path=self.path, output_needed=needed
-            )
-        return self._fmap
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "input": str(self.path.resolve()),
-            "input_blake2b": file_digest(self.path),
-            "columns": self.field_map.as_dict(),
-            "skip_generation": self.skip_generation,
-        }
-
-    def total(self) -> int | None:
-        if self._total is None:
-            self.field_map  # noqa: B018 - mapping errors surface before any output is made
-            self._total = count_records(self.path)
-        return self._total
+    def _identity(self) -> dict[str, Any]:
+        return {"skip_generation": self.skip_generation}
 
     def _sample(
         self, record: Record, output: str, reasoning: str | None, *, teacher_model: str = ""

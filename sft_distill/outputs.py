@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,6 +169,8 @@ def write_outputs(
     train_ids: set[str],
     val_ids: set[str],
     opts: OutputOptions,
+    *,
+    offsets: Mapping[str, int] | None = None,
 ) -> WrittenOutputs:
     """Write every format's train/val files, sidecars and ``dataset_info.json`` from ``raw_path``.
 
@@ -185,7 +187,11 @@ def write_outputs(
         for fmt, by_split in files.items()
         if fmt in SIDECAR_FORMATS
     }
-    order = _offsets(raw_path, train_ids | val_ids, opts.seed)
+    wanted = train_ids | val_ids
+    if offsets is None:  # refilter: find them in the raw file
+        order = _offsets(raw_path, wanted, opts.seed)
+    else:  # the pipeline knows where it wrote each sample
+        order = sorted((split_key(opts.seed, s), s, offsets[s]) for s in wanted if s in offsets)
     counts = {"train": 0, "val": 0, "missing": 0}
     with ExitStack() as stack, open(raw_path, "rb") as raw:
         writers = {

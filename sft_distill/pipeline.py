@@ -407,8 +407,10 @@ class DatasetDistillationPipeline:
             plan = plan_split(kept, opts)
             if plan.capped:
                 dropped[DROP_CAPPED] += len(plan.capped)
-            self._finalize(out, partial, raw_index, duplicates, plan.capped)
-            written = write_outputs(out / RAW_FILE, out, plan.train, plan.val, opts)
+            placed = self._finalize(
+                out, partial, raw_index, duplicates, plan.capped, plan.train | plan.val
+            )
+            written = write_outputs(out / RAW_FILE, out, plan.train, plan.val, opts, offsets=placed)
             stats.after_dedup = len(kept)
             stats.train, stats.val = written.counts["train"], written.counts["val"]
             stats.dropped = dict(sorted(dropped.items()))
@@ -562,12 +564,15 @@ class DatasetDistillationPipeline:
         raw_index: list[tuple[str, int, str, int]],
         duplicates: Mapping[str, str],
         capped: set[str],
-    ) -> None:
+        wanted: set[str],
+    ) -> dict[str, int]:
         """Write ``generated_raw.jsonl`` in a deterministic order with every drop reason.
 
         The streamed file is in completion order, which varies from run to run; records are read
-        back by byte offset, grouped by slice and chunk, each read once.
+        back by byte offset, grouped by slice and chunk, each read once. Returns where each of
+        the ``wanted`` (kept) samples now starts, so the splits need no second scan.
         """
+        placed: dict[str, int] = {}
         raw_index.sort()
         with open(partial, "rb") as f, JsonlWriter(out / RAW_FILE, atomic=True) as raw:
             for *_, offset in raw_index:
@@ -580,5 +585,8 @@ class DatasetDistillationPipeline:
                 elif record["id"] in capped:
                     record["passed"] = False
                     record["drop_reason"] = DROP_CAPPED
-                raw.write(record)
+                at = raw.write(record)
+                if record["id"] in wanted:
+                    placed[record["id"]] = at
         partial.unlink(missing_ok=True)
+        return placed

@@ -72,3 +72,32 @@ class SleepRecorder:
 
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
+
+
+SCRIPT = REPO / "scripts" / "run_pipeline.py"
+
+
+def run_cli(*args: str, cwd: Any = None, env: dict[str, str] | None = None):
+    """``scripts/run_pipeline.py ARGS`` in a real subprocess, as a user runs it."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def cli_config(url: str, *, endpoint: dict[str, Any] | None = None, **extra: Any) -> dict:
+    """A config file's body: teacher and two judges on a simulator at ``url``, no key variables."""
+    ep = {"api_base": url, "api_key_env": None, **(endpoint or {})}
+    return {
+        "generator": {**ep, "model": "t"},
+        "evaluators": {"primary": {**ep, "model": "a"}, "secondary": {**ep, "model": "b"}},
+        **extra,
+    }

@@ -9,20 +9,9 @@ import sys
 
 import pytest
 
-from .conftest import EXAMPLES, NO_SHARED, REPO, SHARED_DATA
+from .conftest import EXAMPLES, NO_SHARED, SCRIPT, SHARED_DATA, run_cli
 
-SCRIPT = REPO / "scripts" / "run_pipeline.py"
-
-
-def cli(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
+cli = run_cli
 
 
 def test_dry_run_on_the_examples(tmp_path):

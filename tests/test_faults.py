@@ -13,9 +13,15 @@ from sft_distill import DatasetDistillationPipeline
 from sft_distill.concurrency import AdaptiveLimiter, TokenBucket
 from sft_distill.llm_client import LLMClient, parse_duration
 from sft_distill.prompts import evaluation_messages, parse_evaluation_prompt
-from sft_distill.simulator import FAULT_KINDS, Scripted, Simulator, SimulatorConfig
+from sft_distill.simulator import (
+    FAULT_KINDS,
+    Scripted,
+    Simulator,
+    SimulatorConfig,
+    run_in_thread,
+)
 
-from .conftest import EXAMPLES, endpoint, sim_config
+from .conftest import EXAMPLES, cli_config, endpoint, run_cli, sim_config
 
 SLICES = EXAMPLES / "slices.jsonl"
 
@@ -96,35 +102,17 @@ async def test_what_still_fails_is_recorded_never_silently_lost(tmp_path):
 
 
 def test_cli_exit_status_3_when_part_of_the_work_failed(tmp_path):
-    import subprocess
-    import sys
-
-    from sft_distill.simulator import run_in_thread
-
-    from .conftest import REPO
-
     with run_in_thread(SimulatorConfig(fail_rate=0.5, faults=("500",), seed=1)) as sim:
-        ep = {"api_base": sim.url, "api_key_env": None, "max_retries": 0}
-        cfg = {
-            "generator": {**ep, "model": "t"},
-            "evaluators": {"primary": {**ep, "model": "a"}, "secondary": {**ep, "model": "b"}},
-        }
+        cfg = cli_config(sim.url, endpoint={"max_retries": 0})
         (tmp_path / "c.json").write_text(json.dumps(cfg))
-        p = subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "scripts" / "run_pipeline.py"),
-                "--input",
-                str(SLICES),
-                "--output",
-                str(tmp_path / "o"),
-                "--config",
-                str(tmp_path / "c.json"),
-                "-q",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        p = run_cli(
+            "--input",
+            str(SLICES),
+            "--output",
+            str(tmp_path / "o"),
+            "--config",
+            str(tmp_path / "c.json"),
+            "-q",
         )
     assert p.returncode == 3, p.stderr
     assert "failed after retries" in p.stdout and "failures.jsonl" in p.stdout

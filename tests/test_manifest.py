@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from sft_distill import DatasetDistillationPipeline
 from sft_distill.simulator import SimulatorConfig, run_in_thread
 
-from .conftest import EXAMPLES, REPO, sim_config
+from .conftest import EXAMPLES, cli_config, run_cli, sim_config
 
 SLICES = EXAMPLES / "slices.jsonl"
 
@@ -69,29 +67,16 @@ async def test_quality_floors_that_hold_pass(sim, tmp_path):
 
 def test_cli_exits_4_when_a_quality_floor_fails(tmp_path):
     with run_in_thread(SimulatorConfig()) as sim:
-        ep = {"api_base": sim.url, "api_key_env": None}
-        cfg = {
-            "generator": {**ep, "model": "t"},
-            "min_keep_rate": 0.99,
-            "evaluators": {"primary": {**ep, "model": "a"}, "secondary": {**ep, "model": "b"}},
-        }
-        (tmp_path / "c.json").write_text(json.dumps(cfg))
-        p = subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "scripts" / "run_pipeline.py"),
-                "run",
-                "--input",
-                str(SLICES),
-                "--output",
-                str(tmp_path / "o"),
-                "--config",
-                str(tmp_path / "c.json"),
-                "-q",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        (tmp_path / "c.json").write_text(json.dumps(cli_config(sim.url, min_keep_rate=0.99)))
+        p = run_cli(
+            "run",
+            "--input",
+            str(SLICES),
+            "--output",
+            str(tmp_path / "o"),
+            "--config",
+            str(tmp_path / "c.json"),
+            "-q",
         )
     assert p.returncode == 4, p.stderr
     assert "quality gate failed: keep rate" in p.stderr
