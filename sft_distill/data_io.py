@@ -602,9 +602,12 @@ class JsonlWriter:
 
     def write(self, obj: dict[str, Any] | BaseModel) -> int:
         """Append one object as a JSON line; return the byte offset where the line starts."""
+        return self.write_line(dumps_line(obj).encode("utf-8") + b"\n")
+
+    def write_line(self, data: bytes) -> int:
+        """Append a line already encoded by ``dumps_line`` (ending in a newline); its offset."""
         if self._f is None:
             raise ValueError(f"{self.path}: writer is closed")
-        data = dumps_line(obj).encode("utf-8") + b"\n"
         start = self.offset
         try:
             self._f.write(data)

@@ -13,6 +13,7 @@ similar to; the price is that two dropped samples may be similar to different ke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import itertools
@@ -26,6 +27,7 @@ import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -468,6 +470,7 @@ class JaccardDeduplicator:
         *,
         min_recall: float = DEFAULT_MIN_RECALL,
         batch_chars: int = 1 << 20,
+        min_batch_chars: int = 1 << 15,
         spill_dir: str | Path | None = None,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -486,6 +489,7 @@ class JaccardDeduplicator:
         k, t = self._bins, threshold
         self._min_agree = max(0, math.floor(k * t - 7.0 * math.sqrt(k * t * (1.0 - t)) - 2.0))
         self._batch_chars = batch_chars
+        self._min_batch_chars = min(min_batch_chars, batch_chars)
         self._ids: list[str] = []
         self._id_set: set[str] = set()
         self._scores = array("d")
@@ -494,6 +498,11 @@ class JaccardDeduplicator:
         self._texts = _TextSpill(spill_dir)
         self._pending: list[np.ndarray] = []
         self._pending_chars = 0
+        # Batches are sketched by one worker thread while the caller goes on adding: in a run,
+        # sketching overlaps the wait for replies instead of stalling the event loop or piling
+        # up for ``resolve``. One worker keeps batches (and spill offsets) in order.
+        self._worker: ThreadPoolExecutor | None = None
+        self._inflight: Future[None] | None = None
         self.verified = 0
 
     def __len__(self) -> int:
@@ -510,17 +519,37 @@ class JaccardDeduplicator:
         self._pending.append(codes)
         self._pending_chars += len(codes)
         # Shingling and MinHash run per batch: numpy call overhead per text would dominate.
-        if self._pending_chars >= self._batch_chars:
-            self._flush()
+        # A batch goes to the worker once it has min_batch_chars and the worker is free; at
+        # batch_chars the caller waits for the worker, which bounds the memory of pending texts.
+        if self._pending_chars >= self._min_batch_chars:
+            busy = self._inflight is not None and not self._inflight.done()
+            if not busy or self._pending_chars >= self._batch_chars:
+                self._submit()
+
+    def _submit(self) -> None:
+        """Hand the pending texts to the worker thread (after the batch it is working on)."""
+        batch, self._pending, self._pending_chars = self._pending, [], 0
+        if self._inflight is not None:
+            self._inflight.result()  # in order, and a failure surfaces here
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="sft-distill-minhash")
+            weakref.finalize(self, self._worker.shutdown, wait=False)
+        self._inflight = self._worker.submit(self._sketch_batch, batch)
 
     def _flush(self) -> None:
-        """Normalise, spill, shingle and sketch the pending texts; keep their band keys."""
-        if not self._pending:
-            return
-        raw_lengths = np.fromiter(map(len, self._pending), dtype=np.int64, count=len(self._pending))
-        codes = np.concatenate(self._pending)
-        self._pending = []
-        self._pending_chars = 0
+        """Sketch whatever is pending and wait until every batch is in the index."""
+        if self._inflight is not None:
+            done, self._inflight = self._inflight, None
+            done.result()
+        if self._pending:
+            batch, self._pending, self._pending_chars = self._pending, [], 0
+            self._sketch_batch(batch)
+
+    def _sketch_batch(self, batch: list[np.ndarray]) -> None:
+        """Normalise, spill, shingle and sketch a batch of texts; keep their band keys."""
+        raw_lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+        codes = np.concatenate(batch)
+        del batch
         keep = ~_drop_mask(codes)
         kept_before = np.zeros(len(codes) + 1, dtype=np.int64)
         np.cumsum(keep, out=kept_before[1:])
@@ -675,7 +704,14 @@ class JaccardDeduplicator:
         return out
 
     def close(self) -> None:
-        """Delete the spilled texts now rather than when garbage-collected; safe twice."""
+        """Stop the worker and delete the spilled texts now, not when collected; safe twice."""
+        if self._inflight is not None:
+            self._inflight.cancel()
+            with contextlib.suppress(Exception):  # a failed batch is of no interest any more
+                self._inflight.result()
+            self._inflight = None
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
         self._texts.close()
 
 

@@ -31,6 +31,7 @@ from .data_io import (
 from .dedup import make_deduplicator
 from .errors import ConfigError, InputError, OutputError
 from .evaluator import evaluate_samples
+from .filtering import DROP_DUPLICATE
 from .formats import DATASET_INFO_FILE, all_split_file_names
 from .gates import Gate, build_gates
 from .llm_client import LLMClient
@@ -39,7 +40,7 @@ from .models import Failure, ScoredSample, Slice, StageCounts
 from .outputs import DROP_CAPPED, OutputOptions, plan_split, write_outputs
 from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
 from .quality import check_run_gates
-from .report import REPORT_FILE, write_report
+from .report import REPORT_FILE, ReportBuilder, write_report
 from .sources import SampleSource, SliceSource, SourceContext, report_bad_line
 from .splitting import group_value
 
@@ -277,6 +278,8 @@ class DatasetDistillationPipeline:
         # (slice, chunk, id, byte offset) per streamed sample: the final pass sorts this and reads
         # each record once, so only this small index is kept in memory.
         raw_index: list[tuple[str, int, str, int]] = []
+        # The report's figures are gathered as samples stream by: no second pass at the end.
+        report = ReportBuilder.from_metadata({"config": cfg.public_dict()})
         namespace = "simulator" if simulator_url else None
         partial = out / (RAW_FILE + ".partial")
 
@@ -359,6 +362,7 @@ class DatasetDistillationPipeline:
             )
             async for sample in scored:
                 score_stats.add(sample)
+                report.add(sample)
                 if sample.avg_score is not None:
                     score_sum += sample.avg_score
                     score_n += 1
@@ -407,8 +411,18 @@ class DatasetDistillationPipeline:
             plan = plan_split(kept, opts)
             if plan.capped:
                 dropped[DROP_CAPPED] += len(plan.capped)
+            report.drop_late(dict.fromkeys(duplicates, DROP_DUPLICATE))
+            report.drop_late(dict.fromkeys(plan.capped, DROP_CAPPED))
+            kept_ids, dropped_ids = report.example_ids(
+                [(sc, sid) for sid, _, _, sc in kept if sid not in plan.capped]
+            )
             placed = self._finalize(
-                out, partial, raw_index, duplicates, plan.capped, plan.train | plan.val
+                out,
+                partial,
+                raw_index,
+                duplicates,
+                plan.capped,
+                plan.train | plan.val | set(kept_ids) | set(dropped_ids),
             )
             written = write_outputs(out / RAW_FILE, out, plan.train, plan.val, opts, offsets=placed)
             stats.after_dedup = len(kept)
@@ -493,6 +507,11 @@ class DatasetDistillationPipeline:
                 metadata,
                 latencies={n: c.latencies for n, c in [("generator", gen_client), *judges.items()]},
                 prices=cfg.prices,
+                builder=report,
+                example_offsets=(
+                    [placed[i] for i in kept_ids],
+                    [placed[i] for i in dropped_ids],
+                ),
             )
             write_json_atomic(out / METADATA_FILE, metadata)
             return metadata, problems, len(kept)
@@ -575,18 +594,21 @@ class DatasetDistillationPipeline:
         placed: dict[str, int] = {}
         raw_index.sort()
         with open(partial, "rb") as f, JsonlWriter(out / RAW_FILE, atomic=True) as raw:
-            for *_, offset in raw_index:
+            for _, _, sid, offset in raw_index:
                 f.seek(offset)
-                record = json.loads(f.readline())
-                if record["id"] in duplicates:
+                line = f.readline()
+                if sid in duplicates or sid in capped:
+                    record = json.loads(line)
                     record["passed"] = False
-                    record["drop_reason"] = "duplicate"
-                    record["duplicate_of"] = duplicates[record["id"]]
-                elif record["id"] in capped:
-                    record["passed"] = False
-                    record["drop_reason"] = DROP_CAPPED
-                at = raw.write(record)
-                if record["id"] in wanted:
-                    placed[record["id"]] = at
+                    if sid in duplicates:
+                        record["drop_reason"] = DROP_DUPLICATE
+                        record["duplicate_of"] = duplicates[sid]
+                    else:
+                        record["drop_reason"] = DROP_CAPPED
+                    at = raw.write(record)
+                else:  # unchanged: the line the same writer wrote, copied as it is
+                    at = raw.write_line(line)
+                if sid in wanted:
+                    placed[sid] = at
         partial.unlink(missing_ok=True)
         return placed

@@ -8,11 +8,13 @@ No LLM is called: everything is recomputed from the recorded judgements.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 import logging
 import math
 import os
+from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,11 +35,14 @@ __all__ = [
     "RAW_FILE",
     "REPORT_FILE",
     "THRESHOLDS",
+    "ReportBuilder",
     "collect_examples",
     "compute_report",
     "model_price",
     "percentiles",
+    "pick_examples",
     "rankdata",
+    "read_examples",
     "render_html",
     "score_bin",
     "spearman",
@@ -251,6 +256,192 @@ def _kth_largest(means: list[float], k: int) -> float | None:
     return sorted(means, reverse=True)[k - 1]
 
 
+class ReportBuilder:
+    """The report's per-sample figures, gathered one scored sample at a time.
+
+    ``compute_report`` feeds it the raw file; the pipeline feeds it each sample as it is judged,
+    so finishing a run needs no second pass over the raw file. Memory per sample: one float
+    (the k-th best mean) and one per evaluator; examples keep only a few ids per drop reason.
+    """
+
+    def __init__(
+        self,
+        min_score_threshold: float,
+        min_votes: int,
+        weights: Mapping[str, float] | None,
+        *,
+        n_examples: int = 3,
+    ) -> None:
+        self.settings = (float(min_score_threshold), int(min_votes), weights)
+        self.n = 0
+        self.kept = 0
+        self.drops: Counter[str] = Counter()
+        self.evaluators: dict[str, str] = {}
+        self.hists: dict[str, dict[str, list[int]]] = {}
+        self._kth = array("d")
+        # evaluator -> its mean per sample (NaN where it gave none), aligned on sample order
+        self._means: dict[str, array[float]] = {}
+        self._n_examples = n_examples
+        # drop reason -> its smallest ids (a max-heap), as many as the examples can show
+        self._dropped: dict[str, list[_Desc]] = {}
+
+    @classmethod
+    def from_metadata(
+        cls,
+        metadata: Mapping[str, Any],
+        min_score_threshold: float | None = None,
+        min_votes: int | None = None,
+        weights: Mapping[str, float] | None = None,
+        **kwargs: Any,
+    ) -> ReportBuilder:
+        """Settings given here win; the rest default to ``metadata["config"]``."""
+        return cls(*_settings(metadata, min_score_threshold, min_votes, weights), **kwargs)
+
+    def add(self, sample: ScoredSample) -> None:
+        """Count one scored sample: its drop reason, scores and means under the settings."""
+        thr, min_v, w = self.settings
+        if sample.passed:
+            self.kept += 1
+        else:
+            self._drop(sample.id, sample.drop_reason or "unknown")
+        # Recompute each evaluator's mean under the weights, exactly as the filter does.
+        decided = apply_thresholds(sample, min_score_threshold=thr, min_votes=min_v, weights=w)
+        means = []
+        for j in decided.judgements:
+            if not j.ok or j.weighted_mean is None:
+                continue
+            self.evaluators.setdefault(j.evaluator, j.model)
+            h = self.hists.setdefault(j.evaluator, {})
+            for dim, score in j.scores.items():
+                if math.isfinite(score):
+                    h.setdefault(dim, [0] * N_BINS)[score_bin(score)] += 1
+            h.setdefault("weighted_mean", [0] * N_BINS)[score_bin(j.weighted_mean)] += 1
+            means.append(j.weighted_mean)
+            column = self._means.get(j.evaluator)
+            if column is None:
+                column = self._means[j.evaluator] = array("d", [math.nan]) * self.n
+            if len(column) > self.n:  # the same evaluator twice: its last mean counts
+                column[self.n] = j.weighted_mean
+            else:
+                column.append(j.weighted_mean)
+        for column in self._means.values():
+            if len(column) == self.n:  # this evaluator gave no mean for this sample
+                column.append(math.nan)
+        kth = _kth_largest(means, min_v) if min_v > 0 else math.inf
+        self._kth.append(math.nan if kth is None else kth)
+        self.n += 1
+
+    def drop_late(self, reasons: Mapping[str, str]) -> None:
+        """Passing samples dropped after judging (id -> reason: duplicate, capped)."""
+        for sid, reason in reasons.items():
+            self.kept -= 1
+            self._drop(sid, reason)
+
+    def _drop(self, sid: str, reason: str) -> None:
+        self.drops[reason] += 1
+        heap = self._dropped.setdefault(reason, [])
+        item = _Desc(sid)
+        if len(heap) < self._n_examples:
+            heapq.heappush(heap, item)
+        elif item.id < heap[0].id:
+            heapq.heapreplace(heap, item)
+
+    def example_ids(self, kept: Sequence[tuple[float | None, str]]) -> tuple[list[str], list[str]]:
+        """Ids of the example samples: kept ones (best, middle, worst of ``kept``, given as
+        (score, id)) and dropped ones (each reason in turn, smallest ids first)."""
+        dropped = {r: [d.id for d in h] for r, h in self._dropped.items()}
+        return pick_examples(kept, dropped, self._n_examples)
+
+    def report(
+        self,
+        metadata: Mapping[str, Any],
+        *,
+        latencies: Mapping[str, Sequence[float]] | None = None,
+        prices: Prices | None = None,
+    ) -> dict[str, Any]:
+        """The report dict: these figures plus ``metadata``'s counts, usage and timings."""
+        thr, min_v, w = self.settings
+        if prices is None:
+            prices = (metadata.get("config") or {}).get("prices")
+        kth = np.frombuffer(self._kth, dtype=np.float64) if self.n else np.empty(0)
+        curve = []
+        for t in THRESHOLDS:
+            passing = int(np.count_nonzero(kth >= t - _SLACK))  # NaN (no k-th mean) never passes
+            curve.append(
+                {"threshold": t, "passed": passing, "rate": passing / self.n if self.n else None}
+            )
+
+        agreement = []
+        for a, b in itertools.combinations(sorted(self._means), 2):
+            ma = np.frombuffer(self._means[a], dtype=np.float64)[: self.n]
+            mb = np.frombuffer(self._means[b], dtype=np.float64)[: self.n]
+            both = ~np.isnan(ma) & ~np.isnan(mb)
+            xa, xb = ma[both].tolist(), mb[both].tolist()
+            differ = int(np.count_nonzero((ma[both] >= thr - _SLACK) != (mb[both] >= thr - _SLACK)))
+            agreement.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "n": len(xa),
+                    "spearman": spearman(xa, xb),
+                    "vote_disagreement": differ / len(xa) if xa else None,
+                }
+            )
+
+        counts = metadata.get("counts") or {}
+        return {
+            "settings": {"min_score_threshold": thr, "min_votes": min_v, "dimension_weights": w},
+            "samples": self.n,
+            "kept": self.kept,
+            "funnel": _funnel(counts, self.n, self.kept),
+            "drop_reasons": dict(sorted(self.drops.items())),
+            "losses": _losses(counts),
+            "evaluators": dict(sorted(self.evaluators.items())),
+            "histograms": {e: dict(sorted(h.items())) for e, h in sorted(self.hists.items())},
+            "keep_rate": curve,
+            "agreement": agreement,
+            "latency": _latency(metadata, latencies),
+            "throughput": _throughput(metadata, _written(counts, self.kept)),
+            "cost": _cost(metadata, prices),
+            "run": {
+                "simulator": metadata.get("simulator"),
+                "input": (metadata.get("input") or {}).get("path"),
+                "version": metadata.get("version"),
+                "prompt_versions": metadata.get("prompt_versions"),
+                "refiltered": bool(metadata.get("refiltered")),
+            },
+        }
+
+
+class _Desc:
+    """An id ordered backwards, so ``heapq`` (a min-heap) keeps the smallest ids."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, sid: str) -> None:
+        self.id = sid
+
+    def __lt__(self, other: _Desc) -> bool:
+        return self.id > other.id
+
+
+def pick_examples(
+    kept: Sequence[tuple[float | None, str]], dropped: Mapping[str, Sequence[str]], n: int
+) -> tuple[list[str], list[str]]:
+    """Example ids: ``n`` kept samples spread from best to worst score (ties: smallest id) and
+    dropped ones taking each reason in turn, smallest ids first (at least one per reason)."""
+    ranked = sorted(kept, key=lambda k: (-(k[0] if k[0] is not None else -1.0), k[1]))
+    picks: list[str] = []
+    if ranked and n > 0:
+        idx = sorted({round(i * (len(ranked) - 1) / max(1, n - 1)) for i in range(n)})
+        picks = [ranked[i][1] for i in idx][:n]
+    lists = [sorted(v) for _, v in sorted(dropped.items())]
+    drop_picks: list[str] = []
+    for row in itertools.zip_longest(*lists):
+        drop_picks.extend(item for item in row if item is not None)
+    return picks, drop_picks[: max(n, len(lists))]
+
+
 def compute_report(
     raw_path: PathLike,
     metadata: Mapping[str, Any],
@@ -270,89 +461,15 @@ def compute_report(
     Raises:
         InputError: the raw file is missing or unreadable.
     """
-    thr, min_v, w = _settings(metadata, min_score_threshold, min_votes, weights)
-    if prices is None:
-        prices = (metadata.get("config") or {}).get("prices")
-    n = 0
-    kept = 0
-    drops: Counter[str] = Counter()
-    evaluators: dict[str, str] = {}
-    hists: dict[str, dict[str, list[int]]] = {}
-    kth: list[float | None] = []
-    means_by_eval: dict[str, dict[int, float]] = {}
+    builder = ReportBuilder.from_metadata(metadata, min_score_threshold, min_votes, weights)
     for lineno, obj in iter_jsonl(raw_path):
         try:
             sample = ScoredSample.model_validate(obj)
         except ValidationError as exc:
             log.warning("%s:%d: not a scored sample, skipped: %s", raw_path, lineno, exc)
             continue
-        if sample.passed:
-            kept += 1
-        else:
-            drops[sample.drop_reason or "unknown"] += 1
-        # Recompute each evaluator's mean under the weights, exactly as the filter does.
-        decided = apply_thresholds(sample, min_score_threshold=thr, min_votes=min_v, weights=w)
-        means = []
-        for j in decided.judgements:
-            if not j.ok or j.weighted_mean is None:
-                continue
-            evaluators.setdefault(j.evaluator, j.model)
-            h = hists.setdefault(j.evaluator, {})
-            for dim, score in j.scores.items():
-                if math.isfinite(score):
-                    h.setdefault(dim, [0] * N_BINS)[score_bin(score)] += 1
-            h.setdefault("weighted_mean", [0] * N_BINS)[score_bin(j.weighted_mean)] += 1
-            means.append(j.weighted_mean)
-            means_by_eval.setdefault(j.evaluator, {})[n] = j.weighted_mean
-        kth.append(_kth_largest(means, min_v) if min_v > 0 else math.inf)
-        n += 1
-
-    curve = []
-    for t in THRESHOLDS:
-        passing = sum(1 for v in kth if v is not None and v >= t - _SLACK)
-        curve.append({"threshold": t, "passed": passing, "rate": passing / n if n else None})
-
-    agreement = []
-    for a, b in itertools.combinations(sorted(means_by_eval), 2):
-        common = sorted(set(means_by_eval[a]) & set(means_by_eval[b]))
-        xa = [means_by_eval[a][i] for i in common]
-        xb = [means_by_eval[b][i] for i in common]
-        differ = sum(
-            1 for u, v in zip(xa, xb, strict=True) if (u >= thr - _SLACK) != (v >= thr - _SLACK)
-        )
-        agreement.append(
-            {
-                "a": a,
-                "b": b,
-                "n": len(common),
-                "spearman": spearman(xa, xb),
-                "vote_disagreement": differ / len(common) if common else None,
-            }
-        )
-
-    counts = metadata.get("counts") or {}
-    return {
-        "settings": {"min_score_threshold": thr, "min_votes": min_v, "dimension_weights": w},
-        "samples": n,
-        "kept": kept,
-        "funnel": _funnel(counts, n, kept),
-        "drop_reasons": dict(sorted(drops.items())),
-        "losses": _losses(counts),
-        "evaluators": dict(sorted(evaluators.items())),
-        "histograms": {e: dict(sorted(h.items())) for e, h in sorted(hists.items())},
-        "keep_rate": curve,
-        "agreement": agreement,
-        "latency": _latency(metadata, latencies),
-        "throughput": _throughput(metadata, _written(counts, kept)),
-        "cost": _cost(metadata, prices),
-        "run": {
-            "simulator": metadata.get("simulator"),
-            "input": (metadata.get("input") or {}).get("path"),
-            "version": metadata.get("version"),
-            "prompt_versions": metadata.get("prompt_versions"),
-            "refiltered": bool(metadata.get("refiltered")),
-        },
-    }
+        builder.add(sample)
+    return builder.report(metadata, latencies=latencies, prices=prices)
 
 
 def _example(obj: Mapping[str, Any], max_chars: int) -> dict[str, Any]:
@@ -386,8 +503,9 @@ def _example(obj: Mapping[str, Any], max_chars: int) -> dict[str, Any]:
 
 def collect_examples(raw_path: PathLike, n: int = 3, *, max_chars: int = 600) -> dict[str, Any]:
     """A few kept samples (best, middle, worst score) and dropped ones (each reason in turn)."""
-    kept: list[tuple[float, str, int]] = []
-    dropped: dict[str, list[tuple[str, int]]] = {}
+    kept: list[tuple[float | None, str]] = []
+    dropped: dict[str, list[str]] = {}
+    where: dict[str, int] = {}
     with open(raw_path, "rb") as f:
         offset = 0
         for line in f:
@@ -398,28 +516,29 @@ def collect_examples(raw_path: PathLike, n: int = 3, *, max_chars: int = 600) ->
                 continue
             if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
                 continue
+            where.setdefault(obj["id"], start)
             if obj.get("passed"):
                 score = obj.get("avg_score")
-                kept.append((score if isinstance(score, (int, float)) else -1.0, obj["id"], start))
+                kept.append((score if isinstance(score, (int, float)) else None, obj["id"]))
             else:
-                reason = obj.get("drop_reason") or "unknown"
-                dropped.setdefault(reason, []).append((obj["id"], start))
-        kept.sort(key=lambda k: (-k[0], k[1]))
-        picks: list[int] = []
-        if kept and n > 0:
-            idx = sorted({round(i * (len(kept) - 1) / max(1, n - 1)) for i in range(n)})
-            picks = [kept[i][2] for i in idx][:n]
-        drop_picks: list[int] = []
-        lists = [sorted(v) for _, v in sorted(dropped.items())]
-        for row in itertools.zip_longest(*lists):
-            drop_picks.extend(item[1] for item in row if item is not None)
-        drop_picks = drop_picks[: max(n, len(lists))]
+                dropped.setdefault(obj.get("drop_reason") or "unknown", []).append(obj["id"])
+    picks, drop_picks = pick_examples(kept, dropped, n)
+    return read_examples(
+        raw_path, [where[i] for i in picks], [where[i] for i in drop_picks], max_chars=max_chars
+    )
+
+
+def read_examples(
+    raw_path: PathLike, kept: Sequence[int], dropped: Sequence[int], *, max_chars: int = 600
+) -> dict[str, Any]:
+    """The example records at these byte offsets of the raw file, cut to ``max_chars``."""
+    with open(raw_path, "rb") as f:
 
         def read(at: int) -> dict[str, Any]:
             f.seek(at)
             return _example(json.loads(f.readline()), max_chars)
 
-        return {"kept": [read(o) for o in picks], "dropped": [read(o) for o in drop_picks]}
+        return {"kept": [read(o) for o in kept], "dropped": [read(o) for o in dropped]}
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -440,8 +559,14 @@ def write_report(
     latencies: Mapping[str, Sequence[float]] | None = None,
     prices: Prices | None = None,
     n_examples: int = 3,
+    builder: ReportBuilder | None = None,
+    example_offsets: tuple[Sequence[int], Sequence[int]] | None = None,
 ) -> dict[str, Any]:
-    """Compute the report from ``out_dir/generated_raw.jsonl``, write ``report.html``, return it.
+    """Write ``report.html`` for the run in ``out_dir`` and return the report dict.
+
+    The figures come from ``builder`` when the caller gathered them while the run went (the
+    pipeline), else from a pass over ``out_dir/generated_raw.jsonl``; the examples are read at
+    ``example_offsets`` (kept, dropped) of that file, else picked by scanning it.
 
     Raises:
         InputError: the raw file is missing or unreadable.
@@ -449,7 +574,13 @@ def write_report(
     """
     out = Path(out_dir)
     raw = out / RAW_FILE
-    report = compute_report(raw, metadata, latencies=latencies, prices=prices)
-    examples = collect_examples(raw, n_examples)
+    if builder is None:
+        report = compute_report(raw, metadata, latencies=latencies, prices=prices)
+    else:
+        report = builder.report(metadata, latencies=latencies, prices=prices)
+    if example_offsets is None:
+        examples = collect_examples(raw, n_examples)
+    else:
+        examples = read_examples(raw, *example_offsets)
     _write_text_atomic(out / REPORT_FILE, render_html(report, examples))
     return report

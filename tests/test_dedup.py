@@ -265,6 +265,26 @@ def test_batch_boundaries_do_not_change_the_result():
     assert got and got == many.resolve()
 
 
+def test_background_sketching_gives_the_same_result_and_closes_cleanly():
+    texts = make_corpus(20, 20, seed=3)
+    inline = JaccardDeduplicator(min_batch_chars=10**9, batch_chars=10**9)
+    background = JaccardDeduplicator(min_batch_chars=50, batch_chars=10**9)
+    for i, t in enumerate(texts):
+        inline.add(f"t{i}", t, float(i % 5))
+        background.add(f"t{i}", t, float(i % 5))
+    # Batches went to the worker thread while texts were still being added.
+    assert background._worker is not None and inline._worker is None
+    got = inline.resolve()
+    assert got and got == background.resolve()
+    # Closing while a batch is being sketched waits for it and deletes the spill file.
+    busy = JaccardDeduplicator(min_batch_chars=1)
+    for i, t in enumerate(texts):
+        busy.add(f"t{i}", t, 1.0)
+    busy.close()
+    busy.close()
+    assert busy._texts._file.closed
+
+
 def test_invalid_parameters_raise_config_error():
     with pytest.raises(ConfigError, match="threshold"):
         JaccardDeduplicator(threshold=0.0)

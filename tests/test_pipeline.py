@@ -303,3 +303,25 @@ async def test_rerun_does_not_embed_again(sim, tmp_path):
     assert sum(calls) == embedded  # every vector came from the cache
     assert second.counts.after_dedup == first.counts.after_dedup
     assert not list((tmp_path / "out").glob("*.spill*"))  # spill files are cleaned up
+
+
+async def test_report_gathered_while_streaming_equals_a_recount_of_the_raw_file(sim, tmp_path):
+    """The pipeline builds the report as samples arrive; refilter recounts the final raw file."""
+    from sft_distill.report import REPORT_FILE, collect_examples, compute_report, render_html
+
+    result = await run(sim, tmp_path, max_per_slice=1)
+    out = result.output_dir
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    # low scores, near-duplicates and the per-slice cap all drop samples after judging
+    assert {"duplicate", "capped", "low_votes"} <= set(meta["report"]["drop_reasons"])
+    recount = compute_report(out / "generated_raw.jsonl", meta)
+    streamed = meta["report"]
+    assert streamed["kept"] == meta["counts"]["after_dedup"] - meta["counts"]["dropped"]["capped"]
+    # per-call latencies exist only in the run; the recount falls back to the stored figures
+    assert {k: v for k, v in streamed.items() if k != "latency"} == {
+        k: v for k, v in recount.items() if k != "latency"
+    }
+    examples = collect_examples(out / "generated_raw.jsonl", 3)
+    assert {e["drop_reason"] for e in examples["dropped"]} >= {"duplicate", "capped"}
+    html = (out / REPORT_FILE).read_text(encoding="utf-8")
+    assert html == render_html(streamed, examples)
