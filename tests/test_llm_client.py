@@ -79,8 +79,8 @@ async def test_500_then_ok_backs_off_exponentially(sim):
         _, result = await client.chat(MESSAGES, as_json)
     assert result.attempts == 3
     assert len(sleep.delays) == 2
-    # exponential_jitter(initial=0.5, jitter=0.5): first wait in [0.5, 1.0], second in [1.0, 1.5]
-    assert 0.5 <= sleep.delays[0] <= 1.0 and 1.0 <= sleep.delays[1] <= 1.5
+    # 0.5 s doubling, each less up to 25%: first wait in [0.375, 0.5], second in [0.75, 1.0]
+    assert 0.375 <= sleep.delays[0] <= 0.5 and 0.75 <= sleep.delays[1] <= 1.0
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
@@ -446,16 +446,19 @@ async def test_retry_after_zero_falls_back_to_backoff(sim):
     sim.queue(Scripted(status=429, headers={"Retry-After": "0"}), ok())
     async with LLMClient("generator", endpoint(sim, retry_backoff_s=0.5), sleep=sleep) as client:
         await client.chat(MESSAGES, as_json)
-    assert len(sleep.delays) == 1 and 0.5 <= sleep.delays[0] <= 1.0
+    assert len(sleep.delays) == 1 and 0.375 <= sleep.delays[0] <= 0.5
 
 
-async def test_backoff_never_exceeds_its_maximum(sim):
+async def test_backoff_doubles_with_jitter_and_never_exceeds_its_maximum(sim):
     sleep = SleepRecorder()
     sim.queue(*[500] * 6, ok())
-    ep = endpoint(sim, max_retries=6, retry_backoff_s=1.0, retry_backoff_max_s=2.0)
+    ep = endpoint(sim, max_retries=6, retry_backoff_s=1.0, retry_backoff_max_s=8.0)
     async with LLMClient("generator", ep, sleep=sleep) as client:
         await client.chat(MESSAGES, as_json)
-    assert len(sleep.delays) == 6 and max(sleep.delays) <= 2.0
+    assert len(sleep.delays) == 6
+    for delay, base in zip(sleep.delays, [1, 2, 4, 8, 8, 8], strict=True):
+        assert 0.75 * base <= delay <= base
+    assert len(set(sleep.delays)) == 6  # jittered, so clients that failed together spread out
 
 
 async def test_truncated_reply_is_retried_only_once(sim):
