@@ -60,17 +60,54 @@ def request_key(namespace: str, payload: dict[str, Any], *, skip: Collection[str
     Message texts are hashed directly (not re-serialised); the other fields as sorted JSON.
     Keys in ``skip`` are left out.
     """
+    return finish_key(key_prefix(namespace, payload, skip=skip), payload)
+
+
+def key_prefix(namespace: str, payload: dict[str, Any], *, skip: Collection[str] = ()) -> Any:
+    """The hash state of ``request_key`` before the messages: the same for every request of a
+    client whose other fields do not change, so it can be computed once and copied."""
     h = hashlib.blake2b(digest_size=20)
     h.update(namespace.encode("utf-8", "surrogatepass"))
     rest = {k: v for k, v in payload.items() if k != "messages" and k not in skip}
     h.update(b"\x1f")
     h.update(json.dumps(rest, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    return h
+
+
+def finish_key(prefix: Any, payload: dict[str, Any]) -> str:
+    """``request_key`` from its ``key_prefix`` (left unchanged) and the payload's messages."""
+    h = prefix.copy()
     for m in payload.get("messages", ()):
         h.update(b"\x1e")
         h.update(str(m.get("role", "")).encode())
         h.update(b"\x1f")
         h.update(str(m.get("content", "")).encode("utf-8", "surrogatepass"))
-    return h.hexdigest()
+    return str(h.hexdigest())
+
+
+class _KeyFilter:
+    """A Bloom filter of keys (hex digests): "surely absent" spares a SELECT for a new request.
+
+    Fixed memory (2 MB); a false "maybe" only costs the SELECT it would have cost anyway.
+    """
+
+    _BITS = 1 << 24
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self._BITS >> 3)
+
+    def _positions(self, key: str) -> tuple[int, int, int]:
+        a, b = int(key[:12], 16), int(key[12:24], 16) | 1
+        m = self._BITS - 1
+        return a & m, (a + b) & m, (a + 2 * b) & m
+
+    def add(self, key: str) -> None:
+        for p in self._positions(key):
+            self._bits[p >> 3] |= 1 << (p & 7)
+
+    def __contains__(self, key: str) -> bool:
+        bits = self._bits
+        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
 
 
 class ResponseCache:
@@ -82,6 +119,11 @@ class ResponseCache:
             self._db = self._connect()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            # A cache that starts empty holds only what this process puts: keys never put need
+            # no SELECT (on a fresh run, that is every request).
+            self._put_keys: _KeyFilter | None = None
+            if self._db.execute("SELECT 1 FROM responses LIMIT 1").fetchone() is None:
+                self._put_keys = _KeyFilter()
         except sqlite3.Error as exc:
             raise OutputError(f"{self.path}: cannot open response cache: {exc}") from None
         self.hits = 0
@@ -163,6 +205,8 @@ class ResponseCache:
             self.hits += 1
             _, *fields, _ = pending
             return dict(zip(_FIELDS, fields, strict=True))
+        if self._put_keys is not None and key not in self._put_keys:
+            return None
         row = self._db.execute(
             "SELECT model, content, reasoning, finish_reason, prompt_tokens, completion_tokens "
             "FROM responses WHERE key = ?",
@@ -201,6 +245,8 @@ class ResponseCache:
         )
         with self._lock:
             self._pending[key] = row
+            if self._put_keys is not None:
+                self._put_keys.add(key)
         self._queue.put(row)
         self.writes += 1
 

@@ -31,7 +31,10 @@ async def bounded_map(
     """
     if limit < 1:
         raise ValueError("limit must be >= 1")
-    slots = asyncio.Semaphore(limit)
+    # Only the pump ever waits for a slot: a counter and one future are all it takes
+    # (asyncio.Semaphore.locked() scans its waiters on every acquire).
+    free = limit
+    room: asyncio.Future[None] | None = None
     results: asyncio.Queue[Any] = asyncio.Queue()
     tasks: set[asyncio.Task[None]] = set()
     started = 0
@@ -45,10 +48,13 @@ async def bounded_map(
             results.put_nowait((False, exc))
 
     async def pump() -> None:
-        nonlocal started
+        nonlocal started, free, room
         try:
             async for item in source:
-                await slots.acquire()
+                while free == 0:
+                    room = asyncio.get_running_loop().create_future()
+                    await room
+                free -= 1
                 started += 1
                 task = asyncio.create_task(run(item))
                 tasks.add(task)
@@ -73,7 +79,9 @@ async def bounded_map(
             if not ok:
                 raise value
             received += 1
-            slots.release()
+            free += 1
+            if room is not None and not room.done():
+                room.set_result(None)
             yield value
     finally:
         pump_task.cancel()

@@ -580,12 +580,20 @@ class JsonlWriter:
     """
 
     def __init__(
-        self, path: PathLike, *, atomic: bool = False, mode: Literal["w", "a"] = "w"
+        self,
+        path: PathLike,
+        *,
+        atomic: bool = False,
+        mode: Literal["w", "a"] = "w",
+        flush_lines: bool = True,
     ) -> None:
         if atomic and mode == "a":
             raise ValueError("atomic=True cannot append")
         self.path = Path(path)
         self.atomic = atomic
+        # A file the caller can rebuild (it is only read after close) need not be flushed
+        # line by line: one system call per line is most of the cost of writing it.
+        self._flush_lines = flush_lines and not atomic
         self.lines = 0
         self.offset = 0  # bytes written so far (plus what an appended file held)
         self._target = _tmp_path(self.path) if atomic else self.path
@@ -611,7 +619,7 @@ class JsonlWriter:
         start = self.offset
         try:
             self._f.write(data)
-            if not self.atomic:
+            if self._flush_lines:
                 # A file written as the run goes is flushed per line, so a crash loses at most
                 # the line being written; an atomic file only becomes visible at close() anyway.
                 self._f.flush()

@@ -27,7 +27,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from .cache import ResponseCache, request_key
+from .cache import ResponseCache, finish_key, key_prefix
 from .concurrency import AdaptiveLimiter, TokenBucket
 from .config import EndpointConfig, display_url
 from .errors import JSONExtractionError, LLMError, RetryableLLMError, TruncatedReplyError
@@ -219,6 +219,7 @@ class LLMClient:
         # The endpoint's name is part of the namespace: two judges with the same model and settings
         # stay two independent votes instead of sharing one cached reply.
         self._namespace = f"{name}@{cache_namespace or config.api_base}"
+        self._key_prefix: Any = None  # hash state of the fields every plain request shares
         self._inflight: dict[str, asyncio.Future[ChatResult]] = {}
         self._closed = False
         self._sleep = sleep
@@ -308,7 +309,12 @@ class LLMClient:
         payload = self._payload(messages, overrides)
         key = ""
         if self._cache is not None:
-            key = request_key(self._namespace, payload, skip=_UNKEYED)
+            if overrides:
+                key = finish_key(key_prefix(self._namespace, payload, skip=_UNKEYED), payload)
+            else:
+                if self._key_prefix is None:
+                    self._key_prefix = key_prefix(self._namespace, payload, skip=_UNKEYED)
+                key = finish_key(self._key_prefix, payload)
             hit = self._cache.get(key)
             if hit is not None:
                 result = ChatResult(cached=True, attempts=0, **hit)

@@ -293,7 +293,8 @@ class DatasetDistillationPipeline:
                 stack.callback(dedup.close)
             self._claim_output_dir(out, cache, identity)
             fail_log = stack.enter_context(JsonlWriter(out / FAILURES_FILE))
-            raw_log = stack.enter_context(JsonlWriter(partial))
+            # Rebuilt from the response cache by a rerun, and read only after it is closed.
+            raw_log = stack.enter_context(JsonlWriter(partial, flush_lines=False))
 
             def on_failure(failure: Failure) -> None:
                 nonlocal failures
@@ -362,7 +363,7 @@ class DatasetDistillationPipeline:
             )
             async for sample in scored:
                 score_stats.add(sample)
-                report.add(sample)
+                report.add(sample, decided=True)  # judged under the config's settings
                 if sample.avg_score is not None:
                     score_sum += sample.avg_score
                     score_n += 1

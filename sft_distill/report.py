@@ -297,17 +297,22 @@ class ReportBuilder:
         """Settings given here win; the rest default to ``metadata["config"]``."""
         return cls(*_settings(metadata, min_score_threshold, min_votes, weights), **kwargs)
 
-    def add(self, sample: ScoredSample) -> None:
-        """Count one scored sample: its drop reason, scores and means under the settings."""
+    def add(self, sample: ScoredSample, *, decided: bool = False) -> None:
+        """Count one scored sample: its drop reason, scores and means under the settings.
+
+        ``decided``: the filter has just judged this sample under these very settings, so its
+        weighted means need not be computed again.
+        """
         thr, min_v, w = self.settings
         if sample.passed:
             self.kept += 1
         else:
             self._drop(sample.id, sample.drop_reason or "unknown")
-        # Recompute each evaluator's mean under the weights, exactly as the filter does.
-        decided = apply_thresholds(sample, min_score_threshold=thr, min_votes=min_v, weights=w)
+        if not decided:
+            # Recompute each evaluator's mean under the weights, exactly as the filter does.
+            sample = apply_thresholds(sample, min_score_threshold=thr, min_votes=min_v, weights=w)
         means = []
-        for j in decided.judgements:
+        for j in sample.judgements:
             if not j.ok or j.weighted_mean is None:
                 continue
             self.evaluators.setdefault(j.evaluator, j.model)
