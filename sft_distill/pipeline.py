@@ -41,6 +41,7 @@ from .outputs import DROP_CAPPED, OutputOptions, plan_split, write_outputs
 from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
 from .quality import check_run_gates
 from .report import REPORT_FILE, ReportBuilder, write_report
+from .run_index import RunIndex
 from .sources import SampleSource, SliceSource, SourceContext, report_bad_line
 from .splitting import group_value
 
@@ -274,10 +275,9 @@ class DatasetDistillationPipeline:
         dropped: Counter[str] = Counter()
         opts = OutputOptions.from_config(cfg)
         slice_groups: dict[str, str | None] = {}
-        passed: list[tuple[str, str, float | None]] = []  # (sample id, slice id, score)
-        # (slice, chunk, id, byte offset) per streamed sample: the final pass sorts this and reads
-        # each record once, so only this small index is kept in memory.
-        raw_index: list[tuple[str, int, str, int]] = []
+        # id, slice, chunk, raw offset, score and passed of each sample: the final pass sorts
+        # the raw file and splits the kept samples from this alone (about 40 bytes a sample).
+        index = RunIndex()
         # The report's figures are gathered as samples stream by: no second pass at the end.
         report = ReportBuilder.from_metadata({"config": cfg.public_dict()})
         namespace = "simulator" if simulator_url else None
@@ -372,13 +372,12 @@ class DatasetDistillationPipeline:
                     exec_ok += bool(sample.annotations["exec_pass"])
                 if sample.passed:
                     stats.passed_thresholds += 1
-                    passed.append((sample.id, sample.slice_id, sample.avg_score))
                     if dedup is not None:
                         dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
                 else:
                     dropped[sample.drop_reason or "unknown"] += 1
                 offset = raw_log.write(sample.model_dump(mode="json"))
-                raw_index.append((sample.slice_id, sample.chunk_index, sample.id, offset))
+                index.add(sample, offset)
                 eval_bar.total = stats.samples_generated
                 eval_bar.update(1)
             t_generated = time.perf_counter()
@@ -406,7 +405,7 @@ class DatasetDistillationPipeline:
             """Split, write every output, the report and metadata (in a worker thread)."""
             kept = [
                 (sid, sl, slice_groups.get(sl), sc)
-                for sid, sl, sc in passed
+                for sid, sl, sc in index.passed()
                 if sid not in duplicates
             ]
             plan = plan_split(kept, opts)
@@ -420,7 +419,7 @@ class DatasetDistillationPipeline:
             placed = self._finalize(
                 out,
                 partial,
-                raw_index,
+                index,
                 duplicates,
                 plan.capped,
                 plan.train | plan.val | set(kept_ids) | set(dropped_ids),
@@ -581,7 +580,7 @@ class DatasetDistillationPipeline:
     def _finalize(
         out: Path,
         partial: Path,
-        raw_index: list[tuple[str, int, str, int]],
+        index: RunIndex,
         duplicates: Mapping[str, str],
         capped: set[str],
         wanted: set[str],
@@ -593,9 +592,8 @@ class DatasetDistillationPipeline:
         the ``wanted`` (kept) samples now starts, so the splits need no second scan.
         """
         placed: dict[str, int] = {}
-        raw_index.sort()
         with open(partial, "rb") as f, JsonlWriter(out / RAW_FILE, atomic=True) as raw:
-            for _, _, sid, offset in raw_index:
+            for sid, offset in index.in_raw_order():
                 f.seek(offset)
                 line = f.readline()
                 if sid in duplicates or sid in capped:
