@@ -645,6 +645,36 @@ def iter_records(
 ) -> Generator[Record, None, None]:
     """The usable records of ``path`` under ``fmap``; bad lines go to ``on_bad_line``.
 
+    Args and errors as ``_scan_records``.
+    """
+    for record in _scan_records(
+        path,
+        fmap,
+        output_required=output_required,
+        key_on_output=key_on_output,
+        on_bad_line=on_bad_line,
+        strict=strict,
+        skip=skip,
+        on_raw=on_raw,
+    ):
+        if record is not None:
+            yield record
+
+
+def _scan_records(
+    path: str | Path,
+    fmap: FieldMap,
+    *,
+    output_required: bool = False,
+    key_on_output: bool = False,
+    on_bad_line: Callable[[BadLine], None] | None = None,
+    strict: bool = False,
+    skip: Callable[[dict[str, Any]], bool] | None = None,
+    on_raw: Callable[[int], None] | None = None,
+) -> Generator[Record | None, None, None]:
+    """Each usable record of ``path``, and None for each row skipped or unusable (so an async
+    caller can give the event loop a turn during a long run of rows that yield nothing).
+
     Args:
         output_required: a record without an answer is a bad line.
         key_on_output: duplicates are the same instruction, input *and* answer.
@@ -679,12 +709,12 @@ def iter_records(
         if skip is not None and skip(data):
             if on_raw is not None:
                 on_raw(line)
+            yield None
             continue
         record = mapper.map(line, data)
-        if record is not None:
-            if on_raw is not None:
-                on_raw(line)
-            yield record
+        if record is not None and on_raw is not None:
+            on_raw(line)
+        yield record
 
 
 async def aiter_records(
@@ -702,7 +732,7 @@ async def aiter_records(
         ctx.stats.lines_read = max(ctx.stats.lines_read, line)
         ctx.progress(1)
 
-    records = iter_records(
+    records = _scan_records(
         path,
         fmap,
         output_required=output_required,
@@ -714,6 +744,12 @@ async def aiter_records(
     )
     try:
         for n, record in enumerate(records, start=1):
+            if n % _YIELD_EVERY == 0:
+                # Reads are synchronous; let the requests in flight progress, also during a
+                # long run of rows that are skipped.
+                await asyncio.sleep(0)
+            if record is None:
+                continue
             ctx.stats.slices += 1
             ctx.on_slice(
                 Slice(
@@ -724,9 +760,6 @@ async def aiter_records(
                 )
             )
             yield record
-            if n % _YIELD_EVERY == 0:
-                # Reads are synchronous; let the requests in flight progress.
-                await asyncio.sleep(0)
     finally:
         records.close()
 

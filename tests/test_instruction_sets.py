@@ -363,3 +363,46 @@ def test_cli_helpers_build_the_source():
     assert src.overrides == FieldMap(instruction="q", input="none")
     src = distill_source_from_args(parser.parse_args(["--input", "d.jsonl"]))
     assert src.overrides is None and not src.skip_generation
+
+
+async def test_a_long_run_of_rows_without_records_still_lets_the_event_loop_run(tmp_path):
+    """Rows that yield no record (skipped here) must not hold the loop for the whole file."""
+    import asyncio
+
+    from sft_distill.config import build_config
+    from sft_distill.instruction_sets import aiter_records
+    from sft_distill.models import StageCounts
+    from sft_distill.sources import SourceContext
+
+    rows = [{"instruction": f"问题{i}", "output": "答"} for i in range(3000)]
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    ctx = SourceContext(
+        config=build_config({}),
+        teacher=None,  # type: ignore[arg-type]  (not used while reading)
+        stats=StageCounts(),
+        on_failure=lambda f: None,
+        on_bad_line=lambda b: None,
+    )
+    ticks = 0
+    reading = True
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while reading:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    ticks = 0
+    got = [
+        r.instruction
+        async for r in aiter_records(
+            path, DistillSource(path).field_map, ctx, skip=lambda d: d["instruction"] != "问题2999"
+        )
+    ]
+    reading = False
+    await task
+    assert got == ["问题2999"]
+    assert ctx.stats.lines_read == 3000 and ctx.stats.slices == 1
+    assert ticks >= 3000 // 64 - 1  # the loop ran about every 64 rows, not once at the end
