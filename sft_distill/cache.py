@@ -113,16 +113,23 @@ class _KeyFilter:
 class ResponseCache:
     """SQLite-backed store of replies; safe to open again after a crash."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, exclusive: bool = False) -> None:
+        """Open (or create) the cache at ``path``.
+
+        ``exclusive``: the caller guarantees no other connection writes this file while it is
+        open (the pipeline holds the output directory's lock). A cache that then opens empty
+        answers a request it was never given without asking SQLite.
+        """
         self.path = Path(path)
         try:
             self._db = self._connect()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
-            # A cache that starts empty holds only what this process puts: keys never put need
-            # no SELECT (on a fresh run, that is every request).
+            # An exclusive cache that starts empty holds only what it is given: keys never put
+            # need no SELECT (on a fresh run, that is every request).
             self._put_keys: _KeyFilter | None = None
-            if self._db.execute("SELECT 1 FROM responses LIMIT 1").fetchone() is None:
+            empty = self._db.execute("SELECT 1 FROM responses LIMIT 1").fetchone() is None
+            if exclusive and empty:
                 self._put_keys = _KeyFilter()
         except sqlite3.Error as exc:
             raise OutputError(f"{self.path}: cannot open response cache: {exc}") from None

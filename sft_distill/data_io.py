@@ -635,10 +635,13 @@ class JsonlWriter:
             return
         f, self._f = self._f, None
         try:
-            if self.atomic:
-                _fsync(f)
-        finally:
-            f.close()
+            try:
+                if self.atomic:
+                    _fsync(f)
+            finally:
+                f.close()  # writes what is still buffered
+        except OSError as exc:  # disk full on the last bytes: one line for the user, status 2
+            raise OutputError(f"cannot write {self._target}: {exc.strerror or exc}") from None
         if self.atomic:
             os.replace(self._target, self.path)
 
@@ -838,11 +841,12 @@ LOCK_FILENAME = ".sft_distill.lock"
 
 
 @contextlib.contextmanager
-def lock_output_dir(out_dir: PathLike) -> Iterator[None]:
+def lock_output_dir(out_dir: PathLike) -> Iterator[bool]:
     """Hold an exclusive lock on the output directory for a run or a refilter.
 
     Two processes writing one directory would truncate each other's files; the second one is
     refused at once. The lock dies with its process, so a ``kill -9`` leaves nothing to clean.
+    Yields whether the lock is held (False where ``fcntl`` is missing, e.g. on Windows).
 
     Raises:
         OutputError: another process holds the lock.
@@ -850,11 +854,11 @@ def lock_output_dir(out_dir: PathLike) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock, as before
-        yield
+        yield False
         return
     path = Path(out_dir) / LOCK_FILENAME
     if not path.parent.is_dir():  # nothing to protect; the caller reports the missing directory
-        yield
+        yield False
         return
     with open(path, "a+b") as f:
         try:
@@ -865,6 +869,6 @@ def lock_output_dir(out_dir: PathLike) -> Iterator[None]:
                 "it to finish or choose another --output"
             ) from None
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
     from .cache import ResponseCache
@@ -503,6 +503,7 @@ class JaccardDeduplicator:
         # up for ``resolve``. One worker keeps batches (and spill offsets) in order.
         self._worker: ThreadPoolExecutor | None = None
         self._inflight: Future[None] | None = None
+        self._broken: BaseException | None = None
         self.verified = 0
 
     def __len__(self) -> int:
@@ -512,6 +513,8 @@ class JaccardDeduplicator:
         """Register one sample; ``score`` ranks it (higher is kept first)."""
         if sample_id in self._id_set:
             raise ValueError(f"sample id {sample_id!r} added twice")
+        if self._broken is not None:
+            self._wait()  # raises: the index lost a batch
         self._id_set.add(sample_id)
         self._ids.append(sample_id)
         self._scores.append(-math.inf if math.isnan(score) else float(score))
@@ -528,19 +531,41 @@ class JaccardDeduplicator:
 
     def _submit(self) -> None:
         """Hand the pending texts to the worker thread (after the batch it is working on)."""
+        self._wait()  # in order, and a failure surfaces before more texts are handed over
         batch, self._pending, self._pending_chars = self._pending, [], 0
-        if self._inflight is not None:
-            self._inflight.result()  # in order, and a failure surfaces here
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="sft-distill-minhash")
             weakref.finalize(self, self._worker.shutdown, wait=False)
         self._inflight = self._worker.submit(self._sketch_batch, batch)
 
+    def _wait(self) -> None:
+        """Wait for the worker's batch. A failed batch leaves texts out of the index for good,
+        so the deduplicator refuses any further use (rather than resolve with samples missing).
+
+        Raises:
+            OutputError: the spill file could not be written (e.g. the disk is full).
+        """
+        if self._broken is not None:
+            raise RuntimeError("a batch of texts failed to be indexed") from self._broken
+        future = self._inflight
+        if future is None:
+            return
+        try:
+            future.result()
+        except BaseException as exc:
+            if future.done():  # the batch itself failed (not this wait being interrupted)
+                self._inflight = None
+                self._broken = exc
+                if isinstance(exc, OSError):
+                    raise OutputError(
+                        f"cannot write the dedup spill file: {exc.strerror or exc}"
+                    ) from exc
+            raise
+        self._inflight = None
+
     def _flush(self) -> None:
         """Sketch whatever is pending and wait until every batch is in the index."""
-        if self._inflight is not None:
-            done, self._inflight = self._inflight, None
-            done.result()
+        self._wait()
         if self._pending:
             batch, self._pending, self._pending_chars = self._pending, [], 0
             self._sketch_batch(batch)

@@ -284,8 +284,9 @@ class DatasetDistillationPipeline:
         partial = out / (RAW_FILE + ".partial")
 
         async with AsyncExitStack() as stack:
-            stack.enter_context(lock_output_dir(out))
-            cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME))
+            locked = stack.enter_context(lock_output_dir(out))
+            # Exclusive when locked: no other run can write to this cache meanwhile.
+            cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME, exclusive=locked))
             # Texts for exact verification spill to a temporary file in the output directory;
             # embeddings are cached beside the replies, so a rerun does not embed again.
             dedup = make_deduplicator(cfg, cache=cache, spill_dir=out) if cfg.enable_dedup else None

@@ -31,7 +31,8 @@ def test_key_filter_has_no_false_negatives_and_few_false_positives():
 
 def test_fresh_cache_serves_pending_committed_and_reopened_replies(tmp_path):
     path = tmp_path / "c.sqlite3"
-    with ResponseCache(path) as cache:
+    with ResponseCache(path, exclusive=True) as cache:
+        assert cache._put_keys is not None  # misses are answered without SQL
         assert cache.get(key(1)) is None
         cache.put(key(1), REPLY)
         assert cache.get(key(1))["content"] == REPLY["content"]  # from memory
@@ -39,7 +40,7 @@ def test_fresh_cache_serves_pending_committed_and_reopened_replies(tmp_path):
         assert not cache._pending  # committed: now only SQLite has it
         assert cache.get(key(1))["content"] == REPLY["content"]
         assert cache.get(key(2)) is None
-    with ResponseCache(path) as reopened:  # not empty at open: every miss asks SQLite
+    with ResponseCache(path, exclusive=True) as reopened:  # not empty: every miss asks SQLite
         assert reopened._put_keys is None
         assert reopened.get(key(1))["completion_tokens"] == 5
         assert reopened.get(key(2)) is None
@@ -57,3 +58,12 @@ def test_key_prefix_copied_gives_the_same_key_as_request_key():
     assert first == request_key("primary@sim", {**payload, "max_tokens": 9}, skip={"max_tokens"})
     other = {**payload, "messages": [{"role": "user", "content": "答"}]}
     assert finish_key(prefix, other) != first
+
+
+def test_a_shared_cache_sees_what_another_connection_committed(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    with ResponseCache(path) as a, ResponseCache(path) as b:
+        assert a._put_keys is None  # not exclusive: no shortcut for misses
+        b.put(key(7), REPLY)
+        b.flush()
+        assert a.get(key(7))["content"] == REPLY["content"]  # not paid for twice

@@ -567,3 +567,13 @@ def test_surrogate_slice_round_trips_through_writer(tmp_path: Path, small: Any) 
     again, bad, _ = read_all(p)
     assert bad == []
     assert [(s.id, s.content) for s in again] == [(s.id, s.content) for s in slices]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux /dev/full")
+@pytest.mark.parametrize("flush_lines", [True, False])
+def test_a_full_disk_is_an_output_error_whether_at_write_or_at_close(flush_lines):
+    with (
+        pytest.raises(OutputError, match="No space left"),
+        JsonlWriter("/dev/full", flush_lines=flush_lines) as w,
+    ):
+        w.write({"id": "a", "text": "保险"})

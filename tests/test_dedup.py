@@ -26,7 +26,7 @@ from sft_distill.dedup import (
     normalize_text,
     shingle_hashes,
 )
-from sft_distill.errors import ConfigError
+from sft_distill.errors import ConfigError, OutputError
 
 # --------------------------------------------------------------------------- an independent oracle
 
@@ -283,6 +283,25 @@ def test_background_sketching_gives_the_same_result_and_closes_cleanly():
     busy.close()
     busy.close()
     assert busy._texts._file.closed
+
+
+def test_a_failed_background_batch_is_reported_and_the_index_refuses_further_use():
+    import errno
+
+    d = JaccardDeduplicator(min_batch_chars=1, batch_chars=10**9)
+
+    def disk_full(blobs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    d._texts.extend = disk_full  # the spill file cannot grow
+    d.add("a", INSURANCE_ANSWER, 1.0)  # its batch fails in the worker
+    with pytest.raises(OutputError, match="dedup spill file: No space left"):
+        d.resolve()
+    # Never resolve with a batch missing (it used to fail later with an IndexError).
+    for attempt in (d.resolve, lambda: d.add("b", "another text", 1.0)):
+        with pytest.raises(RuntimeError, match="failed to be indexed"):
+            attempt()
+    d.close()
 
 
 def test_invalid_parameters_raise_config_error():
