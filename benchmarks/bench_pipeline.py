@@ -16,6 +16,8 @@ When the latency bound asks for more calls per second than any Python client can
 machine, the client's CPU is the physical limit. ``wall / phys`` divides by
 ``max(bound, calls / r)``, where r is the calls/s of a bare aiohttp + asyncio.Semaphore client
 (no parsing, no cache, no pipeline) measured against the same simulator at the start of the run.
+``needed/s`` is ``calls / bound``: the rate the latency bound asks for; when it is above r, no
+client on this machine can meet the bound.
 """
 
 from __future__ import annotations
@@ -180,6 +182,8 @@ def run_once(
         "ratio": wall / bound if latency_s else float("nan"),
         "phys_ratio": wall / max(bound, cpu_bound),
         "calls_per_s": calls / wall,
+        # what meeting the latency bound would take, against what a bare client can do
+        "needed_per_s": calls / bound if latency_s else float("nan"),
         "cpu_ms_per_call": 1000 * cpu / max(calls, 1),
         "peak_in_flight": st["peak_in_flight"],
         "failures": result.failures,
@@ -202,8 +206,8 @@ def median_run(repeat: int, *args: Any, **kwargs: Any) -> dict:
 def table(rows: list[tuple[str, dict]]) -> None:
     head = (
         f"{'case':48} {'calls':>7} {'wall s':>8} {'bound s':>8} {'wall/bound':>10} "
-        f"{'wall/phys':>9} {'calls/s':>8} {'CPU ms/call':>11} {'peak':>5} {'failed':>6} "
-        f"{'spread':>12}"
+        f"{'wall/phys':>9} {'calls/s':>8} {'needed/s':>8} {'CPU ms/call':>11} {'peak':>5} "
+        f"{'failed':>6} {'spread':>12}"
     )
     print(head)
     print("-" * len(head))
@@ -211,7 +215,7 @@ def table(rows: list[tuple[str, dict]]) -> None:
         print(
             f"{name:48} {r['calls']:>7} {r['wall_s']:>8.2f} {r['bound_s']:>8.2f} "
             f"{r['ratio']:>10.3f} {r['phys_ratio']:>9.3f} {r['calls_per_s']:>8.0f} "
-            f"{r['cpu_ms_per_call']:>11.3f} "
+            f"{r['needed_per_s']:>8.0f} {r['cpu_ms_per_call']:>11.3f} "
             f"{r['peak_in_flight']:>5} {r['failures']:>6} {r.get('spread', ''):>12}"
         )
 
