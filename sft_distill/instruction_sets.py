@@ -632,33 +632,12 @@ class RecordMapper:
         )
 
 
-def iter_records(
-    path: str | Path,
-    fmap: FieldMap,
-    *,
-    output_required: bool = False,
-    key_on_output: bool = False,
-    on_bad_line: Callable[[BadLine], None] | None = None,
-    strict: bool = False,
-    skip: Callable[[dict[str, Any]], bool] | None = None,
-    on_raw: Callable[[int], None] | None = None,
-) -> Generator[Record, None, None]:
+def iter_records(path: str | Path, fmap: FieldMap, **options: Any) -> Iterator[Record]:
     """The usable records of ``path`` under ``fmap``; bad lines go to ``on_bad_line``.
 
-    Args and errors as ``_scan_records``.
+    ``options`` and errors as ``_scan_records``, without its None for rows that give no record.
     """
-    for record in _scan_records(
-        path,
-        fmap,
-        output_required=output_required,
-        key_on_output=key_on_output,
-        on_bad_line=on_bad_line,
-        strict=strict,
-        skip=skip,
-        on_raw=on_raw,
-    ):
-        if record is not None:
-            yield record
+    return (record for record in _scan_records(path, fmap, **options) if record is not None)
 
 
 def _scan_records(
