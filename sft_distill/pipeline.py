@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, aclosing
@@ -272,7 +272,6 @@ class DatasetDistillationPipeline:
         failures = 0
         score_sum, score_n, exec_ok, exec_n = 0.0, 0, 0, 0
         score_stats = _ScoreStats()
-        dropped: Counter[str] = Counter()
         opts = OutputOptions.from_config(cfg)
         slice_groups: dict[str, str | None] = {}
         # id, slice, chunk, raw offset, score and passed of each sample: the final pass sorts
@@ -375,8 +374,6 @@ class DatasetDistillationPipeline:
                     stats.passed_thresholds += 1
                     if dedup is not None:
                         dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
-                else:
-                    dropped[sample.drop_reason or "unknown"] += 1
                 offset = raw_log.write(sample.model_dump(mode="json"))
                 index.add(sample, offset)
                 eval_bar.total = stats.samples_generated
@@ -399,8 +396,6 @@ class DatasetDistillationPipeline:
             )
 
         t_closed = time.perf_counter()
-        if duplicates:
-            dropped["duplicate"] += len(duplicates)
 
         def conclude() -> tuple[dict[str, Any], list[str], int]:
             """Split, write every output, the report and metadata (in a worker thread)."""
@@ -410,8 +405,6 @@ class DatasetDistillationPipeline:
                 if sid not in duplicates
             ]
             plan = plan_split(kept, opts)
-            if plan.capped:
-                dropped[DROP_CAPPED] += len(plan.capped)
             report.drop_late(dict.fromkeys(duplicates, DROP_DUPLICATE))
             report.drop_late(dict.fromkeys(plan.capped, DROP_CAPPED))
             kept_ids, dropped_ids = report.example_ids(
@@ -428,7 +421,7 @@ class DatasetDistillationPipeline:
             written = write_outputs(out / RAW_FILE, out, plan.train, plan.val, opts, offsets=placed)
             stats.after_dedup = len(kept)
             stats.train, stats.val = written.counts["train"], written.counts["val"]
-            stats.dropped = dict(sorted(dropped.items()))
+            stats.dropped = dict(sorted(report.drops.items()))  # counted as samples streamed by
             t_end = time.perf_counter()
 
             metadata = {
