@@ -23,6 +23,7 @@ __all__ = [
     "DROP_DUPLICATE",
     "DROP_LOW_VOTES",
     "DROP_NO_EVALUATION",
+    "SCORE_DECIMALS",
     "DataFilter",
     "FilterResult",
     "apply_thresholds",
@@ -35,6 +36,9 @@ DROP_DUPLICATE = "duplicate"
 
 # A mean like (6.9 + 7.1) / 2 lands a hair under 7.0 in floating point; it must still vote.
 _SCORE_SLACK = 1e-9
+# Means are rounded when computed, so the score written (8.6, not 8.600000000000001) is the
+# very number the threshold was compared with: a written 7.0 always passed a 7.0 threshold.
+SCORE_DECIMALS = 2
 
 
 def weighted_mean(
@@ -44,6 +48,7 @@ def weighted_mean(
 
     Missing or non-finite dimensions are skipped, not counted as 0; weights default to equal and a
     dimension absent from ``weights`` weighs 0. None also when the present weights sum to 0.
+    Rounded to ``SCORE_DECIMALS``.
     """
     total = 0.0
     weight_sum = 0.0
@@ -56,7 +61,7 @@ def weighted_mean(
         weight_sum += w
     if weight_sum <= 0:
         return None
-    return total / weight_sum
+    return round(total / weight_sum, SCORE_DECIMALS)
 
 
 def _rescored(j: Judgement, weights: Mapping[str, float] | None) -> Judgement:
@@ -98,7 +103,7 @@ def apply_thresholds(
         update={
             "judgements": judgements,
             "votes": votes,
-            "avg_score": sum(means) / len(means) if means else None,
+            "avg_score": round(sum(means) / len(means), SCORE_DECIMALS) if means else None,
             "passed": passed,
             "drop_reason": reason,
             "duplicate_of": None,
