@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import logging
 import math
@@ -217,6 +219,69 @@ def _open_input(path: PathLike, *, allow_empty: bool = False) -> IO[bytes]:
     return f
 
 
+_SNIFF_BYTES = 1 << 16
+
+
+def delimited_kind(head: bytes) -> str | None:
+    """``"CSV"`` or ``"TSV"`` when a file starting with ``head`` is columns, not JSON lines.
+
+    The first non-blank line must not be JSON (nor start like an object or array) and, with the
+    next row, split into two or more comma- or tab-separated fields.
+    """
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    first = next((line for line in text.split("\n") if line.strip()), "").strip()
+    if not first or first.startswith(("{", "[")):
+        return None
+    try:
+        json.loads(first)
+        return None
+    except ValueError:
+        pass
+    for delimiter, kind in (("\t", "TSV"), (",", "CSV")):
+        if delimiter not in first:
+            continue
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r][:2]
+        except csv.Error:
+            continue
+        if len(rows) == 2 and len(rows[0]) >= 2 and len(rows[1]) >= 2:
+            return kind
+    return None
+
+
+_JSONL = 'JSONL (one JSON object per line, e.g. {"content": "..."})'
+
+
+def refuse_delimited(f: IO[bytes], path: PathLike, *, expected: str = _JSONL) -> None:
+    """Raise a one-line InputError when the open file ``f`` holds CSV or TSV; rewinds ``f``.
+
+    Raises:
+        InputError: ``"data.csv: this looks like CSV, not JSONL ...; convert it first ..."``.
+    """
+    if not f.seekable():
+        return
+    kind = delimited_kind(f.read(_SNIFF_BYTES))
+    f.seek(0)
+    if kind is None:
+        return
+    sep = ", sep='\\t'" if kind == "TSV" else ""
+    raise InputError(
+        f"{path}: this looks like {kind}, not {expected}; convert it first, e.g. "
+        f'pandas.read_csv(path{sep}).to_json(out, orient="records", lines=True, '
+        "force_ascii=False)"
+    )
+
+
+def refuse_delimited_file(path: PathLike) -> None:
+    """``refuse_delimited`` on the JSONL file at ``path``, before anything else is done with it.
+
+    Raises:
+        InputError: the file is CSV or TSV, missing, a directory or unreadable.
+    """
+    with _open_input(path, allow_empty=True) as f:
+        refuse_delimited(f, path)
+
+
 def _read_lines(f: IO[bytes], max_line_bytes: int) -> Iterator[tuple[bytes | None, int]]:
     """Yield (line without ``\\n``, file offset); line is None when longer than the limit."""
     offset = 0
@@ -277,6 +342,7 @@ class _SliceReader:
     def scan(self) -> Generator[Slice | None, None, None]:
         """Yield a Slice or None (blank/bad line) for every physical line."""
         with _open_input(self.path) as f:
+            refuse_delimited(f, self.path)
             for lineno, (raw, offset) in enumerate(_read_lines(f, self.max_line_bytes), start=1):
                 self.stats.lines_read += 1
                 result = self._line(lineno, raw, offset)

@@ -60,13 +60,14 @@ from .data_io import (
     _read_lines,
     count_lines,
     file_digest,
+    refuse_delimited,
 )
 from .errors import InputError, LLMError
 from .llm_client import ChatResult
 from .models import Failure, Sample, Slice
 from .prompts import ISET_PROMPT_VERSION, iset_answer_messages
 from .sources import SourceContext
-from .utils import split_reasoning, stable_id
+from .utils import plural, split_reasoning, stable_id
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +169,18 @@ def input_format(path: str | Path) -> str:
     """``"parquet"``, ``"json"`` (one JSON array) or ``"jsonl"``, from the suffix or first bytes.
 
     Raises:
-        InputError: the file is missing, a directory, unreadable or empty.
+        InputError: the file is missing, a directory, unreadable, empty, or CSV/TSV.
     """
     p = Path(path)
     with _open_input(p) as f:
         head = f.read(1 << 16)
-    if p.suffix.lower() in (".parquet", ".pq") or head.startswith(b"PAR1"):
-        return "parquet"
-    return "json" if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"[") else "jsonl"
+        if p.suffix.lower() in (".parquet", ".pq") or head.startswith(b"PAR1"):
+            return "parquet"
+        if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
+            return "json"
+        f.seek(0)
+        refuse_delimited(f, path, expected="JSONL, a JSON array or Parquet")
+    return "jsonl"
 
 
 def _iter_jsonl(path: Path, report: Report) -> Iterator[tuple[int, Any]]:
@@ -847,7 +852,9 @@ class RecordFileSource:
             records = self._head_records(head)
             if not records:
                 first = f"; first: {bad[0]}" if bad else ""
-                raise InputError(f"{self.path}: no record found ({len(bad)} bad line(s){first})")
+                raise InputError(
+                    f"{self.path}: no record found ({plural(len(bad), 'bad line')}{first})"
+                )
             self._fmap = detect_field_map(
                 records, self.overrides, path=self.path, output_needed=self._output_needed()
             )

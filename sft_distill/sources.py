@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .config import DistillConfig
-from .data_io import DUPLICATE_KINDS, BadLine, count_lines, file_digest, read_slices
+from .data_io import (
+    DUPLICATE_KINDS,
+    BadLine,
+    count_lines,
+    file_digest,
+    read_slices,
+    refuse_delimited_file,
+)
 from .generator import generate_samples
 from .llm_client import LLMClient
 from .models import Failure, Sample, Slice, StageCounts
@@ -89,7 +96,8 @@ class SliceSource:
 
     def total(self) -> int | None:
         if self._lines is None:
-            # also raises InputError for a missing file or a directory
+            # also raises InputError for a missing file, a directory or a CSV file
+            refuse_delimited_file(self.path)
             self._lines = count_lines(self.path)
         return self._lines
 

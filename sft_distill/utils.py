@@ -14,7 +14,7 @@ from json_repair import repair_json
 
 from .errors import JSONExtractionError
 
-__all__ = ["extract_json", "normalize_text", "split_reasoning", "stable_id"]
+__all__ = ["extract_json", "normalize_text", "plural", "split_reasoning", "stable_id"]
 
 # ---------------------------------------------------------------------------
 # Reasoning blocks
@@ -487,6 +487,11 @@ def stable_id(*parts: str, prefix: str = "", length: int = 16) -> str:
 
 
 _WHITESPACE_RUN = re.compile(r"\s+")
+
+
+def plural(n: int, singular: str, plural: str | None = None) -> str:
+    """``"1 slice"``, ``"2 slices"``: a count and its noun, for messages users read."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
 def normalize_text(text: str) -> str:
