@@ -6,6 +6,8 @@ decisions. Rows follow the seeded hash order of ``data_io.split_key`` (a determi
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -31,6 +33,7 @@ from .formats import (
 )
 from .models import ScoredSample
 from .splitting import select_balanced, split_ids
+from .utils import plural
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ __all__ = [
     "WrittenOutputs",
     "plan_split",
     "remove_stale",
+    "usable_group_cap",
     "write_outputs",
 ]
 
@@ -80,6 +84,39 @@ class OutputOptions:
             max_per_group=getattr(config, "max_per_group", None),
             dataset_name=getattr(config, "dataset_name", None) or d.dataset_name,
         )
+
+
+def usable_group_cap(
+    opts: OutputOptions,
+    groups: Mapping[str, str | None],
+    *,
+    fields: Iterable[str] | None = None,
+) -> OutputOptions:
+    """``opts`` without ``max_per_group`` (with a warning) when no slice has ``balance_by``.
+
+    ``groups`` maps every slice id read to its group (None: field absent); ``fields``, when
+    known, are the metadata fields the slices do have, to suggest one. Capping every sample as
+    one "field absent" group would keep only ``max_per_group`` in all: a typo, not a wish.
+    """
+    if not opts.balance_by or opts.max_per_group is None or not groups:
+        return opts
+    if any(g is not None for g in groups.values()):
+        return opts
+    known = sorted(set(fields or ()))
+    close = difflib.get_close_matches(opts.balance_by, known, n=1)
+    hint = ""
+    if close:
+        hint = f"; did you mean {close[0]!r}?"
+    elif known:
+        hint = f"; the slices have: {', '.join(known[:20])}"
+    elif fields is not None:
+        hint = "; the slices have no metadata"
+    log.warning(
+        "balance_by %r: no slice has this metadata field, so max_per_group was not applied%s",
+        opts.balance_by,
+        hint,
+    )
+    return dataclasses.replace(opts, max_per_group=None)
 
 
 @dataclass
@@ -222,7 +259,7 @@ def write_outputs(
             counts[split] += 1
     counts["missing"] = len(train_ids | val_ids) - counts["train"] - counts["val"]
     if counts["missing"]:
-        log.warning("%d kept sample(s) not found in %s", counts["missing"], raw_path)
+        log.warning("%s not found in %s", plural(counts["missing"], "kept sample"), raw_path)
     info = dataset_info(
         opts.dataset_name, files, system=bool(opts.system), rows={s: counts[s] for s in SPLITS}
     )

@@ -37,13 +37,14 @@ from .gates import Gate, build_gates
 from .llm_client import LLMClient
 from .manifest import MANIFEST_FILE, build_manifest, write_manifest
 from .models import Failure, ScoredSample, Slice, StageCounts
-from .outputs import DROP_CAPPED, OutputOptions, plan_split, write_outputs
+from .outputs import DROP_CAPPED, OutputOptions, plan_split, usable_group_cap, write_outputs
 from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
 from .quality import check_run_gates
 from .report import REPORT_FILE, ReportBuilder, write_report
 from .run_index import RunIndex
 from .sources import SampleSource, SliceSource, SourceContext, report_bad_line
 from .splitting import group_value
+from .utils import plural
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,7 @@ class DatasetDistillationPipeline:
         score_stats = _ScoreStats()
         opts = OutputOptions.from_config(cfg)
         slice_groups: dict[str, str | None] = {}
+        metadata_fields: set[str] = set()  # named when balance_by matches none of them
         # id, slice, chunk, raw offset, score and passed of each sample: the final pass sorts
         # the raw file and splits the kept samples from this alone (about 40 bytes a sample).
         index = RunIndex()
@@ -333,6 +335,8 @@ class DatasetDistillationPipeline:
             def on_slice(s: Slice) -> None:
                 if opts.balance_by:
                     slice_groups[s.id] = group_value(s.metadata, opts.balance_by)
+                    if len(metadata_fields) < 100:
+                        metadata_fields.update(s.metadata)
 
             ctx = SourceContext(
                 config=cfg,
@@ -392,7 +396,7 @@ class DatasetDistillationPipeline:
                 hint = "; the file is not UTF-8 (convert it, e.g. iconv -f GBK -t UTF-8)"
             raise InputError(
                 f"{described.get('input')}: no usable {source.unit} "
-                f"({stats.bad_lines} bad line(s): {why or 'none'}){hint}"
+                f"({plural(stats.bad_lines, 'bad line')}: {why or 'none'}){hint}"
             )
 
         t_closed = time.perf_counter()
@@ -404,7 +408,7 @@ class DatasetDistillationPipeline:
                 for sid, sl, sc in index.passed()
                 if sid not in duplicates
             ]
-            plan = plan_split(kept, opts)
+            plan = plan_split(kept, usable_group_cap(opts, slice_groups, fields=metadata_fields))
             report.drop_late(dict.fromkeys(duplicates, DROP_DUPLICATE))
             report.drop_late(dict.fromkeys(plan.capped, DROP_CAPPED))
             kept_ids, dropped_ids = report.example_ids(
@@ -513,11 +517,13 @@ class DatasetDistillationPipeline:
         # Off the event loop, so a signal during the final writes is still handled at once.
         metadata, problems, n_kept = await asyncio.to_thread(conclude)
         log.info(
-            "done: %d slices, %d samples, %d passed, %d kept (%d train / %d val), %d failures",
+            "done: %d slices, %d samples, %d passed, %d after dedup, %d kept (%d train / %d val), "
+            "%d failures",
             stats.slices,
             stats.samples_generated,
             stats.passed_thresholds,
             n_kept,
+            stats.train + stats.val,
             stats.train,
             stats.val,
             failures,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import difflib
 import json
 import logging
 from collections import Counter
@@ -39,7 +40,14 @@ from .dedup import make_deduplicator
 from .errors import ConfigError, InputError
 from .filtering import DROP_DUPLICATE, apply_thresholds
 from .models import ScoredSample
-from .outputs import DROP_CAPPED, OutputOptions, WrittenOutputs, plan_split, write_outputs
+from .outputs import (
+    DROP_CAPPED,
+    OutputOptions,
+    WrittenOutputs,
+    plan_split,
+    usable_group_cap,
+    write_outputs,
+)
 from .report import RAW_FILE, write_report
 from .splitting import group_value
 
@@ -111,6 +119,9 @@ def load_run_config(
     fields = DistillConfig.model_fields
     recorded = {k: v for k, v in recorded.items() if k in fields}
     merged = deep_merge(recorded, {k: v for k, v in (overrides or {}).items() if k in fields})
+    if merged.get("max_per_group") is None and "balance_by" not in (overrides or {}):
+        # Older runs recorded balance_by without max_per_group, where it did nothing.
+        merged.pop("balance_by", None)
     # build_config merges over the template: drop template evaluators the run did not have.
     evaluators = merged.setdefault("evaluators", {})
     for name in CONFIG_TEMPLATE["evaluators"]:
@@ -181,11 +192,12 @@ async def _arefilter(
 ) -> RefilterResult:
     out = Path(out_dir)
     overrides = dict(overrides or {})
-    unknown = sorted(
-        set(overrides) - set(DistillConfig.model_fields) - set(_OUTPUT_KEYS) - {"prices"}
-    )
+    known = set(DistillConfig.model_fields) | set(_OUTPUT_KEYS) | {"prices"}
+    unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ConfigError(f"refilter: unknown setting(s) {unknown}")
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"refilter: unknown setting(s) {unknown}{hint}")
     metadata = _read_metadata(out)
     config = load_run_config(metadata, overrides, embed_fn=embed_fn)
     was = (metadata.get("dedup") or {}).get("method")
@@ -257,7 +269,7 @@ async def _refilter_with(
 
     duplicates: dict[str, str] = await dedup.aresolve() if dedup is not None else {}
     kept = [p for p in passing if p[0] not in duplicates]
-    plan = plan_split(kept, opts)
+    plan = plan_split(kept, usable_group_cap(opts, groups))
 
     # Mark duplicates and capped samples, in the raw file's own order.
     drops: Counter[str] = Counter()
@@ -325,9 +337,10 @@ async def _refilter_with(
     metadata["report"] = report
     write_json_atomic(out / METADATA_FILE, metadata)
     log.info(
-        "refilter: %d passed, %d kept (%d train / %d val)",
+        "refilter: %d passed, %d after dedup, %d kept (%d train / %d val)",
         len(passing),
         len(kept),
+        counts["train"] + counts["val"],
         counts["train"],
         counts["val"],
     )
@@ -378,9 +391,15 @@ def format_refilter(result: RefilterResult) -> str:
     def change(key: str) -> str:
         return f"{before.get(key, '?')} -> {after.get(key)}"
 
+    def kept(counts: Mapping[str, Any]) -> Any:
+        # What was written: dedup and the caps both removed samples before the split.
+        if not isinstance(counts.get("train"), int) or not isinstance(counts.get("val"), int):
+            return "?"
+        return counts["train"] + counts["val"]
+
     lines = [
         f"sft-distill refilter: passed {change('passed_thresholds')}, "
-        f"kept {change('after_dedup')} ({after['train']} train / {after['val']} val); "
+        f"kept {kept(before)} -> {kept(after)} ({after['train']} train / {after['val']} val); "
         "no LLM call",
         f"  output: {result.output_dir} ({', '.join(result.outputs.files)})",
         f"  report: {result.output_dir / 'report.html'}",
