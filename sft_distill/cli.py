@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +22,18 @@ from typing import Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
-from .cli_tools import add_output_arguments, output_overrides, print_estimate, refilter_main
-from .config import load_config
-from .errors import DistillError
+from .cli_tools import (
+    add_output_arguments,
+    flag_names,
+    output_overrides,
+    print_estimate,
+    refilter_main,
+)
+from .config import format_config_error, load_config
+from .errors import ConfigError, DistillError
 from .pipeline import DatasetDistillationPipeline, RunResult
 from .sources import SampleSource, SliceSource
+from .utils import plural
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -49,6 +57,7 @@ class Mode:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     source: Callable[[argparse.Namespace], SampleSource]
+    description: str = ""
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -103,36 +112,56 @@ MODES: dict[str, Mode] = {
         "knowledge slices -> teacher -> judges -> dataset (the default)",
         _add_run_arguments,
         lambda args: SliceSource(args.input),
+        "Turn knowledge slices (JSONL lines of {id, content, metadata}) into SFT data: a "
+        "teacher LLM writes instruction/answer pairs from each slice, LLM judges score them, "
+        "and the pairs that pass are deduplicated and written as train/val files.",
     ),
     "topics": Mode(
         "expand a topic into a tree, ask and answer questions at its leaves",
         _add_topics_arguments,
         _topics_source,
+        "Distil without documents: expand a topic into a tree of sub-topics (or read your own "
+        "tree with --tree), ask questions at its leaves and answer them; the answers are "
+        "judged, filtered and written as in a run.",
     ),
     "distill": Mode(
-        "write new answers for an existing instruction set (or judge its own answers)",
+        "new answers for an existing instruction set (or judge the answers it has)",
         _add_distill_arguments,
         _distill_source,
+        "Give an existing instruction set (JSONL, a JSON array or Parquet) new answers from "
+        "the teacher, or judge the answers it has with --skip-generation; the samples are "
+        "judged, filtered and written as in a run.",
     ),
     "augment": Mode(
         "rephrase kept samples N ways and answer the variants",
         _add_augment_arguments,
         _augment_source,
+        "Rephrase kept samples (e.g. a train.jsonl) N ways and answer the variants; "
+        "originals and variants are judged, deduplicated and written as in a run.",
     ),
 }
+REFILTER_HELP = "re-filter a finished run from its recorded scores, without LLM calls"
+_HELP_WIDTH = 79
+# Every subcommand, as the top-level usage lists them.
+COMMANDS = (*MODES, "refilter")
+
+
+def _commands_text() -> str:
+    """The subcommand list of the top-level help."""
+    helps = {**{name: m.help for name, m in MODES.items()}, "refilter": REFILTER_HELP}
+    lines = [f"  {name:<9} {text}" for name, text in helps.items()]
+    return "commands (sft-distill COMMAND --help for each):\n" + "\n".join(lines)
 
 
 def build_parser(mode: str = "run") -> argparse.ArgumentParser:
     """The parser of one subcommand: the main job's flags plus the mode's own."""
-    prog = "sft-distill" if mode == "run" else f"sft-distill {mode}"
+    main_job = mode == "run"
+    description = textwrap.fill(MODES[mode].description, _HELP_WIDTH)
     p = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Turn knowledge into SFT data with a teacher LLM and LLM judges. Subcommands: "
-            + "; ".join(f"{name}: {m.help}" for name, m in MODES.items())
-            + "; refilter: re-filter a finished run without LLM calls."
-        ),
-        epilog=EPILOG,
+        prog="sft-distill [run]" if main_job else f"sft-distill {mode}",
+        description=f"{description}\n\n{_commands_text()}" if main_job else description,
+        epilog=textwrap.fill(EPILOG, _HELP_WIDTH),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     MODES[mode].add_arguments(p)
     p.add_argument("--output", "-o", help="output directory (default: config output_dir)")
@@ -161,6 +190,11 @@ def build_parser(mode: str = "run") -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
     p.add_argument("--verbose", "-v", action="store_true", help="log every step")
     p.add_argument("--version", action="version", version=f"sft-distill {__version__}")
+    if main_job:
+        # The usage names every subcommand; errors still say "sft-distill: error: ...".
+        usage = p.format_usage().removeprefix("usage: ").rstrip()
+        p.usage = f"{usage}\n       sft-distill {{{','.join(COMMANDS[1:])}}} ..."
+        p.prog = "sft-distill"
     return p
 
 
@@ -180,12 +214,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-# What the first two funnel counts mean in each mode.
+# What the first two funnel counts mean in each mode: (singular, plural) of each.
 _FUNNEL_WORDS = {
-    "slices": ("slices", "chunks"),
-    "topics": ("leaves", "question requests"),
-    "distill": ("records", "teacher requests"),
-    "augment": ("samples", "rephrase requests"),
+    "slices": (("slice", "slices"), ("chunk", "chunks")),
+    "topics": (("leaf", "leaves"), ("question request", "question requests")),
+    "distill": (("record", "records"), ("teacher request", "teacher requests")),
+    "augment": (("sample", "samples"), ("rephrase request", "rephrase requests")),
 }
 
 
@@ -194,26 +228,27 @@ def format_summary(result: RunResult) -> str:
     c = result.counts
     kind = (result.metadata.get("source") or {}).get("kind", "slices")
     units, requests = _FUNNEL_WORDS.get(kind, _FUNNEL_WORDS["slices"])
+    # "kept" is what was written: dedup and the caps (max_per_slice, max_per_group) both drop.
     lines = [
-        f"sft-distill: {c.slices} {units} -> {c.chunks} {requests} -> {c.samples_generated} samples"
-        f" -> {c.passed_thresholds} passed -> {c.after_dedup} kept"
-        f" ({c.train} train / {c.val} val)",
+        f"sft-distill: {plural(c.slices, *units)} -> {plural(c.chunks, *requests)} -> "
+        f"{plural(c.samples_generated, 'sample')} -> {c.passed_thresholds} passed -> "
+        f"{c.train + c.val} kept ({c.train} train / {c.val} val)",
         f"  output: {result.output_dir}",
     ]
     calls = ", ".join(
-        f"{name} {u['calls']} calls + {u['cached']} cached"
+        f"{name} {plural(u['calls'], 'call')} + {u['cached']} cached"
         for name, u in result.metadata["usage"].items()
     )
     lines.append(f"  {calls}")
     if c.dropped:
         lines.append("  dropped: " + ", ".join(f"{k} {v}" for k, v in c.dropped.items()))
     if c.bad_lines:
-        lines.append(f"  skipped {c.bad_lines} bad input line(s); see metadata.json")
+        lines.append(f"  skipped {plural(c.bad_lines, 'bad input line')}; see metadata.json")
     if result.metadata.get("simulator"):
         lines.append("  (dry run: replies came from the built-in simulator)")
     if result.failures:
         lines.append(
-            f"  WARNING: {result.failures} unit(s) of work failed after retries; see "
+            f"  WARNING: {plural(result.failures, 'unit')} of work failed after retries; see "
             f"{result.paths['failures.jsonl']} - rerun the same command to retry them"
         )
     return "\n".join(lines)
@@ -282,8 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    overrides = _overrides(args)
     try:
-        config = load_config(args.config, _overrides(args))
+        config = load_config(args.config, overrides)
         if getattr(args, "estimate", False):
             return print_estimate(args.input, config, strict=args.strict)
         source = MODES[mode].source(args)
@@ -296,6 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         with logging_redirect_tqdm():
             result = asyncio.run(run_until_signal(pipeline, source, dry_run=args.dry_run))
+    except ConfigError as exc:
+        print(
+            f"sft-distill: error: {format_config_error(exc, flag_names(overrides))}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except DistillError as exc:
         print(f"sft-distill: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

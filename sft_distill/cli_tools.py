@@ -8,14 +8,12 @@ run flags, ``print_estimate(...)`` for ``--estimate``, ``refilter_main(argv)`` f
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .config import DistillConfig, deep_merge
+from .config import DistillConfig, deep_merge, format_config_error, read_config_file
 from .data_io import PathLike
 from .errors import ConfigError, DistillError
 from .estimate import estimate, format_estimate
@@ -26,6 +24,7 @@ __all__ = [
     "EXIT_USAGE",
     "add_output_arguments",
     "build_refilter_parser",
+    "flag_names",
     "output_overrides",
     "print_estimate",
     "refilter_main",
@@ -63,6 +62,19 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
         "--max-per-group", type=int, metavar="N", help="keep the N best per --balance-by value"
     )
     g.add_argument("--dataset-name", metavar="NAME", help="prefix of dataset_info.json entries")
+
+
+# Config keys whose flag is not simply "--" + the key with dashes.
+_FLAG_OF_KEY = {
+    "output_dir": "--output",
+    "output_formats": "--format",
+    "enable_dedup": "--dedup/--no-dedup",
+}
+
+
+def flag_names(overrides: Mapping[str, Any]) -> dict[str, str]:
+    """The flag that set each key of ``overrides`` (for errors that name the flag, not the key)."""
+    return {k: _FLAG_OF_KEY.get(k, "--" + k.replace("_", "-")) for k in overrides}
 
 
 def output_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,28 +120,13 @@ def build_refilter_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--dedup", action="store_true", help="set enable_dedup to true")
     p.add_argument("--dedup-threshold", type=float, help="new dedup_threshold")
     add_output_arguments(p)
-    p.add_argument("--quiet", "-q", action="store_true", help="warnings only")
+    p.add_argument("--quiet", "-q", action="store_true", help="warnings only (the default)")
+    p.add_argument("--verbose", "-v", action="store_true", help="log every step")
     return p
 
 
-def _read_overrides_file(path: str) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc.__class__.__name__}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: config must be a JSON object, got {type(data).__name__}")
-    return data
-
-
-def refilter_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Overrides for ``refilter`` from ``--config`` then the flags (flags win)."""
-    out: dict[str, Any] = _read_overrides_file(args.config) if args.config else {}
+def refilter_flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings ``refilter``'s own flags change."""
     flags: dict[str, Any] = {}
     for key in ("min_score_threshold", "min_votes", "train_val_split", "seed", "dedup_threshold"):
         if getattr(args, key) is not None:
@@ -139,7 +136,13 @@ def refilter_overrides(args: argparse.Namespace) -> dict[str, Any]:
     elif args.dedup:
         flags["enable_dedup"] = True
     flags.update(output_overrides(args))
-    return deep_merge(out, flags)
+    return flags
+
+
+def refilter_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Overrides for ``refilter`` from ``--config`` then the flags (flags win)."""
+    out: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    return deep_merge(out, refilter_flag_overrides(args))
 
 
 def refilter_main(argv: Sequence[str]) -> int:
@@ -147,12 +150,17 @@ def refilter_main(argv: Sequence[str]) -> int:
     from .refilter import format_refilter, refilter
 
     args = build_refilter_parser().parse_args(list(argv))
+    # Quiet by default, as a run: the summary says what changed; -v logs each step.
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.INFO if args.verbose and not args.quiet else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
         result = refilter(args.output, overrides=refilter_overrides(args))
+    except ConfigError as exc:
+        message = format_config_error(exc, flag_names(refilter_flag_overrides(args)))
+        print(f"sft-distill refilter: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
     except DistillError as exc:
         print(f"sft-distill refilter: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,8 +7,10 @@ every error names the key that was wrong.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -67,6 +69,14 @@ CONFIG_TEMPLATE: dict[str, Any] = {
     "enable_dedup": True,
     "output_dir": "./distilled_dataset",
 }
+
+
+class KeyProblem(ValueError):
+    """A cross-field check that failed, blamed on one key (pydantic gives such errors no key)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def display_url(url: str) -> str:
@@ -147,7 +157,7 @@ class DistillConfig(BaseModel):
     evaluators: dict[str, EndpointConfig] = Field(min_length=1)
     samples_per_slice: int = Field(3, ge=1, le=1000)
     min_score_threshold: float = Field(7.0, ge=0.0, le=10.0)
-    min_votes: int = Field(2, ge=0)
+    min_votes: int = Field(2, description="votes a sample needs; 1 to the number of evaluators")
     train_val_split: float = Field(0.9, ge=0.0, le=1.0)
     enable_dedup: bool = True
     output_dir: str = "./distilled_dataset"
@@ -206,6 +216,16 @@ class DistillConfig(BaseModel):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("min_votes")
+    @classmethod
+    def _at_least_one_vote(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(
+                f"must be at least 1, got {v} (with 0 a sample would pass without any evaluator "
+                "voting for it)"
+            )
+        return v
+
     @field_validator("dimension_weights")
     @classmethod
     def _known_dimensions(cls, v: dict[str, float] | None) -> dict[str, float] | None:
@@ -221,15 +241,25 @@ class DistillConfig(BaseModel):
     @model_validator(mode="after")
     def _group_cap_needs_field(self) -> DistillConfig:
         if self.max_per_group is not None and not self.balance_by:
-            raise ValueError("max_per_group needs balance_by (the slice metadata field)")
+            raise KeyProblem(
+                "max_per_group", "needs balance_by (--balance-by FIELD, a slice metadata field)"
+            )
+        if self.balance_by and self.max_per_group is None:
+            # Without a cap, balance_by would silently do nothing.
+            raise KeyProblem(
+                "balance_by", "needs max_per_group (--max-per-group N, the samples kept per group)"
+            )
         return self
 
     @model_validator(mode="after")
     def _votes_possible(self) -> DistillConfig:
-        if self.min_votes > len(self.evaluators):
-            raise ValueError(
-                f"min_votes={self.min_votes} but only {len(self.evaluators)} evaluator(s) "
-                f"configured ({', '.join(self.evaluators)}); no sample could ever pass"
+        n = len(self.evaluators)
+        if self.min_votes > n:
+            raise KeyProblem(
+                "min_votes",
+                f"{self.min_votes} is more than the {n} evaluator{'' if n == 1 else 's'} "
+                f"configured ({', '.join(self.evaluators)}), so no sample could ever pass; "
+                f"set it to {n} or less",
             )
         return self
 
@@ -261,29 +291,73 @@ class DistillConfig(BaseModel):
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``override`` over ``base`` key by key; ``None`` under ``evaluators`` removes one."""
+    """Merge ``override`` over ``base`` key by key; a ``None`` value replaces what was there.
+
+    A ``None`` evaluator is kept here, so that it still removes the default one when this result
+    is merged again; ``build_config`` drops such evaluators once everything is merged.
+    """
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
-    if isinstance(out.get("evaluators"), dict):
-        out["evaluators"] = {k: v for k, v in out["evaluators"].items() if v is not None}
     return out
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        parts.append(f"{loc}: {msg}")
-    return f"{source}: invalid config: " + "; ".join(parts)
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where ``loc`` points (for "did you mean"); empty when unknown."""
+    if len(loc) == 1:
+        return [k for k in DistillConfig.model_fields if k not in ("embed_fn", "config_dir")]
+    if (len(loc) == 2 and loc[0] == "generator") or (len(loc) == 3 and loc[0] == "evaluators"):
+        return list(EndpointConfig.model_fields)
+    if len(loc) == 3 and loc[0] == "prices":
+        return list(ModelPrice.model_fields)
+    return []
+
+
+def _problem(err: Any) -> tuple[str, str]:
+    """(dotted key, message) of one pydantic error, worded for a person editing a config."""
+    loc = tuple(err["loc"])
+    error = (err.get("ctx") or {}).get("error")
+    if isinstance(error, KeyProblem) and not loc:
+        loc = (error.key,)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+        close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
+        if close:
+            msg += f" (did you mean {close[0]!r}?)"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    else:
+        # pydantic puts "Value error, " before what a validator raised: not for users.
+        msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    return ".".join(str(p) for p in loc) or "(top level)", msg
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
+    problems = tuple(_problem(err) for err in exc.errors())
+    message = f"{source}: invalid config: " + "; ".join(f"{k}: {m}" for k, m in problems)
+    return ConfigError(message, problems=problems, source=source)
+
+
+def format_config_error(exc: ConfigError, flags: Mapping[str, str]) -> str:
+    """The message of ``exc`` naming the command-line flag that set each bad key.
+
+    ``flags`` maps a top-level config key to the flag given for it (``{"min_votes":
+    "--min-votes"}``); problems with other keys keep naming the config's source.
+    """
+    by_flag = [(flags[k.split(".")[0]], m) for k, m in exc.problems if k.split(".")[0] in flags]
+    if not by_flag:
+        return str(exc)
+    rest = [(k, m) for k, m in exc.problems if k.split(".")[0] not in flags]
+    parts = [f"{flag}: {msg}" for flag, msg in by_flag]
+    if rest:
+        parts.append(
+            f"{exc.source or 'config'}: invalid config: " + "; ".join(f"{k}: {m}" for k, m in rest)
+        )
+    return "; ".join(parts)
 
 
 def build_config(
@@ -298,12 +372,47 @@ def build_config(
         ConfigError: naming each bad key and what was wrong with it.
     """
     merged = deep_merge(CONFIG_TEMPLATE, overrides or {})
+    # Only now, with every layer merged over the defaults, does a null evaluator remove one.
+    if isinstance(merged.get("evaluators"), dict):
+        merged["evaluators"] = {k: v for k, v in merged["evaluators"].items() if v is not None}
     if embed_fn is not None:
         merged["embed_fn"] = embed_fn
     try:
         return DistillConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise _format_validation_error(exc, source) from None
+
+
+# A line that starts like a comment in JS, JSONC or YAML: JSON has none.
+_COMMENT_RE = re.compile(r"^\s*(//|/\*|#)", re.MULTILINE)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object in a config file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not JSON (comments get a hint) or not an
+            object.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, expected a JSON file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.__class__.__name__}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = ""
+        if _COMMENT_RE.search(text) or text[exc.pos : exc.pos + 2] in ("//", "/*"):
+            hint = "; JSON has no comments: remove them (the // or # lines)"
+        raise ConfigError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}{hint}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: config must be a JSON object, got {type(data).__name__}")
+    return data
 
 
 def load_config(
@@ -320,22 +429,8 @@ def load_config(
     data: dict[str, Any] = {}
     source = "config"
     if path is not None:
-        p = Path(path)
-        source = str(p)
-        try:
-            text = p.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{p}: is a directory, expected a JSON file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read config: {exc.__class__.__name__}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: config must be a JSON object, got {type(data).__name__}")
+        source = str(Path(path))
+        data = read_config_file(path)
     if overrides:
         data = deep_merge(data, overrides)
     if path is not None:

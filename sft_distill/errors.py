@@ -10,7 +10,23 @@ class DistillError(Exception):
 
 
 class ConfigError(DistillError):
-    """A configuration value is missing or invalid (exit status 2)."""
+    """A configuration value is missing or invalid (exit status 2).
+
+    ``problems`` holds ``(key, message)`` pairs when the error came from validating a config
+    (``"generator.model"``, ``"min_votes"``), so the command line can name the flag that set a
+    key; ``source`` is what the message names as the config's origin (a file, or "config").
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: tuple[tuple[str, str], ...] = (),
+        source: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.problems = problems
+        self.source = source
 
 
 class InputError(DistillError):

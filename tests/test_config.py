@@ -52,13 +52,13 @@ def test_unknown_keys_are_named(tmp_path):
         ({"generator": {"max_concurrent": 0}}, "generator.max_concurrent"),
         (
             {"generator": {"api_base": "ftp://x"}},
-            "generator.api_base: Value error, must start with http",
+            "generator.api_base: must start with http",
         ),
         (
             {"evaluators": {"judge3": {"model": "m"}}},
             "evaluators.judge3.api_base: required key is missing",
         ),
-        ({"min_votes": 3}, "min_votes=3 but only 2 evaluator(s)"),
+        ({"min_votes": 3}, "min_votes: 3 is more than the 2 evaluators configured"),
         ({"dimension_weights": {"speed": 1}}, "unknown dimension(s) ['speed']"),
         ({"samples_per_slice": "many"}, "samples_per_slice"),
     ],

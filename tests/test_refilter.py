@@ -151,7 +151,7 @@ async def test_refilter_balance_by_without_groups_or_input_is_an_error(run):
     ("overrides", "fragment"),
     [
         ({"min_score_treshold": 7}, "min_score_treshold"),
-        ({"min_votes": 5}, "min_votes=5"),
+        ({"min_votes": 5}, "min_votes: 5 is more than the 2 evaluators"),
         ({"output_formats": "xml"}, "'xml'"),
         ({"split_by": "chunk"}, "split_by"),
     ],
