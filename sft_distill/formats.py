@@ -7,8 +7,10 @@ Formats (exact shapes in ``../shared/formats.md``):
   (``chat_template`` with ``field_messages: conversations`` and
   ``message_property_mappings: {role: from, content: value}``).
 - ``alpaca``: ``instruction``, ``input``, ``output``, ``system`` (only when a system prompt is
-  set), ``id`` and ``provenance``. LLaMA-Factory's default format; axolotl ``type: alpaca``.
-  No ``history``: every sample is one turn.
+  set), ``id`` and ``provenance``. LLaMA-Factory's default format; axolotl ``type: alpaca``
+  (``alpaca_w_system`` when a system prompt is set: ``alpaca`` ignores ``system``).
+  No ``history``: every sample is one turn. The chat formats' user turn is instruction and
+  input joined by one newline, as LLaMA-Factory joins them here.
 - ``openai``: ``{"messages": [system?, user, assistant]}`` and nothing else, so rows pass OpenAI's
   cookbook validator (allowed message keys: role, content, name, function_call, weight) and TRL.
   Provenance goes to a sidecar ``<split file>.provenance.jsonl`` whose line *i* describes line *i*.
@@ -32,7 +34,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .data_io import to_sharegpt
+from .data_io import join_prompt, to_sharegpt
 from .errors import ConfigError
 from .models import ScoredSample
 
@@ -91,10 +93,8 @@ def parse_formats(spec: str | Sequence[str] | None) -> list[str]:
 
 
 def user_text(sample: ScoredSample) -> str:
-    """The user turn: instruction, then a blank line and the input when there is one."""
-    if sample.input.strip():
-        return sample.instruction + "\n\n" + sample.input
-    return sample.instruction
+    """The user turn: instruction, then a newline and the input when there is one."""
+    return join_prompt(sample.instruction, sample.input)
 
 
 def with_reasoning(answer: str, reasoning: str | None) -> str:
@@ -139,7 +139,8 @@ def _alpaca(sample: ScoredSample, system: str | None, include_reasoning: bool) -
     output = with_reasoning(sample.output, sample.reasoning) if include_reasoning else sample.output
     row: dict[str, Any] = {
         "instruction": sample.instruction,
-        "input": sample.input,
+        # A blank input is left out of LLaMA-Factory's prompt only when it is empty.
+        "input": sample.input if sample.input.strip() else "",
         "output": output,
     }
     if system:

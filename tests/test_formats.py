@@ -359,7 +359,7 @@ def test_openai_row_has_messages_only():
     row = row_for(s, "openai", system=SYSTEM, include_reasoning=False)
     assert list(row) == ["messages"]
     assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
-    assert row["messages"][1]["content"] == s.instruction + "\n\n" + s.input
+    assert row["messages"][1]["content"] == s.instruction + "\n" + s.input
     no_system = row_for(s, "openai", system="", include_reasoning=False)
     assert [m["role"] for m in no_system["messages"]] == ["user", "assistant"]
 
@@ -437,10 +437,19 @@ def test_llamafactory_user_prompt_matches_each_format(run_dir):
     write_all(run_dir)
     by_fmt = {f: lf_load(run_dir, f"sft_distill_{f}_val") for f in FORMATS}
     a2 = samples()[1]
-    # a2 is in val: alpaca joins instruction and input with "\n", the chat formats with "\n\n".
+    # a2 is in val: LLaMA-Factory joins alpaca's instruction and input with "\n"; the chat
+    # formats write the same user turn, so one sample trains the same prompt in every format.
     assert by_fmt["alpaca"][0]["_prompt"][0]["content"] == a2.instruction + "\n" + a2.input
-    assert by_fmt["sharegpt"][0]["_prompt"][0]["content"] == a2.instruction + "\n\n" + a2.input
-    assert by_fmt["openai"][0]["_prompt"] == by_fmt["sharegpt"][0]["_prompt"]
+    assert by_fmt["sharegpt"][0]["_prompt"] == by_fmt["alpaca"][0]["_prompt"]
+    assert by_fmt["openai"][0]["_prompt"] == by_fmt["alpaca"][0]["_prompt"]
+
+
+def test_blank_input_is_left_out_of_the_prompt_in_every_format():
+    s = scored("w", "law", input="  \n ")
+    rows = {f: row_for(s, f, system=None, include_reasoning=False) for f in FORMATS}
+    assert rows["alpaca"]["input"] == ""  # LLaMA-Factory would join a blank input with "\n"
+    assert rows["sharegpt"]["conversations"][0]["value"] == s.instruction
+    assert rows["openai"]["messages"][0]["content"] == s.instruction
 
 
 def test_llamafactory_simulator_rejects_wrong_registrations(run_dir):
