@@ -433,6 +433,43 @@ def test_every_registered_dataset_loads_in_llamafactory(run_dir, system):
             assert ex["_system"] == (system or "")
 
 
+@pytest.mark.parametrize(
+    "formats", [("sharegpt", "alpaca", "openai"), ("openai",), ("openai", "sharegpt")]
+)
+def test_llamafactory_keeps_the_reasoning_in_every_registered_dataset(run_dir, formats):
+    kept = {s.id for s in samples() if s.passed}
+    options = OutputOptions(formats=formats, include_reasoning=True, system=SYSTEM)
+    written = write_outputs(
+        run_dir / "generated_raw.jsonl", run_dir, {"a1"}, kept - {"a1"}, options
+    )
+    info = json.loads((run_dir / DATASET_INFO_FILE).read_text(encoding="utf-8"))
+    think = "<think>\n先找第十六条。\n</think>\n\n"  # a1's reasoning, alone in train
+    train = [n for n in info if n.endswith("_train")]
+    assert len(train) == len(formats) + (len(formats) > 1)
+    for name in train:
+        (ex,) = lf_load(run_dir, name)  # role and content only, as LLaMA-Factory reads them
+        assert ex["_response"][0]["content"].startswith(think), name
+        assert ex["_system"] == SYSTEM
+    for name in info:  # samples without reasoning get no empty block
+        for ex in lf_load(run_dir, name):
+            assert "<think>\n\n</think>" not in ex["_response"][0]["content"]
+    # The openai file itself still carries reasoning_content for axolotl and TRL.
+    openai_train = written.files["openai"]["train"]
+    (row,) = read_jsonl(run_dir / openai_train)
+    assert row["messages"][-1]["reasoning_content"] == "先找第十六条。"
+    assert written.llamafactory_files["openai"]["train"].endswith(".lf.jsonl")
+
+
+def test_llamafactory_companion_only_with_reasoning_and_removed_after(run_dir):
+    write_all(run_dir, include_reasoning=True)
+    assert (run_dir / "train.openai.lf.jsonl").is_file()
+    written = write_all(run_dir)
+    assert written.llamafactory_files == {}
+    assert not (run_dir / "train.openai.lf.jsonl").exists()  # stale companion removed
+    info = json.loads((run_dir / DATASET_INFO_FILE).read_text(encoding="utf-8"))
+    assert info["sft_distill_openai_train"]["file_name"] == "train.openai.jsonl"
+
+
 def test_llamafactory_user_prompt_matches_each_format(run_dir):
     write_all(run_dir)
     by_fmt = {f: lf_load(run_dir, f"sft_distill_{f}_val") for f in FORMATS}
