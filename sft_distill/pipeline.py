@@ -384,7 +384,9 @@ class DatasetDistillationPipeline:
                 duplicates = await dedup.aresolve()
             t_deduped = time.perf_counter()
 
-        if stats.slices == 0 and stats.samples_generated == 0:
+        # Nothing taken in because every request for it failed (a topic whose expansion
+        # failed) is a run with failures (exit 3), not an input without usable lines.
+        if stats.slices == 0 and stats.samples_generated == 0 and not failures:
             partial.unlink(missing_ok=True)
             why = ", ".join(f"{k} {v}" for k, v in sorted(stats.bad_line_reasons.items()))
             hint = ""
