@@ -212,11 +212,28 @@ def format_summary(result: RunResult) -> str:
     if result.metadata.get("simulator"):
         lines.append("  (dry run: replies came from the built-in simulator)")
     if result.failures:
-        lines.append(
-            f"  WARNING: {result.failures} unit(s) of work failed after retries; see "
-            f"{result.paths['failures.jsonl']} - rerun the same command to retry them"
-        )
+        lines.extend(_failure_lines(result))
     return "\n".join(lines)
+
+
+def _failure_lines(result: RunResult) -> list[str]:
+    """The summary's warnings about failures: a rerun retries some, but not context overflows."""
+    path = result.paths["failures.jsonl"]
+    overflow = (result.metadata.get("failure_causes") or {}).get("context_overflow", 0)
+    others = result.failures - overflow
+    lines = []
+    if others:
+        lines.append(
+            f"  WARNING: {others} unit(s) of work failed after retries; see {path} - rerun the "
+            "same command to retry them"
+        )
+    if overflow:
+        lines.append(
+            f"  WARNING: {overflow} unit(s) of work failed because the prompt is longer than the "
+            f"endpoint's context (see {path}): lower chunk_chars or that endpoint's max_tokens, "
+            "or raise the server's context length; rerunning unchanged will not fix them"
+        )
+    return lines
 
 
 class Interrupted(Exception):

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, aclosing
@@ -270,6 +270,7 @@ class DatasetDistillationPipeline:
         stats = StageCounts()
         bad_examples: list[str] = []
         failures = 0
+        failure_causes: Counter[str] = Counter()
         score_sum, score_n, exec_ok, exec_n = 0.0, 0, 0, 0
         score_stats = _ScoreStats()
         opts = OutputOptions.from_config(cfg)
@@ -299,6 +300,8 @@ class DatasetDistillationPipeline:
             def on_failure(failure: Failure) -> None:
                 nonlocal failures
                 failures += 1
+                if failure.cause:
+                    failure_causes[failure.cause] += 1
                 fail_log.write(failure.model_dump(mode="json"))
 
             gen_client = await stack.enter_async_context(
@@ -445,6 +448,7 @@ class DatasetDistillationPipeline:
                 "counts": stats.model_dump(),
                 "bad_lines": bad_examples,
                 "failures": failures,
+                "failure_causes": dict(sorted(failure_causes.items())),
                 "scores": score_stats.summary(),
                 "usage": {
                     name: c.usage_report()

@@ -99,6 +99,9 @@ class SimulatorConfig:
     timeout_s: float = 30.0
     keep_prompts: bool = False
     ratelimit_headers: bool = False  # send x-ratelimit-remaining-requests: 0 with 429s
+    # Like vLLM's --max-model-len: reported as max_model_len by /v1/models, and a prompt whose
+    # tokens plus max_tokens exceed it gets vLLM's 400 (tokens counted as characters / 2).
+    context_tokens: int | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - _ALL_FAULT_KINDS)
@@ -106,6 +109,8 @@ class SimulatorConfig:
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {sorted(_ALL_FAULT_KINDS)}")
         if not self.faults and self.fail_rate > 0:
             raise ValueError("fail_rate > 0 needs at least one fault kind")
+        if self.context_tokens is not None and self.context_tokens < 1:
+            raise ValueError(f"context_tokens must be >= 1, got {self.context_tokens}")
 
 
 @dataclass
@@ -387,6 +392,18 @@ _QUOTA_ERROR = {
 def _error_body(status: int, message: str | None = None, param: str | None = None) -> bytes:
     etype, default_msg, code = _ERRORS.get(status, ("api_error", f"HTTP {status}", None))
     err = {"message": message or default_msg, "type": etype, "param": param, "code": code}
+    return json.dumps({"error": err}).encode()
+
+
+def _context_error_body(prompt_tokens: int, max_tokens: int, context: int) -> bytes:
+    """vLLM >= 0.16's reply to a prompt longer than its context (harbor-framework/harbor #996)."""
+    message = (
+        f"You passed {prompt_tokens} input tokens and requested {max_tokens} output tokens. "
+        f"However, the model's context length is only {context} tokens, resulting in a maximum "
+        f"input length of {max(0, context - max_tokens)} tokens. Please reduce the length of the "
+        f"input prompt. (parameter=input_tokens, value={prompt_tokens})"
+    )
+    err = {"message": message, "type": "BadRequestError", "param": "input_tokens", "code": 400}
     return json.dumps({"error": err}).encode()
 
 
@@ -697,6 +714,13 @@ class SimState:
             return await self._scripted(
                 request, self.script.popleft(), model, kind, good, finish, prompt_chars, key
             )
+        if cfg.context_tokens is not None:
+            # Counted as _chat_body counts them; vLLM checks the prompt plus max_tokens.
+            prompt_tokens = max(1, prompt_chars // 2)
+            wanted = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
+            if prompt_tokens + wanted > cfg.context_tokens:
+                body = _context_error_body(prompt_tokens, wanted, cfg.context_tokens)
+                return self._reply(400, body, kind, model)
 
         fault = self._draw()
         await self._latency()
@@ -852,11 +876,12 @@ class SimState:
         return self._reply(200, json.dumps(out).encode(), "embedding", model)
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        """GET /v1/models: the default name plus every model seen so far."""
+        """GET /v1/models: the default name plus every model seen so far (vLLM's shape)."""
         names = ["simulator", *sorted(self.stats["by_model"])]
-        data = [
-            {"id": n, "object": "model", "created": 0, "owned_by": "sft_distill"} for n in names
-        ]
+        card: dict[str, Any] = {"object": "model", "created": 0, "owned_by": "sft_distill"}
+        if self.cfg.context_tokens is not None:
+            card["max_model_len"] = self.cfg.context_tokens
+        data = [{"id": n, **card} for n in names]
         return web.json_response({"object": "list", "data": data})
 
     async def get_stats(self, request: web.Request) -> web.StreamResponse:
@@ -1683,6 +1708,16 @@ def _optional_seconds(value: str) -> float | None:
     return v
 
 
+def _context_tokens(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def _faults(value: str) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in value.split(",") if k.strip())
     unknown = sorted(set(kinds) - _ALL_FAULT_KINDS)
@@ -1718,6 +1753,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--faults", type=_faults, default=FAULT_KINDS, help="comma-separated fault kinds"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--context-tokens",
+        type=_context_tokens,
+        default=None,
+        help="context length: /v1/models reports it as max_model_len, and longer prompts get "
+        "vLLM's HTTP 400 (tokens = characters / 2)",
+    )
     return p.parse_args(argv)
 
 
@@ -1736,6 +1778,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         seed=args.seed,
         faults=args.faults,
         timeout_s=args.timeout_s,
+        context_tokens=args.context_tokens,
     )
 
 

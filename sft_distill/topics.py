@@ -581,6 +581,7 @@ class _TopicRun:
                 status=exc.status,
                 reason=reason,
                 attempts=exc.attempts,
+                cause=exc.cause,
             )
         )
 
