@@ -21,7 +21,13 @@ from typing import Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
-from .cli_tools import add_output_arguments, output_overrides, print_estimate, refilter_main
+from .cli_tools import (
+    add_estimate_arguments,
+    add_output_arguments,
+    output_overrides,
+    print_estimate,
+    refilter_main,
+)
 from .config import load_config
 from .errors import DistillError
 from .pipeline import DatasetDistillationPipeline, RunResult
@@ -53,11 +59,6 @@ class Mode:
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", "-i", required=True, help="JSONL file of {id, content, metadata}")
-    p.add_argument(
-        "--estimate",
-        action="store_true",
-        help="print the expected calls, tokens and cost, and exit without calling anything",
-    )
 
 
 def _add_topics_arguments(p: argparse.ArgumentParser) -> None:
@@ -153,6 +154,7 @@ def build_parser(mode: str = "run") -> argparse.ArgumentParser:
         help="replace another run's outputs in --output (its cached replies are reused)",
     )
     p.add_argument("--strict", action="store_true", help="fail on the first bad input line")
+    add_estimate_arguments(p)
     p.add_argument("--samples-per-slice", type=int, help="override samples_per_slice")
     p.add_argument("--min-score-threshold", type=float, help="override min_score_threshold")
     p.add_argument("--min-votes", type=int, help="override min_votes")
@@ -301,9 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = load_config(args.config, _overrides(args))
-        if getattr(args, "estimate", False):
-            return print_estimate(args.input, config, strict=args.strict)
         source = MODES[mode].source(args)
+        if args.estimate:
+            # A dry run would talk to the simulator, whose context says nothing of the real one.
+            probe = not (args.no_probe or args.dry_run)
+            return print_estimate(source, config, strict=args.strict, probe=probe)
         pipeline = DatasetDistillationPipeline(
             config,
             show_progress=not args.quiet,

@@ -74,6 +74,7 @@ FAULT_KINDS: tuple[str, ...] = (
 _EXTRA_FAULT_KINDS = ("quota",)
 _ALL_FAULT_KINDS = frozenset(FAULT_KINDS + _EXTRA_FAULT_KINDS)
 
+_CONTEXT_REPORTS = ("vllm", "llamacpp", "none")
 EMBED_DIM = 256
 _CACHE_MAX = 4096
 _LOG_MAX = 10_000
@@ -102,6 +103,9 @@ class SimulatorConfig:
     # Like vLLM's --max-model-len: reported as max_model_len by /v1/models, and a prompt whose
     # tokens plus max_tokens exceed it gets vLLM's 400 (tokens counted as characters / 2).
     context_tokens: int | None = None
+    # How /v1/models reports it: "vllm" (max_model_len), "llamacpp" (meta.n_ctx_train, the
+    # trained length, with the server's own n_ctx in GET /props), or "none" (OpenAI's bare list).
+    context_report: str = "vllm"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - _ALL_FAULT_KINDS)
@@ -111,6 +115,10 @@ class SimulatorConfig:
             raise ValueError("fail_rate > 0 needs at least one fault kind")
         if self.context_tokens is not None and self.context_tokens < 1:
             raise ValueError(f"context_tokens must be >= 1, got {self.context_tokens}")
+        if self.context_report not in _CONTEXT_REPORTS:
+            raise ValueError(
+                f"context_report must be one of {_CONTEXT_REPORTS}, got {self.context_report!r}"
+            )
 
 
 @dataclass
@@ -421,6 +429,7 @@ def _new_stats(in_flight: int = 0) -> dict[str, Any]:
         "requests": 0,
         "chat_requests": 0,
         "embedding_requests": 0,
+        "info_requests": 0,  # GET /v1/models and /props
         "by_status": {},
         "by_model": {},
         "by_kind": {"generation": 0, "evaluation": 0, "other": 0},
@@ -877,12 +886,28 @@ class SimState:
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/models: the default name plus every model seen so far (vLLM's shape)."""
+        self.stats["info_requests"] += 1
         names = ["simulator", *sorted(self.stats["by_model"])]
         card: dict[str, Any] = {"object": "model", "created": 0, "owned_by": "sft_distill"}
-        if self.cfg.context_tokens is not None:
-            card["max_model_len"] = self.cfg.context_tokens
+        context, report = self.cfg.context_tokens, self.cfg.context_report
+        if context is not None and report == "vllm":
+            card["max_model_len"] = context
+        elif context is not None and report == "llamacpp":
+            # The trained length, longer than what this server allocated (see /props).
+            card["meta"] = {"vocab_type": 2, "n_vocab": 32000, "n_ctx_train": 4 * context}
         data = [{"id": n, **card} for n in names]
         return web.json_response({"object": "list", "data": data})
+
+    async def props(self, request: web.Request) -> web.StreamResponse:
+        """GET /props: llama.cpp server's settings, with the context of one slot."""
+        self.stats["info_requests"] += 1
+        context = self.cfg.context_tokens
+        if context is None or self.cfg.context_report != "llamacpp":
+            return web.json_response({"error": "Not Found"}, status=404)
+        settings = {"n_ctx": context, "params": {"temperature": 0.8}}
+        return web.json_response(
+            {"default_generation_settings": settings, "total_slots": 1, "model_alias": "simulator"}
+        )
 
     async def get_stats(self, request: web.Request) -> web.StreamResponse:
         """GET /stats (``?log=1`` adds ``requests_log``)."""
@@ -908,6 +933,7 @@ def make_app(cfg: SimulatorConfig | None = None) -> web.Application:
     app.router.add_post("/v1/chat/completions", state.chat)
     app.router.add_post("/v1/embeddings", state.embeddings)
     app.router.add_get("/v1/models", state.models)
+    app.router.add_get("/props", state.props)
     app.router.add_get("/stats", state.get_stats)
     app.router.add_post("/stats/reset", state.post_reset)
     return app

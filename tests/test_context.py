@@ -156,3 +156,91 @@ def test_cli_summary_says_what_to_change_and_does_not_promise_a_rerun(tmp_path, 
     meta = json.loads((tmp_path / "out" / "metadata.json").read_text("utf-8"))
     assert meta["failure_causes"] == {"context_overflow": 1}
     assert meta["counts"]["train"] + meta["counts"]["val"] > 0  # the short slice went through
+
+
+# --- --estimate: does a chunk fit the endpoint's context? ----------------------------------------
+
+
+def estimate_cli(tmp_path: Path, cfg: dict, *extra: str) -> int:
+    """``sft-distill --estimate`` over the long and short slices; the exit status."""
+    slices = write_slices(tmp_path / "slices.jsonl")
+    (tmp_path / "c.json").write_text(json.dumps(cfg), "utf-8")
+    return main(["-i", str(slices), "-c", str(tmp_path / "c.json"), "--estimate", *extra])
+
+
+def sim_endpoints(url: str, **extra: object) -> dict:
+    return cli_config(url, chunk_chars=20000, min_votes=1, **extra)
+
+
+def test_cli_estimate_warns_of_a_chunk_the_served_context_cannot_take(tmp_path, capsys):
+    with run_in_thread(SimulatorConfig(context_tokens=8000)) as sim:
+        status = estimate_cli(tmp_path, sim_endpoints(sim.url))
+        stats = sim.stats()
+        out = capsys.readouterr().out
+        assert status == 0, out
+        # Asked once per server and model: three models here.
+        assert stats["info_requests"] == 3 and stats["chat_requests"] == 0
+        assert "context 8,000 tokens (max_model_len from GET /v1/models)" in out
+        assert "slice 'long' chunk 0" in out
+        assert "WARNING: ~1 of 2 requests to generator will not fit its context" in out
+        assert "lower chunk_chars (now 20000)" in out
+        # ... and the run then fails that request for that reason.
+        status = main(
+            [
+                "-i",
+                str(tmp_path / "slices.jsonl"),
+                "-c",
+                str(tmp_path / "c.json"),
+                "-o",
+                str(tmp_path / "out"),
+                "-q",
+            ]
+        )
+    assert status == 3
+    failure = json.loads((tmp_path / "out" / "failures.jsonl").read_text("utf-8"))
+    assert (failure["slice_id"], failure["cause"]) == ("long", "context_overflow")
+
+
+def test_no_probe_asks_nothing_and_a_configured_context_is_still_checked(tmp_path, capsys):
+    with run_in_thread(SimulatorConfig(context_tokens=8000)) as sim:
+        cfg = sim_endpoints(sim.url)
+        cfg["generator"]["context_tokens"] = 6000
+        status = estimate_cli(tmp_path, cfg, "--no-probe")
+        assert sim.stats()["info_requests"] == 0
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "context 6,000 tokens (context_tokens in the config)" in out
+    assert "will not fit its context" in out
+    assert "primary, secondary: context unknown, not asked" in out
+
+
+def test_llamacpp_context_comes_from_props_not_the_trained_length(tmp_path, capsys):
+    from sft_distill.server_context import probe_context
+
+    with run_in_thread(SimulatorConfig(context_tokens=8000, context_report="llamacpp")) as sim:
+        limit = probe_context(endpoint(sim, model="t"))
+        assert (limit.tokens, limit.source) == (8000, "n_ctx from GET /props")
+        status = estimate_cli(tmp_path, sim_endpoints(sim.url))
+    assert status == 0
+    assert "will not fit its context" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("sim_cfg", "note"),
+    [
+        (SimulatorConfig(context_tokens=8000, context_report="none"), "does not report"),
+        (None, "could not ask http://127.0.0.1:9/v1/models"),  # nothing listens on port 9
+    ],
+)
+def test_estimate_without_a_known_context_says_why_and_still_succeeds(
+    tmp_path, capsys, sim_cfg, note
+):
+    if sim_cfg is None:
+        status = estimate_cli(tmp_path, sim_endpoints("http://127.0.0.1:9/v1"))
+    else:
+        with run_in_thread(sim_cfg) as sim:
+            status = estimate_cli(tmp_path, sim_endpoints(sim.url))
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "generator, primary, secondary: context unknown" in out and note in out
+    assert "WARNING" not in out
