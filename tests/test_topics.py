@@ -312,13 +312,19 @@ def test_cli_topic_expansion_with_nothing_usable_is_a_failure(tmp_path, monkeypa
     with run_in_thread(SimulatorConfig()) as sim:
         status = topics_cli(tmp_path, sim.url)
         expand_requests = sim.stats()["by_kind"]["generation"]
-    out, err = capsys.readouterr()
-    assert status == 3, out + err  # not a silent empty run with exit 0
-    (failure,) = read_jsonl(tmp_path / "out" / "failures.jsonl")
-    assert failure["kind"] == "topic_expand" and failure["slice_id"] == topic_id(["体育与运动"])
-    assert "nothing" in failure["reason"] or "none of the" in failure["reason"]
-    assert expand_requests == 2  # asked again once (max_retries 1), then given up
-    assert "failures.jsonl" in out
+        out, err = capsys.readouterr()
+        assert status == 3, out + err  # not a silent empty run with exit 0
+        (failure,) = read_jsonl(tmp_path / "out" / "failures.jsonl")
+        assert failure["kind"] == "topic_expand"
+        assert failure["slice_id"] == topic_id(["体育与运动"])
+        assert "nothing" in failure["reason"] or "none of the" in failure["reason"]
+        assert expand_requests >= 2  # asked again within the retry budget
+        assert "failures.jsonl" in out
+        # The useless reply was not cached: the same command asks again and now succeeds.
+        monkeypatch.undo()  # the simulator's own replies again (not memoised ones)
+        sim._call(sim._sim.state._cache.clear)
+        assert topics_cli(tmp_path, sim.url) == 0
+    assert len(TopicTree.load(tmp_path / "out" / TREE_FILENAME).children) == 3
 
 
 def test_cli_topic_objects_with_a_name_are_used(tmp_path, monkeypatch):
