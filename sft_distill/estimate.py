@@ -36,6 +36,7 @@ __all__ = [
     "Tally",
     "estimate",
     "estimate_tokens",
+    "eval_prompt_tokens",
     "format_estimate",
     "messages_tokens",
 ]
