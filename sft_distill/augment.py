@@ -245,6 +245,7 @@ class AugmentSource(RecordFileSource):
                     status=exc.status,
                     reason=str(exc),
                     attempts=exc.attempts,
+                    cause=exc.cause,
                 )
             )
             return []

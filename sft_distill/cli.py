@@ -23,6 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
 from .cli_tools import (
+    add_estimate_arguments,
     add_output_arguments,
     flag_names,
     output_overrides,
@@ -62,11 +63,6 @@ class Mode:
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", "-i", required=True, help="JSONL file of {id, content, metadata}")
-    p.add_argument(
-        "--estimate",
-        action="store_true",
-        help="print the expected calls, tokens and cost, and exit without calling anything",
-    )
 
 
 def _add_topics_arguments(p: argparse.ArgumentParser) -> None:
@@ -182,6 +178,7 @@ def build_parser(mode: str = "run") -> argparse.ArgumentParser:
         help="replace another run's outputs in --output (its cached replies are reused)",
     )
     p.add_argument("--strict", action="store_true", help="fail on the first bad input line")
+    add_estimate_arguments(p)
     p.add_argument("--samples-per-slice", type=int, help="override samples_per_slice")
     p.add_argument("--min-score-threshold", type=float, help="override min_score_threshold")
     p.add_argument("--min-votes", type=int, help="override min_votes")
@@ -247,11 +244,28 @@ def format_summary(result: RunResult) -> str:
     if result.metadata.get("simulator"):
         lines.append("  (dry run: replies came from the built-in simulator)")
     if result.failures:
-        lines.append(
-            f"  WARNING: {plural(result.failures, 'unit')} of work failed after retries; see "
-            f"{result.paths['failures.jsonl']} - rerun the same command to retry them"
-        )
+        lines.extend(_failure_lines(result))
     return "\n".join(lines)
+
+
+def _failure_lines(result: RunResult) -> list[str]:
+    """The summary's warnings about failures: a rerun retries some, but not context overflows."""
+    path = result.paths["failures.jsonl"]
+    overflow = (result.metadata.get("failure_causes") or {}).get("context_overflow", 0)
+    others = result.failures - overflow
+    lines = []
+    if others:
+        lines.append(
+            f"  WARNING: {plural(others, 'unit')} of work failed after retries; see {path} - "
+            "rerun the same command to retry them"
+        )
+    if overflow:
+        lines.append(
+            f"  WARNING: {plural(overflow, 'unit')} of work failed because the prompt is longer "
+            f"than the endpoint's context (see {path}): lower chunk_chars or that endpoint's "
+            "max_tokens, or raise the server's context length; an unchanged rerun will not fix them"
+        )
+    return lines
 
 
 class Interrupted(Exception):
@@ -320,9 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = _overrides(args)
     try:
         config = load_config(args.config, overrides)
-        if getattr(args, "estimate", False):
-            return print_estimate(args.input, config, strict=args.strict)
         source = MODES[mode].source(args)
+        if args.estimate:
+            # A dry run would talk to the simulator, whose context says nothing of the real one.
+            probe = not (args.no_probe or args.dry_run)
+            return print_estimate(source, config, strict=args.strict, probe=probe)
         pipeline = DatasetDistillationPipeline(
             config,
             show_progress=not args.quiet,

@@ -11,17 +11,22 @@ import argparse
 import logging
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .config import DistillConfig, deep_merge, format_config_error, read_config_file
 from .data_io import PathLike
 from .errors import ConfigError, DistillError
-from .estimate import estimate, format_estimate
+from .estimate import format_estimate
 from .formats import FORMATS
+
+if TYPE_CHECKING:
+    from .sources import SampleSource
 
 __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
+    "add_estimate_arguments",
     "add_output_arguments",
     "build_refilter_parser",
     "flag_names",
@@ -91,9 +96,40 @@ def output_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
-def print_estimate(input_path: PathLike, config: DistillConfig, *, strict: bool = False) -> int:
-    """``--estimate``: print the expected calls, tokens and cost; no request is sent."""
-    print(format_estimate(estimate(input_path, config, strict=strict)))
+def add_estimate_arguments(p: argparse.ArgumentParser) -> None:
+    """``--estimate`` and ``--no-probe``, for every mode."""
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the expected calls, tokens and cost, and exit without any LLM call",
+    )
+    p.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="with --estimate: do not ask the servers (GET /v1/models) for their context length",
+    )
+
+
+def print_estimate(
+    source: PathLike | SampleSource,
+    config: DistillConfig,
+    *,
+    strict: bool = False,
+    probe: bool = False,
+) -> int:
+    """``--estimate``: print the expected calls, tokens and cost; no LLM request is sent.
+
+    ``source`` is a slices file or any mode's source. With ``probe`` each endpoint without
+    ``context_tokens`` is asked for its context length (one GET, failing soft).
+    """
+    from .estimate_modes import estimate_source
+    from .server_context import context_limits
+    from .sources import SliceSource
+
+    if isinstance(source, str | Path):
+        source = SliceSource(source)
+    contexts = context_limits(config, probe=probe)
+    print(format_estimate(estimate_source(source, config, strict=strict, contexts=contexts)))
     return EXIT_OK
 
 

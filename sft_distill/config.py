@@ -112,6 +112,12 @@ class EndpointConfig(BaseModel):
     )
     max_requests_per_minute: float | None = Field(None, gt=0)
     max_tokens_per_minute: float | None = Field(None, gt=0)
+    context_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="the model's context length (prompt + reply) on this server, checked by "
+        "--estimate; default: asked of the server (vLLM, llama.cpp report it)",
+    )
 
     @field_validator("api_base")
     @classmethod

@@ -780,15 +780,24 @@ def prepare_output_dir(path: PathLike) -> Path:
     return p
 
 
+def join_prompt(instruction: str, input_text: str) -> str:
+    """The user turn: the instruction, then a newline and the input when there is one.
+
+    One newline, as LLaMA-Factory joins an Alpaca row's ``instruction`` and ``input``, so a
+    sample reads the same in every output format.
+    """
+    if input_text.strip():
+        return instruction + "\n" + input_text
+    return instruction
+
+
 def to_sharegpt(sample: ScoredSample, *, system: str | None = None) -> dict[str, Any]:
     """One ShareGPT record (LLaMA-Factory ``formatting: sharegpt``) with scores kept alongside.
 
     ``dimension_scores`` is keyed by evaluator model; when two evaluators use the same model the
     later one is keyed ``"<evaluator name>/<model>"``.
     """
-    human = sample.instruction
-    if sample.input.strip():
-        human += "\n\n" + sample.input
+    human = join_prompt(sample.instruction, sample.input)
     scores: dict[str, dict[str, float]] = {}
     for j in sample.judgements:
         if not j.scores:

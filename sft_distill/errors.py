@@ -63,6 +63,9 @@ class LLMError(DistillError):
         self.retry_after_s = retry_after_s
         self.body = body
 
+    # What kind of failure this is, recorded in failures.jsonl (None: nothing more specific).
+    cause: str | None = None
+
 
 class RetryableLLMError(LLMError):
     """408/409/429/5xx, connection errors, timeouts, truncated or unparsable replies."""
@@ -70,3 +73,9 @@ class RetryableLLMError(LLMError):
 
 class TruncatedReplyError(RetryableLLMError):
     """``finish_reason: "length"``: retried once, since the same request is usually cut again."""
+
+
+class ContextOverflowError(LLMError):
+    """HTTP 400 "maximum context length": the prompt does not fit; a rerun alone never helps."""
+
+    cause = "context_overflow"

@@ -6,6 +6,10 @@ text and 4 for English (``prompts.detect_language`` decides, per text), plus a f
 message. Replies are assumed to be a typical size, capped by each endpoint's ``max_tokens``.
 Retries, re-asks and reasoning tokens are not included; replies already in the output
 directory's cache cost nothing on a rerun.
+
+The other modes (``topics``, ``distill``, ``augment``) are estimated by ``estimate_modes``; every
+estimate counts each request through ``Tally``, which also notes the largest prompt per endpoint
+and how many requests would not fit an endpoint's known context (``server_context``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import DistillConfig, EndpointConfig
 from .data_io import BadLine, PathLike, iter_slices
@@ -22,13 +26,19 @@ from .generator import chunk_slice
 from .prompts import detect_language, evaluation_messages, generation_messages
 from .report import model_price
 
+if TYPE_CHECKING:
+    from .server_context import ContextLimit
+
 __all__ = [
     "CHARS_PER_TOKEN",
     "EndpointEstimate",
     "Estimate",
+    "Tally",
     "estimate",
     "estimate_tokens",
+    "eval_prompt_tokens",
     "format_estimate",
+    "messages_tokens",
 ]
 
 CHARS_PER_TOKEN = {"zh": 1.6, "en": 4.0}
@@ -48,7 +58,8 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN[detect_language(text)])
 
 
-def _messages_tokens(messages: list[dict[str, str]]) -> int:
+def messages_tokens(messages: list[dict[str, str]]) -> int:
+    """Approximate prompt tokens of a chat request: each message, its wrapping, the reply primer."""
     return sum(estimate_tokens(m["content"]) + TOKENS_PER_MESSAGE for m in messages) + (
         TOKENS_PER_REPLY
     )
@@ -66,6 +77,13 @@ class EndpointEstimate:
     completion_tokens: int = 0
     completion_tokens_max: int | None = None
     cost: float | None = None
+    # The context check: the largest prompt, where it is, and the requests that would not fit.
+    max_tokens: int | None = None
+    max_prompt_tokens: int = 0
+    max_prompt_where: str = ""
+    context_tokens: int | None = None
+    context_source: str = ""
+    over_context: int = 0
 
 
 @dataclass
@@ -83,6 +101,10 @@ class Estimate:
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
     total_cost: float | None = None
     unpriced: list[str] = field(default_factory=list)
+    # Which mode the figures are for, its settings and counts, and what the figures assume.
+    kind: str = "slices"
+    detail: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -98,17 +120,124 @@ def _max(ep: EndpointConfig, calls: int) -> int | None:
     return None if ep.max_tokens is None else ep.max_tokens * calls
 
 
+class Tally:
+    """The endpoints of one estimate, and every request counted against them.
+
+    Args:
+        config: the run's settings (endpoints and their max_tokens).
+        contexts: each endpoint's known context length (``server_context.context_limits``).
+    """
+
+    def __init__(
+        self, config: DistillConfig, contexts: Mapping[str, ContextLimit] | None = None
+    ) -> None:
+        self.config = config
+        self.generator = EndpointEstimate("generator", config.generator.model, "generation")
+        self.judges = {
+            name: EndpointEstimate(name, ep.model, "evaluation")
+            for name, ep in config.evaluators.items()
+        }
+        self._settings = {"generator": config.generator, **config.evaluators}
+        for e in self.endpoints:
+            e.max_tokens = self._settings[e.endpoint].max_tokens
+            limit = (contexts or {}).get(e.endpoint)
+            if limit is not None:
+                # Where the length came from, or why it is unknown.
+                e.context_tokens = limit.tokens
+                e.context_source = limit.source if limit.tokens is not None else limit.note
+
+    @property
+    def endpoints(self) -> list[EndpointEstimate]:
+        """The generator, then the evaluators."""
+        return [self.generator, *self.judges.values()]
+
+    def reply(self, name: str, tokens: int) -> int:
+        """A reply of ``tokens``, capped by the endpoint's max_tokens."""
+        cap = self._settings[name].max_tokens
+        return tokens if cap is None else min(tokens, cap)
+
+    def add(
+        self, e: EndpointEstimate, prompt: int, completion: int, *, calls: int = 1, where: str = ""
+    ) -> None:
+        """Count ``calls`` requests of ``prompt`` tokens, each answered with ``completion``."""
+        if calls <= 0:
+            return
+        e.calls += calls
+        e.prompt_tokens += calls * prompt
+        e.completion_tokens += calls * completion
+        if prompt > e.max_prompt_tokens:
+            e.max_prompt_tokens, e.max_prompt_where = prompt, where
+        # Servers refuse a prompt whose tokens plus max_tokens exceed the context (vLLM, OpenAI).
+        if e.context_tokens is not None and prompt + (e.max_tokens or 0) > e.context_tokens:
+            e.over_context += calls
+
+    def judge_all(
+        self, prompt: int, *, calls: int = 1, sample_tokens: int = 0, where: str = ""
+    ) -> None:
+        """Every evaluator judges ``calls`` samples, each prompt ``prompt + sample_tokens``."""
+        for j in self.judges.values():
+            self.add(
+                j,
+                prompt + sample_tokens,
+                self.reply(j.endpoint, TYPICAL_JUDGEMENT_TOKENS),
+                calls=calls,
+                where=where,
+            )
+
+    def finish(self, est: Estimate, prices: Mapping[str, Any] | None) -> Estimate:
+        """Put the endpoints into ``est`` with their caps, per-model sums and costs."""
+        self.generator.completion_tokens_max = _max(self.config.generator, self.generator.calls)
+        for name, j in self.judges.items():
+            j.completion_tokens_max = _max(self.config.evaluators[name], j.calls)
+        est.endpoints = self.endpoints
+        _price(est, prices)
+        return est
+
+
+def eval_prompt_tokens(instruction: str, input_text: str, output_tokens: int) -> int:
+    """Prompt tokens of one judgement of a sample with no source document."""
+    return messages_tokens(evaluation_messages("", instruction, input_text, "")) + output_tokens
+
+
+def _price(est: Estimate, prices: Mapping[str, Any] | None) -> None:
+    """Sum calls and tokens per model, and cost them when prices are known."""
+    for e in est.endpoints:
+        m = est.per_model.setdefault(
+            e.model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": None}
+        )
+        m["calls"] += e.calls
+        m["prompt_tokens"] += e.prompt_tokens
+        m["completion_tokens"] += e.completion_tokens
+    if not prices:
+        return
+    total = 0.0
+    for model, m in est.per_model.items():
+        price = model_price(prices, model)
+        if price is None:
+            est.unpriced.append(model)
+            continue
+        m["cost"] = m["prompt_tokens"] / 1000 * price[0] + m["completion_tokens"] / 1000 * price[1]
+        total += m["cost"]
+    for e in est.endpoints:
+        price = model_price(prices, e.model)
+        if price is not None:
+            e.cost = e.prompt_tokens / 1000 * price[0] + e.completion_tokens / 1000 * price[1]
+    est.total_cost = total
+
+
 def estimate(
     input_path: PathLike,
     config: DistillConfig,
     *,
     prices: Mapping[str, Any] | None = None,
     strict: bool = False,
+    contexts: Mapping[str, ContextLimit] | None = None,
 ) -> Estimate:
     """Count slices, chunks and expected samples, and estimate calls, tokens and cost per model.
 
     ``prices`` (default: the config's ``prices`` when it has them) maps a model name to
-    ``{"input_per_1k": x, "output_per_1k": y}``.
+    ``{"input_per_1k": x, "output_per_1k": y}``. ``contexts`` gives endpoints' context lengths
+    to check every request against.
 
     Raises:
         InputError: the input cannot be read (or, with ``strict``, its first bad line).
@@ -116,11 +245,8 @@ def estimate(
     if prices is None:
         prices = getattr(config, "prices", None)
     est = Estimate(input=str(input_path))
-    gen = EndpointEstimate("generator", config.generator.model, "generation")
-    judges = {
-        name: EndpointEstimate(name, ep.model, "evaluation")
-        for name, ep in config.evaluators.items()
-    }
+    tally = Tally(config, contexts)
+    gen = tally.generator
     languages: Counter[str] = Counter()
 
     def on_bad_line(bad: BadLine) -> None:
@@ -137,69 +263,70 @@ def estimate(
             lang = detect_language(chunk.text) if config.language == "auto" else config.language
             languages[lang] += 1
             doc_tokens = estimate_tokens(chunk.text)
+            where = f"slice {chunk.slice_id!r} chunk {chunk.index}"
             # The template alone (empty document), in the language the run would use.
             template = generation_messages(
                 "", chunk.n_samples, language=lang, system_prompt=config.system_prompt
             )
-            gen.calls += 1
-            gen.prompt_tokens += _messages_tokens(template) + doc_tokens
-            reply = chunk.n_samples * TYPICAL_SAMPLE_TOKENS[lang]
-            if config.generator.max_tokens is not None:
-                reply = min(reply, config.generator.max_tokens)
-            gen.completion_tokens += reply
-            sample_tokens = TYPICAL_SAMPLE_TOKENS[lang]
-            eval_prompt = _messages_tokens(evaluation_messages("", "", "", "")) + doc_tokens
+            reply = tally.reply("generator", chunk.n_samples * TYPICAL_SAMPLE_TOKENS[lang])
+            tally.add(gen, messages_tokens(template) + doc_tokens, reply, where=where)
+            eval_prompt = messages_tokens(evaluation_messages("", "", "", "")) + doc_tokens
             est.expected_samples += chunk.n_samples
-            for name, ep in config.evaluators.items():
-                j = judges[name]
-                j.calls += chunk.n_samples
-                j.prompt_tokens += chunk.n_samples * (eval_prompt + sample_tokens)
-                per_call = TYPICAL_JUDGEMENT_TOKENS
-                if ep.max_tokens is not None:
-                    per_call = min(per_call, ep.max_tokens)
-                j.completion_tokens += chunk.n_samples * per_call
+            tally.judge_all(
+                eval_prompt,
+                calls=chunk.n_samples,
+                sample_tokens=TYPICAL_SAMPLE_TOKENS[lang],
+                where=where,
+            )
         est.chunks += len(chunks)
     est.languages = dict(sorted(languages.items()))
+    est.detail = {"chunk_chars": config.chunk_chars}
+    return tally.finish(est, prices)
 
-    gen.completion_tokens_max = _max(config.generator, gen.calls)
-    for name, j in judges.items():
-        j.completion_tokens_max = _max(config.evaluators[name], j.calls)
-    est.endpoints = [gen, *judges.values()]
-    for e in est.endpoints:
-        m = est.per_model.setdefault(
-            e.model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": None}
-        )
-        m["calls"] += e.calls
-        m["prompt_tokens"] += e.prompt_tokens
-        m["completion_tokens"] += e.completion_tokens
-    if prices:
-        total = 0.0
-        for model, m in est.per_model.items():
-            price = model_price(prices, model)
-            if price is None:
-                est.unpriced.append(model)
-                continue
-            m["cost"] = (
-                m["prompt_tokens"] / 1000 * price[0] + m["completion_tokens"] / 1000 * price[1]
+
+def _headline(est: Estimate) -> str:
+    """The first line: what was read and what it makes, in the mode's own words."""
+    d = est.detail
+    skipped = f"{est.bad_lines} bad lines skipped"
+    if est.kind == "topics":
+        if d.get("tree"):
+            return (
+                f"sft-distill estimate for tree {d['root']!r}: {d['leaves']:,} leaves "
+                f"({d['given_questions']:,} questions given), {d['questions_per_tag']} questions "
+                f"per leaf -> ~{est.expected_samples:,} samples"
             )
-            total += m["cost"]
-        for e in est.endpoints:
-            price = model_price(prices, e.model)
-            if price is not None:
-                e.cost = e.prompt_tokens / 1000 * price[0] + e.completion_tokens / 1000 * price[1]
-        est.total_cost = total
-    return est
+        return (
+            f"sft-distill estimate for topic {d['root']!r}: {d['levels']} levels x "
+            f"{d['tags_per_level']} sub-topics per level x {d['questions_per_tag']} questions per "
+            f"leaf -> up to {d['leaves']:,} leaves and {est.expected_samples:,} samples"
+        )
+    if est.kind == "distill":
+        asked = (
+            "no teacher requests (--skip-generation)"
+            if d.get("skip_generation")
+            else f"{est.chunks:,} teacher requests"
+        )
+        return (
+            f"sft-distill estimate for {est.input}: {est.slices:,} records ({skipped}) -> "
+            f"{asked} -> ~{est.expected_samples:,} samples"
+        )
+    if est.kind == "augment":
+        return (
+            f"sft-distill estimate for {est.input}: {est.slices:,} kept samples ({skipped}, "
+            f"{d.get('not_kept', 0):,} not-kept rows passed over) -> {est.chunks:,} rephrase "
+            f"requests -> up to {d.get('variants', 0):,} variants, {est.expected_samples:,} "
+            "samples judged with the originals"
+        )
+    langs = ", ".join(f"{n} {lang}" for lang, n in est.languages.items()) or "none"
+    return (
+        f"sft-distill estimate for {est.input}: {est.slices} slices ({est.chars:,} characters"
+        f", {skipped}) -> {est.chunks} chunks ({langs}) -> ~{est.expected_samples} samples"
+    )
 
 
 def format_estimate(est: Estimate) -> str:
     """A readable table of the estimate (what ``--estimate`` prints)."""
-    langs = ", ".join(f"{n} {lang}" for lang, n in est.languages.items()) or "none"
-    lines = [
-        f"sft-distill estimate for {est.input}: {est.slices} slices ({est.chars:,} characters"
-        f", {est.bad_lines} bad lines skipped) -> {est.chunks} chunks ({langs})"
-        f" -> ~{est.expected_samples} samples",
-        "",
-    ]
+    lines = [_headline(est), ""]
     header = (
         "endpoint",
         "model",
@@ -246,6 +373,7 @@ def format_estimate(est: Estimate) -> str:
         if k == 0 or k == len(rows) - 2:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
+    lines.extend(est.notes)
     lines.append(
         "Tokens are estimates (~1.6 characters per token for Chinese, ~4 for English; replies of "
         "typical size, capped by max_tokens; 'max' = max_tokens x calls). Retries, re-asks and "
@@ -258,4 +386,48 @@ def format_estimate(est: Estimate) -> str:
         )
     elif est.unpriced:
         lines.append(f"No price for: {', '.join(est.unpriced)} (not in the total).")
+    context = _context_lines(est)
+    if context:
+        lines += ["", "Context:", *context]
     return "\n".join(lines)
+
+
+# A prompt this close to the context may not fit: real tokenizers differ from our estimate.
+NEAR_CONTEXT = 0.8
+
+
+def _context_lines(est: Estimate) -> list[str]:
+    """Per endpoint: its context, and a warning when the largest prompt does not fit it."""
+    lines = []
+    unknown: dict[str, list[str]] = {}  # why -> endpoints, so one reason is said once
+    chunk_chars = est.detail.get("chunk_chars")
+    for e in est.endpoints:
+        if e.context_tokens is None:
+            if e.context_source:
+                unknown.setdefault(e.context_source, []).append(e.endpoint)
+            continue
+        if not e.calls:
+            continue
+        budget = e.max_tokens or 0
+        need = e.max_prompt_tokens + budget
+        head = (
+            f"  {e.endpoint} ({e.model}): context {e.context_tokens:,} tokens ({e.context_source})"
+            f"; largest prompt ~{e.max_prompt_tokens:,} tokens ({e.max_prompt_where})"
+            + (f" + max_tokens {budget:,}" if budget else "")
+        )
+        if e.over_context:
+            fix = f"lower chunk_chars (now {chunk_chars})" if chunk_chars else "shorten the input"
+            lines.append(
+                f"{head}\n  WARNING: ~{e.over_context:,} of {e.calls:,} requests to {e.endpoint} "
+                f"will not fit its context: {fix} or max_tokens, or raise the server's context"
+            )
+        elif need > NEAR_CONTEXT * e.context_tokens:
+            lines.append(
+                f"{head}\n  close to the limit: tokenizers differ from this estimate (Chinese can "
+                "take up to 3x), so some requests may not fit"
+            )
+        else:
+            lines.append(f"{head}: fits")
+    for why, names in unknown.items():
+        lines.append(f"  {', '.join(names)}: context unknown, {why}")
+    return lines

@@ -122,6 +122,7 @@ async def judge(
                     status=exc.status,
                     reason=str(exc),
                     attempts=exc.attempts,
+                    cause=exc.cause,
                 )
             )
         return Judgement(evaluator=name, model=client.model, error=str(exc))

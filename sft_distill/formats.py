@@ -7,8 +7,10 @@ Formats (exact shapes in ``../shared/formats.md``):
   (``chat_template`` with ``field_messages: conversations`` and
   ``message_property_mappings: {role: from, content: value}``).
 - ``alpaca``: ``instruction``, ``input``, ``output``, ``system`` (only when a system prompt is
-  set), ``id`` and ``provenance``. LLaMA-Factory's default format; axolotl ``type: alpaca``.
-  No ``history``: every sample is one turn.
+  set), ``id`` and ``provenance``. LLaMA-Factory's default format; axolotl ``type: alpaca``
+  (``alpaca_w_system`` when a system prompt is set: ``alpaca`` ignores ``system``).
+  No ``history``: every sample is one turn. The chat formats' user turn is instruction and
+  input joined by one newline, as LLaMA-Factory joins them here.
 - ``openai``: ``{"messages": [system?, user, assistant]}`` and nothing else, so rows pass OpenAI's
   cookbook validator (allowed message keys: role, content, name, function_call, weight) and TRL.
   Provenance goes to a sidecar ``<split file>.provenance.jsonl`` whose line *i* describes line *i*.
@@ -20,7 +22,11 @@ Reasoning (``include_reasoning``): ShareGPT and Alpaca get ``<think>\\n…\\n</t
 before the answer, as LLaMA-Factory documents and Qwen3's template renders it. OpenAI rows get a
 ``reasoning_content`` field on the assistant message, which axolotl's qwen3 template and Qwen3's
 own chat template (TRL) read; OpenAI's validator flags that key, so such a file is for TRL/axolotl,
-not for upload to OpenAI. Without ``include_reasoning`` no reasoning is written anywhere.
+not for upload to OpenAI. LLaMA-Factory's converters copy only role and content, so they would
+drop ``reasoning_content``: its ``dataset_info.json`` entries for the openai format point at a
+companion file (``train.openai.lf.jsonl``, see ``llamafactory_file``) with the same messages and
+the reasoning as a ``<think>`` block in the assistant content. Without ``include_reasoning`` no
+reasoning is written anywhere.
 
 File names: the first (primary) format is written to ``train.jsonl``/``val.jsonl`` (so the default,
 ShareGPT only, is unchanged); every further format to ``train.<fmt>.jsonl``/``val.<fmt>.jsonl``.
@@ -32,7 +38,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .data_io import to_sharegpt
+from .data_io import join_prompt, to_sharegpt
 from .errors import ConfigError
 from .models import ScoredSample
 
@@ -43,6 +49,9 @@ __all__ = [
     "SPLITS",
     "all_split_file_names",
     "dataset_info",
+    "llamafactory_file",
+    "llamafactory_files",
+    "llamafactory_row",
     "parse_formats",
     "provenance",
     "provenance_file",
@@ -59,6 +68,9 @@ DATASET_INFO_FILE = "dataset_info.json"
 
 # Formats whose rows may not carry provenance (OpenAI's validator checks every message key).
 SIDECAR_FORMATS = frozenset({"openai"})
+# Formats whose reasoning LLaMA-Factory would drop (it reads only role and content): with
+# include_reasoning they get a companion file for it, the reasoning inside the content.
+LF_COMPANION_FORMATS = frozenset({"openai"})
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -91,10 +103,8 @@ def parse_formats(spec: str | Sequence[str] | None) -> list[str]:
 
 
 def user_text(sample: ScoredSample) -> str:
-    """The user turn: instruction, then a blank line and the input when there is one."""
-    if sample.input.strip():
-        return sample.instruction + "\n\n" + sample.input
-    return sample.instruction
+    """The user turn: instruction, then a newline and the input when there is one."""
+    return join_prompt(sample.instruction, sample.input)
 
 
 def with_reasoning(answer: str, reasoning: str | None) -> str:
@@ -139,7 +149,8 @@ def _alpaca(sample: ScoredSample, system: str | None, include_reasoning: bool) -
     output = with_reasoning(sample.output, sample.reasoning) if include_reasoning else sample.output
     row: dict[str, Any] = {
         "instruction": sample.instruction,
-        "input": sample.input,
+        # A blank input is left out of LLaMA-Factory's prompt only when it is empty.
+        "input": sample.input if sample.input.strip() else "",
         "output": output,
     }
     if system:
@@ -161,7 +172,15 @@ def _openai(sample: ScoredSample, system: str | None, include_reasoning: bool) -
     return {"messages": messages}
 
 
+def _openai_lf(sample: ScoredSample, system: str | None, include_reasoning: bool) -> dict[str, Any]:
+    row = _openai(sample, system, include_reasoning=False)
+    if include_reasoning:
+        row["messages"][-1]["content"] = with_reasoning(sample.output, sample.reasoning)
+    return row
+
+
 _WRITERS = {"sharegpt": _sharegpt, "alpaca": _alpaca, "openai": _openai}
+_LF_WRITERS = {"openai": _openai_lf}
 
 
 def row_for(
@@ -176,6 +195,32 @@ def row_for(
     if writer is None:
         raise ConfigError(f"unknown output format {fmt!r}; known: {', '.join(FORMATS)}")
     return writer(sample, system or None, include_reasoning)
+
+
+def llamafactory_row(
+    sample: ScoredSample, fmt: str, *, system: str | None, include_reasoning: bool
+) -> dict[str, Any]:
+    """A row of ``fmt``'s LLaMA-Factory companion file: the reasoning as a ``<think>`` block."""
+    return _LF_WRITERS[fmt](sample, system or None, include_reasoning)
+
+
+def llamafactory_file(filename: str) -> str:
+    """The LLaMA-Factory companion of a split file: ``x.openai.jsonl`` -> ``x.openai.lf.jsonl``."""
+    stem = filename[: -len(".jsonl")] if filename.endswith(".jsonl") else filename
+    return f"{stem}.lf.jsonl"
+
+
+def llamafactory_files(
+    files: Mapping[str, Mapping[str, str]], *, include_reasoning: bool
+) -> dict[str, dict[str, str]]:
+    """Companion file per format and split, for the formats whose reasoning LF would drop."""
+    if not include_reasoning:
+        return {}
+    return {
+        fmt: {split: llamafactory_file(name) for split, name in by_split.items()}
+        for fmt, by_split in files.items()
+        if fmt in LF_COMPANION_FORMATS
+    }
 
 
 def split_files(formats: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -199,7 +244,7 @@ def all_split_file_names() -> set[str]:
     for suffix in ("", *(f".{f}" for f in FORMATS)):
         for split in SPLITS:
             name = f"{split}{suffix}.jsonl"
-            names.update({name, provenance_file(name)})
+            names.update({name, provenance_file(name), llamafactory_file(name)})
     return names
 
 
@@ -239,13 +284,15 @@ def dataset_info(
     *,
     system: bool = False,
     rows: Mapping[str, int] | None = None,
+    lf_files: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """LLaMA-Factory ``dataset_info.json`` entries for the written splits.
 
     The first format is registered as ``<name>_train`` / ``<name>_val``; with several formats
     each one is also ``<name>_<fmt>_train`` / ``<name>_<fmt>_val``. A split with 0 rows
     (``rows``) is left out, because an empty file cannot be loaded. ``system`` says whether rows
-    carry a system prompt.
+    carry a system prompt. A format in ``lf_files`` (``llamafactory_files``) is registered with
+    its companion file, which keeps the reasoning where LLaMA-Factory reads it.
 
     Raises:
         ConfigError: a bad dataset name or an unknown format.
@@ -261,7 +308,8 @@ def dataset_info(
         for split, file_name in by_split.items():
             if rows is not None and not rows.get(split, 0):
                 continue
-            entry = _entry(fmt, file_name, system)
+            companion = (lf_files or {}).get(fmt, {}).get(split)
+            entry = _entry(fmt, companion or file_name, system)
             if i == 0:
                 info[f"{name}_{split}"] = entry
             if several:

@@ -130,6 +130,7 @@ async def generate_chunk(
                     status=exc.status,
                     reason=str(exc),
                     attempts=exc.attempts,
+                    cause=exc.cause,
                 )
             )
         return []

@@ -795,6 +795,7 @@ async def teacher_answer(
                 status=exc.status,
                 reason=str(exc),
                 attempts=exc.attempts,
+                cause=exc.cause,
             )
         )
         return None

@@ -30,7 +30,13 @@ from tenacity import (
 from .cache import ResponseCache, finish_key, key_prefix
 from .concurrency import AdaptiveLimiter, TokenBucket
 from .config import EndpointConfig, display_url
-from .errors import JSONExtractionError, LLMError, RetryableLLMError, TruncatedReplyError
+from .errors import (
+    ContextOverflowError,
+    JSONExtractionError,
+    LLMError,
+    RetryableLLMError,
+    TruncatedReplyError,
+)
 from .models import Usage
 
 log = logging.getLogger(__name__)
@@ -118,6 +124,40 @@ def error_details(body: Any) -> tuple[str, str | None]:
         text = " ".join(body.split())
         return (text[:200] or "empty body"), None
     return "no error details", None
+
+
+# How servers say a prompt does not fit (wire.md, section 3): OpenAI and llama-cpp-python
+# "maximum context length", vLLM >= 0.16 "context length is only", llama.cpp "exceeds the
+# available context size", DashScope "Range of input length should be".
+_OVERFLOW_PHRASES = (
+    "maximum context length",
+    "context length is only",
+    "exceeds the available context size",
+    "range of input length should be",
+    "context_length_exceeded",
+)
+_OVERFLOW_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+CONTEXT_OVERFLOW_HINT = (
+    "the prompt does not fit this endpoint's context: lower chunk_chars (or this endpoint's "
+    "max_tokens), or start the server with a longer context (vLLM --max-model-len, llama.cpp "
+    "-c); a rerun with the same settings fails the same way"
+)
+
+
+def is_context_overflow(status: int, body: Any) -> bool:
+    """Whether an error reply says the prompt is longer than the model's context (wire.md)."""
+    if status not in (400, 413):
+        return False
+    err = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(err, dict):
+        tags = {v for v in (err.get("code"), err.get("type")) if isinstance(v, str)}
+        if tags & _OVERFLOW_CODES or err.get("param") == "input_tokens":
+            return True
+        text = str(err.get("message") or "")
+    else:
+        text = str(err)
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in _OVERFLOW_PHRASES)
 
 
 class wait_retry_after:
@@ -538,6 +578,8 @@ class LLMClient:
         if status in (401, 403):
             msg += " (check the API key for this endpoint)"
         cls = RetryableLLMError if retryable else LLMError
+        if is_context_overflow(status, body):
+            cls, msg = ContextOverflowError, f"{msg} ({CONTEXT_OVERFLOW_HINT})"
         return cls(
             msg,
             endpoint=self.name,

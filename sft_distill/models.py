@@ -97,6 +97,9 @@ class Failure(BaseModel):
     status: int | None = None
     reason: str
     attempts: int = 0
+    cause: str | None = Field(
+        None, description="context_overflow: the prompt did not fit; a rerun alone will not help"
+    )
 
 
 class Usage(BaseModel):

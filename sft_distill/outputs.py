@@ -25,6 +25,8 @@ from .formats import (
     SPLITS,
     all_split_file_names,
     dataset_info,
+    llamafactory_files,
+    llamafactory_row,
     parse_formats,
     provenance,
     provenance_file,
@@ -159,6 +161,7 @@ class WrittenOutputs:
     provenance_files: dict[str, dict[str, str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     dataset_info: dict[str, Any] = field(default_factory=dict)
+    llamafactory_files: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready record for metadata.json (``outputs``)."""
@@ -166,6 +169,7 @@ class WrittenOutputs:
             "formats": list(self.files),
             "files": self.files,
             "provenance_files": self.provenance_files,
+            "llamafactory_files": self.llamafactory_files,
             "dataset_info": DATASET_INFO_FILE,
             "datasets": sorted(self.dataset_info),
             "counts": self.counts,
@@ -224,6 +228,7 @@ def write_outputs(
         for fmt, by_split in files.items()
         if fmt in SIDECAR_FORMATS
     }
+    companions = llamafactory_files(files, include_reasoning=opts.include_reasoning)
     wanted = train_ids | val_ids
     if offsets is None:  # refilter: find them in the raw file
         order = _offsets(raw_path, wanted, opts.seed)
@@ -241,6 +246,11 @@ def write_outputs(
             for fmt, by_split in sidecars.items()
             for split, name in by_split.items()
         }
+        lf = {
+            (fmt, split): stack.enter_context(JsonlWriter(out / name, atomic=True))
+            for fmt, by_split in companions.items()
+            for split, name in by_split.items()
+        }
         for _key, sid, offset in order:
             raw.seek(offset)
             try:
@@ -256,15 +266,31 @@ def write_outputs(
                 writers[fmt, split].write(row)
                 if (fmt, split) in side:
                     side[fmt, split].write(provenance(sample))
+                if (fmt, split) in lf:
+                    lf[fmt, split].write(
+                        llamafactory_row(sample, fmt, system=opts.system, include_reasoning=True)
+                    )
             counts[split] += 1
     counts["missing"] = len(train_ids | val_ids) - counts["train"] - counts["val"]
     if counts["missing"]:
         log.warning("%s not found in %s", plural(counts["missing"], "kept sample"), raw_path)
     info = dataset_info(
-        opts.dataset_name, files, system=bool(opts.system), rows={s: counts[s] for s in SPLITS}
+        opts.dataset_name,
+        files,
+        system=bool(opts.system),
+        rows={s: counts[s] for s in SPLITS},
+        lf_files=companions,
     )
     write_json_atomic(out / DATASET_INFO_FILE, info)
-    names = [n for by in (*files.values(), *sidecars.values()) for n in by.values()]
+    names = [
+        n for by in (*files.values(), *sidecars.values(), *companions.values()) for n in by.values()
+    ]
     for name in remove_stale(out, names):
         log.info("removed %s (format no longer written)", name)
-    return WrittenOutputs(files=files, provenance_files=sidecars, counts=counts, dataset_info=info)
+    return WrittenOutputs(
+        files=files,
+        provenance_files=sidecars,
+        counts=counts,
+        dataset_info=info,
+        llamafactory_files=companions,
+    )

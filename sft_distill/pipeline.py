@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, aclosing
@@ -271,6 +271,7 @@ class DatasetDistillationPipeline:
         stats = StageCounts()
         bad_examples: list[str] = []
         failures = 0
+        failure_causes: Counter[str] = Counter()
         score_sum, score_n, exec_ok, exec_n = 0.0, 0, 0, 0
         score_stats = _ScoreStats()
         opts = OutputOptions.from_config(cfg)
@@ -301,6 +302,8 @@ class DatasetDistillationPipeline:
             def on_failure(failure: Failure) -> None:
                 nonlocal failures
                 failures += 1
+                if failure.cause:
+                    failure_causes[failure.cause] += 1
                 fail_log.write(failure.model_dump(mode="json"))
 
             gen_client = await stack.enter_async_context(
@@ -388,7 +391,9 @@ class DatasetDistillationPipeline:
                 duplicates = await dedup.aresolve()
             t_deduped = time.perf_counter()
 
-        if stats.slices == 0 and stats.samples_generated == 0:
+        # Nothing taken in because every request for it failed (a topic whose expansion
+        # failed) is a run with failures (exit 3), not an input without usable lines.
+        if stats.slices == 0 and stats.samples_generated == 0 and not failures:
             partial.unlink(missing_ok=True)
             why = ", ".join(f"{k} {v}" for k, v in sorted(stats.bad_line_reasons.items()))
             hint = ""
@@ -447,6 +452,7 @@ class DatasetDistillationPipeline:
                 "counts": stats.model_dump(),
                 "bad_lines": bad_examples,
                 "failures": failures,
+                "failure_causes": dict(sorted(failure_causes.items())),
                 "scores": score_stats.summary(),
                 "usage": {
                     name: c.usage_report()

@@ -74,6 +74,7 @@ FAULT_KINDS: tuple[str, ...] = (
 _EXTRA_FAULT_KINDS = ("quota",)
 _ALL_FAULT_KINDS = frozenset(FAULT_KINDS + _EXTRA_FAULT_KINDS)
 
+_CONTEXT_REPORTS = ("vllm", "llamacpp", "none")
 EMBED_DIM = 256
 _CACHE_MAX = 4096
 _LOG_MAX = 10_000
@@ -99,6 +100,12 @@ class SimulatorConfig:
     timeout_s: float = 30.0
     keep_prompts: bool = False
     ratelimit_headers: bool = False  # send x-ratelimit-remaining-requests: 0 with 429s
+    # Like vLLM's --max-model-len: reported as max_model_len by /v1/models, and a prompt whose
+    # tokens plus max_tokens exceed it gets vLLM's 400 (tokens counted as characters / 2).
+    context_tokens: int | None = None
+    # How /v1/models reports it: "vllm" (max_model_len), "llamacpp" (meta.n_ctx_train, the
+    # trained length, with the server's own n_ctx in GET /props), or "none" (OpenAI's bare list).
+    context_report: str = "vllm"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - _ALL_FAULT_KINDS)
@@ -106,6 +113,12 @@ class SimulatorConfig:
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {sorted(_ALL_FAULT_KINDS)}")
         if not self.faults and self.fail_rate > 0:
             raise ValueError("fail_rate > 0 needs at least one fault kind")
+        if self.context_tokens is not None and self.context_tokens < 1:
+            raise ValueError(f"context_tokens must be >= 1, got {self.context_tokens}")
+        if self.context_report not in _CONTEXT_REPORTS:
+            raise ValueError(
+                f"context_report must be one of {_CONTEXT_REPORTS}, got {self.context_report!r}"
+            )
 
 
 @dataclass
@@ -390,6 +403,18 @@ def _error_body(status: int, message: str | None = None, param: str | None = Non
     return json.dumps({"error": err}).encode()
 
 
+def _context_error_body(prompt_tokens: int, max_tokens: int, context: int) -> bytes:
+    """vLLM >= 0.16's reply to a prompt longer than its context (harbor-framework/harbor #996)."""
+    message = (
+        f"You passed {prompt_tokens} input tokens and requested {max_tokens} output tokens. "
+        f"However, the model's context length is only {context} tokens, resulting in a maximum "
+        f"input length of {max(0, context - max_tokens)} tokens. Please reduce the length of the "
+        f"input prompt. (parameter=input_tokens, value={prompt_tokens})"
+    )
+    err = {"message": message, "type": "BadRequestError", "param": "input_tokens", "code": 400}
+    return json.dumps({"error": err}).encode()
+
+
 def _fmt_seconds(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
@@ -404,6 +429,7 @@ def _new_stats(in_flight: int = 0) -> dict[str, Any]:
         "requests": 0,
         "chat_requests": 0,
         "embedding_requests": 0,
+        "info_requests": 0,  # GET /v1/models and /props
         "by_status": {},
         "by_model": {},
         "by_kind": {"generation": 0, "evaluation": 0, "other": 0},
@@ -697,6 +723,13 @@ class SimState:
             return await self._scripted(
                 request, self.script.popleft(), model, kind, good, finish, prompt_chars, key
             )
+        if cfg.context_tokens is not None:
+            # Counted as _chat_body counts them; vLLM checks the prompt plus max_tokens.
+            prompt_tokens = max(1, prompt_chars // 2)
+            wanted = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
+            if prompt_tokens + wanted > cfg.context_tokens:
+                body = _context_error_body(prompt_tokens, wanted, cfg.context_tokens)
+                return self._reply(400, body, kind, model)
 
         fault = self._draw()
         await self._latency()
@@ -852,12 +885,29 @@ class SimState:
         return self._reply(200, json.dumps(out).encode(), "embedding", model)
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        """GET /v1/models: the default name plus every model seen so far."""
+        """GET /v1/models: the default name plus every model seen so far (vLLM's shape)."""
+        self.stats["info_requests"] += 1
         names = ["simulator", *sorted(self.stats["by_model"])]
-        data = [
-            {"id": n, "object": "model", "created": 0, "owned_by": "sft_distill"} for n in names
-        ]
+        card: dict[str, Any] = {"object": "model", "created": 0, "owned_by": "sft_distill"}
+        context, report = self.cfg.context_tokens, self.cfg.context_report
+        if context is not None and report == "vllm":
+            card["max_model_len"] = context
+        elif context is not None and report == "llamacpp":
+            # The trained length, longer than what this server allocated (see /props).
+            card["meta"] = {"vocab_type": 2, "n_vocab": 32000, "n_ctx_train": 4 * context}
+        data = [{"id": n, **card} for n in names]
         return web.json_response({"object": "list", "data": data})
+
+    async def props(self, request: web.Request) -> web.StreamResponse:
+        """GET /props: llama.cpp server's settings, with the context of one slot."""
+        self.stats["info_requests"] += 1
+        context = self.cfg.context_tokens
+        if context is None or self.cfg.context_report != "llamacpp":
+            return web.json_response({"error": "Not Found"}, status=404)
+        settings = {"n_ctx": context, "params": {"temperature": 0.8}}
+        return web.json_response(
+            {"default_generation_settings": settings, "total_slots": 1, "model_alias": "simulator"}
+        )
 
     async def get_stats(self, request: web.Request) -> web.StreamResponse:
         """GET /stats (``?log=1`` adds ``requests_log``)."""
@@ -883,6 +933,7 @@ def make_app(cfg: SimulatorConfig | None = None) -> web.Application:
     app.router.add_post("/v1/chat/completions", state.chat)
     app.router.add_post("/v1/embeddings", state.embeddings)
     app.router.add_get("/v1/models", state.models)
+    app.router.add_get("/props", state.props)
     app.router.add_get("/stats", state.get_stats)
     app.router.add_post("/stats/reset", state.post_reset)
     return app
@@ -1683,6 +1734,16 @@ def _optional_seconds(value: str) -> float | None:
     return v
 
 
+def _context_tokens(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def _faults(value: str) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in value.split(",") if k.strip())
     unknown = sorted(set(kinds) - _ALL_FAULT_KINDS)
@@ -1718,6 +1779,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--faults", type=_faults, default=FAULT_KINDS, help="comma-separated fault kinds"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--context-tokens",
+        type=_context_tokens,
+        default=None,
+        help="context length: /v1/models reports it as max_model_len, and longer prompts get "
+        "vLLM's HTTP 400 (tokens = characters / 2)",
+    )
     return p.parse_args(argv)
 
 
@@ -1736,6 +1804,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         seed=args.seed,
         faults=args.faults,
         timeout_s=args.timeout_s,
+        context_tokens=args.context_tokens,
     )
 
 

@@ -5,7 +5,12 @@
 1. The teacher expands the topic level by level. Each request carries the full tag path
    ("体育与运动 > 足球"), the node's siblings and the sub-topics already made for it, and asks
    for sub-topics that repeat none of them (duplicates and empty names are dropped; a node that
-   gets fewer than asked keeps what it got, counted in ``counts["short_expansions"]``).
+   gets fewer than asked keeps what it got, counted in ``counts["short_expansions"]``). Items
+   may be strings or objects with a name (``{"name": …}``, ``{"topic": …}``, or one string
+   field). A reply with nothing usable in it (an empty list for a node that has no sub-topic
+   yet, or only objects without a name) is asked again within the retry budget and is not
+   cached; if it stays so, the expansion failed (a ``topic_expand`` failure, retried by a
+   rerun). Leaves are asked for questions the same way.
 2. As soon as the tree is complete it is saved as JSON (``OUTPUT/topic_tree.json``, or
    ``tree_out``), so it can be edited and given back with ``--tree``. A node whose expansion
    failed is left out (with everything below it) until a rerun completes it.
@@ -326,7 +331,27 @@ def _leaf_metadata(path: Sequence[str]) -> dict[str, Any]:
 # Reply parsers
 # ---------------------------------------------------------------------------------------------
 
-_ITEM_KEYS = ("name", "topic", "title", "question", "q", "text")
+# Keys a model puts a list item's text under when it answers with objects instead of strings.
+_ITEM_KEYS = (
+    "name",
+    "topic",
+    "title",
+    "question",
+    "q",
+    "text",
+    "label",
+    "subtopic",
+    "sub_topic",
+    "tag",
+    "名称",
+    "主题",
+    "话题",
+    "子话题",
+    "子主题",
+    "标签",
+    "标题",
+    "问题",
+)
 
 
 def _strip_enumeration(text: str) -> str:
@@ -343,23 +368,42 @@ def _strip_enumeration(text: str) -> str:
     return s
 
 
+def _item_text(item: Any) -> Any:
+    """A list item's text: a string, an object's name/topic/question field, or its only string."""
+    if not isinstance(item, dict):
+        return item
+    for k in _ITEM_KEYS:
+        if isinstance(item.get(k), str):
+            return item[k]
+    strings = [v for v in item.values() if isinstance(v, str)]
+    return strings[0] if len(strings) == 1 else None
+
+
 def parse_string_list(result: ChatResult) -> list[str]:
     """The strings of a JSON array reply (objects give their name/question field).
 
-    ``[]`` is a valid, empty answer; only a reply with no JSON array at all is retried.
+    ``[]`` is a valid, empty answer. A reply with no JSON array, or one whose items are all
+    unusable (objects without a name, numbers, nested lists), is retried.
 
     Raises:
         JSONExtractionError: no JSON in the reply.
+        ValueError: the array has items but none is usable.
     """
     _, content = split_reasoning(result.content)
     data = extract_json(content, expect=list)
+    raw = data if isinstance(data, list) else []
     items: list[str] = []
-    for item in data if isinstance(data, list) else []:
-        text: Any = item
-        if isinstance(item, dict):
-            text = next((item[k] for k in _ITEM_KEYS if isinstance(item.get(k), str)), None)
+    for item in raw:
+        text = _item_text(item)
         if isinstance(text, str) and (text := _strip_enumeration(text)):
             items.append(text)
+    if raw and not items:
+        # Not cached as an empty answer: a rerun asks again instead of replaying it.
+        first = json.dumps(raw[0], ensure_ascii=False)[:80]
+        raise ValueError(
+            f"none of the {len(raw)} item(s) is a string or an object with a name, topic or "
+            f"question field (first: {first})"
+        )
     return items
 
 
@@ -537,6 +581,7 @@ class _TopicRun:
                 status=exc.status,
                 reason=reason,
                 attempts=exc.attempts,
+                cause=exc.cause,
             )
         )
 
@@ -557,11 +602,19 @@ class _TopicRun:
         requests = 0
         # One extra round may fill a batch that came back short; a round adding nothing ends it.
         max_rounds = math.ceil(max(0, want - len(items)) / batch) + 1
+
+        def parse(result: ChatResult) -> list[str]:
+            got = parse_string_list(result)
+            if not got and not items:
+                # Nothing at all for a node or leaf: asked again, then a failure (not cached).
+                raise ValueError("the reply lists nothing")
+            return got
+
         while len(items) < want and requests < max_rounds:
             n = min(batch, want - len(items))
             requests += 1
             try:
-                got, _ = await self.client.chat(build(list(items), n), parse_string_list)
+                got, _ = await self.client.chat(build(list(items), n), parse)
             except LLMError as exc:
                 return items, requests, exc
             new: list[str] = []

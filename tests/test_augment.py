@@ -147,7 +147,7 @@ async def test_our_other_formats_and_generated_raw_are_read(sim, tmp_path):
         src = AugmentSource(base / name)
         assert src.field_map.style == style
         recs = list(iter_records(base / name, src.field_map, output_required=True))
-        got = [r.instruction + ("\n\n" + r.input if r.input else "") for r in recs]
+        got = [r.instruction + ("\n" + r.input if r.input else "") for r in recs]
         assert got == human, name
         assert [r.output for r in recs] == [t["conversations"][1]["value"] for t in train]
     raw_path = base / "generated_raw.jsonl"

@@ -380,7 +380,7 @@ def test_to_sharegpt_shape() -> None:
     conv = rec["conversations"]
     assert [m["from"] for m in conv] == ["human", "gpt"]
     assert all(set(m) == {"from", "value"} for m in conv)
-    assert conv[0]["value"] == "Question 1?\n\nContext text."
+    assert conv[0]["value"] == "Question 1?\nContext text."  # as LLaMA-Factory joins alpaca
     assert conv[1]["value"] == "Answer 1."
     assert rec["dimension_scores"] == {"m-a": {"accuracy": 8.0}, "m-b": {"accuracy": 9.0}}
     assert (rec["id"], rec["slice_id"], rec["avg_score"]) == ("smp-1", "slc-1", 8.1)

@@ -99,3 +99,148 @@ def test_bad_lines_are_counted_and_strict_raises(tmp_path):
     assert "No prices configured" in format_estimate(est)
     with pytest.raises(InputError, match=r"in\.jsonl:2"):
         estimate(path, cfg, strict=True)
+
+
+# --- the other modes: topics, distill, augment ------------------------------------------------
+
+DATA = EXAMPLES.parent / "tests" / "data"
+
+
+@pytest.mark.parametrize(
+    ("argv", "headline"),
+    [
+        (
+            ["topics", "--topic", "体育与运动", "--levels", "2", "--tags-per-level", "10"],
+            "2 levels x 10 sub-topics per level x 10 questions per leaf -> up to 100 leaves and "
+            "1,000 samples",
+        ),
+        (["distill", "-i", str(DATA / "iset_alpaca.jsonl")], "6 teacher requests -> ~6 samples"),
+        (
+            ["distill", "-i", str(DATA / "iset_alpaca.jsonl"), "--skip-generation"],
+            "no teacher requests (--skip-generation) -> ~6 samples",
+        ),
+        (
+            ["augment", "-i", str(DATA / "iset_sharegpt.jsonl"), "--num-aug", "3"],
+            "2 rephrase requests -> up to 6 variants, 8 samples judged",
+        ),
+    ],
+)
+def test_cli_estimate_works_for_every_mode(argv, headline, tmp_path, capsys):
+    from sft_distill.cli import main
+
+    out = tmp_path / "out"
+    assert main([*argv, "--estimate", "--no-probe", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert headline in text, text
+    assert "generator" in text and "total" in text
+    assert not out.exists()  # nothing written, nothing called
+
+
+def test_topic_estimate_is_an_upper_bound_and_says_so(tmp_path):
+    from sft_distill.config import build_config
+    from sft_distill.estimate_modes import estimate_topics
+    from sft_distill.topics import TopicSource
+
+    cfg = build_config({})
+    est = estimate_topics(TopicSource("Sports", levels=2, tags_per_level=25), cfg)
+    # 1 root request (25 asked in batches of 20: 2 requests) + 25 nodes x 2 = 52 expansions,
+    # 625 leaves x 1 question request, 6,250 answers.
+    assert est.detail["expansion_requests"] == 2 + 25 * 2
+    assert (est.slices, est.chunks, est.expected_samples) == (625, 625, 6250)
+    gen, primary, _ = est.endpoints
+    assert gen.calls == 52 + 625 + 6250 and primary.calls == 6250
+    text = format_estimate(est)
+    assert "Upper bounds" in text and "at most 625 leaves" in text
+
+
+async def test_topic_estimate_matches_a_run_whose_replies_are_complete(sim, tmp_path):
+    from sft_distill.estimate_modes import estimate_topics
+    from sft_distill.topics import TopicSource
+
+    def source() -> TopicSource:
+        return TopicSource(
+            "体育与运动",
+            levels=2,
+            tags_per_level=3,
+            questions_per_tag=3,
+            tags_per_request=2,
+            questions_per_request=2,
+        )
+
+    cfg = sim_config(sim)
+    est = estimate_topics(source(), cfg)
+    assert sim.stats["requests"] == 0
+    result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
+        source=source(), output_dir=tmp_path / "out"
+    )
+    usage = result.metadata["usage"]
+    # The simulator always gives as many names and questions as asked: the bound is reached.
+    assert est.slices == result.counts.slices == 9
+    assert est.expected_samples == result.counts.samples_generated == 27
+    assert [e.calls for e in est.endpoints] == [
+        usage[name]["calls"] for name in ("generator", "primary", "secondary")
+    ]
+
+
+async def test_tree_estimate_counts_the_questions_it_already_has(sim, tmp_path):
+    from sft_distill.estimate_modes import estimate_topics
+    from sft_distill.topics import TopicSource, TopicTree
+
+    tree = TopicTree.from_json(
+        {
+            "name": "Python",
+            "children": [
+                {"name": "Variables", "questions": ["What is a variable?", "What is a name?"]},
+                "Loops",
+            ],
+        }
+    )
+    cfg = sim_config(sim)
+    est = estimate_topics(TopicSource(tree=tree, questions_per_tag=3), cfg)
+    result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
+        source=TopicSource(tree=tree, questions_per_tag=3), output_dir=tmp_path / "out"
+    )
+    assert est.detail["given_questions"] == 2 and est.chunks == result.counts.chunks == 2
+    assert est.expected_samples == result.counts.samples_generated == 6
+    assert est.endpoints[0].calls == result.metadata["usage"]["generator"]["calls"]
+    assert "tree 'Python': 2 leaves (2 questions given)" in format_estimate(est)
+
+
+@pytest.mark.parametrize("skip_generation", [False, True])
+async def test_distill_estimate_matches_a_run(sim, tmp_path, skip_generation):
+    from sft_distill.estimate_modes import estimate_distill
+    from sft_distill.instruction_sets import DistillSource
+
+    path = DATA / "iset_alpaca.jsonl"
+    cfg = sim_config(sim)
+    est = estimate_distill(DistillSource(path, skip_generation=skip_generation), cfg)
+    assert sim.stats["requests"] == 0
+    result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
+        source=DistillSource(path, skip_generation=skip_generation), output_dir=tmp_path / "o"
+    )
+    usage = result.metadata["usage"]
+    assert est.expected_samples == result.counts.samples_generated
+    assert [e.calls for e in est.endpoints] == [
+        usage[name]["calls"] for name in ("generator", "primary", "secondary")
+    ]
+    assert (est.endpoints[0].calls == 0) is skip_generation
+
+
+async def test_augment_estimate_bounds_a_run(sim, tmp_path):
+    from sft_distill.augment import AugmentSource
+    from sft_distill.estimate_modes import estimate_augment
+
+    path = DATA / "iset_sharegpt.jsonl"
+    cfg = sim_config(sim)
+    est = estimate_augment(AugmentSource(path, num_aug=2), cfg)
+    assert sim.stats["requests"] == 0
+    source = AugmentSource(path, num_aug=2)
+    result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
+        source=source, output_dir=tmp_path / "o"
+    )
+    usage = result.metadata["usage"]
+    dropped = source.counts["rephrasings_duplicate"]
+    assert est.expected_samples - dropped == result.counts.samples_generated
+    assert est.endpoints[0].calls - dropped == usage["generator"]["calls"]
+    assert est.endpoints[1].calls - dropped == usage["primary"]["calls"]
+    assert "Upper bound" in format_estimate(est)

@@ -359,7 +359,7 @@ def test_openai_row_has_messages_only():
     row = row_for(s, "openai", system=SYSTEM, include_reasoning=False)
     assert list(row) == ["messages"]
     assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
-    assert row["messages"][1]["content"] == s.instruction + "\n\n" + s.input
+    assert row["messages"][1]["content"] == s.instruction + "\n" + s.input
     no_system = row_for(s, "openai", system="", include_reasoning=False)
     assert [m["role"] for m in no_system["messages"]] == ["user", "assistant"]
 
@@ -433,14 +433,60 @@ def test_every_registered_dataset_loads_in_llamafactory(run_dir, system):
             assert ex["_system"] == (system or "")
 
 
+@pytest.mark.parametrize(
+    "formats", [("sharegpt", "alpaca", "openai"), ("openai",), ("openai", "sharegpt")]
+)
+def test_llamafactory_keeps_the_reasoning_in_every_registered_dataset(run_dir, formats):
+    kept = {s.id for s in samples() if s.passed}
+    options = OutputOptions(formats=formats, include_reasoning=True, system=SYSTEM)
+    written = write_outputs(
+        run_dir / "generated_raw.jsonl", run_dir, {"a1"}, kept - {"a1"}, options
+    )
+    info = json.loads((run_dir / DATASET_INFO_FILE).read_text(encoding="utf-8"))
+    think = "<think>\n先找第十六条。\n</think>\n\n"  # a1's reasoning, alone in train
+    train = [n for n in info if n.endswith("_train")]
+    assert len(train) == len(formats) + (len(formats) > 1)
+    for name in train:
+        (ex,) = lf_load(run_dir, name)  # role and content only, as LLaMA-Factory reads them
+        assert ex["_response"][0]["content"].startswith(think), name
+        assert ex["_system"] == SYSTEM
+    for name in info:  # samples without reasoning get no empty block
+        for ex in lf_load(run_dir, name):
+            assert "<think>\n\n</think>" not in ex["_response"][0]["content"]
+    # The openai file itself still carries reasoning_content for axolotl and TRL.
+    openai_train = written.files["openai"]["train"]
+    (row,) = read_jsonl(run_dir / openai_train)
+    assert row["messages"][-1]["reasoning_content"] == "先找第十六条。"
+    assert written.llamafactory_files["openai"]["train"].endswith(".lf.jsonl")
+
+
+def test_llamafactory_companion_only_with_reasoning_and_removed_after(run_dir):
+    write_all(run_dir, include_reasoning=True)
+    assert (run_dir / "train.openai.lf.jsonl").is_file()
+    written = write_all(run_dir)
+    assert written.llamafactory_files == {}
+    assert not (run_dir / "train.openai.lf.jsonl").exists()  # stale companion removed
+    info = json.loads((run_dir / DATASET_INFO_FILE).read_text(encoding="utf-8"))
+    assert info["sft_distill_openai_train"]["file_name"] == "train.openai.jsonl"
+
+
 def test_llamafactory_user_prompt_matches_each_format(run_dir):
     write_all(run_dir)
     by_fmt = {f: lf_load(run_dir, f"sft_distill_{f}_val") for f in FORMATS}
     a2 = samples()[1]
-    # a2 is in val: alpaca joins instruction and input with "\n", the chat formats with "\n\n".
+    # a2 is in val: LLaMA-Factory joins alpaca's instruction and input with "\n"; the chat
+    # formats write the same user turn, so one sample trains the same prompt in every format.
     assert by_fmt["alpaca"][0]["_prompt"][0]["content"] == a2.instruction + "\n" + a2.input
-    assert by_fmt["sharegpt"][0]["_prompt"][0]["content"] == a2.instruction + "\n\n" + a2.input
-    assert by_fmt["openai"][0]["_prompt"] == by_fmt["sharegpt"][0]["_prompt"]
+    assert by_fmt["sharegpt"][0]["_prompt"] == by_fmt["alpaca"][0]["_prompt"]
+    assert by_fmt["openai"][0]["_prompt"] == by_fmt["alpaca"][0]["_prompt"]
+
+
+def test_blank_input_is_left_out_of_the_prompt_in_every_format():
+    s = scored("w", "law", input="  \n ")
+    rows = {f: row_for(s, f, system=None, include_reasoning=False) for f in FORMATS}
+    assert rows["alpaca"]["input"] == ""  # LLaMA-Factory would join a blank input with "\n"
+    assert rows["sharegpt"]["conversations"][0]["value"] == s.instruction
+    assert rows["openai"]["messages"][0]["content"] == s.instruction
 
 
 def test_llamafactory_simulator_rejects_wrong_registrations(run_dir):

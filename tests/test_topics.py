@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sft_distill.cli import main
 from sft_distill.errors import ConfigError, InputError, JSONExtractionError
 from sft_distill.llm_client import ChatResult
 from sft_distill.pipeline import DatasetDistillationPipeline
@@ -16,6 +17,7 @@ from sft_distill.prompts import TOPIC_PATH_SEP, parse_task_prompt, parse_topic_l
 from sft_distill.simulator import (
     TASK_RESPONDERS,
     SimulatorConfig,
+    run_in_thread,
     topic_expand_reply,
     topic_questions_reply,
 )
@@ -30,7 +32,7 @@ from sft_distill.topics import (
     topic_source_from_args,
 )
 
-from .conftest import sim_config
+from .conftest import cli_config, sim_config
 
 BOOK_TOC = {
     "Python Basics": {
@@ -282,6 +284,60 @@ async def test_failures_are_reported_and_a_rerun_sends_only_what_failed(sim, tmp
     assert result.counts.samples_generated == 2 * 3 * 2
 
 
+def topics_cli(tmp_path: Path, url: str, *extra: str) -> int:
+    """``sft-distill topics`` in process against a simulator at ``url``; returns the exit status."""
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(cli_config(url, endpoint={"max_retries": 1})), "utf-8")
+    argv = ["topics", "--topic", "体育与运动", "--levels", "1", "--tags-per-level", "3"]
+    argv += ["--questions-per-tag", "2", "-c", str(cfg), "-o", str(tmp_path / "out"), "-q"]
+    return main([*argv, *extra])
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # objects whose text is under keys no one guesses, with more than one string each
+        [
+            {"编号": 1, "分类": "球类运动", "说明": "用球的运动"},
+            {"编号": 2, "分类": "田径", "说明": "跑跳投"},
+        ],
+        [{"id": 3, "level": 1}],
+        [],
+    ],
+)
+def test_cli_topic_expansion_with_nothing_usable_is_a_failure(tmp_path, monkeypatch, capsys, reply):
+    # The same shapes for the questions, so a root taken as a leaf gives nothing either.
+    monkeypatch.setitem(TASK_RESPONDERS, "topic_expand", lambda m, f: json.dumps(reply))
+    monkeypatch.setitem(TASK_RESPONDERS, "topic_questions", lambda m, f: json.dumps(reply))
+    with run_in_thread(SimulatorConfig()) as sim:
+        status = topics_cli(tmp_path, sim.url)
+        expand_requests = sim.stats()["by_kind"]["generation"]
+        out, err = capsys.readouterr()
+        assert status == 3, out + err  # not a silent empty run with exit 0
+        (failure,) = read_jsonl(tmp_path / "out" / "failures.jsonl")
+        assert failure["kind"] == "topic_expand"
+        assert failure["slice_id"] == topic_id(["体育与运动"])
+        assert "nothing" in failure["reason"] or "none of the" in failure["reason"]
+        assert expand_requests >= 2  # asked again within the retry budget
+        assert "failures.jsonl" in out
+        # The useless reply was not cached: the same command asks again and now succeeds.
+        monkeypatch.undo()  # the simulator's own replies again (not memoised ones)
+        sim._call(sim._sim.state._cache.clear)
+        assert topics_cli(tmp_path, sim.url) == 0
+    assert len(TopicTree.load(tmp_path / "out" / TREE_FILENAME).children) == 3
+
+
+def test_cli_topic_objects_with_a_name_are_used(tmp_path, monkeypatch):
+    names = [{"name": "足球"}, {"topic": "篮球"}, {"子话题": "游泳", "序号": 3}]
+    monkeypatch.setitem(TASK_RESPONDERS, "topic_expand", lambda m, f: json.dumps(names))
+    with run_in_thread(SimulatorConfig()) as sim:
+        assert topics_cli(tmp_path, sim.url) == 0
+    tree = TopicTree.load(tmp_path / "out" / TREE_FILENAME)
+    assert [c.name for c in tree.children] == ["足球", "篮球", "游泳"]
+    rows = read_jsonl(tmp_path / "out" / "train.jsonl") + read_jsonl(tmp_path / "out" / "val.jsonl")
+    assert rows
+
+
 async def test_answers_start_before_every_leaf_has_questions(sim, tmp_path):
     sim.config = SimulatorConfig(keep_prompts=True)
     ep = {"api_base": sim.url, "api_key": "sk-test-0000", "api_key_env": None}
@@ -405,6 +461,12 @@ def test_reply_parsers():
         "2024年赛季",
     ]
     assert parse_string_list(chat("[]")) == []
+    assert parse_string_list(chat('[{"label": "Rules"}, {"子话题": "历史", "n": 2}]')) == [
+        "Rules",
+        "历史",
+    ]
+    with pytest.raises(ValueError, match="none of the 2 item"):
+        parse_string_list(chat('[{"分类": "球类", "说明": "用球"}, [1]]'))
     with pytest.raises(JSONExtractionError):
         parse_string_list(chat("no list here"))
     assert parse_answer(chat("<think>hmm</think>\nThe answer.")) == ("hmm", "The answer.")
