@@ -122,6 +122,13 @@ def _valid_date(year: int, month: int, day: int) -> bool:
     return datetime.date(1900, 1, 1) <= born <= datetime.date.today()
 
 
+def _id_shaped(value: str) -> bool:
+    """18 digits with a plausible region and birth date (whatever the check character)."""
+    return _plausible_region(value[:6]) and _valid_date(
+        int(value[6:10]), int(value[10:12]), int(value[12:14])
+    )
+
+
 def is_valid_id18(value: str) -> bool:
     """An 18-character PRC resident ID: region, birth date and MOD 11-2 check character."""
     value = value.replace(" ", "").upper()
@@ -365,6 +372,8 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
         "订单",
         "单号",
         "编号",
+        "编码",
+        "代码",
         "案件号",
         "赔案号",
         "理赔号",
@@ -378,6 +387,7 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
         "运单号",
         "工号",
         "序号",
+        "序列号",
         "凭证号",
         "客户号",
         "会员号",
@@ -618,8 +628,12 @@ class PiiDetector:
         for m in _scan(_CARD_RE, text, regions, 16):
             if not is_valid_bank_card(m.group()):
                 continue
-            # Mastercard's 2-series is rare here and clashes with dated order numbers.
-            needs = m.group()[0] == "2"
+            digits = m.group().replace(" ", "").replace("-", "")
+            # Mastercard's 2-series and the old 9xxx domestic cards are rare and clash with dated
+            # order numbers and serials; an 18-digit number shaped like an ID (region, birth
+            # date) but failing its check is a mistyped ID as often as a card. These need
+            # 卡号/card before them.
+            needs = digits[0] in "29" or (len(digits) == 18 and _id_shaped(digits))
             if self._accept("bank_card", text, m.start(), m.end(), needs=needs):
                 yield PiiSpan("bank_card", m.start(), m.end())
 
