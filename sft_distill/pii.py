@@ -196,10 +196,11 @@ def is_valid_ipv6(value: str) -> bool:
 # Any digit (every script), Latin letter (ASCII or full width) or "_": a number touching one is
 # part of a longer code, not a match.
 _W = r"[\dA-Za-z_\uff21-\uff3a\uff41-\uff5a]"
-# Written after a pattern's first character (the character before it must not be _W, nor _W
-# then "-" or "."): a leading look-behind would stop the engine from skipping ahead to the
-# possible first characters, which is most of the speed on long texts.
-_B = rf"(?<!{_W}.)(?<!{_W}[-.].)"
+# Written after a pattern's first character: the character before it must not be _W, nor "-"
+# after _W ("ORD-13800138000") or "." after a digit ("v1.13800138000"; "Tel.13800138000" is a
+# phone). A leading look-behind would stop the engine from skipping ahead to the possible first
+# characters, which is most of the speed on long texts.
+_B = rf"(?<!{_W}.)(?<!{_W}-.)(?<![0-9]\..)"
 _POST = rf"(?!{_W})(?![-.][\dA-Za-z])"
 _SEP = r"[ \-\u00a0]"
 
@@ -254,13 +255,18 @@ _IPV4_RE = re.compile(
     rf"(?!{_W})(?!\.[0-9])"
 )
 _IPV6_RE = re.compile(
-    r"(?<![0-9A-Za-z_:.])(?:[0-9A-Fa-f]{1,4}|(?=::))(?::[0-9A-Fa-f]{0,4}){2,7}"
+    # Starts with a hex digit or "::"; the check on the character before comes after the first
+    # one (see _B).
+    r"[0-9A-Fa-f:](?<![0-9A-Za-z_:.].)"
+    r"(?:(?<=:)(?::[0-9A-Fa-f]{0,4}){1,7}|(?<!:)[0-9A-Fa-f]{0,3}(?::[0-9A-Fa-f]{0,4}){2,7})"
     r"(?:\.[0-9]{1,3}){0,3}(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z_:])"
 )
 # PRC passports: E + 8 digits, E + letter + 7 digits (after E99999999), G + 8 digits (before 2012).
 _PASSPORT_RE = re.compile(rf"[EG]{_B}(?:[0-9]{{8}}|(?<=E)[A-HJ-NP-Z][0-9]{{7}}){_POST}")
 # Any letter+digit document number: only after 护照/passport/通行证 (see _passports).
 _PASSPORT_GENERIC_RE = re.compile(rf"[A-Z]{_B}[A-Z]?[0-9]{{6,9}}{_POST}")
+# The generic pattern is only tried in a text that names a passport somewhere.
+_PASSPORT_HINT_RE = re.compile("护照|通行证|旅行证|(?i:passport)")
 _DATE8_RE = re.compile(r"(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])")
 
 # Units and currencies: a number followed by one is an amount or a count.
@@ -300,6 +306,7 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
         "联系电话",
         "电话",
         "联系方式",
+        "联系人",
         "座机",
         "固话",
         "移动电话",
@@ -408,6 +415,7 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
         "费用",
         "价格",
         "合计",
+        "人民币",
         "总计",
         "第",
         "gb/t",
@@ -430,6 +438,7 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
                 "item",
             )
         ),
+        r"no\.",
         "policy",
         "claim",
         "order",
@@ -491,7 +500,6 @@ _KEYWORD_PATTERNS = [
     for k, cat in _KEYWORD_LIST
     if k not in _KEYWORD_LITERAL
 ]
-_CLAUSE_CHARS = "。；;！？!?\n，,、"
 _WINDOW = 30
 
 # The candidate's own category, and the categories that rule it out when nearest before it.
@@ -513,19 +521,45 @@ _CONFLICTS = {
 }
 
 
+_DIGIT_RE = re.compile("[0-9]")
+# Everything up to the last clause end: a Chinese or ASCII stop, comma or line break, or the
+# end of an English sentence ("batch. Our office line is"; not "Tel. 138" or "No. 5").
+_CLAUSE_START_RE = re.compile(r"(?s).*(?:[。；;！？!?\n，,、]|\.\s+(?=[A-Z]))")
+_INNER_SEP_RE = re.compile(r"[0-9]([ \-])[0-9]")
+
+
+def _grouped_tail(text: str, start: int, end: int) -> bool:
+    """A grouped candidate right after a group of four digits with the same separator: the tail
+    of a longer grouped number ("6258 0774 2447 9786" is a card, or nothing, not the landline
+    "0774 2447 9786")."""
+    inner = _INNER_SEP_RE.search(text, start, end)
+    if inner is None or start < 5 or text[start - 1] != inner.group(1):
+        return False
+    group = text[start - 5 : start - 1]
+    return group.isascii() and group.isdigit() and (start == 5 or not text[start - 6].isdigit())
+
+
 def _context(text: str, start: int) -> str | None:
     """Category of the keyword nearest before ``start`` in the same clause, or None."""
     window = text[max(0, start - _WINDOW) : start]
-    cut = max(window.rfind(c) for c in _CLAUSE_CHARS)
-    if cut >= 0:
-        window = window[cut + 1 :]
-    found = _KEYWORD_RE.findall(window.lower())
-    if not found:
+    clause = _CLAUSE_START_RE.match(window)
+    if clause is not None:
+        window = window[clause.end() :]
+    window = window.lower()
+    found = list(_KEYWORD_RE.finditer(window))
+    # A keyword with another number after it labels that number ("保单号P2024001 投保人
+    # 13800138000"): it says nothing about this one.
+    if not found or _DIGIT_RE.search(window, found[-1].end()):
         return None
-    last = found[-1]
-    cat = _KEYWORD_LITERAL.get(last)
+    return _keyword_category(found[-1].group())
+
+
+@lru_cache(maxsize=4096)
+def _keyword_category(keyword: str) -> str:
+    """The category of a matched keyword: literal ones by lookup, else the pattern it fits."""
+    cat = _KEYWORD_LITERAL.get(keyword)
     if cat is None:
-        cat = next(c for regex, c in _KEYWORD_PATTERNS if regex.fullmatch(last))
+        cat = next(c for regex, c in _KEYWORD_PATTERNS if regex.fullmatch(keyword))
     return cat
 
 
@@ -562,20 +596,19 @@ class PiiDetector:
         """Non-overlapping spans in order; the earliest, then the longest, candidate wins."""
         cands: list[PiiSpan] = []
         t = self.types
-        regions = _digit_regions(text)
-        if regions:
+        if _DIGIT_RE.search(text):
             if "id_number" in t:
-                cands.extend(self._ids(text, regions))
+                cands.extend(self._ids(text))
             if "mobile" in t:
-                cands.extend(self._mobiles(text, regions))
+                cands.extend(self._mobiles(text))
             if "landline" in t:
-                cands.extend(self._landlines(text, regions))
+                cands.extend(self._landlines(text))
             if "bank_card" in t:
-                cands.extend(self._cards(text, regions))
+                cands.extend(self._cards(text))
             if "passport" in t:
-                cands.extend(self._passports(text, regions))
-            if "ip" in t:
-                cands.extend(self._ips(text, regions))
+                cands.extend(self._passports(text))
+        if "ip" in t:
+            cands.extend(self._ips(text))
         if "email" in t and "@" in text:
             cands.extend(_emails(text))
         if "name" in t:
@@ -589,7 +622,7 @@ class PiiDetector:
 
     def _accept(self, kind: str, text: str, start: int, end: int, *, needs: bool = False) -> bool:
         """Context check: no amount, no conflicting keyword; ``needs`` asks for a positive one."""
-        if kind != "ip" and _amount_like(text, start, end):
+        if kind != "ip" and (_amount_like(text, start, end) or _grouped_tail(text, start, end)):
             return False
         ctx = _context(text, start)
         if ctx in _CONFLICTS[kind]:
@@ -599,20 +632,20 @@ class PiiDetector:
             return ctx in want
         return True
 
-    def _mobiles(self, text: str, regions: Regions) -> Iterable[PiiSpan]:
-        for m in _scan(_MOBILE_RE, text, regions, 11):
+    def _mobiles(self, text: str) -> Iterable[PiiSpan]:
+        for m in _MOBILE_RE.finditer(text):
             if self._accept("mobile", text, m.start(), m.end()):
                 yield PiiSpan("mobile", m.start(), m.end())
 
-    def _ids(self, text: str, regions: Regions) -> Iterable[PiiSpan]:
-        for m in _scan(_ID_RE, text, regions, 15):
+    def _ids(self, text: str) -> Iterable[PiiSpan]:
+        for m in _ID_RE.finditer(text):
             value = m.group().replace(" ", "")
             ok = is_valid_id18(value) if len(value) == 18 else is_valid_id15(value)
             if ok and self._accept("id_number", text, m.start(), m.end()):
                 yield PiiSpan("id_number", m.start(), m.end())
 
-    def _landlines(self, text: str, regions: Regions) -> Iterable[PiiSpan]:
-        for m in _scan(_LANDLINE_RE, text, regions, 10):
+    def _landlines(self, text: str) -> Iterable[PiiSpan]:
+        for m in _LANDLINE_RE.finditer(text):
             area = next(g for g in map(m.group, _AREA_GROUPS) if g is not None)
             local = re.sub(r"\D", "", m.group("local"))
             # 3-digit area codes (010, 02X) have 8-digit numbers, 4-digit ones 7 or 8.
@@ -620,12 +653,12 @@ class PiiDetector:
                 "landline", text, m.start(), m.end()
             ):
                 yield PiiSpan("landline", m.start(), m.end())
-        for m in _scan(_LANDLINE_BARE_RE, text, regions, 11):
+        for m in _LANDLINE_BARE_RE.finditer(text):
             if self._accept("landline", text, m.start(), m.end(), needs=True):
                 yield PiiSpan("landline", m.start(), m.end())
 
-    def _cards(self, text: str, regions: Regions) -> Iterable[PiiSpan]:
-        for m in _scan(_CARD_RE, text, regions, 16):
+    def _cards(self, text: str) -> Iterable[PiiSpan]:
+        for m in _CARD_RE.finditer(text):
             if not is_valid_bank_card(m.group()):
                 continue
             digits = m.group().replace(" ", "").replace("-", "")
@@ -637,23 +670,25 @@ class PiiDetector:
             if self._accept("bank_card", text, m.start(), m.end(), needs=needs):
                 yield PiiSpan("bank_card", m.start(), m.end())
 
-    def _passports(self, text: str, regions: Regions) -> Iterable[PiiSpan]:
+    def _passports(self, text: str) -> Iterable[PiiSpan]:
         seen = set()
-        for m in _scan(_PASSPORT_RE, text, regions, 7):
+        for m in _PASSPORT_RE.finditer(text):
             # "G20240301" is more often a dated code than a passport: ask for 护照/passport.
             needs = _DATE8_RE.fullmatch(m.group()[1:]) is not None
             if self._accept("passport", text, m.start(), m.end(), needs=needs):
                 seen.add(m.start())
                 yield PiiSpan("passport", m.start(), m.end())
-        for m in _scan(_PASSPORT_GENERIC_RE, text, regions, 6):
+        if not _PASSPORT_HINT_RE.search(text):
+            return
+        for m in _PASSPORT_GENERIC_RE.finditer(text):
             if m.start() not in seen and self._accept(
                 "passport", text, m.start(), m.end(), needs=True
             ):
                 yield PiiSpan("passport", m.start(), m.end())
 
-    def _ips(self, text: str, regions: Regions) -> Iterable[PiiSpan]:
+    def _ips(self, text: str) -> Iterable[PiiSpan]:
         if "." in text:
-            for m in _scan(_IPV4_RE, text, regions, 4):
+            for m in _IPV4_RE.finditer(text):
                 value = m.group()
                 if not is_valid_ipv4(value) or value.startswith("0."):
                     continue
@@ -669,36 +704,7 @@ class PiiDetector:
                     yield PiiSpan("ip", m.start(), m.end())
 
 
-# (start, end, ASCII digits inside): a pattern is only tried where it has enough digits.
-Regions = list[tuple[int, int, int]]
-_CLUSTER_RE = re.compile(r"[0-9]+(?:[^0-9]{1,24}[0-9]+)*")
 _AT_RE = re.compile("@")
-# Characters around a digit run that a match may include (+86-, (0755) , E, 转 ...).
-_MARGIN = 8
-
-
-def _digit_regions(text: str) -> Regions:
-    """Spans around the ASCII digit runs (runs close together merged): numbers are only there."""
-    n = len(text)
-    regions: Regions = []
-    for m in _CLUSTER_RE.finditer(text):
-        chunk = m.group()
-        digits = sum(map(chunk.count, "0123456789"))
-        regions.append((max(0, m.start() - _MARGIN), min(n, m.end() + _MARGIN), digits))
-    return regions
-
-
-def _scan(
-    regex: re.Pattern[str], text: str, regions: Regions, min_digits: int = 0
-) -> Iterable[re.Match[str]]:
-    """``regex.finditer`` over the regions with at least ``min_digits`` digits.
-
-    Look-behinds still see the text before a region; a region ends ``_MARGIN`` characters past
-    its last digit, so look-aheads after a number see the real text.
-    """
-    for lo, hi, n in regions:
-        if n >= min_digits:
-            yield from regex.finditer(text, lo, hi)
 
 
 def _emails(text: str) -> Iterable[PiiSpan]:

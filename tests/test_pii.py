@@ -217,6 +217,11 @@ def test_ip_addresses_found():
     ]
 
 
+def test_ipv6_found_where_no_digit_run_is_long():
+    text = "本次升级涉及2001:db8::c1af:809a等87台服务器"
+    assert found(text) == [("ip", "2001:db8::c1af:809a")]
+
+
 def test_passports_found():
     assert found("护照号码：E12345678，有效期至2030年") == [("passport", "E12345678")]
     assert found("旧护照 G12345678 已注销") == [("passport", "G12345678")]
@@ -322,6 +327,18 @@ def test_keyword_context_lowers_and_raises_confidence():
     assert found(text) == [("mobile", "13800138000")]
     assert found("客户身份证号 13800138000") == []  # a phone-shaped value under another label
     assert found("保单号P2024001对应的被保险人手机13800138000") == [("mobile", "13800138000")]
+    # A keyword followed by another number labels that number, not the next one.
+    assert found("保单号P2024001 投保人 13800138000") == [("mobile", "13800138000")]
+    assert found("Policy number is 13800138000") == []
+    assert found("No.13800138000") == [] and found("Tel.13800138000") == [("mobile", "13800138000")]
+
+
+def test_the_tail_of_a_grouped_number_is_not_a_match():
+    assert not luhn_ok("6258077424479786")
+    # "0774 2447 9786" alone would be a landline (0774 is Wuzhou's area code).
+    assert found("0774 2447 9786") == [("landline", "0774 2447 9786")]
+    assert found("卡号 6258 0774 2447 9786") == []
+    assert found("编号 6258-0774-2447-9786") == []
 
 
 def test_overlapping_candidates_earliest_then_longest_wins():
@@ -584,6 +601,22 @@ async def test_ner_hook_by_import_path(tmp_path, monkeypatch):
     await gate.check(sample)
     assert (sample.instruction, sample.output) == ("[姓名]的保单？", "[姓名]已投保。")
     sys.modules.pop("my_ner", None)
+
+
+@pytest.mark.parametrize("text", ["Call 13800138000 today.", "请拨打 010-12345678 咨询。"])
+async def test_pii_goes_after_the_rule_gates_as_the_readme_says(text):
+    """The placeholder rule gate takes [PHONE] / [电话] for template text left unfilled."""
+
+    def sample() -> Sample:
+        return Sample(
+            id="s", slice_id="x", instruction="How do I reach the claims desk?", output=text
+        )
+
+    result, by = await run_gates(sample(), build_gates([{"type": "rules"}, {"type": "pii"}]))
+    assert (result, by) == (None, None)
+    result, by = await run_gates(sample(), build_gates([{"type": "pii"}, {"type": "rules"}]))
+    assert by == "placeholder" and result is not None
+    assert result.reason.startswith("placeholder text in output")
 
 
 def test_pii_is_a_registered_gate_type():
