@@ -269,11 +269,13 @@ _PASSPORT_GENERIC_RE = re.compile(rf"[A-Z]{_B}[A-Z]?[0-9]{{6,9}}{_POST}")
 _PASSPORT_HINT_RE = re.compile("护照|通行证|旅行证|(?i:passport)")
 _DATE8_RE = re.compile(r"(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])")
 
-# Units and currencies: a number followed by one is an amount or a count.
+# Amounts: a long number followed by one of these is money, not a phone, card or ID.
 _UNIT_AFTER = re.compile(
-    r"\s*(?:元|万|亿|千|百|块|角|分钱|%|％|‰|条|款|项|章|节|页|次|期|届|年|月|日|岁|天|个|倍|笔|份|件|张"
-    r"|美元|港币|港元|欧元|英镑|人民币|(?i:yuan|rmb|cny|usd|hkd|eur|dollars?|percent)(?![A-Za-z]))"
+    r"\s*(?:元|万|亿|千|百|块|%|％|‰|美元|港币|港元|欧元|英镑|人民币"
+    r"|(?i:yuan|rmb|cny|usd|hkd|eur|dollars?|percent)(?![A-Za-z]))"
 )
+# "3.1.2.4条/节/版": a dotted number followed by one of these is a section or a version.
+_SECTION_AFTER = re.compile(r"\s*(?:条|款|项|章|节|页|版|步|点|部分)")
 _CURRENCY_BEFORE = re.compile(r"(?:[¥￥$€£]|(?i:rmb|cny|usd|hkd|eur))\s*$")
 
 # --- context keywords ---------------------------------------------------------------------------
@@ -694,7 +696,7 @@ class PiiDetector:
                     continue
                 # "3.1.2.4" is more often a section number than an address: ask for IP/server.
                 needs = all(len(p) == 1 for p in value.split(".")) or bool(
-                    _UNIT_AFTER.match(text, m.end())
+                    _SECTION_AFTER.match(text, m.end())
                 )
                 if self._accept("ip", text, m.start(), m.end(), needs=needs):
                     yield PiiSpan("ip", m.start(), m.end())
@@ -736,7 +738,7 @@ def _resolve(cands: list[PiiSpan]) -> list[PiiSpan]:
 
 
 def _names_regex(names: Sequence[str]) -> re.Pattern[str] | None:
-    """One alternation, longest first; Latin names only as whole words."""
+    """One alternation, longest first, any case; Latin names only as whole words."""
     if not names:
         return None
     alts = []
@@ -747,7 +749,8 @@ def _names_regex(names: Sequence[str]) -> re.Pattern[str] | None:
         if n[-1].isascii() and n[-1].isalnum():
             body = rf"{body}(?![A-Za-z0-9])"
         alts.append(body)
-    return re.compile("|".join(alts))
+    # "JOHN SMITH" in a form is the same person as "John Smith" in the list.
+    return re.compile("|".join(alts), re.IGNORECASE)
 
 
 def _span_label(item: Any) -> tuple[Any, Any, Any]:
@@ -837,14 +840,15 @@ def find_pii(
 
 def _value_key(kind: str, value: str) -> str:
     """What makes two mentions the same value (138 0013 8000 = +86-138-0013-8000)."""
-    if kind in ("mobile", "landline"):
-        digits = re.sub(r"\D", "", value.split("转")[0].split("分机")[0])
-        ext = re.sub(r"\D", "", value[len(value.split("转")[0].split("分机")[0]) :])
-        if value.lstrip("(（ ").startswith(("+86", "0086", "86")) and not digits.startswith("0"):
-            digits = digits[4:] if digits.startswith("0086") else digits[2:]
-            if kind == "landline":
-                digits = "0" + digits
-        return digits + ("x" + ext if ext else "")
+    if kind == "mobile":
+        return re.sub(r"[^0-9]", "", value)[-11:]  # without +86 / 0086
+    if kind == "landline":
+        m = _LANDLINE_RE.fullmatch(value)
+        if m is None:  # written as one run
+            return re.sub(r"[^0-9]", "", value)
+        area = next(g for g in map(m.group, _AREA_GROUPS) if g is not None)
+        ext = re.sub(r"[^0-9]", "", value[m.end("local") :])
+        return f"0{area}{re.sub(r'[^0-9]', '', m.group('local'))}" + (f"x{ext}" if ext else "")
     if kind in ("id_number", "bank_card", "passport"):
         return re.sub(r"[ \-]", "", value).upper()
     if kind == "ip":
@@ -903,6 +907,7 @@ def redact(
     """
     if spans is None:
         spans = {f: find_pii(t) for f, t in fields.items()}
+    _choice_opt("lang", lang, LANGS)
     if lang == "auto":
         lang = detect_lang(fields, spans)
     table = placeholder_table(lang, placeholders)

@@ -241,6 +241,10 @@ def test_names_from_a_list_and_latin_names_as_whole_words():
         ("name", "Li Na"),
     ]
     assert found(text) == []  # no list configured: no names
+    assert found("Claimant: ZHANG WEI / zhang wei", names=["Zhang Wei"]) == [
+        ("name", "ZHANG WEI"),
+        ("name", "zhang wei"),
+    ]
 
 
 def test_ner_hook_spans_are_mapped_to_names():
@@ -331,6 +335,17 @@ def test_keyword_context_lowers_and_raises_confidence():
     assert found("保单号P2024001 投保人 13800138000") == [("mobile", "13800138000")]
     assert found("Policy number is 13800138000") == []
     assert found("No.13800138000") == [] and found("Tel.13800138000") == [("mobile", "13800138000")]
+
+
+def test_only_money_units_make_a_long_number_an_amount():
+    # 月底 / 日前 / 年内 after a phone number are words, not units.
+    assert found("请拨打13800138000月底前回复") == [("mobile", "13800138000")]
+    assert found("客服13800138000日夜值守") == [("mobile", "13800138000")]
+    assert found("共计13800138000元") == [] and found("13800138000万") == []
+    # A dotted number followed by 条/节/版 is a section or a version.
+    assert found("依据10.2.3.14条办理") == [] and found("登录地址10.2.3.14") == [
+        ("ip", "10.2.3.14")
+    ]
 
 
 def test_the_tail_of_a_grouped_number_is_not_a_match():
@@ -441,6 +456,23 @@ def test_placeholders_and_language_can_be_configured():
         placeholders={"mobile": "<TEL>", "name": {"en": "<PERSON>", "zh": "<人名>"}},
     )
     assert out == {"output": "请拨打<TEL>，或联系 <PERSON>。"}
+
+
+def test_landlines_written_differently_share_a_placeholder():
+    fields = {
+        "instruction": "总部电话 010-1234 5678 还是 +86-10-12345678 转 801？",
+        "output": "拨打 (010) 12345678，分机另计；或 021-87654321。",
+    }
+    out, _ = redact(fields)
+    assert out == {
+        "instruction": "总部电话 [电话1] 还是 [电话2]？",
+        "output": "拨打 [电话1]，分机另计；或 [电话3]。",
+    }
+
+
+def test_redact_rejects_an_unknown_language():
+    with pytest.raises(ValueError, match="lang must be one of auto, zh, en, got 'fr'"):
+        redact({"output": "13800138000"}, lang="fr")
 
 
 def test_scrub_slice_text():
