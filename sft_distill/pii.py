@@ -692,7 +692,7 @@ class PiiDetector:
         if "." in text:
             for m in _IPV4_RE.finditer(text):
                 value = m.group()
-                if not is_valid_ipv4(value) or value.startswith("0."):
+                if not is_valid_ipv4(value) or not _host_address(value):
                     continue
                 # "3.1.2.4" is more often a section number than an address: ask for IP/server.
                 needs = all(len(p) == 1 for p in value.split(".")) or bool(
@@ -702,8 +702,20 @@ class PiiDetector:
                     yield PiiSpan("ip", m.start(), m.end())
         if "::" in text or text.count(":") >= 7:
             for m in _IPV6_RE.finditer(text):
-                if is_valid_ipv6(m.group()) and self._accept("ip", text, m.start(), m.end()):
+                value = m.group()
+                if (
+                    is_valid_ipv6(value)
+                    and _host_address(value.split("%", 1)[0])
+                    and self._accept("ip", text, m.start(), m.end())
+                ):
                     yield PiiSpan("ip", m.start(), m.end())
+
+
+def _host_address(value: str) -> bool:
+    """An address a person's device could have: not loopback (127.0.0.1), unspecified,
+    multicast or reserved (255.255.255.0 is a netmask)."""
+    ip = ipaddress.ip_address(value)
+    return not (ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_reserved)
 
 
 _AT_RE = re.compile("@")

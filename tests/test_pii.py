@@ -222,6 +222,15 @@ def test_ipv6_found_where_no_digit_run_is_long():
     assert found(text) == [("ip", "2001:db8::c1af:809a")]
 
 
+def test_addresses_no_person_has_are_not_personal_data():
+    text = "服务监听 127.0.0.1:8080 与 ::1，子网掩码 255.255.255.0，组播 224.0.0.251，IP 0.0.0.0"
+    assert found(text) == []
+    assert found("IP 192.168.1.20 / ff02::1 / fe80::1") == [
+        ("ip", "192.168.1.20"),
+        ("ip", "fe80::1"),
+    ]
+
+
 def test_passports_found():
     assert found("护照号码：E12345678，有效期至2030年") == [("passport", "E12345678")]
     assert found("旧护照 G12345678 已注销") == [("passport", "G12345678")]
