@@ -202,7 +202,9 @@ _W = r"[\dA-Za-z_\uff21-\uff3a\uff41-\uff5a]"
 # characters, which is most of the speed on long texts.
 _B = rf"(?<!{_W}.)(?<!{_W}-.)(?<![0-9]\..)"
 _POST = rf"(?!{_W})(?![-.][\dA-Za-z])"
-_SEP = r"[ \-\u00a0]"
+# Between digit groups: a space (also no-break and ideographic) or a dash (ASCII, full width,
+# en/em dash).
+_SEP = r"[ \-\u00a0\u3000\u2013\u2014\uff0d]"
 
 _ID_RE = re.compile(
     rf"[1-8]{_B}(?:[0-9]{{5}} ?(?:18|19|20)[0-9]{{2}}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
@@ -232,7 +234,7 @@ def _intl_area(n: int) -> str:
 
 _LANDLINE_RE = re.compile(
     rf"(?:\+\s?86{_intl_area(1)}"
-    rf"|0{_B}(?:086{_intl_area(3)}|(?P<a5>{_AREA})(?:\s?[-—]\s?| ))"
+    rf"|0{_B}(?:086{_intl_area(3)}|(?P<a5>{_AREA})(?:\s?[-\u2013\u2014\uff0d]\s?| ))"
     rf"|\(\s*0(?P<a6>{_AREA})\s*[)）]\s*"
     rf"|（\s*0(?P<a7>{_AREA})\s*[)）]\s*)"
     rf"(?P<local>{_LOCAL}){_EXT}{_POST}"

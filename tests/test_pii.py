@@ -147,6 +147,14 @@ def test_mobile_numbers_found_in_every_format(fmt):
     assert found(f"{number}") == [("mobile", number)]
 
 
+@pytest.mark.parametrize(
+    "number", ["138－0013－8000", "138\u30000013\u30008000", "138–0013–8000", "tel:13800138000"]
+)
+def test_mobile_numbers_with_full_width_or_typographic_separators(number):
+    value = number.removeprefix("tel:")
+    assert found(f"客户手机号码：{number}（微信同号）") == [("mobile", value)]
+
+
 def test_mobile_numbers_found_without_keywords_and_next_to_chinese():
     r = rng(2)
     numbers = [pf.mobile(r) for _ in range(50)]
@@ -167,6 +175,7 @@ def test_mobile_numbers_found_without_keywords_and_next_to_chinese():
         "+86-10-12345678",
         "+86 755 8888 6666",
         "020 8765 4321",
+        "010－12345678",
         "010-12345678 ext. 12",
     ],
 )
