@@ -6,11 +6,13 @@ a sample has two numbers); ``PiiGate`` runs both on every generated sample (mode
 ``drop``, ``tag``) and ``scrub_slice_text`` on a slice before the teacher sees it.
 
 Numbers are matched with ASCII digits only and boundaries that work in CJK text: a match may not
-touch another digit (any script), a Latin letter or ``_``, nor continue a code through ``-``/``.``
-("ORD-13800138000"). Checksums (ISO 7064 MOD 11-2, Luhn), calendar dates and region codes are
-validated, and the words just before a number decide the rest: after 保单号/订单号/claim no. it
-is not a phone or a card, a bare 11-digit landline needs 电话/tel, a generic passport pattern
-needs 护照/passport. What is found is reported as types, fields and offsets, never as text.
+touch another digit (any script), a Latin letter or ``_``, nor continue a code ("ORD-13800138000",
+"v1.13800138000", the tail of "6258 0774 2447 9786"). Checksums (ISO 7064 MOD 11-2, Luhn),
+calendar dates and region codes are validated, and the keyword just before a number, in its
+clause, decides the rest: after 保单号/订单号/金额/claim no. it is not a phone, card or ID; a
+landline written as one run needs 电话/tel, a generic passport pattern 护照/passport. Amounts
+(100,000元, ¥...) are left alone. What is found is reported as types, fields and offsets, never as
+text.
 """
 
 from __future__ import annotations
