@@ -108,6 +108,7 @@ _BUILTIN_TYPES: dict[str, str] = {
     "language": "rule_gates:LanguageGate",
     "grounding": "rule_gates:GroundingGate",
     "sql": "sql_gate:SQLExecutionGate",
+    "pii": "pii:PiiGate",
 }
 # The rule gates ``{"type": "rules"}`` enables, in the order they run (cheapest first).
 RULE_GATE_TYPES: tuple[str, ...] = (
