@@ -320,7 +320,9 @@ class AugmentSource(RecordFileSource):
         )
 
         async def one(record: Record) -> list[Sample]:
-            return await self._augment(record, ctx, known)
+            samples = await self._augment(record, ctx, known)
+            ctx.progress(1)  # a record counts once its rephrasings are answered
+            return samples
 
         limit = 2 * ctx.teacher.config.max_concurrent
         async for group in bounded_map(records, one, limit=limit):

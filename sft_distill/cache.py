@@ -5,10 +5,16 @@ paid for twice. Replies are handed to a writer thread that commits them at once,
 batches when many arrive together (so the event loop never waits on the disk); with WAL a
 committed reply survives ``kill -9`` of the process. Until its commit, a reply is also served
 from memory. Keys never include the API key.
+
+Every HTTP exchange is also logged in ``calls`` (endpoint, model, status, tokens, start, latency,
+invocation), by the same writer in the same transactions as the replies: a run's usage, cost and
+timings over all its invocations are summed from there, and a reply that survived a ``kill -9``
+has its call logged too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +22,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +52,29 @@ CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS calls (
+    invocation INTEGER NOT NULL,
+    endpoint TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status INTEGER,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    started REAL NOT NULL,
+    latency_s REAL NOT NULL
+);
 """
 
 
 _FIELDS = ("model", "content", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens")
 _INSERT = "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_CALL = "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _STOP = object()
+
+
+class _Call(tuple):  # type: ignore[type-arg]
+    """A ``calls`` row queued for the writer (a plain tuple is a reply)."""
+
+    __slots__ = ()
 
 
 def request_key(namespace: str, payload: dict[str, Any], *, skip: Collection[str] = ()) -> str:
@@ -135,6 +158,8 @@ class ResponseCache:
             raise OutputError(f"{self.path}: cannot open response cache: {exc}") from None
         self.hits = 0
         self.writes = 0
+        self.invocation = 0  # stamped on every logged call (set by the run that owns the cache)
+        self.calls_logged = 0
         self._pending: dict[str, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -163,17 +188,20 @@ class ResponseCache:
                     except queue.Empty:
                         break
                 rows = []
+                calls = []
                 flushed = []
                 for item in batch:
                     if item is _STOP:
                         stop = True
                     elif isinstance(item, threading.Event):
                         flushed.append(item)
+                    elif type(item) is _Call:
+                        calls.append(item)
                     else:
                         rows.append(item)
                 try:
-                    if rows:
-                        self._commit(db, rows)
+                    if rows or calls:
+                        self._commit(db, rows, calls)
                 finally:
                     for event in flushed:
                         event.set()
@@ -182,14 +210,19 @@ class ResponseCache:
         finally:
             db.close()
 
-    def _commit(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _commit(
+        self, db: sqlite3.Connection, rows: list[tuple[Any, ...]], calls: list[_Call]
+    ) -> None:
         """Commit rows in one transaction; if that fails, row by row, skipping a bad row."""
         try:
             db.execute("BEGIN")
+            db.executemany(_INSERT_CALL, calls)
             db.executemany(_INSERT, rows)
             db.execute("COMMIT")
         except sqlite3.Error:
             db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                db.executemany(_INSERT_CALL, calls)  # plain numbers: only a full disk stops it
             for row in rows:
                 try:
                     db.execute(_INSERT, row)
@@ -257,6 +290,46 @@ class ResponseCache:
         self._queue.put(row)
         self.writes += 1
 
+    def record_call(
+        self,
+        endpoint: str,
+        model: str,
+        *,
+        status: int | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        started: float,
+        latency_s: float,
+    ) -> None:
+        """Queue one HTTP exchange for the ``calls`` log (``started``: epoch seconds)."""
+        if self._db is None or self._writer_error is not None:
+            return  # closed or broken: put() reports it; the log is never worth a failed call
+        self.calls_logged += 1
+        self._queue.put(
+            _Call(
+                (
+                    self.invocation,
+                    endpoint,
+                    model,
+                    status,
+                    prompt_tokens,
+                    completion_tokens,
+                    started,
+                    latency_s,
+                )
+            )
+        )
+
+    def calls_since(self, invocation: int) -> Iterator[tuple[Any, ...]]:
+        """Logged calls of ``invocation`` and later ones, once every queued row is committed:
+        (invocation, endpoint, model, prompt_tokens, completion_tokens, started, latency_s)."""
+        self.flush()
+        yield from self._db.execute(
+            "SELECT invocation, endpoint, model, prompt_tokens, completion_tokens, started, "
+            "latency_s FROM calls WHERE invocation >= ?",
+            (invocation,),
+        )
+
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until every queued reply is committed."""
         if self._writer.is_alive():
@@ -271,6 +344,9 @@ class ResponseCache:
 
     def set_meta(self, name: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def delete_meta(self, name: str) -> None:
+        self._db.execute("DELETE FROM meta WHERE name = ?", (name,))
 
     def __len__(self) -> int:
         self.flush()

@@ -232,11 +232,16 @@ def format_summary(result: RunResult) -> str:
         f"{c.train + c.val} kept ({c.train} train / {c.val} val)",
         f"  output: {result.output_dir}",
     ]
+    usage = result.metadata["usage"]
+    mine = {name: u.get("this_invocation") or u for name, u in usage.items()}
     calls = ", ".join(
-        f"{name} {plural(u['calls'], 'call')} + {u['cached']} cached"
-        for name, u in result.metadata["usage"].items()
+        f"{n} {plural(u['calls'], 'call')} + {u['cached']} cached" for n, u in mine.items()
     )
     lines.append(f"  {calls}")
+    cost = (result.metadata.get("report") or {}).get("cost")
+    if cost:
+        now = (cost.get("this_invocation") or {}).get("total", 0.0)
+        lines.append(f"  cost: {cost['total']:,.4f} for the whole run, {now:,.4f} this invocation")
     if c.dropped:
         lines.append("  dropped: " + ", ".join(f"{k} {v}" for k, v in c.dropped.items()))
     if c.bad_lines:

@@ -2,7 +2,8 @@
 
 ``cli.py`` wires them in: ``add_output_arguments(parser)`` and ``output_overrides(args)`` for the
 run flags, ``print_estimate(...)`` for ``--estimate``, ``refilter_main(argv)`` for
-``sft-distill refilter``. Exit status as for a run: 0 done, 2 usage/config/input/output error.
+``sft-distill refilter``. Exit status as for a run: 0 done, 2 usage/config/input/output error,
+4 a run-level quality floor failed under the new settings.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXIT_OK",
+    "EXIT_QUALITY",
     "EXIT_USAGE",
     "add_estimate_arguments",
     "add_output_arguments",
@@ -37,6 +39,7 @@ __all__ = [
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_QUALITY = 4  # as for a run: a run-level quality floor failed under the new settings
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -201,4 +204,6 @@ def refilter_main(argv: Sequence[str]) -> int:
         print(f"sft-distill refilter: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(format_refilter(result))
-    return EXIT_OK
+    for problem in result.quality_problems:
+        print(f"sft-distill refilter: quality gate failed: {problem}", file=sys.stderr)
+    return EXIT_QUALITY if result.quality_problems else EXIT_OK

@@ -170,12 +170,24 @@ async def generate_samples(
     *,
     stats: StageCounts | None = None,
     on_failure: Callable[[Failure], None] | None = None,
+    on_slice_done: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Sample]:
-    """Yield samples as soon as each chunk's reply is parsed, while later slices are still read."""
+    """Yield samples as soon as each chunk's reply is parsed, while later slices are still read.
+
+    ``on_slice_done`` is called with a slice's id once every chunk of it is answered (or failed).
+    """
     limit = 2 * client.config.max_concurrent
+    answered: dict[str, int] = {}  # slice id -> chunks answered, while some are not
 
     async def one(chunk: Chunk) -> list[Sample]:
-        return await generate_chunk(chunk, client, config, stats=stats, on_failure=on_failure)
+        samples = await generate_chunk(chunk, client, config, stats=stats, on_failure=on_failure)
+        if on_slice_done is not None:
+            n = answered.pop(chunk.slice_id, 0) + 1
+            if n < chunk.total:
+                answered[chunk.slice_id] = n
+            else:
+                on_slice_done(chunk.slice_id)
+        return samples
 
     async for samples in bounded_map(iter_chunks(slices, config, stats), one, limit=limit):
         for sample in samples:

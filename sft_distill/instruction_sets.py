@@ -654,7 +654,7 @@ def _scan_records(
     on_bad_line: Callable[[BadLine], None] | None = None,
     strict: bool = False,
     skip: Callable[[dict[str, Any]], bool] | None = None,
-    on_raw: Callable[[int], None] | None = None,
+    on_raw: Callable[[int, bool], None] | None = None,
 ) -> Generator[Record | None, None, None]:
     """Each usable record of ``path``, and None for each row skipped or unusable (so an async
     caller can give the event loop a turn during a long run of rows that yield nothing).
@@ -665,7 +665,8 @@ def _scan_records(
         on_bad_line: called with each skipped (or fixed) line; None logs a warning.
         strict: raise on the first bad line instead.
         skip: records for which it returns True are passed over silently.
-        on_raw: called with the line of every record read, good or bad (progress).
+        on_raw: called with the line of every record read and whether it is usable (False for
+            a bad or skipped one, which needs no work).
 
     Raises:
         InputError: the file is unreadable, or with ``strict`` the first bad line.
@@ -677,7 +678,7 @@ def _scan_records(
         if strict:
             raise InputError(str(bad))
         if on_raw is not None and skipped:
-            on_raw(line)
+            on_raw(line, False)
         if on_bad_line is not None:
             on_bad_line(bad)
         else:
@@ -692,12 +693,12 @@ def _scan_records(
     for line, data in iter_raw_records(path, lambda ln, kind, reason: report(ln, kind, reason)):
         if skip is not None and skip(data):
             if on_raw is not None:
-                on_raw(line)
+                on_raw(line, False)
             yield None
             continue
         record = mapper.map(line, data)
         if record is not None and on_raw is not None:
-            on_raw(line)
+            on_raw(line, True)
         yield record
 
 
@@ -712,9 +713,10 @@ async def aiter_records(
 ) -> AsyncIterator[Record]:
     """``iter_records`` for a source: counts lines and records, reports bad lines to ``ctx``."""
 
-    def on_raw(line: int) -> None:
+    def on_raw(line: int, usable: bool) -> None:
         ctx.stats.lines_read = max(ctx.stats.lines_read, line)
-        ctx.progress(1)
+        if not usable:  # nothing to ask: done as soon as it is read; the rest once answered
+            ctx.progress(1)
 
     records = _scan_records(
         path,
@@ -932,6 +934,7 @@ class DistillSource(RecordFileSource):
             async for record in records:
                 assert record.output is not None  # output_required
                 ctx.stats.samples_generated += 1
+                ctx.progress(1)  # its answer is the one it has
                 yield self._sample(record, record.output, record.reasoning)
             return
 
@@ -944,6 +947,7 @@ class DistillSource(RecordFileSource):
                 failure_kind="distill_answer",
                 slice_id=record.slice_id,
             )
+            ctx.progress(1)
             if got is None:
                 return None
             ctx.stats.samples_generated += 1

@@ -505,6 +505,33 @@ class LLMClient:
         self._record_latency(elapsed)
         self.limiter.record(overloaded=status == 429)
         self._obey_rate_headers(headers)
+        spent = self.usage.prompt_tokens, self.usage.completion_tokens
+        try:
+            result = self._reply(status, raw, headers, elapsed)
+        finally:
+            # Nothing awaited since ``spent``: the difference is this reply's own tokens.
+            self._log_call(status, elapsed, spent)
+        used = result.prompt_tokens + result.completion_tokens
+        if self._tpm is not None and used > 0:  # no usage reported: keep the estimate charged
+            self._tpm.adjust(used - estimate)
+        return result
+
+    def _log_call(self, status: int, elapsed: float, spent: tuple[int, int]) -> None:
+        """Log one exchange in the cache, where a run's usage over its invocations is summed."""
+        if self._cache is None:
+            return
+        self._cache.record_call(
+            self.name,
+            self.model,
+            status=status,
+            prompt_tokens=self.usage.prompt_tokens - spent[0],
+            completion_tokens=self.usage.completion_tokens - spent[1],
+            started=time.time() - elapsed,
+            latency_s=elapsed,
+        )
+
+    def _reply(self, status: int, raw: bytes, headers: Any, elapsed: float) -> ChatResult:
+        """The accepted reply in an HTTP response, or the error it amounts to."""
         text = raw.decode("utf-8", errors="replace")
         if status >= 400:
             raise self._status_error(status, text, headers)
@@ -519,11 +546,7 @@ class LLMClient:
                 model=self.model,
                 status=status,
             ) from None
-        result = self._read_choice(body, elapsed)
-        used = result.prompt_tokens + result.completion_tokens
-        if self._tpm is not None and used > 0:  # no usage reported: keep the estimate charged
-            self._tpm.adjust(used - estimate)
-        return result
+        return self._read_choice(body, elapsed)
 
     def _record_latency(self, seconds: float) -> None:
         self._latency_seen += 1

@@ -26,22 +26,21 @@ from .data_io import (
     JsonlWriter,
     lock_output_dir,
     prepare_output_dir,
-    write_json_atomic,
 )
 from .dedup import make_deduplicator
 from .errors import ConfigError, InputError, OutputError
 from .evaluator import evaluate_samples
-from .filtering import DROP_DUPLICATE
+from .finalize import METADATA_FILE, record_kept_set, write_kept_set
 from .formats import DATASET_INFO_FILE, all_split_file_names
 from .gates import Gate, build_gates
 from .llm_client import LLMClient
-from .manifest import MANIFEST_FILE, build_manifest, write_manifest
+from .manifest import MANIFEST_FILE
 from .models import Failure, ScoredSample, Slice, StageCounts
-from .outputs import DROP_CAPPED, OutputOptions, plan_split, usable_group_cap, write_outputs
+from .outputs import OutputOptions
 from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
-from .quality import check_run_gates
-from .report import REPORT_FILE, ReportBuilder, write_report
+from .report import REPORT_FILE, ReportBuilder
 from .run_index import RunIndex
+from .run_usage import finish_invocation, restore_meta, start_invocation, whole_run
 from .sources import SampleSource, SliceSource, SourceContext, report_bad_line
 from .splitting import group_value
 from .utils import plural
@@ -51,8 +50,8 @@ log = logging.getLogger(__name__)
 TRAIN_FILE = "train.jsonl"
 VAL_FILE = "val.jsonl"
 RAW_FILE = "generated_raw.jsonl"
-METADATA_FILE = "metadata.json"
 FAILURES_FILE = "failures.jsonl"
+PARTIAL_RAW_FILE = RAW_FILE + ".partial"  # the raw file in completion order, while streaming
 OUTPUT_FILES = (
     *sorted(all_split_file_names()),
     RAW_FILE,
@@ -63,6 +62,8 @@ OUTPUT_FILES = (
     MANIFEST_FILE,
     CACHE_FILENAME,
 )
+# Everything a run may leave in its output directory (what --fresh deletes).
+RUN_FILES = (*OUTPUT_FILES, PARTIAL_RAW_FILE, CACHE_FILENAME + "-wal", CACHE_FILENAME + "-shm")
 
 # The fake key sent to the simulator; it must never be mistaken for a real one.
 SIMULATOR_KEY = "sk-simulator-not-a-real-key"
@@ -262,17 +263,61 @@ class DatasetDistillationPipeline:
                 )
         total_units = source.total()  # also raises InputError for a missing or unreadable input
         out = prepare_output_dir(Path(output_dir or cfg.output_dir))
-        if self.fresh:
-            for name in (*OUTPUT_FILES, CACHE_FILENAME + "-wal", CACHE_FILENAME + "-shm"):
-                (out / name).unlink(missing_ok=True)
         described = source.describe()
         identity = {**described, "simulator": simulator_url is not None}
+        with lock_output_dir(out) as locked:
+            if self.fresh:  # only once the lock is ours: never another job's cache or outputs
+                for name in RUN_FILES:
+                    (out / name).unlink(missing_ok=True)
+            found = {name for name in RUN_FILES if (out / name).exists()}
+            worked = False
+            try:
+                # Exclusive when locked: no other run can write to this cache meanwhile.
+                with ResponseCache(out / CACHE_FILENAME, exclusive=locked) as cache:
+                    undo = self._claim_output_dir(out, cache, identity)
+                    try:
+                        return await self._run_claimed(
+                            source,
+                            out,
+                            cache,
+                            endpoints,
+                            total_units=total_units,
+                            described=described,
+                            simulator_url=simulator_url,
+                            t_start=t_start,
+                        )
+                    except BaseException:
+                        worked = cache.writes > 0 or cache.calls_logged > 0
+                        if not worked:
+                            undo()
+                        raise
+            except BaseException:
+                if not worked:
+                    # Failed before any work (empty or unusable input, refused directory...):
+                    # leave the directory as it was, so the next run does not need --overwrite.
+                    for name in RUN_FILES:
+                        if name not in found:
+                            (out / name).unlink(missing_ok=True)
+                raise
 
+    async def _run_claimed(
+        self,
+        source: SampleSource,
+        out: Path,
+        cache: ResponseCache,
+        endpoints: Mapping[str, EndpointConfig],
+        *,
+        total_units: int | None,
+        described: dict[str, Any],
+        simulator_url: str | None,
+        t_start: float,
+    ) -> RunResult:
+        """The run proper, once the output directory is locked and claimed."""
+        cfg = self.config
         stats = StageCounts()
         bad_examples: list[str] = []
         failures = 0
         failure_causes: Counter[str] = Counter()
-        score_sum, score_n, exec_ok, exec_n = 0.0, 0, 0, 0
         score_stats = _ScoreStats()
         opts = OutputOptions.from_config(cfg)
         slice_groups: dict[str, str | None] = {}
@@ -282,19 +327,16 @@ class DatasetDistillationPipeline:
         index = RunIndex()
         # The report's figures are gathered as samples stream by: no second pass at the end.
         report = ReportBuilder.from_metadata({"config": cfg.public_dict()})
+        passed = 0
         namespace = "simulator" if simulator_url else None
-        partial = out / (RAW_FILE + ".partial")
+        partial = out / PARTIAL_RAW_FILE
 
         async with AsyncExitStack() as stack:
-            locked = stack.enter_context(lock_output_dir(out))
-            # Exclusive when locked: no other run can write to this cache meanwhile.
-            cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME, exclusive=locked))
             # Texts for exact verification spill to a temporary file in the output directory;
             # embeddings are cached beside the replies, so a rerun does not embed again.
             dedup = make_deduplicator(cfg, cache=cache, spill_dir=out) if cfg.enable_dedup else None
             if dedup is not None:
                 stack.callback(dedup.close)
-            self._claim_output_dir(out, cache, identity)
             fail_log = stack.enter_context(JsonlWriter(out / FAILURES_FILE))
             # Rebuilt from the response cache by a rerun, and read only after it is closed.
             raw_log = stack.enter_context(JsonlWriter(partial, flush_lines=False))
@@ -371,14 +413,8 @@ class DatasetDistillationPipeline:
             async for sample in scored:
                 score_stats.add(sample)
                 report.add(sample, decided=True)  # judged under the config's settings
-                if sample.avg_score is not None:
-                    score_sum += sample.avg_score
-                    score_n += 1
-                if "exec_pass" in sample.annotations:
-                    exec_n += 1
-                    exec_ok += bool(sample.annotations["exec_pass"])
                 if sample.passed:
-                    stats.passed_thresholds += 1
+                    passed += 1
                     if dedup is not None:
                         dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
                 offset = raw_log.write(sample.model_dump(mode="json"))
@@ -387,7 +423,7 @@ class DatasetDistillationPipeline:
                 eval_bar.update(1)
             t_generated = time.perf_counter()
             duplicates: dict[str, str] = {}
-            if dedup is not None and stats.passed_thresholds:
+            if dedup is not None and passed:
                 duplicates = await dedup.aresolve()
             t_deduped = time.perf_counter()
 
@@ -405,35 +441,25 @@ class DatasetDistillationPipeline:
             )
 
         t_closed = time.perf_counter()
+        mine = {n: c.usage_report() for n, c in {"generator": gen_client, **judges}.items()}
 
         def conclude() -> tuple[dict[str, Any], list[str], int]:
             """Split, write every output, the report and metadata (in a worker thread)."""
-            kept = [
-                (sid, sl, slice_groups.get(sl), sc)
-                for sid, sl, sc in index.passed()
-                if sid not in duplicates
-            ]
-            plan = plan_split(kept, usable_group_cap(opts, slice_groups, fields=metadata_fields))
-            report.drop_late(dict.fromkeys(duplicates, DROP_DUPLICATE))
-            report.drop_late(dict.fromkeys(plan.capped, DROP_CAPPED))
-            kept_ids, dropped_ids = report.example_ids(
-                [(sc, sid) for sid, _, _, sc in kept if sid not in plan.capped]
-            )
-            placed = self._finalize(
+            # Every call of the run so far, this invocation's included (all are finished now).
+            whole = whole_run(cache, cache.invocation, mine)
+            kept_set = write_kept_set(
                 out,
                 partial,
                 index,
+                report,
                 duplicates,
-                plan.capped,
-                plan.train | plan.val | set(kept_ids) | set(dropped_ids),
+                opts=opts,
+                counts=stats,
+                groups=slice_groups,
+                fields=metadata_fields,
             )
-            written = write_outputs(out / RAW_FILE, out, plan.train, plan.val, opts, offsets=placed)
-            stats.after_dedup = len(kept)
-            stats.train, stats.val = written.counts["train"], written.counts["val"]
-            stats.dropped = dict(sorted(report.drops.items()))  # counted as samples streamed by
             t_end = time.perf_counter()
-
-            metadata = {
+            metadata: dict[str, Any] = {
                 "package": "sft_distill",
                 "version": __version__,
                 "simulator": simulator_url is not None,
@@ -443,35 +469,31 @@ class DatasetDistillationPipeline:
                     "lines": total_units,
                     "blake2b": described.get("input_blake2b"),
                 },
-                "output_format": opts.formats[0],
-                "output_formats": list(opts.formats),
+                # None: filled in from the kept set by record_kept_set (the keys keep this order)
+                "output_format": None,
+                "output_formats": None,
                 "prompt_versions": {
                     "generation": GEN_PROMPT_VERSION,
                     "evaluation": EVAL_PROMPT_VERSION,
                 },
-                "counts": stats.model_dump(),
+                "counts": None,
                 "bad_lines": bad_examples,
                 "failures": failures,
                 "failure_causes": dict(sorted(failure_causes.items())),
                 "scores": score_stats.summary(),
-                "usage": {
-                    name: c.usage_report()
-                    for name, c in [("generator", gen_client), *judges.items()]
-                },
-                "dedup": {
-                    "enabled": cfg.enable_dedup,
-                    "method": cfg.effective_dedup_method,
-                    "threshold": cfg.effective_dedup_threshold,
-                    "removed": len(duplicates),
-                },
-                "timings_s": {
+                # the whole run's calls and tokens; "this_invocation" for this command alone
+                "usage": whole.usage,
+                "dedup": None,
+                "timings_s": {  # this invocation
                     "generate_and_evaluate": round(t_generated - t_start, 3),
                     "dedup": round(t_deduped - t_generated, 3),
                     "close_clients": round(t_closed - t_deduped, 3),
                     "write_outputs": round(t_end - t_closed, 3),
                     "total": round(t_end - t_start, 3),
                 },
-                "config": cfg.public_dict(),
+                "whole_run": whole.summary(t_end - t_start),
+                "config": None,
+                "quality_gates": {"gates": [g.name for g in self.gates]},
             }
             source_counts = getattr(source, "counts", None)
             if source_counts:  # e.g. topic expansions or rephrasings dropped before any call
@@ -479,49 +501,22 @@ class DatasetDistillationPipeline:
             source_prompt = getattr(source, "prompt_version", None)
             if source_prompt:
                 metadata["prompt_versions"]["source"] = source_prompt
-            metadata["outputs"] = written.summary()
-            problems = check_run_gates(
-                cfg,
-                stats,
-                mean_score=score_sum / score_n if score_n else None,
-                exec_pass_rate=exec_ok / exec_n if exec_n else None,
-            )
-            metadata["quality_gates"] = {
-                "passed": not problems,
-                "problems": problems,
-                "mean_score": round(score_sum / score_n, 3) if score_n else None,
-                "exec_pass_rate": round(exec_ok / exec_n, 4) if exec_n else None,
-                "gates": [g.name for g in self.gates],
-            }
-            write_manifest(
+            problems = record_kept_set(
                 out,
-                build_manifest(
-                    source=described,
-                    config=cfg,
-                    train_ids=plan.train,
-                    val_ids=plan.val,
-                    simulator=simulator_url is not None,
-                    source_prompt_version=source_prompt,
-                ),
+                kept_set,
+                report,
+                config=cfg,
+                opts=opts,
+                counts=stats,
+                metadata=metadata,
+                groups=slice_groups,
+                latencies=whole.latencies,
             )
-            if opts.balance_by:
-                metadata["slice_groups"] = {"field": opts.balance_by, "groups": slice_groups}
-            metadata["report"] = write_report(
-                out,
-                metadata,
-                latencies={n: c.latencies for n, c in [("generator", gen_client), *judges.items()]},
-                prices=cfg.prices,
-                builder=report,
-                example_offsets=(
-                    [placed[i] for i in kept_ids],
-                    [placed[i] for i in dropped_ids],
-                ),
-            )
-            write_json_atomic(out / METADATA_FILE, metadata)
-            return metadata, problems, len(kept)
+            return metadata, problems, kept_set.kept
 
         # Off the event loop, so a signal during the final writes is still handled at once.
         metadata, problems, n_kept = await asyncio.to_thread(conclude)
+        finish_invocation(cache, cache.invocation, time.perf_counter() - t_start)
         log.info(
             "done: %d slices, %d samples, %d passed, %d after dedup, %d kept (%d train / %d val), "
             "%d failures",
@@ -553,14 +548,18 @@ class DatasetDistillationPipeline:
             quality_problems=problems,
         )
 
-    def _claim_output_dir(self, out: Path, cache: ResponseCache, identity: dict[str, Any]) -> None:
+    def _claim_output_dir(
+        self, out: Path, cache: ResponseCache, identity: dict[str, Any]
+    ) -> Callable[[], None]:
         """Refuse to replace another run's results silently; record this run as the owner.
+
+        Returns what puts the claim back as it was (for a run that then fails before any work).
 
         Raises:
             OutputError: the directory holds results of a different input (or mode).
         """
-        previous: dict[str, Any] | None = None
         stored = cache.get_meta("run_identity")
+        previous: dict[str, Any] | None = None
         if stored is not None:
             previous = json.loads(stored)
         elif any((out / name).exists() for name in OUTPUT_FILES if name != CACHE_FILENAME):
@@ -569,51 +568,33 @@ class DatasetDistillationPipeline:
                 previous = {**meta["source"], "simulator": meta.get("simulator")}
             except (OSError, ValueError, KeyError, TypeError):
                 previous = {"input": "unknown (not written by sft_distill?)"}
-        if previous is not None and not same_run(previous, identity) and not self.overwrite:
-            what = previous.get("input")
-            if previous.get("input") == identity.get("input"):
-                what = f"{what} as it was before it changed"
-            if previous.get("simulator") is True and not identity["simulator"]:
-                what = f"{what}, a dry run on the simulator"
+        same = previous is not None and same_run(previous, identity)
+        if previous is not None and not same and not self.overwrite:
             raise OutputError(
-                f"output directory {out} holds the results of another run (input {what}); "
-                "use --overwrite to replace them (cached replies are reused), --fresh to start "
-                "over, or choose another --output"
+                f"output directory {out} {_holds(previous, identity)}; use --overwrite to "
+                "replace them (cached replies are reused), --fresh to start over, or choose "
+                "another --output"
             )
         cache.set_meta("run_identity", json.dumps(identity, sort_keys=True))
+        _, saved = start_invocation(cache, new_run=not same)
 
-    @staticmethod
-    def _finalize(
-        out: Path,
-        partial: Path,
-        index: RunIndex,
-        duplicates: Mapping[str, str],
-        capped: set[str],
-        wanted: set[str],
-    ) -> dict[str, int]:
-        """Write ``generated_raw.jsonl`` in a deterministic order with every drop reason.
+        def undo() -> None:
+            restore_meta(cache, {**saved, "run_identity": stored})
 
-        The streamed file is in completion order, which varies from run to run; records are read
-        back by byte offset, grouped by slice and chunk, each read once. Returns where each of
-        the ``wanted`` (kept) samples now starts, so the splits need no second scan.
-        """
-        placed: dict[str, int] = {}
-        with open(partial, "rb") as f, JsonlWriter(out / RAW_FILE, atomic=True) as raw:
-            for sid, offset in index.in_raw_order():
-                f.seek(offset)
-                line = f.readline()
-                if sid in duplicates or sid in capped:
-                    record = json.loads(line)
-                    record["passed"] = False
-                    if sid in duplicates:
-                        record["drop_reason"] = DROP_DUPLICATE
-                        record["duplicate_of"] = duplicates[sid]
-                    else:
-                        record["drop_reason"] = DROP_CAPPED
-                    at = raw.write(record)
-                else:  # unchanged: the line the same writer wrote, copied as it is
-                    at = raw.write_line(line)
-                if sid in wanted:
-                    placed[sid] = at
-        partial.unlink(missing_ok=True)
-        return placed
+        return undo
+
+
+def _holds(previous: dict[str, Any], identity: dict[str, Any]) -> str:
+    """What the directory holds, said by what differs from this run."""
+    was_sim, is_sim = previous.get("simulator"), identity.get("simulator")
+    what = previous.get("input")
+    if was_sim is not None and was_sim != is_sim:
+        data = {k: v for k, v in previous.items() if k != "simulator"}
+        mine = {k: v for k, v in identity.items() if k != "simulator"}
+        kind = "a real run" if was_sim is False else "a dry run on the simulator"
+        if same_run(data, mine):  # only real vs simulated replies differ
+            return f"holds {kind} of the same input ({what})"
+        return f"holds {kind} of another input ({what})"
+    if what is not None and what == identity.get("input"):
+        what = f"{what} as it was before it changed"
+    return f"holds the results of another run (input {what})"

@@ -2,9 +2,11 @@
 
 Reads ``generated_raw.jsonl`` and ``metadata.json`` of a finished run, applies new settings
 (``min_score_threshold``, ``min_votes``, ``dimension_weights``, dedup, split, formats…), and
-rewrites the raw decisions, the splits, ``dataset_info.json``, ``metadata.json`` and
-``report.html``. It never builds an LLM client: no request leaves the machine (an ``embed_fn``
-is only called when you pass one for embedding dedup).
+rewrites everything a run writes from its kept set, through the same code a run ends with
+(``finalize``): the raw decisions, the splits in every format, ``dataset_info.json``,
+``manifest.json``, ``report.html`` and ``metadata.json``, so the directory then holds what a fresh
+run at the new settings would write. It never builds an LLM client: no request leaves the
+machine (an ``embed_fn`` is only called when you pass one for embedding dedup).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import dataclasses
 import difflib
 import json
 import logging
-from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,27 +29,15 @@ from pydantic import ValidationError
 
 from .cache import CACHE_FILENAME, ResponseCache
 from .config import CONFIG_TEMPLATE, DistillConfig, build_config, deep_merge
-from .data_io import (
-    JsonlWriter,
-    PathLike,
-    iter_jsonl,
-    iter_slices,
-    lock_output_dir,
-    write_json_atomic,
-)
+from .data_io import JsonlWriter, PathLike, iter_jsonl, iter_slices, lock_output_dir
 from .dedup import make_deduplicator
 from .errors import ConfigError, InputError
-from .filtering import DROP_DUPLICATE, apply_thresholds
-from .models import ScoredSample
-from .outputs import (
-    DROP_CAPPED,
-    OutputOptions,
-    WrittenOutputs,
-    plan_split,
-    usable_group_cap,
-    write_outputs,
-)
-from .report import RAW_FILE, write_report
+from .filtering import apply_thresholds
+from .finalize import METADATA_FILE, record_kept_set, write_kept_set
+from .models import ScoredSample, StageCounts
+from .outputs import OutputOptions, WrittenOutputs
+from .report import RAW_FILE, ReportBuilder
+from .run_index import RunIndex
 from .splitting import group_value
 
 log = logging.getLogger(__name__)
@@ -62,7 +51,6 @@ __all__ = [
     "refilter",
 ]
 
-METADATA_FILE = "metadata.json"
 # Output settings refilter understands even before DistillConfig has them as fields.
 _OUTPUT_KEYS = {
     "output_formats": "formats",
@@ -85,6 +73,7 @@ class RefilterResult:
     outputs: WrittenOutputs
     metadata: dict[str, Any]
     report: dict[str, Any]
+    quality_problems: list[str] = dataclasses.field(default_factory=list)
 
 
 def _read_metadata(out: Path) -> dict[str, Any]:
@@ -204,7 +193,6 @@ async def _arefilter(
     if config.enable_dedup and was == "embedding" and config.effective_dedup_method != was:
         log.warning("the run deduplicated by embedding; without embed_fn refilter uses jaccard")
     opts = _options(config, overrides)
-    prices = overrides.get("prices", getattr(config, "prices", None))
     raw_path = out / RAW_FILE
     if not raw_path.is_file():
         raise InputError(f"{raw_path}: not found; nothing to refilter")
@@ -220,9 +208,7 @@ async def _arefilter(
         )
         if dedup is not None:
             stack.callback(dedup.close)
-        return await _refilter_with(
-            out, metadata, config, opts, prices, raw_path, groups, dedup, overrides
-        )
+        return await _refilter_with(out, metadata, config, opts, raw_path, groups, dedup, overrides)
 
 
 async def _refilter_with(
@@ -230,73 +216,51 @@ async def _refilter_with(
     metadata: dict[str, Any],
     config: DistillConfig,
     opts: OutputOptions,
-    prices: Any,
     raw_path: Path,
     groups: dict[str, str | None],
     dedup: Any,
     overrides: Mapping[str, Any],
 ) -> RefilterResult:
     """The refilter proper, once the deduplicator (and the cache it may use) is open."""
-    passing: list[tuple[str, str, str | None, float | None]] = []
+    index = RunIndex()
+    builder = ReportBuilder.from_metadata({"config": config.public_dict()})
     seen: set[str] = set()
-    tmp = out / (RAW_FILE + ".refilter")
-    with JsonlWriter(tmp, atomic=True) as staged:
-        for lineno, obj in iter_jsonl(raw_path):
-            try:
-                sample = ScoredSample.model_validate(obj)
-            except ValidationError as exc:
-                log.warning("%s:%d: not a scored sample, skipped: %s", raw_path, lineno, exc)
-                continue
-            if sample.id in seen:
-                log.warning(
-                    "%s:%d: sample %s repeated; kept the first", raw_path, lineno, sample.id
+    staged = out / (RAW_FILE + ".refilter")
+    try:
+        with JsonlWriter(staged, atomic=True) as writer:
+            for lineno, obj in iter_jsonl(raw_path):
+                try:
+                    sample = ScoredSample.model_validate(obj)
+                except ValidationError as exc:
+                    log.warning("%s:%d: not a scored sample, skipped: %s", raw_path, lineno, exc)
+                    continue
+                if sample.id in seen:
+                    log.warning(
+                        "%s:%d: sample %s repeated; kept the first", raw_path, lineno, sample.id
+                    )
+                    continue
+                seen.add(sample.id)
+                decided = apply_thresholds(
+                    sample,
+                    min_score_threshold=config.min_score_threshold,
+                    min_votes=config.min_votes,
+                    weights=config.dimension_weights,
                 )
-                continue
-            seen.add(sample.id)
-            decided = apply_thresholds(
-                sample,
-                min_score_threshold=config.min_score_threshold,
-                min_votes=config.min_votes,
-                weights=config.dimension_weights,
-            )
-            if decided.passed:
-                passing.append(
-                    (decided.id, decided.slice_id, groups.get(decided.slice_id), decided.avg_score)
-                )
-                if dedup is not None:
+                builder.add(decided, decided=True)
+                if decided.passed and dedup is not None:
                     dedup.add(decided.id, decided.text_for_dedup, decided.avg_score or 0.0)
-            staged.write(decided.model_dump(mode="json"))
+                index.add(decided, writer.write(decided.model_dump(mode="json")))
+        passed = any(True for _ in index.passed())
+        duplicates: dict[str, str] = await dedup.aresolve() if dedup and passed else {}
+        previous = dict(metadata.get("counts") or {})
+        counts = StageCounts.model_validate(previous)
+        # The same code a run ends with: raw decisions, splits, manifest, report, metadata.
+        kept_set = write_kept_set(
+            out, staged, index, builder, duplicates, opts=opts, counts=counts, groups=groups
+        )
+    finally:
+        staged.unlink(missing_ok=True)
 
-    duplicates: dict[str, str] = await dedup.aresolve() if dedup is not None else {}
-    kept = [p for p in passing if p[0] not in duplicates]
-    plan = plan_split(kept, usable_group_cap(opts, groups))
-
-    # Mark duplicates and capped samples, in the raw file's own order.
-    drops: Counter[str] = Counter()
-    with JsonlWriter(raw_path, atomic=True) as raw:
-        for _lineno, record in iter_jsonl(tmp):
-            sid = record["id"]
-            if sid in duplicates:
-                record.update(
-                    passed=False, drop_reason=DROP_DUPLICATE, duplicate_of=duplicates[sid]
-                )
-            elif sid in plan.capped:
-                record.update(passed=False, drop_reason=DROP_CAPPED)
-            if not record.get("passed"):
-                drops[record.get("drop_reason") or "unknown"] += 1
-            raw.write(record)
-    tmp.unlink(missing_ok=True)
-    written = write_outputs(raw_path, out, plan.train, plan.val, opts)
-
-    previous = dict(metadata.get("counts") or {})
-    counts = {
-        **previous,
-        "passed_thresholds": len(passing),
-        "after_dedup": len(kept),
-        "train": written.counts["train"],
-        "val": written.counts["val"],
-        "dropped": dict(sorted(drops.items())),
-    }
     history = list((metadata.get("refiltered") or {}).get("history", []))
     history.append(
         {
@@ -307,50 +271,33 @@ async def _refilter_with(
             },
         }
     )
-    public = config.public_dict()
-    if prices is not None:
-        public["prices"] = _jsonable(prices)
-    metadata.update(
-        {
-            "counts": counts,
-            "config": public,
-            "output_format": opts.formats[0],
-            "output_formats": list(opts.formats),
-            "outputs": written.summary(),
-            "refiltered": {"count": len(history), "history": history},
-        }
+    metadata["refiltered"] = {"count": len(history), "history": history}
+    problems = record_kept_set(
+        out,
+        kept_set,
+        builder,
+        config=config,
+        opts=opts,
+        counts=counts,
+        metadata=metadata,
+        groups=groups,
     )
-    metadata["dedup"] = {
-        "enabled": config.enable_dedup,
-        "method": config.effective_dedup_method,
-        "threshold": config.effective_dedup_threshold,
-        "removed": len(duplicates),
-    }
-    if plan.capped:
-        metadata["caps"] = {
-            "max_per_slice": opts.max_per_slice,
-            "balance_by": opts.balance_by,
-            "max_per_group": opts.max_per_group,
-            "removed": len(plan.capped),
-        }
-    report = write_report(out, metadata, prices=prices)
-    metadata["report"] = report
-    write_json_atomic(out / METADATA_FILE, metadata)
     log.info(
         "refilter: %d passed, %d after dedup, %d kept (%d train / %d val)",
-        len(passing),
-        len(kept),
-        counts["train"] + counts["val"],
-        counts["train"],
-        counts["val"],
+        counts.passed_thresholds,
+        counts.after_dedup,
+        counts.train + counts.val,
+        counts.train,
+        counts.val,
     )
     return RefilterResult(
         output_dir=out,
-        counts=counts,
+        counts=counts.model_dump(),
         previous_counts=previous,
-        outputs=written,
+        outputs=kept_set.written,
         metadata=metadata,
-        report=report,
+        report=metadata["report"],
+        quality_problems=problems,
     )
 
 

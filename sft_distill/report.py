@@ -16,7 +16,7 @@ import math
 import os
 from array import array
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,20 +194,34 @@ def _latency(
 
 
 def _throughput(metadata: Mapping[str, Any], kept: int) -> dict[str, Any]:
+    """Teacher speed over the time it was busy, kept samples per hour of the whole run."""
     usage = (metadata.get("usage") or {}).get("generator") or {}
     timings = metadata.get("timings_s") or {}
     tokens = int(usage.get("completion_tokens", 0))
-    wall = timings.get("generate_and_evaluate")
-    busy = usage.get("latency_s_total")
-    total = timings.get("total")
-    return {
+    # Wall time with at least one teacher request in flight, over every invocation of the run;
+    # unknown (None) in metadata written before it was recorded.
+    busy = usage.get("busy_s")
+    per_request = usage.get("latency_s_total")
+    wall = (metadata.get("whole_run") or {}).get("wall_s", timings.get("total"))
+    out: dict[str, Any] = {
         "teacher_completion_tokens": tokens,
-        # Wall clock of the streamed generate+evaluate stage; cached replies make it look faster.
-        "teacher_tokens_per_s": tokens / wall if wall else None,
-        "teacher_tokens_per_s_per_request": tokens / busy if busy else None,
+        "teacher_busy_s": busy,
+        "teacher_tokens_per_s": tokens / busy if busy else None,
+        "teacher_tokens_per_s_per_request": tokens / per_request if per_request else None,
         "kept_samples": kept,
-        "kept_per_hour": kept / total * 3600 if total else None,
+        "run_wall_s": wall,
+        "kept_per_hour": kept / wall * 3600 if wall else None,
     }
+    mine = usage.get("this_invocation")
+    if mine is not None:
+        mine_tokens, mine_busy = int(mine.get("completion_tokens", 0)), mine.get("busy_s")
+        out["this_invocation"] = {
+            "wall_s": timings.get("total"),
+            "teacher_completion_tokens": mine_tokens,
+            "teacher_busy_s": mine_busy,
+            "teacher_tokens_per_s": mine_tokens / mine_busy if mine_busy else None,
+        }
+    return out
 
 
 def model_price(prices: Mapping[str, Any] | None, model: str) -> tuple[float, float] | None:
@@ -220,16 +234,21 @@ def model_price(prices: Mapping[str, Any] | None, model: str) -> tuple[float, fl
     return float(getattr(p, "input_per_1k", 0.0)), float(getattr(p, "output_per_1k", 0.0))
 
 
-def _cost(metadata: Mapping[str, Any], prices: Prices | None) -> dict[str, Any] | None:
-    if not prices:
-        return None
+def _tokens_by_model(usage: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Prompt and completion tokens per model over the endpoints' usage records."""
     per_model: dict[str, dict[str, Any]] = {}
-    for u in (metadata.get("usage") or {}).values():
-        m = per_model.setdefault(
-            u.get("model", "?"), {"prompt_tokens": 0, "completion_tokens": 0, "cost": None}
-        )
-        m["prompt_tokens"] += int(u.get("prompt_tokens", 0))
-        m["completion_tokens"] += int(u.get("completion_tokens", 0))
+    for u in usage:
+        # "models": per model of the endpoint over the run (the model may have changed)
+        for model, t in (u.get("models") or {u.get("model", "?"): u}).items():
+            m = per_model.setdefault(
+                model, {"prompt_tokens": 0, "completion_tokens": 0, "cost": None}
+            )
+            m["prompt_tokens"] += int(t.get("prompt_tokens", 0))
+            m["completion_tokens"] += int(t.get("completion_tokens", 0))
+    return per_model
+
+
+def _priced(per_model: dict[str, dict[str, Any]], prices: Prices) -> dict[str, Any]:
     total = 0.0
     unpriced = []
     for model, m in per_model.items():
@@ -240,6 +259,49 @@ def _cost(metadata: Mapping[str, Any], prices: Prices | None) -> dict[str, Any] 
         m["cost"] = m["prompt_tokens"] / 1000 * price[0] + m["completion_tokens"] / 1000 * price[1]
         total += m["cost"]
     return {"per_model": per_model, "total": total, "unpriced": sorted(unpriced)}
+
+
+def _cost(metadata: Mapping[str, Any], prices: Prices | None) -> dict[str, Any] | None:
+    """Cost of the whole run's tokens, and of this invocation's alone."""
+    if not prices:
+        return None
+    usage = list((metadata.get("usage") or {}).values())
+    cost = _priced(_tokens_by_model(usage), prices)
+    mine = [u["this_invocation"] for u in usage if isinstance(u.get("this_invocation"), Mapping)]
+    if mine:
+        cost["this_invocation"] = _priced(_tokens_by_model(mine), prices)
+    return cost
+
+
+def _usage(metadata: Mapping[str, Any], cost: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Calls, tokens, cost and wall time: the whole run beside this invocation alone."""
+    usage = list((metadata.get("usage") or {}).values())
+    whole = metadata.get("whole_run") or {}
+    timings = metadata.get("timings_s") or {}
+
+    def totals(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+        return {
+            k: sum(int(r.get(k, 0)) for r in records)
+            for k in ("calls", "prompt_tokens", "completion_tokens")
+        }
+
+    out: dict[str, Any] = {
+        "whole_run": {
+            "invocations": whole.get("invocations", 1),
+            "wall_s": whole.get("wall_s", timings.get("total")),
+            **totals(usage),
+            "cost": cost["total"] if cost else None,
+        }
+    }
+    mine = [u["this_invocation"] for u in usage if isinstance(u.get("this_invocation"), Mapping)]
+    if mine:
+        out["this_invocation"] = {
+            "wall_s": timings.get("total"),
+            **totals(mine),
+            "cached": sum(int(r.get("cached", 0)) for r in mine),
+            "cost": (cost.get("this_invocation") or {}).get("total") if cost else None,
+        }
+    return out
 
 
 def _written(counts: Mapping[str, Any], kept: int) -> int:
@@ -284,6 +346,9 @@ class ReportBuilder:
         self._n_examples = n_examples
         # drop reason -> its smallest ids (a max-heap), as many as the examples can show
         self._dropped: dict[str, list[_Desc]] = {}
+        # for the run-level floors: mean of every average score, share of SQL that ran
+        self._score_sum, self._score_n = 0.0, 0
+        self._exec_ok, self._exec_n = 0, 0
 
     @classmethod
     def from_metadata(
@@ -311,6 +376,12 @@ class ReportBuilder:
         if not decided:
             # Recompute each evaluator's mean under the weights, exactly as the filter does.
             sample = apply_thresholds(sample, min_score_threshold=thr, min_votes=min_v, weights=w)
+        if sample.avg_score is not None:
+            self._score_sum += sample.avg_score
+            self._score_n += 1
+        if "exec_pass" in sample.annotations:
+            self._exec_n += 1
+            self._exec_ok += bool(sample.annotations["exec_pass"])
         means = []
         for j in sample.judgements:
             if not j.ok or j.weighted_mean is None:
@@ -335,6 +406,14 @@ class ReportBuilder:
         kth = _kth_largest(means, min_v) if min_v > 0 else math.inf
         self._kth.append(math.nan if kth is None else kth)
         self.n += 1
+
+    def mean_score(self) -> float | None:
+        """Mean of the samples' average scores (None when none was judged)."""
+        return self._score_sum / self._score_n if self._score_n else None
+
+    def exec_pass_rate(self) -> float | None:
+        """Share of samples whose SQL executed (None when no SQL was executed)."""
+        return self._exec_ok / self._exec_n if self._exec_n else None
 
     def drop_late(self, reasons: Mapping[str, str]) -> None:
         """Passing samples dropped after judging (id -> reason: duplicate, capped)."""
@@ -394,6 +473,7 @@ class ReportBuilder:
             )
 
         counts = metadata.get("counts") or {}
+        cost = _cost(metadata, prices)
         return {
             "settings": {"min_score_threshold": thr, "min_votes": min_v, "dimension_weights": w},
             "samples": self.n,
@@ -407,7 +487,8 @@ class ReportBuilder:
             "agreement": agreement,
             "latency": _latency(metadata, latencies),
             "throughput": _throughput(metadata, _written(counts, self.kept)),
-            "cost": _cost(metadata, prices),
+            "cost": cost,
+            "usage": _usage(metadata, cost),
             "run": {
                 "simulator": metadata.get("simulator"),
                 "input": (metadata.get("input") or {}).get("path"),

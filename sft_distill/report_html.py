@@ -388,7 +388,51 @@ def _latency_section(report: Mapping[str, Any]) -> str:
     return (
         '<section id="latency"><h2>Latency and cost</h2><div class="row">'
         + "".join(parts)
-        + "</div></section>"
+        + "</div>"
+        + _usage_table(report)
+        + "</section>"
+    )
+
+
+def _usage_table(report: Mapping[str, Any]) -> str:
+    """Calls, tokens, cost and wall time of the whole run beside this invocation's."""
+    usage = report.get("usage") or {}
+    whole, mine = usage.get("whole_run"), usage.get("this_invocation")
+    if not whole:
+        return ""
+    rows = []
+    for label, u in (
+        (f"whole run ({_num(whole.get('invocations'))} invocations)", whole),
+        ("this invocation", mine),
+    ):
+        if not u:
+            continue
+        rows.append(
+            [
+                _e(label),
+                _num(u.get("calls")),
+                _num(u.get("cached")),
+                _num(u.get("prompt_tokens")),
+                _num(u.get("completion_tokens")),
+                _num(u.get("cost"), 4),
+                _num(u.get("wall_s")),
+            ]
+        )
+    head = [
+        "",
+        "LLM calls",
+        "cached replies",
+        "prompt tokens",
+        "completion tokens",
+        "cost",
+        "wall s",
+    ]
+    return (
+        "<h3 style='margin-top:14px'>Whole run and this invocation</h3>"
+        + _table(head, rows)
+        + "<p class='muted'>The whole run adds up every invocation of this run in the output "
+        "directory (first run, resumes, reruns); this invocation is the last command alone "
+        "(a rerun answered from the cache makes no call and costs nothing).</p>"
     )
 
 

@@ -34,7 +34,7 @@ class SourceContext:
     stats: StageCounts
     on_failure: Callable[[Failure], None]
     on_bad_line: Callable[[BadLine], None]
-    progress: Callable[[int], None] = lambda n: None  # advance the intake progress bar
+    progress: Callable[[int], None] = lambda n: None  # advance the bar of units answered
     on_slice: Callable[[Slice], None] = lambda s: None  # each slice (or unit) taken in
     strict: bool = False
     bad_examples: list[str] = field(default_factory=list)
@@ -106,11 +106,20 @@ class SliceSource:
             async for s in slices:
                 ctx.stats.lines_read = s.line or ctx.stats.lines_read
                 ctx.on_slice(s)
-                ctx.progress(1)
                 yield s
 
-        slices = counted(read_slices(self.path, strict=ctx.strict, on_bad_line=ctx.on_bad_line))
+        def on_bad_line(bad: BadLine) -> None:
+            ctx.on_bad_line(bad)
+            if bad.skipped:  # a line with nothing to ask is done as soon as it is read
+                ctx.progress(1)
+
+        slices = counted(read_slices(self.path, strict=ctx.strict, on_bad_line=on_bad_line))
         async for sample in generate_samples(
-            slices, ctx.teacher, ctx.config, stats=ctx.stats, on_failure=ctx.on_failure
+            slices,
+            ctx.teacher,
+            ctx.config,
+            stats=ctx.stats,
+            on_failure=ctx.on_failure,
+            on_slice_done=lambda _sid: ctx.progress(1),  # a slice counts once it is answered
         ):
             yield sample

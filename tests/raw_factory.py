@@ -99,6 +99,7 @@ def write_run(
                 "prompt_tokens": 4000,
                 "completion_tokens": 1000,
                 "latency_s_total": 8.0,
+                "busy_s": 5.0,
             },
             **{
                 name: {

@@ -79,7 +79,7 @@ async def test_rerun_pays_nothing_twice_and_gives_the_same_dataset(sim, tmp_path
     second = await run(sim, tmp_path)
     assert sim.stats["chat_requests"] == calls
     assert (second.output_dir / "train.jsonl").read_bytes() == train1
-    assert second.metadata["usage"]["generator"]["cached"] == first.counts.chunks
+    assert second.metadata["usage"]["generator"]["this_invocation"]["cached"] == first.counts.chunks
 
 
 async def test_changed_threshold_rerun_makes_zero_calls(sim, tmp_path):

@@ -262,3 +262,62 @@ async def test_refilter_balance_by_on_a_distill_run_says_how(sim, tmp_path):
     )
     with pytest.raises(ConfigError, match="run the distill command again with --balance-by domain"):
         await arefilter(tmp_path / "out", overrides={"balance_by": "domain", "max_per_group": 1})
+
+
+def test_refilter_writes_what_a_fresh_run_at_the_same_settings_writes(tmp_path):
+    """Run at 7 then refilter to 8, against a fresh run at 8 on the same cache: file by file."""
+    import shutil
+
+    from sft_distill.cli import main
+
+    refiltered, fresh = tmp_path / "refiltered", tmp_path / "fresh"
+    prices = tmp_path / "prices.json"
+    price = {"input_per_1k": 0.01, "output_per_1k": 0.03}
+    prices.write_text(json.dumps({"prices": {"qwen-max": price, "deepseek-chat": price}}))
+    common = ["--input", str(EXAMPLES / "slices.jsonl"), "--dry-run", "-q", "--config", str(prices)]
+    common += ["--format", "sharegpt,alpaca,openai", "--max-per-slice", "4"]
+    assert main([*common, "--output", str(refiltered), "--min-score-threshold", "7"]) == 0
+    fresh.mkdir()
+    shutil.copy(refiltered / "cache.sqlite3", fresh / "cache.sqlite3")  # replies, no outputs
+    assert main(["refilter", "--output", str(refiltered), "--min-score-threshold", "8"]) == 0
+    assert main([*common, "--output", str(fresh), "--min-score-threshold", "8"]) == 0
+
+    def outputs(out: Path) -> dict[str, bytes]:
+        skip = {"cache.sqlite3", "metadata.json", "report.html", ".sft_distill.lock"}
+        return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name not in skip}
+
+    got, want = outputs(refiltered), outputs(fresh)
+    assert {"train.alpaca.jsonl", "val.openai.provenance.jsonl", "manifest.json"} <= set(want)
+    assert list(got) == list(want)
+    for name in want:  # splits in every format, raw, failures, dataset_info, manifest
+        assert got[name] == want[name], name
+    manifest = json.loads(want["manifest.json"])
+    kept = {r["id"] for r in read_jsonl(fresh / "train.jsonl") + read_jsonl(fresh / "val.jsonl")}
+    assert set(manifest["samples"]["train"]) | set(manifest["samples"]["val"]) == kept
+
+    def comparable(meta: dict) -> dict:
+        meta = json.loads(json.dumps(meta))
+        # When and how long each command ran: wall-clock figures of one invocation.
+        meta.pop("timings_s")
+        # The refilter's own record of itself (history, time stamps).
+        meta.pop("refiltered", None)
+        # The fresh run is a second invocation of the same run; refilter is not one.
+        meta.pop("whole_run")
+        for u in meta["usage"].values():
+            u.pop("this_invocation")  # the fresh run's own calls (none: all cached)
+        meta["report"]["run"].pop("refiltered")
+        meta["report"].pop("usage")  # this invocation vs whole run, by invocation
+        meta["report"]["cost"].pop("this_invocation")  # the fresh run's own cost: nothing
+        tp = meta["report"]["throughput"]
+        for key in ("kept_per_hour", "run_wall_s", "this_invocation"):
+            tp.pop(key)  # per hour of wall time: the fresh run's own minutes count
+        meta["config"].pop("output_dir")  # two directories
+        return meta
+
+    a, b = meta_of(refiltered), meta_of(fresh)
+    assert a["report"]["cost"]["total"] > 0  # the whole run's cost, the same in both
+    assert (
+        a["counts"]["passed_thresholds"]
+        < a["refiltered"]["history"][0]["previous_counts"]["passed_thresholds"]
+    )
+    assert comparable(a) == comparable(b)

@@ -183,7 +183,7 @@ def test_funnel_drops_latency_throughput_and_cost(run):
     assert (gen["stage"], gen["n"], gen["p50"]) == ("generation", 4, 2.5)
     assert report["latency"]["stages"]["evaluation"]["n"] == 1
     tp = report["throughput"]
-    assert tp["teacher_tokens_per_s"] == pytest.approx(1000 / 10.0)
+    assert tp["teacher_tokens_per_s"] == pytest.approx(1000 / 5.0)  # over the busy time
     assert tp["kept_samples"] == 4  # train + val
     assert tp["kept_per_hour"] == pytest.approx(4 / 12.0 * 3600)
     cost = report["cost"]

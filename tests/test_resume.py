@@ -236,7 +236,8 @@ async def test_output_dir_of_another_run_is_never_overwritten_silently(sim, tmp_
     await DatasetDistillationPipeline(cfg, show_progress=False).run(b)
     result = await DatasetDistillationPipeline(cfg, show_progress=False, fresh=True).run(a)
     assert result.counts.slices == 3
-    assert result.metadata["usage"]["generator"]["cached"] == 0  # fresh dropped the cache
+    mine = result.metadata["usage"]["generator"]["this_invocation"]
+    assert mine["cached"] == 0  # fresh dropped the cache
 
 
 async def test_foreign_files_in_output_dir_are_protected(sim, tmp_path):
