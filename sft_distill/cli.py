@@ -216,6 +216,14 @@ def format_summary(result: RunResult) -> str:
             f"  WARNING: {result.failures} unit(s) of work failed after retries; see "
             f"{result.paths['failures.jsonl']} - rerun the same command to retry them"
         )
+    stopped = result.metadata.get("stopped")
+    if stopped:
+        lines.append(
+            f"  STOPPED early: endpoint {stopped['endpoint']} failed "
+            f"{stopped['consecutive_failures']} calls in a row (the error is logged above and in "
+            "failures.jsonl); work not done was not sent - fix the endpoint and rerun the same "
+            "command to resume"
+        )
     return "\n".join(lines)
 
 

@@ -62,7 +62,7 @@ from .data_io import (
     file_digest,
 )
 from .errors import InputError, LLMError
-from .llm_client import ChatResult
+from .llm_client import ChatResult, log_failure
 from .models import Failure, Sample, Slice
 from .prompts import ISET_PROMPT_VERSION, iset_answer_messages
 from .sources import SourceContext
@@ -778,7 +778,7 @@ async def teacher_answer(
     try:
         answer, _ = await teacher.chat(messages, parse_answer)
     except LLMError as exc:
-        log.warning("%s: %s failed: %s", slice_id, failure_kind, exc)
+        log_failure(log, f"{slice_id}: {failure_kind}", exc)
         ctx.stats.generation_failed_chunks += 1
         ctx.on_failure(
             Failure(
@@ -790,6 +790,7 @@ async def teacher_answer(
                 status=exc.status,
                 reason=str(exc),
                 attempts=exc.attempts,
+                detail=exc.detail,
             )
         )
         return None
