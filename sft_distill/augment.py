@@ -54,7 +54,7 @@ from .instruction_sets import (
     record_annotations,
     teacher_answer,
 )
-from .llm_client import ChatResult
+from .llm_client import ChatResult, log_failure
 from .models import Failure, Sample
 from .prompts import ISET_PROMPT_VERSION, iset_rephrase_messages
 from .sources import SourceContext
@@ -233,7 +233,7 @@ class AugmentSource(RecordFileSource):
                 messages, lambda result: parse_rephrasings(result, n=self.num_aug)
             )
         except LLMError as exc:
-            log.warning("%s: rephrasing failed: %s", original.id, exc)
+            log_failure(log, f"{original.id}: rephrasing", exc)
             ctx.stats.generation_failed_chunks += 1
             ctx.on_failure(
                 Failure(
@@ -246,6 +246,7 @@ class AugmentSource(RecordFileSource):
                     reason=str(exc),
                     attempts=exc.attempts,
                     cause=exc.cause,
+                    detail=exc.detail,
                 )
             )
             return []

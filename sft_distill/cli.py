@@ -250,6 +250,14 @@ def format_summary(result: RunResult) -> str:
         lines.append("  (dry run: replies came from the built-in simulator)")
     if result.failures:
         lines.extend(_failure_lines(result))
+    stopped = result.metadata.get("stopped")
+    if stopped:
+        lines.append(
+            f"  STOPPED early: endpoint {stopped['endpoint']} failed "
+            f"{stopped['consecutive_failures']} calls in a row (the error is logged above and in "
+            "failures.jsonl); work not done was not sent - fix the endpoint and rerun the same "
+            "command to resume"
+        )
     return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ DIMENSIONS: tuple[str, ...] = ("accuracy", "completeness", "logicality", "helpfu
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MAX_RETRIES = 5
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
 DEFAULT_CHUNK_CHARS = 6000
 
 # The keys users already know. Endpoint dicts are merged key by key over these.
@@ -104,6 +105,12 @@ class EndpointConfig(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="seconds per request")
     max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=50)
+    max_consecutive_failures: int = Field(
+        DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        ge=0,
+        description="stop the run after this many calls in a row failed for good with the same "
+        "connection error or the same server error (0: never stop)",
+    )
     extra_body: dict[str, Any] = Field(default_factory=dict)
     retry_backoff_s: float = Field(0.5, ge=0, description="first retry wait; doubles each time")
     retry_backoff_max_s: float = Field(8.0, ge=0, description="longest retry wait")

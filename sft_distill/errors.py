@@ -54,6 +54,9 @@ class LLMError(DistillError):
         attempts: int = 1,
         retry_after_s: float | None = None,
         body: Any = None,
+        summary: str | None = None,
+        detail: str | None = None,
+        signature: str | None = None,
     ) -> None:
         super().__init__(message)
         self.endpoint = endpoint
@@ -62,6 +65,23 @@ class LLMError(DistillError):
         self.attempts = attempts
         self.retry_after_s = retry_after_s
         self.body = body
+        # One line without the endpoint prefix, for logs that already name the unit of work.
+        self.summary = summary or message
+        # The server's full text (a traceback, a long body), cut to a sensible length: kept in
+        # failures.jsonl, never logged.
+        self.detail = detail
+        # What makes two failures "the same" for the consecutive-failure stop (None: the server
+        # answered, which says nothing about whether the endpoint is down).
+        self.signature = signature
+        # Set by the client when the failure repeats the endpoint's previous one: logged at DEBUG.
+        self.repeated = False
+
+    def log_line(self, what: str) -> str:
+        """``what failed (endpoint, N attempts): summary``: one line, no server traceback."""
+        n = self.attempts
+        tries = f"{n} attempt{'s' if n != 1 else ''}" if n else "not sent"
+        who = f"{self.endpoint}, {tries}" if self.endpoint else tries
+        return f"{what} failed ({who}): {self.summary}"
 
     # What kind of failure this is, recorded in failures.jsonl (None: nothing more specific).
     cause: str | None = None
@@ -79,3 +99,17 @@ class ContextOverflowError(LLMError):
     """HTTP 400 "maximum context length": the prompt does not fit; a rerun alone never helps."""
 
     cause = "context_overflow"
+
+
+class UnusableReplyError(RetryableLLMError):
+    """A reply the caller could not parse: re-asked with the error, within the retry budget."""
+
+    def __init__(self, message: str, *, reply: str, error: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reply = reply
+        self.error = error
+        self.wants_json = False
+
+
+class EndpointStoppedError(LLMError):
+    """An endpoint failed ``max_consecutive_failures`` calls in a row: it gets no more requests."""

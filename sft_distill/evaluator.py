@@ -15,7 +15,7 @@ from .config import DIMENSIONS, DistillConfig
 from .errors import LLMError
 from .filtering import apply_thresholds, weighted_mean
 from .gates import GATE_PREFIX, Gate, run_gates
-from .llm_client import ChatResult, LLMClient
+from .llm_client import ChatResult, LLMClient, log_failure
 from .models import Failure, Judgement, Sample, ScoredSample, StageCounts
 from .prompts import evaluation_messages
 from .utils import extract_json, split_reasoning
@@ -111,6 +111,7 @@ async def judge(
             messages, partial(parse_scores, required=required_dimensions(weights))
         )
     except LLMError as exc:
+        log_failure(log, f"sample {sample.id} (slice {sample.slice_id}): evaluation", exc)
         if on_failure is not None:
             on_failure(
                 Failure(
@@ -123,6 +124,7 @@ async def judge(
                     reason=str(exc),
                     attempts=exc.attempts,
                     cause=exc.cause,
+                    detail=exc.detail,
                 )
             )
         return Judgement(evaluator=name, model=client.model, error=str(exc))

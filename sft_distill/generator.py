@@ -10,7 +10,7 @@ from .chunking import allocate_samples, split_text
 from .concurrency import bounded_map
 from .config import DistillConfig
 from .errors import LLMError
-from .llm_client import ChatResult, LLMClient
+from .llm_client import ChatResult, LLMClient, log_failure
 from .models import Chunk, Failure, Sample, Slice, StageCounts
 from .prompts import GEN_PROMPT_VERSION, generation_messages
 from .utils import extract_json, split_reasoning, stable_id
@@ -117,7 +117,7 @@ async def generate_chunk(
     try:
         items, _ = await client.chat(messages, parse_samples)
     except LLMError as exc:
-        log.warning("slice %s chunk %d: generation failed: %s", chunk.slice_id, chunk.index, exc)
+        log_failure(log, f"slice {chunk.slice_id} chunk {chunk.index}: generation", exc)
         if stats is not None:
             stats.generation_failed_chunks += 1
         if on_failure is not None:
@@ -131,6 +131,7 @@ async def generate_chunk(
                     reason=str(exc),
                     attempts=exc.attempts,
                     cause=exc.cause,
+                    detail=exc.detail,
                 )
             )
         return []

@@ -63,7 +63,7 @@ from .data_io import (
     refuse_delimited,
 )
 from .errors import InputError, LLMError
-from .llm_client import ChatResult
+from .llm_client import ChatResult, log_failure
 from .models import Failure, Sample, Slice
 from .prompts import ISET_PROMPT_VERSION, iset_answer_messages
 from .sources import SourceContext
@@ -785,7 +785,7 @@ async def teacher_answer(
     try:
         answer, _ = await teacher.chat(messages, parse_answer)
     except LLMError as exc:
-        log.warning("%s: %s failed: %s", slice_id, failure_kind, exc)
+        log_failure(log, f"{slice_id}: {failure_kind}", exc)
         ctx.stats.generation_failed_chunks += 1
         ctx.on_failure(
             Failure(
@@ -798,6 +798,7 @@ async def teacher_answer(
                 reason=str(exc),
                 attempts=exc.attempts,
                 cause=exc.cause,
+                detail=exc.detail,
             )
         )
         return None

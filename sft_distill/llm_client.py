@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import itertools
 import json
 import logging
 import random
@@ -32,16 +33,20 @@ from .concurrency import AdaptiveLimiter, TokenBucket
 from .config import EndpointConfig, display_url
 from .errors import (
     ContextOverflowError,
+    EndpointStoppedError,
     JSONExtractionError,
     LLMError,
     RetryableLLMError,
     TruncatedReplyError,
+    UnusableReplyError,
 )
 from .models import Usage
+from .prompts import reask_messages
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+E = TypeVar("E", bound=LLMError)
 
 MAX_RETRY_AFTER_S = 120.0
 LATENCY_SAMPLE_SIZE = 20_000
@@ -51,6 +56,32 @@ _UNKEYED = frozenset({"max_tokens", "max_completion_tokens"})
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 # 429 bodies that retrying never fixes (billing), per OpenAI and DeepSeek docs.
 _NON_RETRYABLE_429_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+# A server's text in a log line / in failures.jsonl: one short line / a sensible cut.
+SUMMARY_MAX_CHARS = 300
+DETAIL_MAX_CHARS = 2000
+# Connection errors and timeouts all count as "the same" failure for the consecutive-failure stop.
+TRANSPORT = "transport"
+# Errors about one request's content, not about the endpoint: a run of them (sensitive slices
+# one after the other, say) must not stop it. DashScope: 400 data_inspection_failed "Input data
+# may contain inappropriate content." (camel-ai/owl#432); Azure: content_filter; context
+# overflow in its several wordings (wire.md).
+_REQUEST_SPECIFIC_CODES = frozenset(
+    {
+        "data_inspection_failed",
+        "content_filter",
+        "content_policy_violation",
+        "context_length_exceeded",
+    }
+)
+_REQUEST_SPECIFIC_RE = re.compile(
+    r"inappropriate content|DataInspectionFailed|content (?:filter|management|policy)"
+    r"|context length|maximum context",
+    re.IGNORECASE,
+)
+_TRACEBACK = "Traceback (most recent call last):"
+_HTML_RE = re.compile(r"<(?:!doctype|html|head|body|title)\b", re.IGNORECASE)
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG_RE = re.compile(r"<[^>]+>")
 
 
 @dataclass(slots=True)
@@ -102,6 +133,25 @@ def parse_retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def one_line(text: str, limit: int = SUMMARY_MAX_CHARS) -> str:
+    """A server's text in one short line: a traceback gives its exception, HTML its title."""
+    text = text.strip()
+    start = text.find(_TRACEBACK)
+    if start >= 0:
+        # Frames are indented; the exception (of the last chained traceback) is the first
+        # line after them that is not.
+        frames = text[text.rfind(_TRACEBACK) + len(_TRACEBACK) :].splitlines()
+        raised = itertools.dropwhile(lambda ln: not ln.strip() or ln[:1].isspace(), frames)
+        text = f"{text[:start]} {' '.join(raised)} [server traceback omitted]"
+    elif _HTML_RE.match(text):
+        title = _TITLE_RE.search(text)
+        text = title.group(1) if title else _TAG_RE.sub(" ", text)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text or "empty body"
+
+
 def error_details(body: Any) -> tuple[str, str | None]:
     """(message, code-or-type) from any of the error shapes real servers send (see wire.md)."""
     if isinstance(body, dict):
@@ -121,8 +171,8 @@ def error_details(body: Any) -> tuple[str, str | None]:
             )
             return str(msg), tag
     if isinstance(body, str):
-        text = " ".join(body.split())
-        return (text[:200] or "empty body"), None
+        # Kept whole (a traceback, an HTML page): ``one_line`` makes the message of it.
+        return (body.strip() or "empty body"), None
     return "no error details", None
 
 
@@ -238,6 +288,8 @@ class LLMClient:
         cache: where accepted replies are recorded and replayed from.
         cache_namespace: identity of the endpoint in cache keys (default: its api_base).
         sleep: the coroutine used between retries (tests pass a recorder).
+        on_stop: called once when ``max_consecutive_failures`` calls in a row failed the same
+            way; from then on the client sends nothing more (the pipeline stops the run).
     """
 
     def __init__(
@@ -248,6 +300,7 @@ class LLMClient:
         cache: ResponseCache | None = None,
         cache_namespace: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_stop: Callable[[EndpointStoppedError], None] | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -270,7 +323,15 @@ class LLMClient:
         self._tpm = (
             TokenBucket(config.max_tokens_per_minute) if config.max_tokens_per_minute else None
         )
-        self._backoff = backoff(config.retry_backoff_s, config.retry_backoff_max_s)
+        self._backoff = wait_retry_after(
+            backoff(config.retry_backoff_s, config.retry_backoff_max_s)
+        )
+        # Consecutive calls that failed for good with the same signature; a success resets it.
+        self._streak = 0
+        self._streak_key: str | None = None
+        self.stopped: EndpointStoppedError | None = None
+        self._stopped_event = asyncio.Event()
+        self._on_stop = on_stop
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None
         self.usage = Usage(model=config.model)
@@ -340,11 +401,13 @@ class LLMClient:
     ) -> tuple[T, ChatResult]:
         """Send a chat request and parse the reply, retrying transport and parse failures.
 
-        ``parse`` raises ``JSONExtractionError`` or ``ValueError`` for a reply it cannot use; that
-        counts as a retryable failure within the same retry budget. Only parsed replies are cached.
+        ``parse`` raises ``JSONExtractionError`` or ``ValueError`` for a reply it cannot use; the
+        request is then re-asked with that reply and the error appended, within the same retry
+        budget. Only parsed replies are cached, under the original request.
 
         Raises:
             LLMError: after the retry budget, or at once for a non-retryable status.
+            EndpointStoppedError: the endpoint was stopped (``max_consecutive_failures``).
         """
         payload = self._payload(messages, overrides)
         key = ""
@@ -391,16 +454,22 @@ class LLMClient:
     async def _send(
         self, payload: dict[str, Any], parse: Callable[[ChatResult], T]
     ) -> tuple[T, ChatResult]:
+        if self.stopped is not None:
+            raise self._refusal()
         # Fast path: most calls succeed at once, so tenacity's per-call setup is paid only
         # when a retry is actually needed.
         try:
-            return await self._attempt(payload, parse, 1)
+            value, result = await self._attempt(payload, parse, 1)
         except RetryableLLMError as exc:
             if self.config.max_retries == 0:
                 self._give_up(exc, 1)
-            return await self._retry(payload, parse, exc)
+            value, result = await self._retry(payload, parse, exc)
+        except EndpointStoppedError:
+            raise  # stopped while this call waited for a slot: it was never sent
         except LLMError as exc:
             self._give_up(exc, 1)
+        self._streak = 0
+        return value, result
 
     async def _attempt(
         self, payload: dict[str, Any], parse: Callable[[ChatResult], T], attempt: int
@@ -410,23 +479,37 @@ class LLMClient:
         try:
             return parse(result), result
         except (JSONExtractionError, ValueError) as exc:
-            raise RetryableLLMError(
-                f"{self._where}: unusable reply: {self._redact(str(exc))[:200]}",
-                endpoint=self.name,
-                model=self.model,
+            error = self._redact(str(exc))
+            err = self._error(
+                UnusableReplyError,
+                f"unusable reply: {one_line(error, 200)}",
                 status=200,
-            ) from exc
+                reply=result.content,
+                error=error,
+                detail=self._redact(result.content)[:DETAIL_MAX_CHARS] or None,
+            )
+            err.wants_json = isinstance(exc, JSONExtractionError) or "JSON" in error
+            raise err from exc
 
     async def _retry(
         self, payload: dict[str, Any], parse: Callable[[ChatResult], T], first: RetryableLLMError
     ) -> tuple[T, ChatResult]:
-        """Attempts 2.. under the tenacity policy (the first one already failed with ``first``)."""
+        """Attempts 2.. under the tenacity policy (the first one already failed with ``first``).
+
+        An unusable reply is re-asked at once with the reply and the parse error appended; any
+        other failure sends the latest request again after the backoff. Only the original
+        request is the cache key (``chat``), so a resume finds the reply a re-ask obtained.
+        """
         attempts = 1
         pending: LLMError | None = first
+        last: LLMError = first
+        current = payload
         truncations = 0
 
         def should_retry(exc: BaseException) -> bool:
             nonlocal truncations
+            if self.stopped is not None:
+                return False  # the endpoint was stopped meanwhile: no more attempts
             if isinstance(exc, TruncatedReplyError):
                 # The same request is usually cut again at the same length: one more try only.
                 truncations += 1
@@ -435,9 +518,9 @@ class LLMClient:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(should_retry),
-            wait=wait_retry_after(self._backoff),
+            wait=self._wait,
             stop=stop_after_attempt(self.config.max_retries + 1),
-            sleep=self._sleep,
+            sleep=self._pause,
             reraise=True,
         )
         try:
@@ -445,24 +528,110 @@ class LLMClient:
                 with attempt:
                     if pending is not None:  # replay the first failure so tenacity waits for it
                         exc, pending = pending, None
+                        if isinstance(exc, UnusableReplyError):
+                            current = reask_messages_payload(payload, exc)
                         raise exc
+                    if self.stopped is not None:
+                        raise last  # woken from the backoff by the stop: give up with the cause
                     attempts += 1
-                    self.usage.retries += 1
-                    value, result = await self._attempt(payload, parse, attempts)
+                    if isinstance(last, UnusableReplyError):
+                        self.usage.reasks += 1
+                    else:
+                        self.usage.retries += 1
+                    try:
+                        value, result = await self._attempt(current, parse, attempts)
+                    except EndpointStoppedError:
+                        attempts -= 1  # stopped while waiting for a slot: not sent
+                        raise last from None
+                    except LLMError as exc:
+                        last = exc
+                        if isinstance(exc, UnusableReplyError):
+                            current = reask_messages_payload(payload, exc)
+                        raise
         except LLMError as exc:
             self._give_up(exc, attempts)
         return value, result
 
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, UnusableReplyError):
+            return 0.0  # the endpoint answered; only the reply was bad: re-ask at once
+        return self._backoff(state)
+
+    async def _pause(self, seconds: float) -> None:
+        """The wait between attempts, cut short when the endpoint is stopped meanwhile."""
+        if seconds <= 0 or self.stopped is not None:
+            return
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        stop = asyncio.ensure_future(self._stopped_event.wait())
+        try:
+            await asyncio.wait((sleeper, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stop.cancel()
+
     def _give_up(self, exc: LLMError, attempts: int) -> NoReturn:
+        # Not logged here: the caller logs the unit of work that failed, once (log_failure).
         exc.attempts = attempts
         self.usage.failed_calls += 1
-        if isinstance(exc, RetryableLLMError):
-            log.warning("%s: giving up after %d attempt(s): %s", self._where, attempts, exc)
+        self._count_failure(exc)
         raise exc
+
+    def _count_failure(self, exc: LLMError) -> None:
+        """Track failures in a row with the same signature; stop the endpoint at the limit."""
+        key = exc.signature
+        if key is None:
+            return  # the server answered: no sign that the endpoint is down
+        if key == self._streak_key and self._streak > 0:
+            self._streak += 1
+            exc.repeated = True
+        else:
+            self._streak_key, self._streak = key, 1
+        limit = self.config.max_consecutive_failures
+        if limit and self._streak >= limit and self.stopped is None:
+            self._stop(exc)
+
+    def _stop(self, cause: LLMError) -> None:
+        summary = (
+            f"stopped after {self._streak} calls in a row failed the same way, last with: "
+            f"{cause.summary}; no more requests are sent to it"
+        )
+        self.stopped = self._error(
+            EndpointStoppedError,
+            summary,
+            status=cause.status,
+            attempts=self._streak,
+            detail=cause.detail,
+        )
+        self._stopped_event.set()
+        # The one line that names the endpoint's URL: the failures before it are logged once
+        # each, repeats of the same error only at DEBUG.
+        log.error("%s", self.stopped)
+        if self._on_stop is not None:
+            self._on_stop(self.stopped)
+
+    def _refusal(self) -> EndpointStoppedError:
+        """The error of a call that is not sent because the endpoint was stopped."""
+        assert self.stopped is not None
+        err = self._error(
+            EndpointStoppedError, self.stopped.summary, status=self.stopped.status, attempts=0
+        )
+        err.repeated = True
+        return err
+
+    def _error(self, cls: type[E], summary: str, **kwargs: Any) -> E:
+        """An error of this endpoint: the message names endpoint, model and URL, never the key."""
+        return cls(
+            f"{self._where}: {summary}",
+            endpoint=self.name,
+            model=self.model,
+            summary=summary,
+            **kwargs,
+        )
 
     async def _request_once(self, payload: dict[str, Any], *, retry: bool = False) -> ChatResult:
         if self._closed:
-            raise LLMError(f"{self._where}: client is closed", endpoint=self.name, model=self.model)
+            raise self._error(LLMError, "client is closed")
         if self._session is None:
             await self.open()
         assert self._session is not None
@@ -474,6 +643,9 @@ class LLMClient:
             await self._tpm.take(estimate)
         # A retry has already waited out its backoff; it should not queue again behind new work.
         await self.limiter.acquire(first=retry)
+        if self.stopped is not None:
+            self.limiter.release()
+            raise self._refusal()
         try:
             t0 = time.perf_counter()
             try:
@@ -484,17 +656,17 @@ class LLMClient:
                     raw = await resp.read()
                     headers = resp.headers
             except asyncio.TimeoutError as exc:
-                raise RetryableLLMError(
-                    f"{self._where}: timed out after {self.config.timeout:g} s",
-                    endpoint=self.name,
-                    model=self.model,
+                raise self._error(
+                    RetryableLLMError,
+                    f"timed out after {self.config.timeout:g} s",
+                    signature=TRANSPORT,
                 ) from exc
             except aiohttp.ClientError as exc:
-                raise RetryableLLMError(
-                    f"{self._where}: connection error: {exc.__class__.__name__}: "
-                    f"{self._redact(str(exc))[:200]}",
-                    endpoint=self.name,
-                    model=self.model,
+                raise self._error(
+                    RetryableLLMError,
+                    f"connection error: {exc.__class__.__name__}: "
+                    f"{one_line(self._redact(str(exc)), 200)}",
+                    signature=TRANSPORT,
                 ) from exc
             finally:
                 elapsed = time.perf_counter() - t0
@@ -539,12 +711,14 @@ class LLMClient:
             # DeepSeek may send blank keep-alive lines before the JSON; loads() skips whitespace.
             body = json.loads(text)
         except json.JSONDecodeError:
-            raise RetryableLLMError(
-                f"{self._where}: HTTP {status} with a body that is not JSON: "
-                f"{self._redact(text.strip()[:80])!r}",
-                endpoint=self.name,
-                model=self.model,
+            shown = self._redact(text.strip())
+            raise self._error(
+                RetryableLLMError,
+                f"HTTP {status} with a body that is not JSON: {shown[:80]!r}",
                 status=status,
+                detail=shown[:DETAIL_MAX_CHARS] if len(shown) > 80 else None,
+                # e.g. a proxy's error page sent with 200 for every request
+                signature=f"HTTP {status} not JSON: {shown[:DETAIL_MAX_CHARS]}",
             ) from None
         return self._read_choice(body, elapsed)
 
@@ -584,7 +758,9 @@ class LLMClient:
         except json.JSONDecodeError:
             body = text
         message, code = error_details(body)
-        msg = f"{self._where}: HTTP {status}: {self._redact(message)[:300]}"
+        message = self._redact(message)
+        short = one_line(message)
+        msg = f"HTTP {status}: {short}"
         retry_after = parse_retry_after(headers)
         should_retry = (headers.get("x-should-retry") or "").lower() if headers else ""
         retryable = status in RETRYABLE_STATUSES or status >= 500
@@ -601,15 +777,21 @@ class LLMClient:
         if status in (401, 403):
             msg += " (check the API key for this endpoint)"
         cls = RetryableLLMError if retryable else LLMError
-        if is_context_overflow(status, body):
+        overflow = is_context_overflow(status, body)
+        if overflow:
             cls, msg = ContextOverflowError, f"{msg} ({CONTEXT_OVERFLOW_HINT})"
-        return cls(
+        return self._error(
+            cls,
             msg,
-            endpoint=self.name,
-            model=self.model,
             status=status,
             retry_after_s=retry_after,
-            body=None,
+            # A traceback or a long body stays out of the one-line message, not out of the record.
+            detail=message[:DETAIL_MAX_CHARS] if short != " ".join(message.split()) else None,
+            signature=(
+                None
+                if overflow or _about_the_request(message, code)
+                else f"HTTP {status}: {message}"
+            ),
         )
 
     def _read_choice(self, body: Any, elapsed: float) -> ChatResult:
@@ -634,11 +816,10 @@ class LLMClient:
         self.usage.completion_tokens += completion_tokens
         if finish == "length":
             # finish_reason "length" means truncated JSON: retry, never keep.
-            raise TruncatedReplyError(
-                f"{self._where}: reply truncated (finish_reason=length, max_tokens="
-                f"{self.config.max_tokens}); raise max_tokens and rerun to resend only these",
-                endpoint=self.name,
-                model=self.model,
+            raise self._error(
+                TruncatedReplyError,
+                f"reply truncated (finish_reason=length, max_tokens={self.config.max_tokens}); "
+                "raise max_tokens and rerun to resend only these",
                 status=200,
             )
         if not isinstance(content, str) or not content.strip():
@@ -655,9 +836,12 @@ class LLMClient:
         )
 
     def _bad_reply(self, what: str) -> RetryableLLMError:
-        return RetryableLLMError(
-            f"{self._where}: {what}", endpoint=self.name, model=self.model, status=200
-        )
+        return self._error(RetryableLLMError, what, status=200)
+
+
+def _about_the_request(message: str, code: str | None) -> bool:
+    """Whether an error is about this request's content (filtered, too long), not the endpoint."""
+    return code in _REQUEST_SPECIFIC_CODES or bool(_REQUEST_SPECIFIC_RE.search(message))
 
 
 def _count(value: Any) -> int:
@@ -670,3 +854,21 @@ def _count(value: Any) -> int:
         return max(0, int(float(value)))
     except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def reask_messages_payload(payload: dict[str, Any], exc: UnusableReplyError) -> dict[str, Any]:
+    """The original request with the unusable reply and its parse error appended (a re-ask).
+
+    Built from the original each time, so a second re-ask does not pile up earlier replies.
+    """
+    messages = reask_messages(payload["messages"], exc.reply, exc.error, wants_json=exc.wants_json)
+    return {**payload, "messages": messages}
+
+
+def log_failure(logger: logging.Logger, unit: str, exc: LLMError) -> None:
+    """Log a unit of work that failed for good, once, in one line (no server traceback).
+
+    A failure that repeats its endpoint's previous one goes to DEBUG: an endpoint that is down
+    gives one warning, then the line that stops it, not one warning per unit of work.
+    """
+    logger.log(logging.DEBUG if exc.repeated else logging.WARNING, "%s", exc.log_line(unit))

@@ -89,7 +89,7 @@ class ScoredSample(Sample):
 class Failure(BaseModel):
     """A unit of work that failed for good (after retries): written to failures.jsonl."""
 
-    kind: str = Field(description="generation | evaluation | input")
+    kind: str = Field(description="generation | evaluation | input | endpoint | ...")
     slice_id: str | None = None
     sample_id: str | None = None
     endpoint: str | None = None
@@ -100,6 +100,9 @@ class Failure(BaseModel):
     cause: str | None = Field(
         None, description="context_overflow: the prompt did not fit; a rerun alone will not help"
     )
+    detail: str | None = Field(
+        None, description="the server's full text (e.g. a traceback) or the unusable reply, cut"
+    )
 
 
 class Usage(BaseModel):
@@ -109,7 +112,8 @@ class Usage(BaseModel):
     calls: int = 0
     cached: int = 0
     failed_calls: int = 0
-    retries: int = 0
+    retries: int = Field(0, description="attempts repeated after a transport or server error")
+    reasks: int = Field(0, description="attempts that re-asked after an unusable reply")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s_total: float = 0.0

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .cache import CACHE_FILENAME, ResponseCache
-from .config import DIMENSIONS, DistillConfig, EndpointConfig, build_config
+from .config import DIMENSIONS, DistillConfig, EndpointConfig, build_config, display_url
 from .data_io import (
     BadLine,
     JsonlWriter,
@@ -28,7 +28,7 @@ from .data_io import (
     prepare_output_dir,
 )
 from .dedup import make_deduplicator
-from .errors import ConfigError, InputError, OutputError
+from .errors import ConfigError, EndpointStoppedError, InputError, OutputError
 from .evaluator import evaluate_samples
 from .finalize import METADATA_FILE, record_kept_set, write_kept_set
 from .formats import DATASET_INFO_FILE, all_split_file_names
@@ -318,6 +318,7 @@ class DatasetDistillationPipeline:
         bad_examples: list[str] = []
         failures = 0
         failure_causes: Counter[str] = Counter()
+        stopped: list[EndpointStoppedError] = []  # the endpoint that stopped the run, if one did
         score_stats = _ScoreStats()
         opts = OutputOptions.from_config(cfg)
         slice_groups: dict[str, str | None] = {}
@@ -348,14 +349,40 @@ class DatasetDistillationPipeline:
                     failure_causes[failure.cause] += 1
                 fail_log.write(failure.model_dump(mode="json"))
 
+            consumer: asyncio.Task[None] | None = None
+
+            def on_stop(err: EndpointStoppedError) -> None:
+                # An endpoint failing every call stops the run: intake ends, calls in flight are
+                # abandoned (a rerun sends them), every reply already received is kept.
+                if stopped:
+                    return
+                stopped.append(err)
+                on_failure(
+                    Failure(
+                        kind="endpoint",
+                        endpoint=err.endpoint,
+                        model=err.model,
+                        status=err.status,
+                        reason=str(err),
+                        attempts=err.attempts,
+                        detail=err.detail,
+                    )
+                )
+                if consumer is not None:
+                    consumer.cancel()
+
             gen_client = await stack.enter_async_context(
                 LLMClient(
-                    "generator", endpoints["generator"], cache=cache, cache_namespace=namespace
+                    "generator",
+                    endpoints["generator"],
+                    cache=cache,
+                    cache_namespace=namespace,
+                    on_stop=on_stop,
                 )
             )
             judges = {
                 name: await stack.enter_async_context(
-                    LLMClient(name, ep, cache=cache, cache_namespace=namespace)
+                    LLMClient(name, ep, cache=cache, cache_namespace=namespace, on_stop=on_stop)
                 )
                 for name, ep in endpoints.items()
                 if name != "generator"
@@ -410,25 +437,37 @@ class DatasetDistillationPipeline:
                     )
                 )
             )
-            async for sample in scored:
-                score_stats.add(sample)
-                report.add(sample, decided=True)  # judged under the config's settings
-                if sample.passed:
-                    passed += 1
-                    if dedup is not None:
-                        dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
-                offset = raw_log.write(sample.model_dump(mode="json"))
-                index.add(sample, offset)
-                eval_bar.total = stats.samples_generated
-                eval_bar.update(1)
+
+            async def consume() -> None:
+                nonlocal passed
+                async for sample in scored:
+                    score_stats.add(sample)
+                    report.add(sample, decided=True)  # judged under the config's settings
+                    if sample.passed:
+                        passed += 1
+                        if dedup is not None:
+                            dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
+                    offset = raw_log.write(sample.model_dump(mode="json"))
+                    index.add(sample, offset)
+                    eval_bar.total = stats.samples_generated
+                    eval_bar.update(1)
+
+            # In a task of its own, so that a stopped endpoint can end it (on_stop) while it
+            # waits for the next sample, and the run still writes what it has.
+            consumer = asyncio.create_task(consume())
+            try:
+                await consumer
+            except asyncio.CancelledError:
+                if not stopped or _cancelling():
+                    raise  # interrupted (a signal), not stopped by an endpoint
             t_generated = time.perf_counter()
             duplicates: dict[str, str] = {}
             if dedup is not None and passed:
                 duplicates = await dedup.aresolve()
             t_deduped = time.perf_counter()
 
-        # Nothing taken in because every request for it failed (a topic whose expansion
-        # failed) is a run with failures (exit 3), not an input without usable lines.
+        # Nothing at all and no call failed: the input holds nothing usable. When calls failed
+        # (a dead teacher that never expanded a topic), it is a failed run (exit 3), not bad input.
         if stats.slices == 0 and stats.samples_generated == 0 and not failures:
             partial.unlink(missing_ok=True)
             why = ", ".join(f"{k} {v}" for k, v in sorted(stats.bad_line_reasons.items()))
@@ -495,6 +534,15 @@ class DatasetDistillationPipeline:
                 "config": None,
                 "quality_gates": {"gates": [g.name for g in self.gates]},
             }
+            if stopped:
+                err = stopped[0]
+                metadata["stopped"] = {
+                    "endpoint": err.endpoint,
+                    "model": err.model,
+                    "url": display_url(endpoints[err.endpoint].api_base),
+                    "consecutive_failures": err.attempts,
+                    "reason": err.summary,
+                }
             source_counts = getattr(source, "counts", None)
             if source_counts:  # e.g. topic expansions or rephrasings dropped before any call
                 metadata["source_counts"] = dict(source_counts)
@@ -598,3 +646,10 @@ def _holds(previous: dict[str, Any], identity: dict[str, Any]) -> str:
     if what is not None and what == identity.get("input"):
         what = f"{what} as it was before it changed"
     return f"holds the results of another run (input {what})"
+
+
+def _cancelling() -> bool:
+    """Whether the current task itself was asked to stop (Python 3.11+; assumed not before)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False

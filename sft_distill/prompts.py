@@ -170,6 +170,41 @@ def parse_evaluation_prompt(user_content: str) -> dict[str, str] | None:
     return {k: v or "" for k, v in parts.items()}
 
 
+# --- re-asking after an unusable reply -------------------------------------------------------
+# As instructor does: the bad reply goes back as the assistant's turn, followed by the error, so
+# the model corrects itself instead of being sent the same request again (at temperature 0 it
+# would only give the same reply).
+
+_REASK_LEAD = {"en": "Your previous reply could not be used: ", "zh": "你上一条回复无法使用："}
+_REASK_ASK = {
+    "en": "Answer the request above again, in exactly the format it asks for{json}, with "
+    "nothing else.",
+    "zh": "请重新回答上面的请求，严格按照要求的格式{json}，不要输出任何其他内容。",
+}
+_REASK_JSON = {"en": ", as valid JSON only", "zh": "，只输出有效的 JSON"}
+REASK_ERROR_MAX_CHARS = 500
+
+
+def reask_messages(
+    messages: Sequence[Message], reply: str, error: str, *, wants_json: bool
+) -> list[Message]:
+    """``messages`` followed by the unusable ``reply`` and a user turn quoting ``error``."""
+    user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    lang = detect_language(user if isinstance(user, str) else "")
+    ask = _REASK_ASK[lang].format(json=_REASK_JSON[lang] if wants_json else "")
+    text = f"{_REASK_LEAD[lang]}{error[:REASK_ERROR_MAX_CHARS]}\n{ask}"
+    return [
+        *messages,
+        {"role": "assistant", "content": reply or "(empty reply)"},
+        {"role": "user", "content": text},
+    ]
+
+
+def is_reask(user_content: str) -> bool:
+    """Whether a user message is a re-ask written by ``reask_messages`` (simulator side)."""
+    return user_content.startswith(tuple(_REASK_LEAD.values()))
+
+
 # --- task prompts for the other modes --------------------------------------------------------
 # A task prompt's user message starts with "TASK: <kind>" and carries its inputs in fenced
 # <field name="..."> blocks, so that the simulator can answer it (simulator.TASK_RESPONDERS).

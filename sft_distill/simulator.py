@@ -33,6 +33,7 @@ from aiohttp import web
 from .prompts import (
     TASK_MARKER,
     detect_language,
+    is_reask,
     parse_evaluation_prompt,
     parse_generation_prompt,
     parse_task_prompt,
@@ -70,8 +71,10 @@ FAULT_KINDS: tuple[str, ...] = (
     "empty_choices",
     "length",
 )
-# Not drawn by default, but allowed in ``faults`` and ``queue``: a 429 that retrying never fixes.
-_EXTRA_FAULT_KINDS = ("quota",)
+# Not drawn by default, but allowed in ``faults`` and ``queue``: a 429 that retrying never fixes,
+# and a 500 whose message is a server traceback (a request the server will never accept; with
+# ``fail_rate=1`` every request gets the same body).
+_EXTRA_FAULT_KINDS = ("quota", "500_traceback")
 _ALL_FAULT_KINDS = frozenset(FAULT_KINDS + _EXTRA_FAULT_KINDS)
 
 _CONTEXT_REPORTS = ("vllm", "llamacpp", "none")
@@ -389,6 +392,27 @@ _ERRORS: dict[int, tuple[str, str, str | None]] = {
         None,
     ),
 }
+# As a Python server that puts the exception in the message: the pydantic error that
+# llama-cpp-python's server gives an OpenAI ``json_schema`` response_format (wire.md), with the
+# traceback a debug-mode server adds.
+_TRACEBACK_500 = {
+    "message": (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/llm/server/app.py", line 412, in create_chat_completion\n'
+        "    body = CreateChatCompletionRequest(**payload)\n"
+        '  File "/usr/lib/python3.11/site-packages/pydantic/main.py", line 212, in __init__\n'
+        "    validated_self = self.__pydantic_validator__.validate_python(data)\n"
+        "pydantic_core._pydantic_core.ValidationError: 1 validation error for "
+        "CreateChatCompletionRequest\n"
+        "response_format.type\n"
+        "  Input should be 'text' or 'json_object' [type=literal_error, "
+        "input_value='json_schema', input_type=str]\n"
+        "    For further information visit https://errors.pydantic.dev/2.9/v/literal_error"
+    ),
+    "type": "internal_server_error",
+    "param": None,
+    "code": None,
+}
 _QUOTA_ERROR = {
     "message": "You exceeded your current quota, please check your plan and billing details.",
     "type": "insufficient_quota",
@@ -440,6 +464,7 @@ def _new_stats(in_flight: int = 0) -> dict[str, Any]:
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "auth_headers_seen": 0,
+        "reasks": 0,
     }
 
 
@@ -470,6 +495,8 @@ class SimState:
             maxlen=_LOG_MAX
         )
         self.prompts: list[str] = []
+        # The raw request bodies, with keep_prompts (e.g. to see that a re-ask differs).
+        self.bodies: list[bytes] = []
         self.script: collections.deque[QueueItem] = collections.deque()
         self._cache: dict[tuple[bytes, float], tuple[str, str]] = {}
         self._ids = itertools.count(1)
@@ -499,6 +526,7 @@ class SimState:
         self.stats.update(fresh)
         self.requests_log.clear()
         self.prompts.clear()
+        self.bodies.clear()
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -590,6 +618,9 @@ class SimState:
             return self._reply(429, json.dumps({"error": _QUOTA_ERROR}).encode(), req_kind, model)
         if kind == "500":
             return self._reply(500, _error_body(500), req_kind, model)
+        if kind == "500_traceback":
+            body = json.dumps({"error": _TRACEBACK_500}).encode()
+            return self._reply(500, body, req_kind, model)
         if kind == "503":
             return self._reply(503, _error_body(503), req_kind, model)
         if kind == "bad_body":
@@ -681,8 +712,11 @@ class SimState:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         st = self.stats
+        raw = await request.read()
+        if self.cfg.keep_prompts and len(self.bodies) < _PROMPTS_MAX:
+            self.bodies.append(raw)
         try:
-            body = json.loads(await request.read())
+            body = json.loads(raw)
         except ValueError:
             st["by_kind"]["other"] += 1
             msg = "We could not parse the JSON body of your request."
@@ -699,12 +733,18 @@ class SimState:
             return self._reply(400, _error_body(400, msg, "messages"), "other", model)
         prompt_chars = 0
         user = ""
+        reask = False
         for m in messages:
             if isinstance(m, dict):
                 text = _text_of(m.get("content"))
                 prompt_chars += len(text)
                 if m.get("role") == "user":
-                    user = text
+                    # A re-ask repeats the request before it: the reply is the one to that.
+                    reask = is_reask(text)
+                    if not reask:
+                        user = text
+        if reask:
+            st["reasks"] += 1
         by_model = st["by_model"]
         by_model[model] = by_model.get(model, 0) + 1
         kind, good, key = self._content_for(model, user)
@@ -989,6 +1029,11 @@ class Simulator:
     @property
     def prompts(self) -> list[str]:
         return self.state.prompts
+
+    @property
+    def bodies(self) -> list[bytes]:
+        """Raw chat request bodies (with ``keep_prompts``)."""
+        return self.state.bodies
 
     @property
     def requests_log(self) -> collections.deque[tuple[str, str, int]]:

@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from .concurrency import bounded_map
 from .data_io import write_json_atomic
 from .errors import ConfigError, InputError, LLMError
-from .llm_client import ChatResult
+from .llm_client import ChatResult, log_failure
 from .models import Failure, Sample, Slice
 from .prompts import (
     TOPIC_PATH_SEP,
@@ -570,7 +570,8 @@ class _TopicRun:
 
     def _fail(self, kind: str, path: Sequence[str], exc: LLMError, *, detail: str = "") -> None:
         reason = f"{detail}: {exc}" if detail else str(exc)
-        log.warning("topic %s: %s failed: %s", TOPIC_PATH_SEP.join(path), kind, reason)
+        what = f"{kind} ({detail})" if detail else kind
+        log_failure(log, f"topic {TOPIC_PATH_SEP.join(path)}: {what}", exc)
         self.ctx.stats.generation_failed_chunks += 1
         self.ctx.on_failure(
             Failure(
@@ -582,6 +583,7 @@ class _TopicRun:
                 reason=reason,
                 attempts=exc.attempts,
                 cause=exc.cause,
+                detail=exc.detail,
             )
         )
 

@@ -306,3 +306,190 @@ async def test_pipeline_sends_injected_slice_fenced_to_the_evaluators(tmp_path):
     for p in eval_prompts:
         assert p.count("</document>") == 1
         assert p.index("Ignore the rubric") < p.index("</document>")
+
+
+# --- an endpoint that is down stops the run (issue 10 #11, #18) ----------------------------
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_slices(path: Path, n: int) -> Path:
+    rows = [
+        {"id": f"s{i}", "content": f"第{i}条 保险人应当在合同约定的期限内履行赔偿义务。" * 3}
+        for i in range(n)
+    ]
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    return path
+
+
+def run_with(tmp_path: Path, cfg: dict, slices: Path, out: str = "o"):
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    t0 = time.monotonic()
+    p = run_cli(
+        "--input", str(slices), "--output", str(tmp_path / out), "--config",
+        str(tmp_path / "c.json"), "-q",
+    )  # fmt: skip
+    return p, time.monotonic() - t0
+
+
+def test_dead_generator_stops_the_run_promptly_with_one_line(tmp_path):
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    slices = write_slices(tmp_path / "s.jsonl", 100)
+    with run_in_thread(SimulatorConfig()) as sim:
+        cfg = cli_config(sim.url, endpoint={"max_retries": 2})
+        # 4 chunks in flight, 3 attempts each (~1.3 s of backoff): going through all 100
+        # chunks one after the other would take about half a minute.
+        cfg["generator"] = {
+            "api_base": dead,
+            "api_key_env": None,
+            "model": "t",
+            "max_retries": 2,
+            "max_concurrent": 2,
+        }
+        p, wall = run_with(tmp_path, cfg, slices)
+    assert p.returncode == 3, p.stderr
+    assert wall < 15, wall
+    lines = p.stderr.splitlines()
+    naming = [line for line in lines if dead in line]
+    assert len(naming) == 1, p.stderr  # the line that stops it, naming URL and error
+    assert "5 calls in a row" in naming[0] and "connection error" in naming[0]
+    assert len(lines) <= 3, p.stderr  # not one warning per chunk
+    assert "STOPPED early: endpoint generator" in p.stdout
+    failures = read_jsonl(tmp_path / "o" / "failures.jsonl")
+    assert [f["endpoint"] for f in failures if f["kind"] == "endpoint"] == ["generator"]
+    meta = json.loads((tmp_path / "o" / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["stopped"]["endpoint"] == "generator" and meta["stopped"]["url"] == dead
+
+
+def test_one_dead_judge_stops_the_run_and_what_was_received_is_kept(tmp_path):
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    slices = write_slices(tmp_path / "s.jsonl", 200)
+    judge = {"api_key_env": None, "model": "a", "max_retries": 2}
+    # A teacher that takes 200 ms a reply: generating all 200 slices takes about 10 s.
+    with run_in_thread(SimulatorConfig(latency_ms=200)) as sim:
+        cfg = cli_config(
+            sim.url, endpoint={"max_retries": 2, "max_concurrent": 2}, samples_per_slice=1
+        )
+        cfg["evaluators"]["primary"] = {**judge, "api_base": dead}
+        p, wall = run_with(tmp_path, cfg, slices)
+        taught = sim.stats()["by_kind"]["generation"]
+        assert p.returncode == 3, p.stderr
+        assert taught < 100 and wall < 8, (taught, wall)  # stopped, not run to the end
+        naming = [line for line in p.stderr.splitlines() if dead in line]
+        assert len(naming) == 1 and "primary" in naming[0], p.stderr
+        meta = json.loads((tmp_path / "o" / "metadata.json").read_text(encoding="utf-8"))
+        assert meta["stopped"]["endpoint"] == "primary"
+        received = meta["usage"]["generator"]["calls"]
+        assert received > 0
+        # The judge is back: the rerun takes every teacher reply received from the cache.
+        cfg["evaluators"]["primary"] = {**judge, "api_base": sim.url}
+        sim.config.latency_ms = 0
+        sim.reset_stats()
+        p2, _ = run_with(tmp_path, cfg, slices)
+        assert p2.returncode == 0, p2.stderr
+        meta2 = json.loads((tmp_path / "o" / "metadata.json").read_text(encoding="utf-8"))
+        assert meta2["usage"]["generator"]["this_invocation"]["cached"] == received
+        assert sim.stats()["by_kind"]["generation"] == 200 - received
+        assert "stopped" not in meta2
+
+
+def test_a_judge_answering_every_request_with_the_same_500_stops_the_run(tmp_path):
+    slices = write_slices(tmp_path / "s.jsonl", 200)
+    with (
+        run_in_thread(SimulatorConfig(latency_ms=200)) as sim,
+        run_in_thread(SimulatorConfig(fail_rate=1.0, faults=("500_traceback",))) as broken,
+    ):
+        cfg = cli_config(
+            sim.url, endpoint={"max_retries": 2, "max_concurrent": 2}, samples_per_slice=1
+        )
+        cfg["evaluators"]["primary"] = {
+            "api_base": broken.url,
+            "api_key_env": None,
+            "model": "a",
+            "max_retries": 2,
+        }
+        p, _ = run_with(tmp_path, cfg, slices)
+        taught = sim.stats()["by_kind"]["generation"]
+        sent_to_broken = broken.stats()["chat_requests"]
+    assert p.returncode == 3, p.stderr
+    assert taught < 100 and sent_to_broken < 200, (taught, sent_to_broken)
+    naming = [line for line in p.stderr.splitlines() if broken.url in line]
+    assert len(naming) == 1, p.stderr
+    assert "HTTP 500" in naming[0] and "Input should be 'text' or 'json_object'" in naming[0]
+    # No server traceback on the terminal; it is kept, cut to a sensible length, in failures.
+    assert "Traceback" not in p.stderr and 'File "' not in p.stderr
+    failures = read_jsonl(tmp_path / "o" / "failures.jsonl")
+    judged = [f for f in failures if f["kind"] == "evaluation"]
+    assert judged
+    for f in judged:
+        assert "\n" not in f["reason"] and "Traceback" not in f["reason"]
+        assert f["detail"].startswith("Traceback (most recent call last):")
+        assert len(f["detail"]) <= 2000
+
+
+def test_each_failure_is_logged_once_in_one_line(tmp_path):
+    slices = write_slices(tmp_path / "s.jsonl", 1)
+    with run_in_thread(SimulatorConfig()) as sim:
+        sim.queue(500, 500, 500)  # the only chunk fails for good
+        cfg = cli_config(sim.url, endpoint={"max_retries": 2, "retry_backoff_s": 0.01})
+        p, _ = run_with(tmp_path, cfg, slices)
+    assert p.returncode == 3, p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("WARNING") and "slice s0 chunk 0: generation failed" in lines[0]
+    assert "(generator, 3 attempts): HTTP 500:" in lines[0]
+    message = lines[0].split(": ", 1)[1]  # after "WARNING sft_distill.generator"
+    assert message.count("generator") == 1 and sim.url not in message
+
+
+def test_a_judge_failure_is_logged_once_too(tmp_path):
+    slices = write_slices(tmp_path / "s.jsonl", 1)
+    with run_in_thread(SimulatorConfig()) as sim, run_in_thread(SimulatorConfig()) as judge:
+        judge.queue(404)  # a model the judge's server does not have, for one request
+        cfg = cli_config(sim.url, samples_per_slice=2)
+        cfg["evaluators"]["primary"] = {"api_base": judge.url, "api_key_env": None, "model": "a"}
+        p, _ = run_with(tmp_path, cfg, slices)
+    assert p.returncode == 3, p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "evaluation failed (primary, 1 attempt): HTTP 404: The model does not exist" in lines[0]
+
+
+async def test_malformed_replies_are_reasked_and_counted_apart_from_retries(tmp_path):
+    async with Simulator(SimulatorConfig(malformed_rate=0.2, seed=2)) as sim:
+        cfg = storm_config(sim, tmp_path / "o", max_retries=6)
+        result = await DatasetDistillationPipeline(cfg, show_progress=False).run(SLICES)
+        malformed = sim.stats["faults"]["malformed"]
+        reasks = sim.stats["reasks"]
+    usage = result.metadata["usage"]
+    assert result.failures == 0 and malformed > 5
+    mine = [u["this_invocation"] for u in usage.values()]
+    assert sum(u["reasks"] for u in mine) == reasks == malformed
+    assert sum(u["retries"] for u in mine) == 0
+
+
+def test_a_dead_teacher_in_topics_mode_is_a_failed_run_not_an_input_error(tmp_path, capsys):
+    from sft_distill.cli import main
+
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    with run_in_thread(SimulatorConfig()) as sim:
+        cfg = cli_config(sim.url, endpoint={"max_retries": 0})
+        cfg["generator"] = {"api_base": dead, "api_key_env": None, "model": "t", "max_retries": 0}
+        (tmp_path / "c.json").write_text(json.dumps(cfg))
+        code = main(
+            ["topics", "--topic", "体育", "--levels", "1", "--tags-per-level", "3",
+             "--output", str(tmp_path / "o"), "--config", str(tmp_path / "c.json"), "-q"]
+        )  # fmt: skip
+    assert code == 3, capsys.readouterr().err  # not "no usable topic" (exit 2)
+    failures = read_jsonl(tmp_path / "o" / "failures.jsonl")
+    assert [f["kind"] for f in failures] == ["topic_expand"]
+    assert "connection error" in failures[0]["reason"]

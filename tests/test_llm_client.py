@@ -8,10 +8,10 @@ import json
 import pytest
 
 from sft_distill.cache import ResponseCache
-from sft_distill.errors import LLMError, RetryableLLMError
-from sft_distill.llm_client import LLMClient, error_details, parse_retry_after
+from sft_distill.errors import EndpointStoppedError, LLMError, RetryableLLMError
+from sft_distill.llm_client import LLMClient, error_details, one_line, parse_retry_after
 from sft_distill.prompts import generation_messages
-from sft_distill.simulator import Scripted
+from sft_distill.simulator import Scripted, Simulator, SimulatorConfig
 from sft_distill.utils import extract_json
 
 from .conftest import SleepRecorder, endpoint
@@ -495,3 +495,172 @@ def test_latency_sample_stays_bounded_and_representative(sim):
     assert len(client.latencies) == llm_client.LATENCY_SAMPLE_SIZE
     median = sorted(client.latencies)[len(client.latencies) // 2]
     assert 0.45 < median < 0.55  # uniform over all calls, not just the first ones
+
+
+# --- re-asking an unusable reply (issue 10 #12) ------------------------------------------
+
+
+async def test_unusable_reply_is_reasked_with_the_error_never_resent_identically(tmp_path):
+    bad = "Sure! Here are the scores you asked for."
+    async with Simulator(SimulatorConfig(keep_prompts=True)) as sim:
+        sim.queue(ok(bad), ok('{"a": 1}'))
+        sleep = SleepRecorder()
+        ep = endpoint(sim, temperature=0.0)
+        with ResponseCache(tmp_path / "c.sqlite3") as cache:
+            async with LLMClient("primary", ep, cache=cache, sleep=sleep) as client:
+                value, result = await client.chat(MESSAGES, as_json)
+            assert value == {"a": 1} and result.attempts == 2
+            first, second = sim.bodies
+            assert first != second  # never the same bytes again at temperature 0
+            sent = json.loads(second)
+            assert sent["temperature"] == 0 and sent["messages"][: len(MESSAGES)] == MESSAGES
+            assert sent["messages"][-2] == {"role": "assistant", "content": bad}
+            ask = sent["messages"][-1]
+            assert ask["role"] == "user" and "no JSON in reply" in ask["content"]
+            assert "valid JSON only" in ask["content"]
+            assert sim.stats["reasks"] == 1
+            assert client.usage.reasks == 1 and client.usage.retries == 0
+            assert sleep.delays == []  # the endpoint is fine: re-asked at once, no backoff
+            # The original request keys the cache: a resume finds the reply the re-ask got.
+            async with LLMClient("primary", ep, cache=cache) as again:
+                replay, cached = await again.chat(MESSAGES, as_json)
+            assert replay == {"a": 1} and cached.cached and sim.stats["chat_requests"] == 2
+
+
+async def test_a_second_reask_replaces_the_first_and_speaks_the_prompts_language(sim):
+    sim.config.keep_prompts = True
+    sim.queue(ok("第一次"), ok("第二次"), ok('{"a": 1}'))
+    msgs = [{"role": "user", "content": "请用 JSON 回答：保险合同是什么？"}]
+    async with LLMClient("primary", endpoint(sim), sleep=SleepRecorder()) as client:
+        value, _ = await client.chat(msgs, as_json)
+    assert value == {"a": 1} and client.usage.reasks == 2
+    third = json.loads(sim.bodies[2])["messages"]
+    assert len(third) == 3 and third[1]["content"] == "第二次"  # the latest reply only
+    assert third[2]["content"].startswith("你上一条回复无法使用")
+
+
+async def test_a_reask_that_meets_a_server_error_is_sent_again_as_a_reask(sim):
+    sim.config.keep_prompts = True
+    sim.queue(ok("no json here"), 500, ok('{"a": 1}'))
+    async with LLMClient("primary", endpoint(sim), sleep=SleepRecorder()) as client:
+        value, result = await client.chat(MESSAGES, as_json)
+    assert value == {"a": 1} and result.attempts == 3
+    assert sim.bodies[1] == sim.bodies[2]  # the re-ask, resent after the 500
+    assert client.usage.reasks == 1 and client.usage.retries == 1
+
+
+async def test_plain_text_replies_are_not_asked_for_json(sim):
+    sim.config.keep_prompts = True
+    sim.queue(ok("   "), ok("An answer."))
+
+    def answer(result):
+        if not result.content.strip():
+            raise ValueError("empty answer")
+        return result.content
+
+    async with LLMClient("generator", endpoint(sim), sleep=SleepRecorder()) as client:
+        value, _ = await client.chat(MESSAGES, answer)
+    assert value == "An answer."
+    ask = json.loads(sim.bodies[1])["messages"][-1]["content"]
+    assert "empty answer" in ask and "JSON" not in ask
+
+
+# --- an endpoint that fails every call is stopped (issue 10 #11) -------------------------
+
+
+async def test_identical_failures_in_a_row_stop_the_endpoint_and_a_success_resets_the_count(sim):
+    stops = []
+    sim.queue(404, 404, ok(), 404, 404, 404)
+    ep = endpoint(sim, max_consecutive_failures=3)
+    async with LLMClient("secondary", ep, on_stop=stops.append) as client:
+        for _ in range(2):
+            with pytest.raises(LLMError):
+                await client.chat(MESSAGES, as_json)
+        await client.chat(MESSAGES, as_json)  # resets the count
+        for _ in range(3):
+            with pytest.raises(LLMError) as info:
+                await client.chat(MESSAGES, as_json)
+        assert not isinstance(info.value, EndpointStoppedError)  # the third is a real failure
+        assert len(stops) == 1 and client.stopped is stops[0]
+        assert "3 calls in a row" in str(stops[0]) and "HTTP 404" in str(stops[0])
+        assert sim.url in str(stops[0])
+        with pytest.raises(EndpointStoppedError) as refused:
+            await client.chat([{"role": "user", "content": "another"}], as_json)
+    assert refused.value.attempts == 0 and refused.value.repeated
+    assert sim.stats["chat_requests"] == 6  # nothing sent once stopped
+    assert len(stops) == 1
+
+
+async def test_different_errors_in_a_row_do_not_stop_the_endpoint(sim):
+    other = Scripted(status=404, body={"error": {"message": "no such route", "type": "x"}})
+    sim.queue(404, other, 404, other)
+    async with LLMClient("g", endpoint(sim, max_consecutive_failures=2)) as client:
+        for _ in range(4):
+            with pytest.raises(LLMError):
+                await client.chat(MESSAGES, as_json)
+    assert client.stopped is None
+
+
+async def test_errors_about_the_request_itself_never_stop_the_endpoint(sim):
+    filtered = {  # DashScope's content inspection, the same body for every filtered request
+        "error": {
+            "code": "data_inspection_failed",
+            "param": None,
+            "message": "Input data may contain inappropriate content.",
+            "type": "data_inspection_failed",
+        }
+    }
+    sim.queue(*[Scripted(status=400, body=filtered) for _ in range(4)])
+    async with LLMClient("g", endpoint(sim, max_consecutive_failures=2)) as client:
+        for _ in range(4):
+            with pytest.raises(LLMError, match="inappropriate content"):
+                await client.chat(MESSAGES, as_json)
+        assert client.stopped is None
+        await client.chat(MESSAGES, lambda r: r.content)  # still sent
+
+
+async def test_stopping_cuts_short_the_backoff_of_calls_still_retrying(sim):
+    sim.queue(500, 404, 404)
+    ep = endpoint(sim, max_consecutive_failures=2, retry_backoff_s=30, retry_backoff_max_s=30)
+    async with LLMClient("g", ep) as client:
+        waiting = asyncio.create_task(client.chat([{"role": "user", "content": "a"}], as_json))
+        for _ in range(500):  # until its first attempt got the 500 and it waits to retry
+            if sim.stats["chat_requests"]:
+                break
+            await asyncio.sleep(0.01)
+        t0 = asyncio.get_running_loop().time()
+        for text in ("b", "c"):
+            with pytest.raises(LLMError):
+                await client.chat([{"role": "user", "content": text}], as_json)
+        with pytest.raises(RetryableLLMError) as info:
+            await waiting
+    assert asyncio.get_running_loop().time() - t0 < 5  # not the 22-30 s backoff
+    assert info.value.status == 500 and info.value.attempts == 1
+    assert sim.stats["chat_requests"] == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'Traceback (most recent call last):\n  File "a.py", line 1, in f\n    g()\n'
+            "ValueError: bad\n  more detail",
+            "ValueError: bad more detail [server traceback omitted]",
+        ),
+        (
+            "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>nginx</body></html>",
+            "502 Bad Gateway",
+        ),
+        ("<html><body>502 Bad Gateway</body></html>", "502 Bad Gateway"),
+        (
+            "<400> InternalError.Algo.DataInspectionFailed: Input text data may contain "
+            "inappropriate content.",
+            "<400> InternalError.Algo.DataInspectionFailed: Input text data may contain "
+            "inappropriate content.",
+        ),
+        ("line one\n  line two", "line one line two"),
+        ("", "empty body"),
+    ],
+)
+def test_server_text_is_made_one_line(text, expected):
+    assert one_line(text) == expected

@@ -125,6 +125,9 @@ async def test_failed_evaluator_casts_no_vote_and_is_recorded(sim, tmp_path):
         "model": "judge-down",
         "max_retries": 1,
         "timeout": 2,
+        # Every call fails here; the judge must not stop the run (which it would by default
+        # after 5 in a row, see test_faults) for its failed votes to be seen on every sample.
+        "max_consecutive_failures": 0,
     }
     cfg = sim_config(
         sim,
