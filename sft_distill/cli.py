@@ -152,6 +152,11 @@ def build_parser(mode: str = "run") -> argparse.ArgumentParser:
         action="store_true",
         help="replace another run's outputs in --output (its cached replies are reused)",
     )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild a damaged cache.sqlite3 from its readable replies, then run",
+    )
     p.add_argument("--strict", action="store_true", help="fail on the first bad input line")
     p.add_argument("--samples-per-slice", type=int, help="override samples_per_slice")
     p.add_argument("--min-score-threshold", type=float, help="override min_score_threshold")
@@ -293,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             strict=args.strict,
             fresh=args.fresh,
             overwrite=args.overwrite,
+            repair=args.repair,
         )
         with logging_redirect_tqdm():
             result = asyncio.run(run_until_signal(pipeline, source, dry_run=args.dry_run))

@@ -143,6 +143,7 @@ class DatasetDistillationPipeline:
         fresh: discard the output directory's cache and outputs and start over.
         overwrite: let this run replace another run's outputs in the output directory, reusing
             its cached replies where the requests are the same.
+        repair: rebuild a damaged response cache from its readable replies before the run.
         gates: extra quality gates (objects with ``name`` and async ``check(sample)``).
     """
 
@@ -156,6 +157,7 @@ class DatasetDistillationPipeline:
         fresh: bool = False,
         overwrite: bool = False,
         gates: Sequence[Gate] | None = None,
+        repair: bool = False,
     ) -> None:
         if isinstance(config, DistillConfig):
             if embed_fn is not None:
@@ -167,6 +169,7 @@ class DatasetDistillationPipeline:
         self.strict = strict
         self.fresh = fresh
         self.overwrite = overwrite
+        self.repair = repair
         # Gates given here run after those configured under "gates" in the config.
         self.gates: list[Gate] = [*build_gates(self.config), *(gates or [])]
 
@@ -285,7 +288,9 @@ class DatasetDistillationPipeline:
         async with AsyncExitStack() as stack:
             locked = stack.enter_context(lock_output_dir(out))
             # Exclusive when locked: no other run can write to this cache meanwhile.
-            cache = stack.enter_context(ResponseCache(out / CACHE_FILENAME, exclusive=locked))
+            cache = stack.enter_context(
+                ResponseCache(out / CACHE_FILENAME, exclusive=locked, repair=self.repair)
+            )
             # Texts for exact verification spill to a temporary file in the output directory;
             # embeddings are cached beside the replies, so a rerun does not embed again.
             dedup = make_deduplicator(cfg, cache=cache, spill_dir=out) if cfg.enable_dedup else None
