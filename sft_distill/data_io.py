@@ -640,19 +640,27 @@ class JsonlWriter:
                     _fsync(f)
             finally:
                 f.close()  # writes what is still buffered
+            if self.atomic:
+                os.replace(self._target, self.path)
         except OSError as exc:  # disk full on the last bytes: one line for the user, status 2
+            if self.atomic:  # an unfinished temp file is of no use to a rerun
+                self._target.unlink(missing_ok=True)
             raise OutputError(f"cannot write {self._target}: {exc.strerror or exc}") from None
-        if self.atomic:
-            os.replace(self._target, self.path)
 
     def abort(self) -> None:
         """Close without committing: an atomic writer removes its temp file."""
         if self._f is None:
             return
         f, self._f = self._f, None
-        f.close()
-        if self.atomic:
-            self._target.unlink(missing_ok=True)
+        try:
+            f.close()
+        except OSError:
+            # The buffered rest cannot be written (a full disk): it was being discarded anyway,
+            # and the error that caused the abort is the one to report.
+            pass
+        finally:
+            if self.atomic:
+                self._target.unlink(missing_ok=True)
 
     def __enter__(self) -> JsonlWriter:
         return self
