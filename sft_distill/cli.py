@@ -23,7 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from . import __version__
 from .cli_tools import add_output_arguments, output_overrides, print_estimate, refilter_main
 from .config import load_config
-from .errors import DistillError
+from .errors import EXIT_INTERRUPTED, DistillError, interrupted_message
 from .pipeline import DatasetDistillationPipeline, RunResult
 from .sources import SampleSource, SliceSource
 
@@ -31,7 +31,6 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_QUALITY = 4
-EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
@@ -307,11 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (Interrupted, KeyboardInterrupt) as exc:
         signame = exc.signame if isinstance(exc, Interrupted) else "SIGINT"
-        print(
-            f"sft-distill: interrupted by {signame}; finished calls are cached, rerun the same "
-            "command to resume",
-            file=sys.stderr,
-        )
+        print(interrupted_message(signame), file=sys.stderr)
         return EXIT_TERMINATED if signame == "SIGTERM" else EXIT_INTERRUPTED
     print(format_summary(result))
     if result.quality_problems:

@@ -45,6 +45,7 @@ import logging
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -195,6 +196,14 @@ def _fix_record(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def json_value_error(exc: ValueError) -> str:
+    """Why ``json.loads`` raised a ValueError that is not a JSONDecodeError, in a few words."""
+    if "integer string conversion" in str(exc):
+        # Python refuses to parse longer integers (a denial-of-service guard, CVE-2020-10735).
+        return f"a number with more than {sys.get_int_max_str_digits()} digits"
+    return " ".join(str(exc).split())[:200]
+
+
 def _open_input(path: PathLike, *, allow_empty: bool = False) -> IO[bytes]:
     """Open ``path`` for binary reading, mapping every whole-file problem to one InputError."""
     p = Path(path)
@@ -322,6 +331,9 @@ class _SliceReader:
             return "bad"
         except RecursionError:
             self._report(lineno, "invalid_json", "invalid JSON: nested too deeply")
+            return "bad"
+        except ValueError as exc:
+            self._report(lineno, "invalid_json", f"invalid JSON: {json_value_error(exc)}")
             return "bad"
         if not isinstance(record, dict):
             self._report(lineno, "not_object", f"expected a JSON object, got {_json_type(record)}")
@@ -520,7 +532,7 @@ def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
                 continue
             try:
                 obj = json.loads(raw.decode("utf-8").removeprefix("\ufeff"), strict=False)
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            except (ValueError, RecursionError) as exc:  # incl. invalid UTF-8, invalid JSON
                 log.warning("%s:%d: skipping unreadable line (%s)", path, lineno, exc)
                 continue
             if isinstance(obj, dict):

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .config import DistillConfig
-from .data_io import DUPLICATE_KINDS, BadLine, count_lines, file_digest, read_slices
+from .data_io import (
+    DUPLICATE_KINDS,
+    BadLine,
+    ReadStats,
+    count_lines,
+    file_digest,
+    read_slices,
+)
 from .generator import generate_samples
 from .llm_client import LLMClient
 from .models import Failure, Sample, Slice, StageCounts
@@ -94,14 +101,20 @@ class SliceSource:
         return self._lines
 
     async def samples(self, ctx: SourceContext) -> AsyncIterator[Sample]:
+        read = ReadStats()
+
         async def counted(slices: AsyncIterable[Slice]) -> AsyncIterator[Slice]:
             async for s in slices:
-                ctx.stats.lines_read = s.line or ctx.stats.lines_read
+                ctx.stats.lines_read = read.lines_read
                 ctx.on_slice(s)
                 ctx.progress(1)
                 yield s
+            # Blank and bad lines after the last slice were read too.
+            ctx.stats.lines_read = read.lines_read
 
-        slices = counted(read_slices(self.path, strict=ctx.strict, on_bad_line=ctx.on_bad_line))
+        slices = counted(
+            read_slices(self.path, strict=ctx.strict, on_bad_line=ctx.on_bad_line, stats=read)
+        )
         async for sample in generate_samples(
             slices, ctx.teacher, ctx.config, stats=ctx.stats, on_failure=ctx.on_failure
         ):
