@@ -52,7 +52,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield where
     finally:
-        subprocess.run(["umount", str(where)], check=False)
+        # Lazily: a file a failed run left open must not keep the mount (and the test) busy.
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def _fill(disk: Path, free_kib: int) -> Path:
