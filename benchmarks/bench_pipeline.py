@@ -3,6 +3,7 @@
     python benchmarks/bench_pipeline.py                 # the standard table (a few minutes)
     python benchmarks/bench_pipeline.py --quick         # smaller sizes
     python benchmarks/bench_pipeline.py --memory        # RSS while streaming 100,000 slices
+    python benchmarks/bench_pipeline.py --only sync     # cost of synchronous=FULL in the cache
 
 The simulator runs in its own process on 127.0.0.1 (both processes share this machine's cores).
 The ideal bound of a run is computed from what each endpoint actually received (``/stats``):
@@ -38,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sft_distill import DatasetDistillationPipeline, build_config
+from sft_distill.cache import ResponseCache
 
 ROOT = Path(__file__).resolve().parents[1]
 # concurrency -> calls/s of a bare aiohttp client on this machine, measured at the start of a run
@@ -203,6 +205,83 @@ def median_run(repeat: int, *args: Any, **kwargs: Any) -> dict:
     return median
 
 
+class _CommitMeter:
+    """Counts the cache writer's commits (transactions) and the time they take."""
+
+    def __init__(self) -> None:
+        self.commits = self.rows = 0
+        self.seconds = 0.0
+        self._commit = ResponseCache._commit
+
+    def __enter__(self) -> _CommitMeter:
+        meter, commit = self, self._commit
+
+        def timed(cache: ResponseCache, db: Any, rows: list) -> None:
+            t = time.perf_counter()
+            try:
+                commit(cache, db, rows)
+            finally:
+                meter.seconds += time.perf_counter() - t
+                meter.commits += 1
+                meter.rows += len(rows)
+
+        ResponseCache._commit = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ResponseCache._commit = self._commit  # type: ignore[method-assign]
+
+
+def cache_alone(mode: str, n: int = 20_000) -> float:
+    """Replies/s the cache commits when fed as fast as a loop can put them (2 KB each)."""
+    ResponseCache.synchronous = mode
+    path = Path(tempfile.mkdtemp(prefix="bench_cache_")) / "cache.sqlite3"
+    text = "保险人应当及时赔付保险金。" * 50
+    t0 = time.perf_counter()
+    with ResponseCache(path, exclusive=True) as cache:
+        for i in range(n):
+            reply = {"model": "m", "content": f"{text}{i}", "prompt_tokens": 1}
+            cache.put(f"{i:040x}", reply)
+    return n / (time.perf_counter() - t0)
+
+
+def sync_cost(url: str, slices: Path, sim: SimProcess, repeat: int) -> list[tuple[str, dict]]:
+    """The 0 ms case with the cache's ``synchronous`` at NORMAL and at FULL, runs interleaved.
+
+    At 0 ms latency replies arrive fastest, so the writer thread's commits (one fsync each
+    with FULL, batching whatever arrived meanwhile) weigh the most. Outputs go to a temporary
+    directory on the machine's own disk, where an fsync is real. Also printed: the commits
+    per run, the writer thread's time in them, and the cache alone fed at full speed.
+    """
+    runs: dict[str, list[dict]] = {"NORMAL": [], "FULL": []}
+    alone: dict[str, list[float]] = {"NORMAL": [], "FULL": []}
+    try:
+        for _ in range(repeat):
+            for mode in runs:
+                ResponseCache.synchronous = mode
+                with _CommitMeter() as meter:
+                    result = run_once(url, slices, 64, 0.0, sim)
+                result.update(commits=meter.commits, rows=meter.rows, commit_s=meter.seconds)
+                runs[mode].append(result)
+                alone[mode].append(cache_alone(mode))
+    finally:
+        ResponseCache.synchronous = "FULL"
+    rows = []
+    for mode, results in runs.items():
+        results.sort(key=lambda r: r["calls_per_s"])
+        median = dict(results[len(results) // 2])
+        median["spread"] = f"{results[0]['calls_per_s']:.0f}-{results[-1]['calls_per_s']:.0f}"
+        rows.append((f"0 ms, 64/endpoint, cache synchronous={mode}", median))
+        rates = sorted(alone[mode])
+        print(
+            f"synchronous={mode}: {median['commits']} commits for {median['rows']} replies "
+            f"(median run), writer busy {median['commit_s']:.2f} s of {median['wall_s']:.2f} s; "
+            f"cache alone {rates[len(rates) // 2]:.0f} replies/s "
+            f"({rates[0]:.0f}-{rates[-1]:.0f})"
+        )
+    return rows
+
+
 def table(rows: list[tuple[str, dict]]) -> None:
     head = (
         f"{'case':48} {'calls':>7} {'wall s':>8} {'bound s':>8} {'wall/bound':>10} "
@@ -228,14 +307,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
     ap.add_argument("--memory", action="store_true", help="peak RSS while streaming many slices")
-    ap.add_argument("--only", help="comma list of cases: latency64,latency512,zero,faults")
+    ap.add_argument("--only", help="comma list of cases: latency64,latency512,zero,faults,sync")
     ap.add_argument(
         "--repeat", type=int, default=3, help="runs per case; the median is shown (default 3)"
     )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_in_"))
     rows: list[tuple[str, dict]] = []
-    cases = set((args.only or "latency64,latency512,zero,faults").split(","))
+    cases = set((args.only or "latency64,latency512,zero,faults,sync").split(","))
 
     if args.memory:
         for n in (10_000, 100_000):
@@ -318,6 +397,13 @@ def main() -> None:
             rows.append(
                 ("0 ms latency, 64/endpoint", median_run(args.repeat, sim.url, s, 64, 0.0, sim))
             )
+        finally:
+            sim.close()
+    if "sync" in cases:
+        sim = SimProcess()
+        try:
+            s = make_slices(tmp / "s.jsonl", 700 if args.quick else 1500)
+            rows += sync_cost(sim.url, s, sim, args.repeat)
         finally:
             sim.close()
     print(f"\npython {' '.join(sys.argv)}  (cpus: {os.cpu_count()})\n")

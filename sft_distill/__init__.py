@@ -2,30 +2,79 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .augment import AugmentSource
-from .config import CONFIG_TEMPLATE, DistillConfig, EndpointConfig, build_config, load_config
-from .errors import (
-    ConfigError,
-    DistillError,
-    InputError,
-    JSONExtractionError,
-    LLMError,
-    OutputError,
-    RetryableLLMError,
-)
-from .estimate import Estimate, estimate
-from .filtering import DataFilter
-from .gates import Gate, GateResult, build_gates
-from .instruction_sets import DistillSource
-from .llm_client import LLMClient
-from .models import Chunk, Failure, Judgement, Sample, ScoredSample, Slice
-from .pipeline import DatasetDistillationPipeline, RunResult
-from .refilter import RefilterResult, arefilter, refilter
-from .sources import SampleSource, SliceSource, SourceContext
-from .topics import TopicSource, TopicTree
-from .utils import extract_json
+if TYPE_CHECKING:
+    from .augment import AugmentSource
+    from .config import CONFIG_TEMPLATE, DistillConfig, EndpointConfig, build_config, load_config
+    from .errors import (
+        ConfigError,
+        DistillError,
+        InputError,
+        JSONExtractionError,
+        LLMError,
+        OutputError,
+        RetryableLLMError,
+    )
+    from .estimate import Estimate, estimate
+    from .filtering import DataFilter
+    from .gates import Gate, GateResult, build_gates
+    from .instruction_sets import DistillSource
+    from .llm_client import LLMClient
+    from .models import Chunk, Failure, Judgement, Sample, ScoredSample, Slice
+    from .pipeline import DatasetDistillationPipeline, RunResult
+    from .refilter import RefilterResult, arefilter, refilter
+    from .sources import SampleSource, SliceSource, SourceContext
+    from .topics import TopicSource, TopicTree
+    from .utils import extract_json
+
+# Each export is imported from its module on first use: ``import sft_distill`` stays cheap, so
+# the ``sft-distill`` command handles Ctrl-C before its heavy imports (about a second) begin.
+_EXPORTS: dict[str, str] = {
+    "AugmentSource": "augment",
+    "CONFIG_TEMPLATE": "config",
+    "Chunk": "models",
+    "ConfigError": "errors",
+    "DataFilter": "filtering",
+    "DatasetDistillationPipeline": "pipeline",
+    "DistillConfig": "config",
+    "DistillError": "errors",
+    "DistillSource": "instruction_sets",
+    "EndpointConfig": "config",
+    "Estimate": "estimate",
+    "Failure": "models",
+    "Gate": "gates",
+    "GateResult": "gates",
+    "InputError": "errors",
+    "JSONExtractionError": "errors",
+    "Judgement": "models",
+    "LLMClient": "llm_client",
+    "LLMError": "errors",
+    "OutputError": "errors",
+    "RefilterResult": "refilter",
+    "RetryableLLMError": "errors",
+    "RunResult": "pipeline",
+    "Sample": "models",
+    "SampleSource": "sources",
+    "ScoredSample": "models",
+    "Slice": "models",
+    "SliceSource": "sources",
+    "SourceContext": "sources",
+    "TopicSource": "topics",
+    "TopicTree": "topics",
+    "arefilter": "refilter",
+    "build_config": "config",
+    "build_gates": "gates",
+    "estimate": "estimate",
+    "extract_json": "utils",
+    "load_config": "config",
+    "refilter": "refilter",
+}
 
 __all__ = [
     "CONFIG_TEMPLATE",
@@ -68,3 +117,32 @@ __all__ = [
     "load_config",
     "refilter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """Keeps ``estimate`` and ``refilter`` the exported functions once their modules load.
+
+    Importing a submodule binds it on its package under its own name; the eager imports this
+    file used to make rebound the function over it, and this does the same for lazy ones.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -31,7 +31,7 @@ from .cli_tools import (
     refilter_main,
 )
 from .config import format_config_error, load_config
-from .errors import ConfigError, DistillError
+from .errors import EXIT_INTERRUPTED, ConfigError, DistillError, interrupted_message
 from .pipeline import DatasetDistillationPipeline, RunResult
 from .sources import SampleSource, SliceSource
 from .utils import plural
@@ -40,7 +40,6 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_QUALITY = 4
-EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
@@ -176,6 +175,11 @@ def build_parser(mode: str = "run") -> argparse.ArgumentParser:
         "--overwrite",
         action="store_true",
         help="replace another run's outputs in --output (its cached replies are reused)",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild a damaged cache.sqlite3 from its readable replies, then run",
     )
     p.add_argument("--strict", action="store_true", help="fail on the first bad input line")
     add_estimate_arguments(p)
@@ -358,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             strict=args.strict,
             fresh=args.fresh,
             overwrite=args.overwrite,
+            repair=args.repair,
         )
         with logging_redirect_tqdm():
             result = asyncio.run(run_until_signal(pipeline, source, dry_run=args.dry_run))
@@ -372,11 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (Interrupted, KeyboardInterrupt) as exc:
         signame = exc.signame if isinstance(exc, Interrupted) else "SIGINT"
-        print(
-            f"sft-distill: interrupted by {signame}; finished calls are cached, rerun the same "
-            "command to resume",
-            file=sys.stderr,
-        )
+        print(interrupted_message(signame), file=sys.stderr)
         return EXIT_TERMINATED if signame == "SIGTERM" else EXIT_INTERRUPTED
     print(format_summary(result))
     if result.quality_problems:

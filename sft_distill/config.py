@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
 
@@ -132,6 +133,13 @@ class EndpointConfig(BaseModel):
         v = v.strip().rstrip("/")
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if "@" in urllib.parse.urlsplit(v).netloc:
+            # The URL is logged and sent in every request; the message must not repeat it.
+            raise PydanticCustomError(
+                "url_credentials",
+                "must not contain a user name or password (user:pass@host); give the key in "
+                "api_key_env or api_key",
+            )
         if v.endswith("/chat/completions"):
             v = v[: -len("/chat/completions")]
         return v

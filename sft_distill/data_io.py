@@ -47,6 +47,7 @@ import logging
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -195,6 +196,14 @@ def _fix_record(value: Any) -> tuple[Any, bool]:
             changed |= ck or c
         return (out_dict, True) if changed else (value, False)
     return value, False
+
+
+def json_value_error(exc: ValueError) -> str:
+    """Why ``json.loads`` raised a ValueError that is not a JSONDecodeError, in a few words."""
+    if "integer string conversion" in str(exc):
+        # Python refuses to parse longer integers (a denial-of-service guard, CVE-2020-10735).
+        return f"a number with more than {sys.get_int_max_str_digits()} digits"
+    return " ".join(str(exc).split())[:200]
 
 
 def _open_input(path: PathLike, *, allow_empty: bool = False) -> IO[bytes]:
@@ -388,6 +397,9 @@ class _SliceReader:
             return "bad"
         except RecursionError:
             self._report(lineno, "invalid_json", "invalid JSON: nested too deeply")
+            return "bad"
+        except ValueError as exc:
+            self._report(lineno, "invalid_json", f"invalid JSON: {json_value_error(exc)}")
             return "bad"
         if not isinstance(record, dict):
             self._report(lineno, "not_object", f"expected a JSON object, got {_json_type(record)}")
@@ -586,7 +598,7 @@ def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
                 continue
             try:
                 obj = json.loads(raw.decode("utf-8").removeprefix("\ufeff"), strict=False)
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            except (ValueError, RecursionError) as exc:  # incl. invalid UTF-8, invalid JSON
                 log.warning("%s:%d: skipping unreadable line (%s)", path, lineno, exc)
                 continue
             if isinstance(obj, dict):
@@ -706,19 +718,27 @@ class JsonlWriter:
                     _fsync(f)
             finally:
                 f.close()  # writes what is still buffered
+            if self.atomic:
+                os.replace(self._target, self.path)
         except OSError as exc:  # disk full on the last bytes: one line for the user, status 2
+            if self.atomic:  # an unfinished temp file is of no use to a rerun
+                self._target.unlink(missing_ok=True)
             raise OutputError(f"cannot write {self._target}: {exc.strerror or exc}") from None
-        if self.atomic:
-            os.replace(self._target, self.path)
 
     def abort(self) -> None:
         """Close without committing: an atomic writer removes its temp file."""
         if self._f is None:
             return
         f, self._f = self._f, None
-        f.close()
-        if self.atomic:
-            self._target.unlink(missing_ok=True)
+        try:
+            f.close()
+        except OSError:
+            # The buffered rest cannot be written (a full disk): it was being discarded anyway,
+            # and the error that caused the abort is the one to report.
+            pass
+        finally:
+            if self.atomic:
+                self._target.unlink(missing_ok=True)
 
     def __enter__(self) -> JsonlWriter:
         return self

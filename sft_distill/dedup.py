@@ -427,21 +427,38 @@ class _TextSpill:
         return self._ends[-1] if self._ends else 0
 
     def extend(self, blobs: list[bytes]) -> None:
-        """Append ``blobs`` in one write."""
-        self._file.seek(0, os.SEEK_END)
-        self._file.write(b"".join(blobs))
+        """Append ``blobs`` in one write.
+
+        Raises:
+            OutputError: the file cannot grow (e.g. the disk is full).
+        """
+        try:
+            self._file.seek(0, os.SEEK_END)
+            self._file.write(b"".join(blobs))
+        except OSError as exc:
+            raise OutputError(f"cannot write the dedup spill file: {exc.strerror or exc}") from exc
         ends = list(itertools.accumulate(map(len, blobs), initial=self.nbytes))
         self._ends.extend(ends[1:])
 
     def get(self, i: int) -> bytes:
-        """The ``i``-th blob, read back from the file."""
+        """The ``i``-th blob, read back from the file.
+
+        Raises:
+            OutputError: buffered writes cannot be flushed first (e.g. the disk is full).
+        """
         start = self._ends[i - 1] if i else 0
-        self._file.seek(start)
-        return self._file.read(self._ends[i] - start)
+        try:
+            self._file.seek(start)
+            return self._file.read(self._ends[i] - start)
+        except OSError as exc:
+            raise OutputError(f"cannot write the dedup spill file: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         """Delete the file; safe to call twice."""
-        self._finalizer()
+        # Closing flushes what is buffered; on a full disk that fails, and the file is being
+        # deleted anyway (the error worth reporting, if any, was raised when writing).
+        with contextlib.suppress(OSError):
+            self._finalizer()
 
 
 # --------------------------------------------------------------------------- Jaccard

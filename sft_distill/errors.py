@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+# The exit status of a command stopped by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+
+
+def interrupted_message(signame: str) -> str:
+    """The one line printed when a signal stops the command: what is kept, how to go on."""
+    return (
+        f"sft-distill: interrupted by {signame}; finished calls are cached, rerun the same "
+        "command to resume"
+    )
+
 
 class DistillError(Exception):
     """Base class of every error raised by sft_distill."""

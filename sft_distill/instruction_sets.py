@@ -60,6 +60,7 @@ from .data_io import (
     _read_lines,
     count_lines,
     file_digest,
+    json_value_error,
     refuse_delimited,
 )
 from .errors import InputError, LLMError
@@ -211,6 +212,8 @@ def _iter_jsonl(path: Path, report: Report) -> Iterator[tuple[int, Any]]:
                 report(lineno, "invalid_json", f"invalid JSON: {exc.msg} at column {exc.colno}")
             except RecursionError:
                 report(lineno, "invalid_json", "invalid JSON: nested too deeply")
+            except ValueError as exc:  # e.g. a number longer than Python parses
+                report(lineno, "invalid_json", f"invalid JSON: {json_value_error(exc)}")
 
 
 def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
@@ -254,6 +257,8 @@ def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
             ) from None
         except RecursionError:
             raise InputError(f"{path}:{line}: invalid JSON: nested too deeply") from None
+        except ValueError as exc:
+            raise InputError(f"{path}:{line}: invalid JSON: {json_value_error(exc)}") from None
         yield line, value
         pos = skip(end)
         if text[pos : pos + 1] == ",":

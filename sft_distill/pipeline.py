@@ -145,6 +145,7 @@ class DatasetDistillationPipeline:
         fresh: discard the output directory's cache and outputs and start over.
         overwrite: let this run replace another run's outputs in the output directory, reusing
             its cached replies where the requests are the same.
+        repair: rebuild a damaged response cache from its readable replies before the run.
         gates: extra quality gates (objects with ``name`` and async ``check(sample)``).
     """
 
@@ -158,6 +159,7 @@ class DatasetDistillationPipeline:
         fresh: bool = False,
         overwrite: bool = False,
         gates: Sequence[Gate] | None = None,
+        repair: bool = False,
     ) -> None:
         if isinstance(config, DistillConfig):
             if embed_fn is not None:
@@ -169,6 +171,7 @@ class DatasetDistillationPipeline:
         self.strict = strict
         self.fresh = fresh
         self.overwrite = overwrite
+        self.repair = repair
         # Gates given here run after those configured under "gates" in the config.
         self.gates: list[Gate] = [*build_gates(self.config), *(gates or [])]
 
@@ -273,7 +276,9 @@ class DatasetDistillationPipeline:
             worked = False
             try:
                 # Exclusive when locked: no other run can write to this cache meanwhile.
-                with ResponseCache(out / CACHE_FILENAME, exclusive=locked) as cache:
+                with ResponseCache(
+                    out / CACHE_FILENAME, exclusive=locked, repair=self.repair
+                ) as cache:
                     undo = self._claim_output_dir(out, cache, identity)
                     try:
                         return await self._run_claimed(

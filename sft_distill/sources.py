@@ -15,6 +15,7 @@ from .config import DistillConfig
 from .data_io import (
     DUPLICATE_KINDS,
     BadLine,
+    ReadStats,
     count_lines,
     file_digest,
     read_slices,
@@ -102,18 +103,24 @@ class SliceSource:
         return self._lines
 
     async def samples(self, ctx: SourceContext) -> AsyncIterator[Sample]:
+        read = ReadStats()
+
         async def counted(slices: AsyncIterable[Slice]) -> AsyncIterator[Slice]:
             async for s in slices:
-                ctx.stats.lines_read = s.line or ctx.stats.lines_read
+                ctx.stats.lines_read = read.lines_read
                 ctx.on_slice(s)
                 yield s
+            # Blank and bad lines after the last slice were read too.
+            ctx.stats.lines_read = read.lines_read
 
         def on_bad_line(bad: BadLine) -> None:
             ctx.on_bad_line(bad)
             if bad.skipped:  # a line with nothing to ask is done as soon as it is read
                 ctx.progress(1)
 
-        slices = counted(read_slices(self.path, strict=ctx.strict, on_bad_line=on_bad_line))
+        slices = counted(
+            read_slices(self.path, strict=ctx.strict, on_bad_line=on_bad_line, stats=read)
+        )
         async for sample in generate_samples(
             slices,
             ctx.teacher,

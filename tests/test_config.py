@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sft_distill.config import CONFIG_TEMPLATE, build_config, load_config
+from sft_distill.config import CONFIG_TEMPLATE, build_config, display_url, load_config
 from sft_distill.errors import ConfigError
 
 
@@ -118,5 +118,9 @@ def test_dedup_method_follows_embed_fn():
 
 
 def test_public_dict_strips_credentials_from_urls():
-    cfg = build_config({"generator": {"api_base": "https://user:tok987@gw.example.invalid/v1?k=s"}})
+    # user:pass@ in api_base is refused (tests/test_store_edges.py); a query string is not.
+    cfg = build_config({"generator": {"api_base": "https://gw.example.invalid/v1?k=s"}})
     assert cfg.public_dict()["generator"]["api_base"] == "https://gw.example.invalid/v1"
+    assert display_url("https://user:tok987@gw.example.invalid/v1?k=s") == (
+        "https://gw.example.invalid/v1"
+    )
