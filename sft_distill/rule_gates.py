@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
 from typing import Any
 
+from .check_base import strip_quoted
 from .gates import GateResult
 from .models import Sample
 
@@ -258,8 +259,12 @@ class RefusalGate:
         )
 
     def find(self, text: str) -> str | None:
-        """Why ``text`` is a refusal ("starts with 'I cannot'"), or None."""
-        folded = _fold(text)
+        """Why ``text`` is a refusal ("starts with 'I cannot'"), or None.
+
+        Quoted speech (张某说“我不能接受…”) is someone else's words: it is left out, unless
+        the whole answer is one quotation.
+        """
+        folded = _fold(strip_quoted(text))
         head = _LEADING_MARKUP.sub("", folded[: self.start_chars], count=1)
         phrase = self._start.match(head)
         if phrase is not None:
@@ -302,8 +307,10 @@ DEFAULT_PLACEHOLDER_PATTERNS: dict[str, str] = {
         r"|(?i:[\[<]\s*(?:insert|enter(?!\s+key\b)|add)\s+[^\]>\n]{1,60}[\]>])"
         r"|(?i:[\[<]\s*your\b[^\]>\n]{0,60}[\]>])"
     ),
-    # Not "有待完善" ("制度有待完善" is ordinary prose).
-    "to_be_added": r"(?<!有)(?:待补充|待填写|待完善)|此处填写|此处省略",
+    # Not after an adverb: "有待完善", "亟待完善", "尚待补充" are ordinary prose.
+    "to_be_added": (
+        r"(?<![有亟尚仍还急正均亦都尤更也期等])(?:待补充|待填写|待完善)|此处填写|此处省略"
+    ),
     # "xxx", "XXXX", "XXX 公司"; a lone "XXX" after a capitalised word is a Roman numeral
     # ("Super Bowl XXX", "Chapter XXX") and is not counted (see _XXX_NUMERAL).
     "xxx": r"(?<![A-Za-z])(?:x{3,}|X{3,})(?![A-Za-z])",
@@ -316,6 +323,30 @@ DEFAULT_PLACEHOLDER_PATTERNS: dict[str, str] = {
         r"(?!\s*(?:是指|指的是|指))"
     ),
 }
+# "[ICU]" glossing the term before it ("重症监护病房[ICU]", "intensive care unit [ICU]") is an
+# abbreviation; "[NAME]" or "[MANAGER]" in running text is a field left empty.
+# fmt: off
+_PLACEHOLDER_WORDS = frozenset([
+    "NAME", "DATE", "ADDRESS", "COMPANY", "PHONE", "EMAIL", "CITY", "TITLE", "AMOUNT", "PRODUCT",
+    "NUMBER", "SIGNATURE", "ZIP", "COUNTRY", "URL", "LINK", "ORGANIZATION", "ORGANISATION",
+    "POSITION", "ROLE", "TIME", "LOCATION", "PLACE", "RECIPIENT", "SENDER", "CLIENT", "CUSTOMER",
+    "INSURER", "POLICY", "PRICE", "VALUE", "TEXT", "CONTENT",
+])
+# fmt: on
+_BRACKET_TOKEN = re.compile(r"\[([A-Z]{2,})\]")
+
+
+def _is_abbreviation(text: str, start: int, token: str) -> bool:
+    """Whether "[TOKEN]" at ``start`` abbreviates the term just before it."""
+    if token in _PLACEHOLDER_WORDS:
+        return False
+    before = text[max(0, start - 60) : start]
+    if _CJK_RE.search(before[-1:]):
+        return True
+    words = re.findall(r"[A-Za-z]+", before)[-len(token) :]
+    return len(words) == len(token) and "".join(w[0] for w in words).upper() == token
+
+
 # A capitalised word (not a salutation) then "XXX": a Roman numeral thirty, not a placeholder.
 _XXX_NUMERAL = re.compile(
     r"(?<![A-Za-z])(?!(?:Dear|Hi|Hello|To|From|Name|Attn|Contact)\b)[A-Z][A-Za-z]*[ \t]+$"
@@ -370,6 +401,13 @@ class PlaceholderGate:
                     key == "xxx"
                     and found == "XXX"
                     and _XXX_NUMERAL.search(text, max(0, m.start() - 40), m.start())
+                ):
+                    continue
+                token = _BRACKET_TOKEN.fullmatch(found)
+                if (
+                    key == "unfilled_brackets"
+                    and token
+                    and _is_abbreviation(text, m.start(), token.group(1))
                 ):
                     continue
                 return found
