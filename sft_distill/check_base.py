@@ -24,14 +24,22 @@ class Finding:
 
 def detect_lang(*texts: str) -> str:
     """'zh' when the first text with enough letters is mostly CJK, else 'en'."""
+    for text in texts:
+        lang = _lang_of(text[:3000])
+        if lang is not None:
+            return lang
+    return "en"
+
+
+@lru_cache(maxsize=256)
+def _lang_of(text: str) -> str | None:
     # Imported here: rule_gates imports this module (for strip_quoted).
     from .rule_gates import cjk_ratio
 
-    for text in texts:
-        ratio, counted = cjk_ratio(text[:3000])
-        if counted >= 10:
-            return "zh" if ratio >= 0.3 else "en"
-    return "en"
+    ratio, counted = cjk_ratio(text)
+    if counted < 10:
+        return None
+    return "zh" if ratio >= 0.3 else "en"
 
 
 def nfkc(text: str) -> str:

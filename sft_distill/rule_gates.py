@@ -16,6 +16,7 @@ from typing import Any
 from .check_base import strip_quoted
 from .gates import GateResult
 from .models import Sample
+from .provisions import is_case_question
 
 KEEP = GateResult(keep=True)
 
@@ -598,20 +599,24 @@ class GroundingGate:
     """Drops an answer with little overlap with its source slice.
 
     The overlap is the share of the output's distinct tokens (CJK character n-grams, other
-    words minus stopwords) found in ``source_text`` plus the sample's input; it is recorded as
-    ``grounding_overlap``. A sample without source text is kept unchecked.
+    words minus stopwords) found in ``source_text`` plus the sample's instruction and input; it
+    is recorded as ``grounding_overlap``. An answer to a case question ("张某……能否……？",
+    "Suppose a Senator…") applies the rule in its own words, so ``case_min_overlap`` applies
+    instead of ``min_overlap``. A sample without source text is kept unchecked.
     """
 
     def __init__(
         self,
         *,
         min_overlap: float = 0.2,
+        case_min_overlap: float = 0.1,
         ngram: int = 3,
         min_tokens: int = 5,
         name: str = "grounding",
     ) -> None:
         self.name = name
         self.min_overlap = _float_opt("min_overlap", min_overlap)
+        self.case_min_overlap = _float_opt("case_min_overlap", case_min_overlap)
         self.ngram = _int_opt("ngram", ngram, minimum=1)
         self.min_tokens = _int_opt("min_tokens", min_tokens, minimum=1)
         # Samples of one chunk share its text and arrive together: tokenise it once.
@@ -631,22 +636,27 @@ class GroundingGate:
         out = grounding_tokens(sample.output, self.ngram)
         if len(out) < self.min_tokens:
             return None
-        source = self._source_tokens(sample.source_text)
-        if sample.input:
-            source = source | grounding_tokens(sample.input, self.ngram)
+        # An answer may restate its question (a case's names and facts).
+        asked = grounding_tokens(f"{sample.instruction}\n{sample.input}", self.ngram)
+        source = self._source_tokens(sample.source_text) | asked
         return len(out & source) / len(out)
 
     async def check(self, sample: Sample) -> GateResult:
-        """Keep unless the output's overlap with the source is under ``min_overlap``."""
+        """Keep unless the output's overlap with the source is under the floor."""
         ov = self.overlap(sample)
         if ov is None:
             return KEEP
         notes = {"grounding_overlap": round(ov, 3)}
-        if ov < self.min_overlap:
+        question = f"{sample.instruction}\n{sample.input}"
+        floor = (
+            self.case_min_overlap
+            if is_case_question(question, source=sample.source_text)
+            else self.min_overlap
+        )
+        if ov < floor:
             return GateResult(
                 False,
-                f"little overlap with the source ({ov:.0%} of output tokens, min "
-                f"{self.min_overlap:.0%})",
+                f"little overlap with the source ({ov:.0%} of output tokens, min {floor:.0%})",
                 notes,
             )
         return GateResult(True, None, notes)

@@ -66,3 +66,40 @@ async def test_refusal_gate_keeps_quoted_speech_in_a_case(output):
 )
 async def test_refusal_gate_still_drops_its_own_refusals(output):
     assert not (await RefusalGate().check(make(output))).keep
+
+
+# A case answer in plain words shares little wording with the statute, but it is grounded.
+CASE_SOURCE = (
+    "# 保险法\n\n第六十条 因第三者对保险标的的损害而造成保险事故的，"
+    "保险人自向被保险人赔偿保险金之日起，在赔偿金额范围内代位行使被保险人对第三者请求赔偿的权利。\n\n"
+    "保险人依照本条第一款规定行使代位请求赔偿的权利，不影响被保险人就未取得赔偿的部分"
+    "向第三者请求赔偿的权利。\n"
+)
+CASE_QUESTION = (
+    "小李的电动车投保了财产险，被楼上掉落的花盆砸坏，保险公司已经赔了5000元。依据《保险法》第六十条，"
+    "保险公司能找楼上住户要这笔钱吗？"
+)
+
+
+async def test_grounding_gate_keeps_a_case_answer_in_plain_words():
+    from sft_distill.rule_gates import GroundingGate
+
+    answer = (
+        "能。保险公司赔完以后，就取代小李的位置，在5000元以内找楼上那户人家追讨；"
+        "小李没拿到赔偿的那部分，照样可以自己去要。"
+    )
+    sample = Sample(
+        id="s1", slice_id="s", instruction=CASE_QUESTION, output=answer, source_text=CASE_SOURCE
+    )
+    result = await GroundingGate().check(sample)
+    assert result.keep, result.reason
+
+
+async def test_grounding_gate_still_drops_an_off_topic_case_answer():
+    from sft_distill.rule_gates import GroundingGate
+
+    answer = "今天天气晴朗，适合外出郊游，记得多喝水，带好防晒用品，早点回家休息。"
+    sample = Sample(
+        id="s1", slice_id="s", instruction=CASE_QUESTION, output=answer, source_text=CASE_SOURCE
+    )
+    assert not (await GroundingGate().check(sample)).keep

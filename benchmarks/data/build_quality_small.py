@@ -10,6 +10,8 @@ target section with the one before it (en). Run from the repository root::
     python benchmarks/data/build_quality_small.py
 """
 
+# ruff: noqa: E501  (the pairs are prose, one literal per field)
+
 from __future__ import annotations
 
 import json
@@ -29,6 +31,7 @@ EN_ART3 = "us-constitution-article-3"
 EN_ART5 = "us-constitution-article-5"
 EN_AM5 = "us-constitution-amendment-5"
 
+# fmt: off
 # (defect, slice, article, instruction, output, evidence)
 ZH: list[tuple[str, str, str, str, str, list[str]]] = [
     # --- good: faithful answers in our own words
@@ -998,6 +1001,9 @@ EN: list[tuple[str, str, str, str, str, list[str]]] = [
      "compensation shall not be diminished during their continuance in office. Every judge must "
      "retire upon reaching the age of seventy-five.", []),
 ]
+
+
+# fmt: on
 
 
 def load_slices() -> dict[str, dict]:
