@@ -5,7 +5,8 @@ Runs every labelled pair through the quality gates (``{"type": "quality"}``: tru
 non_answer, referential, evidence, numbers, support) and the rule gates (``{"type": "rules"}``),
 each gate on every row, and prints per language one markdown table: for each kind the share of
 rows dropped by any gate (recall for a defect kind, false-drop rate for ``good``, ``good_calc``
-and ``good_case``) and the share each gate drops on its own::
+and ``good_case``), the share the quality gates alone drop, and the share each gate drops on
+its own::
 
     python benchmarks/bench_quality.py                  # ../shared/data/quality_seeded.jsonl
     python benchmarks/bench_quality.py --data benchmarks/data/quality_small.jsonl --lang zh
@@ -95,12 +96,16 @@ async def verdicts(rows: Sequence[dict[str, Any]], gates: Sequence[Gate]) -> lis
 
 
 def summarise(rows: Sequence[dict[str, Any]], dropped: Sequence[set[str]]) -> dict[str, Any]:
-    """{lang: {kind: {"n", "dropped", "rate", "by_gate": {gate: rate}}}}."""
+    """{lang: {kind: {"n", "dropped", "rate", "quality_rate", "by_gate": {gate: rate}}}}.
+
+    ``rate`` counts a row dropped by any gate, ``quality_rate`` by any quality gate.
+    """
     counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for row, names in zip(rows, dropped, strict=True):
         c = counts[(row["lang"], row["defect"])]
         c["n"] += 1
         c["dropped"] += bool(names)
+        c["quality_only"] += bool(names & set(QUALITY_GATE_TYPES))
         for name in names:
             c[name] += 1
     out: dict[str, Any] = {}
@@ -110,6 +115,7 @@ def summarise(rows: Sequence[dict[str, Any]], dropped: Sequence[set[str]]) -> di
             "n": n,
             "dropped": c["dropped"],
             "rate": round(c["dropped"] / n, 3),
+            "quality_rate": round(c["quality_only"] / n, 3),
             "by_gate": {g: round(c[g] / n, 3) for g in GATE_NAMES if c[g]},
         }
     return out
@@ -133,7 +139,7 @@ def markdown(summary: dict[str, Any]) -> str:
     blocks = []
     for lang, kinds in summary.items():
         gates = [g for g in GATE_NAMES if any(g in k["by_gate"] for k in kinds.values())]
-        head = ["kind", "n", "dropped (recall / false drops)", "target", *gates]
+        head = ["kind", "n", "dropped (recall / false drops)", "target", "quality gates", *gates]
         lines = [
             f"### {lang}",
             "",
@@ -150,6 +156,7 @@ def markdown(summary: dict[str, Any]) -> str:
                 str(k["n"]),
                 f"{k['rate']:.2f}",
                 f"{shown} {verdict}".strip(),
+                f"{k['quality_rate']:.2f}",
                 *(f"{k['by_gate'][g]:.2f}" if g in k["by_gate"] else "" for g in gates),
             ]
             lines.append("| " + " | ".join(cells) + " |")

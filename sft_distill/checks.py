@@ -29,6 +29,7 @@ from .check_base import CJK, Finding, detect_lang, nfkc, squash, strip_quoted
 from .number_check import Quantity, check_numbers, extract_quantities
 from .numerals import normalize_numerals
 from .provisions import is_case_question, target_passage
+from .rule_gates import strip_code
 from .support_check import find_unsupported, sentence_support
 
 __all__ = [
@@ -74,16 +75,19 @@ _ZH_DEIXIS = [
     r"(?<![申请证明有关提交相关])(?:材料|资料|文本|文章|原文|文段|段落)(?:中|里|内)?"
     r"(?:提到|提及|指出|所述|显示|表明|记载|描述|所说|所讲|介绍|说明了?|列举|规定的|中的|里的"
     r"|说的|讲的|写的|提的|谈到|说到|写到|讲到)",
-    r"作者",
+    r"作者(?:认为|指出|提到|说|写道|想要|想|表达|强调|主张|的观点|的态度|的意图|的看法)",
 ]
 _ZH_DEIXIS_RE = re.compile("|".join(f"(?:{p})" for p in _ZH_DEIXIS))
 # The answer referring to "the text": only unambiguous forms ("上述规定" in an answer quotes law).
+_ZH_SAYS = r"(?:提到|提及|指出|所述|所说|规定|说明|没有|未|并未|明确|写道|列出|显示|表明|记载|描述)"
 _ZH_ANSWER_DEIXIS = re.compile(
-    r"(?<![论公作译英中日法韩德俄散课碑铭诗经正条])文中(?:提到|提及|指出|所述|所说|规定|说明|"
-    r"没有|未|并未|明确|写道|列出)"
-    r"|(?<![基根日资成样范版副账蓝标课脚读剧])本文|上文|前文|原文(?:中|里|提到|所述|规定)"
-    rf"|(?:上述|以上|所给|给定|所提供|提供的|该|这段|这篇|本段)(?:{_ZH_DOC})(?:中|里)?"
-    rf"|(?:根据|依据|结合|从)(?:{_ZH_DOC})(?:[，,中来看可知]|所述)"
+    rf"(?<![论公作译英中日法韩德俄散课碑铭诗经正条])文中{_ZH_SAYS}"
+    rf"|(?<![基根日资成样范版副账蓝标课脚读剧])本文(?:中|里)?{_ZH_SAYS}|上文|前文"
+    rf"|原文(?:中|里)?{_ZH_SAYS}"
+    rf"|(?:上述|以上|所给|给定|所提供|提供的)(?:{_ZH_DOC})(?:中|里)?{_ZH_SAYS}"
+    rf"|(?:根据|依据|结合|按照)(?:上述|以上|所给|给定|所提供|提供的)?(?:{_ZH_DOC})"
+    r"(?:[，,]|来看|可知|所述)"
+    rf"|从(?:{_ZH_DOC})(?:来看|可知|中可以看出|中可知)"
     r"|(?<![申请证明有关提交相关])(?:材料|资料|文本|文章|文段|段落)(?:中|里)(?:提到|提及|指出|所述|"
     r"显示|表明|记载|描述|没有|未|并未)"
 )
@@ -154,7 +158,7 @@ _EN_ANSWER_DEIXIS = re.compile(
     r"|is\s+silent|only|also|clearly|above|provided|given)\b"
     r"|\b(?:according\s+to|based\s+on|as\s+(?:stated|mentioned|described|noted|shown|given)"
     r"\s+(?:in|by))\s+the\s+(?:provided\s+|given\s+|above\s+)?(?:text|passage|excerpt|extract"
-    r"|snippet|context|material|document)(?!\s+of\b)\b"
+    r"|snippet)(?!\s+of\b)\b"
     r"|\bthe\s+(?:above|preceding|foregoing|provided|given|aforementioned)\s+(?:text|passage"
     r"|excerpt|extract|snippet|context|material|document)\b"
     r"|\b(?:in|from)\s+the\s+(?:passage|excerpt|extract|snippet)\b",
@@ -174,7 +178,39 @@ def _zh_this_noun(question: str) -> str | None:
             noun_core = m.group(2)[-2:] if len(m.group(2)) > 1 else m.group(2)
             if _ZH_ANTECEDENT.search(before) or noun_core in before:
                 continue
+        if _INLINE_MATERIAL.search(question[m.end() :]):
+            continue  # "阅读本合同条款：……" quotes the text it asks about
         return m.group()
+    return None
+
+
+# "The following statement: …", "将以下内容分类：香蕉、橙子": the text pointed at comes next.
+_FORWARD = re.compile(r"following|below|下列|以下|下面|下述|如下", re.IGNORECASE)
+_GIVEN_AFTER = re.compile(
+    r"^[^:：\n]{0,40}[:：\n]\s*\S.{6,}|^[^\"“「]{0,40}[\"“「][^\"”」]{4,}", re.DOTALL
+)
+
+
+# "Summarize this paragraph: Scientists now know…", "识别该段落中的情绪。\n\n帮助别人……": the
+# text is in the question itself.
+# "上述/above" points back, at something no later text can be.
+_BACKWARD = re.compile(
+    r"上述|上文|前文|前述|以上|如上|上面|above|preceding|foregoing|aforementioned|aforesaid|previous"
+    r"|earlier",
+    re.IGNORECASE,
+)
+_INLINE_MATERIAL = re.compile(r"[:：\n]\s*\S.{19,}", re.DOTALL)
+
+
+def _pointing(regex: re.Pattern[str], question: str) -> re.Match[str] | None:
+    """The first deixis in ``question`` that points at a text the question does not include."""
+    for m in regex.finditer(question):
+        rest = question[m.end() :]
+        if _FORWARD.search(m.group()) and _GIVEN_AFTER.match(rest):
+            continue
+        if not _BACKWARD.search(m.group()) and _INLINE_MATERIAL.search(rest):
+            continue
+        return m
     return None
 
 
@@ -183,11 +219,11 @@ def find_referential(instruction: str, output: str = "", *, input: str = "") -> 
 
     A question with its own material in ``input`` may point at it ("根据下面的材料").
     """
-    if len(input.strip()) >= 20:
+    if input.strip():
         return None
     question = nfkc(instruction)
     answer = strip_quoted(nfkc(output))
-    m = _ZH_DEIXIS_RE.search(question)
+    m = _pointing(_ZH_DEIXIS_RE, question)
     if m:
         return Finding(f"referential question: {m.group()!r}", {"where": "instruction"})
     found = _zh_this_noun(question)
@@ -195,11 +231,11 @@ def find_referential(instruction: str, output: str = "", *, input: str = "") -> 
         return Finding(
             f"referential question: {found!r} without naming which one", {"where": "instruction"}
         )
-    m = _EN_DEIXIS_RE.search(question)
+    m = _pointing(_EN_DEIXIS_RE, question)
     if m:
         return Finding(f"referential question: {m.group()!r}", {"where": "instruction"})
     m = _EN_THIS_NOUN.search(question)
-    if m and not _EN_NAMED.search(question[: m.start()]) and not _EN_NAMED.search(question):
+    if m and not _EN_NAMED.search(question) and not _INLINE_MATERIAL.search(question[m.end() :]):
         return Finding(
             f"referential question: {m.group()!r} without naming which one",
             {"where": "instruction"},
@@ -232,13 +268,13 @@ def _ngram_index(text: str, n: int) -> dict[str, list[int]]:
 def quote_score(quote: str, source: str, *, _index: dict[str, list[int]] | None = None) -> float:
     """How well ``quote`` is found in ``source``: 1.0 verbatim (ignoring case, spaces, punctuation).
 
-    Otherwise the best share of the quote's characters aligned inside one window of the source,
-    windows being found by shared character n-grams (so it stays fast on long chunks).
+    Otherwise the best alignment of the quote inside one window of the source: characters
+    matched in order, divided by the longer of the quote and the stretch of source they span
+    (so a changed character costs a little, a skipped phrase as much as its length). Windows
+    are found by shared character n-grams, so it stays fast on long chunks.
     """
     q, s = squash(quote), squash(source)
-    if not q:
-        return 1.0
-    if q in s:
+    if not q or q in s:
         return 1.0
     if not s:
         return 0.0
@@ -253,11 +289,13 @@ def quote_score(quote: str, source: str, *, _index: dict[str, list[int]] | None 
     for bucket, _ in votes.most_common(5):
         start = max(0, bucket * 8 - len(q) // 4)
         window = s[start : bucket * 8 + len(q) + len(q) // 4 + 8]
-        sm = SequenceMatcher(None, q, window, autojunk=False)
-        matched = sum(b.size for b in sm.get_matching_blocks())
-        best = max(best, matched / len(q))
-        if best >= 0.999:
-            break
+        matcher = SequenceMatcher(None, q, window, autojunk=False)
+        blocks = [b for b in matcher.get_matching_blocks() if b.size]
+        if not blocks:
+            continue
+        matched = sum(b.size for b in blocks)
+        span = blocks[-1].b + blocks[-1].size - blocks[0].b
+        best = max(best, matched / max(len(q), span))
     return best
 
 
@@ -297,6 +335,7 @@ _EN_DANGLING = frozenset([
     "include", "includes", "between", "among", "without", "within", "during", "after", "before",
 ])
 # fmt: on
+_CITING = re.compile(r"(?:根据|依据|依照|按照|参照|参见|详见|见|适用|和|与|及|或者|或|以及)\s*$")
 _LIST_LINE = re.compile(r"^\s*(?:[-*•+]|\d+[.)、]|[(（][0-9一二三四五六七八九十]+[)）]|#+)\s*")
 _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
 
@@ -322,26 +361,37 @@ def find_truncation(output: str, finish_reason: str | None = None) -> Finding | 
     last_line = tail.splitlines()[-1]
     if last in "，,、：:（(“「《【-—–/&+=":
         return Finding(f"ends with {last!r}")
+    # "……另外，根据《民法典》": a title after a preposition opens a clause that never came.
+    if last == "》" and _CITING.search(tail[: tail.rfind("《")]):
+        return Finding(f"ends mid-sentence after {tail[-12:]!r}")
     marker = _LIST_LINE.match(last_line)
     if marker and not last_line[marker.end() :].strip():
         return Finding(f"ends with an empty list item {last_line.strip()!r}")
     if last in _TERMINAL or last_line.lstrip().startswith("|"):
         return None
-    if re.search(r"https?://\S+$", tail):
-        return None
+    if re.search(r"https?://\S+$|(?:^|\s)#\S+$", tail) or not strip_code(last_line).strip():
+        return None  # a link, a hashtag, a line of code
     if marker and len(last_line) < 80:
         return None  # a list item or heading may end without a full stop
+    lines = [line.rstrip(" *_~") for line in tail.splitlines() if line.strip()]
+    # Lines that mostly end without a full stop are a list or verse: only a dangling word or
+    # character at the very end says it was cut.
+    unpunctuated_style = (
+        len(lines) >= 2 and sum(line[-1] in _TERMINAL for line in lines) < len(lines) / 2
+    )
     lang = detect_lang(text)
     if lang == "zh":
         if len(squash(text)) <= 20 and "\n" not in text:
             return None  # a terse answer ("二年") needs no full stop
         if last in _ZH_DANGLING:
             return Finding(f"ends mid-sentence after {tail[-6:]!r}")
+        if unpunctuated_style:
+            return None
         return Finding(f"no closing punctuation: ends with {tail[-8:]!r}")
     words = re.findall(r"[A-Za-z']+", tail[-40:])
     if words and words[-1].lower() in _EN_DANGLING:
         return Finding(f"ends mid-sentence after {' '.join(words[-3:])!r}")
-    if len(text.split()) <= 8 and "\n" not in text:
+    if unpunctuated_style or (len(text.split()) <= 8 and "\n" not in text):
         return None
     return Finding(f"no closing punctuation: ends with {tail[-20:]!r}")
 
@@ -354,8 +404,9 @@ _ZH_NON_ANSWER = re.compile(
     r"|内容)[^。！？\n]{0,8}?(?:并|均|都|也)?(?:没有|未|无|不)(?:有)?(?:提及|提到|说明|涉及|包含|给出|记载|"
     r"明确|列出|显示|介绍|相关|具体|关于|足够|充分|直接)"
     # "我无法回答", "我没有找到…的相关信息"
-    r"|(?:我|笔者|本人)(?:目前|暂时|并|实在|也)?(?:无法|不能|没法|没有办法|不清楚|不知道|不确定|难以"
-    r"|没有找到|没能找到|未能找到|未找到|查不到|没有查到|未能查到)"
+    r"|(?:我|笔者|本人)(?:目前|暂时|并|实在|也)?(?:无法|不能|没法|没有办法|难以)(?:回答|确定|判断|提供|给出"
+    r"|找到|得知|解答|作答|查到|说明|告诉)"
+    r"|(?:我|笔者|本人)(?:目前|暂时|并|实在|也)?(?:没有找到|没能找到|未能找到|未找到|查不到|没有查到|未能查到)"
     r"|无法(?:回答|作答|给出(?:答案|准确|具体|明确)|确定答案|判断答案|提供(?:答案|准确|具体|相关)|得知|从中)"
     r"|(?:没有|未能|未|无法|没能)(?:在[^。，！？\n]{0,12})?(?:找到|查到|检索到|查询到|获取到)"
     r"|(?:我|笔者)[^。，！？\n]{0,4}没有(?:这方面|相关|有关|足够|具体)的?(?:信息|资料|数据|知识|内容)"
@@ -367,12 +418,17 @@ _ZH_DEFLECT = re.compile(
     r"请?(?:您)?(?:咨询|询问|联系|查阅|参阅|参考)(?:专业人士|律师|专业律师|保险公司|客服|相关部门"
     r"|有关部门|专业机构|当地|相关|有关)[^。！？]{0,16}"
     r"|建议(?:您)?(?:咨询|联系|询问|查阅|参阅)[^。！？]{0,16}|视(?:具体)?情况而定|具体情况具体分析"
-    r"|因人而异|不一定|看情况|这取决于[^。]{0,10}|(?:难以|无法|不能)一概而论|请以[^。！？]{0,16}为准"
+    r"|(?:难以|无法|不能)一概而论|请以[^。！？]{0,16}为准"
+    # an estimate word is a deflection only as a clause of its own ("不一定。"), not inside one
+    # ("闪光的不一定都是金子", "尽管这取决于……")
+    r"|(?:^|(?<=[。！？，,；;]))\s*(?:不一定|看情况|因人而异|这(?:要)?(?:取决于|看)[^。！？，,]{0,10})"
+    r"\s*(?=[。！？，,；;]|$)"
 )
 # An inability word in a short answer ("根据现有信息，无法判断。"); in a long answer it may be law
 # text ("保险人对无法确定的部分……").
+_CLAUSE_END = re.compile(r"(?<=[。！？!?；;.])\s*|\n+")
 _ZH_SHORT_NON_ANSWER = re.compile(
-    r"(?:无法|难以|不能|没法)(?:判断|确定|回答|得知|说明|给出|提供|作答)"
+    r"(?:无法|难以|不能|没法)(?:判断|确定|回答|得知|说明|给出|提供|作答)|我(?:也)?(?:不太?清楚|不知道|不确定)"
 )
 _EN_NON_ANSWER = re.compile(
     r"\b(?:the|this)\s+(?:provided\s+|given\s+|above\s+|available\s+|source\s+|supplied\s+)?"
@@ -389,7 +445,9 @@ _EN_NON_ANSWER = re.compile(
     r"|material|information|source)"
     r"|\bI(?:\s+|(?='))(?:cannot|can't|can\s+not|am\s+unable\s+to|'m\s+unable\s+to|am\s+not\s+able\s+to"
     r"|'m\s+not\s+able\s+to|do\s+not|don't|could\s+not|couldn't|was\s+unable\s+to)\s+(?:determine"
-    r"|answer|find|say|tell|know|provide|confirm|locate|identify|access|be\s+certain|be\s+sure)\b"
+    r"|answer|find|say|tell|provide|confirm|locate|identify|access|be\s+certain|be\s+sure"
+    r"|know(?=\s*[.!,]|\s*$|\s+(?:the|this|that|enough|whether|how|what|which|if|about|where|when"
+    r"|who|why|for\s+sure)\b))\b"
     r"|\bI(?:\s+|(?='))(?:have|had|'ve)\s+no\s+(?:information|knowledge|data|details)\b"
     r"|\bI(?:\s+|(?='))(?:do\s+not|don't|did\s+not|didn't)\s+have\s+(?:enough|sufficient|the|any)"
     r"\s+(?:\w+\s+)?(?:context|information|details|data|knowledge)\b"
@@ -404,7 +462,7 @@ _EN_NON_ANSWER = re.compile(
     re.IGNORECASE,
 )
 _EN_DEFLECT = re.compile(
-    r"\bit\s+(?:all\s+)?depends\b[^.]{0,40}|\b(?:please\s+)?(?:consult|contact|ask|see|refer\s+to)"
+    r"(?:^|(?<=[.!?;,]))\s*it\s+(?:all\s+)?depends\b[^.]{0,40}|\b(?:please\s+)?(?:consult|contact|ask|see|refer\s+to)"
     r"\s+(?:a|an|your|the)\s+(?:qualified\s+|licensed\s+|relevant\s+)?(?:lawyer|attorney"
     r"|professional|legal\s+professional|expert|advisor|adviser|insurer|agent|authorities"
     r"|statute|law)\b[^.]{0,40}|\bseek\s+(?:professional\s+|legal\s+)?advice\b[^.]{0,30}"
@@ -426,14 +484,14 @@ def find_non_answer(output: str) -> Finding | None:
         m = _ZH_SHORT_NON_ANSWER.search(text)
         if m:
             return Finding(f"non-answer: {m.group()!r}")
-    # A deflection is a non-answer only when it is (nearly) all the answer says: little is
-    # left without it, or the whole answer is a sentence or two.
+    # A deflection is a non-answer only when nothing else is said: the sentences left once the
+    # deflecting ones are gone hold (almost) no content.
     zh = detect_lang(text) == "zh"
+    sentences = [p for p in _CLAUSE_END.split(text) if p.strip()]
     for regex in (_ZH_DEFLECT, _EN_DEFLECT):
-        rest = regex.sub("", text)
-        if rest == text:
+        if not regex.search(text):
             continue
-        short = len(squash(text)) <= 40 if zh else len(text.split()) <= 25
-        if short or len(squash(rest)) < (12 if zh else 30):
+        rest = "".join(p for p in sentences if not regex.search(p))
+        if len(squash(rest)) < (8 if zh else 20):
             return Finding(f"non-answer: only deflects ({text[:40]!r})")
     return None

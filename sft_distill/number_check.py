@@ -307,9 +307,13 @@ def _swapped(
     m = re.search(r"[^\d./%]+$", before)
     if not m:
         return None
-    num = _NUM_AT.match(answer_n, q.start)
-    after = _align_squash(answer_n[num.end() if num else q.end :])
-    right = re.match(r"[^\d./%]{0,3}", after)
+    # A quantity's unit as written ("日", "个月", "dollars") must match; for a bare number or a
+    # fraction, the words after it ("3 Senators", "1次支付", "2/3 of the States").
+    right = re.search(r"[^\d./%$]+$", _align_squash(answer_n[q.start : q.end]))
+    if right is None:
+        num = _NUM_AT.match(answer_n, q.start)
+        after = _align_squash(answer_n[num.end() if num else q.end :])
+        right = re.match(r"[^\d./%]{0,3}", after)
     if right is None or not right.group():
         return None
     longest = 10 if lang == "zh" else 24

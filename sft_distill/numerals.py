@@ -77,8 +77,9 @@ def _zh_run_replacement(text: str, m: re.Match[str]) -> str | None:
     )
     if not is_number:
         return None
-    # "一一对应", "三三两两" and "一二" are words, not eleven or twelve.
-    if len(run) == 2 and run[0] == run[1] and run[0] in "一二两三":
+    # Two bare digits are a word or an estimate ("一一对应", "万一两者", "三五天"), not 11 or 35;
+    # a year is written with at least three (二〇二四).
+    if len(run) == 2 and all(ch in _ZH_DIGITS for ch in run):
         return None
     # 一次性 / 一揽子 are words ("one-off"), not "once".
     if run == "一" and text.startswith(("次性", "揽子"), m.end()):
@@ -146,8 +147,11 @@ _EN_ORDINALS = {
 }  # fmt: skip
 _NUMBER_WORD = "|".join(sorted([*_EN_ONES, *_EN_TENS, *_EN_SCALES], key=len, reverse=True))
 # "thirty five", "thirty-five", "one thousand eight hundred and eight", "a hundred".
+# Not the tens of a compound ordinal ("twenty-first" stays a word unless ordinals are asked for).
 _EN_NUMBER = re.compile(
-    rf"\b(?:(?:{_NUMBER_WORD})(?:(?:[\s-]+|\s+and\s+)(?:{_NUMBER_WORD}))*)\b", re.IGNORECASE
+    rf"\b(?:(?:{_NUMBER_WORD})(?:(?:[\s-]+|\s+and\s+)(?:{_NUMBER_WORD}))*)\b"
+    r"(?![\s-]*(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)\b)",
+    re.IGNORECASE,
 )
 # "a third" only before "of": "a third party" is not a fraction.
 _EN_FRACTION = re.compile(
