@@ -8,6 +8,7 @@ reason in ``drop_detail``, counted in the funnel, and never sent to the evaluato
 Gates are configured under ``gates`` in the config, one object per gate, run in order::
 
     "gates": [{"type": "rules", "grounding": {"min_overlap": 0.3}},
+              {"type": "quality", "evidence": {"on_missing": "flag"}},
               {"type": "sql", "database": "shop.db", "timeout_s": 2},
               {"type": "python", "target": "mypkg.gates:MyGate", "options": {"limit": 3}}]
 
@@ -109,6 +110,12 @@ _BUILTIN_TYPES: dict[str, str] = {
     "grounding": "rule_gates:GroundingGate",
     "sql": "sql_gate:SQLExecutionGate",
     "pii": "pii:PiiGate",
+    "referential": "quality_gates:ReferentialGate",
+    "evidence": "quality_gates:EvidenceGate",
+    "numbers": "quality_gates:NumbersGate",
+    "truncated": "quality_gates:TruncationGate",
+    "non_answer": "quality_gates:NonAnswerGate",
+    "support": "quality_gates:SupportGate",
 }
 # The rule gates ``{"type": "rules"}`` enables, in the order they run (cheapest first).
 RULE_GATE_TYPES: tuple[str, ...] = (
@@ -119,6 +126,17 @@ RULE_GATE_TYPES: tuple[str, ...] = (
     "language",
     "grounding",
 )
+# The quality gates ``{"type": "quality"}`` enables, cheapest first.
+QUALITY_GATE_TYPES: tuple[str, ...] = (
+    "truncated",
+    "non_answer",
+    "referential",
+    "evidence",
+    "numbers",
+    "support",
+)
+# Shorthands that stand for several gates.
+_BUNDLES: dict[str, tuple[str, ...]] = {"rules": RULE_GATE_TYPES, "quality": QUALITY_GATE_TYPES}
 _USER_TYPES: dict[str, GateFactory] = {}
 # Keys every gate entry may have besides its options.
 _COMMON_KEYS = ("type", "name")
@@ -132,7 +150,7 @@ def register_gate_type(type_name: str, factory: GateFactory) -> None:
     Raises:
         ValueError: the name is a built-in type or already registered.
     """
-    if type_name in _BUILTIN_TYPES or type_name in ("rules", "python"):
+    if type_name in _BUILTIN_TYPES or type_name in (*_BUNDLES, "python"):
         raise ValueError(f"gate type {type_name!r} is built in")
     if type_name in _USER_TYPES and _USER_TYPES[type_name] is not factory:
         raise ValueError(f"gate type {type_name!r} is already registered")
@@ -141,7 +159,7 @@ def register_gate_type(type_name: str, factory: GateFactory) -> None:
 
 def gate_types() -> list[str]:
     """Every type name accepted under ``gates`` in the config."""
-    return sorted({*_BUILTIN_TYPES, *_USER_TYPES, "rules", "python"})
+    return sorted({*_BUILTIN_TYPES, *_USER_TYPES, *_BUNDLES, "python"})
 
 
 def _builtin(type_name: str) -> GateFactory:
@@ -310,7 +328,7 @@ def build_gate(
     index: int = 0,
     base_dirs: Sequence[Path] = (),
 ) -> list[Gate]:
-    """The gate(s) of one ``gates`` entry (``rules`` gives several).
+    """The gate(s) of one ``gates`` entry (``rules`` and ``quality`` give several).
 
     Raises:
         ConfigError: naming ``gates[index]``, the type and the bad option.
@@ -324,8 +342,8 @@ def build_gate(
     options = {k: v for k, v in spec.items() if k not in _COMMON_KEYS}
     name = spec.get("name")
 
-    if type_name == "rules":
-        return _build_rules(label, options, name)
+    if type_name in _BUNDLES:
+        return _build_bundle(label, options, name, _BUNDLES[type_name])
     if type_name == "python":
         unknown = sorted(set(options) - {"target", "options"})
         if unknown:
@@ -349,25 +367,28 @@ def build_gate(
     raise ConfigError(f"{label}: unknown gate type; known types: {', '.join(gate_types())}")
 
 
-def _build_rules(label: str, options: Mapping[str, Any], name: Any) -> list[Gate]:
-    """Every rule gate with defaults; ``exclude`` leaves some out, ``<type>: {...}`` tunes one."""
+def _build_bundle(
+    label: str, options: Mapping[str, Any], name: Any, types: tuple[str, ...]
+) -> list[Gate]:
+    """Every gate of a bundle with defaults; ``exclude`` leaves some out, ``<type>: {...}``
+    tunes one."""
     if name is not None:
-        raise ConfigError(f"{label}: 'name' is not allowed here (each rule gate has its own)")
+        raise ConfigError(f"{label}: 'name' is not allowed here (each gate has its own)")
     exclude = options.get("exclude", [])
     if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
-        raise ConfigError(f"{label}: 'exclude' must be a list of rule gate names")
-    known = ", ".join(RULE_GATE_TYPES)
-    bad = sorted(set(exclude) - set(RULE_GATE_TYPES))
+        raise ConfigError(f"{label}: 'exclude' must be a list of gate names")
+    known = ", ".join(types)
+    bad = sorted(set(exclude) - set(types))
     if bad:
         raise ConfigError(f"{label}: cannot exclude {', '.join(map(repr, bad))}; known: {known}")
     for key in options:
-        if key != "exclude" and key not in RULE_GATE_TYPES:
+        if key != "exclude" and key not in types:
             raise ConfigError(
                 f"{label}: unknown option {key!r}; known: exclude, {known} (an object of that "
                 "gate's options each)"
             )
     gates = []
-    for type_name in RULE_GATE_TYPES:
+    for type_name in types:
         if type_name in exclude:
             continue
         sub = options.get(type_name) or {}

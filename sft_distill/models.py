@@ -50,6 +50,9 @@ class Sample(BaseModel):
     annotations: dict[str, Any] = Field(
         default_factory=dict, description="facts recorded by gates and modes (exec_pass, ...)"
     )
+    # Verbatim quotes of the chunk the teacher says the answer rests on (the evidence gate
+    # checks them). Kept in generated_raw.jsonl, never in the training rows.
+    evidence: list[str] = Field(default_factory=list)
     # The chunk text the sample came from: the evaluator judges accuracy against it.
     # Not written to the outputs (it would repeat the slice once per sample).
     source_text: str = Field("", exclude=True, repr=False)

@@ -13,8 +13,10 @@ from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
 from typing import Any
 
+from .check_base import strip_quoted
 from .gates import GateResult
 from .models import Sample
+from .provisions import is_case_question
 
 KEEP = GateResult(keep=True)
 
@@ -258,8 +260,12 @@ class RefusalGate:
         )
 
     def find(self, text: str) -> str | None:
-        """Why ``text`` is a refusal ("starts with 'I cannot'"), or None."""
-        folded = _fold(text)
+        """Why ``text`` is a refusal ("starts with 'I cannot'"), or None.
+
+        Quoted speech (张某说“我不能接受…”) is someone else's words: it is left out, unless
+        the whole answer is one quotation.
+        """
+        folded = _fold(strip_quoted(text))
         head = _LEADING_MARKUP.sub("", folded[: self.start_chars], count=1)
         phrase = self._start.match(head)
         if phrase is not None:
@@ -302,8 +308,10 @@ DEFAULT_PLACEHOLDER_PATTERNS: dict[str, str] = {
         r"|(?i:[\[<]\s*(?:insert|enter(?!\s+key\b)|add)\s+[^\]>\n]{1,60}[\]>])"
         r"|(?i:[\[<]\s*your\b[^\]>\n]{0,60}[\]>])"
     ),
-    # Not "有待完善" ("制度有待完善" is ordinary prose).
-    "to_be_added": r"(?<!有)(?:待补充|待填写|待完善)|此处填写|此处省略",
+    # Not after an adverb: "有待完善", "亟待完善", "尚待补充" are ordinary prose.
+    "to_be_added": (
+        r"(?<![有亟尚仍还急正均亦都尤更也期等])(?:待补充|待填写|待完善)|此处填写|此处省略"
+    ),
     # "xxx", "XXXX", "XXX 公司"; a lone "XXX" after a capitalised word is a Roman numeral
     # ("Super Bowl XXX", "Chapter XXX") and is not counted (see _XXX_NUMERAL).
     "xxx": r"(?<![A-Za-z])(?:x{3,}|X{3,})(?![A-Za-z])",
@@ -316,6 +324,30 @@ DEFAULT_PLACEHOLDER_PATTERNS: dict[str, str] = {
         r"(?!\s*(?:是指|指的是|指))"
     ),
 }
+# "[ICU]" glossing the term before it ("重症监护病房[ICU]", "intensive care unit [ICU]") is an
+# abbreviation; "[NAME]" or "[MANAGER]" in running text is a field left empty.
+# fmt: off
+_PLACEHOLDER_WORDS = frozenset([
+    "NAME", "DATE", "ADDRESS", "COMPANY", "PHONE", "EMAIL", "CITY", "TITLE", "AMOUNT", "PRODUCT",
+    "NUMBER", "SIGNATURE", "ZIP", "COUNTRY", "URL", "LINK", "ORGANIZATION", "ORGANISATION",
+    "POSITION", "ROLE", "TIME", "LOCATION", "PLACE", "RECIPIENT", "SENDER", "CLIENT", "CUSTOMER",
+    "INSURER", "POLICY", "PRICE", "VALUE", "TEXT", "CONTENT",
+])
+# fmt: on
+_BRACKET_TOKEN = re.compile(r"\[([A-Z]{2,})\]")
+
+
+def _is_abbreviation(text: str, start: int, token: str) -> bool:
+    """Whether "[TOKEN]" at ``start`` abbreviates the term just before it."""
+    if token in _PLACEHOLDER_WORDS:
+        return False
+    before = text[max(0, start - 60) : start]
+    if _CJK_RE.search(before[-1:]):
+        return True
+    words = re.findall(r"[A-Za-z]+", before)[-len(token) :]
+    return len(words) == len(token) and "".join(w[0] for w in words).upper() == token
+
+
 # A capitalised word (not a salutation) then "XXX": a Roman numeral thirty, not a placeholder.
 _XXX_NUMERAL = re.compile(
     r"(?<![A-Za-z])(?!(?:Dear|Hi|Hello|To|From|Name|Attn|Contact)\b)[A-Z][A-Za-z]*[ \t]+$"
@@ -370,6 +402,13 @@ class PlaceholderGate:
                     key == "xxx"
                     and found == "XXX"
                     and _XXX_NUMERAL.search(text, max(0, m.start() - 40), m.start())
+                ):
+                    continue
+                token = _BRACKET_TOKEN.fullmatch(found)
+                if (
+                    key == "unfilled_brackets"
+                    and token
+                    and _is_abbreviation(text, m.start(), token.group(1))
                 ):
                     continue
                 return found
@@ -560,20 +599,24 @@ class GroundingGate:
     """Drops an answer with little overlap with its source slice.
 
     The overlap is the share of the output's distinct tokens (CJK character n-grams, other
-    words minus stopwords) found in ``source_text`` plus the sample's input; it is recorded as
-    ``grounding_overlap``. A sample without source text is kept unchecked.
+    words minus stopwords) found in ``source_text`` plus the sample's instruction and input; it
+    is recorded as ``grounding_overlap``. An answer to a case question ("张某……能否……？",
+    "Suppose a Senator…") applies the rule in its own words, so ``case_min_overlap`` applies
+    instead of ``min_overlap``. A sample without source text is kept unchecked.
     """
 
     def __init__(
         self,
         *,
         min_overlap: float = 0.2,
+        case_min_overlap: float = 0.1,
         ngram: int = 3,
         min_tokens: int = 5,
         name: str = "grounding",
     ) -> None:
         self.name = name
         self.min_overlap = _float_opt("min_overlap", min_overlap)
+        self.case_min_overlap = _float_opt("case_min_overlap", case_min_overlap)
         self.ngram = _int_opt("ngram", ngram, minimum=1)
         self.min_tokens = _int_opt("min_tokens", min_tokens, minimum=1)
         # Samples of one chunk share its text and arrive together: tokenise it once.
@@ -593,22 +636,27 @@ class GroundingGate:
         out = grounding_tokens(sample.output, self.ngram)
         if len(out) < self.min_tokens:
             return None
-        source = self._source_tokens(sample.source_text)
-        if sample.input:
-            source = source | grounding_tokens(sample.input, self.ngram)
+        # An answer may restate its question (a case's names and facts).
+        asked = grounding_tokens(f"{sample.instruction}\n{sample.input}", self.ngram)
+        source = self._source_tokens(sample.source_text) | asked
         return len(out & source) / len(out)
 
     async def check(self, sample: Sample) -> GateResult:
-        """Keep unless the output's overlap with the source is under ``min_overlap``."""
+        """Keep unless the output's overlap with the source is under the floor."""
         ov = self.overlap(sample)
         if ov is None:
             return KEEP
         notes = {"grounding_overlap": round(ov, 3)}
-        if ov < self.min_overlap:
+        question = f"{sample.instruction}\n{sample.input}"
+        floor = (
+            self.case_min_overlap
+            if is_case_question(question, source=sample.source_text)
+            else self.min_overlap
+        )
+        if ov < floor:
             return GateResult(
                 False,
-                f"little overlap with the source ({ov:.0%} of output tokens, min "
-                f"{self.min_overlap:.0%})",
+                f"little overlap with the source ({ov:.0%} of output tokens, min {floor:.0%})",
                 notes,
             )
         return GateResult(True, None, notes)

@@ -1,0 +1,190 @@
+"""Quality benchmark: how many seeded defects the deterministic gates catch, and how many good
+answers they drop.
+
+Runs every labelled pair through the quality gates (``{"type": "quality"}``: truncated,
+non_answer, referential, evidence, numbers, support) and the rule gates (``{"type": "rules"}``),
+each gate on every row, and prints per language one markdown table: for each kind the share of
+rows dropped by any gate (recall for a defect kind, false-drop rate for ``good``, ``good_calc``
+and ``good_case``), the share the quality gates alone drop, and the share each gate drops on
+its own::
+
+    python benchmarks/bench_quality.py                  # ../shared/data/quality_seeded.jsonl
+    python benchmarks/bench_quality.py --data benchmarks/data/quality_small.jsonl --lang zh
+    python benchmarks/bench_quality.py --json
+
+Without ``--data`` it reads ``../shared/data/quality_seeded.jsonl`` (next to the repository) when
+present, else the small set shipped here, ``benchmarks/data/quality_small.jsonl`` (hand-written
+pairs over ``examples/slices.jsonl``; ``benchmarks/data/build_quality_small.py`` rebuilds it).
+Rows: ``{"id", "lang", "defect", "instruction", "input", "output", "source_text", ...}``, with
+optional ``evidence`` (a list of quotes) and ``finish_reason``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sft_distill.gates import QUALITY_GATE_TYPES, RULE_GATE_TYPES, Gate, build_gates
+from sft_distill.models import Sample
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "quality_seeded.jsonl"
+SHIPPED = REPO / "benchmarks" / "data" / "quality_small.jsonl"
+GOOD_KINDS = ("good", "good_calc", "good_case")
+DEFECT_KINDS = (
+    "number_swapped",
+    "wrong_article",
+    "context_dependent",
+    "truncated",
+    "non_answer",
+    "misattributed",
+    "invented_sentence",
+)
+# What each kind must reach: recall at least (defects) or false drops at most (good kinds).
+TARGETS = {
+    **dict.fromkeys(("number_swapped", "wrong_article", "context_dependent"), 0.9),
+    **dict.fromkeys(("truncated", "non_answer"), 0.9),
+    **dict.fromkeys(GOOD_KINDS, 0.05),
+}
+GATE_NAMES = (*QUALITY_GATE_TYPES, *RULE_GATE_TYPES)
+
+
+def default_data() -> Path:
+    """The shared seeded set when it is next to the repository, else the shipped small set."""
+    return SHARED if SHARED.exists() else SHIPPED
+
+
+def load_rows(path: Path, lang: str | None = None) -> list[dict[str, Any]]:
+    """Labelled rows of a JSONL file, optionally of one language."""
+    with path.open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [r for r in rows if lang is None or r["lang"] == lang]
+
+
+def to_sample(row: dict[str, Any]) -> Sample:
+    """The sample a teacher would have produced for a labelled row."""
+    annotations = {"finish_reason": row["finish_reason"]} if row.get("finish_reason") else {}
+    return Sample(
+        id=row["id"],
+        slice_id=row.get("source_id", ""),
+        instruction=row["instruction"],
+        input=row.get("input", ""),
+        output=row["output"],
+        source_text=row.get("source_text", ""),
+        evidence=row.get("evidence") or [],
+        annotations=annotations,
+    )
+
+
+async def verdicts(rows: Sequence[dict[str, Any]], gates: Sequence[Gate]) -> list[set[str]]:
+    """For each row, the names of the gates that drop it (every gate runs on every row)."""
+    out = []
+    for row in rows:
+        sample = to_sample(row)
+        dropped = set()
+        for gate in gates:
+            if not (await gate.check(sample)).keep:
+                dropped.add(gate.name)
+        out.append(dropped)
+    return out
+
+
+def summarise(rows: Sequence[dict[str, Any]], dropped: Sequence[set[str]]) -> dict[str, Any]:
+    """{lang: {kind: {"n", "dropped", "rate", "quality_rate", "by_gate": {gate: rate}}}}.
+
+    ``rate`` counts a row dropped by any gate, ``quality_rate`` by any quality gate.
+    """
+    counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for row, names in zip(rows, dropped, strict=True):
+        c = counts[(row["lang"], row["defect"])]
+        c["n"] += 1
+        c["dropped"] += bool(names)
+        c["quality_only"] += bool(names & set(QUALITY_GATE_TYPES))
+        for name in names:
+            c[name] += 1
+    out: dict[str, Any] = {}
+    for (lang, kind), c in sorted(counts.items()):
+        n = c["n"]
+        out.setdefault(lang, {})[kind] = {
+            "n": n,
+            "dropped": c["dropped"],
+            "rate": round(c["dropped"] / n, 3),
+            "quality_rate": round(c["quality_only"] / n, 3),
+            "by_gate": {g: round(c[g] / n, 3) for g in GATE_NAMES if c[g]},
+        }
+    return out
+
+
+def _order(kinds: Sequence[str]) -> list[str]:
+    known = [*GOOD_KINDS, *DEFECT_KINDS]
+    return [k for k in known if k in kinds] + sorted(k for k in kinds if k not in known)
+
+
+def _verdict(kind: str, rate: float) -> str:
+    target = TARGETS.get(kind)
+    if target is None:
+        return ""
+    ok = rate <= target if kind in GOOD_KINDS else rate >= target
+    return "ok" if ok else "MISSED"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """One table per language: drop rate per kind and the share each gate drops."""
+    blocks = []
+    for lang, kinds in summary.items():
+        gates = [g for g in GATE_NAMES if any(g in k["by_gate"] for k in kinds.values())]
+        head = ["kind", "n", "dropped (recall / false drops)", "target", "quality gates", *gates]
+        lines = [
+            f"### {lang}",
+            "",
+            "| " + " | ".join(head) + " |",
+            "| " + " | ".join(["---"] * len(head)) + " |",
+        ]
+        for kind in _order(list(kinds)):
+            k = kinds[kind]
+            target = TARGETS.get(kind)
+            shown = "" if target is None else ("≤ " if kind in GOOD_KINDS else "≥ ") + f"{target:g}"
+            verdict = _verdict(kind, k["rate"])
+            cells = [
+                kind,
+                str(k["n"]),
+                f"{k['rate']:.2f}",
+                f"{shown} {verdict}".strip(),
+                f"{k['quality_rate']:.2f}",
+                *(f"{k['by_gate'][g]:.2f}" if g in k["by_gate"] else "" for g in gates),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print the tables (or JSON); 0 on success, 2 on a bad path."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="labelled JSONL (default: see top)")
+    parser.add_argument("--lang", choices=("zh", "en"), default=None, help="one language only")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    path = args.data or default_data()
+    if not path.is_file():
+        print(f"bench_quality: {path}: no such file", file=sys.stderr)
+        return 2
+    rows = load_rows(path, args.lang)
+    gates = build_gates([{"type": "quality"}, {"type": "rules"}])
+    summary = summarise(rows, asyncio.run(verdicts(rows, gates)))
+    if args.json:
+        print(json.dumps({"data": str(path), "summary": summary}, ensure_ascii=False, indent=1))
+    else:
+        print(f"data: {path} ({len(rows)} rows)\n")
+        print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
