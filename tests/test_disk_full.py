@@ -15,12 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sft_distill.cli import main
+from tests.helpers import OUTPUTS, SLICES, dry_run
 
-from .conftest import EXAMPLES
-
-SLICES = EXAMPLES / "slices.jsonl"
-OUTPUTS = ("train.jsonl", "val.jsonl", "generated_raw.jsonl")
 # KiB left free; with the shipped examples the disk fills while creating the cache (8-72),
 # while claiming the directory (80), while committing replies and streaming the raw file
 # (96 up to about 100 KiB below what a whole run needs) and while writing the final
@@ -66,7 +62,7 @@ def _fill(disk: Path, free_kib: int) -> Path:
 
 
 def _run(out: Path) -> int:
-    return main(["--input", str(SLICES), "--output", str(out), "--dry-run", "-q"])
+    return dry_run(SLICES, out)
 
 
 def _needed_kib(disk: Path, capsys: pytest.CaptureFixture[str]) -> int:

@@ -13,8 +13,7 @@ from sft_distill.llm_client import LLMClient, error_details, one_line, parse_ret
 from sft_distill.prompts import generation_messages
 from sft_distill.simulator import Scripted, Simulator, SimulatorConfig
 from sft_distill.utils import extract_json
-
-from .conftest import SleepRecorder, endpoint
+from tests.helpers import SleepRecorder, endpoint
 
 MESSAGES = [{"role": "user", "content": "Say hello as JSON."}]
 

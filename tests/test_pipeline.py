@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from sft_distill import DatasetDistillationPipeline
 from sft_distill.errors import InputError
 from sft_distill.simulator import Simulator, SimulatorConfig, run_in_thread
-
-from .conftest import EXAMPLES, sim_config
-
-SLICES = EXAMPLES / "slices.jsonl"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+from tests.helpers import SLICES, read_jsonl, read_metadata, sim_config
 
 
 async def run(sim, tmp_path, input_path=SLICES, **overrides):
@@ -31,7 +23,7 @@ async def test_example_job_writes_valid_outputs(sim, tmp_path):
     train, val, raw = (
         read_jsonl(out / f) for f in ("train.jsonl", "val.jsonl", "generated_raw.jsonl")
     )
-    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(out)
     c = meta["counts"]
     assert c["slices"] == 8 and c["chunks"] > c["slices"]  # long slices were split
     assert len(raw) == c["samples_generated"] == c["samples_evaluated"] > 0
@@ -314,7 +306,7 @@ async def test_report_gathered_while_streaming_equals_a_recount_of_the_raw_file(
 
     result = await run(sim, tmp_path, max_per_slice=1)
     out = result.output_dir
-    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(out)
     # low scores, near-duplicates and the per-slice cap all drop samples after judging
     assert {"duplicate", "capped", "low_votes"} <= set(meta["report"]["drop_reasons"])
     recount = compute_report(out / "generated_raw.jsonl", meta)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
-import json
 import shutil
 import sqlite3
 import time
@@ -22,8 +21,7 @@ from sft_distill.models import Sample
 from sft_distill.prompts import parse_evaluation_prompt, text2sql_system_prompt
 from sft_distill.simulator import parse_create_tables, text2sql_samples
 from sft_distill.sql_gate import SQLExecutionGate, extract_sql, run_query, split_statements
-
-from .conftest import EXAMPLES, sim_config
+from tests.helpers import EXAMPLES, read_jsonl, sim_config
 
 EXAMPLE_DIR = EXAMPLES / "text2sql"
 
@@ -40,10 +38,6 @@ def db(tmp_path: Path) -> Path:
         )
     conn.close()
     return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def digest(path: Path) -> str:

@@ -31,8 +31,7 @@ from sft_distill.topics import (
     topic_id,
     topic_source_from_args,
 )
-
-from .conftest import cli_config, sim_config
+from tests.helpers import cli_config, read_jsonl, read_metadata, sim_config
 
 BOOK_TOC = {
     "Python Basics": {
@@ -40,10 +39,6 @@ BOOK_TOC = {
         "Chapter 2 Control Flow": None,
     }
 }
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def tasks(sim: Any, kind: str) -> list[dict[str, str]]:
@@ -146,7 +141,7 @@ async def test_topic_run_builds_tree_asks_answers_and_writes(sim, tmp_path):
         assert r["source_kind"] == "topics" and r["prompt_version"] == "topic-v1"
         assert r["input"] == "" and r["output"] and r["reasoning"]  # reasoning_content kept
         assert len(r["judgements"]) == 2
-    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(out)
     assert meta["source"]["kind"] == "topics" and meta["source"]["tree_blake2b"] is None
     assert source.counts["answers"] == 27 and source.counts["short_leaves"] == 0
 
