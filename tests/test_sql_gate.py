@@ -30,6 +30,7 @@ EXAMPLE_DIR = EXAMPLES / "text2sql"
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "shop.db"
     conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous = OFF")  # test data: no need to wait for the disk
     with conn:
         conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
         conn.executemany(
@@ -229,6 +230,7 @@ async def test_json_table_functions_work(db, sql, rows):
 def big_db(tmp_path: Path) -> Path:
     path = tmp_path / "big.db"
     conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous = OFF")  # test data: no need to wait for the disk
     with conn:
         conn.execute("CREATE TABLE t (x INTEGER)")
         conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
