@@ -43,6 +43,7 @@ async def base_run(sim, tmp_path: Path, **overrides: Any) -> Path:
     return result.output_dir
 
 
+@pytest.mark.slow
 async def test_augment_end_to_end_from_a_pipeline_train_file(sim, tmp_path):
     base = await base_run(sim, tmp_path)
     train = read_jsonl(base / "train.jsonl")
@@ -129,6 +130,7 @@ async def test_variants_are_deduplicated_against_other_originals_and_each_other(
     assert len(kept) == len(dup) == 1 and dup[0]["duplicate_of"] == kept[0]["id"]
 
 
+@pytest.mark.slow
 async def test_our_other_formats_and_generated_raw_are_read(sim, tmp_path):
     base = await base_run(sim, tmp_path, output_formats=["sharegpt", "alpaca", "openai"])
     train = read_jsonl(base / "train.jsonl")

@@ -57,6 +57,7 @@ def assert_one_line_naming_the_way_out(err: str, cache: Path) -> None:
     assert "--repair" in lines[0] and "--fresh" in lines[0]
 
 
+@pytest.mark.slow
 def test_random_garbles_are_exit_2_or_asked_again_never_a_traceback_or_silent(
     pristine, tmp_path, capsys, caplog
 ):

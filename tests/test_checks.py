@@ -292,6 +292,7 @@ def test_evidence_fuzzy_character_level_for_cjk():
     assert check_evidence(["  "], ZH_SOURCE).verified is None
 
 
+@pytest.mark.slow
 def test_evidence_is_fast_on_a_long_chunk():
     chunk = ZH_SOURCE * 40  # about 20,000 characters
     quotes = [
@@ -715,6 +716,7 @@ def _bench():
     return module
 
 
+@pytest.mark.slow
 def test_bench_on_the_shipped_set(capsys):
     bench = _bench()
     shipped = REPO / "benchmarks" / "data" / "quality_small.jsonl"
@@ -746,6 +748,7 @@ def test_bench_bad_path(capsys, tmp_path):
 
 
 @needs_shared("quality_seeded.jsonl")
+@pytest.mark.slow
 def test_bench_on_the_shared_set_meets_the_targets(capsys):
     bench = _bench()
     assert bench.main(["--data", str(SHARED_DATA / "quality_seeded.jsonl"), "--json"]) == 0

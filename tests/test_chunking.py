@@ -185,6 +185,7 @@ LAW_300K = (
     [LAW_300K, "字" * 300_000, ("word " * 60_000), ("a, " * 100_000)],
     ids=["law", "no-separators", "words", "clauses"],
 )
+@pytest.mark.slow
 def test_split_text_is_fast_on_300k_chars(text: str) -> None:
     start = time.perf_counter()
     chunks = split_text(text, 2000)

@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import SHARED_DATA, SLICES, needs_shared, read_jsonl, read_metadata, run_cli
 
 
+@pytest.mark.slow
 def test_dry_run_on_the_examples(tmp_path):
     out = tmp_path / "out"
     p = run_cli("--input", str(SLICES), "--output", str(out), "--dry-run", "-q")
@@ -84,6 +85,7 @@ def test_strict_fails_on_the_first_bad_line(tmp_path, cli):
 
 
 @needs_shared("slices_nasty.jsonl")
+@pytest.mark.slow
 def test_real_nasty_file_runs_the_good_lines_and_counts_the_bad(tmp_path, cli):
     out = tmp_path / "o"
     p = cli(

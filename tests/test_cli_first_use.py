@@ -273,6 +273,7 @@ def test_each_subcommand_has_its_own_description(capsys):
     assert "Rephrase" in descriptions["augment"] and "finished run" in descriptions["refilter"]
 
 
+@pytest.mark.slow
 def test_refilter_is_quiet_by_default_and_talks_with_v(tmp_path, cli):
     out = tmp_path / "out"
     p = cli("--input", str(SLICES), "--output", str(out), "--dry-run", "-q")

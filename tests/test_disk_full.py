@@ -24,6 +24,8 @@ from tests.helpers import OUTPUTS, SLICES, dry_run
 # it moves whenever the cache or an output gains a column; where exactly each stage fails
 # varies a little with how replies are batched.
 EARLY_FREE_KIB = (8, 48, 72, 80, 84, 96, 192)
+# About thirty runs on a filling disk.
+pytestmark = pytest.mark.slow
 
 
 def _mount_tmpfs(where: Path) -> str | None:

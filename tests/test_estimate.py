@@ -153,6 +153,7 @@ def test_topic_estimate_is_an_upper_bound_and_says_so(tmp_path):
     assert "Upper bounds" in text and "at most 625 leaves" in text
 
 
+@pytest.mark.slow
 async def test_topic_estimate_matches_a_run_whose_replies_are_complete(sim, tmp_path):
     from sft_distill.estimate_modes import estimate_topics
     from sft_distill.topics import TopicSource

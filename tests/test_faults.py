@@ -57,6 +57,7 @@ async def _reference(tmp_path: Path):
         return await DatasetDistillationPipeline(cfg, show_progress=False).run(SLICES)
 
 
+@pytest.mark.slow
 async def test_fault_storm_completes_and_keeps_every_recoverable_sample(tmp_path):
     ref = await _reference(tmp_path)
     storm = SimulatorConfig(fail_rate=0.3, retry_after_s=0.01, timeout_s=2.0, seed=3)
@@ -73,6 +74,7 @@ async def test_fault_storm_completes_and_keeps_every_recoverable_sample(tmp_path
     assert retries >= sum(faults.values())
 
 
+@pytest.mark.slow
 async def test_what_still_fails_is_recorded_never_silently_lost(tmp_path):
     ref = await _reference(tmp_path)
     ref_raw = {r["id"]: r for r in read_jsonl(ref.output_dir / "generated_raw.jsonl")}
@@ -203,6 +205,7 @@ async def test_429_storm_on_one_endpoint_lowers_only_its_concurrency(sim):
         assert other.limiter.limit == 16
 
 
+@pytest.mark.slow
 async def test_spent_request_quota_pauses_the_endpoint_until_reset(sim):
     sim.queue(
         Scripted(
@@ -237,6 +240,7 @@ def test_parse_go_durations(text, seconds):
     assert got == (pytest.approx(seconds) if seconds is not None else None)
 
 
+@pytest.mark.slow
 async def test_requests_per_minute_is_respected(sim):
     # 1200 rpm = 20 per second, starting (nearly) empty: 31 requests take about 1.5 s,
     # never the burst a full bucket would allow.
@@ -251,6 +255,7 @@ async def test_requests_per_minute_is_respected(sim):
     assert 1.3 <= time.monotonic() - t0 < 3.0
 
 
+@pytest.mark.slow
 async def test_token_bucket_debt_delays_later_takers():
     bucket = TokenBucket(600)  # 10 per second, bucket of 100, starts with 1
     await bucket.take(1)
@@ -332,6 +337,7 @@ def run_with(cli, tmp_path: Path, cfg: dict, slices: Path, out: str = "o"):
     return p, time.monotonic() - t0
 
 
+@pytest.mark.slow
 def test_dead_generator_stops_the_run_promptly_with_one_line(tmp_path, cli):
     dead = f"http://127.0.0.1:{closed_port()}/v1"
     slices = write_slices(tmp_path / "s.jsonl", 100)
@@ -361,6 +367,7 @@ def test_dead_generator_stops_the_run_promptly_with_one_line(tmp_path, cli):
     assert meta["stopped"]["endpoint"] == "generator" and meta["stopped"]["url"] == dead
 
 
+@pytest.mark.slow
 def test_one_dead_judge_stops_the_run_and_what_was_received_is_kept(tmp_path, cli):
     dead = f"http://127.0.0.1:{closed_port()}/v1"
     slices = write_slices(tmp_path / "s.jsonl", 200)
@@ -394,6 +401,7 @@ def test_one_dead_judge_stops_the_run_and_what_was_received_is_kept(tmp_path, cl
         assert "stopped" not in meta2
 
 
+@pytest.mark.slow
 def test_a_judge_answering_every_request_with_the_same_500_stops_the_run(tmp_path, cli):
     slices = write_slices(tmp_path / "s.jsonl", 200)
     with (
@@ -456,6 +464,7 @@ def test_a_judge_failure_is_logged_once_too(tmp_path, cli):
     assert "evaluation failed (primary, 1 attempt): HTTP 404: The model does not exist" in lines[0]
 
 
+@pytest.mark.slow
 async def test_malformed_replies_are_reasked_and_counted_apart_from_retries(tmp_path):
     async with Simulator(SimulatorConfig(malformed_rate=0.2, seed=2)) as sim:
         cfg = storm_config(sim, tmp_path / "o", max_retries=6)

@@ -235,6 +235,7 @@ async def test_connection_reset_is_retried(sim):
     assert "connection error" in str(info.value) and info.value.attempts == 2
 
 
+@pytest.mark.slow
 async def test_timeout_is_retryable(sim):
     sim.queue(Scripted(status=200, content='{"a": 1}', delay_s=2.0), ok())
     ep = endpoint(sim, timeout=0.3)

@@ -26,6 +26,7 @@ async def test_manifest_is_identical_across_two_identical_runs(sim, tmp_path):
     assert "sk-test" not in a.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 async def test_manifest_changes_when_the_config_does(sim, tmp_path):
     digests = []
     for name, threshold in (("a", 7.0), ("b", 8.0)):

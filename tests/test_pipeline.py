@@ -109,6 +109,7 @@ async def test_api_key_never_reaches_any_output(sim, tmp_path):
     assert sim.stats["auth_headers_seen"] > 0  # the key was sent, just never written
 
 
+@pytest.mark.slow
 async def test_failed_evaluator_casts_no_vote_and_is_recorded(sim, tmp_path):
     ep = {"api_base": sim.url, "api_key": "k", "max_retries": 0}
     down = {
@@ -143,6 +144,7 @@ async def test_failed_evaluator_casts_no_vote_and_is_recorded(sim, tmp_path):
     assert result.counts.train + result.counts.val > 0
 
 
+@pytest.mark.slow
 async def test_generation_and_evaluation_overlap(tmp_path):
     lines = [
         json.dumps(
@@ -281,6 +283,7 @@ def test_judge_replies_missing_dimensions_or_out_of_range_are_rejected(scores):
         )
 
 
+@pytest.mark.slow
 async def test_rerun_does_not_embed_again(sim, tmp_path):
     import numpy as np
 
@@ -300,6 +303,7 @@ async def test_rerun_does_not_embed_again(sim, tmp_path):
     assert not list((tmp_path / "out").glob("*.spill*"))  # spill files are cleaned up
 
 
+@pytest.mark.slow
 async def test_report_gathered_while_streaming_equals_a_recount_of_the_raw_file(sim, tmp_path):
     """The pipeline builds the report as samples arrive; refilter recounts the final raw file."""
     from sft_distill.report import REPORT_FILE, collect_examples, compute_report, render_html

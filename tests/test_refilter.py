@@ -208,6 +208,7 @@ async def _arefilter(out: Path, overrides: dict):
     return await arefilter(out, overrides=overrides)
 
 
+@pytest.mark.slow
 async def test_refilter_with_embedding_dedup_embeds_nothing_again(sim, tmp_path):
     import numpy as np
 
@@ -253,6 +254,7 @@ async def test_refilter_balance_by_on_a_distill_run_says_how(sim, tmp_path):
         await arefilter(tmp_path / "out", overrides={"balance_by": "domain", "max_per_group": 1})
 
 
+@pytest.mark.slow
 def test_refilter_writes_what_a_fresh_run_at_the_same_settings_writes(tmp_path):
     """Run at 7 then refilter to 8, against a fresh run at 8 on the same cache: file by file."""
     import shutil

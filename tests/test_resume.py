@@ -47,6 +47,7 @@ def reference(sim_thread, tmp_path_factory):
 
 
 @pytest.mark.parametrize("kill_after", [5, 60, 130])
+@pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_same_dataset_and_resends_only_unfinished(
     sim_thread, reference, tmp_path, kill_after
 ):
@@ -79,6 +80,7 @@ def test_kill_9_then_rerun_gives_the_same_dataset_and_resends_only_unfinished(
 @pytest.mark.parametrize(
     ("sig", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")]
 )
+@pytest.mark.slow
 def test_signal_stops_quickly_with_a_message_and_resumes(
     sim_thread, reference, tmp_path, sig, code, name
 ):
@@ -146,6 +148,7 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
     assert second.failures == 0
 
 
+@pytest.mark.slow
 async def test_output_dir_of_another_run_is_never_overwritten_silently(sim, tmp_path):
     a = make_input(tmp_path / "a.jsonl", n=3)
     b = tmp_path / "b.jsonl"
@@ -193,6 +196,7 @@ async def test_the_same_input_at_another_path_still_resumes(sim, tmp_path):
     assert sim.stats["chat_requests"] == calls and result.counts.slices == 3
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_same_output_dir_is_refused(sim_thread, reference, tmp_path):
     from sft_distill.data_io import lock_output_dir
 

@@ -60,6 +60,7 @@ def test_a_run_that_failed_before_any_work_leaves_nothing_in_the_way(
     assert read_metadata(out)["counts"]["train"] > 0
 
 
+@pytest.mark.slow
 def test_a_failed_overwrite_before_any_work_gives_the_directory_back(tmp_path, capsys):
     out = tmp_path / "out"
     assert dry_run(SLICES, out) == 0
@@ -90,6 +91,7 @@ def test_a_dry_run_into_a_real_runs_directory_says_so(tmp_path, capsys):
     assert files(out) == before
 
 
+@pytest.mark.slow
 def test_a_real_run_into_a_dry_runs_directory_says_so(tmp_path, capsys):
     out = tmp_path / "out"
     assert dry_run(SLICES, out) == 0
@@ -107,6 +109,7 @@ def test_a_real_run_into_a_dry_runs_directory_says_so(tmp_path, capsys):
 # -- item 10: --fresh deletes nothing while another process holds the directory ---------------
 
 
+@pytest.mark.slow
 def test_fresh_deletes_nothing_while_another_process_holds_the_directory(tmp_path, capsys):
     out = tmp_path / "out"
     assert dry_run(SLICES, out) == 0
@@ -124,6 +127,7 @@ def test_fresh_deletes_nothing_while_another_process_holds_the_directory(tmp_pat
 # -- item 13: usage, cost, tokens/s and latency add up over resumes and reruns ----------------
 
 
+@pytest.mark.slow
 def test_a_cached_rerun_reports_the_whole_runs_usage_cost_and_speed(tmp_path):
     out = tmp_path / "out"
     cfg = tmp_path / "prices.json"
@@ -173,6 +177,7 @@ def slow_sim():
         yield sim
 
 
+@pytest.mark.slow
 def test_usage_adds_up_over_a_kill_9_and_the_resume(slow_sim, tmp_path):
     inp = make_input(tmp_path / "in.jsonl")
     cfg = write_config(tmp_path / "c.json", slow_sim.url)
@@ -223,6 +228,7 @@ class _Terminal(io.StringIO):
         return super().write(s)
 
 
+@pytest.mark.slow
 def test_the_generate_bar_counts_work_answered_not_slices_read(tmp_path, monkeypatch):
     inp = make_input(tmp_path / "in.jsonl", n=24)  # one chunk per slice
     with run_in_thread(SimulatorConfig(latency_ms=150)) as sim:

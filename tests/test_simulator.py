@@ -377,6 +377,7 @@ async def test_reset_fault_drops_the_connection(server, http):
     assert status == 200
 
 
+@pytest.mark.slow
 async def test_timeout_fault_hangs_then_answers(server, http):
     server.config.fail_rate = 1.0
     server.config.faults = ("timeout",)
@@ -580,6 +581,7 @@ def test_cli_help_works(capsys):
     assert "--fail-rate" in out and "--retry-after-s" in out
 
 
+@pytest.mark.slow
 async def test_cli_serves_until_interrupted(http):
     proc = await _run_module("--port", "0", "--seed", "3")
     try:

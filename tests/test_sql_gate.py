@@ -258,6 +258,7 @@ async def test_a_huge_result_is_stopped_in_time_and_reported(big_db):
     assert fits.ok and len(fits.rows) == 1000
 
 
+@pytest.mark.slow
 def test_the_deadline_holds_while_rows_are_fetched(big_db, monkeypatch):
     # Time spent outside SQLite (turning rows into Python values) counts too.
     def slow(value):
@@ -271,6 +272,7 @@ def test_the_deadline_holds_while_rows_are_fetched(big_db, monkeypatch):
     assert result.error == "timeout: stopped after 0.3 s"
 
 
+@pytest.mark.slow
 async def test_queries_per_gate_are_limited(db, monkeypatch):
     running = peak = 0
     real = sql_gate_module.run_query
@@ -295,6 +297,7 @@ async def test_queries_per_gate_are_limited(db, monkeypatch):
     assert peak == 1
 
 
+@pytest.mark.slow
 async def test_runaway_recursive_cte_is_stopped_without_blocking_the_loop(db):
     gate = SQLExecutionGate(database=db, timeout_s=0.5)
     runaway = (

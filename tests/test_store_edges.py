@@ -112,6 +112,7 @@ def test_ctrl_c_while_the_command_imports_its_modules_is_the_one_line_message(tm
 
 
 @LINUX_PROC
+@pytest.mark.slow
 def test_ctrl_c_while_reading_a_large_input_is_the_interrupted_message(tmp_path):
     big = tmp_path / "big.jsonl"
     text = "保险人应当及时赔付保险金。" * 20
@@ -132,6 +133,7 @@ def test_ctrl_c_while_reading_a_large_input_is_the_interrupted_message(tmp_path)
     assert all(line.startswith("sft-distill:") for line in err.strip().splitlines())
 
 
+@pytest.mark.slow
 def test_the_package_loads_what_it_exports_on_first_use():
     """What keeps the Ctrl-C window short: ``import sft_distill`` imports no heavy module, and
     the functions named like their modules stay the functions once those modules load."""

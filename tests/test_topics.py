@@ -72,6 +72,7 @@ def small(topic: str = "体育与运动", **kw: Any) -> TopicSource:
     return TopicSource(topic, **settings)
 
 
+@pytest.mark.slow
 async def test_topic_run_builds_tree_asks_answers_and_writes(sim, tmp_path):
     sim.config = SimulatorConfig(keep_prompts=True, reasoning=True)
     out = tmp_path / "out"
@@ -225,6 +226,7 @@ async def test_questions_in_the_tree_are_answered_and_only_the_rest_asked(sim, t
     assert result.counts.samples_generated == 4
 
 
+@pytest.mark.slow
 async def test_failures_are_reported_and_a_rerun_sends_only_what_failed(sim, tmp_path, monkeypatch):
     sim.config = SimulatorConfig(keep_prompts=True)
     ep = {"api_base": sim.url, "api_key": "sk-test-0000", "api_key_env": None}

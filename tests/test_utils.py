@@ -258,6 +258,7 @@ PROSE_300K = (PROSE_UNIT * 6000)[:300_000]
     ],
     ids=["prose", "prose-with-brackets", "unclosed-object", "many-openers", "many-citations"],
 )
+@pytest.mark.slow
 def test_extract_json_is_fast_on_300kb(text: str) -> None:
     start = time.perf_counter()
     with contextlib.suppress(JSONExtractionError):
