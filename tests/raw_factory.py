@@ -118,8 +118,3 @@ def write_run(
     metadata.update(extra or {})
     (out / "metadata.json").write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
     return out
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every line of a JSONL file as an object."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

@@ -24,15 +24,9 @@ from sft_distill.errors import ConfigError, JSONExtractionError
 from sft_distill.instruction_sets import iter_records
 from sft_distill.llm_client import ChatResult
 from sft_distill.simulator import iset_rephrase_reply, ok
+from tests.helpers import TEST_DATA, read_jsonl, read_metadata, sim_config
 
-from .conftest import sim_config
-
-DATA = Path(__file__).parent / "data"
-SLICES = DATA / "iset_slices.jsonl"
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+SLICES = TEST_DATA / "iset_slices.jsonl"
 
 
 async def run(sim, out: Path, *, source=None, input_path=None, **overrides: Any):
@@ -49,6 +43,7 @@ async def base_run(sim, tmp_path: Path, **overrides: Any) -> Path:
     return result.output_dir
 
 
+@pytest.mark.slow
 async def test_augment_end_to_end_from_a_pipeline_train_file(sim, tmp_path):
     base = await base_run(sim, tmp_path)
     train = read_jsonl(base / "train.jsonl")
@@ -96,7 +91,7 @@ async def test_augment_end_to_end_from_a_pipeline_train_file(sim, tmp_path):
         "variants": n_variants,
         "not_kept_skipped": 0,
     }
-    meta = json.loads((result.output_dir / "metadata.json").read_text("utf-8"))
+    meta = read_metadata(result.output_dir)
     assert meta["source"]["kind"] == "augment" and meta["source"]["num_aug"] == 3
 
     sim.reset_stats()
@@ -135,6 +130,7 @@ async def test_variants_are_deduplicated_against_other_originals_and_each_other(
     assert len(kept) == len(dup) == 1 and dup[0]["duplicate_of"] == kept[0]["id"]
 
 
+@pytest.mark.slow
 async def test_our_other_formats_and_generated_raw_are_read(sim, tmp_path):
     base = await base_run(sim, tmp_path, output_formats=["sharegpt", "alpaca", "openai"])
     train = read_jsonl(base / "train.jsonl")

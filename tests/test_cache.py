@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from sft_distill.cache import ResponseCache, _KeyFilter, finish_key, key_prefix, request_key
 
 REPLY = {
@@ -20,6 +22,7 @@ def key(i: int) -> str:
     return hashlib.blake2b(str(i).encode(), digest_size=20).hexdigest()
 
 
+@pytest.mark.slow
 def test_key_filter_has_no_false_negatives_and_few_false_positives():
     f = _KeyFilter()
     for i in range(20_000):

@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 
 from sft_distill.cache import SCHEMA_VERSION, ResponseCache
-from sft_distill.cli import main
+from tests import helpers
+from tests.helpers import SLICES, outputs
 
-from .conftest import EXAMPLES
-
-SLICES = EXAMPLES / "slices.jsonl"
-OUTPUTS = ("train.jsonl", "val.jsonl", "generated_raw.jsonl")
 CACHE = "cache.sqlite3"
 
 REPLY = {
@@ -31,11 +28,8 @@ REPLY = {
 
 
 def dry_run(out: Path, *extra: str) -> int:
-    return main(["--input", str(SLICES), "--output", str(out), "--dry-run", "-q", *extra])
-
-
-def outputs(out: Path) -> dict[str, bytes]:
-    return {name: (out / name).read_bytes() for name in OUTPUTS}
+    """A dry run of the examples into ``out``, in process."""
+    return helpers.dry_run(SLICES, out, *extra)
 
 
 def cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -63,6 +57,7 @@ def assert_one_line_naming_the_way_out(err: str, cache: Path) -> None:
     assert "--repair" in lines[0] and "--fresh" in lines[0]
 
 
+@pytest.mark.slow
 def test_random_garbles_are_exit_2_or_asked_again_never_a_traceback_or_silent(
     pristine, tmp_path, capsys, caplog
 ):

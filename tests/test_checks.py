@@ -34,8 +34,7 @@ from sft_distill.numerals import (
     parse_zh_number,
     roman_to_int,
 )
-
-from .conftest import NO_SHARED, REPO, SHARED_DATA, sim_config
+from tests.helpers import REPO, SHARED_DATA, SLICES, needs_shared, read_jsonl, sim_config
 
 # A window of the Insurance Law as a teacher sees it.
 ZH_SOURCE = """# 中华人民共和国保险法
@@ -293,6 +292,7 @@ def test_evidence_fuzzy_character_level_for_cjk():
     assert check_evidence(["  "], ZH_SOURCE).verified is None
 
 
+@pytest.mark.slow
 def test_evidence_is_fast_on_a_long_chunk():
     chunk = ZH_SOURCE * 40  # about 20,000 characters
     quotes = [
@@ -693,9 +693,7 @@ async def test_quality_gates_in_a_pipeline_run(sim, tmp_path):
     assert [g.name for g in pipeline.gates] == list(QUALITY_GATE_TYPES)
     result = await pipeline.run(slices)
     out = result.output_dir
-    raw = [
-        json.loads(line) for line in (out / "generated_raw.jsonl").read_text("utf-8").splitlines()
-    ]
+    raw = read_jsonl(out / "generated_raw.jsonl")
     assert raw and all(r["evidence"] == [] for r in raw)
     assert all(r["annotations"].get("evidence_verified", "absent") in (None, "absent") for r in raw)
     gated = {r["drop_reason"] for r in raw if (r["drop_reason"] or "").startswith("gate:")}
@@ -718,6 +716,7 @@ def _bench():
     return module
 
 
+@pytest.mark.slow
 def test_bench_on_the_shipped_set(capsys):
     bench = _bench()
     shipped = REPO / "benchmarks" / "data" / "quality_small.jsonl"
@@ -748,7 +747,8 @@ def test_bench_bad_path(capsys, tmp_path):
     assert "no such file" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "quality_seeded.jsonl").exists(), reason=NO_SHARED)
+@needs_shared("quality_seeded.jsonl")
+@pytest.mark.slow
 def test_bench_on_the_shared_set_meets_the_targets(capsys):
     bench = _bench()
     assert bench.main(["--data", str(SHARED_DATA / "quality_seeded.jsonl"), "--json"]) == 0
@@ -764,16 +764,8 @@ def test_bench_on_the_shared_set_meets_the_targets(capsys):
 
 
 def test_shipped_set_is_built_from_the_example_texts():
-    rows = [
-        json.loads(line)
-        for line in (REPO / "benchmarks" / "data" / "quality_small.jsonl")
-        .read_text("utf-8")
-        .splitlines()
-    ]
-    examples = {
-        json.loads(line)["id"]
-        for line in (REPO / "examples" / "slices.jsonl").read_text("utf-8").splitlines()
-    }
+    rows = read_jsonl(REPO / "benchmarks" / "data" / "quality_small.jsonl")
+    examples = {row["id"] for row in read_jsonl(SLICES)}
     assert {r["source_id"] for r in rows} <= examples
     assert len({r["id"] for r in rows}) == len(rows)
     assert Path(REPO / "benchmarks" / "data" / "build_quality_small.py").is_file()

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from pathlib import Path
 
 import pytest
 
 from sft_distill.chunking import allocate_samples, split_text
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-NO_SHARED = "../shared/data not present (CI has it; it is not shipped with the project)"
+from tests.helpers import SHARED_DATA, needs_shared, read_jsonl
 
 
 def assert_no_loss(text: str, chunks: list[str], max_chars: int) -> None:
@@ -164,12 +160,10 @@ def test_no_loss_on_random_text(seed: int) -> None:
         assert_no_loss(text, split_text(text, max_chars), max_chars)
 
 
-@pytest.mark.skipif(not SHARED_DATA.exists(), reason=NO_SHARED)
+@needs_shared("slices_zh.jsonl", "slices_en.jsonl")
 @pytest.mark.parametrize("name", ["slices_zh.jsonl", "slices_en.jsonl"])
 def test_no_loss_on_real_slices(name: str) -> None:
-    with (SHARED_DATA / name).open(encoding="utf-8") as f:
-        texts = [json.loads(line)["content"] for line in f if line.strip()]
-    for text in texts:
+    for text in (row["content"] for row in read_jsonl(SHARED_DATA / name)):
         for max_chars in (200, 1500, 6000):
             assert_no_loss(text, split_text(text, max_chars), max_chars)
 
@@ -191,6 +185,7 @@ LAW_300K = (
     [LAW_300K, "字" * 300_000, ("word " * 60_000), ("a, " * 100_000)],
     ids=["law", "no-separators", "words", "clauses"],
 )
+@pytest.mark.slow
 def test_split_text_is_fast_on_300k_chars(text: str) -> None:
     start = time.perf_counter()
     chunks = split_text(text, 2000)

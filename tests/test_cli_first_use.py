@@ -11,26 +11,19 @@ import pytest
 
 from sft_distill.cli import main
 from sft_distill.config import load_config
-
-from .conftest import EXAMPLES, REPO, run_cli
-
-SLICES = EXAMPLES / "slices.jsonl"
+from tests import helpers
+from tests.helpers import REPO, SLICES, read_jsonl, read_metadata
 
 
 def dry_run(tmp_path: Path, *args: str, out: str = "out") -> tuple[int, Path]:
     """``sft-distill --input examples/slices.jsonl --dry-run -q ARGS`` in process."""
     target = tmp_path / out
-    code = main(["--input", str(SLICES), "--output", str(target), "--dry-run", "-q", *args])
-    return code, target
+    return helpers.dry_run(SLICES, target, *args), target
 
 
 def write_json(path: Path, obj: object) -> Path:
     path.write_text(json.dumps(obj), encoding="utf-8")
     return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def error_line(capsys) -> str:
@@ -49,7 +42,7 @@ def test_null_evaluator_stays_removed_when_flags_set_config_values(tmp_path, cap
         tmp_path, "--config", str(cfg), "--samples-per-slice", "1", "--min-score-threshold", "7"
     )
     assert code == 0, capsys.readouterr().err
-    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(out)
     assert set(meta["usage"]) == {"generator", "primary"}
     assert list(meta["config"]["evaluators"]) == ["primary"]
     raw = read_jsonl(out / "generated_raw.jsonl")
@@ -87,7 +80,7 @@ def test_balance_by_a_field_no_slice_has_warns_and_caps_nothing(tmp_path, capsys
     warned = [r.getMessage() for r in caplog.records if "balance_by" in r.getMessage()]
     assert len(warned) == 1
     assert "no slice has this metadata field" in warned[0] and "did you mean 'title'" in warned[0]
-    counts = json.loads((out / "metadata.json").read_text(encoding="utf-8"))["counts"]
+    counts = read_metadata(out)["counts"]
     assert counts["train"] + counts["val"] == counts["after_dedup"] > 1
     assert "capped" not in counts["dropped"]
 
@@ -96,9 +89,8 @@ def test_balance_by_a_real_field_still_caps(tmp_path, capsys, caplog):
     code, out = dry_run(tmp_path, "--balance-by", "license", "--max-per-group", "1")
     assert code == 0
     assert not [r for r in caplog.records if "balance_by" in r.getMessage()]
-    counts = json.loads((out / "metadata.json").read_text(encoding="utf-8"))["counts"]
-    lines = SLICES.read_text(encoding="utf-8").splitlines()
-    licenses = {json.loads(line)["metadata"]["license"] for line in lines}
+    counts = read_metadata(out)["counts"]
+    licenses = {row["metadata"]["license"] for row in read_jsonl(SLICES)}
     assert counts["train"] + counts["val"] == len(licenses)
 
 
@@ -115,7 +107,7 @@ def test_summary_kept_counts_what_was_written(tmp_path, capsys):
     assert code == 0
     summary = capsys.readouterr().out
     rows = len(read_jsonl(out / "train.jsonl")) + len(read_jsonl(out / "val.jsonl"))
-    counts = json.loads((out / "metadata.json").read_text(encoding="utf-8"))["counts"]
+    counts = read_metadata(out)["counts"]
     assert counts["after_dedup"] > rows  # the cap removed some after dedup
     kept = re.search(r"-> (\d+) kept \((\d+) train / (\d+) val\)", summary)
     assert kept, summary
@@ -281,14 +273,15 @@ def test_each_subcommand_has_its_own_description(capsys):
     assert "Rephrase" in descriptions["augment"] and "finished run" in descriptions["refilter"]
 
 
-def test_refilter_is_quiet_by_default_and_talks_with_v(tmp_path):
+@pytest.mark.slow
+def test_refilter_is_quiet_by_default_and_talks_with_v(tmp_path, cli):
     out = tmp_path / "out"
-    p = run_cli("--input", str(SLICES), "--output", str(out), "--dry-run", "-q")
+    p = cli("--input", str(SLICES), "--output", str(out), "--dry-run", "-q")
     assert p.returncode == 0, p.stderr
-    p = run_cli("refilter", "--output", str(out), "--min-score-threshold", "8")
+    p = cli("refilter", "--output", str(out), "--min-score-threshold", "8")
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert "sft-distill refilter:" in p.stdout
-    p = run_cli("refilter", "--output", str(out), "--min-score-threshold", "7.5", "-v")
+    p = cli("refilter", "--output", str(out), "--min-score-threshold", "7.5", "-v")
     assert p.returncode == 0 and "INFO" in p.stderr
 
 

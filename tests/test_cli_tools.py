@@ -17,9 +17,8 @@ from sft_distill.cli_tools import (
     refilter_main,
 )
 from sft_distill.config import build_config
-
-from .conftest import EXAMPLES, sim_config
-from .raw_factory import read_jsonl, scored, write_run
+from tests.helpers import SLICES, read_jsonl, read_metadata, sim_config
+from tests.raw_factory import scored, write_run
 
 
 @pytest.fixture
@@ -50,7 +49,7 @@ async def test_refilter_command(sim, run, capsys):
     assert code == EXIT_OK
     assert "no LLM call" in out and "kept" in out and "(alpaca)" in out
     assert set(read_jsonl(run / "train.jsonl")[0]) >= {"instruction", "output"}
-    meta = json.loads((run / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(run)
     assert meta["config"]["min_score_threshold"] == 8.0
     assert sim.stats["requests"] == 0
 
@@ -59,7 +58,7 @@ async def test_refilter_command_config_file_and_errors(run, tmp_path, capsys):
     cfg = tmp_path / "changes.json"
     cfg.write_text(json.dumps({"dimension_weights": {"accuracy": 1}, "min_votes": 1}), "utf-8")
     assert refilter_main(["-o", str(run), "-c", str(cfg), "--min-votes", "2", "-q"]) == EXIT_OK
-    meta = json.loads((run / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(run)
     assert meta["config"]["min_votes"] == 2  # the flag wins over the file
     assert meta["config"]["dimension_weights"] == {"accuracy": 1.0}
 
@@ -74,7 +73,7 @@ async def test_refilter_command_config_file_and_errors(run, tmp_path, capsys):
 
 
 async def test_print_estimate(sim, capsys):
-    assert print_estimate(EXAMPLES / "slices.jsonl", sim_config(sim)) == EXIT_OK
+    assert print_estimate(SLICES, sim_config(sim)) == EXIT_OK
     out = capsys.readouterr().out
     assert "13 chunks" in out and "teacher-sim" in out and "judge-a" in out
     assert sim.stats["requests"] == 0
@@ -83,7 +82,7 @@ async def test_print_estimate(sim, capsys):
 def test_estimate_table_lines_up():
     from sft_distill.estimate import estimate, format_estimate
 
-    text = format_estimate(estimate(EXAMPLES / "slices.jsonl", build_config({})))
+    text = format_estimate(estimate(SLICES, build_config({})))
     table = [
         line for line in text.splitlines() if line.startswith(("endpoint", "generator", "total"))
     ]

@@ -11,8 +11,7 @@ from sft_distill.cli import main
 from sft_distill.errors import ContextOverflowError, LLMError
 from sft_distill.llm_client import LLMClient
 from sft_distill.simulator import Scripted, SimulatorConfig, run_in_thread
-
-from .conftest import SleepRecorder, cli_config, endpoint
+from tests.helpers import SleepRecorder, cli_config, endpoint, read_jsonl, read_metadata
 
 MESSAGES = [{"role": "user", "content": "Say hello as JSON."}]
 
@@ -146,14 +145,12 @@ def test_cli_summary_says_what_to_change_and_does_not_promise_a_rerun(tmp_path, 
     assert status == 3, out
     assert "longer than the endpoint's context" in out and "lower chunk_chars" in out
     assert "rerun the same command to retry them" not in out
-    failures = [
-        json.loads(x) for x in (tmp_path / "out" / "failures.jsonl").read_text("utf-8").splitlines()
-    ]
+    failures = read_jsonl(tmp_path / "out" / "failures.jsonl")
     assert [(f["kind"], f["slice_id"], f["cause"]) for f in failures] == [
         ("generation", "long", "context_overflow")
     ]
     assert "lower chunk_chars" in failures[0]["reason"] and failures[0]["attempts"] == 1
-    meta = json.loads((tmp_path / "out" / "metadata.json").read_text("utf-8"))
+    meta = read_metadata(tmp_path / "out")
     assert meta["failure_causes"] == {"context_overflow": 1}
     assert meta["counts"]["train"] + meta["counts"]["val"] > 0  # the short slice went through
 

@@ -30,10 +30,10 @@ from sft_distill.data_io import (
 )
 from sft_distill.errors import InputError, OutputError
 from sft_distill.models import Judgement, ScoredSample, Slice
+from tests.helpers import SHARED_DATA, TEST_DATA, needs_shared, read_jsonl
 
-DATA = Path(__file__).parent / "data"
-NASTY_SMALL = DATA / "io_nasty_small.jsonl"
-SHARED_NASTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "slices_nasty.jsonl"
+NASTY_SMALL = TEST_DATA / "io_nasty_small.jsonl"
+SHARED_NASTY = SHARED_DATA / "slices_nasty.jsonl"
 
 
 def build_nasty_small() -> bytes:
@@ -315,7 +315,7 @@ async def test_read_slices_strict_raises() -> None:
             pass
 
 
-@pytest.mark.skipif(not SHARED_NASTY.exists(), reason="../shared/data not present (CI has it)")
+@needs_shared("slices_nasty.jsonl")
 def test_shared_nasty_file() -> None:
     slices, bad, st = read_all(SHARED_NASTY)
     assert [(s.line, s.id) for s in slices] == [
@@ -511,8 +511,8 @@ def test_write_splits(tmp_path: Path) -> None:
     counts = write_splits(raw, out, keep, 0.7, seed=3, system="sys")
     train_ids, val_ids = split_train_val(sorted(keep), 0.7, 3)
 
-    train = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
-    val = [json.loads(x) for x in (out / "val.jsonl").read_text().splitlines()]
+    train = read_jsonl(out / "train.jsonl")
+    val = read_jsonl(out / "val.jsonl")
     assert counts == {"train": len(train), "val": len(val), "missing": 1}
     assert {r["id"] for r in train} == train_ids - {"smp-missing"}
     assert {r["id"] for r in val} == val_ids - {"smp-missing"}

@@ -314,6 +314,7 @@ def test_invalid_parameters_raise_config_error():
 # --------------------------------------------------------------------------- exact oracle
 
 
+@pytest.mark.slow
 def test_exact_oracle_matches_brute_force_python_sets():
     texts = make_corpus(25, 50, seed=11)
     sets = [py_shingles(t) for t in texts]
@@ -329,6 +330,7 @@ def test_exact_oracle_matches_brute_force_python_sets():
     assert all(got[k] == pytest.approx(brute[k]) for k in got)
 
 
+@pytest.mark.slow
 def test_lsh_recall_and_precision_against_exact_oracle_on_2000_texts():
     texts = make_corpus(325, 700, seed=2024)
     assert len(texts) == 2000
@@ -514,6 +516,7 @@ async def test_embedding_object_with_async_call_is_awaited_on_the_loop():
 # --------------------------------------------------------------------------- memory, sketch, cache
 
 
+@pytest.mark.slow
 def test_jaccard_index_keeps_no_text_and_under_1_kb_per_sample():
     rng = random.Random(17)
     texts = [en_text(rng, 400) if i % 2 else zh_text(rng, 1200) for i in range(5000)]
@@ -550,6 +553,7 @@ def test_resolve_twice_gives_the_same_answer():
     assert first and d.resolve() == first
 
 
+@pytest.mark.slow
 def test_sketch_agreement_estimates_jaccard_for_short_and_long_texts():
     rng = random.Random(9)
     for n_words in (3, 8, 30, 200):

@@ -15,12 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sft_distill.cli import main
+from tests.helpers import OUTPUTS, SLICES, dry_run
 
-from .conftest import EXAMPLES
-
-SLICES = EXAMPLES / "slices.jsonl"
-OUTPUTS = ("train.jsonl", "val.jsonl", "generated_raw.jsonl")
 # KiB left free; with the shipped examples the disk fills while creating the cache (8-72),
 # while claiming the directory (80), while committing replies and streaming the raw file
 # (96 up to about 100 KiB below what a whole run needs) and while writing the final
@@ -28,6 +24,8 @@ OUTPUTS = ("train.jsonl", "val.jsonl", "generated_raw.jsonl")
 # it moves whenever the cache or an output gains a column; where exactly each stage fails
 # varies a little with how replies are batched.
 EARLY_FREE_KIB = (8, 48, 72, 80, 84, 96, 192)
+# About thirty runs on a filling disk.
+pytestmark = pytest.mark.slow
 
 
 def _mount_tmpfs(where: Path) -> str | None:
@@ -66,7 +64,7 @@ def _fill(disk: Path, free_kib: int) -> Path:
 
 
 def _run(out: Path) -> int:
-    return main(["--input", str(SLICES), "--output", str(out), "--dry-run", "-q"])
+    return dry_run(SLICES, out)
 
 
 def _needed_kib(disk: Path, capsys: pytest.CaptureFixture[str]) -> int:

@@ -11,8 +11,7 @@ from sft_distill.errors import InputError
 from sft_distill.estimate import estimate, estimate_tokens, format_estimate
 from sft_distill.pipeline import DatasetDistillationPipeline
 from sft_distill.prompts import evaluation_messages, generation_messages
-
-from .conftest import EXAMPLES, sim_config
+from tests.helpers import SLICES, TEST_DATA, sim_config
 
 
 @pytest.mark.parametrize(
@@ -25,10 +24,10 @@ def test_estimate_tokens_by_language(text, tokens):
 
 async def test_estimate_calls_match_a_real_run_and_make_no_request(sim, tmp_path):
     cfg = sim_config(sim)
-    est = estimate(EXAMPLES / "slices.jsonl", cfg)
+    est = estimate(SLICES, cfg)
     assert sim.stats["requests"] == 0
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
-        EXAMPLES / "slices.jsonl", output_dir=tmp_path / "out"
+        SLICES, output_dir=tmp_path / "out"
     )
     usage = result.metadata["usage"]
     assert (est.slices, est.chunks) == (result.counts.slices, result.counts.chunks)
@@ -103,8 +102,6 @@ def test_bad_lines_are_counted_and_strict_raises(tmp_path):
 
 # --- the other modes: topics, distill, augment ------------------------------------------------
 
-DATA = EXAMPLES.parent / "tests" / "data"
-
 
 @pytest.mark.parametrize(
     ("argv", "headline"),
@@ -114,13 +111,16 @@ DATA = EXAMPLES.parent / "tests" / "data"
             "2 levels x 10 sub-topics per level x 10 questions per leaf -> up to 100 leaves and "
             "1,000 samples",
         ),
-        (["distill", "-i", str(DATA / "iset_alpaca.jsonl")], "6 teacher requests -> ~6 samples"),
         (
-            ["distill", "-i", str(DATA / "iset_alpaca.jsonl"), "--skip-generation"],
+            ["distill", "-i", str(TEST_DATA / "iset_alpaca.jsonl")],
+            "6 teacher requests -> ~6 samples",
+        ),
+        (
+            ["distill", "-i", str(TEST_DATA / "iset_alpaca.jsonl"), "--skip-generation"],
             "no teacher requests (--skip-generation) -> ~6 samples",
         ),
         (
-            ["augment", "-i", str(DATA / "iset_sharegpt.jsonl"), "--num-aug", "3"],
+            ["augment", "-i", str(TEST_DATA / "iset_sharegpt.jsonl"), "--num-aug", "3"],
             "2 rephrase requests -> up to 6 variants, 8 samples judged",
         ),
     ],
@@ -153,6 +153,7 @@ def test_topic_estimate_is_an_upper_bound_and_says_so(tmp_path):
     assert "Upper bounds" in text and "at most 625 leaves" in text
 
 
+@pytest.mark.slow
 async def test_topic_estimate_matches_a_run_whose_replies_are_complete(sim, tmp_path):
     from sft_distill.estimate_modes import estimate_topics
     from sft_distill.topics import TopicSource
@@ -211,7 +212,7 @@ async def test_distill_estimate_matches_a_run(sim, tmp_path, skip_generation):
     from sft_distill.estimate_modes import estimate_distill
     from sft_distill.instruction_sets import DistillSource
 
-    path = DATA / "iset_alpaca.jsonl"
+    path = TEST_DATA / "iset_alpaca.jsonl"
     cfg = sim_config(sim)
     est = estimate_distill(DistillSource(path, skip_generation=skip_generation), cfg)
     assert sim.stats["requests"] == 0
@@ -230,7 +231,7 @@ async def test_augment_estimate_bounds_a_run(sim, tmp_path):
     from sft_distill.augment import AugmentSource
     from sft_distill.estimate_modes import estimate_augment
 
-    path = DATA / "iset_sharegpt.jsonl"
+    path = TEST_DATA / "iset_sharegpt.jsonl"
     cfg = sim_config(sim)
     est = estimate_augment(AugmentSource(path, num_aug=2), cfg)
     assert sim.stats["requests"] == 0

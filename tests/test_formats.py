@@ -29,8 +29,8 @@ from sft_distill.formats import (
     with_reasoning,
 )
 from sft_distill.outputs import OutputOptions, write_outputs
-
-from .raw_factory import read_jsonl, scored, write_raw
+from tests.helpers import read_jsonl
+from tests.raw_factory import scored, write_raw
 
 SYSTEM = "你是一名保险法律助手。"
 

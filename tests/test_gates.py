@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,8 +32,7 @@ from sft_distill.rule_gates import (
     cjk_ratio,
     strip_code,
 )
-
-from .conftest import sim_config
+from tests.helpers import read_jsonl, sim_config
 
 ZH_SOURCE = (
     "第十六条 订立保险合同，保险人就保险标的或者被保险人的有关情况提出询问的，投保人应当如实告知。"
@@ -724,10 +722,6 @@ def test_register_gate_type(monkeypatch):
 
 
 # --- through the pipeline --------------------------------------------------------------------
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def judged_pairs(sim) -> set[tuple[str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,17 @@ from sft_distill.instruction_sets import (
     iter_records,
 )
 from sft_distill.simulator import iset_answer_reply
+from tests.helpers import (
+    SHARED_DATA,
+    TEST_DATA,
+    needs_shared,
+    read_jsonl,
+    read_metadata,
+    sim_config,
+    write_jsonl,
+)
 
-from .conftest import SHARED_DATA, sim_config
-
-DATA = Path(__file__).parent / "data"
-ALPACA = DATA / "iset_alpaca.jsonl"
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    return path
+ALPACA = TEST_DATA / "iset_alpaca.jsonl"
 
 
 def records(path: Path, fmap: FieldMap | None = None, **kw: Any) -> list[Record]:
@@ -135,7 +131,7 @@ def test_skip_generation_needs_an_answer_column(tmp_path):
         DistillSource(path, skip_generation=True).total()
 
 
-@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not present")
+@needs_shared("alpaca_data_zh.jsonl")
 def test_a_real_alpaca_file_maps_its_columns():
     path = SHARED_DATA / "alpaca_data_zh.jsonl"
     fmap = DistillSource(path).field_map
@@ -155,7 +151,7 @@ def test_jsonl_records_keep_ids_inputs_and_reasoning():
 
 
 def test_json_array_reports_elements_by_line():
-    path = DATA / "iset_array.json"
+    path = TEST_DATA / "iset_array.json"
     bad: list[BadLine] = []
     recs = records(path, bad=bad)
     assert input_format(path) == "json"
@@ -172,7 +168,7 @@ def test_invalid_json_array_stops_with_its_line(tmp_path):
 
 
 def test_sharegpt_first_exchange_system_and_think_block():
-    path = DATA / "iset_sharegpt.jsonl"
+    path = TEST_DATA / "iset_sharegpt.jsonl"
     fmap = DistillSource(path).field_map
     assert fmap.style == "sharegpt"
     recs = records(path)
@@ -193,7 +189,7 @@ def test_sharegpt_first_exchange_system_and_think_block():
 
 
 def test_openai_messages_with_content_parts_and_reasoning():
-    path = DATA / "iset_openai.jsonl"
+    path = TEST_DATA / "iset_openai.jsonl"
     assert DistillSource(path).field_map.style == "openai"
     first, second = records(path)
     assert first.instruction == "Why does green tea turn bitter?"
@@ -232,7 +228,7 @@ def test_parquet_without_pyarrow_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_bad_lines_are_reported_with_file_and_line_and_skipped():
-    path = DATA / "iset_bad.jsonl"
+    path = TEST_DATA / "iset_bad.jsonl"
     bad: list[BadLine] = []
     recs = records(path, bad=bad)
     got = [(b.line, b.kind, b.skipped) for b in bad]
@@ -253,7 +249,7 @@ def test_bad_lines_are_reported_with_file_and_line_and_skipped():
 
 
 def test_strict_stops_at_the_first_bad_line():
-    path = DATA / "iset_bad.jsonl"
+    path = TEST_DATA / "iset_bad.jsonl"
     fmap = DistillSource(path).field_map
     with pytest.raises(InputError, match=r"iset_bad.jsonl:2: invalid JSON"):
         list(iter_records(path, fmap, strict=True))
@@ -300,7 +296,7 @@ async def test_distill_asks_the_teacher_once_per_record_and_keeps_the_reference(
         result.output_dir / "val.jsonl"
     )
     assert len(written) == c.train + c.val == c.after_dedup > 0
-    meta = json.loads((result.output_dir / "metadata.json").read_text("utf-8"))
+    meta = read_metadata(result.output_dir)
     assert meta["source"]["kind"] == "distill"
     assert meta["source"]["columns"]["instruction"] == "instruction"
 
@@ -325,17 +321,17 @@ async def test_skip_generation_only_judges_the_existing_answers(sim, tmp_path):
         assert got["output"] == got["reference_output"] == row["output"]
         assert got["reasoning"] == row.get("reasoning")
         assert got["teacher_model"] == "" and got["annotations"]["answer_source"] == "reference"
-    meta = json.loads((result.output_dir / "metadata.json").read_text("utf-8"))
+    meta = read_metadata(result.output_dir)
     assert meta["source"]["skip_generation"] is True
     assert meta["usage"]["generator"]["calls"] == 0
 
 
 async def test_distill_counts_bad_lines_and_runs_the_good_ones(sim, tmp_path):
-    result = await run(sim, tmp_path / "out", DistillSource(DATA / "iset_bad.jsonl"))
+    result = await run(sim, tmp_path / "out", DistillSource(TEST_DATA / "iset_bad.jsonl"))
     c = result.counts
     assert c.samples_generated == 4
     assert c.bad_lines == 7 and c.bad_line_reasons["lone_surrogate"] == 1
-    meta = json.loads((result.output_dir / "metadata.json").read_text("utf-8"))
+    meta = read_metadata(result.output_dir)
     assert any(m.endswith("iset_bad.jsonl:4: missing 'instruction'") for m in meta["bad_lines"])
 
 

@@ -13,8 +13,7 @@ from sft_distill.llm_client import LLMClient, error_details, one_line, parse_ret
 from sft_distill.prompts import generation_messages
 from sft_distill.simulator import Scripted, Simulator, SimulatorConfig
 from sft_distill.utils import extract_json
-
-from .conftest import SleepRecorder, endpoint
+from tests.helpers import SleepRecorder, endpoint
 
 MESSAGES = [{"role": "user", "content": "Say hello as JSON."}]
 
@@ -236,6 +235,7 @@ async def test_connection_reset_is_retried(sim):
     assert "connection error" in str(info.value) and info.value.attempts == 2
 
 
+@pytest.mark.slow
 async def test_timeout_is_retryable(sim):
     sim.queue(Scripted(status=200, content='{"a": 1}', delay_s=2.0), ok())
     ep = endpoint(sim, timeout=0.3)

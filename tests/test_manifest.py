@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from sft_distill import DatasetDistillationPipeline
 from sft_distill.simulator import SimulatorConfig, run_in_thread
-
-from .conftest import EXAMPLES, cli_config, run_cli, sim_config
-
-SLICES = EXAMPLES / "slices.jsonl"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
+from tests.helpers import SLICES, cli_config, read_jsonl, run_args, sim_config
 
 
 async def test_manifest_is_identical_across_two_identical_runs(sim, tmp_path):
@@ -34,6 +26,7 @@ async def test_manifest_is_identical_across_two_identical_runs(sim, tmp_path):
     assert "sk-test" not in a.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 async def test_manifest_changes_when_the_config_does(sim, tmp_path):
     digests = []
     for name, threshold in (("a", 7.0), ("b", 8.0)):
@@ -65,18 +58,9 @@ async def test_quality_floors_that_hold_pass(sim, tmp_path):
     assert 5 < result.metadata["quality_gates"]["mean_score"] <= 10
 
 
-def test_cli_exits_4_when_a_quality_floor_fails(tmp_path):
+def test_cli_exits_4_when_a_quality_floor_fails(tmp_path, cli):
     with run_in_thread(SimulatorConfig()) as sim:
         (tmp_path / "c.json").write_text(json.dumps(cli_config(sim.url, min_keep_rate=0.99)))
-        p = run_cli(
-            "run",
-            "--input",
-            str(SLICES),
-            "--output",
-            str(tmp_path / "o"),
-            "--config",
-            str(tmp_path / "c.json"),
-            "-q",
-        )
+        p = cli("run", *run_args(SLICES, tmp_path / "o", tmp_path / "c.json"))
     assert p.returncode == 4, p.stderr
     assert "quality gate failed: keep rate" in p.stderr

@@ -33,9 +33,8 @@ from sft_distill.pii import (
     redact,
     scrub_slice_text,
 )
-
-from . import pii_factory as pf
-from .conftest import sim_config
+from tests import pii_factory as pf
+from tests.helpers import sim_config
 
 
 def found(text: str, **kw: Any) -> list[tuple[str, str]]:

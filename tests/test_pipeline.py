@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from sft_distill import DatasetDistillationPipeline
 from sft_distill.errors import InputError
 from sft_distill.simulator import Simulator, SimulatorConfig, run_in_thread
-
-from .conftest import EXAMPLES, sim_config
-
-SLICES = EXAMPLES / "slices.jsonl"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+from tests.helpers import SLICES, read_jsonl, read_metadata, sim_config
 
 
 async def run(sim, tmp_path, input_path=SLICES, **overrides):
@@ -31,7 +23,7 @@ async def test_example_job_writes_valid_outputs(sim, tmp_path):
     train, val, raw = (
         read_jsonl(out / f) for f in ("train.jsonl", "val.jsonl", "generated_raw.jsonl")
     )
-    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(out)
     c = meta["counts"]
     assert c["slices"] == 8 and c["chunks"] > c["slices"]  # long slices were split
     assert len(raw) == c["samples_generated"] == c["samples_evaluated"] > 0
@@ -117,6 +109,7 @@ async def test_api_key_never_reaches_any_output(sim, tmp_path):
     assert sim.stats["auth_headers_seen"] > 0  # the key was sent, just never written
 
 
+@pytest.mark.slow
 async def test_failed_evaluator_casts_no_vote_and_is_recorded(sim, tmp_path):
     ep = {"api_base": sim.url, "api_key": "k", "max_retries": 0}
     down = {
@@ -151,6 +144,7 @@ async def test_failed_evaluator_casts_no_vote_and_is_recorded(sim, tmp_path):
     assert result.counts.train + result.counts.val > 0
 
 
+@pytest.mark.slow
 async def test_generation_and_evaluation_overlap(tmp_path):
     lines = [
         json.dumps(
@@ -289,6 +283,7 @@ def test_judge_replies_missing_dimensions_or_out_of_range_are_rejected(scores):
         )
 
 
+@pytest.mark.slow
 async def test_rerun_does_not_embed_again(sim, tmp_path):
     import numpy as np
 
@@ -308,13 +303,14 @@ async def test_rerun_does_not_embed_again(sim, tmp_path):
     assert not list((tmp_path / "out").glob("*.spill*"))  # spill files are cleaned up
 
 
+@pytest.mark.slow
 async def test_report_gathered_while_streaming_equals_a_recount_of_the_raw_file(sim, tmp_path):
     """The pipeline builds the report as samples arrive; refilter recounts the final raw file."""
     from sft_distill.report import REPORT_FILE, collect_examples, compute_report, render_html
 
     result = await run(sim, tmp_path, max_per_slice=1)
     out = result.output_dir
-    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(out)
     # low scores, near-duplicates and the per-slice cap all drop samples after judging
     assert {"duplicate", "capped", "low_votes"} <= set(meta["report"]["drop_reasons"])
     recount = compute_report(out / "generated_raw.jsonl", meta)

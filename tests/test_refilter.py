@@ -10,9 +10,8 @@ import pytest
 from sft_distill.errors import ConfigError, InputError
 from sft_distill.pipeline import DatasetDistillationPipeline
 from sft_distill.refilter import load_run_config, refilter
-
-from .conftest import EXAMPLES, sim_config
-from .raw_factory import read_jsonl, scored, write_run
+from tests.helpers import SLICES, read_jsonl, read_metadata, sim_config
+from tests.raw_factory import scored, write_run
 
 
 def corpus() -> list:
@@ -32,10 +31,6 @@ def corpus() -> list:
 async def run(sim, tmp_path: Path) -> Path:
     """A finished run whose endpoints point at the simulator (so any call would be counted)."""
     return write_run(tmp_path / "out", corpus(), sim_config(sim))
-
-
-def meta_of(out: Path) -> dict:
-    return json.loads((out / "metadata.json").read_text(encoding="utf-8"))
 
 
 def raw_by_id(out: Path) -> dict[str, dict]:
@@ -68,7 +63,7 @@ async def test_refilter_applies_new_threshold_and_dedup_without_calls(sim, run):
 
 async def test_refilter_records_itself_in_metadata_and_report(sim, run):
     refilter(run, overrides={"min_score_threshold": 8.0, "min_votes": 1})
-    meta = meta_of(run)
+    meta = read_metadata(run)
     assert meta["config"]["min_score_threshold"] == 8.0 and meta["config"]["min_votes"] == 1
     assert meta["refiltered"]["count"] == 1
     (entry,) = meta["refiltered"]["history"]
@@ -81,7 +76,7 @@ async def test_refilter_records_itself_in_metadata_and_report(sim, run):
     html = (run / "report.html").read_text(encoding="utf-8")
     assert "refiltered" in html
     refilter(run, overrides={"min_score_threshold": 8.0, "min_votes": 1})
-    assert meta_of(run)["refiltered"]["count"] == 2
+    assert read_metadata(run)["refiltered"]["count"] == 2
     assert sim.stats["requests"] == 0
 
 
@@ -183,7 +178,7 @@ async def test_load_run_config_drops_template_evaluators_the_run_removed(sim):
 async def test_refilter_after_a_real_run_makes_no_request_and_matches_its_splits(sim, tmp_path):
     out = tmp_path / "run"
     pipeline = DatasetDistillationPipeline(sim_config(sim), show_progress=False)
-    await pipeline.run(EXAMPLES / "slices.jsonl", output_dir=out)
+    await pipeline.run(SLICES, output_dir=out)
     before_train = read_jsonl(out / "train.jsonl")
     before_val = read_jsonl(out / "val.jsonl")
     assert sim.stats["requests"] > 0
@@ -213,12 +208,11 @@ async def _arefilter(out: Path, overrides: dict):
     return await arefilter(out, overrides=overrides)
 
 
+@pytest.mark.slow
 async def test_refilter_with_embedding_dedup_embeds_nothing_again(sim, tmp_path):
     import numpy as np
 
     from sft_distill import DatasetDistillationPipeline, arefilter
-
-    from .conftest import EXAMPLES, sim_config
 
     calls: list[int] = []
 
@@ -227,9 +221,7 @@ async def test_refilter_with_embedding_dedup_embeds_nothing_again(sim, tmp_path)
         return np.array([[len(t) % 5 + 1.0, t.count("的") + 1.0] for t in texts])
 
     cfg = sim_config(sim, output_dir=str(tmp_path / "out"))
-    await DatasetDistillationPipeline(cfg, embed_fn=embed, show_progress=False).run(
-        EXAMPLES / "slices.jsonl"
-    )
+    await DatasetDistillationPipeline(cfg, embed_fn=embed, show_progress=False).run(SLICES)
     before = sum(calls)
     await arefilter(tmp_path / "out", overrides={"min_score_threshold": 7.5}, embed_fn=embed)
     assert sum(calls) == before and before > 0  # every vector came from the run's cache
@@ -243,8 +235,6 @@ async def test_refilter_balance_by_on_a_distill_run_says_how(sim, tmp_path):
 
     from sft_distill import DatasetDistillationPipeline, DistillSource, arefilter
     from sft_distill.errors import ConfigError
-
-    from .conftest import sim_config
 
     src = tmp_path / "d.jsonl"
     rows = [
@@ -264,6 +254,7 @@ async def test_refilter_balance_by_on_a_distill_run_says_how(sim, tmp_path):
         await arefilter(tmp_path / "out", overrides={"balance_by": "domain", "max_per_group": 1})
 
 
+@pytest.mark.slow
 def test_refilter_writes_what_a_fresh_run_at_the_same_settings_writes(tmp_path):
     """Run at 7 then refilter to 8, against a fresh run at 8 on the same cache: file by file."""
     import shutil
@@ -274,7 +265,7 @@ def test_refilter_writes_what_a_fresh_run_at_the_same_settings_writes(tmp_path):
     prices = tmp_path / "prices.json"
     price = {"input_per_1k": 0.01, "output_per_1k": 0.03}
     prices.write_text(json.dumps({"prices": {"qwen-max": price, "deepseek-chat": price}}))
-    common = ["--input", str(EXAMPLES / "slices.jsonl"), "--dry-run", "-q", "--config", str(prices)]
+    common = ["--input", str(SLICES), "--dry-run", "-q", "--config", str(prices)]
     common += ["--format", "sharegpt,alpaca,openai", "--max-per-slice", "4"]
     assert main([*common, "--output", str(refiltered), "--min-score-threshold", "7"]) == 0
     fresh.mkdir()
@@ -314,7 +305,7 @@ def test_refilter_writes_what_a_fresh_run_at_the_same_settings_writes(tmp_path):
         meta["config"].pop("output_dir")  # two directories
         return meta
 
-    a, b = meta_of(refiltered), meta_of(fresh)
+    a, b = read_metadata(refiltered), read_metadata(fresh)
     assert a["report"]["cost"]["total"] > 0  # the whole run's cost, the same in both
     assert (
         a["counts"]["passed_thresholds"]

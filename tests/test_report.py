@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import re
 import shutil
@@ -26,9 +25,8 @@ from sft_distill.report import (
     spearman,
     write_report,
 )
-
-from .conftest import REPO
-from .raw_factory import scored, write_raw, write_run
+from tests.helpers import REPO, read_metadata
+from tests.raw_factory import scored, write_raw, write_run
 
 INJECTION = '<script>alert("x")</script><img src="https://evil.example/p.png">'
 
@@ -54,10 +52,6 @@ def corpus() -> list[ScoredSample]:
 def run(tmp_path: Path) -> Path:
     cfg = build_config({"evaluators": {"secondary": None}, "min_votes": 1})
     return write_run(tmp_path / "out", corpus(), cfg)
-
-
-def meta_of(out: Path) -> dict:
-    return json.loads((out / "metadata.json").read_text(encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -98,7 +92,9 @@ def test_score_bins(score, bin_):
 
 def test_keep_rate_curve_equals_direct_recount_and_is_monotone(run):
     for min_votes in (1, 2):
-        report = compute_report(run / "generated_raw.jsonl", meta_of(run), min_votes=min_votes)
+        report = compute_report(
+            run / "generated_raw.jsonl", read_metadata(run), min_votes=min_votes
+        )
         curve = report["keep_rate"]
         assert [p["threshold"] for p in curve] == list(THRESHOLDS)
         for p in curve:
@@ -117,15 +113,15 @@ def test_keep_rate_uses_dimension_weights(run):
     weights = {"accuracy": 1.0}
     s = scored("w", "x", ({"accuracy": 9.0, "safety": 1.0}, {"accuracy": 9.0, "safety": 1.0}))
     write_raw(run / "generated_raw.jsonl", [s])
-    equal = compute_report(run / "generated_raw.jsonl", meta_of(run))
-    weighted = compute_report(run / "generated_raw.jsonl", meta_of(run), weights=weights)
+    equal = compute_report(run / "generated_raw.jsonl", read_metadata(run))
+    weighted = compute_report(run / "generated_raw.jsonl", read_metadata(run), weights=weights)
     at_8 = THRESHOLDS.index(8.0)
     assert equal["keep_rate"][at_8]["passed"] == 0  # mean 5
     assert weighted["keep_rate"][at_8]["passed"] == 1  # accuracy only: 9
 
 
 def test_histograms_sum_to_judged_counts(run):
-    report = compute_report(run / "generated_raw.jsonl", meta_of(run))
+    report = compute_report(run / "generated_raw.jsonl", read_metadata(run))
     ok = {"e0": 0, "e1": 0}
     for s in corpus():
         for j in s.judgements:
@@ -147,7 +143,9 @@ def test_histograms_sum_to_judged_counts(run):
 
 
 def test_agreement_pairs_and_vote_disagreement(run):
-    report = compute_report(run / "generated_raw.jsonl", meta_of(run), min_score_threshold=7.0)
+    report = compute_report(
+        run / "generated_raw.jsonl", read_metadata(run), min_score_threshold=7.0
+    )
     (pair,) = report["agreement"]
     both = [s for s in corpus() if all(j.ok for j in s.judgements)]
     a = [s.judgements[0].weighted_mean for s in both]
@@ -160,7 +158,7 @@ def test_agreement_pairs_and_vote_disagreement(run):
 
 
 def test_funnel_drops_latency_throughput_and_cost(run):
-    meta = meta_of(run)
+    meta = read_metadata(run)
     meta["counts"].update(generation_unparsable_items=2, bad_lines=1, train=3, val=1)
     prices = {
         "qwen-max": {"input_per_1k": 0.02, "output_per_1k": 0.06},
@@ -196,7 +194,7 @@ def test_funnel_drops_latency_throughput_and_cost(run):
 
 
 def test_latency_without_per_call_timings_falls_back_to_means(run):
-    report = compute_report(run / "generated_raw.jsonl", meta_of(run))
+    report = compute_report(run / "generated_raw.jsonl", read_metadata(run))
     gen = report["latency"]["endpoints"]["generator"]
     assert gen["mean"] == pytest.approx(8.0 / 4) and gen["p95"] is None
     assert report["latency"]["source"] == "usage means"
@@ -215,7 +213,7 @@ def test_examples_pick_kept_and_dropped_with_reasons(run):
 
 def test_html_is_self_contained_escaped_and_utf8(run):
     report = write_report(
-        run, meta_of(run), prices={"qwen-max": {"input_per_1k": 1, "output_per_1k": 1}}
+        run, read_metadata(run), prices={"qwen-max": {"input_per_1k": 1, "output_per_1k": 1}}
     )
     html = (run / REPORT_FILE).read_text(encoding="utf-8")
     assert report["samples"] == len(corpus())
@@ -256,7 +254,7 @@ def _screenshot_module():
 )
 def test_report_renders_in_headless_chromium(run, tmp_path):
     shot = _screenshot_module()
-    write_report(run, meta_of(run))
+    write_report(run, read_metadata(run))
     png = shot.screenshot(run / REPORT_FILE, tmp_path / "report.png", width=1280, height=1600)
     stats = shot.png_stats(png)
     assert (stats["width"], stats["height"]) == (1280, 1600)

@@ -2,92 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from sft_distill import DatasetDistillationPipeline
+from sft_distill.cli import main
 from sft_distill.errors import OutputError
 from sft_distill.simulator import SimulatorConfig, run_in_thread
-
-from .conftest import EXAMPLES, REPO, sim_config
-
-SCRIPT = REPO / "scripts" / "run_pipeline.py"
-
-
-def make_input(path: Path, n: int = 24) -> Path:
-    """n mid-sized slices cut from the shipped examples (Chinese and English)."""
-    lines = EXAMPLES.joinpath("slices.jsonl").read_text(encoding="utf-8").splitlines()
-    texts = [json.loads(line)["content"] for line in lines]
-    pieces = []
-    for t in texts:
-        pieces += [t[i : i + 900] for i in range(0, len(t), 900) if len(t[i : i + 900]) > 300]
-    rows = [
-        {"id": f"p{i:03d}", "content": pieces[i % len(pieces)] + f"\n（第{i}段）"} for i in range(n)
-    ]
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-    return path
-
-
-def write_config(path: Path, url: str, **extra) -> Path:
-    ep = {
-        "api_base": url,
-        "api_key": "sk-resume-test",
-        "api_key_env": None,
-        "max_concurrent": 4,
-        "max_retries": 2,
-        "retry_backoff_s": 0.01,
-    }
-    cfg = {
-        "generator": {**ep, "model": "teacher-sim"},
-        "evaluators": {
-            "primary": {**ep, "model": "judge-a"},
-            "secondary": {**ep, "model": "judge-b"},
-        },
-    }
-    cfg.update(extra)
-    path.write_text(json.dumps(cfg), encoding="utf-8")
-    return path
-
-
-def start_cli(inp: Path, out: Path, cfg: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--input",
-            str(inp),
-            "--output",
-            str(out),
-            "--config",
-            str(cfg),
-            "-q",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
-
-
-def cache_rows(out: Path) -> int:
-    with sqlite3.connect(out / "cache.sqlite3") as db:
-        return int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-
-
-def outputs(out: Path) -> dict[str, bytes]:
-    return {n: (out / n).read_bytes() for n in ("train.jsonl", "val.jsonl", "generated_raw.jsonl")}
+from tests.helpers import (
+    cache_rows,
+    make_input,
+    outputs,
+    read_jsonl,
+    run_args,
+    sim_config,
+    start_cli,
+    write_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +37,7 @@ def reference(sim_thread, tmp_path_factory):
     d = tmp_path_factory.mktemp("ref")
     inp, cfg = make_input(d / "in.jsonl"), write_config(d / "c.json", sim_thread.url)
     sim_thread.reset_stats()
-    p = start_cli(inp, d / "out", cfg)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
+    assert main(run_args(inp, d / "out", cfg)) == 0
     return {
         "inp": inp,
         "cfg": cfg,
@@ -114,13 +47,14 @@ def reference(sim_thread, tmp_path_factory):
 
 
 @pytest.mark.parametrize("kill_after", [5, 60, 130])
+@pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_same_dataset_and_resends_only_unfinished(
     sim_thread, reference, tmp_path, kill_after
 ):
     assert reference["calls"] > 140  # the kill points fall inside the run
     out = tmp_path / "out"
     sim_thread.reset_stats()
-    p = start_cli(reference["inp"], out, reference["cfg"])
+    p = start_cli(*run_args(reference["inp"], out, reference["cfg"]))
     deadline = time.monotonic() + 60
     while sim_thread.stats()["chat_requests"] < kill_after and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -134,9 +68,7 @@ def test_kill_9_then_rerun_gives_the_same_dataset_and_resends_only_unfinished(
         assert finished > 0  # late kills interrupt a run that has finished work to keep
 
     sim_thread.reset_stats()
-    p = start_cli(reference["inp"], out, reference["cfg"])
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
+    assert main(run_args(reference["inp"], out, reference["cfg"])) == 0  # the rerun
     resent = sim_thread.stats()["chat_requests"]
     assert resent == reference["calls"] - finished  # only calls without a recorded reply
     # Lost: what was in flight (3 endpoints x 4) plus replies still queued for the cache writer
@@ -148,12 +80,13 @@ def test_kill_9_then_rerun_gives_the_same_dataset_and_resends_only_unfinished(
 @pytest.mark.parametrize(
     ("sig", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")]
 )
+@pytest.mark.slow
 def test_signal_stops_quickly_with_a_message_and_resumes(
     sim_thread, reference, tmp_path, sig, code, name
 ):
     out = tmp_path / "out"
     sim_thread.reset_stats()
-    p = start_cli(reference["inp"], out, reference["cfg"])
+    p = start_cli(*run_args(reference["inp"], out, reference["cfg"]))
     while sim_thread.stats()["chat_requests"] < 40:
         time.sleep(0.002)
     t0 = time.monotonic()
@@ -165,9 +98,7 @@ def test_signal_stops_quickly_with_a_message_and_resumes(
     assert "Traceback" not in err
     finished = cache_rows(out)
     sim_thread.reset_stats()
-    p = start_cli(reference["inp"], out, reference["cfg"])
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
+    assert main(run_args(reference["inp"], out, reference["cfg"])) == 0  # the rerun
     assert sim_thread.stats()["chat_requests"] == reference["calls"] - finished
     assert outputs(out) == reference["outputs"]
 
@@ -217,6 +148,7 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
     assert second.failures == 0
 
 
+@pytest.mark.slow
 async def test_output_dir_of_another_run_is_never_overwritten_silently(sim, tmp_path):
     a = make_input(tmp_path / "a.jsonl", n=3)
     b = tmp_path / "b.jsonl"
@@ -264,15 +196,15 @@ async def test_the_same_input_at_another_path_still_resumes(sim, tmp_path):
     assert sim.stats["chat_requests"] == calls and result.counts.slices == 3
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_same_output_dir_is_refused(sim_thread, reference, tmp_path):
     from sft_distill.data_io import lock_output_dir
 
     out = tmp_path / "out"
     out.mkdir()
     with lock_output_dir(out):  # as a run in progress holds it
-        q = start_cli(reference["inp"], out, reference["cfg"])
+        q = start_cli(*run_args(reference["inp"], out, reference["cfg"]))
         _, err = q.communicate(timeout=60)
     assert q.returncode == 2 and "in use by another sft-distill process" in err
-    p = start_cli(reference["inp"], out, reference["cfg"])  # free again: the run goes ahead
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
+    # free again: the run goes ahead
+    assert main(run_args(reference["inp"], out, reference["cfg"])) == 0

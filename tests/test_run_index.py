@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import tracemalloc
 
+import pytest
+
 from sft_distill.models import ScoredSample
 from sft_distill.run_index import RunIndex
 
@@ -40,6 +42,7 @@ def test_raw_order_is_slice_chunk_id_whatever_the_arrival_order():
     assert len(index) == 200
 
 
+@pytest.mark.slow
 def test_an_indexed_sample_costs_under_64_bytes_beyond_its_shared_strings():
     samples = [sample(i, f"s{i // 3}", 0, 8.5, True) for i in range(20_000)]
     index = RunIndex()

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -17,11 +16,18 @@ import pytest
 from sft_distill.cli import main
 from sft_distill.data_io import LOCK_FILENAME, lock_output_dir
 from sft_distill.simulator import SimulatorConfig, run_in_thread
+from tests.helpers import (
+    SLICES,
+    cache_rows,
+    cli_config,
+    dry_run,
+    make_input,
+    read_metadata,
+    run_args,
+    start_cli,
+    write_config,
+)
 
-from .conftest import EXAMPLES, cli_config
-from .test_resume import make_input, start_cli, write_config
-
-SLICES = EXAMPLES / "slices.jsonl"
 PRICES = {
     "qwen-max": {"input_per_1k": 0.02, "output_per_1k": 0.06},
     "deepseek-chat": {"input_per_1k": 0.001, "output_per_1k": 0.002},
@@ -29,23 +35,9 @@ PRICES = {
 }
 
 
-def dry(inp: Path, out: Path, *extra: str) -> int:
-    """``sft-distill --input INP --output OUT --dry-run -q EXTRA`` in this process."""
-    return main(["--input", str(inp), "--output", str(out), "--dry-run", "-q", *extra])
-
-
 def files(out: Path) -> dict[str, bytes]:
     """Every file the run left in ``out`` (the lock file is no output)."""
     return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != LOCK_FILENAME}
-
-
-def meta_of(out: Path) -> dict:
-    return json.loads((out / "metadata.json").read_text(encoding="utf-8"))
-
-
-def cache_rows(out: Path) -> int:
-    with sqlite3.connect(out / "cache.sqlite3") as db:
-        return int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
 
 # -- item 8: a run that failed before any work leaves nothing in the way ----------------------
@@ -61,23 +53,24 @@ def test_a_run_that_failed_before_any_work_leaves_nothing_in_the_way(
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(content)
     out = tmp_path / "out"
-    assert dry(bad, out) == 2
+    assert dry_run(bad, out) == 2
     assert why in capsys.readouterr().err
     assert files(out) == {}  # no cache claiming the directory, no failures file, no partial
-    assert dry(SLICES, out) == 0  # the next valid run needs no --overwrite
-    assert meta_of(out)["counts"]["train"] > 0
+    assert dry_run(SLICES, out) == 0  # the next valid run needs no --overwrite
+    assert read_metadata(out)["counts"]["train"] > 0
 
 
+@pytest.mark.slow
 def test_a_failed_overwrite_before_any_work_gives_the_directory_back(tmp_path, capsys):
     out = tmp_path / "out"
-    assert dry(SLICES, out) == 0
+    assert dry_run(SLICES, out) == 0
     before = files(out)
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
-    assert dry(empty, out, "--overwrite") == 2
+    assert dry_run(empty, out, "--overwrite") == 2
     assert "is empty" in capsys.readouterr().err
-    assert dry(SLICES, out) == 0  # still this run's directory: a plain rerun resumes
-    usage = meta_of(out)["usage"]
+    assert dry_run(SLICES, out) == 0  # still this run's directory: a plain rerun resumes
+    usage = read_metadata(out)["usage"]
     assert sum(u["this_invocation"]["calls"] for u in usage.values()) == 0
     assert files(out)["train.jsonl"] == before["train.jsonl"]
 
@@ -91,16 +84,17 @@ def test_a_dry_run_into_a_real_runs_directory_says_so(tmp_path, capsys):
     assert rc == 0
     capsys.readouterr()
     before = files(out)
-    assert dry(SLICES, out) == 2
+    assert dry_run(SLICES, out) == 2
     err = capsys.readouterr().err
     assert "holds a real run" in err and "changed" not in err, err
     assert "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert files(out) == before
 
 
+@pytest.mark.slow
 def test_a_real_run_into_a_dry_runs_directory_says_so(tmp_path, capsys):
     out = tmp_path / "out"
-    assert dry(SLICES, out) == 0
+    assert dry_run(SLICES, out) == 0
     capsys.readouterr()
     with run_in_thread(SimulatorConfig()) as sim:
         cfg = tmp_path / "c.json"
@@ -115,31 +109,33 @@ def test_a_real_run_into_a_dry_runs_directory_says_so(tmp_path, capsys):
 # -- item 10: --fresh deletes nothing while another process holds the directory ---------------
 
 
+@pytest.mark.slow
 def test_fresh_deletes_nothing_while_another_process_holds_the_directory(tmp_path, capsys):
     out = tmp_path / "out"
-    assert dry(SLICES, out) == 0
+    assert dry_run(SLICES, out) == 0
     before = files(out)
     assert {"cache.sqlite3", "failures.jsonl", "train.jsonl"} <= set(before)
     # A running job holds the lock (flock: another open file description, as another process).
     with lock_output_dir(out):
-        assert dry(SLICES, out, "--fresh") == 2
+        assert dry_run(SLICES, out, "--fresh") == 2
     assert "in use by another sft-distill process" in capsys.readouterr().err
     assert files(out) == before  # the running job's cache and failures are untouched
-    assert dry(SLICES, out, "--fresh") == 0  # free again: --fresh starts over
-    assert all(u["this_invocation"]["cached"] == 0 for u in meta_of(out)["usage"].values())
+    assert dry_run(SLICES, out, "--fresh") == 0  # free again: --fresh starts over
+    assert all(u["this_invocation"]["cached"] == 0 for u in read_metadata(out)["usage"].values())
 
 
 # -- item 13: usage, cost, tokens/s and latency add up over resumes and reruns ----------------
 
 
+@pytest.mark.slow
 def test_a_cached_rerun_reports_the_whole_runs_usage_cost_and_speed(tmp_path):
     out = tmp_path / "out"
     cfg = tmp_path / "prices.json"
     cfg.write_text(json.dumps({"prices": PRICES}), encoding="utf-8")
-    assert dry(SLICES, out, "--config", str(cfg)) == 0
-    first = meta_of(out)
-    assert dry(SLICES, out, "--config", str(cfg)) == 0  # fully cached: no call at all
-    second = meta_of(out)
+    assert dry_run(SLICES, out, "--config", str(cfg)) == 0
+    first = read_metadata(out)
+    assert dry_run(SLICES, out, "--config", str(cfg)) == 0  # fully cached: no call at all
+    second = read_metadata(out)
 
     for name, u in second["usage"].items():
         assert u["this_invocation"]["calls"] == 0 and u["this_invocation"]["cached"] > 0
@@ -181,29 +177,26 @@ def slow_sim():
         yield sim
 
 
+@pytest.mark.slow
 def test_usage_adds_up_over_a_kill_9_and_the_resume(slow_sim, tmp_path):
     inp = make_input(tmp_path / "in.jsonl")
     cfg = write_config(tmp_path / "c.json", slow_sim.url)
     ref = tmp_path / "ref"
-    p = start_cli(inp, ref, cfg)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
-    reference = meta_of(ref)["usage"]
+    assert main(run_args(inp, ref, cfg)) == 0
+    reference = read_metadata(ref)["usage"]
 
     out = tmp_path / "out"
     slow_sim.reset_stats()
-    p = start_cli(inp, out, cfg)
+    p = start_cli(*run_args(inp, out, cfg))  # a real process: it is killed
     deadline = time.monotonic() + 60
     while slow_sim.stats()["chat_requests"] < 80 and time.monotonic() < deadline:
         time.sleep(0.002)
     os.kill(p.pid, signal.SIGKILL)
     p.communicate(timeout=10)
     assert cache_rows(out) > 0
-    p = start_cli(inp, out, cfg)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
+    assert main(run_args(inp, out, cfg)) == 0  # the resume
     sent = slow_sim.stats()["chat_requests"]
-    usage = meta_of(out)["usage"]
+    usage = read_metadata(out)["usage"]
     resumed = sum(u["this_invocation"]["calls"] for u in usage.values())
     whole = sum(u["calls"] for u in usage.values())
     # Every call of the killed invocation whose reply was recorded counts; only the replies
@@ -212,7 +205,7 @@ def test_usage_adds_up_over_a_kill_9_and_the_resume(slow_sim, tmp_path):
     for name, u in usage.items():
         assert u["completion_tokens"] >= reference[name]["completion_tokens"]
         assert u["completion_tokens"] > u["this_invocation"]["completion_tokens"]
-    assert meta_of(out)["whole_run"]["invocations"] == 2
+    assert read_metadata(out)["whole_run"]["invocations"] == 2
 
 
 # -- item 14: the generate bar counts work answered, not slices read --------------------------
@@ -235,6 +228,7 @@ class _Terminal(io.StringIO):
         return super().write(s)
 
 
+@pytest.mark.slow
 def test_the_generate_bar_counts_work_answered_not_slices_read(tmp_path, monkeypatch):
     inp = make_input(tmp_path / "in.jsonl", n=24)  # one chunk per slice
     with run_in_thread(SimulatorConfig(latency_ms=150)) as sim:

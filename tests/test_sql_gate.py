@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
-import json
 import shutil
 import sqlite3
 import time
@@ -22,8 +21,7 @@ from sft_distill.models import Sample
 from sft_distill.prompts import parse_evaluation_prompt, text2sql_system_prompt
 from sft_distill.simulator import parse_create_tables, text2sql_samples
 from sft_distill.sql_gate import SQLExecutionGate, extract_sql, run_query, split_statements
-
-from .conftest import EXAMPLES, sim_config
+from tests.helpers import EXAMPLES, read_jsonl, sim_config
 
 EXAMPLE_DIR = EXAMPLES / "text2sql"
 
@@ -32,6 +30,7 @@ EXAMPLE_DIR = EXAMPLES / "text2sql"
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "shop.db"
     conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous = OFF")  # test data: no need to wait for the disk
     with conn:
         conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
         conn.executemany(
@@ -40,10 +39,6 @@ def db(tmp_path: Path) -> Path:
         )
     conn.close()
     return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def digest(path: Path) -> str:
@@ -235,6 +230,7 @@ async def test_json_table_functions_work(db, sql, rows):
 def big_db(tmp_path: Path) -> Path:
     path = tmp_path / "big.db"
     conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous = OFF")  # test data: no need to wait for the disk
     with conn:
         conn.execute("CREATE TABLE t (x INTEGER)")
         conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
@@ -262,6 +258,7 @@ async def test_a_huge_result_is_stopped_in_time_and_reported(big_db):
     assert fits.ok and len(fits.rows) == 1000
 
 
+@pytest.mark.slow
 def test_the_deadline_holds_while_rows_are_fetched(big_db, monkeypatch):
     # Time spent outside SQLite (turning rows into Python values) counts too.
     def slow(value):
@@ -275,6 +272,7 @@ def test_the_deadline_holds_while_rows_are_fetched(big_db, monkeypatch):
     assert result.error == "timeout: stopped after 0.3 s"
 
 
+@pytest.mark.slow
 async def test_queries_per_gate_are_limited(db, monkeypatch):
     running = peak = 0
     real = sql_gate_module.run_query
@@ -299,6 +297,7 @@ async def test_queries_per_gate_are_limited(db, monkeypatch):
     assert peak == 1
 
 
+@pytest.mark.slow
 async def test_runaway_recursive_cte_is_stopped_without_blocking_the_loop(db):
     gate = SQLExecutionGate(database=db, timeout_s=0.5)
     runaway = (

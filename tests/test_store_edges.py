@@ -17,8 +17,7 @@ import pytest
 from sft_distill.cli import main
 from sft_distill.errors import interrupted_message
 from sft_distill.simulator import SimulatorConfig, run_in_thread
-
-from .conftest import EXAMPLES, REPO, SCRIPT, cli_config
+from tests.helpers import REPO, SLICES, cli_config, dry_run, read_metadata, start_cli
 
 HUGE = "9" * 5000  # Python refuses to parse integers of more than 4,300 digits
 GOOD = [
@@ -30,10 +29,6 @@ LINUX_PROC = pytest.mark.skipif(
 )
 
 
-def dry_run(inp: Path, out: Path, *extra: str) -> int:
-    return main(["--input", str(inp), "--output", str(out), "--dry-run", "-q", *extra])
-
-
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -43,7 +38,7 @@ def test_a_number_too_long_for_python_is_a_bad_line(tmp_path):
     huge = '{"id": "h", "content": "x", "n": ' + HUGE + "}"
     inp = write_lines(tmp_path / "in.jsonl", [json.dumps(GOOD[0]), huge, json.dumps(GOOD[1])])
     assert dry_run(inp, tmp_path / "out") == 0
-    meta = json.loads((tmp_path / "out" / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(tmp_path / "out")
     assert meta["bad_lines"] == [f"{inp}:2: invalid JSON: a number with more than 4300 digits"]
     assert meta["counts"]["slices"] == 2
 
@@ -58,7 +53,7 @@ def test_a_number_too_long_for_python_is_a_bad_line_of_an_instruction_set(tmp_pa
     inp = write_lines(tmp_path / "in.jsonl", lines)
     args = ["distill", "--input", str(inp), "--output", str(tmp_path / "out")]
     assert main([*args, "--dry-run", "-q", "--skip-generation"]) == 0
-    meta = json.loads((tmp_path / "out" / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(tmp_path / "out")
     assert f"{inp}:2: invalid JSON: a number with more than 4300 digits" in meta["bad_lines"]
 
 
@@ -69,7 +64,7 @@ def test_credentials_in_api_base_are_a_config_error_that_does_not_repeat_them(tm
         cfg["generator"]["api_base"] = url
         path = tmp_path / "c.json"
         path.write_text(json.dumps(cfg), encoding="utf-8")
-        args = ["--input", str(EXAMPLES / "slices.jsonl"), "--output", str(tmp_path / "out")]
+        args = ["--input", str(SLICES), "--output", str(tmp_path / "out")]
         code = main([*args, "--config", str(path), "-q"])  # was a traceback from aiohttp
     err = capsys.readouterr().err
     assert code == 2
@@ -82,20 +77,15 @@ def test_input_lines_counts_every_line_read_not_the_last_good_one(tmp_path):
     lines = [json.dumps(GOOD[0]), "", json.dumps(GOOD[1]), "{not json", "", '{"id": "c"}', ""]
     inp = write_lines(tmp_path / "in.jsonl", lines)
     assert dry_run(inp, tmp_path / "out") == 0
-    meta = json.loads((tmp_path / "out" / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(tmp_path / "out")
     assert meta["counts"]["lines_read"] == len(lines)  # 7, not 3 (the line of slice "b")
     funnel = {row["stage"]: row["count"] for row in meta["report"]["funnel"]}
     assert funnel["input lines"] == len(lines)
 
 
 def _start(inp: Path, out: Path) -> subprocess.Popen[str]:
-    args = ["--input", str(inp), "--output", str(out), "--dry-run", "-q"]
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """A dry run in a real process: Ctrl-C reaches it while it starts."""
+    return start_cli("--input", str(inp), "--output", str(out), "--dry-run", "-q")
 
 
 def _wait_until(p: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
@@ -112,7 +102,7 @@ def _wait_until(p: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
 
 @LINUX_PROC
 def test_ctrl_c_while_the_command_imports_its_modules_is_the_one_line_message(tmp_path):
-    p = _start(EXAMPLES / "slices.jsonl", tmp_path / "out")
+    p = _start(SLICES, tmp_path / "out")
     # pydantic's compiled core is among the first heavy imports (about a second in all).
     _wait_until(p, lambda: "pydantic_core" in Path(f"/proc/{p.pid}/maps").read_text())
     p.send_signal(signal.SIGINT)
@@ -122,6 +112,7 @@ def test_ctrl_c_while_the_command_imports_its_modules_is_the_one_line_message(tm
 
 
 @LINUX_PROC
+@pytest.mark.slow
 def test_ctrl_c_while_reading_a_large_input_is_the_interrupted_message(tmp_path):
     big = tmp_path / "big.jsonl"
     text = "保险人应当及时赔付保险金。" * 20
@@ -142,6 +133,7 @@ def test_ctrl_c_while_reading_a_large_input_is_the_interrupted_message(tmp_path)
     assert all(line.startswith("sft-distill:") for line in err.strip().splitlines())
 
 
+@pytest.mark.slow
 def test_the_package_loads_what_it_exports_on_first_use():
     """What keeps the Ctrl-C window short: ``import sft_distill`` imports no heavy module, and
     the functions named like their modules stay the functions once those modules load."""

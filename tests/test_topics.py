@@ -31,8 +31,7 @@ from sft_distill.topics import (
     topic_id,
     topic_source_from_args,
 )
-
-from .conftest import cli_config, sim_config
+from tests.helpers import cli_config, read_jsonl, read_metadata, sim_config
 
 BOOK_TOC = {
     "Python Basics": {
@@ -40,10 +39,6 @@ BOOK_TOC = {
         "Chapter 2 Control Flow": None,
     }
 }
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def tasks(sim: Any, kind: str) -> list[dict[str, str]]:
@@ -77,6 +72,7 @@ def small(topic: str = "体育与运动", **kw: Any) -> TopicSource:
     return TopicSource(topic, **settings)
 
 
+@pytest.mark.slow
 async def test_topic_run_builds_tree_asks_answers_and_writes(sim, tmp_path):
     sim.config = SimulatorConfig(keep_prompts=True, reasoning=True)
     out = tmp_path / "out"
@@ -146,7 +142,7 @@ async def test_topic_run_builds_tree_asks_answers_and_writes(sim, tmp_path):
         assert r["source_kind"] == "topics" and r["prompt_version"] == "topic-v1"
         assert r["input"] == "" and r["output"] and r["reasoning"]  # reasoning_content kept
         assert len(r["judgements"]) == 2
-    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(out)
     assert meta["source"]["kind"] == "topics" and meta["source"]["tree_blake2b"] is None
     assert source.counts["answers"] == 27 and source.counts["short_leaves"] == 0
 
@@ -230,6 +226,7 @@ async def test_questions_in_the_tree_are_answered_and_only_the_rest_asked(sim, t
     assert result.counts.samples_generated == 4
 
 
+@pytest.mark.slow
 async def test_failures_are_reported_and_a_rerun_sends_only_what_failed(sim, tmp_path, monkeypatch):
     sim.config = SimulatorConfig(keep_prompts=True)
     ep = {"api_base": sim.url, "api_key": "sk-test-0000", "api_key_env": None}

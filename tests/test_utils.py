@@ -14,23 +14,17 @@ import pytest
 
 from sft_distill.errors import JSONExtractionError
 from sft_distill.utils import extract_json, normalize_text, split_reasoning, stable_id
+from tests.helpers import NO_SHARED, REPO, SHARED_DATA, TEST_DATA, needs_shared, read_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED_CASES = Path(__file__).resolve().parent / "data" / "json_cases.jsonl"
-REAL_CASES = Path(__file__).resolve().parents[2] / "shared" / "data" / "llm_json_cases.jsonl"
-NO_SHARED = "../shared/data not present (CI has it; it is not shipped with the project)"
+SHIPPED_CASES = TEST_DATA / "json_cases.jsonl"
+REAL_CASES = SHARED_DATA / "llm_json_cases.jsonl"
 EXPECT = {None: None, "list": list, "dict": dict}
-
-
-def _load(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _params(path: Path) -> list[Any]:
     if not path.exists():
         return [pytest.param(None, id="missing", marks=pytest.mark.skip(reason=NO_SHARED))]
-    return [pytest.param(case, id=case["id"]) for case in _load(path)]
+    return [pytest.param(case, id=case["id"]) for case in read_jsonl(path)]
 
 
 # --- split_reasoning -----------------------------------------------------------------------
@@ -100,10 +94,10 @@ def test_real_llm_json_cases(case: dict[str, Any]) -> None:
         assert extract_json(raw, expect=list) == []
 
 
-@pytest.mark.skipif(not REAL_CASES.exists(), reason=NO_SHARED)
+@needs_shared("llm_json_cases.jsonl")
 @pytest.mark.parametrize("case_id", sorted(BETTER_THAN_JSON_REPAIR))
 def test_cases_where_json_repair_alone_is_wrong(case_id: str) -> None:
-    case = next(c for c in _load(REAL_CASES) if c["id"] == case_id)
+    case = next(c for c in read_jsonl(REAL_CASES) if c["id"] == case_id)
     expected = {
         "case-073": {"name": "John"},  # json_repair: {"name": "John", "age": ""}
         "case-087": {"title": "T", "description": "D"},  # json_repair: [{"draft": true}, {...}]
@@ -119,7 +113,7 @@ def test_cases_where_json_repair_alone_is_wrong(case_id: str) -> None:
 
 
 def test_shipped_cases_are_present() -> None:
-    assert len(_load(SHIPPED_CASES)) >= 15
+    assert len(read_jsonl(SHIPPED_CASES)) >= 15
 
 
 @pytest.mark.parametrize("case", _params(SHIPPED_CASES))
@@ -264,6 +258,7 @@ PROSE_300K = (PROSE_UNIT * 6000)[:300_000]
     ],
     ids=["prose", "prose-with-brackets", "unclosed-object", "many-openers", "many-citations"],
 )
+@pytest.mark.slow
 def test_extract_json_is_fast_on_300kb(text: str) -> None:
     start = time.perf_counter()
     with contextlib.suppress(JSONExtractionError):
