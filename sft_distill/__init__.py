@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
+
+from . import _legacy
 
 __version__ = "0.1.0"
 
@@ -21,14 +21,14 @@ if TYPE_CHECKING:
         OutputError,
         RetryableLLMError,
     )
-    from .estimate import Estimate, estimate
     from .filtering import DataFilter
     from .gates import Gate, GateResult, build_gates
     from .instruction_sets import DistillSource
     from .llm_client import LLMClient
     from .models import Chunk, Failure, Judgement, Sample, ScoredSample, Slice
     from .pipeline import DatasetDistillationPipeline, RunResult
-    from .refilter import RefilterResult, arefilter, refilter
+    from .planning.estimate import Estimate, estimate
+    from .selection.refilter import RefilterResult, arefilter, refilter
     from .sources import SampleSource, SliceSource, SourceContext
     from .topics import TopicSource, TopicTree
     from .utils import extract_json
@@ -46,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "DistillError": "errors",
     "DistillSource": "instruction_sets",
     "EndpointConfig": "config",
-    "Estimate": "estimate",
+    "Estimate": "planning.estimate",
     "Failure": "models",
     "Gate": "gates",
     "GateResult": "gates",
@@ -56,7 +56,7 @@ _EXPORTS: dict[str, str] = {
     "LLMClient": "llm_client",
     "LLMError": "errors",
     "OutputError": "errors",
-    "RefilterResult": "refilter",
+    "RefilterResult": "selection.refilter",
     "RetryableLLMError": "errors",
     "RunResult": "pipeline",
     "Sample": "models",
@@ -67,13 +67,13 @@ _EXPORTS: dict[str, str] = {
     "SourceContext": "sources",
     "TopicSource": "topics",
     "TopicTree": "topics",
-    "arefilter": "refilter",
+    "arefilter": "selection.refilter",
     "build_config": "config",
     "build_gates": "gates",
-    "estimate": "estimate",
+    "estimate": "planning.estimate",
     "extract_json": "utils",
     "load_config": "config",
-    "refilter": "refilter",
+    "refilter": "selection.refilter",
 }
 
 __all__ = [
@@ -121,28 +121,17 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    if name in _legacy.MOVED:  # an old module path, e.g. ``sft_distill.cache``
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
-class _Package(types.ModuleType):
-    """Keeps ``estimate`` and ``refilter`` the exported functions once their modules load.
-
-    Importing a submodule binds it on its package under its own name; the eager imports this
-    file used to make rebound the function over it, and this does the same for lazy ones.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+_legacy.install(_EXPORTS)

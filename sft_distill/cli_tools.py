@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .config import DistillConfig, deep_merge, format_config_error, read_config_file
 from .data_io import PathLike
 from .errors import ConfigError, DistillError
-from .estimate import format_estimate
 from .formats import FORMATS
+from .planning.estimate import format_estimate
 
 if TYPE_CHECKING:
     from .sources import SampleSource
@@ -125,7 +125,7 @@ def print_estimate(
     ``source`` is a slices file or any mode's source. With ``probe`` each endpoint without
     ``context_tokens`` is asked for its context length (one GET, failing soft).
     """
-    from .estimate_modes import estimate_source
+    from .planning.modes import estimate_source
     from .server_context import context_limits
     from .sources import SliceSource
 
@@ -186,7 +186,7 @@ def refilter_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def refilter_main(argv: Sequence[str]) -> int:
     """Entry point of ``sft-distill refilter``; returns the exit status."""
-    from .refilter import format_refilter, refilter
+    from .selection.refilter import format_refilter, refilter
 
     args = build_refilter_parser().parse_args(list(argv))
     # Quiet by default, as a run: the summary says what changed; -v logs each step.

@@ -226,7 +226,7 @@ class DatasetDistillationPipeline:
                 raise TypeError("run() needs input_path or source")
             source = SliceSource(input_path)
         if dry_run:
-            from .simulator import Simulator, SimulatorConfig
+            from .simulator.server import Simulator, SimulatorConfig
 
             async with Simulator(SimulatorConfig(latency_ms=2.0, messy=True)) as sim:
                 return await self._run(source, output_dir, simulator_url=sim.url)

@@ -20,8 +20,16 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .config import DistillConfig
-from .data_io import BadLine
+from ..config import DistillConfig
+from ..data_io import BadLine
+from ..prompts import (
+    detect_language,
+    iset_answer_messages,
+    iset_rephrase_messages,
+    topic_answer_messages,
+    topic_expand_messages,
+    topic_questions_messages,
+)
 from .estimate import (
     Estimate,
     Tally,
@@ -30,21 +38,13 @@ from .estimate import (
     eval_prompt_tokens,
     messages_tokens,
 )
-from .prompts import (
-    detect_language,
-    iset_answer_messages,
-    iset_rephrase_messages,
-    topic_answer_messages,
-    topic_expand_messages,
-    topic_questions_messages,
-)
 
 if TYPE_CHECKING:
-    from .augment import AugmentSource
-    from .instruction_sets import DistillSource
-    from .server_context import ContextLimit
-    from .sources import SampleSource
-    from .topics import TopicSource
+    from ..augment import AugmentSource
+    from ..instruction_sets import DistillSource
+    from ..server_context import ContextLimit
+    from ..sources import SampleSource
+    from ..topics import TopicSource
 
 __all__ = [
     "TYPICAL_ANSWER_TOKENS",
@@ -221,7 +221,7 @@ def estimate_distill(
     Raises:
         InputError: the file cannot be read or mapped (or, with ``strict``, its first bad line).
     """
-    from .instruction_sets import iter_records
+    from ..instruction_sets import iter_records
 
     skip = source.skip_generation
     tally = Tally(config, contexts)
@@ -279,8 +279,8 @@ def estimate_augment(
     Raises:
         InputError: the file cannot be read or mapped (or, with ``strict``, its first bad line).
     """
-    from .augment import _is_not_kept
-    from .instruction_sets import iter_records
+    from ..augment import _is_not_kept
+    from ..instruction_sets import iter_records
 
     n_aug = source.num_aug
     tally = Tally(config, contexts)
@@ -357,10 +357,10 @@ def estimate_source(
         InputError: the input cannot be read (or, with ``strict``, its first bad line).
         ValueError: a source of an unknown kind.
     """
-    from .augment import AugmentSource
-    from .instruction_sets import DistillSource
-    from .sources import SliceSource
-    from .topics import TopicSource
+    from ..augment import AugmentSource
+    from ..instruction_sets import DistillSource
+    from ..sources import SliceSource
+    from ..topics import TopicSource
 
     if isinstance(source, SliceSource):
         return estimate(source.path, config, prices=prices, strict=strict, contexts=contexts)

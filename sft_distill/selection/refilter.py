@@ -27,18 +27,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .cache import CACHE_FILENAME, ResponseCache
-from .config import CONFIG_TEMPLATE, DistillConfig, build_config, deep_merge
-from .data_io import JsonlWriter, PathLike, iter_jsonl, iter_slices, lock_output_dir
-from .dedup import make_deduplicator
-from .errors import ConfigError, InputError
-from .filtering import apply_thresholds
-from .finalize import METADATA_FILE, record_kept_set, write_kept_set
-from .models import ScoredSample, StageCounts
-from .outputs import OutputOptions, WrittenOutputs
-from .report import RAW_FILE, ReportBuilder
-from .run_index import RunIndex
-from .splitting import group_value
+from ..cache import CACHE_FILENAME, ResponseCache
+from ..config import CONFIG_TEMPLATE, DistillConfig, build_config, deep_merge
+from ..data_io import JsonlWriter, PathLike, iter_jsonl, iter_slices, lock_output_dir
+from ..dedup import make_deduplicator
+from ..errors import ConfigError, InputError
+from ..filtering import apply_thresholds
+from ..finalize import METADATA_FILE, record_kept_set, write_kept_set
+from ..models import ScoredSample, StageCounts
+from ..outputs import OutputOptions, WrittenOutputs
+from ..report import RAW_FILE, ReportBuilder
+from ..run_index import RunIndex
+from ..splitting import group_value
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _options(config: DistillConfig, overrides: Mapping[str, Any]) -> OutputOptio
         if k in _OUTPUT_KEYS and k not in DistillConfig.model_fields
     }
     if "formats" in extra:
-        from .formats import parse_formats
+        from ..formats import parse_formats
 
         extra["formats"] = tuple(parse_formats(extra["formats"]))
     if extra.get("split_by", "sample") not in ("sample", "slice"):

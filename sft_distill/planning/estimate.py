@@ -20,14 +20,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .config import DistillConfig, EndpointConfig
-from .data_io import BadLine, PathLike, iter_slices
-from .generator import chunk_slice
-from .prompts import detect_language, evaluation_messages, generation_messages
-from .report import model_price
+from ..config import DistillConfig, EndpointConfig
+from ..data_io import BadLine, PathLike, iter_slices
+from ..generator import chunk_slice
+from ..prompts import detect_language, evaluation_messages, generation_messages
+from ..report import model_price
 
 if TYPE_CHECKING:
-    from .server_context import ContextLimit
+    from ..server_context import ContextLimit
 
 __all__ = [
     "CHARS_PER_TOKEN",
