@@ -11,7 +11,9 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .augment import AugmentSource
-    from .config import CONFIG_TEMPLATE, DistillConfig, EndpointConfig, build_config, load_config
+    from .config.defaults import CONFIG_TEMPLATE
+    from .config.merging import build_config, load_config
+    from .config.models import DistillConfig, EndpointConfig
     from .errors import (
         ConfigError,
         DistillError,
@@ -37,15 +39,15 @@ if TYPE_CHECKING:
 # the ``sft-distill`` command handles Ctrl-C before its heavy imports (about a second) begin.
 _EXPORTS: dict[str, str] = {
     "AugmentSource": "augment",
-    "CONFIG_TEMPLATE": "config",
+    "CONFIG_TEMPLATE": "config.defaults",
     "Chunk": "models",
     "ConfigError": "errors",
     "DataFilter": "filtering",
     "DatasetDistillationPipeline": "pipeline",
-    "DistillConfig": "config",
+    "DistillConfig": "config.models",
     "DistillError": "errors",
     "DistillSource": "instruction_sets",
-    "EndpointConfig": "config",
+    "EndpointConfig": "config.models",
     "Estimate": "planning.estimate",
     "Failure": "models",
     "Gate": "gates",
@@ -68,11 +70,11 @@ _EXPORTS: dict[str, str] = {
     "TopicSource": "topics",
     "TopicTree": "topics",
     "arefilter": "selection.refilter",
-    "build_config": "config",
+    "build_config": "config.merging",
     "build_gates": "gates",
     "estimate": "planning.estimate",
     "extract_json": "utils",
-    "load_config": "config",
+    "load_config": "config.merging",
     "refilter": "selection.refilter",
 }
 

@@ -30,6 +30,7 @@ PACKAGE = "sft_distill"
 
 # Old module (directly under the package) -> where its contents live now, first match wins.
 MOVED: dict[str, tuple[str, ...]] = {
+    "config": ("config.models", "config.defaults", "config.merging"),
     "estimate": ("planning.estimate",),
     "estimate_modes": ("planning.modes",),
     "refilter": ("selection.refilter",),

@@ -30,7 +30,7 @@ from .cli_tools import (
     print_estimate,
     refilter_main,
 )
-from .config import format_config_error, load_config
+from .config.merging import format_config_error, load_config
 from .errors import EXIT_INTERRUPTED, ConfigError, DistillError, interrupted_message
 from .pipeline import DatasetDistillationPipeline, RunResult
 from .sources import SampleSource, SliceSource

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import DistillConfig, deep_merge, format_config_error, read_config_file
+from .config.merging import deep_merge, format_config_error, read_config_file
+from .config.models import DistillConfig
 from .data_io import PathLike
 from .errors import ConfigError, DistillError
 from .formats import FORMATS

@@ -37,7 +37,7 @@ from .errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
     from .cache import ResponseCache
-    from .config import DistillConfig
+    from .config.models import DistillConfig
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from functools import partial
 from typing import Any
 
 from .concurrency import bounded_map
-from .config import DIMENSIONS, DistillConfig
+from .config.defaults import DIMENSIONS
+from .config.models import DistillConfig
 from .errors import LLMError
 from .filtering import apply_thresholds, weighted_mean
 from .gates import GATE_PREFIX, Gate, run_gates

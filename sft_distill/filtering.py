@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .config import DIMENSIONS, DistillConfig
+from .config.defaults import DIMENSIONS
+from .config.models import DistillConfig
 from .dedup import make_deduplicator
 from .gates import GATE_PREFIX
 from .models import Judgement, ScoredSample

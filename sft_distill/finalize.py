@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DistillConfig
+from .config.models import DistillConfig
 from .data_io import JsonlWriter, write_json_atomic
 from .filtering import DROP_DUPLICATE
 from .manifest import build_manifest, write_manifest

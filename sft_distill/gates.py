@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .models import Sample
 
 if TYPE_CHECKING:
-    from .config import DistillConfig
+    from .config.models import DistillConfig
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .chunking import allocate_samples, split_text
 from .concurrency import bounded_map
-from .config import DistillConfig
+from .config.models import DistillConfig
 from .errors import LLMError
 from .llm_client import ChatResult, LLMClient, log_failure
 from .models import Chunk, Failure, Sample, Slice, StageCounts

@@ -30,7 +30,7 @@ from tenacity import (
 
 from .cache import ResponseCache, finish_key, key_prefix
 from .concurrency import AdaptiveLimiter, TokenBucket
-from .config import EndpointConfig, display_url
+from .config.models import EndpointConfig, display_url
 from .errors import (
     ContextOverflowError,
     EndpointStoppedError,

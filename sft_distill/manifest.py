@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import DistillConfig
+from .config.models import DistillConfig
 from .data_io import write_json_atomic
 from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
 

@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .cache import CACHE_FILENAME, ResponseCache
-from .config import DIMENSIONS, DistillConfig, EndpointConfig, build_config, display_url
+from .config.defaults import DIMENSIONS
+from .config.merging import build_config
+from .config.models import DistillConfig, EndpointConfig, display_url
 from .data_io import (
     BadLine,
     JsonlWriter,

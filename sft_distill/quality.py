@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config import DistillConfig
+from .config.models import DistillConfig
 from .models import StageCounts
 
 

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .config import DistillConfig, EndpointConfig, display_url
+from .config.models import DistillConfig, EndpointConfig, display_url
 from .llm_client import proxy_for
 
 __all__ = ["PROBE_TIMEOUT_S", "ContextLimit", "context_limits", "probe_context"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .config import DistillConfig
+from .config.models import DistillConfig
 from .data_io import (
     DUPLICATE_KINDS,
     BadLine,

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..config import DistillConfig, EndpointConfig
+from ..config.models import DistillConfig, EndpointConfig
 from ..data_io import BadLine, PathLike, iter_slices
 from ..generator import chunk_slice
 from ..prompts import detect_language, evaluation_messages, generation_messages

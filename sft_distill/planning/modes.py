@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..config import DistillConfig
+from ..config.models import DistillConfig
 from ..data_io import BadLine
 from ..prompts import (
     detect_language,

@@ -28,7 +28,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..cache import CACHE_FILENAME, ResponseCache
-from ..config import CONFIG_TEMPLATE, DistillConfig, build_config, deep_merge
+from ..config.defaults import CONFIG_TEMPLATE
+from ..config.merging import build_config, deep_merge
+from ..config.models import DistillConfig
 from ..data_io import JsonlWriter, PathLike, iter_jsonl, iter_slices, lock_output_dir
 from ..dedup import make_deduplicator
 from ..errors import ConfigError, InputError
