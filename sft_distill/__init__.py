@@ -26,14 +26,14 @@ if TYPE_CHECKING:
     from .filtering import DataFilter
     from .gates import Gate, GateResult, build_gates
     from .instruction_sets import DistillSource
-    from .llm_client import LLMClient
+    from .llm.client import LLMClient
+    from .llm.json_extract import extract_json
     from .models import Chunk, Failure, Judgement, Sample, ScoredSample, Slice
     from .pipeline import DatasetDistillationPipeline, RunResult
     from .planning.estimate import Estimate, estimate
     from .selection.refilter import RefilterResult, arefilter, refilter
     from .sources import SampleSource, SliceSource, SourceContext
     from .topics import TopicSource, TopicTree
-    from .utils import extract_json
 
 # Each export is imported from its module on first use: ``import sft_distill`` stays cheap, so
 # the ``sft-distill`` command handles Ctrl-C before its heavy imports (about a second) begin.
@@ -55,7 +55,7 @@ _EXPORTS: dict[str, str] = {
     "InputError": "errors",
     "JSONExtractionError": "errors",
     "Judgement": "models",
-    "LLMClient": "llm_client",
+    "LLMClient": "llm.client",
     "LLMError": "errors",
     "OutputError": "errors",
     "RefilterResult": "selection.refilter",
@@ -73,7 +73,7 @@ _EXPORTS: dict[str, str] = {
     "build_config": "config.merging",
     "build_gates": "gates",
     "estimate": "planning.estimate",
-    "extract_json": "utils",
+    "extract_json": "llm.json_extract",
     "load_config": "config.merging",
     "refilter": "selection.refilter",
 }

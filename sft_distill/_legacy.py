@@ -30,6 +30,13 @@ PACKAGE = "sft_distill"
 
 # Old module (directly under the package) -> where its contents live now, first match wins.
 MOVED: dict[str, tuple[str, ...]] = {
+    "cache": ("llm.cache",),
+    "concurrency": ("llm.limits", "stages.stream"),
+    "llm_client": ("llm.client",),
+    "prompts": ("llm.prompts",),
+    "run_usage": ("llm.run_usage",),
+    "server_context": ("llm.server_context",),
+    "utils": ("llm.json_extract", "ids", "text"),
     "config": ("config.models", "config.defaults", "config.merging"),
     "estimate": ("planning.estimate",),
     "estimate_modes": ("planning.modes",),

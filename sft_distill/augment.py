@@ -40,9 +40,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .concurrency import bounded_map
 from .dedup import normalize_text
 from .errors import ConfigError, LLMError
+from .ids import stable_id
 from .instruction_sets import (
     FieldMap,
     Record,
@@ -54,11 +54,12 @@ from .instruction_sets import (
     record_annotations,
     teacher_answer,
 )
-from .llm_client import ChatResult, log_failure
+from .llm.client import ChatResult, log_failure
+from .llm.json_extract import extract_json, split_reasoning
+from .llm.prompts import ISET_PROMPT_VERSION, iset_rephrase_messages
 from .models import Failure, Sample
-from .prompts import ISET_PROMPT_VERSION, iset_rephrase_messages
 from .sources import SourceContext
-from .utils import extract_json, split_reasoning, stable_id
+from .stages.stream import bounded_map
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from .config.merging import format_config_error, load_config
 from .errors import EXIT_INTERRUPTED, ConfigError, DistillError, interrupted_message
 from .pipeline import DatasetDistillationPipeline, RunResult
 from .sources import SampleSource, SliceSource
-from .utils import plural
+from .text import plural
 
 EXIT_OK = 0
 EXIT_USAGE = 2

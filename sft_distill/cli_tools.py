@@ -126,8 +126,8 @@ def print_estimate(
     ``source`` is a slices file or any mode's source. With ``probe`` each endpoint without
     ``context_tokens`` is asked for its context length (one GET, failing soft).
     """
+    from .llm.server_context import context_limits
     from .planning.modes import estimate_source
-    from .server_context import context_limits
     from .sources import SliceSource
 
     if isinstance(source, str | Path):

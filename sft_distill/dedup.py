@@ -36,8 +36,8 @@ import numpy as np
 from .errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
-    from .cache import ResponseCache
     from .config.models import DistillConfig
+    from .llm.cache import ResponseCache
 
 log = logging.getLogger(__name__)
 

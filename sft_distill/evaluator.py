@@ -10,16 +10,16 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Seq
 from functools import partial
 from typing import Any
 
-from .concurrency import bounded_map
 from .config.defaults import DIMENSIONS
 from .config.models import DistillConfig
 from .errors import LLMError
 from .filtering import apply_thresholds, weighted_mean
 from .gates import GATE_PREFIX, Gate, run_gates
-from .llm_client import ChatResult, LLMClient, log_failure
+from .llm.client import ChatResult, LLMClient, log_failure
+from .llm.json_extract import extract_json, split_reasoning
+from .llm.prompts import evaluation_messages
 from .models import Failure, Judgement, Sample, ScoredSample, StageCounts
-from .prompts import evaluation_messages
-from .utils import extract_json, split_reasoning
+from .stages.stream import bounded_map
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from .chunking import allocate_samples, split_text
-from .concurrency import bounded_map
 from .config.models import DistillConfig
 from .errors import LLMError
-from .llm_client import ChatResult, LLMClient, log_failure
+from .ids import stable_id
+from .llm.client import ChatResult, LLMClient, log_failure
+from .llm.json_extract import extract_json, split_reasoning
+from .llm.prompts import GEN_PROMPT_VERSION, generation_messages
 from .models import Chunk, Failure, Sample, Slice, StageCounts
-from .prompts import GEN_PROMPT_VERSION, generation_messages
-from .utils import extract_json, split_reasoning, stable_id
+from .stages.stream import bounded_map
 
 log = logging.getLogger(__name__)
 

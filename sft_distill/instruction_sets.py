@@ -49,7 +49,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .concurrency import bounded_map
 from .data_io import (
     DEFAULT_MAX_LINE_BYTES,
     BadLine,
@@ -64,11 +63,14 @@ from .data_io import (
     refuse_delimited,
 )
 from .errors import InputError, LLMError
-from .llm_client import ChatResult, log_failure
+from .ids import stable_id
+from .llm.client import ChatResult, log_failure
+from .llm.json_extract import split_reasoning
+from .llm.prompts import ISET_PROMPT_VERSION, iset_answer_messages
 from .models import Failure, Sample, Slice
-from .prompts import ISET_PROMPT_VERSION, iset_answer_messages
 from .sources import SourceContext
-from .utils import plural, split_reasoning, stable_id
+from .stages.stream import bounded_map
+from .text import plural
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 from . import __version__
 from .config.models import DistillConfig
 from .data_io import write_json_atomic
-from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
+from .llm.prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
 
 MANIFEST_FILE = "manifest.json"
 

@@ -35,7 +35,7 @@ from .formats import (
 )
 from .models import ScoredSample
 from .splitting import select_balanced, split_ids
-from .utils import plural
+from .text import plural
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from pydantic import SecretStr
 from tqdm.auto import tqdm
 
 from . import __version__
-from .cache import CACHE_FILENAME, ResponseCache
 from .config.defaults import DIMENSIONS
 from .config.merging import build_config
 from .config.models import DistillConfig, EndpointConfig, display_url
@@ -35,17 +34,18 @@ from .evaluator import evaluate_samples
 from .finalize import METADATA_FILE, record_kept_set, write_kept_set
 from .formats import DATASET_INFO_FILE, all_split_file_names
 from .gates import Gate, build_gates
-from .llm_client import LLMClient
+from .llm.cache import CACHE_FILENAME, ResponseCache
+from .llm.client import LLMClient
+from .llm.prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
+from .llm.run_usage import finish_invocation, restore_meta, start_invocation, whole_run
 from .manifest import MANIFEST_FILE
 from .models import Failure, ScoredSample, Slice, StageCounts
 from .outputs import OutputOptions
-from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
 from .report import REPORT_FILE, ReportBuilder
 from .run_index import RunIndex
-from .run_usage import finish_invocation, restore_meta, start_invocation, whole_run
 from .sources import SampleSource, SliceSource, SourceContext, report_bad_line
 from .splitting import group_value
-from .utils import plural
+from .text import plural
 
 log = logging.getLogger(__name__)
 

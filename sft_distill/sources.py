@@ -22,7 +22,7 @@ from .data_io import (
     refuse_delimited_file,
 )
 from .generator import generate_samples
-from .llm_client import LLMClient
+from .llm.client import LLMClient
 from .models import Failure, Sample, Slice, StageCounts
 
 

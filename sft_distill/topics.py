@@ -52,12 +52,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from .concurrency import bounded_map
 from .data_io import write_json_atomic
 from .errors import ConfigError, InputError, LLMError
-from .llm_client import ChatResult, log_failure
-from .models import Failure, Sample, Slice
-from .prompts import (
+from .ids import stable_id
+from .llm.client import ChatResult, log_failure
+from .llm.json_extract import extract_json, split_reasoning
+from .llm.prompts import (
     TOPIC_PATH_SEP,
     TOPIC_PROMPT_VERSION,
     Message,
@@ -66,8 +66,10 @@ from .prompts import (
     topic_expand_messages,
     topic_questions_messages,
 )
+from .models import Failure, Sample, Slice
 from .sources import SourceContext
-from .utils import extract_json, normalize_text, split_reasoning, stable_id
+from .stages.stream import bounded_map
+from .text import normalize_text
 
 __all__ = [
     "TREE_FILENAME",

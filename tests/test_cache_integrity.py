@@ -39,7 +39,7 @@ def outputs(out: Path) -> dict[str, bytes]:
 
 
 def cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "sft_distill.cache"]
+    return [r.getMessage() for r in caplog.records if r.name == "sft_distill.llm.cache"]
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 from ..config.models import DistillConfig, EndpointConfig
 from ..data_io import BadLine, PathLike, iter_slices
 from ..generator import chunk_slice
-from ..prompts import detect_language, evaluation_messages, generation_messages
+from ..llm.prompts import detect_language, evaluation_messages, generation_messages
 from ..report import model_price
 
 if TYPE_CHECKING:
-    from ..server_context import ContextLimit
+    from ..llm.server_context import ContextLimit
 
 __all__ = [
     "CHARS_PER_TOKEN",

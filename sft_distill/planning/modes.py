@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.models import DistillConfig
 from ..data_io import BadLine
-from ..prompts import (
+from ..llm.prompts import (
     detect_language,
     iset_answer_messages,
     iset_rephrase_messages,
@@ -42,7 +42,7 @@ from .estimate import (
 if TYPE_CHECKING:
     from ..augment import AugmentSource
     from ..instruction_sets import DistillSource
-    from ..server_context import ContextLimit
+    from ..llm.server_context import ContextLimit
     from ..sources import SampleSource
     from ..topics import TopicSource
 

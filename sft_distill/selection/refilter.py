@@ -27,7 +27,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..cache import CACHE_FILENAME, ResponseCache
 from ..config.defaults import CONFIG_TEMPLATE
 from ..config.merging import build_config, deep_merge
 from ..config.models import DistillConfig
@@ -36,6 +35,7 @@ from ..dedup import make_deduplicator
 from ..errors import ConfigError, InputError
 from ..filtering import apply_thresholds
 from ..finalize import METADATA_FILE, record_kept_set, write_kept_set
+from ..llm.cache import CACHE_FILENAME, ResponseCache
 from ..models import ScoredSample, StageCounts
 from ..outputs import OutputOptions, WrittenOutputs
 from ..report import RAW_FILE, ReportBuilder

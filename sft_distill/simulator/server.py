@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..prompts import (
+from ..llm.prompts import (
     TASK_MARKER,
     detect_language,
     is_reask,
@@ -1290,7 +1290,7 @@ def _topic_key(text: str) -> str:
 
 def _topic_fields(fields: dict[str, str]) -> tuple[list[str], int, str]:
     """(path, count, language) of a topic task prompt."""
-    from ..prompts import TOPIC_PATH_SEP
+    from ..llm.prompts import TOPIC_PATH_SEP
 
     path = [p for p in fields.get("path", "").split(TOPIC_PATH_SEP) if p] or ["topic"]
     try:
@@ -1316,7 +1316,7 @@ def _fresh_items(candidates: Callable[[int], str], n: int, avoid: set[str]) -> l
 
 def topic_expand_reply(model: str, fields: dict[str, str]) -> str:
     """A JSON list of sub-topic names of the path's last topic, none among siblings/existing."""
-    from ..prompts import parse_topic_list
+    from ..llm.prompts import parse_topic_list
 
     path, n, lang = _topic_fields(fields)
     last = path[-1]
@@ -1346,7 +1346,7 @@ def topic_expand_reply(model: str, fields: dict[str, str]) -> str:
 
 def topic_questions_reply(model: str, fields: dict[str, str]) -> str:
     """A JSON list of questions about the path's last topic, none among the existing ones."""
-    from ..prompts import parse_topic_list
+    from ..llm.prompts import parse_topic_list
 
     path, n, lang = _topic_fields(fields)
     templates = list(_TOPIC_QUESTIONS_ZH if lang == "zh" else _TOPIC_QUESTIONS_EN)

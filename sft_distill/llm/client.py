@@ -28,10 +28,8 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from .cache import ResponseCache, finish_key, key_prefix
-from .concurrency import AdaptiveLimiter, TokenBucket
-from .config.models import EndpointConfig, display_url
-from .errors import (
+from ..config.models import EndpointConfig, display_url
+from ..errors import (
     ContextOverflowError,
     EndpointStoppedError,
     JSONExtractionError,
@@ -40,7 +38,9 @@ from .errors import (
     TruncatedReplyError,
     UnusableReplyError,
 )
-from .models import Usage
+from ..models import Usage
+from .cache import ResponseCache, finish_key, key_prefix
+from .limits import AdaptiveLimiter, TokenBucket
 from .prompts import reask_messages
 
 log = logging.getLogger(__name__)

@@ -1,20 +1,18 @@
-"""Small pure helpers: reasoning stripping, tolerant JSON extraction, stable ids, text keys."""
+"""What a model replied: reasoning split off, and the JSON in it (fenced, in prose, or broken)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from json_repair import repair_json
 
-from .errors import JSONExtractionError
+from ..errors import JSONExtractionError
 
-__all__ = ["extract_json", "normalize_text", "plural", "split_reasoning", "stable_id"]
+__all__ = ["extract_json", "split_reasoning"]
 
 # ---------------------------------------------------------------------------
 # Reasoning blocks
@@ -451,49 +449,3 @@ def extract_json(text: str, *, expect: type | None = None) -> Any:
         kind = "object" if expect is dict else "array"
         raise _fail(text, f"no JSON {kind} in reply")
     raise _fail(text, "no JSON in reply")
-
-
-# ---------------------------------------------------------------------------
-# Ids and text keys
-# ---------------------------------------------------------------------------
-
-_SEP = "\x1f"  # ASCII unit separator: never typed, so parts cannot run into each other
-_ESC = "\x1e"
-
-
-def stable_id(*parts: str, prefix: str = "", length: int = 16) -> str:
-    """Deterministic hex id of ``parts`` (BLAKE2b), the same in every process and run.
-
-    Parts are joined with "\\x1f"; the rare "\\x1e"/"\\x1f" inside a part are escaped first,
-    so ``("a\\x1fb",)`` and ``("a", "b")`` get different ids.
-
-    Raises:
-        ValueError: ``length`` is outside 1..64.
-        TypeError: a part is not a str.
-    """
-    if not 1 <= length <= 64:
-        raise ValueError(f"length must be 1..64, got {length}")
-    encoded = []
-    for part in parts:
-        if not isinstance(part, str):
-            raise TypeError(f"stable_id parts must be str, got {type(part).__name__}")
-        if _ESC in part or _SEP in part:
-            part = part.replace(_ESC, _ESC + _ESC).replace(_SEP, _ESC + _SEP)
-        encoded.append(part)
-    # surrogatepass: a lone surrogate from a "\ud800" escape in the input must not crash.
-    data = _SEP.join(encoded).encode("utf-8", "surrogatepass")
-    digest = hashlib.blake2b(data, digest_size=32).hexdigest()
-    return prefix + digest[:length]
-
-
-_WHITESPACE_RUN = re.compile(r"\s+")
-
-
-def plural(n: int, singular: str, plural: str | None = None) -> str:
-    """``"1 slice"``, ``"2 slices"``: a count and its noun, for messages users read."""
-    return f"{n} {singular if n == 1 else plural or singular + 's'}"
-
-
-def normalize_text(text: str) -> str:
-    """NFKC + casefold + single spaces: the comparison key for dedup and ids."""
-    return _WHITESPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()

@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .config.models import DistillConfig, EndpointConfig, display_url
-from .llm_client import proxy_for
+from ..config.models import DistillConfig, EndpointConfig, display_url
+from .client import proxy_for
 
 __all__ = ["PROBE_TIMEOUT_S", "ContextLimit", "context_limits", "probe_context"]
 

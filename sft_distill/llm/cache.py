@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data_io import fix_surrogates
-from .errors import OutputError
+from ..data_io import fix_surrogates
+from ..errors import OutputError
 
 log = logging.getLogger(__name__)
 

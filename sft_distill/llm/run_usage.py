@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..models import Usage
 from .cache import ResponseCache
-from .models import Usage
 
 __all__ = [
     "WholeRun",

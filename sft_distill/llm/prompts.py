@@ -11,7 +11,7 @@ import functools
 import re
 from collections.abc import Sequence
 
-from .config.defaults import DIMENSIONS
+from ..config.defaults import DIMENSIONS
 
 GEN_PROMPT_VERSION = "gen-v1"
 EVAL_PROMPT_VERSION = "eval-v1"

@@ -1,0 +1,18 @@
+"""Small text helpers shared by every folder: counts in words, comparison keys."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+def plural(n: int, singular: str, plural: str | None = None) -> str:
+    """``"1 slice"``, ``"2 slices"``: a count and its noun, for messages users read."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
+def normalize_text(text: str) -> str:
+    """NFKC + casefold + single spaces: the comparison key for dedup and ids."""
+    return _WHITESPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
