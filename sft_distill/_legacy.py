@@ -32,7 +32,7 @@ PACKAGE = "sft_distill"
 MOVED: dict[str, tuple[str, ...]] = {
     "cache": ("llm.cache",),
     "concurrency": ("llm.limits", "stages.stream"),
-    "llm_client": ("llm.client",),
+    "llm_client": ("llm.client", "llm.transport", "llm.retry"),
     "prompts": ("llm.prompts",),
     "run_usage": ("llm.run_usage",),
     "server_context": ("llm.server_context",),

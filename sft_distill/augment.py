@@ -237,17 +237,8 @@ class AugmentSource(RecordFileSource):
             log_failure(log, f"{original.id}: rephrasing", exc)
             ctx.stats.generation_failed_chunks += 1
             ctx.on_failure(
-                Failure(
-                    kind="augment_rephrase",
-                    slice_id=original.slice_id,
-                    sample_id=original.id,
-                    endpoint=teacher.name,
-                    model=teacher.model,
-                    status=exc.status,
-                    reason=str(exc),
-                    attempts=exc.attempts,
-                    cause=exc.cause,
-                    detail=exc.detail,
+                Failure.from_error(
+                    exc, "augment_rephrase", slice_id=original.slice_id, sample_id=original.id
                 )
             )
             return []

@@ -115,18 +115,7 @@ async def judge(
         log_failure(log, f"sample {sample.id} (slice {sample.slice_id}): evaluation", exc)
         if on_failure is not None:
             on_failure(
-                Failure(
-                    kind="evaluation",
-                    slice_id=sample.slice_id,
-                    sample_id=sample.id,
-                    endpoint=name,
-                    model=client.model,
-                    status=exc.status,
-                    reason=str(exc),
-                    attempts=exc.attempts,
-                    cause=exc.cause,
-                    detail=exc.detail,
-                )
+                Failure.from_error(exc, "evaluation", slice_id=sample.slice_id, sample_id=sample.id)
             )
         return Judgement(evaluator=name, model=client.model, error=str(exc))
     return Judgement(

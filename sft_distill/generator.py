@@ -122,19 +122,7 @@ async def generate_chunk(
         if stats is not None:
             stats.generation_failed_chunks += 1
         if on_failure is not None:
-            on_failure(
-                Failure(
-                    kind="generation",
-                    slice_id=chunk.slice_id,
-                    endpoint=client.name,
-                    model=client.model,
-                    status=exc.status,
-                    reason=str(exc),
-                    attempts=exc.attempts,
-                    cause=exc.cause,
-                    detail=exc.detail,
-                )
-            )
+            on_failure(Failure.from_error(exc, "generation", slice_id=chunk.slice_id))
         return []
     samples: list[Sample] = []
     seen: set[str] = set()

@@ -795,18 +795,7 @@ async def teacher_answer(
         log_failure(log, f"{slice_id}: {failure_kind}", exc)
         ctx.stats.generation_failed_chunks += 1
         ctx.on_failure(
-            Failure(
-                kind=failure_kind,
-                slice_id=slice_id,
-                sample_id=sample_id,
-                endpoint=teacher.name,
-                model=teacher.model,
-                status=exc.status,
-                reason=str(exc),
-                attempts=exc.attempts,
-                cause=exc.cause,
-                detail=exc.detail,
-            )
+            Failure.from_error(exc, failure_kind, slice_id=slice_id, sample_id=sample_id)
         )
         return None
     return answer

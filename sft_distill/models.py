@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import LLMError
+
 
 class Slice(BaseModel):
     """One knowledge slice read from the input JSONL."""
@@ -106,6 +108,30 @@ class Failure(BaseModel):
     detail: str | None = Field(
         None, description="the server's full text (e.g. a traceback) or the unusable reply, cut"
     )
+
+    @classmethod
+    def from_error(
+        cls,
+        exc: LLMError,
+        kind: str,
+        *,
+        slice_id: str | None = None,
+        sample_id: str | None = None,
+        reason: str | None = None,
+    ) -> Failure:
+        """The record of a unit of work that ``exc`` failed for good (endpoint, status, cause)."""
+        return cls(
+            kind=kind,
+            slice_id=slice_id,
+            sample_id=sample_id,
+            endpoint=exc.endpoint,
+            model=exc.model,
+            status=exc.status,
+            reason=str(exc) if reason is None else reason,
+            attempts=exc.attempts,
+            cause=exc.cause,
+            detail=exc.detail,
+        )
 
 
 class Usage(BaseModel):

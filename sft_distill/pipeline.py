@@ -364,17 +364,7 @@ class DatasetDistillationPipeline:
                 if stopped:
                     return
                 stopped.append(err)
-                on_failure(
-                    Failure(
-                        kind="endpoint",
-                        endpoint=err.endpoint,
-                        model=err.model,
-                        status=err.status,
-                        reason=str(err),
-                        attempts=err.attempts,
-                        detail=err.detail,
-                    )
-                )
+                on_failure(Failure.from_error(err, "endpoint"))
                 if consumer is not None:
                     consumer.cancel()
 

@@ -575,19 +575,7 @@ class _TopicRun:
         what = f"{kind} ({detail})" if detail else kind
         log_failure(log, f"topic {TOPIC_PATH_SEP.join(path)}: {what}", exc)
         self.ctx.stats.generation_failed_chunks += 1
-        self.ctx.on_failure(
-            Failure(
-                kind=kind,
-                slice_id=topic_id(path),
-                endpoint=self.client.name,
-                model=self.client.model,
-                status=exc.status,
-                reason=reason,
-                attempts=exc.attempts,
-                cause=exc.cause,
-                detail=exc.detail,
-            )
-        )
+        self.ctx.on_failure(Failure.from_error(exc, kind, slice_id=topic_id(path), reason=reason))
 
     async def _collect(
         self,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.models import DistillConfig, EndpointConfig, display_url
-from .client import proxy_for
+from .transport import proxy_for
 
 __all__ = ["PROBE_TIMEOUT_S", "ContextLimit", "context_limits", "probe_context"]
 
