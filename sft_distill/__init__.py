@@ -10,7 +10,6 @@ from . import _legacy
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .augment import AugmentSource
     from .config.defaults import CONFIG_TEMPLATE
     from .config.merging import build_config, load_config
     from .config.models import DistillConfig, EndpointConfig
@@ -23,35 +22,38 @@ if TYPE_CHECKING:
         OutputError,
         RetryableLLMError,
     )
-    from .filtering import DataFilter
-    from .gates import Gate, GateResult, build_gates
-    from .instruction_sets import DistillSource
     from .llm.client import LLMClient
     from .llm.json_extract import extract_json
     from .models import Chunk, Failure, Judgement, Sample, ScoredSample, Slice
     from .pipeline import DatasetDistillationPipeline, RunResult
     from .planning.estimate import Estimate, estimate
     from .selection.refilter import RefilterResult, arefilter, refilter
-    from .sources import SampleSource, SliceSource, SourceContext
-    from .topics import TopicSource, TopicTree
+    from .selection.thresholds import DataFilter
+    from .sources.augment import AugmentSource
+    from .sources.base import SampleSource, SourceContext
+    from .sources.distill import DistillSource
+    from .sources.slices import SliceSource
+    from .sources.topics import TopicSource, TopicTree
+    from .stages.gates.base import Gate, GateResult
+    from .stages.gates.registry import build_gates
 
 # Each export is imported from its module on first use: ``import sft_distill`` stays cheap, so
 # the ``sft-distill`` command handles Ctrl-C before its heavy imports (about a second) begin.
 _EXPORTS: dict[str, str] = {
-    "AugmentSource": "augment",
+    "AugmentSource": "sources.augment",
     "CONFIG_TEMPLATE": "config.defaults",
     "Chunk": "models",
     "ConfigError": "errors",
-    "DataFilter": "filtering",
+    "DataFilter": "selection.thresholds",
     "DatasetDistillationPipeline": "pipeline",
     "DistillConfig": "config.models",
     "DistillError": "errors",
-    "DistillSource": "instruction_sets",
+    "DistillSource": "sources.distill",
     "EndpointConfig": "config.models",
     "Estimate": "planning.estimate",
     "Failure": "models",
-    "Gate": "gates",
-    "GateResult": "gates",
+    "Gate": "stages.gates.base",
+    "GateResult": "stages.gates.base",
     "InputError": "errors",
     "JSONExtractionError": "errors",
     "Judgement": "models",
@@ -62,16 +64,16 @@ _EXPORTS: dict[str, str] = {
     "RetryableLLMError": "errors",
     "RunResult": "pipeline",
     "Sample": "models",
-    "SampleSource": "sources",
+    "SampleSource": "sources.base",
     "ScoredSample": "models",
     "Slice": "models",
-    "SliceSource": "sources",
-    "SourceContext": "sources",
-    "TopicSource": "topics",
-    "TopicTree": "topics",
+    "SliceSource": "sources.slices",
+    "SourceContext": "sources.base",
+    "TopicSource": "sources.topics",
+    "TopicTree": "sources.topics",
     "arefilter": "selection.refilter",
     "build_config": "config.merging",
-    "build_gates": "gates",
+    "build_gates": "stages.gates.registry",
     "estimate": "planning.estimate",
     "extract_json": "llm.json_extract",
     "load_config": "config.merging",

@@ -30,18 +30,68 @@ PACKAGE = "sft_distill"
 
 # Old module (directly under the package) -> where its contents live now, first match wins.
 MOVED: dict[str, tuple[str, ...]] = {
+    "augment": ("sources.augment",),
     "cache": ("llm.cache",),
+    "check_base": ("stages.gates.checks.base",),
+    "checks": (
+        "stages.gates.checks.referential",
+        "stages.gates.checks.evidence",
+        "stages.gates.checks.truncation",
+        "stages.gates.checks.non_answer",
+        "stages.gates.checks.numbers",
+        "stages.gates.checks.support",
+        "stages.gates.checks.provisions",
+        "stages.gates.checks.numerals",
+        "stages.gates.checks.base",
+    ),
+    "chunking": ("sources.chunking",),
     "concurrency": ("llm.limits", "stages.stream"),
-    "llm_client": ("llm.client", "llm.transport", "llm.retry"),
-    "prompts": ("llm.prompts",),
-    "run_usage": ("llm.run_usage",),
-    "server_context": ("llm.server_context",),
-    "utils": ("llm.json_extract", "ids", "text"),
     "config": ("config.models", "config.defaults", "config.merging"),
+    "data_io": (
+        "sources.reader",
+        "sources.jsonl",
+        "outputs.writers",
+        "outputs.formats",
+        "outputs.datasets",
+        "selection.splitting",
+        "text",
+        "ids",
+        "models",
+    ),
+    "dedup": ("selection.dedup",),
     "estimate": ("planning.estimate",),
     "estimate_modes": ("planning.modes",),
+    "evaluator": ("stages.judge",),
+    "filtering": ("selection.thresholds",),
+    "finalize": ("selection.finalize",),
+    "formats": ("outputs.formats",),
+    "gates": ("stages.gates.base", "stages.gates.registry"),
+    "generator": ("stages.generate",),
+    "instruction_sets": ("sources.distill",),
+    "llm_client": ("llm.client", "llm.transport", "llm.retry"),
+    "manifest": ("outputs.manifest",),
+    "number_check": ("stages.gates.checks.numbers",),
+    "numerals": ("stages.gates.checks.numerals",),
+    "outputs": ("outputs.datasets", "selection.splitting"),
+    "pii": ("stages.gates.pii",),
+    "prompts": ("llm.prompts",),
+    "provisions": ("stages.gates.checks.provisions",),
+    "quality": ("selection.floors",),
+    "quality_gates": ("stages.gates.quality",),
     "refilter": ("selection.refilter",),
+    "report": ("outputs.report",),
+    "report_html": ("outputs.report_html",),
+    "rule_gates": ("stages.gates.rules", "stages.gates.checks.base"),
+    "run_index": ("selection.run_index",),
+    "run_usage": ("llm.run_usage",),
+    "server_context": ("llm.server_context",),
     "simulator": ("simulator.server",),
+    "sources": ("sources.base", "sources.slices"),
+    "splitting": ("selection.splitting",),
+    "sql_gate": ("stages.gates.sql",),
+    "support_check": ("stages.gates.checks.support",),
+    "topics": ("sources.topics",),
+    "utils": ("llm.json_extract", "ids", "text"),
 }
 
 # Old modules whose name a package took: their ``__init__`` serves the old names.
@@ -77,7 +127,12 @@ def _homes(old: str) -> list[types.ModuleType]:
 
 
 class _View(types.ModuleType):
-    """An old module split over several new ones: reads and writes go to where names live."""
+    """An old module split over several new ones: reads and writes go to where names live.
+
+    Setting a name through the view sets it in its home (in every home when none has it: a
+    test shadowing the builtin ``open``); deleting it puts back what the homes had before, so
+    that ``monkeypatch.setattr(view, ...)`` undoes cleanly.
+    """
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -88,13 +143,22 @@ class _View(types.ModuleType):
         if name.startswith("__"):
             super().__setattr__(name, value)
             return
-        for module in self._owners(name):
+        homes = _homes(self._old)
+        saved = self.__dict__.setdefault("__saved__", {})
+        for module in [m for m in homes if name in m.__dict__] or homes:
+            saved.setdefault((module.__name__, name), module.__dict__.get(name, _MISSING))
             setattr(module, name, value)
 
     def __delattr__(self, name: str) -> None:
-        for module in self._owners(name):
-            if name in module.__dict__:
+        saved = self.__dict__.get("__saved__", {})
+        for module in _homes(self._old):
+            before = saved.pop((module.__name__, name), None)
+            if before is None:
+                continue
+            if before is _MISSING:
                 delattr(module, name)
+            else:
+                setattr(module, name, before)
 
     def __dir__(self) -> list[str]:
         return sorted({n for m in _homes(self._old) for n in m.__dict__})
@@ -103,9 +167,8 @@ class _View(types.ModuleType):
     def _old(self) -> str:
         return self.__name__.rpartition(".")[2]
 
-    def _owners(self, name: str) -> list[types.ModuleType]:
-        homes = _homes(self._old)
-        return [m for m in homes if name in m.__dict__] or homes
+
+_MISSING = object()
 
 
 def _view(name: str) -> _View:

@@ -33,7 +33,8 @@ from .cli_tools import (
 from .config.merging import format_config_error, load_config
 from .errors import EXIT_INTERRUPTED, ConfigError, DistillError, interrupted_message
 from .pipeline import DatasetDistillationPipeline, RunResult
-from .sources import SampleSource, SliceSource
+from .sources.base import SampleSource
+from .sources.slices import SliceSource
 from .text import plural
 
 EXIT_OK = 0
@@ -65,39 +66,39 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_topics_arguments(p: argparse.ArgumentParser) -> None:
-    from .topics import add_topic_arguments
+    from .sources.topics import add_topic_arguments
 
     add_topic_arguments(p)
 
 
 def _topics_source(args: argparse.Namespace) -> SampleSource:
-    from .topics import topic_source_from_args
+    from .sources.topics import topic_source_from_args
 
     return topic_source_from_args(args)
 
 
 def _add_distill_arguments(p: argparse.ArgumentParser) -> None:
-    from .instruction_sets import add_distill_arguments
+    from .sources.distill import add_distill_arguments
 
     p.add_argument("--input", "-i", required=True, help="JSONL, JSON array or Parquet file")
     add_distill_arguments(p)
 
 
 def _distill_source(args: argparse.Namespace) -> SampleSource:
-    from .instruction_sets import distill_source_from_args
+    from .sources.distill import distill_source_from_args
 
     return distill_source_from_args(args)
 
 
 def _add_augment_arguments(p: argparse.ArgumentParser) -> None:
-    from .augment import add_augment_arguments
+    from .sources.augment import add_augment_arguments
 
     p.add_argument("--input", "-i", required=True, help="kept samples (e.g. a train.jsonl)")
     add_augment_arguments(p)
 
 
 def _augment_source(args: argparse.Namespace) -> SampleSource:
-    from .augment import augment_source_from_args
+    from .sources.augment import augment_source_from_args
 
     return augment_source_from_args(args)
 

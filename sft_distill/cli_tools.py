@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from .config.merging import deep_merge, format_config_error, read_config_file
 from .config.models import DistillConfig
-from .data_io import PathLike
 from .errors import ConfigError, DistillError
-from .formats import FORMATS
+from .models import PathLike
+from .outputs.formats import FORMATS
 from .planning.estimate import format_estimate
 
 if TYPE_CHECKING:
-    from .sources import SampleSource
+    from .sources.base import SampleSource
 
 __all__ = [
     "EXIT_OK",
@@ -128,7 +128,7 @@ def print_estimate(
     """
     from .llm.server_context import context_limits
     from .planning.modes import estimate_source
-    from .sources import SliceSource
+    from .sources.slices import SliceSource
 
     if isinstance(source, str | Path):
         source = SliceSource(source)

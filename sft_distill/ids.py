@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from .models import PathLike
+
 _SEP = "\x1f"  # ASCII unit separator: never typed, so parts cannot run into each other
 
 
@@ -33,3 +35,12 @@ def stable_id(*parts: str, prefix: str = "", length: int = 16) -> str:
     data = _SEP.join(encoded).encode("utf-8", "surrogatepass")
     digest = hashlib.blake2b(data, digest_size=32).hexdigest()
     return prefix + digest[:length]
+
+
+def file_digest(path: PathLike, *, chunk_bytes: int = 1 << 20) -> str:
+    """Hex blake2b of a file's bytes, read in chunks (identifies the input of a run)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            h.update(block)
+    return h.hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -170,3 +171,6 @@ class StageCounts(BaseModel):
     train: int = 0
     val: int = 0
     dropped: dict[str, int] = Field(default_factory=dict)
+
+
+PathLike = str | os.PathLike[str]

@@ -22,29 +22,27 @@ from . import __version__
 from .config.defaults import DIMENSIONS
 from .config.merging import build_config
 from .config.models import DistillConfig, EndpointConfig, display_url
-from .data_io import (
-    BadLine,
-    JsonlWriter,
-    lock_output_dir,
-    prepare_output_dir,
-)
-from .dedup import make_deduplicator
 from .errors import ConfigError, EndpointStoppedError, InputError, OutputError
-from .evaluator import evaluate_samples
-from .finalize import METADATA_FILE, record_kept_set, write_kept_set
-from .formats import DATASET_INFO_FILE, all_split_file_names
-from .gates import Gate, build_gates
 from .llm.cache import CACHE_FILENAME, ResponseCache
 from .llm.client import LLMClient
 from .llm.prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
 from .llm.run_usage import finish_invocation, restore_meta, start_invocation, whole_run
-from .manifest import MANIFEST_FILE
 from .models import Failure, ScoredSample, Slice, StageCounts
-from .outputs import OutputOptions
-from .report import REPORT_FILE, ReportBuilder
-from .run_index import RunIndex
-from .sources import SampleSource, SliceSource, SourceContext, report_bad_line
-from .splitting import group_value
+from .outputs.datasets import OutputOptions
+from .outputs.formats import DATASET_INFO_FILE, all_split_file_names
+from .outputs.manifest import MANIFEST_FILE
+from .outputs.report import REPORT_FILE, ReportBuilder
+from .outputs.writers import JsonlWriter, lock_output_dir, prepare_output_dir
+from .selection.dedup import make_deduplicator
+from .selection.finalize import METADATA_FILE, record_kept_set, write_kept_set
+from .selection.run_index import RunIndex
+from .selection.splitting import group_value
+from .sources.base import SampleSource, SourceContext, report_bad_line
+from .sources.reader import BadLine
+from .sources.slices import SliceSource
+from .stages.gates.base import Gate
+from .stages.gates.registry import build_gates
+from .stages.judge import evaluate_samples
 from .text import plural
 
 log = logging.getLogger(__name__)

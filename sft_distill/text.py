@@ -16,3 +16,13 @@ def plural(n: int, singular: str, plural: str | None = None) -> str:
 def normalize_text(text: str) -> str:
     """NFKC + casefold + single spaces: the comparison key for dedup and ids."""
     return _WHITESPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def fix_surrogates(text: str) -> str:
+    """Join valid surrogate pairs and replace lone surrogates with U+FFFD."""
+    if not _SURROGATE_RE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

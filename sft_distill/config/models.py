@@ -187,7 +187,7 @@ class DistillConfig(BaseModel):
     @field_validator("output_formats", mode="before")
     @classmethod
     def _formats(cls, v: Any) -> list[str]:
-        from ..formats import parse_formats
+        from ..outputs.formats import parse_formats
 
         try:
             return parse_formats(v)

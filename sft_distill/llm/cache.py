@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data_io import fix_surrogates
 from ..errors import OutputError
+from ..text import fix_surrogates
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config.models import DistillConfig, EndpointConfig
-from ..data_io import BadLine, PathLike, iter_slices
-from ..generator import chunk_slice
 from ..llm.prompts import detect_language, evaluation_messages, generation_messages
-from ..report import model_price
+from ..models import PathLike
+from ..outputs.report import model_price
+from ..sources.reader import BadLine, iter_slices
+from ..stages.generate import chunk_slice
 
 if TYPE_CHECKING:
     from ..llm.server_context import ContextLimit

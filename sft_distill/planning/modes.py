@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config.models import DistillConfig
-from ..data_io import BadLine
 from ..llm.prompts import (
     detect_language,
     iset_answer_messages,
@@ -30,6 +29,7 @@ from ..llm.prompts import (
     topic_expand_messages,
     topic_questions_messages,
 )
+from ..sources.reader import BadLine
 from .estimate import (
     Estimate,
     Tally,
@@ -40,11 +40,11 @@ from .estimate import (
 )
 
 if TYPE_CHECKING:
-    from ..augment import AugmentSource
-    from ..instruction_sets import DistillSource
     from ..llm.server_context import ContextLimit
-    from ..sources import SampleSource
-    from ..topics import TopicSource
+    from ..sources.augment import AugmentSource
+    from ..sources.base import SampleSource
+    from ..sources.distill import DistillSource
+    from ..sources.topics import TopicSource
 
 __all__ = [
     "TYPICAL_ANSWER_TOKENS",
@@ -221,7 +221,7 @@ def estimate_distill(
     Raises:
         InputError: the file cannot be read or mapped (or, with ``strict``, its first bad line).
     """
-    from ..instruction_sets import iter_records
+    from ..sources.distill import iter_records
 
     skip = source.skip_generation
     tally = Tally(config, contexts)
@@ -279,8 +279,8 @@ def estimate_augment(
     Raises:
         InputError: the file cannot be read or mapped (or, with ``strict``, its first bad line).
     """
-    from ..augment import _is_not_kept
-    from ..instruction_sets import iter_records
+    from ..sources.augment import _is_not_kept
+    from ..sources.distill import iter_records
 
     n_aug = source.num_aug
     tally = Tally(config, contexts)
@@ -357,10 +357,10 @@ def estimate_source(
         InputError: the input cannot be read (or, with ``strict``, its first bad line).
         ValueError: a source of an unknown kind.
     """
-    from ..augment import AugmentSource
-    from ..instruction_sets import DistillSource
-    from ..sources import SliceSource
-    from ..topics import TopicSource
+    from ..sources.augment import AugmentSource
+    from ..sources.distill import DistillSource
+    from ..sources.slices import SliceSource
+    from ..sources.topics import TopicSource
 
     if isinstance(source, SliceSource):
         return estimate(source.path, config, prices=prices, strict=strict, contexts=contexts)

@@ -30,17 +30,19 @@ from pydantic import ValidationError
 from ..config.defaults import CONFIG_TEMPLATE
 from ..config.merging import build_config, deep_merge
 from ..config.models import DistillConfig
-from ..data_io import JsonlWriter, PathLike, iter_jsonl, iter_slices, lock_output_dir
-from ..dedup import make_deduplicator
 from ..errors import ConfigError, InputError
-from ..filtering import apply_thresholds
-from ..finalize import METADATA_FILE, record_kept_set, write_kept_set
 from ..llm.cache import CACHE_FILENAME, ResponseCache
-from ..models import ScoredSample, StageCounts
-from ..outputs import OutputOptions, WrittenOutputs
-from ..report import RAW_FILE, ReportBuilder
-from ..run_index import RunIndex
-from ..splitting import group_value
+from ..models import PathLike, ScoredSample, StageCounts
+from ..outputs.datasets import OutputOptions, WrittenOutputs
+from ..outputs.report import RAW_FILE, ReportBuilder
+from ..outputs.writers import JsonlWriter, lock_output_dir
+from ..sources.jsonl import iter_jsonl
+from ..sources.reader import iter_slices
+from .dedup import make_deduplicator
+from .finalize import METADATA_FILE, record_kept_set, write_kept_set
+from .run_index import RunIndex
+from .splitting import group_value
+from .thresholds import apply_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,7 @@ def _options(config: DistillConfig, overrides: Mapping[str, Any]) -> OutputOptio
         if k in _OUTPUT_KEYS and k not in DistillConfig.model_fields
     }
     if "formats" in extra:
-        from ..formats import parse_formats
+        from ..outputs.formats import parse_formats
 
         extra["formats"] = tuple(parse_formats(extra["formats"]))
     if extra.get("split_by", "sample") not in ("sample", "slice"):

@@ -1,0 +1,1210 @@
+"""Near-duplicate removal: MinHash-LSH over character n-grams, or cosine over embeddings.
+
+Both deduplicators take samples one at a time (``add``) and decide at the end (``resolve``),
+keeping only a compact index per sample while streaming: texts go to an anonymous temporary file
+(``spill_dir``, default the system temp dir) and are read back when needed, so RAM per sample
+does not grow with text length. Both resolve greedily: samples are visited best score first
+(ties: smallest id) and a sample is kept unless it is a verified near-duplicate of a sample
+already kept; a dropped sample names the best-ranked kept sample it duplicates. Unlike
+clustering (union-find), this never drops a sample as a duplicate of something it is not itself
+similar to; the price is that two dropped samples may be similar to different kept ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import itertools
+import logging
+import math
+import os
+import tempfile
+import threading
+import unicodedata
+import weakref
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from ..errors import ConfigError, OutputError
+
+if TYPE_CHECKING:
+    from ..config.models import DistillConfig
+    from ..llm.cache import ResponseCache
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_APPROX_ABOVE",
+    "DEFAULT_COSINE_THRESHOLD",
+    "DEFAULT_JACCARD_THRESHOLD",
+    "Deduplicator",
+    "EmbeddingDeduplicator",
+    "JaccardDeduplicator",
+    "choose_bands",
+    "embedding_key",
+    "exact_jaccard_pairs",
+    "lsh_recall",
+    "make_deduplicator",
+    "normalize_text",
+    "shingle_hashes",
+]
+
+DEFAULT_JACCARD_THRESHOLD = 0.8
+DEFAULT_COSINE_THRESHOLD = 0.95
+# Above this many samples the embedding dedup uses an approximate index (if faiss is installed).
+DEFAULT_APPROX_ABOVE = 200_000
+DEFAULT_MIN_RECALL = 0.99
+
+_U64 = np.uint64
+# Multiplier of the rolling polynomial hash over n-gram windows (any odd 64-bit constant works,
+# because the code points are mixed first; see _shingle_batch).
+_POLY = _U64(0x9E3779B97F4A7C15)
+_SHIFT33 = _U64(33)
+_FMIX1 = _U64(0xFF51AFD7ED558CCD)
+_FMIX2 = _U64(0xC4CEB9FE1A85EC53)
+_SHIFT32 = _U64(32)
+_LOW32 = _U64(0xFFFFFFFF)
+# An empty MinHash bin (no real value reaches it: rounds stay far below 2^32).
+_EMPTY = _U64(0xFFFFFFFFFFFFFFFF)
+# Shingle sets cached while resolving (a 1,000-character text takes about 8 KB).
+_VERIFY_CACHE_BYTES = 64 << 20
+# (shingle, round) pairs hashed at once when filling empty bins: 2^20 pairs take about 40 MB.
+_ROUND_ELEMENTS = 1 << 20
+# Float slack when comparing an integer overlap with threshold * union.
+_EPS = 1e-9
+
+
+class Deduplicator(Protocol):
+    """What the filter needs from a deduplicator: add samples, then map dropped id -> kept id."""
+
+    def add(self, sample_id: str, text: str, score: float) -> None: ...
+
+    async def aresolve(self) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
+
+    def __len__(self) -> int: ...
+
+
+# --------------------------------------------------------------------------- text -> shingles
+
+
+# Code points classified so far: whitespace, punctuation and controls are dropped. Classifying
+# lazily (only code points actually seen) costs microseconds per new character, where a table of
+# all of Unicode took ~0.4 s at first use: a stall of the event loop in the middle of a run.
+_DROP = np.zeros(0x110000, dtype=bool)
+_KNOWN = np.zeros(0x110000, dtype=bool)
+_DROP_LOCK = threading.Lock()
+
+
+def _drop_mask(codes: np.ndarray) -> np.ndarray:
+    """True where a code point is whitespace, punctuation or a control character."""
+    unknown = codes[~_KNOWN[codes]]
+    if unknown.size:
+        with _DROP_LOCK:
+            for cp in np.unique(unknown).tolist():
+                cat = unicodedata.category(chr(cp))
+                _DROP[cp] = cat[0] in "PZ" or cat in ("Cc", "Cf", "Cs")
+                _KNOWN[cp] = True
+    return _DROP[codes]
+
+
+def best_first(ids: list[str], scores: Any) -> np.ndarray:
+    """Sample indices best first: score descending, then id ascending (the keep order)."""
+    n = len(ids)
+    id_rank = np.empty(n, dtype=np.int64)
+    id_rank[sorted(range(n), key=ids.__getitem__)] = np.arange(n)
+    values = np.frombuffer(scores, dtype=np.float64) if n else np.empty(0)
+    return np.lexsort((id_rank, -values))
+
+
+def _codes(text: str) -> np.ndarray:
+    """NFKC + casefold ``text`` and return its code points as uint32 (punctuation still in)."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    # surrogatepass: a lone surrogate in broken input must not crash dedup (it is dropped later).
+    return np.frombuffer(folded.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, casefold, drop whitespace, punctuation and controls (needs no word spaces)."""
+    codes = _codes(text)
+    codes = codes[~_drop_mask(codes)]
+    normalized: str = codes.tobytes().decode("utf-32-le")
+    return normalized
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, in place: every output bit depends on every input bit."""
+    h ^= h >> _SHIFT33
+    h *= _FMIX1
+    h ^= h >> _SHIFT33
+    h *= _FMIX2
+    h ^= h >> _SHIFT33
+    return h
+
+
+def _segment_index(counts: np.ndarray, step: int = 1) -> np.ndarray:
+    """``step`` times the segment number of every element of consecutive segments (int64).
+
+    A cumulative sum of boundary marks: several times faster than ``np.repeat`` of a range.
+    """
+    total = int(counts.sum())
+    marks = np.zeros(total, dtype=np.int64)
+    nonempty = counts > 0
+    firsts = (np.cumsum(counts) - counts)[nonempty]
+    # A mark at each segment's first element, worth the number of segments it starts after.
+    seg = np.flatnonzero(nonempty)
+    steps = np.diff(seg, prepend=0) * step
+    np.add.at(marks, firsts, steps)
+    return np.cumsum(marks, out=marks)
+
+
+def _shingle_batch(
+    codes: np.ndarray, lengths: np.ndarray, ngram: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hash every character n-gram of several normalised texts at once (unmixed).
+
+    Args:
+        codes: the texts' code points, concatenated (uint32).
+        lengths: code points per text.
+        ngram: window size; a text shorter than ``ngram`` (even empty) becomes one shingle, the
+            text padded with zeros.
+
+    Returns:
+        (hashes, counts): a uint64 polynomial hash per window, texts in order, and windows per
+        text. The hash is injective enough for sets (64 bits) but not well mixed: ``_fmix64`` it
+        before using its bits.
+    """
+    lengths = lengths.astype(np.int64)
+    total = len(codes)
+    # Mixing the code points first makes the polynomial's collisions as rare as random 64-bit
+    # values; on raw code points a mod-2^64 polynomial has short structured collisions. Mixed
+    # values are never zero (fmix64 is a bijection fixing only 0), so zero padding is distinct.
+    mixed = np.zeros(total + ngram - 1, dtype=np.uint64)
+    mixed[:total] = codes
+    mixed[:total] += _U64(0x51ED27)
+    _fmix64(mixed[:total])
+    # Window hash at every position of the concatenation (Horner); windows running into the next
+    # text are dropped below.
+    h = mixed[:total].copy()
+    for k in range(1, ngram):
+        h *= _POLY
+        h += mixed[k : k + total]
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    valid = np.ones(total, dtype=bool)
+    for k in range(1, ngram):
+        valid[ends[lengths >= k] - k] = False
+    short = np.flatnonzero((lengths < ngram) & (lengths > 0))
+    if len(short):
+        # A short text's one window is the text padded with zeros.
+        acc = np.zeros(len(short), dtype=np.uint64)
+        for k in range(ngram):
+            acc *= _POLY
+            inside = lengths[short] > k
+            acc[inside] += mixed[starts[short[inside]] + k]
+        h[starts[short]] = acc
+        valid[starts[short]] = True
+    hashes = h[valid]
+    counts = np.maximum(lengths - ngram + 1, 1)
+    empty = np.flatnonzero(lengths == 0)
+    if len(empty):
+        # An empty text is one all-padding window, whose hash is 0.
+        first = np.cumsum(counts) - counts
+        out = np.zeros(int(counts.sum()), dtype=np.uint64)
+        slots = np.ones(len(out), dtype=bool)
+        slots[first[empty]] = False
+        out[slots] = hashes
+        hashes = out
+    return hashes, counts
+
+
+def _sorted_unique(h: np.ndarray) -> np.ndarray:
+    """Sorted unique values (np.unique's hash path is slower for these sizes)."""
+    h = np.sort(h)
+    if len(h) > 1:
+        keep = np.empty(len(h), dtype=bool)
+        keep[0] = True
+        np.not_equal(h[1:], h[:-1], out=keep[1:])
+        h = h[keep]
+    return h
+
+
+def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
+    """Sorted unique uint64 hashes of the character n-grams of ``normalize_text(text)``."""
+    codes = _codes(text)
+    codes = codes[~_drop_mask(codes)]
+    hashes, _ = _shingle_batch(codes, np.array([len(codes)]), ngram)
+    return _sorted_unique(_fmix64(hashes))
+
+
+def _utf8_shingles(blob: bytes, ngram: int) -> np.ndarray:
+    """Sorted unique (unmixed) shingle hashes of a normalised text stored as UTF-8."""
+    codes = np.frombuffer(blob.decode("utf-8").encode("utf-32-le"), dtype="<u4")
+    width = len(codes) - ngram + 1
+    if width < 1:
+        hashes, _ = _shingle_batch(codes, np.array([len(codes)]), ngram)
+        return hashes
+    # _shingle_batch for one text without its batch bookkeeping: this runs once per verified
+    # sample, so its fixed cost matters (about 2x faster for a 600-character text).
+    mixed = codes.astype(np.uint64)
+    mixed += _U64(0x51ED27)
+    _fmix64(mixed)
+    h = mixed[:width].copy()
+    for k in range(1, ngram):
+        h *= _POLY
+        h += mixed[k : k + width]
+    return _sorted_unique(h)
+
+
+class _ShingleCache:
+    """Shingle sets of recently verified samples, least recently used dropped beyond a budget."""
+
+    def __init__(self, texts: _TextSpill, ngram: int, max_bytes: int) -> None:
+        self._texts = texts
+        self._ngram = ngram
+        self._max_bytes = max_bytes
+        self._sets: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self.misses = 0
+
+    def __call__(self, i: int) -> np.ndarray:
+        hashes = self._sets.get(i)
+        if hashes is not None:
+            self._sets.move_to_end(i)
+            return hashes
+        self.misses += 1
+        hashes = _utf8_shingles(self._texts.get(i), self._ngram)
+        self._sets[i] = hashes
+        self._bytes += hashes.nbytes
+        while self._bytes > self._max_bytes and len(self._sets) > 1:
+            self._bytes -= self._sets.popitem(last=False)[1].nbytes
+        return hashes
+
+
+def _jaccard_sets(a: np.ndarray, b: np.ndarray, threshold: float) -> float | None:
+    """Exact Jaccard of two sorted unique hash arrays, or None when it is below ``threshold``."""
+    la, lb = len(a), len(b)
+    # Size filter: J <= min/max, so a pair this lopsided cannot reach the threshold.
+    if min(la, lb) < threshold * max(la, lb) - _EPS:
+        return None
+    if la > lb:
+        a, b, la, lb = b, a, lb, la
+    # Binary search of the smaller set in the larger: no concatenate-and-sort per pair.
+    idx = np.minimum(np.searchsorted(b, a), lb - 1)
+    inter = int(np.count_nonzero(b[idx] == a))
+    union = la + lb - inter
+    if inter < threshold * union - _EPS:
+        return None
+    return inter / union
+
+
+# --------------------------------------------------------------------------- LSH banding
+
+
+def lsh_recall(similarity: float, bands: int, rows: int) -> float:
+    """Probability that a pair with this Jaccard similarity shares at least one LSH band."""
+    return 1.0 - (1.0 - similarity**rows) ** bands
+
+
+def choose_bands(
+    threshold: float, num_perm: int, *, min_recall: float = DEFAULT_MIN_RECALL
+) -> tuple[int, int]:
+    """Pick (bands, rows) with bands * rows <= num_perm for a Jaccard threshold.
+
+    Takes the largest ``rows`` (fewest candidates below the threshold, so least verification work)
+    whose S-curve, with all ``num_perm // rows`` bands used, still reaches ``min_recall`` at the
+    threshold itself. For 0.8 and 128 permutations that is 21 bands x 6 rows (recall 0.998 at
+    J = 0.80, 0.99995 at 0.85; 28% of pairs at J = 0.5 become candidates).
+    """
+    best = (num_perm, 1)
+    for rows in range(1, num_perm + 1):
+        bands = num_perm // rows
+        if lsh_recall(threshold, bands, rows) >= min_recall:
+            best = (bands, rows)
+    return best
+
+
+def _band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Hash each band of ``rows`` MinHash values to one uint64 key (band index mixed in)."""
+    m = sig.shape[0]
+    cols = sig.astype(np.uint64).reshape(m, bands, rows)
+    keys = np.broadcast_to(
+        np.arange(1, bands + 1, dtype=np.uint64) * _U64(0xD6E8FEB86659FD93), (m, bands)
+    ).copy()
+    for j in range(rows):
+        keys ^= cols[:, :, j]
+        keys *= _POLY
+        keys ^= keys >> _U64(29)
+    return _fmix64(keys)
+
+
+def _sketch_rounds(
+    sig: np.ndarray,
+    g: np.ndarray,
+    first: np.ndarray,
+    n: np.ndarray,
+    docs: np.ndarray,
+    start: np.ndarray,
+    rounds: np.ndarray,
+    bins: int,
+) -> None:
+    """Rounds ``start .. start + rounds - 1`` of the texts ``docs`` (elements from ``first``)."""
+    per_elem = np.repeat(rounds, n)
+    elems = np.arange(int(n.sum()), dtype=np.int64)
+    elems += np.repeat(first - (np.cumsum(n) - n), n)
+    doc_of = np.repeat(docs, n * rounds)
+    el = np.repeat(elems, per_elem)
+    r = np.arange(len(el), dtype=np.int64) - np.repeat(np.cumsum(per_elem) - per_elem, per_elem)
+    r += np.repeat(np.repeat(start, n), per_elem)
+    ru = r.astype(np.uint64)
+    gr = _fmix64(g[el] ^ (ru * _POLY))
+    slot = doc_of * bins + (((gr >> _SHIFT32) * _U64(bins)) >> _SHIFT32).astype(np.int64)
+    np.minimum.at(sig, slot, (ru << _SHIFT32) | (gr & _LOW32))
+
+
+def _sketch(h: np.ndarray, counts: np.ndarray, bins: int, seed_key: np.uint64) -> np.ndarray:
+    """One-permutation MinHash signatures (texts x ``bins``, uint64) of consecutive hash segments.
+
+    Each shingle is hashed once into one of ``bins`` bins and each bin keeps its minimum, so the
+    cost is one pass over the shingles instead of one per permutation (Li et al. 2012). Bins left
+    empty (texts with few shingles) are filled by further rounds in which every shingle lands in
+    another random bin, with values that rank after all earlier rounds: fast similarity
+    sketching (Dahlgaard, Knudsen and Thorup 2017). Two texts then agree in each bin with
+    probability equal to their Jaccard similarity, whatever their sizes, and a text's signature
+    does not depend on the other texts of its batch.
+    """
+    m = len(counts)
+    g = _fmix64(h ^ seed_key)
+    sig = np.full(m * bins, _EMPTY, dtype=np.uint64)
+    slot = _segment_index(counts, bins)
+    slot += (((g >> _SHIFT32) * _U64(bins)) >> _SHIFT32).astype(np.int64)
+    np.minimum.at(sig, slot, g & _LOW32)
+    sig2 = sig.reshape(m, bins)
+    need = np.flatnonzero((sig2 == _EMPTY).any(axis=1))
+    next_round = np.ones(m, dtype=np.int64)
+    first = np.cumsum(counts) - counts
+    while len(need):
+        # Enough rounds that about e^-2 of the texts still miss a bin afterwards.
+        rounds = np.maximum(np.ceil(bins * (math.log(bins) + 2.0) / counts[need]), 1)
+        rounds = rounds.astype(np.int64)
+        # Texts in pieces of about _ROUND_ELEMENTS (element, round) pairs: bounded temporaries.
+        piece = np.cumsum(counts[need] * rounds) // _ROUND_ELEMENTS
+        cuts = np.flatnonzero(np.diff(piece)) + 1
+        for docs, r in zip(np.split(need, cuts), np.split(rounds, cuts), strict=True):
+            _sketch_rounds(sig, g, first[docs], counts[docs], docs, next_round[docs], r, bins)
+        next_round[need] += rounds
+        need = need[(sig2[need] == _EMPTY).any(axis=1)]
+    return sig2
+
+
+# --------------------------------------------------------------------------- text spill
+
+
+class _TextSpill:
+    """Append-only temporary file of byte strings: 8 bytes of RAM (an end offset) per entry."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (lives with self)
+        # Closed with its owner (or at exit) without a ResourceWarning.
+        self._finalizer = weakref.finalize(self, self._file.close)
+        self._ends = array("q")
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes written to the file."""
+        return self._ends[-1] if self._ends else 0
+
+    def extend(self, blobs: list[bytes]) -> None:
+        """Append ``blobs`` in one write.
+
+        Raises:
+            OutputError: the file cannot grow (e.g. the disk is full).
+        """
+        try:
+            self._file.seek(0, os.SEEK_END)
+            self._file.write(b"".join(blobs))
+        except OSError as exc:
+            raise OutputError(f"cannot write the dedup spill file: {exc.strerror or exc}") from exc
+        ends = list(itertools.accumulate(map(len, blobs), initial=self.nbytes))
+        self._ends.extend(ends[1:])
+
+    def get(self, i: int) -> bytes:
+        """The ``i``-th blob, read back from the file.
+
+        Raises:
+            OutputError: buffered writes cannot be flushed first (e.g. the disk is full).
+        """
+        start = self._ends[i - 1] if i else 0
+        try:
+            self._file.seek(start)
+            return self._file.read(self._ends[i] - start)
+        except OSError as exc:
+            raise OutputError(f"cannot write the dedup spill file: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        """Delete the file; safe to call twice."""
+        # Closing flushes what is buffered; on a full disk that fails, and the file is being
+        # deleted anyway (the error worth reporting, if any, was raised when writing).
+        with contextlib.suppress(OSError):
+            self._finalizer()
+
+
+# --------------------------------------------------------------------------- Jaccard
+
+
+class JaccardDeduplicator:
+    """Near-duplicates by Jaccard similarity of character n-gram sets, found with MinHash LSH.
+
+    ``add`` normalises each text, spills it (UTF-8) to an anonymous temporary file and keeps in
+    RAM only the id, the score, the LSH band keys (``bands`` x 8 bytes: 168 B), one byte per
+    MinHash bin (a pre-filter: 126 B) and a file offset: about 350 B per sample with the
+    defaults, plus the id string, whatever the text length. Signatures are one-permutation
+    MinHash (see ``_sketch``): one hash per shingle instead of ``num_perm``. ``resolve`` checks
+    every LSH candidate that passes the pre-filter with the exact Jaccard of the two shingle sets
+    (64-bit hashes of texts read back from the file; recent ones cached up to 64 MB), so a
+    reported duplicate always meets the threshold; recall is that of the LSH S-curve (see
+    ``choose_bands``). Resolution is greedy by score; see the module docstring.
+    """
+
+    def __init__(
+        self,
+        threshold: float = DEFAULT_JACCARD_THRESHOLD,
+        ngram: int = 5,
+        num_perm: int = 128,
+        seed: int = 0,
+        *,
+        min_recall: float = DEFAULT_MIN_RECALL,
+        batch_chars: int = 1 << 20,
+        min_batch_chars: int = 1 << 15,
+        spill_dir: str | Path | None = None,
+    ) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ConfigError(f"jaccard threshold must be in (0, 1], got {threshold}")
+        if ngram < 1 or num_perm < 1:
+            raise ConfigError(f"ngram and num_perm must be >= 1, got {ngram} and {num_perm}")
+        self.threshold = threshold
+        self.ngram = ngram
+        self.num_perm = num_perm
+        self.bands, self.rows = choose_bands(threshold, num_perm, min_recall=min_recall)
+        self._bins = self.bands * self.rows
+        self._seed_key = _fmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) + _POLY)[0]
+        # A candidate whose signature agrees in fewer bins than this is rejected unverified: for
+        # a pair at the threshold that is 7 standard deviations below the expected agreement
+        # (the 8-bit bins agree by chance only ever add to it), so recall does not change.
+        k, t = self._bins, threshold
+        self._min_agree = max(0, math.floor(k * t - 7.0 * math.sqrt(k * t * (1.0 - t)) - 2.0))
+        self._batch_chars = batch_chars
+        self._min_batch_chars = min(min_batch_chars, batch_chars)
+        self._ids: list[str] = []
+        self._id_set: set[str] = set()
+        self._scores = array("d")
+        self._keys: list[np.ndarray] = []
+        self._agree: list[np.ndarray] = []
+        self._texts = _TextSpill(spill_dir)
+        self._pending: list[np.ndarray] = []
+        self._pending_chars = 0
+        # Batches are sketched by one worker thread while the caller goes on adding: in a run,
+        # sketching overlaps the wait for replies instead of stalling the event loop or piling
+        # up for ``resolve``. One worker keeps batches (and spill offsets) in order.
+        self._worker: ThreadPoolExecutor | None = None
+        self._inflight: Future[None] | None = None
+        self._broken: BaseException | None = None
+        self.verified = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, sample_id: str, text: str, score: float) -> None:
+        """Register one sample; ``score`` ranks it (higher is kept first)."""
+        if sample_id in self._id_set:
+            raise ValueError(f"sample id {sample_id!r} added twice")
+        if self._broken is not None:
+            self._wait()  # raises: the index lost a batch
+        self._id_set.add(sample_id)
+        self._ids.append(sample_id)
+        self._scores.append(-math.inf if math.isnan(score) else float(score))
+        codes = _codes(text)
+        self._pending.append(codes)
+        self._pending_chars += len(codes)
+        # Shingling and MinHash run per batch: numpy call overhead per text would dominate.
+        # A batch goes to the worker once it has min_batch_chars and the worker is free; at
+        # batch_chars the caller waits for the worker, which bounds the memory of pending texts.
+        if self._pending_chars >= self._min_batch_chars:
+            busy = self._inflight is not None and not self._inflight.done()
+            if not busy or self._pending_chars >= self._batch_chars:
+                self._submit()
+
+    def _submit(self) -> None:
+        """Hand the pending texts to the worker thread (after the batch it is working on)."""
+        self._wait()  # in order, and a failure surfaces before more texts are handed over
+        batch, self._pending, self._pending_chars = self._pending, [], 0
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="sft-distill-minhash")
+            weakref.finalize(self, self._worker.shutdown, wait=False)
+        self._inflight = self._worker.submit(self._sketch_batch, batch)
+
+    def _wait(self) -> None:
+        """Wait for the worker's batch. A failed batch leaves texts out of the index for good,
+        so the deduplicator refuses any further use (rather than resolve with samples missing).
+
+        Raises:
+            OutputError: the spill file could not be written (e.g. the disk is full).
+        """
+        if self._broken is not None:
+            raise RuntimeError("a batch of texts failed to be indexed") from self._broken
+        future = self._inflight
+        if future is None:
+            return
+        try:
+            future.result()
+        except BaseException as exc:
+            if future.done():  # the batch itself failed (not this wait being interrupted)
+                self._inflight = None
+                self._broken = exc
+                if isinstance(exc, OSError):
+                    raise OutputError(
+                        f"cannot write the dedup spill file: {exc.strerror or exc}"
+                    ) from exc
+            raise
+        self._inflight = None
+
+    def _flush(self) -> None:
+        """Sketch whatever is pending and wait until every batch is in the index."""
+        self._wait()
+        if self._pending:
+            batch, self._pending, self._pending_chars = self._pending, [], 0
+            self._sketch_batch(batch)
+
+    def _sketch_batch(self, batch: list[np.ndarray]) -> None:
+        """Normalise, spill, shingle and sketch a batch of texts; keep their band keys."""
+        raw_lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+        codes = np.concatenate(batch)
+        del batch
+        keep = ~_drop_mask(codes)
+        kept_before = np.zeros(len(codes) + 1, dtype=np.int64)
+        np.cumsum(keep, out=kept_before[1:])
+        raw_ends = np.cumsum(raw_lengths)
+        lengths = kept_before[raw_ends] - kept_before[raw_ends - raw_lengths]
+        codes = codes[keep]
+        norm = codes.tobytes().decode("utf-32-le")
+        bounds = [0, *itertools.accumulate(lengths.tolist())]
+        self._texts.extend([norm[a:b].encode("utf-8") for a, b in itertools.pairwise(bounds)])
+        hashes, counts = _shingle_batch(codes, lengths, self.ngram)
+        sig = _sketch(hashes, counts, self._bins, self._seed_key)
+        self._keys.append(_band_keys(sig, self.bands, self.rows))
+        self._agree.append(sig.astype(np.uint8))
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        """All band keys (n x bands) and pre-filter bytes (n x bins), merged once."""
+        self._flush()
+        if len(self._keys) != 1:
+            empty = not self._keys
+            bands, bins = self.bands, self._bins
+            self._keys = [np.empty((0, bands), np.uint64) if empty else np.concatenate(self._keys)]
+            self._agree = [np.empty((0, bins), np.uint8) if empty else np.concatenate(self._agree)]
+        return self._keys[0], self._agree[0]
+
+    def _band_groups(self, keys: np.ndarray) -> np.ndarray:
+        """Per sample and band, a dense id of the bucket, or -1 when no other sample shares it."""
+        n = len(keys)
+        # int32 halves this n x bands array; ids stay below n * bands.
+        dtype = np.int32 if n * self.bands < 2**31 else np.int64
+        groups = np.full((n, self.bands), -1, dtype=dtype)
+        next_id = 0
+        for j in range(self.bands):
+            order = np.argsort(keys[:, j])
+            sk = keys[order, j]
+            new = np.ones(n, dtype=bool)
+            new[1:] = sk[1:] != sk[:-1]
+            gid = np.cumsum(new) - 1
+            size = np.bincount(gid)
+            shared_group = size > 1
+            shared = shared_group[gid]
+            # Number shared buckets densely, after the previous bands' ones.
+            dense = np.cumsum(shared_group) - 1 + next_id
+            groups[order[shared], j] = dense[gid[shared]]
+            next_id += int(shared_group.sum())
+        return groups
+
+    def _ranking(self) -> np.ndarray:
+        return best_first(self._ids, self._scores)
+
+    def _verifier(self, agree: np.ndarray) -> Callable[[int, np.ndarray], int | None]:
+        """A function (i, candidates best first) -> the first verified near-duplicate, or None."""
+        threshold, min_agree = self.threshold, self._min_agree
+        # Kept samples at the centre of a bucket are verified again and again: cache their sets.
+        shingles = _ShingleCache(self._texts, self.ngram, _VERIFY_CACHE_BYTES)
+
+        def first(i: int, cands: np.ndarray) -> int | None:
+            agreeing = np.count_nonzero(agree[cands] == agree[i], axis=1)
+            for j in cands[agreeing >= min_agree].tolist():
+                self.verified += 1
+                if _jaccard_sets(shingles(i), shingles(j), threshold) is not None:
+                    return int(j)
+            return None
+
+        return first
+
+    def resolve(self) -> dict[str, str]:
+        """Map each dropped sample id to the id of the kept sample it near-duplicates.
+
+        Visits samples best first; a sample is dropped when an already kept sample shares an LSH
+        band with it, passes the signature pre-filter and their exact Jaccard meets the
+        threshold. It then names the best-ranked such kept sample.
+        """
+        keys, agree = self._index()
+        groups = self._band_groups(keys)
+        order = self._ranking()
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        # Kept samples per bucket, as linked lists in flat arrays (4 + 8 bytes per entry):
+        # Python lists per bucket would cost more than the whole index.
+        head = array("i", [-1]) * (int(groups.max()) + 1 if groups.size else 0)
+        nxt = array("i")
+        member = array("i")
+        first_match = self._verifier(agree)
+        ids = self._ids
+        mapping: dict[str, str] = {}
+        self.verified = 0
+        # A sample that shares no band with anything is kept, and nobody can find it.
+        in_bucket: np.ndarray = np.any(groups >= 0, axis=1)
+        for i in order[in_bucket[order]].tolist():
+            row = [g for g in groups[i].tolist() if g >= 0]
+            cands: set[int] = set()
+            for g in row:
+                node = head[g]
+                while node >= 0:
+                    cands.add(member[node])
+                    node = nxt[node]
+            dup = None
+            if cands:
+                c = np.fromiter(cands, dtype=np.int64, count=len(cands))
+                dup = first_match(i, c[np.argsort(rank[c])])
+            if dup is None:
+                for g in row:
+                    nxt.append(head[g])
+                    member.append(i)
+                    head[g] = len(member) - 1
+            else:
+                mapping[ids[i]] = ids[dup]
+        log.info(
+            "jaccard dedup: %d samples, %d verified pairs, %d duplicates",
+            len(order),
+            self.verified,
+            len(mapping),
+        )
+        return mapping
+
+    async def aresolve(self) -> dict[str, str]:
+        """``resolve`` in a worker thread, so a large run does not block the event loop.
+
+        Do not ``add`` while it runs.
+        """
+        return await asyncio.to_thread(self.resolve)
+
+    def near_duplicate_pairs(self) -> list[tuple[str, str, float]]:
+        """Every verified pair (id_a, id_b, jaccard) with id_a added first, for diagnostics.
+
+        Unlike ``resolve`` this checks all LSH candidate pairs that pass the pre-filter, so it is
+        quadratic in bucket size.
+        """
+        keys, agree = self._index()
+        groups = self._band_groups(keys)
+        pairs: set[tuple[int, int]] = set()
+        for j in range(self.bands):
+            col = groups[:, j]
+            members = np.flatnonzero(col >= 0)
+            order = members[np.argsort(col[members], kind="stable")]
+            bounds = np.flatnonzero(np.diff(col[order])) + 1
+            for grp in np.split(order, bounds):
+                g = grp.tolist()
+                pairs.update((a, b) for k, a in enumerate(g) for b in g[k + 1 :])
+        texts = self._texts
+        out = []
+        for a, b in sorted(pairs):
+            if int(np.count_nonzero(agree[a] == agree[b])) < self._min_agree:
+                continue
+            ta, tb = texts.get(a), texts.get(b)
+            sim = 1.0 if ta == tb else None
+            if sim is None:
+                sets = _utf8_shingles(ta, self.ngram), _utf8_shingles(tb, self.ngram)
+                sim = _jaccard_sets(*sets, self.threshold)
+            if sim is not None:
+                out.append((self._ids[a], self._ids[b], sim))
+        return out
+
+    def close(self) -> None:
+        """Stop the worker and delete the spilled texts now, not when collected; safe twice."""
+        if self._inflight is not None:
+            self._inflight.cancel()
+            with contextlib.suppress(Exception):  # a failed batch is of no interest any more
+                self._inflight.result()
+            self._inflight = None
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+        self._texts.close()
+
+
+def exact_jaccard_pairs(
+    texts: Sequence[str], threshold: float, ngram: int = 5
+) -> list[tuple[int, int, float]]:
+    """All pairs (i, j, jaccard), i < j, whose exact n-gram Jaccard meets ``threshold``.
+
+    An exact oracle for tests and benchmarks (no LSH): an all-pairs similarity join with prefix
+    filtering (Bayardo et al. 2007). Shingles are ordered rarest first; two sets with
+    J >= t must share a token among the first ``|x| - ceil(t|x|) + 1`` of each, so only pairs
+    sharing a prefix token are verified. Exact up to 64-bit shingle-hash collisions.
+    """
+    if not texts:
+        return []
+    sets = [shingle_hashes(t, ngram) for t in texts]
+    sizes = np.array([len(s) for s in sets], dtype=np.int64)
+    flat = np.concatenate(sets)
+    doc = np.repeat(np.arange(len(sets), dtype=np.int64), sizes)
+    uniq, inv, freq = np.unique(flat, return_inverse=True, return_counts=True)
+    token_rank = np.empty(len(uniq), dtype=np.int64)
+    token_rank[np.lexsort((uniq, freq))] = np.arange(len(uniq))
+    tok = token_rank[inv]
+    by_doc = np.lexsort((tok, doc))
+    tok, doc = tok[by_doc], doc[by_doc]
+    start = np.cumsum(sizes) - sizes
+    pos = np.arange(len(tok)) - start[doc]
+    # The _EPS makes the prefix one longer when t*|x| lands a hair above an integer: safe side.
+    prefix = sizes - np.ceil(threshold * sizes - _EPS).astype(np.int64) + 1
+    sel = pos < prefix[doc]
+    tok, doc = tok[sel], doc[sel]
+    by_tok = np.lexsort((doc, tok))
+    tok, doc = tok[by_tok], doc[by_tok]
+    # Pair every element with the later elements of its token group.
+    grp_end = np.searchsorted(tok, tok, side="right")
+    after = grp_end - np.arange(len(tok)) - 1
+    left = np.repeat(doc, after)
+    offs = np.arange(int(after.sum())) - np.repeat(np.cumsum(after) - after, after)
+    right = doc[np.repeat(np.arange(len(tok)) + 1, after) + offs]
+    lo, hi = np.minimum(left, right), np.maximum(left, right)
+    code = np.unique(lo * len(sets) + hi)
+    out = []
+    for c in code.tolist():
+        i, j = divmod(c, len(sets))
+        if i == j:
+            continue
+        sim = _jaccard_sets(sets[i], sets[j], threshold)
+        if sim is not None:
+            out.append((i, j, sim))
+    return out
+
+
+# --------------------------------------------------------------------------- embeddings
+
+EmbedFn = Callable[[list[str]], Any]
+
+
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    """True for ``async def`` functions and objects whose ``__call__`` is one."""
+    # type(fn).__call__: for an instance with ``async def __call__`` (fn is known callable).
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def embedding_key(namespace: str, text: str) -> str:
+    """Cache key of one text's embedding: a hash of the namespace (the model) and the text."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(b"embedding\x1f")
+    h.update(namespace.encode("utf-8", "surrogatepass"))
+    h.update(b"\x1f")
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _default_namespace(embed_fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of the function (or of the callable's class)."""
+    target = embed_fn if hasattr(embed_fn, "__qualname__") else type(embed_fn)
+    return f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', repr(target))}"
+
+
+class _ExactKept:
+    """Kept vectors in chunks of ``block_size`` rows, matched by exact blockwise cosine."""
+
+    def __init__(self, threshold: float, block_size: int) -> None:
+        self.threshold = threshold
+        self.block_size = block_size
+        self.chunks: list[np.ndarray] = []
+        self.count = 0
+
+    def first_hits(self, block: np.ndarray) -> np.ndarray:
+        """Per row, the position of the first kept vector with cosine >= threshold, else -1."""
+        hit = np.full(len(block), -1, dtype=np.int64)
+        base = 0
+        for chunk in self.chunks:
+            open_rows = np.flatnonzero(hit < 0)
+            if not len(open_rows):
+                break
+            rows = block if len(open_rows) == len(block) else block[open_rows]
+            sims = rows @ chunk.T
+            # A row maximum is one pass over the product; comparing all of it is several.
+            found = np.flatnonzero(sims.max(axis=1) >= self.threshold)
+            if len(found):
+                first = np.argmax(sims[found] >= self.threshold, axis=1)
+                hit[open_rows[found]] = base + first
+            base += len(chunk)
+        return hit
+
+    def add(self, rows: np.ndarray) -> None:
+        """Append kept rows, topping up the last chunk to ``block_size`` first."""
+        self.count += len(rows)
+        while len(rows):
+            if self.chunks and len(self.chunks[-1]) < self.block_size:
+                room = self.block_size - len(self.chunks[-1])
+                self.chunks[-1] = np.concatenate([self.chunks[-1], rows[:room]])
+                rows = rows[room:]
+            else:
+                self.chunks.append(np.ascontiguousarray(rows[: self.block_size]))
+                rows = rows[self.block_size :]
+
+
+# Kept vectors the IVF index is trained on (the exact scan handles them), and neighbours it returns.
+_IVF_TRAIN = 65536
+_IVF_NEIGHBOURS = 16
+# Rows matched together inside a block (see EmbeddingDeduplicator._match_block).
+_SUB_BLOCK = 512
+
+
+class _IvfKept:
+    """Kept vectors in a faiss inverted-file index: each query scans only ``probes`` cells."""
+
+    def __init__(self, exact: _ExactKept, n_total: int, probes: int, neighbours: int) -> None:
+        import faiss  # the optional extra "ann"
+
+        self.threshold = exact.threshold
+        self.neighbours = neighbours
+        train = np.concatenate(exact.chunks)
+        dim = train.shape[1]
+        # About 4 sqrt(n) cells (faiss's guideline), with 39 training vectors per cell at least.
+        cells = max(1, min(int(4 * math.sqrt(n_total)), len(train) // 39))
+        self._quantizer = faiss.IndexFlatIP(dim)
+        self.index = faiss.IndexIVFFlat(self._quantizer, dim, cells, faiss.METRIC_INNER_PRODUCT)
+        self.index.cp.niter = 10
+        self.index.train(train)
+        self.index.nprobe = min(probes, cells)
+        self.index.add(train)
+        self.count = len(train)
+
+    def first_hits(self, block: np.ndarray) -> np.ndarray:
+        """Per row, the best-ranked kept vector among its nearest found with cosine >= threshold."""
+        sims, found = self.index.search(block, self.neighbours)
+        # Kept positions are in rank order: the smallest qualifying one is the best ranked.
+        found = np.where((sims >= self.threshold) & (found >= 0), found, np.iinfo(np.int64).max)
+        first = found.min(axis=1)
+        return np.where(first == np.iinfo(np.int64).max, -1, first)
+
+    def add(self, rows: np.ndarray) -> None:
+        """Add kept rows."""
+        self.index.add(rows)
+        self.count += len(rows)
+
+
+def _ann_available() -> bool:
+    """True when faiss (the optional extra "ann") can be imported."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class EmbeddingDeduplicator:
+    """Near-duplicates by cosine similarity of embeddings from a user ``embed_fn``.
+
+    ``embed_fn(texts: list[str])`` returns an (n, d) array or list of lists, synchronously or as an
+    awaitable. ``add`` spills texts to a temporary file (RAM per sample: id, score, an offset).
+    ``resolve`` embeds samples best first, ``block_size`` at a time in batches of ``batch_size``
+    (up to ``max_concurrency`` batches in flight for an async ``embed_fn``; the next block is
+    embedded while the current one is compared), and keeps only the kept samples' L2-normalised
+    float32 vectors. With a ``cache``, vectors are stored under ``embedding_key(namespace,
+    text)`` and a rerun embeds nothing it has seen. Cosine is exact, block x block, so a
+    similarity matrix never exceeds ``block_size`` squared; above ``approx_above`` samples, once
+    that many are kept, a faiss IVF index (optional extra ``ann``) replaces the exact scan.
+    """
+
+    def __init__(
+        self,
+        embed_fn: EmbedFn,
+        threshold: float = DEFAULT_COSINE_THRESHOLD,
+        batch_size: int = 64,
+        block_size: int = 4096,
+        *,
+        max_concurrency: int = 4,
+        cache: ResponseCache | None = None,
+        namespace: str | None = None,
+        approx_above: int | None = DEFAULT_APPROX_ABOVE,
+        approx_probes: int = 8,
+        spill_dir: str | Path | None = None,
+    ) -> None:
+        if not callable(embed_fn):
+            raise ConfigError(f"embed_fn must be callable, got {type(embed_fn).__name__}")
+        if not -1.0 <= threshold <= 1.0:
+            raise ConfigError(f"cosine threshold must be in [-1, 1], got {threshold}")
+        if batch_size < 1 or block_size < 1 or max_concurrency < 1 or approx_probes < 1:
+            raise ConfigError(
+                "batch_size, block_size, max_concurrency and approx_probes must be >= 1"
+            )
+        self.embed_fn = embed_fn
+        self.threshold = threshold
+        self.batch_size = batch_size
+        self.block_size = block_size
+        self.max_concurrency = max_concurrency
+        self.cache = cache
+        self.namespace = namespace if namespace is not None else _default_namespace(embed_fn)
+        self.approx_above = approx_above
+        self.approx_probes = approx_probes
+        self._ids: list[str] = []
+        self._id_set: set[str] = set()
+        self._scores = array("d")
+        self._texts = _TextSpill(spill_dir)
+        self._dim: int | None = None
+        self.embedded = 0
+        self.cached = 0
+        self.approximate = False
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def _fn_name(self) -> str:
+        return getattr(self.embed_fn, "__qualname__", None) or repr(self.embed_fn)
+
+    def add(self, sample_id: str, text: str, score: float) -> None:
+        """Register one sample; ``score`` ranks it (higher is kept first)."""
+        if sample_id in self._id_set:
+            raise ValueError(f"sample id {sample_id!r} added twice")
+        self._id_set.add(sample_id)
+        self._ids.append(sample_id)
+        self._scores.append(-math.inf if math.isnan(score) else float(score))
+        self._texts.extend([text.encode("utf-8", "surrogatepass")])
+
+    def _check(self, result: Any, n: int) -> np.ndarray:
+        """The batch result as a float32 (n, d) array of finite non-zero rows, or ConfigError."""
+        name = self._fn_name
+        try:
+            arr = np.asarray(result, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"embed_fn {name} returned {type(result).__name__} that is not an (n, d) "
+                f"array of numbers: {exc}"
+            ) from None
+        if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
+            raise ConfigError(
+                f"embed_fn {name} returned shape {arr.shape} for {n} texts; "
+                f"expected ({n}, d) with one row per text"
+            )
+        if self._dim is not None and arr.shape[1] != self._dim:
+            raise ConfigError(
+                f"embed_fn {name} returned dimension {arr.shape[1]}, earlier batches had "
+                f"{self._dim} (a cached model of another size? use another namespace)"
+            )
+        if not np.isfinite(arr).all():
+            raise ConfigError(f"embed_fn {name} returned NaN or infinite values")
+        if not np.any(arr, axis=1).all():
+            raise ConfigError(f"embed_fn {name} returned an all-zero vector (no direction)")
+        self._dim = arr.shape[1]
+        return arr
+
+    async def _call(self, texts: list[str], sem: asyncio.Semaphore) -> np.ndarray:
+        async with sem:
+            if _is_async_callable(self.embed_fn):
+                result = await self.embed_fn(texts)
+            else:
+                # A sync model would block the event loop; a plain function returning an
+                # awaitable (e.g. a lambda around an async client) is awaited here, in the loop.
+                result = await asyncio.to_thread(self.embed_fn, texts)
+                if inspect.isawaitable(result):
+                    result = await result
+        arr = self._check(result, len(texts))
+        if self.cache is not None:
+            self.cache.put_vectors([embedding_key(self.namespace, t) for t in texts], arr)
+        return arr
+
+    async def _embed(self, idx: np.ndarray) -> np.ndarray:
+        """L2-normalised float32 vectors of samples ``idx``, from the cache or ``embed_fn``."""
+        texts = [self._texts.get(i).decode("utf-8", "surrogatepass") for i in idx.tolist()]
+        vecs: list[np.ndarray | None] = [None] * len(texts)
+        if self.cache is not None:
+            vecs = self.cache.get_vectors([embedding_key(self.namespace, t) for t in texts])
+        todo = [k for k, v in enumerate(vecs) if v is None]
+        self.cached += len(texts) - len(todo)
+        # Sync functions run one batch at a time: a local model need not be thread-safe.
+        sem = asyncio.Semaphore(self.max_concurrency if _is_async_callable(self.embed_fn) else 1)
+        batches = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        tasks = [asyncio.ensure_future(self._call([texts[k] for k in b], sem)) for b in batches]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        for batch, arr in zip(batches, results, strict=True):
+            for k, row in zip(batch, arr, strict=True):
+                vecs[k] = row
+        self.embedded += len(todo)
+        if not texts:
+            return np.empty((0, self._dim or 1), dtype=np.float32)
+        try:
+            out = np.stack(vecs)  # type: ignore[arg-type]
+        except ValueError:
+            raise ConfigError(
+                f"embed_fn {self._fn_name}: cached vectors of different dimensions in namespace "
+                f"{self.namespace!r} (a cached model of another size? use another namespace)"
+            ) from None
+        out = self._check(out, len(texts))
+        normalized: np.ndarray = out / np.linalg.norm(out, axis=1, keepdims=True)
+        return normalized
+
+    def _ranking(self) -> np.ndarray:
+        return best_first(self._ids, self._scores)
+
+    def _match_block(self, kept: _ExactKept | _IvfKept, vecs: np.ndarray) -> list[int]:
+        """Per row of a block (best first): the kept position it duplicates, or -1 if kept."""
+        # Sub-blocks: each is matched against everything kept before it (earlier sub-blocks
+        # included), so the within-block products shrink from block^2 to block x sub-block.
+        # The approximate index is searched once per block (one call for many queries); this
+        # block's own kept rows are then matched exactly and join the index at the end.
+        ann = isinstance(kept, _IvfKept)
+        outer = kept.first_hits(vecs).tolist() if ann else []
+        local = kept if isinstance(kept, _ExactKept) else _ExactKept(self.threshold, len(vecs))
+        base = kept.count - local.count  # kept position = base + position in `local`
+        claimed: list[int] = []
+        for s in range(0, len(vecs), _SUB_BLOCK):
+            sub = vecs[s : s + _SUB_BLOCK]
+            hits = [base + h if h >= 0 else -1 for h in local.first_hits(sub).tolist()]
+            if ann:
+                # Earlier blocks outrank this one: their match wins.
+                pairs = zip(outer[s : s + len(sub)], hits, strict=True)
+                hits = [o if o >= 0 else h for o, h in pairs]
+            intra = sub @ sub.T >= self.threshold
+            sub_kept: list[int] = []
+            for r in range(len(sub)):
+                if hits[r] >= 0:
+                    continue
+                me = base + local.count + len(sub_kept)
+                sub_kept.append(r)
+                # Claim the later rows that nobody better has claimed yet.
+                for later in np.flatnonzero(intra[r, r + 1 :]).tolist():
+                    if hits[r + 1 + later] < 0:
+                        hits[r + 1 + later] = me
+                hits[r] = -1 - me  # kept: not to be mistaken for a claim by later rows
+            local.add(sub[sub_kept])
+            claimed.extend(h if h >= 0 else -1 for h in hits)
+        if ann and local.count:
+            kept.add(np.concatenate(local.chunks))
+        return claimed
+
+    async def resolve(self) -> dict[str, str]:
+        """Map each dropped sample id to the id of the best-ranked kept sample it duplicates.
+
+        Raises:
+            ConfigError: ``embed_fn`` returned the wrong shape, non-finite or zero vectors.
+        """
+        ids = self._ids
+        order = self._ranking()
+        blocks = [order[s : s + self.block_size] for s in range(0, len(order), self.block_size)]
+        approx_wanted = self.approx_above is not None and len(order) > self.approx_above
+        if approx_wanted and not _ann_available():
+            log.warning(
+                "embedding dedup: %d samples but faiss is not installed "
+                "(pip install 'sft-distill[ann]'); using the exact scan",
+                len(order),
+            )
+            approx_wanted = False
+        train_at = min(_IVF_TRAIN, max(self.approx_above or 0, _SUB_BLOCK))
+        kept: _ExactKept | _IvfKept = _ExactKept(self.threshold, self.block_size)
+        kept_ids: list[str] = []
+        mapping: dict[str, str] = {}
+        self.embedded = self.cached = 0
+        self.approximate = False
+        ahead = asyncio.ensure_future(self._embed(blocks[0])) if blocks else None
+        try:
+            for b, idx in enumerate(blocks):
+                assert ahead is not None
+                vecs = await ahead
+                # Embed the next block while this one is compared (in a thread: BLAS frees the
+                # GIL, and the event loop keeps serving embed_fn calls).
+                nxt = blocks[b + 1] if b + 1 < len(blocks) else None
+                ahead = asyncio.ensure_future(self._embed(nxt)) if nxt is not None else None
+                # The exact scan keeps going until the index has enough vectors to train on.
+                if approx_wanted and isinstance(kept, _ExactKept) and kept.count >= train_at:
+                    kept = await asyncio.to_thread(
+                        _IvfKept, kept, len(order), self.approx_probes, _IVF_NEIGHBOURS
+                    )
+                    self.approximate = True
+                claimed = await asyncio.to_thread(self._match_block, kept, vecs)
+                for i, c in zip(idx.tolist(), claimed, strict=True):
+                    if c >= 0:
+                        mapping[ids[i]] = kept_ids[c]
+                    else:
+                        kept_ids.append(ids[i])
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+        log.info(
+            "embedding dedup: %d samples (%d embedded, %d from cache), %d duplicates%s",
+            len(order),
+            self.embedded,
+            self.cached,
+            len(mapping),
+            " (approximate index)" if self.approximate else "",
+        )
+        return mapping
+
+    async def aresolve(self) -> dict[str, str]:
+        """Same as ``resolve`` (already a coroutine)."""
+        return await self.resolve()
+
+    def close(self) -> None:
+        """Delete the spilled texts now rather than when garbage-collected; safe twice."""
+        self._texts.close()
+
+
+def make_deduplicator(
+    config: DistillConfig,
+    *,
+    cache: ResponseCache | None = None,
+    spill_dir: str | Path | None = None,
+) -> JaccardDeduplicator | EmbeddingDeduplicator:
+    """Build the deduplicator the config asks for.
+
+    Args:
+        config: the run's configuration (method, threshold, n-gram, batch size, seed).
+        cache: where embeddings are stored, so a rerun does not embed again (embedding only).
+        spill_dir: where the texts wait for ``resolve`` (default: the system temp dir).
+
+    Raises:
+        ConfigError: ``dedup_method`` is "embedding" but no ``embed_fn`` was given.
+    """
+    method = config.effective_dedup_method
+    threshold = config.effective_dedup_threshold
+    if method == "embedding":
+        if config.embed_fn is None:
+            raise ConfigError("dedup_method 'embedding' needs an embed_fn (pass embed_fn=...)")
+        return EmbeddingDeduplicator(
+            config.embed_fn,
+            threshold=threshold,
+            batch_size=config.embed_batch_size,
+            cache=cache,
+            spill_dir=spill_dir,
+        )
+    return JaccardDeduplicator(
+        threshold=threshold, ngram=config.dedup_ngram, seed=config.seed, spill_dir=spill_dir
+    )
