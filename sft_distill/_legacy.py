@@ -30,7 +30,7 @@ PACKAGE = "sft_distill"
 
 # Old module (directly under the package) -> where its contents live now, first match wins.
 MOVED: dict[str, tuple[str, ...]] = {
-    "augment": ("sources.augment",),
+    "augment": ("sources.augment", "cli.augment"),
     "cache": ("llm.cache",),
     "check_base": ("stages.gates.checks.base",),
     "checks": (
@@ -45,6 +45,8 @@ MOVED: dict[str, tuple[str, ...]] = {
         "stages.gates.checks.base",
     ),
     "chunking": ("sources.chunking",),
+    "cli": ("cli.run", "cli.flags", "cli.estimate", "cli.refilter"),
+    "cli_tools": ("cli.flags", "cli.estimate", "cli.refilter", "cli"),
     "concurrency": ("llm.limits", "stages.stream"),
     "config": ("config.models", "config.defaults", "config.merging"),
     "data_io": (
@@ -59,7 +61,7 @@ MOVED: dict[str, tuple[str, ...]] = {
         "models",
     ),
     "dedup": ("selection.dedup",),
-    "estimate": ("planning.estimate",),
+    "estimate": ("planning.estimate", "cli.estimate"),
     "estimate_modes": ("planning.modes",),
     "evaluator": ("stages.judge",),
     "filtering": ("selection.thresholds",),
@@ -67,7 +69,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "formats": ("outputs.formats",),
     "gates": ("stages.gates.base", "stages.gates.registry"),
     "generator": ("stages.generate",),
-    "instruction_sets": ("sources.distill",),
+    "instruction_sets": ("sources.distill", "cli.distill"),
     "llm_client": ("llm.client", "llm.transport", "llm.retry"),
     "manifest": ("outputs.manifest",),
     "number_check": ("stages.gates.checks.numbers",),
@@ -78,7 +80,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "provisions": ("stages.gates.checks.provisions",),
     "quality": ("selection.floors",),
     "quality_gates": ("stages.gates.quality",),
-    "refilter": ("selection.refilter",),
+    "refilter": ("selection.refilter", "cli.refilter"),
     "report": ("outputs.report",),
     "report_html": ("outputs.report_html",),
     "rule_gates": ("stages.gates.rules", "stages.gates.checks.base"),
@@ -90,7 +92,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "splitting": ("selection.splitting",),
     "sql_gate": ("stages.gates.sql",),
     "support_check": ("stages.gates.checks.support",),
-    "topics": ("sources.topics",),
+    "topics": ("sources.topics", "cli.topics"),
     "utils": ("llm.json_extract", "ids", "text"),
 }
 

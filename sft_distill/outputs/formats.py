@@ -2,7 +2,7 @@
 
 Formats (exact shapes in ``../shared/formats.md``):
 
-- ``sharegpt``: ``data_io.to_sharegpt`` (``conversations`` of ``from``/``value``) plus
+- ``sharegpt``: ``to_sharegpt`` (``conversations`` of ``from``/``value``) plus
   ``provenance``. Loads in LLaMA-Factory (``formatting: sharegpt``) and axolotl
   (``chat_template`` with ``field_messages: conversations`` and
   ``message_property_mappings: {role: from, content: value}``).
@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..models import ScoredSample
+
+if TYPE_CHECKING:
+    from ..models import ScoredSample
 
 __all__ = [
     "DATASET_INFO_FILE",

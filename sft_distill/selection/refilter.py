@@ -50,7 +50,6 @@ __all__ = [
     "METADATA_FILE",
     "RefilterResult",
     "arefilter",
-    "format_refilter",
     "load_run_config",
     "refilter",
 ]
@@ -333,28 +332,3 @@ def refilter(
     # Inside a running loop (Jupyter): run on a private loop in a worker thread.
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
-
-
-def format_refilter(result: RefilterResult) -> str:
-    """The short summary ``sft-distill refilter`` prints."""
-    before, after = result.previous_counts, result.counts
-
-    def change(key: str) -> str:
-        return f"{before.get(key, '?')} -> {after.get(key)}"
-
-    def kept(counts: Mapping[str, Any]) -> Any:
-        # What was written: dedup and the caps both removed samples before the split.
-        if not isinstance(counts.get("train"), int) or not isinstance(counts.get("val"), int):
-            return "?"
-        return counts["train"] + counts["val"]
-
-    lines = [
-        f"sft-distill refilter: passed {change('passed_thresholds')}, "
-        f"kept {kept(before)} -> {kept(after)} ({after['train']} train / {after['val']} val); "
-        "no LLM call",
-        f"  output: {result.output_dir} ({', '.join(result.outputs.files)})",
-        f"  report: {result.output_dir / 'report.html'}",
-    ]
-    if after.get("dropped"):
-        lines.append("  dropped: " + ", ".join(f"{k} {v}" for k, v in after["dropped"].items()))
-    return "\n".join(lines)

@@ -31,7 +31,6 @@ and its rephrasings in the same split (no paraphrase leaks from train into val).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import difflib
 import hashlib
@@ -53,9 +52,7 @@ from .distill import (
     FieldMap,
     Record,
     RecordFileSource,
-    add_column_arguments,
     aiter_records,
-    field_map_from_args,
     iter_records,
     record_annotations,
     teacher_answer,
@@ -67,8 +64,6 @@ __all__ = [
     "MAX_NUM_AUG",
     "NEAR_COPY_RATIO",
     "AugmentSource",
-    "add_augment_arguments",
-    "augment_source_from_args",
     "filter_rephrasings",
     "instruction_digest",
     "is_near_copy",
@@ -329,34 +324,3 @@ class AugmentSource(RecordFileSource):
             self.counts["rephrasings_duplicate"],
             self.counts["not_kept_skipped"],
         )
-
-
-def _num_aug(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 1 <= n <= MAX_NUM_AUG:
-        raise argparse.ArgumentTypeError(f"must be 1..{MAX_NUM_AUG}, got {n}")
-    return n
-
-
-def add_augment_arguments(parser: argparse.ArgumentParser) -> None:
-    """The augment mode's own flags (``--input`` is the main job's)."""
-    parser.add_argument(
-        "--num-aug",
-        type=_num_aug,
-        default=DEFAULT_NUM_AUG,
-        metavar="N",
-        help=f"rephrasings per sample, 1..{MAX_NUM_AUG} (default {DEFAULT_NUM_AUG})",
-    )
-    add_column_arguments(parser)
-
-
-def augment_source_from_args(args: argparse.Namespace) -> AugmentSource:
-    """The augment source the parsed command line asks for."""
-    return AugmentSource(
-        args.input,
-        num_aug=getattr(args, "num_aug", DEFAULT_NUM_AUG),
-        columns=field_map_from_args(args),
-    )

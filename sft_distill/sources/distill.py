@@ -38,7 +38,6 @@ the records sent to the teacher (0 with ``skip_generation``); a teacher failure 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -81,13 +80,9 @@ __all__ = [
     "FieldMap",
     "Record",
     "RecordMapper",
-    "add_column_arguments",
-    "add_distill_arguments",
     "aiter_records",
     "count_records",
     "detect_field_map",
-    "distill_source_from_args",
-    "field_map_from_args",
     "input_format",
     "iter_raw_records",
     "iter_records",
@@ -955,60 +950,3 @@ class DistillSource(RecordFileSource):
 
 # ---------------------------------------------------------------------------------------------
 # Command line
-
-
-def add_column_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--instruction-col``, ``--input-col``, ``--output-col``, ``--reasoning-col``."""
-    aliases = "; ".join(
-        f"{role}: {', '.join(names)}"
-        for role, names in (
-            ("instruction", INSTRUCTION_ALIASES),
-            ("input", INPUT_ALIASES),
-            ("output", OUTPUT_ALIASES),
-            ("reasoning", REASONING_ALIASES),
-        )
-    )
-    g = parser.add_argument_group(
-        "columns",
-        f"found automatically ({aliases}); ShareGPT and OpenAI-messages records are read too",
-    )
-    g.add_argument("--instruction-col", metavar="COL", help="column holding the instruction")
-    g.add_argument(
-        "--input-col", metavar="COL", help="column holding the input ('none': no input column)"
-    )
-    g.add_argument(
-        "--output-col", metavar="COL", help="column holding the existing answer ('none': none)"
-    )
-    g.add_argument(
-        "--reasoning-col", metavar="COL", help="column holding the reasoning ('none': none)"
-    )
-
-
-def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
-    """The distill mode's own flags (``--input`` is the main job's)."""
-    parser.add_argument(
-        "--skip-generation",
-        action="store_true",
-        help="judge and filter the existing answers instead of asking the teacher for new ones",
-    )
-    add_column_arguments(parser)
-
-
-def field_map_from_args(args: argparse.Namespace) -> FieldMap | None:
-    """The column overrides given on the command line, or None."""
-    over = FieldMap(
-        instruction=getattr(args, "instruction_col", None),
-        input=getattr(args, "input_col", None),
-        output=getattr(args, "output_col", None),
-        reasoning=getattr(args, "reasoning_col", None),
-    )
-    return over if over.overrides_anything else None
-
-
-def distill_source_from_args(args: argparse.Namespace) -> DistillSource:
-    """The distill source the parsed command line asks for."""
-    return DistillSource(
-        args.input,
-        columns=field_map_from_args(args),
-        skip_generation=bool(getattr(args, "skip_generation", False)),
-    )

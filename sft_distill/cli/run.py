@@ -1,15 +1,12 @@
-"""Command line: ``sft-distill [run] --input slices.jsonl [--output DIR] [--config FILE]``.
+"""``sft-distill [run]``: the main job's flags, and how any mode is run, summarised and stopped.
 
-Exit status: 0 completed; 2 usage, config, input or output error (one line, no traceback);
-3 completed but some work failed after retries (see failures.jsonl); 4 completed but a run-level
-quality floor (min_keep_rate, min_mean_score, min_exec_pass_rate) failed; 130 interrupted by SIGINT
-(Ctrl-C), 143 by SIGTERM. An interrupted run leaves a resumable state: rerun the same command.
+Every mode (``run`` here; ``topics``, ``distill``, ``augment`` in their modules) is a ``Mode``:
+its own flags and how to build its source of samples; ``run_mode`` does the rest.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
@@ -17,32 +14,18 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm.contrib.logging import logging_redirect_tqdm
+from .. import __version__
+from ..errors import EXIT_INTERRUPTED, ConfigError, DistillError, interrupted_message
+from ..text import plural
+from . import COMMANDS, EXIT_OK, EXIT_PARTIAL, EXIT_QUALITY, EXIT_TERMINATED, EXIT_USAGE
+from .estimate import add_estimate_arguments
+from .flags import add_output_arguments, flag_names, output_overrides
 
-from . import __version__
-from .cli_tools import (
-    add_estimate_arguments,
-    add_output_arguments,
-    flag_names,
-    output_overrides,
-    print_estimate,
-    refilter_main,
-)
-from .config.merging import format_config_error, load_config
-from .errors import EXIT_INTERRUPTED, ConfigError, DistillError, interrupted_message
-from .pipeline import DatasetDistillationPipeline, RunResult
-from .sources.base import SampleSource
-from .sources.slices import SliceSource
-from .text import plural
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
-EXIT_QUALITY = 4
-EXIT_TERMINATED = 143
-
+if TYPE_CHECKING:
+    from ..pipeline import DatasetDistillationPipeline, RunResult
+    from ..sources.base import SampleSource
 
 EPILOG = (
     "Exit status: 0 done, 2 bad usage/config/input/output, 3 done with failures (see "
@@ -55,7 +38,7 @@ EPILOG = (
 class Mode:
     """A subcommand: its own flags and how to build its source of samples from them."""
 
-    help: str
+    name: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     source: Callable[[argparse.Namespace], SampleSource]
     description: str = ""
@@ -65,101 +48,40 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", "-i", required=True, help="JSONL file of {id, content, metadata}")
 
 
-def _add_topics_arguments(p: argparse.ArgumentParser) -> None:
-    from .sources.topics import add_topic_arguments
+def _slice_source(args: argparse.Namespace) -> SampleSource:
+    from ..sources.slices import SliceSource
 
-    add_topic_arguments(p)
-
-
-def _topics_source(args: argparse.Namespace) -> SampleSource:
-    from .sources.topics import topic_source_from_args
-
-    return topic_source_from_args(args)
+    return SliceSource(args.input)
 
 
-def _add_distill_arguments(p: argparse.ArgumentParser) -> None:
-    from .sources.distill import add_distill_arguments
-
-    p.add_argument("--input", "-i", required=True, help="JSONL, JSON array or Parquet file")
-    add_distill_arguments(p)
-
-
-def _distill_source(args: argparse.Namespace) -> SampleSource:
-    from .sources.distill import distill_source_from_args
-
-    return distill_source_from_args(args)
-
-
-def _add_augment_arguments(p: argparse.ArgumentParser) -> None:
-    from .sources.augment import add_augment_arguments
-
-    p.add_argument("--input", "-i", required=True, help="kept samples (e.g. a train.jsonl)")
-    add_augment_arguments(p)
-
-
-def _augment_source(args: argparse.Namespace) -> SampleSource:
-    from .sources.augment import augment_source_from_args
-
-    return augment_source_from_args(args)
-
-
-MODES: dict[str, Mode] = {
-    "run": Mode(
-        "knowledge slices -> teacher -> judges -> dataset (the default)",
-        _add_run_arguments,
-        lambda args: SliceSource(args.input),
-        "Turn knowledge slices (JSONL lines of {id, content, metadata}) into SFT data: a "
-        "teacher LLM writes instruction/answer pairs from each slice, LLM judges score them, "
-        "and the pairs that pass are deduplicated and written as train/val files.",
-    ),
-    "topics": Mode(
-        "expand a topic into a tree, ask and answer questions at its leaves",
-        _add_topics_arguments,
-        _topics_source,
-        "Distil without documents: expand a topic into a tree of sub-topics (or read your own "
-        "tree with --tree), ask questions at its leaves and answer them; the answers are "
-        "judged, filtered and written as in a run.",
-    ),
-    "distill": Mode(
-        "new answers for an existing instruction set (or judge the answers it has)",
-        _add_distill_arguments,
-        _distill_source,
-        "Give an existing instruction set (JSONL, a JSON array or Parquet) new answers from "
-        "the teacher, or judge the answers it has with --skip-generation; the samples are "
-        "judged, filtered and written as in a run.",
-    ),
-    "augment": Mode(
-        "rephrase kept samples N ways and answer the variants",
-        _add_augment_arguments,
-        _augment_source,
-        "Rephrase kept samples (e.g. a train.jsonl) N ways and answer the variants; "
-        "originals and variants are judged, deduplicated and written as in a run.",
-    ),
-}
-REFILTER_HELP = "re-filter a finished run from its recorded scores, without LLM calls"
+MODE = Mode(
+    "run",
+    _add_run_arguments,
+    _slice_source,
+    "Turn knowledge slices (JSONL lines of {id, content, metadata}) into SFT data: a "
+    "teacher LLM writes instruction/answer pairs from each slice, LLM judges score them, "
+    "and the pairs that pass are deduplicated and written as train/val files.",
+)
 _HELP_WIDTH = 79
-# Every subcommand, as the top-level usage lists them.
-COMMANDS = (*MODES, "refilter")
 
 
 def _commands_text() -> str:
     """The subcommand list of the top-level help."""
-    helps = {**{name: m.help for name, m in MODES.items()}, "refilter": REFILTER_HELP}
-    lines = [f"  {name:<9} {text}" for name, text in helps.items()]
+    lines = [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
     return "commands (sft-distill COMMAND --help for each):\n" + "\n".join(lines)
 
 
-def build_parser(mode: str = "run") -> argparse.ArgumentParser:
+def build_parser(mode: Mode = MODE) -> argparse.ArgumentParser:
     """The parser of one subcommand: the main job's flags plus the mode's own."""
-    main_job = mode == "run"
-    description = textwrap.fill(MODES[mode].description, _HELP_WIDTH)
+    main_job = mode.name == "run"
+    description = textwrap.fill(mode.description, _HELP_WIDTH)
     p = argparse.ArgumentParser(
-        prog="sft-distill [run]" if main_job else f"sft-distill {mode}",
+        prog="sft-distill [run]" if main_job else f"sft-distill {mode.name}",
         description=f"{description}\n\n{_commands_text()}" if main_job else description,
         epilog=textwrap.fill(EPILOG, _HELP_WIDTH),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    MODES[mode].add_arguments(p)
+    mode.add_arguments(p)
     p.add_argument("--output", "-o", help="output directory (default: config output_dir)")
     p.add_argument("--config", "-c", help="JSON config merged over the defaults")
     p.add_argument(
@@ -195,7 +117,7 @@ def build_parser(mode: str = "run") -> argparse.ArgumentParser:
     if main_job:
         # The usage names every subcommand; errors still say "sft-distill: error: ...".
         usage = p.format_usage().removeprefix("usage: ").rstrip()
-        p.usage = f"{usage}\n       sft-distill {{{','.join(COMMANDS[1:])}}} ..."
+        p.usage = f"{usage}\n       sft-distill {{{','.join(list(COMMANDS)[1:])}}} ..."
         p.prog = "sft-distill"
     return p
 
@@ -302,6 +224,8 @@ async def run_until_signal(
     Cancellation stops intake and abandons calls in flight; every reply already received is
     committed in the cache and every output line written is flushed, so a rerun resumes.
     """
+    import asyncio
+
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -336,24 +260,33 @@ async def run_until_signal(
             loop.remove_signal_handler(sig)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``sft-distill`` and ``scripts/run_pipeline.py``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "refilter":
-        return refilter_main(argv[1:])
-    mode = "run"
-    if argv and argv[0] in MODES:
-        mode = argv.pop(0)
-    args = build_parser(mode).parse_args(argv)
+def main(argv: Sequence[str]) -> int:
+    """``sft-distill [run] ...``; returns the exit status."""
+    return run_mode(MODE, argv)
+
+
+def run_mode(mode: Mode, argv: Sequence[str]) -> int:
+    """Parse ``argv`` for ``mode``, run it (or ``--estimate`` it); returns the exit status."""
+    args = build_parser(mode).parse_args(list(argv))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # Imported only now: ``--help`` and bad flags need none of it (about a second).
+    import asyncio
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from ..config.merging import format_config_error, load_config
+    from ..pipeline import DatasetDistillationPipeline
+
     overrides = _overrides(args)
     try:
         config = load_config(args.config, overrides)
-        source = MODES[mode].source(args)
+        source = mode.source(args)
         if args.estimate:
+            from .estimate import print_estimate
+
             # A dry run would talk to the simulator, whose context says nothing of the real one.
             probe = not (args.no_probe or args.dry_run)
             return print_estimate(source, config, strict=args.strict, probe=probe)
@@ -386,7 +319,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"sft-distill: quality gate failed: {problem}", file=sys.stderr)
         return EXIT_QUALITY
     return EXIT_PARTIAL if result.failures else EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())
