@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import LLMError
+
+# A path as users give it: a string or any os.PathLike.
+PathLike = str | os.PathLike[str]
 
 
 class Slice(BaseModel):
@@ -153,7 +158,11 @@ class Usage(BaseModel):
 
 
 class StageCounts(BaseModel):
-    """The funnel and every drop reason."""
+    """The funnel and every drop reason, assembled from the stages that count them.
+
+    The source counts lines, bad lines, units, requests and samples; the judging stage the
+    samples judged; the final pass what passed, survived dedup and was written.
+    """
 
     lines_read: int = 0
     bad_lines: int = 0
@@ -172,5 +181,12 @@ class StageCounts(BaseModel):
     val: int = 0
     dropped: dict[str, int] = Field(default_factory=dict)
 
-
-PathLike = str | os.PathLike[str]
+    @classmethod
+    def assemble(cls, *stages: Any) -> StageCounts:
+        """The funnel from each stage's own counters (dataclasses or mappings; later win)."""
+        fields: dict[str, Any] = {}
+        for stage in stages:
+            if isinstance(stage, BaseModel):
+                stage = stage.model_dump()
+            fields.update(stage if isinstance(stage, Mapping) else dataclasses.asdict(stage))
+        return cls(**{k: v for k, v in fields.items() if k in cls.model_fields})

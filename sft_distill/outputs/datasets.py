@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ..models import PathLike, ScoredSample
 from ..selection.splitting import split_key, split_train_val
-from ..sources.jsonl import iter_jsonl
+from ..sources.jsonl import iter_scored
 from ..text import plural
 from .formats import (
     DATASET_INFO_FILE,
@@ -253,26 +253,15 @@ def write_splits(
         JsonlWriter(out / "train.jsonl", atomic=True) as train,
         JsonlWriter(out / "val.jsonl", atomic=True) as val,
     ):
-        for lineno, obj in iter_jsonl(raw_path):
-            sid = obj.get("id")
-            if not isinstance(sid, str) or sid not in keep_ids:
-                continue
-            if sid in written:
-                log.warning("%s:%d: sample %s appears again; kept the first", raw_path, lineno, sid)
-                continue
-            try:
-                sample = ScoredSample.model_validate(obj)
-            except ValidationError as exc:
-                log.warning("%s:%d: not a scored sample, skipped: %s", raw_path, lineno, exc)
-                continue
+        for _, sample in iter_scored(raw_path, ids=keep_ids, unique=True):
             record = to_sharegpt(sample, system=system)
-            if sid in train_ids:
+            if sample.id in train_ids:
                 train.write(record)
                 counts["train"] += 1
             else:
                 val.write(record)
                 counts["val"] += 1
-            written.add(sid)
+            written.add(sample.id)
     counts["missing"] = len(keep_ids) - len(written)
     if counts["missing"]:
         log.warning("%d kept sample(s) not found in %s", counts["missing"], raw_path)

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from ..errors import OutputError
 from ..models import PathLike, ScoredSample
 from ..selection.thresholds import apply_thresholds
-from ..sources.jsonl import iter_jsonl
+from ..sources.jsonl import iter_scored
 from .report_html import render_html
 
 log = logging.getLogger(__name__)
@@ -548,12 +547,7 @@ def compute_report(
         InputError: the raw file is missing or unreadable.
     """
     builder = ReportBuilder.from_metadata(metadata, min_score_threshold, min_votes, weights)
-    for lineno, obj in iter_jsonl(raw_path):
-        try:
-            sample = ScoredSample.model_validate(obj)
-        except ValidationError as exc:
-            log.warning("%s:%d: not a scored sample, skipped: %s", raw_path, lineno, exc)
-            continue
+    for _, sample in iter_scored(raw_path):
         builder.add(sample)
     return builder.report(metadata, latencies=latencies, prices=prices)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from ..config.models import DistillConfig
 from ..models import StageCounts
 from ..outputs.datasets import OutputOptions, WrittenOutputs, write_outputs
 from ..outputs.manifest import build_manifest, write_manifest
+from ..outputs.metadata import METADATA_FILE
 from ..outputs.report import RAW_FILE, ReportBuilder, write_report
 from ..outputs.writers import JsonlWriter, write_json_atomic
 from .floors import check_run_gates
@@ -26,9 +27,7 @@ from .run_index import RunIndex
 from .splitting import DROP_CAPPED, SplitPlan, plan_split, usable_group_cap
 from .thresholds import DROP_DUPLICATE
 
-__all__ = ["METADATA_FILE", "KeptSet", "record_kept_set", "write_kept_set", "write_raw"]
-
-METADATA_FILE = "metadata.json"
+__all__ = ["KeptSet", "record_kept_set", "write_kept_set", "write_raw"]
 
 
 @dataclass
@@ -40,6 +39,18 @@ class KeptSet:
     kept: int
     removed_duplicates: int
     example_offsets: tuple[list[int], list[int]]
+    passed: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def funnel(self) -> dict[str, Any]:
+        """The final pass's part of the funnel (``metadata.json`` counts)."""
+        return {
+            "passed_thresholds": self.passed,
+            "after_dedup": self.kept,
+            "train": self.written.counts["train"],
+            "val": self.written.counts["val"],
+            "dropped": self.dropped,
+        }
 
 
 def write_kept_set(
@@ -50,14 +61,14 @@ def write_kept_set(
     duplicates: Mapping[str, str],
     *,
     opts: OutputOptions,
-    counts: StageCounts,
     groups: Mapping[str, str | None],
     fields: Iterable[str] | None = None,
 ) -> KeptSet:
     """Apply caps and split; write ``generated_raw.jsonl``, the splits and ``dataset_info.json``.
 
     ``streamed`` holds each sample's line at the offset ``index`` recorded; it is replaced by
-    ``generated_raw.jsonl``. ``counts`` gets the passed, kept, split and drop figures.
+    ``generated_raw.jsonl``. The result's ``funnel()`` has the passed, kept, split and drop
+    figures.
     ``fields`` (the slices' metadata fields, when known) name a close match when no slice has
     ``balance_by``.
 
@@ -75,16 +86,14 @@ def write_kept_set(
     wanted = plan.train | plan.val | set(kept_ids) | set(dropped_ids)
     placed = write_raw(out, streamed, index, duplicates, plan.capped, wanted)
     written = write_outputs(out / RAW_FILE, out, plan.train, plan.val, opts, offsets=placed)
-    counts.passed_thresholds = len(passing)
-    counts.after_dedup = len(kept)
-    counts.train, counts.val = written.counts["train"], written.counts["val"]
-    counts.dropped = dict(sorted(builder.drops.items()))  # counted as samples went by
     return KeptSet(
         plan=plan,
         written=written,
         kept=len(kept),
         removed_duplicates=len(duplicates),
         example_offsets=([placed[i] for i in kept_ids], [placed[i] for i in dropped_ids]),
+        passed=len(passing),
+        dropped=dict(sorted(builder.drops.items())),  # counted as samples went by
     )
 
 

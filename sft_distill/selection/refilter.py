@@ -25,22 +25,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..config.defaults import CONFIG_TEMPLATE
 from ..config.merging import build_config, deep_merge
 from ..config.models import DistillConfig
 from ..errors import ConfigError, InputError
 from ..llm.cache import CACHE_FILENAME, ResponseCache
-from ..models import PathLike, ScoredSample, StageCounts
+from ..models import PathLike, StageCounts
 from ..outputs.datasets import OutputOptions, WrittenOutputs
+from ..outputs.metadata import METADATA_FILE
 from ..outputs.report import RAW_FILE, ReportBuilder
 from ..outputs.writers import JsonlWriter, lock_output_dir
-from ..sources.jsonl import iter_jsonl
+from ..sources.jsonl import iter_scored
 from ..sources.reader import iter_slices
-from .dedup import make_deduplicator
-from .finalize import METADATA_FILE, record_kept_set, write_kept_set
-from .run_index import RunIndex
+from .collect import Collector
+from .dedup import Deduplicator, make_deduplicator
+from .finalize import record_kept_set, write_kept_set
 from .splitting import group_value
 from .thresholds import apply_thresholds
 
@@ -221,64 +220,38 @@ async def _refilter_with(
     opts: OutputOptions,
     raw_path: Path,
     groups: dict[str, str | None],
-    dedup: Any,
+    dedup: Deduplicator | None,
     overrides: Mapping[str, Any],
 ) -> RefilterResult:
     """The refilter proper, once the deduplicator (and the cache it may use) is open."""
-    index = RunIndex()
-    builder = ReportBuilder.from_metadata({"config": config.public_dict()})
-    seen: set[str] = set()
     staged = out / (RAW_FILE + ".refilter")
+    report = ReportBuilder.from_metadata({"config": config.public_dict()})
     try:
         with JsonlWriter(staged, atomic=True) as writer:
-            for lineno, obj in iter_jsonl(raw_path):
-                try:
-                    sample = ScoredSample.model_validate(obj)
-                except ValidationError as exc:
-                    log.warning("%s:%d: not a scored sample, skipped: %s", raw_path, lineno, exc)
-                    continue
-                if sample.id in seen:
-                    log.warning(
-                        "%s:%d: sample %s repeated; kept the first", raw_path, lineno, sample.id
+            collector = Collector(writer, report, dedup)
+            for _, sample in iter_scored(raw_path, unique=True):
+                collector.add(
+                    apply_thresholds(
+                        sample,
+                        min_score_threshold=config.min_score_threshold,
+                        min_votes=config.min_votes,
+                        weights=config.dimension_weights,
                     )
-                    continue
-                seen.add(sample.id)
-                decided = apply_thresholds(
-                    sample,
-                    min_score_threshold=config.min_score_threshold,
-                    min_votes=config.min_votes,
-                    weights=config.dimension_weights,
                 )
-                builder.add(decided, decided=True)
-                if decided.passed and dedup is not None:
-                    dedup.add(decided.id, decided.text_for_dedup, decided.avg_score or 0.0)
-                index.add(decided, writer.write(decided.model_dump(mode="json")))
-        passed = any(True for _ in index.passed())
-        duplicates: dict[str, str] = await dedup.aresolve() if dedup and passed else {}
-        previous = dict(metadata.get("counts") or {})
-        counts = StageCounts.model_validate(previous)
+        duplicates = await collector.duplicates()
         # The same code a run ends with: raw decisions, splits, manifest, report, metadata.
         kept_set = write_kept_set(
-            out, staged, index, builder, duplicates, opts=opts, counts=counts, groups=groups
+            out, staged, collector.index, report, duplicates, opts=opts, groups=groups
         )
     finally:
         staged.unlink(missing_ok=True)
-
-    history = list((metadata.get("refiltered") or {}).get("history", []))
-    history.append(
-        {
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "overrides": _jsonable(overrides),
-            "previous_counts": {
-                k: previous.get(k) for k in ("passed_thresholds", "after_dedup", "train", "val")
-            },
-        }
-    )
-    metadata["refiltered"] = {"count": len(history), "history": history}
+    previous = dict(metadata.get("counts") or {})
+    counts = StageCounts.assemble(previous, kept_set.funnel())
+    _record_history(metadata, overrides, previous)
     problems = record_kept_set(
         out,
         kept_set,
-        builder,
+        report,
         config=config,
         opts=opts,
         counts=counts,
@@ -302,6 +275,23 @@ async def _refilter_with(
         report=metadata["report"],
         quality_problems=problems,
     )
+
+
+def _record_history(
+    metadata: dict[str, Any], overrides: Mapping[str, Any], previous: Mapping[str, Any]
+) -> None:
+    """Add this refilter to ``metadata["refiltered"]`` (when, what changed, what was kept)."""
+    history = list((metadata.get("refiltered") or {}).get("history", []))
+    history.append(
+        {
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "overrides": _jsonable(overrides),
+            "previous_counts": {
+                k: previous.get(k) for k in ("passed_thresholds", "after_dedup", "train", "val")
+            },
+        }
+    )
+    metadata["refiltered"] = {"count": len(history), "history": history}
 
 
 def _jsonable(value: Any) -> Any:

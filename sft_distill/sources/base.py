@@ -13,17 +13,39 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..config.models import DistillConfig
 from ..llm.client import LLMClient
-from ..models import Failure, Sample, Slice, StageCounts
+from ..models import Failure, Sample, Slice
+from ..stages.generate import GenerationCounts
 from .reader import DUPLICATE_KINDS, BadLine
 
 
 @dataclass
+class SourceCounts(GenerationCounts):
+    """What a source counts: the input lines it read and the bad ones, then its teacher's work.
+
+    The names are the funnel's (``metadata.json`` counts); a ``StageCounts`` has them all too.
+    """
+
+    lines_read: int = 0
+    bad_lines: int = 0
+    bad_line_reasons: dict[str, int] = field(default_factory=dict)
+    duplicate_slices: int = 0
+
+    def add_bad_line(self, bad: BadLine) -> None:
+        """Count a bad input line (a fixed line still runs and counts by kind only)."""
+        self.bad_line_reasons[bad.kind] = self.bad_line_reasons.get(bad.kind, 0) + 1
+        if bad.skipped:
+            self.bad_lines += 1
+            if bad.kind in DUPLICATE_KINDS:
+                self.duplicate_slices += 1
+
+
+@dataclass
 class SourceContext:
-    """What a source may use: the settings, the teacher, counters and reporting hooks."""
+    """What a source may use: the settings, the teacher, its counters and reporting hooks."""
 
     config: DistillConfig
     teacher: LLMClient
-    stats: StageCounts
+    stats: SourceCounts
     on_failure: Callable[[Failure], None]
     on_bad_line: Callable[[BadLine], None]
     progress: Callable[[int], None] = lambda n: None  # advance the bar of units answered
@@ -58,12 +80,7 @@ class SampleSource(Protocol):
 
 
 def report_bad_line(ctx: SourceContext, bad: BadLine) -> None:
-    """Count a bad input line in the funnel (fixed lines still run and count by kind only)."""
-    stats = ctx.stats
-    stats.bad_line_reasons[bad.kind] = stats.bad_line_reasons.get(bad.kind, 0) + 1
-    if bad.skipped:
-        stats.bad_lines += 1
-        if bad.kind in DUPLICATE_KINDS:
-            stats.duplicate_slices += 1
+    """Count a bad input line in the source's counters and keep its message (the first 100)."""
+    ctx.stats.add_bad_line(bad)
     if len(ctx.bad_examples) < 100:
         ctx.bad_examples.append(str(bad) + ("" if bad.skipped else " (kept after fixing)"))

@@ -12,12 +12,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from pydantic import ValidationError
+
 from ..errors import InputError
-from ..models import PathLike
+from ..models import PathLike, ScoredSample
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +195,32 @@ def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield lineno, obj
             else:
                 log.warning("%s:%d: skipping %s, expected an object", path, lineno, _json_type(obj))
+
+
+def iter_scored(
+    path: PathLike, *, ids: Container[str] | None = None, unique: bool = False
+) -> Iterator[tuple[int, ScoredSample]]:
+    """(line number, sample) of each scored sample in one of our raw files, in file order.
+
+    A line that is not a scored sample is logged and skipped. ``ids`` keeps only those samples
+    (others are not even validated); ``unique`` keeps the first line of a repeated id.
+
+    Raises:
+        InputError: the file is missing, a directory or unreadable.
+    """
+    seen: set[str] = set()
+    for lineno, obj in iter_jsonl(path):
+        sid = obj.get("id")
+        if ids is not None and (not isinstance(sid, str) or sid not in ids):
+            continue
+        if unique and sid in seen:
+            log.warning("%s:%d: sample %s repeated; kept the first", path, lineno, sid)
+            continue
+        try:
+            sample = ScoredSample.model_validate(obj)
+        except ValidationError as exc:
+            log.warning("%s:%d: not a scored sample, skipped: %s", path, lineno, exc)
+            continue
+        if unique:
+            seen.add(sample.id)
+        yield lineno, sample

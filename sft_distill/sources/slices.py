@@ -61,7 +61,7 @@ class SliceSource:
             slices,
             ctx.teacher,
             ctx.config,
-            stats=ctx.stats,
+            counts=ctx.stats,
             on_failure=ctx.on_failure,
             on_slice_done=lambda _sid: ctx.progress(1),  # a slice counts once it is answered
         ):

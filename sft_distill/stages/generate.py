@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..config.models import DistillConfig
@@ -12,11 +13,27 @@ from ..ids import stable_id
 from ..llm.client import ChatResult, LLMClient, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import GEN_PROMPT_VERSION, generation_messages
-from ..models import Chunk, Failure, Sample, Slice, StageCounts
+from ..models import Chunk, Failure, Sample, Slice
 from ..sources.chunking import allocate_samples, split_text
 from .stream import bounded_map
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationCounts:
+    """What a teacher stage counts; the names are the funnel's (``metadata.json`` counts).
+
+    ``slices`` are the units taken in (slices, topic leaves, records, samples to rephrase),
+    ``chunks`` the teacher requests they make (chunks, question or rephrase requests).
+    """
+
+    slices: int = 0
+    chunks: int = 0
+    generation_failed_chunks: int = 0
+    generation_unparsable_items: int = 0
+    samples_generated: int = 0
+
 
 _INSTRUCTION_KEYS = ("instruction", "question", "prompt", "query")
 _OUTPUT_KEYS = ("output", "answer", "response")
@@ -42,16 +59,16 @@ def chunk_slice(slice_: Slice, *, samples_per_slice: int, chunk_chars: int) -> l
 
 
 async def iter_chunks(
-    slices: AsyncIterable[Slice], config: DistillConfig, stats: StageCounts | None = None
+    slices: AsyncIterable[Slice], config: DistillConfig, counts: GenerationCounts | None = None
 ) -> AsyncIterator[Chunk]:
     """Chunks of every slice, in input order, streamed."""
     async for slice_ in slices:
         chunks = chunk_slice(
             slice_, samples_per_slice=config.samples_per_slice, chunk_chars=config.chunk_chars
         )
-        if stats is not None:
-            stats.slices += 1
-            stats.chunks += len(chunks)
+        if counts is not None:
+            counts.slices += 1
+            counts.chunks += len(chunks)
         for chunk in chunks:
             yield chunk
 
@@ -108,7 +125,7 @@ async def generate_chunk(
     client: LLMClient,
     config: DistillConfig,
     *,
-    stats: StageCounts | None = None,
+    counts: GenerationCounts | None = None,
     on_failure: Callable[[Failure], None] | None = None,
 ) -> list[Sample]:
     """Ask the teacher for one chunk's samples; a chunk that fails for good returns []."""
@@ -119,8 +136,8 @@ async def generate_chunk(
         items, _ = await client.chat(messages, parse_samples)
     except LLMError as exc:
         log_failure(log, f"slice {chunk.slice_id} chunk {chunk.index}: generation", exc)
-        if stats is not None:
-            stats.generation_failed_chunks += 1
+        if counts is not None:
+            counts.generation_failed_chunks += 1
         if on_failure is not None:
             on_failure(Failure.from_error(exc, "generation", slice_id=chunk.slice_id))
         return []
@@ -147,9 +164,9 @@ async def generate_chunk(
                 source_text=chunk.text,
             )
         )
-    if stats is not None:
-        stats.samples_generated += len(samples)
-        stats.generation_unparsable_items += max(0, items[0]["_total"] - len(items))
+    if counts is not None:
+        counts.samples_generated += len(samples)
+        counts.generation_unparsable_items += max(0, items[0]["_total"] - len(items))
     return samples
 
 
@@ -158,7 +175,7 @@ async def generate_samples(
     client: LLMClient,
     config: DistillConfig,
     *,
-    stats: StageCounts | None = None,
+    counts: GenerationCounts | None = None,
     on_failure: Callable[[Failure], None] | None = None,
     on_slice_done: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Sample]:
@@ -170,7 +187,7 @@ async def generate_samples(
     answered: dict[str, int] = {}  # slice id -> chunks answered, while some are not
 
     async def one(chunk: Chunk) -> list[Sample]:
-        samples = await generate_chunk(chunk, client, config, stats=stats, on_failure=on_failure)
+        samples = await generate_chunk(chunk, client, config, counts=counts, on_failure=on_failure)
         if on_slice_done is not None:
             n = answered.pop(chunk.slice_id, 0) + 1
             if n < chunk.total:
@@ -179,6 +196,6 @@ async def generate_samples(
                 on_slice_done(chunk.slice_id)
         return samples
 
-    async for samples in bounded_map(iter_chunks(slices, config, stats), one, limit=limit):
+    async for samples in bounded_map(iter_chunks(slices, config, counts), one, limit=limit):
         for sample in samples:
             yield sample

@@ -7,6 +7,7 @@ import logging
 import math
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..errors import LLMError
 from ..llm.client import ChatResult, LLMClient, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import evaluation_messages
-from ..models import Failure, Judgement, Sample, ScoredSample, StageCounts
+from ..models import Failure, Judgement, Sample, ScoredSample
 from ..selection.thresholds import apply_thresholds, weighted_mean
 from .gates.base import GATE_PREFIX, Gate, run_gates
 from .stream import bounded_map
@@ -24,6 +25,15 @@ from .stream import bounded_map
 log = logging.getLogger(__name__)
 
 EVAL_BUFFER_SAMPLES = 1024
+
+
+@dataclass
+class JudgeCounts:
+    """What the judging stage counts; the names are the funnel's (``metadata.json`` counts)."""
+
+    samples_evaluated: int = 0
+    evaluation_failures: int = 0
+
 
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -155,7 +165,7 @@ async def evaluate_samples(
     evaluators: Mapping[str, LLMClient],
     config: DistillConfig,
     *,
-    stats: StageCounts | None = None,
+    counts: JudgeCounts | None = None,
     on_failure: Callable[[Failure], None] | None = None,
     gates: Sequence[Gate] = (),
 ) -> AsyncIterator[ScoredSample]:
@@ -180,9 +190,9 @@ async def evaluate_samples(
                     drop_detail=verdict.reason,
                 )
         scored = await evaluate_sample(sample, evaluators, config, on_failure=on_failure)
-        if stats is not None:
-            stats.samples_evaluated += 1
-            stats.evaluation_failures += sum(1 for j in scored.judgements if j.error is not None)
+        if counts is not None:
+            counts.samples_evaluated += 1
+            counts.evaluation_failures += sum(1 for j in scored.judgements if j.error is not None)
         return scored
 
     async for scored in bounded_map(samples, one, limit=limit):
