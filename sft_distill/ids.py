@@ -1,15 +1,36 @@
-"""Ids and digests: stable sample ids, and the one BLAKE2b helper behind ids, keys, checksums."""
+"""Ids and digests: one BLAKE2b helper behind every sample id, cache key, checksum and file hash.
+
+Each value's digest size (and ``person``) is part of its definition: ids, cache keys and
+checksums written by earlier runs must come out the same, so none of them may change.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from .models import PathLike
+if TYPE_CHECKING:
+    from .models import PathLike
 
 _SEP = "\x1f"  # ASCII unit separator: never typed, so parts cannot run into each other
-
-
 _ESC = "\x1e"
+
+
+def hasher(*, size: int = 64, person: bytes = b"") -> Any:
+    """A BLAKE2b hash object of ``size`` bytes, to feed piece by piece (or copy midway)."""
+    return hashlib.blake2b(digest_size=size, person=person)
+
+
+def digest(data: bytes | Iterable[bytes], *, size: int = 64, person: bytes = b"") -> bytes:
+    """BLAKE2b of ``data`` (bytes, or pieces hashed one after the other) in ``size`` bytes."""
+    h = hasher(size=size, person=person)
+    if isinstance(data, bytes):
+        h.update(data)
+    else:
+        for piece in data:
+            h.update(piece)
+    return bytes(h.digest())
 
 
 def stable_id(*parts: str, prefix: str = "", length: int = 16) -> str:
@@ -33,14 +54,15 @@ def stable_id(*parts: str, prefix: str = "", length: int = 16) -> str:
         encoded.append(part)
     # surrogatepass: a lone surrogate from a "\ud800" escape in the input must not crash.
     data = _SEP.join(encoded).encode("utf-8", "surrogatepass")
-    digest = hashlib.blake2b(data, digest_size=32).hexdigest()
-    return prefix + digest[:length]
+    return prefix + digest(data, size=32).hex()[:length]
+
+
+def text_digest(text: str, *, size: int) -> bytes:
+    """BLAKE2b of a text's UTF-8 (lone surrogates kept as they are, never an error)."""
+    return digest(text.encode("utf-8", "surrogatepass"), size=size)
 
 
 def file_digest(path: PathLike, *, chunk_bytes: int = 1 << 20) -> str:
-    """Hex blake2b of a file's bytes, read in chunks (identifies the input of a run)."""
-    h = hashlib.blake2b(digest_size=16)
+    """Hex BLAKE2b-128 of a file's bytes, read in chunks (identifies the input of a run)."""
     with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            h.update(block)
-    return h.hexdigest()
+        return digest(iter(lambda: f.read(chunk_bytes), b""), size=16).hex()

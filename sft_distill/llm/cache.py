@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
+from ..ids import digest, hasher
 from ..text import fix_surrogates
 
 log = logging.getLogger(__name__)
@@ -163,14 +163,17 @@ def _stored(value: Any) -> bytes | None:
 
 def checksum(blobs: Sequence[bytes | None]) -> bytes:
     """16-byte blake2b of a row's stored bytes, NULL and field boundaries included."""
-    h = hashlib.blake2b(digest_size=16, person=b"sft-distill-row")
+    return digest(_framed(blobs), size=16, person=b"sft-distill-row")
+
+
+def _framed(blobs: Sequence[bytes | None]) -> Iterator[bytes]:
+    """Each field marked as NULL, or with its length before it: boundaries hash too."""
     for b in blobs:
         if b is None:
-            h.update(b"\x00")
+            yield b"\x00"
         else:
-            h.update(b"\x01" + len(b).to_bytes(8, "little"))
-            h.update(b)
-    return h.digest()
+            yield b"\x01" + len(b).to_bytes(8, "little")
+            yield b
 
 
 def _row_with_checksum(table: _Table, values: Sequence[Any]) -> tuple[Any, ...]:
@@ -245,7 +248,7 @@ def request_key(namespace: str, payload: dict[str, Any], *, skip: Collection[str
 def key_prefix(namespace: str, payload: dict[str, Any], *, skip: Collection[str] = ()) -> Any:
     """The hash state of ``request_key`` before the messages: the same for every request of a
     client whose other fields do not change, so it can be computed once and copied."""
-    h = hashlib.blake2b(digest_size=20)
+    h = hasher(size=20)
     h.update(namespace.encode("utf-8", "surrogatepass"))
     rest = {k: v for k, v in payload.items() if k != "messages" and k not in skip}
     h.update(b"\x1f")

@@ -164,43 +164,7 @@ def write_outputs(
         order = _offsets(raw_path, wanted, opts.seed)
     else:  # the pipeline knows where it wrote each sample
         order = sorted((split_key(opts.seed, s), s, offsets[s]) for s in wanted if s in offsets)
-    counts = {"train": 0, "val": 0, "missing": 0}
-    with ExitStack() as stack, open(raw_path, "rb") as raw:
-        writers = {
-            (fmt, split): stack.enter_context(JsonlWriter(out / name, atomic=True))
-            for fmt, by_split in files.items()
-            for split, name in by_split.items()
-        }
-        side = {
-            (fmt, split): stack.enter_context(JsonlWriter(out / name, atomic=True))
-            for fmt, by_split in sidecars.items()
-            for split, name in by_split.items()
-        }
-        lf = {
-            (fmt, split): stack.enter_context(JsonlWriter(out / name, atomic=True))
-            for fmt, by_split in companions.items()
-            for split, name in by_split.items()
-        }
-        for _key, sid, offset in order:
-            raw.seek(offset)
-            try:
-                sample = ScoredSample.model_validate(json.loads(raw.readline()))
-            except (ValidationError, ValueError) as exc:
-                log.warning("%s: sample %s is not a scored sample, skipped: %s", raw_path, sid, exc)
-                continue
-            split = "train" if sid in train_ids else "val"
-            for fmt in opts.formats:
-                row = row_for(
-                    sample, fmt, system=opts.system, include_reasoning=opts.include_reasoning
-                )
-                writers[fmt, split].write(row)
-                if (fmt, split) in side:
-                    side[fmt, split].write(provenance(sample))
-                if (fmt, split) in lf:
-                    lf[fmt, split].write(
-                        llamafactory_row(sample, fmt, system=opts.system, include_reasoning=True)
-                    )
-            counts[split] += 1
+    counts = _write_rows(raw_path, out, order, train_ids, opts, (files, sidecars, companions))
     counts["missing"] = len(train_ids | val_ids) - counts["train"] - counts["val"]
     if counts["missing"]:
         log.warning("%s not found in %s", plural(counts["missing"], "kept sample"), raw_path)
@@ -224,6 +188,52 @@ def write_outputs(
         dataset_info=info,
         llamafactory_files=companions,
     )
+
+
+def _write_rows(
+    raw_path: PathLike,
+    out: Path,
+    order: list[tuple[bytes, str, int]],
+    train_ids: set[str],
+    opts: OutputOptions,
+    names: tuple[dict[str, dict[str, str]], ...],
+) -> dict[str, int]:
+    """Each kept sample's row in every format (and its sidecar and companion rows), in order.
+
+    ``names`` are the split files, provenance sidecars and LLaMA-Factory companions by format
+    and split. Returns the rows written per split.
+    """
+    counts = {"train": 0, "val": 0, "missing": 0}
+    with ExitStack() as stack, open(raw_path, "rb") as raw:
+        writers, side, lf = (
+            {
+                (fmt, split): stack.enter_context(JsonlWriter(out / name, atomic=True))
+                for fmt, by_split in files.items()
+                for split, name in by_split.items()
+            }
+            for files in names
+        )
+        for _key, sid, offset in order:
+            raw.seek(offset)
+            try:
+                sample = ScoredSample.model_validate(json.loads(raw.readline()))
+            except (ValidationError, ValueError) as exc:
+                log.warning("%s: sample %s is not a scored sample, skipped: %s", raw_path, sid, exc)
+                continue
+            split = "train" if sid in train_ids else "val"
+            for fmt in opts.formats:
+                row = row_for(
+                    sample, fmt, system=opts.system, include_reasoning=opts.include_reasoning
+                )
+                writers[fmt, split].write(row)
+                if (fmt, split) in side:
+                    side[fmt, split].write(provenance(sample))
+                if (fmt, split) in lf:
+                    lf[fmt, split].write(
+                        llamafactory_row(sample, fmt, system=opts.system, include_reasoning=True)
+                    )
+            counts[split] += 1
+    return counts
 
 
 def write_splits(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from .. import __version__
 from ..config.models import DistillConfig
+from ..ids import digest
 from ..llm.prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
 from .writers import write_json_atomic
 
@@ -21,7 +21,7 @@ def config_digest(config: DistillConfig) -> str:
     public = config.public_dict()
     public.pop("output_dir", None)
     blob = json.dumps(public, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).hexdigest()
+    return digest(blob.encode("utf-8"), size=16).hex()
 
 
 def build_manifest(

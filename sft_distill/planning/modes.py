@@ -95,6 +95,10 @@ def _collect_requests(
     return requests
 
 
+# (path, questions the tree already has, how many leaves are alike) of each group of leaves
+_LeafGroups = list[tuple[tuple[str, ...], list[str], int]]
+
+
 def estimate_topics(
     source: TopicSource,
     config: DistillConfig,
@@ -105,71 +109,19 @@ def estimate_topics(
     """Expansion, question and answer requests of a topic run, and the judgements of its answers."""
     lang = config.language if config.language in ("zh", "en") else detect_language(source.root_name)
     tally = Tally(config, contexts)
-    name, question = _NAME[lang], _QUESTION[lang]
-    q_want, q_batch = source.questions_per_tag, source.questions_per_request
     root = source.root_name
     est = Estimate(input=f"topic {root!r}", kind="topics")
     expansions = 0
     if source.tree is not None:
-        # (path, questions already in the tree) of each leaf, as given.
-        leaves = [(path, list(node.questions)) for path, node in source.tree.leaves()]
-        groups = [(path, given, 1) for path, given in leaves]
+        # Each leaf as given, with the questions it already has.
+        groups: _LeafGroups = [
+            (tuple(path), list(node.questions), 1) for path, node in source.tree.leaves()
+        ]
         est.input = f"tree {root!r}"
     else:
-        levels, tags = source.levels, source.tags_per_level
-        for depth in range(levels):
-            path = (root, *[name] * depth)
-            siblings = [name] * (tags - 1) if depth else []
-
-            def build(have: int, n: int, path: tuple[str, ...] = path, sib: list[str] = siblings):
-                return topic_expand_messages(
-                    path, n, siblings=sib, existing=[name] * have, language=lang
-                )
-
-            expansions += _collect_requests(
-                tally,
-                build,
-                have=0,
-                want=tags,
-                batch=source.tags_per_request,
-                item=name,
-                calls=tags**depth,
-                where=f"expanding a topic at level {depth}",
-            )
-        # Every leaf alike: a path of stand-in names, no questions yet.
-        groups = [((root, *[name] * levels), [], tags**levels)]
+        groups, expansions = _expansions(tally, source, lang)
     leaves_total = sum(n for _, _, n in groups)
-    answers_total = 0
-    for path, given, n in groups:
-        path = tuple(path)
-        where = f"leaf {' > '.join(path)!r}" if n == 1 else "a leaf"
-
-        def build_q(have: int, k: int, path: tuple[str, ...] = path, given: list[str] = given):
-            existing = [*given, *[question] * max(0, have - len(given))]
-            return topic_questions_messages(path, k, existing=existing, language=lang)
-
-        est.chunks += _collect_requests(
-            tally,
-            build_q,
-            have=len(given),
-            want=q_want,
-            batch=q_batch,
-            item=question,
-            calls=n,
-            where=where,
-        )
-        # Given questions are answered as they are; the rest are stand-ins of typical length.
-        asked = max(0, q_want - len(given))
-        answer_tokens = tally.reply("generator", TYPICAL_ANSWER_TOKENS[lang])
-        for text, calls in [*((q, n) for q in given), (question, n * asked)]:
-            messages = topic_answer_messages(
-                path, text, language=lang, system_prompt=config.system_prompt
-            )
-            prompt = messages_tokens(messages)
-            tally.add(tally.generator, prompt, answer_tokens, calls=calls, where=where)
-            judged = eval_prompt_tokens(text, "", answer_tokens)
-            tally.judge_all(judged, calls=calls, where=where)
-            answers_total += calls
+    answers_total = sum(_leaf_requests(tally, est, source, config, lang, g) for g in groups)
     est.slices = leaves_total
     est.expected_samples = answers_total
     est.detail = {
@@ -177,7 +129,7 @@ def estimate_topics(
         "tree": source.tree is not None,
         "levels": None if source.tree is not None else source.levels,
         "tags_per_level": None if source.tree is not None else source.tags_per_level,
-        "questions_per_tag": q_want,
+        "questions_per_tag": source.questions_per_tag,
         "leaves": leaves_total,
         "expansion_requests": expansions,
         "question_requests": est.chunks,
@@ -187,10 +139,80 @@ def estimate_topics(
         est.notes.append(
             f"Upper bounds: {source.tags_per_level} sub-topics per node over {source.levels} "
             f"level(s) make at most {leaves_total:,} leaves ({expansions:,} expansion requests), "
-            f"each asked for {q_want} questions; duplicate or short replies make fewer (a short "
-            "reply can cost one extra request for its node)."
+            f"each asked for {source.questions_per_tag} questions; duplicate or short replies "
+            "make fewer (a short reply can cost one extra request for its node)."
         )
     return tally.finish(est, _prices(config, prices))
+
+
+def _expansions(tally: Tally, source: TopicSource, lang: str) -> tuple[_LeafGroups, int]:
+    """The expansion requests of a full tree, and its leaves (all alike: stand-in names)."""
+    name, root = _NAME[lang], source.root_name
+    levels, tags = source.levels, source.tags_per_level
+    expansions = 0
+    for depth in range(levels):
+        path = (root, *[name] * depth)
+        siblings = [name] * (tags - 1) if depth else []
+
+        def build(have: int, n: int, path: tuple[str, ...] = path, sib: list[str] = siblings):
+            return topic_expand_messages(
+                path, n, siblings=sib, existing=[name] * have, language=lang
+            )
+
+        expansions += _collect_requests(
+            tally,
+            build,
+            have=0,
+            want=tags,
+            batch=source.tags_per_request,
+            item=name,
+            calls=tags**depth,
+            where=f"expanding a topic at level {depth}",
+        )
+    return [((root, *[name] * levels), [], tags**levels)], expansions
+
+
+def _leaf_requests(
+    tally: Tally,
+    est: Estimate,
+    source: TopicSource,
+    config: DistillConfig,
+    lang: str,
+    group: tuple[tuple[str, ...], list[str], int],
+) -> int:
+    """Count a group of alike leaves' question and answer requests; returns its answers."""
+    path, given, n = group
+    question = _QUESTION[lang]
+    where = f"leaf {' > '.join(path)!r}" if n == 1 else "a leaf"
+
+    def build_q(have: int, k: int) -> Any:
+        existing = [*given, *[question] * max(0, have - len(given))]
+        return topic_questions_messages(path, k, existing=existing, language=lang)
+
+    est.chunks += _collect_requests(
+        tally,
+        build_q,
+        have=len(given),
+        want=source.questions_per_tag,
+        batch=source.questions_per_request,
+        item=question,
+        calls=n,
+        where=where,
+    )
+    # Given questions are answered as they are; the rest are stand-ins of typical length.
+    asked = max(0, source.questions_per_tag - len(given))
+    answer_tokens = tally.reply("generator", TYPICAL_ANSWER_TOKENS[lang])
+    answers = 0
+    for text, calls in [*((q, n) for q in given), (question, n * asked)]:
+        messages = topic_answer_messages(
+            path, text, language=lang, system_prompt=config.system_prompt
+        )
+        prompt = messages_tokens(messages)
+        tally.add(tally.generator, prompt, answer_tokens, calls=calls, where=where)
+        judged = eval_prompt_tokens(text, "", answer_tokens)
+        tally.judge_all(judged, calls=calls, where=where)
+        answers += calls
+    return answers
 
 
 def _prices(config: DistillConfig, prices: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import inspect
 import itertools
 import logging
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..errors import ConfigError, OutputError
+from ..ids import digest
 
 if TYPE_CHECKING:
     from ..config.models import DistillConfig
@@ -819,12 +819,8 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
 
 def embedding_key(namespace: str, text: str) -> str:
     """Cache key of one text's embedding: a hash of the namespace (the model) and the text."""
-    h = hashlib.blake2b(digest_size=20)
-    h.update(b"embedding\x1f")
-    h.update(namespace.encode("utf-8", "surrogatepass"))
-    h.update(b"\x1f")
-    h.update(text.encode("utf-8", "surrogatepass"))
-    return h.hexdigest()
+    pieces = (b"embedding\x1f", namespace.encode("utf-8", "surrogatepass"), b"\x1f")
+    return digest((*pieces, text.encode("utf-8", "surrogatepass")), size=20).hex()
 
 
 def _default_namespace(embed_fn: Callable[..., Any]) -> str:

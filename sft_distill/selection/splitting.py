@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 import logging
 import math
@@ -16,6 +15,8 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from ..ids import text_digest
 
 if TYPE_CHECKING:
     from ..outputs.datasets import OutputOptions
@@ -146,7 +147,7 @@ def group_value(metadata: Mapping[str, Any], field: str) -> str | None:
 
 
 def split_key(seed: int, sid: str) -> bytes:
-    return hashlib.blake2b(f"{seed}\x00{sid}".encode("utf-8", "surrogatepass")).digest()
+    return text_digest(f"{seed}\x00{sid}", size=64)
 
 
 def split_train_val(ids: list[str], ratio: float, seed: int) -> tuple[set[str], set[str]]:

@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LLMError
-from ..ids import stable_id
+from ..ids import stable_id, text_digest
 from ..llm.client import ChatResult, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import ISET_PROMPT_VERSION, iset_rephrase_messages
@@ -94,7 +93,7 @@ def is_near_copy(a: str, b: str, *, ratio: float = NEAR_COPY_RATIO) -> bool:
 
 def instruction_digest(text: str) -> bytes:
     """8-byte key of an instruction's normalised text (exact-duplicate checks across samples)."""
-    return hashlib.blake2b(_key(text).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return text_digest(_key(text), size=8)
 
 
 def filter_rephrasings(

@@ -39,7 +39,6 @@ the records sent to the teacher (0 with ``skip_generation``); a teacher failure 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import re
@@ -49,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, LLMError
-from ..ids import file_digest, stable_id
+from ..ids import file_digest, stable_id, text_digest
 from ..llm.client import ChatResult, log_failure
 from ..llm.json_extract import split_reasoning
 from ..llm.prompts import ISET_PROMPT_VERSION, iset_answer_messages
@@ -561,6 +560,46 @@ class RecordMapper:
         roles = self._roles(line, data)
         if roles is None:
             return None
+        texts = self._texts(line, roles)
+        if texts is None:
+            return None
+        instruction, inp, output, reasoning = texts
+        parts = (instruction, inp, output or "") if self.key_on_output else (instruction, inp)
+        ident = self._key(line, data.get("id"), parts)
+        if ident is None:
+            return None
+        key, has_id = ident
+        if fixed:
+            self.report(line, "lone_surrogate", "lone UTF-16 surrogate replaced by U+FFFD", False)
+        own_slice = data.get("slice_id")
+        prov = data.get("provenance")
+        provenance: dict[str, Any] = prov if isinstance(prov, dict) else {}
+
+        def origin(name: str) -> str:
+            value = data.get(name, provenance.get(name))
+            return value if isinstance(value, str) else ""
+
+        return Record(
+            line=line,
+            key=key,
+            slice_id=own_slice
+            if isinstance(own_slice, str) and own_slice.strip()
+            else "rec:" + key,
+            instruction=instruction,
+            input=inp,
+            output=output,
+            reasoning=reasoning,
+            system=None if _is_blank(roles["system"]) else roles["system"].strip(),
+            has_id=has_id,
+            teacher_model=origin("teacher_model"),
+            prompt_version=origin("prompt_version"),
+            metadata=self._metadata(data),
+        )
+
+    def _texts(
+        self, line: int, roles: dict[str, Any]
+    ) -> tuple[str, str, str | None, str | None] | None:
+        """(instruction, input, answer, reasoning), a leading <think> block split off the answer."""
         instruction = roles["instruction"].strip()
         inp = (roles["input"] or "").strip()
         output = None if _is_blank(roles["output"]) else roles["output"].strip()
@@ -572,23 +611,22 @@ class RecordMapper:
             if output is None and self.output_required:
                 self._bad(line, "empty_content", "the answer is a <think> block only")
                 return None
+        return instruction, inp, output, reasoning
 
-        raw_id = data.get("id")
+    def _key(self, line: int, raw_id: Any, parts: tuple[str, ...]) -> tuple[str, bool] | None:
+        """(key, whether the row gave it), or None (reported) for a repeated id or content."""
         has_id = isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool)
         key = str(raw_id).strip() if has_id else ""
         has_id = bool(key)
-        parts = (instruction, inp, output or "") if self.key_on_output else (instruction, inp)
-        digest = hashlib.blake2b(
-            "\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16
-        )
+        content = text_digest("\x1f".join(parts), size=16)
         if not has_id:
-            key = "r-" + digest.hexdigest()[:16]
+            key = "r-" + content.hex()[:16]
         first = self._ids.get(key) if has_id else None
         if first is not None:
             self._bad(line, "duplicate_id", f"duplicate id {key!r} (first on line {first})")
             return None
         # A derived id repeats only with its content: say "duplicate content" for it.
-        first = self._contents.get(digest.digest())
+        first = self._contents.get(content)
         if first is not None:
             what = (
                 "instruction, input and answer" if self.key_on_output else "instruction and input"
@@ -596,14 +634,11 @@ class RecordMapper:
             self._bad(line, "duplicate_content", f"same {what} as line {first}")
             return None
         self._ids[key] = line
-        self._contents[digest.digest()] = line
-        if fixed:
-            self.report(line, "lone_surrogate", "lone UTF-16 surrogate replaced by U+FFFD", False)
+        self._contents[content] = line
+        return key, has_id
 
-        own_slice = data.get("slice_id")
-        slice_id = own_slice if isinstance(own_slice, str) and own_slice.strip() else "rec:" + key
-        prov = data.get("provenance")
-        provenance: dict[str, Any] = prov if isinstance(prov, dict) else {}
+    def _metadata(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Plain top-level values the mapping does not use, then the row's own ``metadata``."""
         mapped = {self.fmap.instruction, self.fmap.input, self.fmap.output, self.fmap.reasoning}
         metadata = {
             str(k): v
@@ -615,25 +650,7 @@ class RecordMapper:
         if isinstance(data.get("metadata"), dict):
             metadata = {**metadata, **data["metadata"]}
             metadata.pop("metadata", None)
-
-        def origin(name: str) -> str:
-            value = data.get(name, provenance.get(name))
-            return value if isinstance(value, str) else ""
-
-        return Record(
-            line=line,
-            key=key,
-            slice_id=slice_id,
-            instruction=instruction,
-            input=inp,
-            output=output,
-            reasoning=reasoning,
-            system=None if _is_blank(roles["system"]) else roles["system"].strip(),
-            has_id=has_id,
-            teacher_model=origin("teacher_model"),
-            prompt_version=origin("prompt_version"),
-            metadata=metadata,
-        )
+        return metadata
 
 
 def iter_records(path: str | Path, fmap: FieldMap, **options: Any) -> Iterator[Record]:

@@ -38,7 +38,6 @@ reader (``str.splitlines``, JavaScript) can split a record.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -48,6 +47,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import InputError
+from ..ids import text_digest
 from ..models import PathLike, Slice
 from ..text import fix_surrogates
 from .jsonl import (
@@ -130,14 +130,11 @@ class ReadStats:
 
 def derive_slice_id(content: str) -> str:
     """Stable id for a slice without one: ``"s-"`` + 16 hex digits of blake2b(content)."""
-    digest = hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=8)
-    return "s-" + digest.hexdigest()
+    return "s-" + text_digest(content, size=8).hex()
 
 
 def _content_key(content: str) -> bytes:
-    return hashlib.blake2b(
-        content.strip().encode("utf-8", "surrogatepass"), digest_size=16
-    ).digest()
+    return text_digest(content.strip(), size=16)
 
 
 def _is_blank(text: str) -> bool:
@@ -267,6 +264,25 @@ class _SliceReader:
 
     def _record(self, lineno: int, record: dict[str, Any]) -> Slice | str:
         record, had_surrogates = _fix_record(record)
+        content = self._content(lineno, record)
+        if content is None:
+            return "bad"
+        ident = self._slice_id(lineno, record.get("id"), content)
+        if ident is None:
+            return "bad"
+        sid, derived = ident
+        key = _content_key(content)
+        if self._is_duplicate(lineno, sid, derived, key):
+            return "duplicate"
+        metadata = self._metadata(lineno, record, had_surrogates)
+        self.id_lines[sid] = lineno
+        if self.seen_ids is not None:
+            self.seen_ids.add(sid)
+        self.content_lines[key] = (lineno, sid)
+        return Slice(id=sid, content=content, metadata=metadata, line=lineno)
+
+    def _content(self, lineno: int, record: dict[str, Any]) -> str | None:
+        """The record's text, or None (reported) when it has none."""
         if "content" not in record:
             alt = next(
                 (k for k in record if k.strip().lower() == "content"),
@@ -274,7 +290,7 @@ class _SliceReader:
             )
             hint = f" (found {alt!r}; rename it to 'content')" if alt else ""
             self._report(lineno, "missing_content", f"missing 'content'{hint}")
-            return "bad"
+            return None
         content = record["content"]
         if not isinstance(content, str):
             self._report(
@@ -282,33 +298,34 @@ class _SliceReader:
                 "non_string_content",
                 f"'content' must be a string, got {_json_type(content)}",
             )
-            return "bad"
+            return None
         if _is_blank(content):
             what = "empty" if content == "" else "whitespace only"
             self._report(lineno, "empty_content", f"'content' is {what}")
-            return "bad"
+            return None
+        return content
 
-        raw_id = record.get("id")
-        derived = False
+    def _slice_id(self, lineno: int, raw_id: Any, content: str) -> tuple[str, bool] | None:
+        """(id, whether derived from the content), or None (reported) for an unusable id."""
         if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int, type(None))):
             self._report(
                 lineno, "bad_id", f"'id' must be a string or an integer, got {_json_type(raw_id)}"
             )
-            return "bad"
+            return None
         if isinstance(raw_id, int):
-            sid = str(raw_id)
-        elif raw_id is None or not raw_id.strip():
-            sid, derived = derive_slice_id(content), True
-        else:
-            sid = raw_id
+            return str(raw_id), False
+        if raw_id is None or not raw_id.strip():
+            return derive_slice_id(content), True
+        return raw_id, False
 
+    def _is_duplicate(self, lineno: int, sid: str, derived: bool, key: bytes) -> bool:
+        """Whether the id or the content was seen already (reported)."""
         # An explicit id is checked first: "duplicate id" is the message users expect for it.
         if not derived:
             dup = self._duplicate_id(sid)
             if dup:
                 self._report(lineno, "duplicate_id", dup)
-                return "duplicate"
-        key = _content_key(content)
+                return True
         first = self.content_lines.get(key)
         if first is not None:
             self._report(
@@ -316,13 +333,18 @@ class _SliceReader:
                 "duplicate_content",
                 f"duplicate content of line {first[0]} (id {first[1]!r})",
             )
-            return "duplicate"
+            return True
         if derived:
             dup = self._duplicate_id(sid)
             if dup:
                 self._report(lineno, "duplicate_id", dup)
-                return "duplicate"
+                return True
+        return False
 
+    def _metadata(
+        self, lineno: int, record: dict[str, Any], had_surrogates: bool
+    ) -> dict[str, Any]:
+        """The slice's metadata (unknown top-level keys merged in); fixes are reported here."""
         metadata = record.get("metadata")
         bad_metadata = metadata is not None and not isinstance(metadata, dict)
         if metadata is None:
@@ -332,7 +354,6 @@ class _SliceReader:
         extra = {k: v for k, v in record.items() if k not in ("id", "content", "metadata")}
         if extra:
             metadata = {**extra, **metadata}
-
         # Fixes are reported only for lines that are kept.
         if bad_metadata:
             self._report(
@@ -345,12 +366,7 @@ class _SliceReader:
             self._report(lineno, "lone_surrogate", "lone UTF-16 surrogate replaced by U+FFFD")
         if bad_metadata or had_surrogates:
             self.stats.fixed_lines += 1
-
-        self.id_lines[sid] = lineno
-        if self.seen_ids is not None:
-            self.seen_ids.add(sid)
-        self.content_lines[key] = (lineno, sid)
-        return Slice(id=sid, content=content, metadata=metadata, line=lineno)
+        return metadata
 
     def _duplicate_id(self, sid: str) -> str | None:
         if sid in self.id_lines:

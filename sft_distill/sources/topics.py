@@ -41,7 +41,6 @@ it is not expanded further, so ``levels`` and ``tags_per_level`` do not apply.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -52,7 +51,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ..errors import ConfigError, InputError, LLMError
-from ..ids import stable_id
+from ..ids import stable_id, text_digest
 from ..llm.client import ChatResult, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import (
@@ -150,7 +149,7 @@ class TopicTree(BaseModel):
     def digest(self) -> str:
         """Hex blake2b of the canonical JSON (identifies a supplied tree, whatever its form)."""
         text = json.dumps(self.to_json(), ensure_ascii=False, sort_keys=True)
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        return text_digest(text, size=16).hex()
 
     @classmethod
     def from_json(cls, data: Any) -> TopicTree:
