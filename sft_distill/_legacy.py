@@ -100,7 +100,10 @@ MOVED: dict[str, tuple[str, ...]] = {
 PACKAGES = frozenset({"cli", "config", "outputs", "simulator", "sources"})
 
 # Names an old module had that are called differently now: old module -> {old: new}.
-RENAMED: dict[str, dict[str, str]] = {}
+RENAMED: dict[str, dict[str, str]] = {
+    "dedup": {"normalize_text": "casefold_compact"},
+    "utils": {"normalize_text": "casefold_spaced"},
+}
 
 
 def lookup(old: str, name: str) -> Any:
@@ -219,6 +222,7 @@ def install(exports: Iterable[str]) -> None:
     """
     _views.update(old for old, homes in MOVED.items() if len(homes) > 1)
     _views.update(set(exports) & set(MOVED))
+    _views.update(RENAMED)  # an old name that changed can only be served by a view
     _views.difference_update(PACKAGES)
     for old in sorted(_views):
         sys.modules.setdefault(f"{PACKAGE}.{old}", _view(f"{PACKAGE}.{old}"))

@@ -13,8 +13,11 @@ def plural(n: int, singular: str, plural: str | None = None) -> str:
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
-def normalize_text(text: str) -> str:
-    """NFKC + casefold + single spaces: the comparison key for dedup and ids."""
+def casefold_spaced(text: str) -> str:
+    """NFKC, casefolded, every run of whitespace one space: names that differ only so compare equal.
+
+    ``selection.dedup.casefold_compact`` drops the spaces and punctuation too (for n-grams).
+    """
     return _WHITESPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, file_error
 from .defaults import CONFIG_TEMPLATE
 from .models import DistillConfig, EndpointConfig, KeyProblem, ModelPrice
 
@@ -128,12 +128,17 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, expected a JSON file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc.__class__.__name__}") from None
+    except OSError as exc:
+        raise file_error(
+            p,
+            exc,
+            missing="config file not found",
+            directory="is a directory, expected a JSON file",
+            failed="cannot read config",
+            cls=ConfigError,
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: cannot read config: not UTF-8 text") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -48,12 +48,12 @@ __all__ = [
     "Deduplicator",
     "EmbeddingDeduplicator",
     "JaccardDeduplicator",
+    "casefold_compact",
     "choose_bands",
     "embedding_key",
     "exact_jaccard_pairs",
     "lsh_recall",
     "make_deduplicator",
-    "normalize_text",
     "shingle_hashes",
 ]
 
@@ -133,8 +133,11 @@ def _codes(text: str) -> np.ndarray:
     return np.frombuffer(folded.encode("utf-32-le", "surrogatepass"), dtype="<u4")
 
 
-def normalize_text(text: str) -> str:
-    """NFKC, casefold, drop whitespace, punctuation and controls (needs no word spaces)."""
+def casefold_compact(text: str) -> str:
+    """NFKC, casefolded, whitespace, punctuation and controls dropped: the text n-grams are of.
+
+    ``text.casefold_spaced`` keeps one space between words instead.
+    """
     codes = _codes(text)
     codes = codes[~_drop_mask(codes)]
     normalized: str = codes.tobytes().decode("utf-32-le")
@@ -239,7 +242,7 @@ def _sorted_unique(h: np.ndarray) -> np.ndarray:
 
 
 def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
-    """Sorted unique uint64 hashes of the character n-grams of ``normalize_text(text)``."""
+    """Sorted unique uint64 hashes of the character n-grams of ``casefold_compact(text)``."""
     codes = _codes(text)
     codes = codes[~_drop_mask(codes)]
     hashes, _ = _shingle_batch(codes, np.array([len(codes)]), ngram)

@@ -28,7 +28,7 @@ from typing import Any
 from ..config.defaults import CONFIG_TEMPLATE
 from ..config.merging import build_config, deep_merge
 from ..config.models import DistillConfig
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, file_error
 from ..llm.cache import CACHE_FILENAME, ResponseCache
 from ..models import PathLike, StageCounts
 from ..outputs.datasets import OutputOptions, WrittenOutputs
@@ -82,9 +82,14 @@ def _read_metadata(out: Path) -> dict[str, Any]:
     path = out / METADATA_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; refilter needs a finished run's output") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise file_error(
+            path,
+            exc,
+            missing="not found; refilter needs a finished run's output",
+            failed="cannot read metadata",
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: cannot read metadata: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise InputError(f"{path}: no recorded 'config'; is this an sft_distill output directory?")

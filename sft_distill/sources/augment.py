@@ -44,7 +44,7 @@ from ..llm.client import ChatResult, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import ISET_PROMPT_VERSION, iset_rephrase_messages
 from ..models import Failure, Sample
-from ..selection.dedup import normalize_text
+from ..selection.dedup import casefold_compact
 from ..stages.stream import bounded_map
 from .base import SourceContext
 from .distill import (
@@ -77,7 +77,7 @@ _REPHRASE_KEYS = ("instruction", "question", "rephrasing", "text", "prompt")
 
 
 def _key(text: str) -> str:
-    return normalize_text(text)
+    return casefold_compact(text)
 
 
 def is_near_copy(a: str, b: str, *, ratio: float = NEAR_COPY_RATIO) -> bool:

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from ..errors import InputError
+from ..errors import InputError, file_error
 from ..models import PathLike, ScoredSample
 
 log = logging.getLogger(__name__)
@@ -64,14 +64,8 @@ def _open_input(path: PathLike, *, allow_empty: bool = False) -> IO[bytes]:
     p = Path(path)
     try:
         f = open(p, "rb")  # noqa: SIM115 - the caller owns and closes it
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a JSONL file") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot open: {exc.strerror or exc}") from None
+        raise file_error(path, exc, directory="is a directory, expected a JSONL file") from None
     try:
         if not allow_empty and os.fstat(f.fileno()).st_size == 0 and p.is_file():
             raise InputError(f"{path}: is empty")

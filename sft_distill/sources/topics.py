@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ..errors import ConfigError, InputError, LLMError
+from ..errors import ConfigError, InputError, LLMError, file_error
 from ..ids import stable_id, text_digest
 from ..llm.client import ChatResult, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
@@ -66,7 +66,7 @@ from ..llm.prompts import (
 from ..models import Failure, Sample, Slice
 from ..outputs.writers import write_json_atomic
 from ..stages.stream import bounded_map
-from ..text import normalize_text
+from ..text import casefold_spaced
 from .base import SourceContext
 
 __all__ = [
@@ -191,12 +191,14 @@ class TopicTree(BaseModel):
         p = Path(path)
         try:
             raw = p.read_bytes()
-        except FileNotFoundError:
-            raise InputError(f"{p}: no such tree file") from None
-        except IsADirectoryError:
-            raise InputError(f"{p}: is a directory, not a tree file") from None
         except OSError as exc:
-            raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+            raise file_error(
+                p,
+                exc,
+                missing="no such tree file",
+                directory="is a directory, not a tree file",
+                failed="cannot read",
+            ) from None
         try:
             data = json.loads(raw.decode("utf-8-sig"))
         except UnicodeDecodeError:
@@ -231,7 +233,7 @@ def clean_name(text: str) -> str:
 
 def _key(text: str) -> str:
     """What two names or questions must differ in: NFKC, case, spaces, edge punctuation."""
-    return normalize_text(text).strip(_EDGE_PUNCT)
+    return casefold_spaced(text).strip(_EDGE_PUNCT)
 
 
 def _parse_node(value: Any, parent: tuple[str, ...], depth: int) -> TopicTree:

@@ -22,6 +22,7 @@ import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ...errors import ConfigError
@@ -106,3 +107,17 @@ def check_gate(gate: Any, label: str = "gate") -> Gate:
     if check is None or not inspect.iscoroutinefunction(check):
         raise ConfigError(f"{label}: {type(gate).__name__}.check must be an 'async def'")
     return gate  # type: ignore[no-any-return]
+
+
+def resolve_path(value: str, base_dirs: Sequence[Path]) -> Path:
+    """A file a gate's config names: itself when absolute, else in the first base that has it.
+
+    ``base_dirs`` come first (the config file's folder), then the current directory.
+    """
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    for base in base_dirs:
+        if (base / p).exists():
+            return base / p
+    return Path.cwd() / p

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ...models import Sample
-from .base import GateResult
+from .base import GateResult, resolve_path
 from .checks.base import cjk_ratio
 
 # --- types and placeholders ---------------------------------------------------------------------
@@ -959,16 +959,6 @@ def redact(
 # --- options (messages name the option; build_gates adds the gate index and type) ---------------
 
 
-def _resolve_file(value: str, base_dirs: Sequence[Path]) -> Path:
-    p = Path(value).expanduser()
-    if p.is_absolute():
-        return p
-    for base in base_dirs:
-        if (base / p).exists():
-            return base / p
-    return Path.cwd() / p
-
-
 def load_names(
     names: Any = (), names_file: Any = None, base_dirs: Sequence[Path] = ()
 ) -> tuple[str, ...]:
@@ -985,7 +975,7 @@ def load_names(
     if names_file is not None:
         if not isinstance(names_file, str) or not names_file.strip():
             raise ValueError(f"names_file must be a path, got {names_file!r}")
-        path = _resolve_file(names_file, base_dirs)
+        path = resolve_path(names_file, base_dirs)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ...config.models import DistillConfig
 from ...errors import ConfigError
-from .base import Gate, check_gate
+from .base import Gate, check_gate, resolve_path
 
 GateFactory = Callable[..., Any]
 
@@ -169,17 +169,6 @@ def _make(
     return check_gate(gate, label)
 
 
-def _resolve_path(value: str, base_dirs: Sequence[Path]) -> Path:
-    """``value`` itself when absolute, else the first existing ``base/value`` (else cwd's)."""
-    p = Path(value).expanduser()
-    if p.is_absolute():
-        return p
-    for base in base_dirs:
-        if (base / p).exists():
-            return base / p
-    return Path.cwd() / p
-
-
 def _import_target(label: str, target: Any, base_dirs: Sequence[Path]) -> GateFactory:
     """The object named by ``"package.module:Name"`` or ``"path/to/file.py:Name"``."""
     # The name is after the last colon: a Windows path (C:\gates\my.py:MyGate) has others.
@@ -191,7 +180,7 @@ def _import_target(label: str, target: Any, base_dirs: Sequence[Path]) -> GateFa
         )
     try:
         if module_name.endswith(".py"):
-            path = _resolve_path(module_name, base_dirs)
+            path = resolve_path(module_name, base_dirs)
             if not path.is_file():
                 raise ConfigError(f"{label}: file {module_name!r} not found")
             unique = f"_sft_distill_gate_{abs(hash(str(path.resolve())))}"
