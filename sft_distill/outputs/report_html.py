@@ -18,7 +18,6 @@ FONT_STACK = (
     '"Source Han Sans SC", "PingFang SC", "Microsoft YaHei", "WenQuanYi Micro Hei", sans-serif'
 )
 BLUE = "#2563eb"
-GREEN = "#16a34a"
 RED = "#dc2626"
 GREY = "#6b7280"
 GRID = "#e5e7eb"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config.models import DistillConfig, EndpointConfig
@@ -110,10 +110,6 @@ class Estimate:
     def calls(self) -> int:
         """Expected LLM calls in all (no retries)."""
         return sum(e.calls for e in self.endpoints)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {**asdict(self), "calls": self.calls}
 
 
 def _max(ep: EndpointConfig, calls: int) -> int | None:

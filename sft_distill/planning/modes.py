@@ -64,10 +64,6 @@ _QUESTION = {
 }
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def _json_list_tokens(items: list[str]) -> int:
     return estimate_tokens(json.dumps(items, ensure_ascii=False))
 

@@ -1094,16 +1094,6 @@ class PiiGate:
         fields = {f: v for f in self.fields if isinstance(v := getattr(sample, f), str) and v}
         return fields, {f: self.detector.find(v) for f, v in fields.items()}
 
-    def scrub_text(self, text: str) -> tuple[str, dict[str, int]]:
-        """``text`` redacted with this gate's settings, and counts per type."""
-        spans = self.detector.find(text)
-        if not spans:
-            return text, {}
-        out, summary = redact(
-            {"text": text}, {"text": spans}, lang=self.lang, placeholders=self.placeholders
-        )
-        return out["text"], summary["counts"]
-
     async def check(self, sample: Sample) -> GateResult:
         """Keep (redacted or tagged) or drop a sample with personal data; keep others untouched."""
         fields, spans = self.scan(sample)

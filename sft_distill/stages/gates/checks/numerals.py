@@ -247,11 +247,6 @@ def _replace_roman(m: re.Match[str]) -> str:
     return m.group() if value is None else f"{head} {value}"
 
 
-def en_ordinal(word: str) -> int | None:
-    """The value of an ordinal word ("fifth" → 5), or None."""
-    return _EN_ORDINALS.get(word.lower())
-
-
 # --- both -------------------------------------------------------------------------------------
 
 
