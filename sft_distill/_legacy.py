@@ -60,7 +60,12 @@ MOVED: dict[str, tuple[str, ...]] = {
         "ids",
         "models",
     ),
-    "dedup": ("selection.dedup",),
+    "dedup": (
+        "selection.dedup",
+        "selection.dedup.base",
+        "selection.dedup.jaccard",
+        "selection.dedup.embedding",
+    ),
     "estimate": ("planning.estimate", "cli.estimate"),
     "estimate_modes": ("planning.modes",),
     "evaluator": ("stages.judge",),

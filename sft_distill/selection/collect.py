@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..models import ScoredSample
 from ..outputs.report import ReportBuilder
 from ..outputs.writers import JsonlWriter
-from .dedup import Deduplicator
+from .dedup.base import Deduplicator
 from .run_index import RunIndex
 
 

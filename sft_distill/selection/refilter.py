@@ -38,7 +38,8 @@ from ..outputs.writers import JsonlWriter, lock_output_dir
 from ..sources.jsonl import iter_scored
 from ..sources.reader import iter_slices
 from .collect import Collector
-from .dedup import Deduplicator, make_deduplicator
+from .dedup import make_deduplicator
+from .dedup.base import Deduplicator
 from .finalize import record_kept_set, write_kept_set
 from .splitting import group_value
 from .thresholds import apply_thresholds

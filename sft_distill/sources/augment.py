@@ -44,7 +44,7 @@ from ..llm.client import ChatResult, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import ISET_PROMPT_VERSION, iset_rephrase_messages
 from ..models import Failure, Sample
-from ..selection.dedup import casefold_compact
+from ..selection.dedup.jaccard import casefold_compact
 from ..stages.stream import bounded_map
 from .base import SourceContext
 from .distill import (
