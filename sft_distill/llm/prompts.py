@@ -383,7 +383,7 @@ def topic_answer_messages(
 
 
 # --- instruction-set modes prompts (distill, augment) ---
-# Two requests (sft_distill.instruction_sets, sft_distill.augment): answer one instruction of an
+# Two requests (sources.distill, sources.augment): answer one instruction of an
 # existing set, and rephrase one instruction N ways. Both are pure functions of the record (and
 # N), so a rerun replays them from the cache.
 

@@ -116,7 +116,7 @@ def _offsets(raw_path: PathLike, wanted: set[str], seed: int) -> list[tuple[byte
             try:
                 sid = json.loads(line).get("id")
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                continue  # a line cut by a crash; reported by data_io.iter_jsonl elsewhere
+                continue  # a line cut by a crash; reported by sources.jsonl.iter_jsonl elsewhere
             if isinstance(sid, str) and sid in wanted and sid not in found:
                 found[sid] = (split_key(seed, sid), sid, start)
     return sorted(found.values())

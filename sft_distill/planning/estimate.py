@@ -7,9 +7,9 @@ message. Replies are assumed to be a typical size, capped by each endpoint's ``m
 Retries, re-asks and reasoning tokens are not included; replies already in the output
 directory's cache cost nothing on a rerun.
 
-The other modes (``topics``, ``distill``, ``augment``) are estimated by ``estimate_modes``; every
+The other modes (``topics``, ``distill``, ``augment``) are estimated by ``planning.modes``; every
 estimate counts each request through ``Tally``, which also notes the largest prompt per endpoint
-and how many requests would not fit an endpoint's known context (``server_context``).
+and how many requests would not fit an endpoint's known context (``llm.server_context``).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class Tally:
 
     Args:
         config: the run's settings (endpoints and their max_tokens).
-        contexts: each endpoint's known context length (``server_context.context_limits``).
+        contexts: each endpoint's known context length (``llm.server_context.context_limits``).
     """
 
     def __init__(

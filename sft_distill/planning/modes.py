@@ -1,4 +1,4 @@
-"""``--estimate`` for the other modes: topics, distill and augment (``estimate`` does slices).
+"""``--estimate`` for the other modes: topics, distill, augment (``estimate`` does slices).
 
 Every request is counted with the prompt the mode would build (``prompts``), so prompt tokens
 follow the real templates; replies are assumed to be a typical size, capped by ``max_tokens``.
@@ -79,7 +79,7 @@ def _collect_requests(
     calls: int,
     where: str,
 ) -> int:
-    """Count the batched list requests of ``topics._collect`` for ``calls`` nodes alike."""
+    """Count the batched list requests of ``sources.topics`` for ``calls`` nodes alike."""
     requests = 0
     while have < want:
         n = min(batch, want - have)

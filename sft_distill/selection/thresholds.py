@@ -1,7 +1,7 @@
 """Score thresholds and voting over evaluator judgements, then near-duplicate removal.
 
-The pipeline streams: ``apply_thresholds`` per sample, ``dedup.make_deduplicator`` at the end.
-``DataFilter`` wraps both for in-memory lists (notebooks, tests).
+The pipeline streams: ``apply_thresholds`` per sample, ``dedup.make_deduplicator`` at the end
+(both in ``selection``). ``DataFilter`` wraps both for in-memory lists (notebooks, tests).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Input: kept samples in any of our output formats (ShareGPT ``train.jsonl``, Alpaca, OpenAI
 messages), our ``generated_raw.jsonl`` (only the samples it kept: ``passed`` and no
-``drop_reason``), or any instruction set the field mapping of ``instruction_sets`` reads. Every
+``drop_reason``), or any instruction set the field mapping of ``sources.distill`` reads. Every
 sample needs its answer.
 
 Per sample the teacher gets one request for N rephrasings (same meaning, different wording and

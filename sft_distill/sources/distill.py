@@ -3,7 +3,7 @@
 Input files (the format is told by the suffix ``.parquet``/``.pq`` or the ``PAR1`` magic, else by
 the first character: ``[`` is a JSON array, anything else JSON Lines):
 
-- JSON Lines: streamed line by line like ``data_io.read_slices`` (BOM, CRLF and blank lines
+- JSON Lines: streamed line by line like ``sources.reader.read_slices`` (BOM, CRLF and blank lines
   accepted; a bad line is reported as ``data.jsonl:17: reason``, skipped and counted).
 - JSON array: loaded whole (the file must be valid JSON as a whole, so a syntax error stops the
   run with its line); each element is read like a JSONL record and reported with its line.

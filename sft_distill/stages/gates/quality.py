@@ -1,6 +1,6 @@
 """Quality gates: the deterministic checks of ``checks`` as gates, each with its own drop reason.
 
-``{"type": "quality"}`` enables them all, cheapest first (``QUALITY_GATE_TYPES`` in ``gates``);
+``{"type": "quality"}`` enables them all, cheapest first (``QUALITY_GATE_TYPES`` in ``registry``);
 each is also a type of its own (``referential``, ``evidence``, ``numbers``, ``truncated``,
 ``non_answer``, ``support``). None runs unless configured.
 """
@@ -100,7 +100,7 @@ class EvidenceGate:
 class NumbersGate:
     """Drops an answer whose rule quantities (deadlines, percentages, multiples, amounts),
     cited articles or laws are neither in the source nor the question, nor one arithmetic step
-    away from them (see ``number_check.check_numbers``)."""
+    away from them (see ``checks.numbers.check_numbers``)."""
 
     def __init__(self, *, name: str = "numbers") -> None:
         self.name = name
@@ -143,7 +143,7 @@ class NonAnswerGate:
 class SupportGate:
     """Drops an answer to a direct question that the source does not support: a rule sentence
     sharing little with the provision asked about (an invented rule), or an answer that
-    restates some other provision (see ``support_check.find_unsupported``). Case and calculation
+    restates some other provision (see ``checks.support.find_unsupported``). Case and calculation
     answers are not checked."""
 
     def __init__(

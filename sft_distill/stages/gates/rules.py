@@ -1,7 +1,7 @@
 """Rule gates: fast pure-Python checks (no LLM) that drop obviously bad samples before judging.
 
 Each gate is a small class with a ``name``, keyword options and an async ``check``; see
-``gates.build_gates`` for how config entries become gates. Every drop says why in a short
+``registry.build_gates`` for how config entries become gates. Every drop says why in a short
 sentence (``drop_detail`` in ``generated_raw.jsonl``).
 """
 

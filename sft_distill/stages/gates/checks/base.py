@@ -33,9 +33,6 @@ def detect_lang(*texts: str) -> str:
 
 @lru_cache(maxsize=256)
 def _lang_of(text: str) -> str | None:
-    # Imported here: rule_gates imports this module (for strip_quoted).
-    from .base import cjk_ratio
-
     ratio, counted = cjk_ratio(text)
     if counted < 10:
         return None
