@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from .sources.base import SampleSource, SourceContext
     from .sources.distill import DistillSource
     from .sources.slices import SliceSource
-    from .sources.topics import TopicSource, TopicTree
+    from .sources.topic_tree import TopicTree
+    from .sources.topics import TopicSource
     from .stages.gates.base import Gate, GateResult
     from .stages.gates.registry import build_gates
 
@@ -70,7 +71,7 @@ _EXPORTS: dict[str, str] = {
     "SliceSource": "sources.slices",
     "SourceContext": "sources.base",
     "TopicSource": "sources.topics",
-    "TopicTree": "sources.topics",
+    "TopicTree": "sources.topic_tree",
     "arefilter": "selection.refilter",
     "build_config": "config.merging",
     "build_gates": "stages.gates.registry",

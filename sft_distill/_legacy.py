@@ -74,7 +74,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "formats": ("outputs.formats",),
     "gates": ("stages.gates.base", "stages.gates.registry"),
     "generator": ("stages.generate",),
-    "instruction_sets": ("sources.distill", "cli.distill"),
+    "instruction_sets": ("sources.distill", "sources.fields", "sources.records", "cli.distill"),
     "llm_client": ("llm.client", "llm.transport", "llm.retry"),
     "manifest": ("outputs.manifest",),
     "number_check": ("stages.gates.checks.numbers",),
@@ -104,7 +104,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "splitting": ("selection.splitting",),
     "sql_gate": ("stages.gates.sql",),
     "support_check": ("stages.gates.checks.support",),
-    "topics": ("sources.topics", "cli.topics"),
+    "topics": ("sources.topics", "sources.topic_tree", "cli.topics"),
     "utils": ("llm.json_extract", "ids", "text"),
 }
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..sources.distill import (
+from ..sources.distill import DistillSource
+from ..sources.fields import (
     INPUT_ALIASES,
     INSTRUCTION_ALIASES,
     OUTPUT_ALIASES,
     REASONING_ALIASES,
-    DistillSource,
     FieldMap,
 )
 from .run import Mode, run_mode

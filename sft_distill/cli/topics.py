@@ -7,15 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..sources.topics import (
-    LEVELS_RANGE,
-    QUESTIONS_RANGE,
-    TAGS_RANGE,
-    TopicSource,
-    TopicTree,
-    _check_range,
-    clean_name,
-)
+from ..sources.topic_tree import TopicTree, clean_name
+from ..sources.topics import LEVELS_RANGE, QUESTIONS_RANGE, TAGS_RANGE, TopicSource, _check_range
 from .run import Mode, run_mode
 
 

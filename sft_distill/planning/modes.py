@@ -239,7 +239,7 @@ def estimate_distill(
     Raises:
         InputError: the file cannot be read or mapped (or, with ``strict``, its first bad line).
     """
-    from ..sources.distill import iter_records
+    from ..sources.fields import iter_records
 
     skip = source.skip_generation
     tally = Tally(config, contexts)
@@ -298,7 +298,7 @@ def estimate_augment(
         InputError: the file cannot be read or mapped (or, with ``strict``, its first bad line).
     """
     from ..sources.augment import _is_not_kept
-    from ..sources.distill import iter_records
+    from ..sources.fields import iter_records
 
     n_aug = source.num_aug
     tally = Tally(config, contexts)

@@ -47,15 +47,8 @@ from ..models import Failure, Sample
 from ..selection.dedup.jaccard import casefold_compact
 from ..stages.stream import bounded_map
 from .base import SourceContext
-from .distill import (
-    FieldMap,
-    Record,
-    RecordFileSource,
-    aiter_records,
-    iter_records,
-    record_annotations,
-    teacher_answer,
-)
+from .distill import RecordFileSource, aiter_records, record_annotations, teacher_answer
+from .fields import FieldMap, Record, iter_records
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,7 @@ kind; each failure is also reported as a ``Failure`` of kind ``topic_expand``, `
 ``answer`` and the run goes on. Every request is a pure function of the tree state and goes
 through the response cache, so a rerun on the same output directory replays it.
 
-Tree files (``--tree``): the canonical form, as saved,
-``{"name": "体育与运动", "children": [{"name": "足球", "children": [...]}, ...]}``, where a leaf
-may carry ``"questions": ["...", ...]`` (answered as given; more are asked for only while a leaf
-has fewer than ``questions_per_tag``) and a child may be a plain string; or the short form,
-nested objects and lists of strings with a single root:
-``{"体育与运动": {"足球": ["规则", "历史"], "篮球": null}}``. A supplied tree is used as it is:
-it is not expanded further, so ``levels`` and ``tags_per_level`` do not apply.
+The tree itself (its file forms, checks and ids) is ``topic_tree``'s.
 """
 
 from __future__ import annotations
@@ -48,10 +42,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
-from ..errors import ConfigError, InputError, LLMError, file_error
-from ..ids import stable_id, text_digest
+from ..errors import ConfigError, LLMError
+from ..ids import stable_id
 from ..llm.client import ChatResult, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import (
@@ -64,10 +56,19 @@ from ..llm.prompts import (
     topic_questions_messages,
 )
 from ..models import Failure, Sample, Slice
-from ..outputs.writers import write_json_atomic
 from ..stages.stream import bounded_map
-from ..text import casefold_spaced
 from .base import SourceContext
+from .topic_tree import (
+    MAX_NAME_CHARS,
+    MAX_QUESTION_CHARS,
+    TREE_FILENAME,
+    TopicTree,
+    _leaf_metadata,
+    _pruned,
+    clean_name,
+    name_key,
+    topic_id,
+)
 
 __all__ = [
     "TREE_FILENAME",
@@ -82,7 +83,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TREE_FILENAME = "topic_tree.json"
 LEVELS_RANGE = (1, 5)
 TAGS_RANGE = (1, 100)
 QUESTIONS_RANGE = (1, 100)
@@ -90,246 +90,11 @@ QUESTIONS_RANGE = (1, 100)
 MAX_LEAVES = 100_000
 TAGS_PER_REQUEST = 20
 QUESTIONS_PER_REQUEST = 10
-MAX_NAME_CHARS = 200
-MAX_QUESTION_CHARS = 2000
-MAX_TREE_DEPTH = 32
-# Stripped from both ends of a name or question before comparing (not inside: "C" vs "C++").
-_EDGE_PUNCT = " \t.。!！?？;；,，、:：\"'“”‘’「」『』《》()（）[]【】"
 _ENUM_PREFIX = ("-", "*", "•", "·")
-
-
-# ---------------------------------------------------------------------------------------------
-# The tree
-# ---------------------------------------------------------------------------------------------
-
-
-class TopicTree(BaseModel):
-    """A topic and its sub-topics; a leaf may carry questions of its own."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1)
-    children: list[TopicTree] = Field(default_factory=list)
-    questions: list[str] = Field(default_factory=list)
-    _source: Path | None = PrivateAttr(default=None)  # the file it was loaded from
-
-    def __eq__(self, other: object) -> bool:
-        # The same content is the same tree, wherever it was loaded from.
-        if not isinstance(other, TopicTree):
-            return NotImplemented
-        return self.to_json() == other.to_json()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like any BaseModel
-
-    def leaves(self) -> list[tuple[tuple[str, ...], TopicTree]]:
-        """Every leaf with its full path from the root, in tree order."""
-        out: list[tuple[tuple[str, ...], TopicTree]] = []
-        stack: list[tuple[tuple[str, ...], TopicTree]] = [((self.name,), self)]
-        while stack:
-            path, node = stack.pop()
-            if not node.children:
-                out.append((path, node))
-            # reversed so that pops come out in tree order
-            stack.extend(((*path, c.name), c) for c in reversed(node.children))
-        return out
-
-    def depth(self) -> int:
-        """Levels below this node (0 for a leaf)."""
-        return 1 + max(c.depth() for c in self.children) if self.children else 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The canonical JSON form, leaving out empty ``children``/``questions``."""
-        out: dict[str, Any] = {"name": self.name}
-        if self.children:
-            out["children"] = [c.to_json() for c in self.children]
-        if self.questions:
-            out["questions"] = list(self.questions)
-        return out
-
-    def digest(self) -> str:
-        """Hex blake2b of the canonical JSON (identifies a supplied tree, whatever its form)."""
-        text = json.dumps(self.to_json(), ensure_ascii=False, sort_keys=True)
-        return text_digest(text, size=16).hex()
-
-    @classmethod
-    def from_json(cls, data: Any) -> TopicTree:
-        """A tree from its canonical or short JSON form.
-
-        Raises:
-            ValueError: not a tree; the message says where.
-        """
-        if isinstance(data, list):
-            raise ValueError(
-                'a list has no root topic; wrap it as {"<root topic>": [...]} or '
-                '{"name": "<root topic>", "children": [...]}'
-            )
-        if isinstance(data, dict) and not _is_canonical(data) and len(data) != 1:
-            raise ValueError(
-                f"expected a single root topic, found {len(data)} keys "
-                f"({', '.join(map(repr, list(data)[:5]))}); wrap them in one root"
-            )
-        return _parse_node(data, (), 0)
-
-    def save(self, path: str | Path) -> None:
-        """Write the canonical JSON form (atomically, creating the directory).
-
-        Raises:
-            OutputError: the file cannot be written.
-        """
-        p = Path(path)
-        with contextlib.suppress(OSError):  # write_json_atomic reports the file it cannot write
-            p.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(p, self.to_json())
-
-    @classmethod
-    def load(cls, path: str | Path) -> TopicTree:
-        """Read a tree file (canonical or short form, UTF-8, BOM allowed).
-
-        Raises:
-            InputError: the file is missing, unreadable, not JSON or not a tree; names the file.
-        """
-        p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise file_error(
-                p,
-                exc,
-                missing="no such tree file",
-                directory="is a directory, not a tree file",
-                failed="cannot read",
-            ) from None
-        try:
-            data = json.loads(raw.decode("utf-8-sig"))
-        except UnicodeDecodeError:
-            raise InputError(f"{p}: not UTF-8 text") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-        except RecursionError:
-            raise InputError(f"{p}: JSON nested too deeply") from None
-        try:
-            tree = cls.from_json(data)
-        except ValueError as exc:
-            raise InputError(f"{p}: {exc}") from None
-        tree._source = p.resolve()
-        return tree
 
 
 TopicTree.model_rebuild()
 
-
-def _is_canonical(value: dict[str, Any]) -> bool:
-    return isinstance(value.get("name"), str) and set(value) <= {"name", "children", "questions"}
-
-
-def _where(path: tuple[str, ...]) -> str:
-    return f"at {TOPIC_PATH_SEP.join(path)!r}" if path else "at the root"
-
-
-def clean_name(text: str) -> str:
-    """A topic name with whitespace collapsed and edge punctuation removed."""
-    return " ".join(text.split()).strip(_EDGE_PUNCT)
-
-
-def _key(text: str) -> str:
-    """What two names or questions must differ in: NFKC, case, spaces, edge punctuation."""
-    return casefold_spaced(text).strip(_EDGE_PUNCT)
-
-
-def _parse_node(value: Any, parent: tuple[str, ...], depth: int) -> TopicTree:
-    if depth > MAX_TREE_DEPTH:
-        raise ValueError(f"{_where(parent)}: nested deeper than {MAX_TREE_DEPTH} levels")
-    questions: list[str] = []
-    children_raw: Any
-    if isinstance(value, str):
-        raw_name, children_raw = value, None
-    elif isinstance(value, dict) and _is_canonical(value):
-        raw_name, children_raw = value["name"], value.get("children")
-        raw_questions = value.get("questions") or []
-        if not isinstance(raw_questions, list) or not all(
-            isinstance(q, str) for q in raw_questions
-        ):
-            raise ValueError(
-                f"{_where((*parent, raw_name))}: 'questions' must be a list of strings"
-            )
-        seen: set[str] = set()
-        for q in raw_questions:
-            if q.strip() and _key(q) not in seen:  # a repeated question would be answered twice
-                seen.add(_key(q))
-                questions.append(q.strip())
-    elif isinstance(value, dict) and len(value) == 1:
-        ((raw_name, children_raw),) = value.items()
-    elif isinstance(value, dict):
-        raise ValueError(
-            f"{_where(parent)}: an object is either "
-            '{"name": ..., "children": [...], "questions": [...]} or {"<topic>": <sub-topics>}, '
-            f"found keys {sorted(value)[:5]}"
-        )
-    else:
-        raise ValueError(
-            f"{_where(parent)}: expected a topic name or object, found {type(value).__name__}"
-        )
-    name = clean_name(raw_name)
-    if not name:
-        raise ValueError(f"{_where(parent)}: empty topic name")
-    if len(name) > MAX_NAME_CHARS:
-        raise ValueError(f"{_where(parent)}: topic name longer than {MAX_NAME_CHARS} characters")
-    path = (*parent, name)
-    children = [_parse_node(c, path, depth + 1) for c in _children_items(children_raw, path)]
-    seen_names: dict[str, str] = {}
-    for child in children:
-        if _key(child.name) in seen_names:
-            raise ValueError(f"{_where(path)}: two sub-topics named {child.name!r}")
-        seen_names[_key(child.name)] = child.name
-    if children and questions:
-        raise ValueError(
-            f"{_where(path)}: questions belong on leaves, not on a topic with children"
-        )
-    return TopicTree(name=name, children=children, questions=questions)
-
-
-def _children_items(raw: Any, path: tuple[str, ...]) -> list[Any]:
-    """The sub-topic values of a node: a list as is, an object as one-key objects, null as none."""
-    if raw is None or raw == "":
-        return []
-    if isinstance(raw, list):
-        return raw
-    if isinstance(raw, dict):
-        if _is_canonical(raw):
-            return [raw]
-        return [{k: v} for k, v in raw.items()]
-    if isinstance(raw, str):
-        return [raw]
-    raise ValueError(
-        f"{_where(path)}: sub-topics must be a list, an object or null, found {type(raw).__name__}"
-    )
-
-
-def _pruned(node: TopicTree, failed: set[int]) -> TopicTree | None:
-    """A copy without the nodes whose expansion failed (nor parents left with no children)."""
-    if id(node) in failed:
-        return None
-    if not node.children:
-        return TopicTree(name=node.name, questions=list(node.questions))
-    kept = [c for c in (_pruned(child, failed) for child in node.children) if c is not None]
-    return TopicTree(name=node.name, children=kept) if kept else None
-
-
-def topic_id(path: Sequence[str]) -> str:
-    """The slice id of a topic node: ``"topic:" + stable_id(*path)``."""
-    return "topic:" + stable_id(*path)
-
-
-def _leaf_metadata(path: Sequence[str]) -> dict[str, Any]:
-    meta: dict[str, Any] = {"topic_path": TOPIC_PATH_SEP.join(path)}
-    for level, name in enumerate(path[1:], start=1):
-        meta[f"topic_l{level}"] = name
-    return meta
-
-
-# ---------------------------------------------------------------------------------------------
-# Reply parsers
-# ---------------------------------------------------------------------------------------------
 
 # Keys a model puts a list item's text under when it answers with objects instead of strings.
 _ITEM_KEYS = (
@@ -421,11 +186,6 @@ def parse_answer(result: ChatResult) -> tuple[str | None, str]:
         # the client copies reasoning into content when content is empty: not both
         reasoning = result.reasoning.strip()
     return reasoning, answer
-
-
-# ---------------------------------------------------------------------------------------------
-# The source
-# ---------------------------------------------------------------------------------------------
 
 
 def _check_range(name: str, value: int, bounds: tuple[int, int]) -> None:
@@ -588,7 +348,7 @@ class _TopicRun:
     ) -> tuple[list[str], int, LLMError | None]:
         """Ask in batches until ``want`` distinct items exist: (items, requests, error)."""
         items = list(existing)
-        seen = {_key(x) for x in (*avoid, *items)}
+        seen = {name_key(x) for x in (*avoid, *items)}
         requests = 0
         # One extra round may fill a batch that came back short; a round adding nothing ends it.
         max_rounds = math.ceil(max(0, want - len(items)) / batch) + 1
@@ -611,8 +371,8 @@ class _TopicRun:
             for raw in got:
                 text = clean(raw)
                 # an over-long "name" is a paragraph, not a topic: dropped, not cut
-                if text and len(text) <= max_chars and _key(text) not in seen:
-                    seen.add(_key(text))
+                if text and len(text) <= max_chars and name_key(text) not in seen:
+                    seen.add(name_key(text))
                     new.append(text)
             if not new:
                 break
@@ -801,8 +561,3 @@ class _TopicRun:
             async for sample in done:
                 if sample is not None:
                     yield sample
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
