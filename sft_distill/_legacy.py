@@ -80,7 +80,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "number_check": ("stages.gates.checks.numbers",),
     "numerals": ("stages.gates.checks.numerals",),
     "outputs": ("outputs.datasets", "selection.splitting"),
-    "pii": ("stages.gates.pii",),
+    "pii": ("stages.gates.pii", "stages.gates.pii_detect"),
     "prompts": ("llm.prompts",),
     "provisions": ("stages.gates.checks.provisions",),
     "quality": ("selection.floors",),
