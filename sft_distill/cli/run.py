@@ -7,6 +7,7 @@ its own flags and how to build its source of samples; ``run_mode`` does the rest
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -71,8 +72,10 @@ def _commands_text() -> str:
     return "commands (sft-distill COMMAND --help for each):\n" + "\n".join(lines)
 
 
-def build_parser(mode: Mode = MODE) -> argparse.ArgumentParser:
-    """The parser of one subcommand: the main job's flags plus the mode's own."""
+def build_parser(mode: Mode | str = MODE) -> argparse.ArgumentParser:
+    """The parser of one subcommand (a ``Mode``, or its name): the main job's flags plus its own."""
+    if isinstance(mode, str):
+        mode = importlib.import_module(f"{__package__}.{mode}").MODE
     main_job = mode.name == "run"
     description = textwrap.fill(mode.description, _HELP_WIDTH)
     p = argparse.ArgumentParser(
