@@ -17,7 +17,7 @@ follow the real templates; replies are assumed to be a typical size, capped by `
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config.models import DistillConfig
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ..sources.augment import AugmentSource
     from ..sources.base import SampleSource
     from ..sources.distill import DistillSource
+    from ..sources.fields import Record
     from ..sources.topics import TopicSource
 
 __all__ = [
@@ -226,6 +227,38 @@ class _BadLines:
             self.n += 1
 
 
+def _records(
+    est: Estimate, source: DistillSource | AugmentSource, *, strict: bool, **options: Any
+) -> Iterator[tuple[Record, str]]:
+    """Each usable record of the source's file and its language; ``est`` gets the counts."""
+    from ..sources.fields import iter_records
+
+    bad = _BadLines()
+    languages: dict[str, int] = {}
+    for record in iter_records(
+        source.path, source.field_map, on_bad_line=bad, strict=strict, **options
+    ):
+        est.slices += 1
+        lang = detect_language(record.instruction + "\n" + record.input)
+        languages[lang] = languages.get(lang, 0) + 1
+        yield record, lang
+    est.bad_lines = bad.n
+    est.languages = dict(sorted(languages.items()))
+
+
+def _answer_requests(
+    tally: Tally, config: DistillConfig, record: Record, answer: int, *, calls: int, where: str
+) -> None:
+    """Count ``calls`` teacher requests answering ``record``, each replying ``answer`` tokens."""
+    messages = iset_answer_messages(
+        record.instruction,
+        record.input,
+        language=config.language,
+        system_prompt=config.system_prompt,
+    )
+    tally.add(tally.generator, messages_tokens(messages), answer, calls=calls, where=where)
+
+
 def estimate_distill(
     source: DistillSource,
     config: DistillConfig,
@@ -239,20 +272,12 @@ def estimate_distill(
     Raises:
         InputError: the file cannot be read or mapped (or, with ``strict``, its first bad line).
     """
-    from ..sources.fields import iter_records
 
     skip = source.skip_generation
     tally = Tally(config, contexts)
     est = Estimate(input=str(source.path), kind="distill")
-    bad = _BadLines()
-    languages: dict[str, int] = {}
-    fmap = source.field_map
-    for record in iter_records(
-        source.path, fmap, output_required=skip, key_on_output=skip, on_bad_line=bad, strict=strict
-    ):
-        est.slices += 1
-        lang = detect_language(record.instruction + "\n" + record.input)
-        languages[lang] = languages.get(lang, 0) + 1
+    records = _records(est, source, strict=strict, output_required=skip, key_on_output=skip)
+    for record, lang in records:
         where = f"line {record.line}"
         if skip:
             assert record.output is not None  # output_required
@@ -263,18 +288,10 @@ def estimate_distill(
                 estimate_tokens(record.output) if record.output else TYPICAL_ANSWER_TOKENS[lang]
             )
             answer = tally.reply("generator", typical)
-            messages = iset_answer_messages(
-                record.instruction,
-                record.input,
-                language=config.language,
-                system_prompt=config.system_prompt,
-            )
-            tally.add(tally.generator, messages_tokens(messages), answer, where=where)
+            _answer_requests(tally, config, record, answer, calls=1, where=where)
             est.chunks += 1
         tally.judge_all(eval_prompt_tokens(record.instruction, record.input, answer), where=where)
         est.expected_samples += 1
-    est.bad_lines = bad.n
-    est.languages = dict(sorted(languages.items()))
     est.detail = {"skip_generation": skip}
     if not skip:
         est.notes.append(
@@ -298,14 +315,11 @@ def estimate_augment(
         InputError: the file cannot be read or mapped (or, with ``strict``, its first bad line).
     """
     from ..sources.augment import _is_not_kept
-    from ..sources.fields import iter_records
 
     n_aug = source.num_aug
     tally = Tally(config, contexts)
     est = Estimate(input=str(source.path), kind="augment")
-    bad = _BadLines()
     not_kept = 0
-    languages: dict[str, int] = {}
 
     def skip(data: dict[str, Any]) -> bool:
         nonlocal not_kept
@@ -314,19 +328,11 @@ def estimate_augment(
             return True
         return False
 
-    for record in iter_records(
-        source.path,
-        source.field_map,
-        output_required=True,
-        key_on_output=True,
-        on_bad_line=bad,
-        strict=strict,
-        skip=skip,
-    ):
+    records = _records(
+        est, source, strict=strict, output_required=True, key_on_output=True, skip=skip
+    )
+    for record, _lang in records:
         assert record.output is not None  # output_required
-        est.slices += 1
-        lang = detect_language(record.instruction + "\n" + record.input)
-        languages[lang] = languages.get(lang, 0) + 1
         where = f"line {record.line}"
         rephrase = iset_rephrase_messages(
             record.instruction, record.input, n_aug, language=config.language
@@ -341,18 +347,10 @@ def estimate_augment(
         est.chunks += 1
         # A rephrasing is about as long as its original, and so is its answer.
         answer = tally.reply("generator", estimate_tokens(record.output))
-        messages = iset_answer_messages(
-            record.instruction,
-            record.input,
-            language=config.language,
-            system_prompt=config.system_prompt,
-        )
-        tally.add(tally.generator, messages_tokens(messages), answer, calls=n_aug, where=where)
+        _answer_requests(tally, config, record, answer, calls=n_aug, where=where)
         judged = eval_prompt_tokens(record.instruction, record.input, answer)
         tally.judge_all(judged, calls=1 + n_aug, where=where)
         est.expected_samples += 1 + n_aug
-    est.bad_lines = bad.n
-    est.languages = dict(sorted(languages.items()))
     est.detail = {"num_aug": n_aug, "not_kept": not_kept, "variants": est.slices * n_aug}
     est.notes.append(
         f"Upper bound: {n_aug} rephrasings answered per sample; near copies of the original or "
