@@ -169,9 +169,9 @@ class _View(types.ModuleType):
     def __delattr__(self, name: str) -> None:
         saved = self.__dict__.get("__saved__", {})
         for module in _homes(self._old):
-            before = saved.pop((module.__name__, name), None)
-            if before is None:
-                continue
+            before = saved.pop((module.__name__, name), _UNSET)
+            if before is _UNSET:
+                continue  # not set through this view: left alone
             if before is _MISSING:
                 delattr(module, name)
             else:
@@ -185,7 +185,8 @@ class _View(types.ModuleType):
         return self.__name__.rpartition(".")[2]
 
 
-_MISSING = object()
+_MISSING = object()  # a name a home did not have before the view set it
+_UNSET = object()  # a name the view never set
 
 
 def _view(name: str) -> _View:
