@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
+
+from . import _legacy
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .augment import AugmentSource
-    from .config import CONFIG_TEMPLATE, DistillConfig, EndpointConfig, build_config, load_config
+    from .config.defaults import CONFIG_TEMPLATE
+    from .config.merging import build_config, load_config
+    from .config.models import DistillConfig, EndpointConfig
     from .errors import (
         ConfigError,
         DistillError,
@@ -21,59 +22,63 @@ if TYPE_CHECKING:
         OutputError,
         RetryableLLMError,
     )
-    from .estimate import Estimate, estimate
-    from .filtering import DataFilter
-    from .gates import Gate, GateResult, build_gates
-    from .instruction_sets import DistillSource
-    from .llm_client import LLMClient
+    from .llm.client import LLMClient
+    from .llm.json_extract import extract_json
     from .models import Chunk, Failure, Judgement, Sample, ScoredSample, Slice
     from .pipeline import DatasetDistillationPipeline, RunResult
-    from .refilter import RefilterResult, arefilter, refilter
-    from .sources import SampleSource, SliceSource, SourceContext
-    from .topics import TopicSource, TopicTree
-    from .utils import extract_json
+    from .planning.estimate import Estimate, estimate
+    from .selection.refilter import RefilterResult, arefilter, refilter
+    from .selection.thresholds import DataFilter
+    from .sources.augment import AugmentSource
+    from .sources.base import SampleSource, SourceContext
+    from .sources.distill import DistillSource
+    from .sources.slices import SliceSource
+    from .sources.topic_tree import TopicTree
+    from .sources.topics import TopicSource
+    from .stages.gates.base import Gate, GateResult
+    from .stages.gates.registry import build_gates
 
 # Each export is imported from its module on first use: ``import sft_distill`` stays cheap, so
 # the ``sft-distill`` command handles Ctrl-C before its heavy imports (about a second) begin.
 _EXPORTS: dict[str, str] = {
-    "AugmentSource": "augment",
-    "CONFIG_TEMPLATE": "config",
+    "AugmentSource": "sources.augment",
+    "CONFIG_TEMPLATE": "config.defaults",
     "Chunk": "models",
     "ConfigError": "errors",
-    "DataFilter": "filtering",
+    "DataFilter": "selection.thresholds",
     "DatasetDistillationPipeline": "pipeline",
-    "DistillConfig": "config",
+    "DistillConfig": "config.models",
     "DistillError": "errors",
-    "DistillSource": "instruction_sets",
-    "EndpointConfig": "config",
-    "Estimate": "estimate",
+    "DistillSource": "sources.distill",
+    "EndpointConfig": "config.models",
+    "Estimate": "planning.estimate",
     "Failure": "models",
-    "Gate": "gates",
-    "GateResult": "gates",
+    "Gate": "stages.gates.base",
+    "GateResult": "stages.gates.base",
     "InputError": "errors",
     "JSONExtractionError": "errors",
     "Judgement": "models",
-    "LLMClient": "llm_client",
+    "LLMClient": "llm.client",
     "LLMError": "errors",
     "OutputError": "errors",
-    "RefilterResult": "refilter",
+    "RefilterResult": "selection.refilter",
     "RetryableLLMError": "errors",
     "RunResult": "pipeline",
     "Sample": "models",
-    "SampleSource": "sources",
+    "SampleSource": "sources.base",
     "ScoredSample": "models",
     "Slice": "models",
-    "SliceSource": "sources",
-    "SourceContext": "sources",
-    "TopicSource": "topics",
-    "TopicTree": "topics",
-    "arefilter": "refilter",
-    "build_config": "config",
-    "build_gates": "gates",
-    "estimate": "estimate",
-    "extract_json": "utils",
-    "load_config": "config",
-    "refilter": "refilter",
+    "SliceSource": "sources.slices",
+    "SourceContext": "sources.base",
+    "TopicSource": "sources.topics",
+    "TopicTree": "sources.topic_tree",
+    "arefilter": "selection.refilter",
+    "build_config": "config.merging",
+    "build_gates": "stages.gates.registry",
+    "estimate": "planning.estimate",
+    "extract_json": "llm.json_extract",
+    "load_config": "config.merging",
+    "refilter": "selection.refilter",
 }
 
 __all__ = [
@@ -121,28 +126,17 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    if name in _legacy.MOVED:  # an old module path, e.g. ``sft_distill.cache``
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
-class _Package(types.ModuleType):
-    """Keeps ``estimate`` and ``refilter`` the exported functions once their modules load.
-
-    Importing a submodule binds it on its package under its own name; the eager imports this
-    file used to make rebound the function over it, and this does the same for lazy ones.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+_legacy.install(_EXPORTS)

@@ -124,3 +124,28 @@ class UnusableReplyError(RetryableLLMError):
 
 class EndpointStoppedError(LLMError):
     """An endpoint failed ``max_consecutive_failures`` calls in a row: it gets no more requests."""
+
+
+def file_error(
+    path: object,
+    exc: OSError,
+    *,
+    missing: str = "file not found",
+    directory: str = "is a directory",
+    failed: str = "cannot open",
+    cls: type[DistillError] = InputError,
+) -> DistillError:
+    """The one-line error for a file that cannot be opened: missing, a directory, denied, other.
+
+    ``missing``, ``directory`` and ``failed`` word the first two cases and the start of the
+    last (``"cannot open: <why>"``) for the file at hand.
+    """
+    if isinstance(exc, FileNotFoundError):
+        what = missing
+    elif isinstance(exc, IsADirectoryError):
+        what = directory
+    elif isinstance(exc, PermissionError):
+        what = "permission denied"
+    else:
+        what = f"{failed}: {exc.strerror or exc}"
+    return cls(f"{path}: {what}")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import LLMError
+
+# A path as users give it: a string or any os.PathLike.
+PathLike = str | os.PathLike[str]
 
 
 class Slice(BaseModel):
@@ -107,6 +115,30 @@ class Failure(BaseModel):
         None, description="the server's full text (e.g. a traceback) or the unusable reply, cut"
     )
 
+    @classmethod
+    def from_error(
+        cls,
+        exc: LLMError,
+        kind: str,
+        *,
+        slice_id: str | None = None,
+        sample_id: str | None = None,
+        reason: str | None = None,
+    ) -> Failure:
+        """The record of a unit of work that ``exc`` failed for good (endpoint, status, cause)."""
+        return cls(
+            kind=kind,
+            slice_id=slice_id,
+            sample_id=sample_id,
+            endpoint=exc.endpoint,
+            model=exc.model,
+            status=exc.status,
+            reason=str(exc) if reason is None else reason,
+            attempts=exc.attempts,
+            cause=exc.cause,
+            detail=exc.detail,
+        )
+
 
 class Usage(BaseModel):
     """Calls and tokens for one endpoint."""
@@ -126,7 +158,11 @@ class Usage(BaseModel):
 
 
 class StageCounts(BaseModel):
-    """The funnel and every drop reason."""
+    """The funnel and every drop reason, assembled from the stages that count them.
+
+    The source counts lines, bad lines, units, requests and samples; the judging stage the
+    samples judged; the final pass what passed, survived dedup and was written.
+    """
 
     lines_read: int = 0
     bad_lines: int = 0
@@ -144,3 +180,13 @@ class StageCounts(BaseModel):
     train: int = 0
     val: int = 0
     dropped: dict[str, int] = Field(default_factory=dict)
+
+    @classmethod
+    def assemble(cls, *stages: Any) -> StageCounts:
+        """The funnel from each stage's own counters (dataclasses or mappings; later win)."""
+        fields: dict[str, Any] = {}
+        for stage in stages:
+            if isinstance(stage, BaseModel):
+                stage = stage.model_dump()
+            fields.update(stage if isinstance(stage, Mapping) else dataclasses.asdict(stage))
+        return cls(**{k: v for k, v in fields.items() if k in cls.model_fields})

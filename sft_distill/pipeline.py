@@ -1,14 +1,17 @@
-"""``DatasetDistillationPipeline``: read -> generate -> evaluate -> filter -> write, streamed."""
+"""``DatasetDistillationPipeline``: read -> generate -> gates -> judge -> select -> write, streamed.
+
+``_run_claimed`` is the list of steps; each step is a method below it, and the work of each is
+in its folder: ``sources`` (read, generate), ``stages`` (gates, judge), ``selection`` (collect,
+dedup, finalize) and ``outputs`` (files, report, metadata).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
@@ -18,55 +21,37 @@ from typing import Any
 from pydantic import SecretStr
 from tqdm.auto import tqdm
 
-from . import __version__
-from .cache import CACHE_FILENAME, ResponseCache
-from .config import DIMENSIONS, DistillConfig, EndpointConfig, build_config, display_url
-from .data_io import (
-    BadLine,
-    JsonlWriter,
-    lock_output_dir,
-    prepare_output_dir,
-)
-from .dedup import make_deduplicator
-from .errors import ConfigError, EndpointStoppedError, InputError, OutputError
-from .evaluator import evaluate_samples
-from .finalize import METADATA_FILE, record_kept_set, write_kept_set
-from .formats import DATASET_INFO_FILE, all_split_file_names
-from .gates import Gate, build_gates
-from .llm_client import LLMClient
-from .manifest import MANIFEST_FILE
-from .models import Failure, ScoredSample, Slice, StageCounts
-from .outputs import OutputOptions
-from .prompts import EVAL_PROMPT_VERSION, GEN_PROMPT_VERSION
-from .report import REPORT_FILE, ReportBuilder
-from .run_index import RunIndex
-from .run_usage import finish_invocation, restore_meta, start_invocation, whole_run
-from .sources import SampleSource, SliceSource, SourceContext, report_bad_line
-from .splitting import group_value
-from .utils import plural
+from .config.merging import build_config
+from .config.models import DistillConfig, EndpointConfig, display_url
+from .errors import ConfigError, EndpointStoppedError, InputError
+from .llm.cache import ResponseCache
+from .llm.client import LLMClient
+from .llm.run_usage import WholeRun, finish_invocation, whole_run
+from .models import Sample, ScoredSample, Slice, StageCounts
+from .outputs.datasets import OutputOptions
+from .outputs.failures import FAILURES_FILE, FailureLog
+from .outputs.manifest import MANIFEST_FILE
+from .outputs.metadata import METADATA_FILE, ScoreStats, run_metadata
+from .outputs.report import RAW_FILE, ReportBuilder
+from .outputs.run_dir import PARTIAL_RAW_FILE, TRAIN_FILE, VAL_FILE, owned_output_dir
+from .outputs.writers import JsonlWriter, prepare_output_dir
+from .selection.collect import Collector
+from .selection.dedup import make_deduplicator
+from .selection.finalize import KeptSet, record_kept_set, write_kept_set
+from .selection.splitting import group_value
+from .sources.base import SampleSource, SourceContext, SourceCounts, report_bad_line
+from .sources.reader import BadLine
+from .sources.slices import SliceSource
+from .stages.gates.base import Gate
+from .stages.gates.registry import build_gates
+from .stages.judge import JudgeCounts, evaluate_samples
+from .text import plural
 
 log = logging.getLogger(__name__)
 
-TRAIN_FILE = "train.jsonl"
-VAL_FILE = "val.jsonl"
-RAW_FILE = "generated_raw.jsonl"
-FAILURES_FILE = "failures.jsonl"
-PARTIAL_RAW_FILE = RAW_FILE + ".partial"  # the raw file in completion order, while streaming
-OUTPUT_FILES = (
-    *sorted(all_split_file_names()),
-    RAW_FILE,
-    METADATA_FILE,
-    FAILURES_FILE,
-    DATASET_INFO_FILE,
-    REPORT_FILE,
-    MANIFEST_FILE,
-    CACHE_FILENAME,
-)
-# Everything a run may leave in its output directory (what --fresh deletes).
-RUN_FILES = (*OUTPUT_FILES, PARTIAL_RAW_FILE, CACHE_FILENAME + "-wal", CACHE_FILENAME + "-shm")
-
 # The fake key sent to the simulator; it must never be mistaken for a real one.
 SIMULATOR_KEY = "sk-simulator-not-a-real-key"
+RESULT_FILES = (TRAIN_FILE, VAL_FILE, RAW_FILE, METADATA_FILE, FAILURES_FILE, MANIFEST_FILE)
 
 
 @dataclass
@@ -86,52 +71,41 @@ class RunResult:
         return self.failures == 0
 
 
-def same_run(previous: dict[str, Any], current: dict[str, Any]) -> bool:
-    """Whether two run identities are one run: same content and mode, wherever the input lives.
+@dataclass
+class _Run:
+    """One invocation's state: where it writes, what each stage counted, when each step ended."""
 
-    ``input`` (the path, or a description) is for messages only: the same bytes moved to
-    another path, mounted elsewhere or in another checkout still resume.
-    """
+    out: Path
+    source: SampleSource
+    described: dict[str, Any]
+    total_units: int | None
+    simulator: bool
+    opts: OutputOptions
+    t_start: float
+    source_stats: SourceCounts = field(default_factory=SourceCounts)
+    judge_counts: JudgeCounts = field(default_factory=JudgeCounts)
+    scores: ScoreStats = field(default_factory=ScoreStats)
+    bad_examples: list[str] = field(default_factory=list)
+    # slice id -> its balance_by value; the metadata fields seen (named when none matches)
+    slice_groups: dict[str, str | None] = field(default_factory=dict)
+    metadata_fields: set[str] = field(default_factory=set)
+    times: dict[str, float] = field(default_factory=dict)
+    failures: FailureLog = field(init=False)  # opened with failures.jsonl
+    consumer: asyncio.Task[None] | None = None  # the streaming step, which a stop ends
 
-    def key(identity: dict[str, Any]) -> dict[str, Any]:
-        k = {name: value for name, value in identity.items() if name != "input"}
-        k.setdefault("kind", "slices")  # identities written before modes existed
-        return k
+    def mark(self, step: str) -> None:
+        self.times[step] = time.perf_counter()
 
-    return key(previous) == key(current)
-
-
-class _ScoreStats:
-    """Running means of every evaluator's scores per dimension."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self.models: dict[str, str] = {}
-
-    def add(self, sample: ScoredSample) -> None:
-        for j in sample.judgements:
-            if not j.ok:
-                continue
-            self.models[j.evaluator] = j.model
-            for dim, score in j.scores.items():
-                self.sums[j.evaluator][dim] += score
-                self.counts[j.evaluator][dim] += 1
-            if j.weighted_mean is not None:
-                self.sums[j.evaluator]["weighted_mean"] += j.weighted_mean
-                self.counts[j.evaluator]["weighted_mean"] += 1
-
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, sums in self.sums.items():
-            counts = self.counts[name]
-            dims = [*DIMENSIONS, "weighted_mean"]
-            out[name] = {
-                "model": self.models.get(name),
-                "judged": counts.get("weighted_mean", 0),
-                "mean": {d: round(sums[d] / counts[d], 3) for d in dims if counts.get(d)},
-            }
-        return out
+    def timings(self) -> dict[str, float]:
+        """Seconds per step of this invocation, for ``metadata.json``."""
+        t = {"start": self.t_start, **self.times}
+        return {
+            "generate_and_evaluate": round(t["generated"] - t["start"], 3),
+            "dedup": round(t["deduped"] - t["generated"], 3),
+            "close_clients": round(t["closed"] - t["deduped"], 3),
+            "write_outputs": round(t["written"] - t["closed"], 3),
+            "total": round(t["written"] - t["start"], 3),
+        }
 
 
 class DatasetDistillationPipeline:
@@ -226,7 +200,7 @@ class DatasetDistillationPipeline:
                 raise TypeError("run() needs input_path or source")
             source = SliceSource(input_path)
         if dry_run:
-            from .simulator import Simulator, SimulatorConfig
+            from .simulator.server import Simulator, SimulatorConfig
 
             async with Simulator(SimulatorConfig(latency_ms=2.0, messy=True)) as sim:
                 return await self._run(source, output_dir, simulator_url=sim.url)
@@ -235,17 +209,16 @@ class DatasetDistillationPipeline:
     def _endpoints(self, simulator_url: str | None) -> dict[str, EndpointConfig]:
         eps = self.config.endpoints()
         if simulator_url is None:
+            for name, ep in eps.items():
+                if ep.api_key is None and ep.api_key_env and not os.environ.get(ep.api_key_env):
+                    # Every call would get a 401; say so once, before anything is sent.
+                    raise ConfigError(
+                        f"{name}: environment variable {ep.api_key_env} (api_key_env) is not "
+                        "set; export it, set api_key, or use --dry-run"
+                    )
             return eps
-        return {
-            name: ep.model_copy(
-                update={
-                    "api_base": simulator_url,
-                    "api_key": SecretStr(SIMULATOR_KEY),
-                    "api_key_env": None,
-                }
-            )
-            for name, ep in eps.items()
-        }
+        fake = {"api_base": simulator_url, "api_key": SecretStr(SIMULATOR_KEY), "api_key_env": None}
+        return {name: ep.model_copy(update=fake) for name, ep in eps.items()}
 
     async def _run(
         self,
@@ -254,403 +227,285 @@ class DatasetDistillationPipeline:
         *,
         simulator_url: str | None,
     ) -> RunResult:
-        cfg = self.config
         t_start = time.perf_counter()
         endpoints = self._endpoints(simulator_url)
-        for name, ep in endpoints.items():
-            if ep.api_key is None and ep.api_key_env and not os.environ.get(ep.api_key_env):
-                # Every call would get a 401; say so once, before anything is sent.
-                raise ConfigError(
-                    f"{name}: environment variable {ep.api_key_env} (api_key_env) is not set; "
-                    "export it, set api_key, or use --dry-run"
-                )
         total_units = source.total()  # also raises InputError for a missing or unreadable input
-        out = prepare_output_dir(Path(output_dir or cfg.output_dir))
+        out = prepare_output_dir(Path(output_dir or self.config.output_dir))
         described = source.describe()
-        identity = {**described, "simulator": simulator_url is not None}
-        with lock_output_dir(out) as locked:
-            if self.fresh:  # only once the lock is ours: never another job's cache or outputs
-                for name in RUN_FILES:
-                    (out / name).unlink(missing_ok=True)
-            found = {name for name in RUN_FILES if (out / name).exists()}
-            worked = False
-            try:
-                # Exclusive when locked: no other run can write to this cache meanwhile.
-                with ResponseCache(
-                    out / CACHE_FILENAME, exclusive=locked, repair=self.repair
-                ) as cache:
-                    undo = self._claim_output_dir(out, cache, identity)
-                    try:
-                        return await self._run_claimed(
-                            source,
-                            out,
-                            cache,
-                            endpoints,
-                            total_units=total_units,
-                            described=described,
-                            simulator_url=simulator_url,
-                            t_start=t_start,
-                        )
-                    except BaseException:
-                        worked = cache.writes > 0 or cache.calls_logged > 0
-                        if not worked:
-                            undo()
-                        raise
-            except BaseException:
-                if not worked:
-                    # Failed before any work (empty or unusable input, refused directory...):
-                    # leave the directory as it was, so the next run does not need --overwrite.
-                    for name in RUN_FILES:
-                        if name not in found:
-                            (out / name).unlink(missing_ok=True)
-                raise
+        run = _Run(
+            out,
+            source,
+            described,
+            total_units,
+            simulator=simulator_url is not None,
+            opts=OutputOptions.from_config(self.config),
+            t_start=t_start,
+        )
+        identity = {**described, "simulator": run.simulator}
+        with owned_output_dir(
+            out, identity, fresh=self.fresh, overwrite=self.overwrite, repair=self.repair
+        ) as cache:
+            return await self._run_claimed(run, cache, endpoints)
 
     async def _run_claimed(
-        self,
-        source: SampleSource,
-        out: Path,
-        cache: ResponseCache,
-        endpoints: Mapping[str, EndpointConfig],
-        *,
-        total_units: int | None,
-        described: dict[str, Any],
-        simulator_url: str | None,
-        t_start: float,
+        self, run: _Run, cache: ResponseCache, endpoints: Mapping[str, EndpointConfig]
     ) -> RunResult:
-        """The run proper, once the output directory is locked and claimed."""
-        cfg = self.config
-        stats = StageCounts()
-        bad_examples: list[str] = []
-        failures = 0
-        failure_causes: Counter[str] = Counter()
-        stopped: list[EndpointStoppedError] = []  # the endpoint that stopped the run, if one did
-        score_stats = _ScoreStats()
-        opts = OutputOptions.from_config(cfg)
-        slice_groups: dict[str, str | None] = {}
-        metadata_fields: set[str] = set()  # named when balance_by matches none of them
-        # id, slice, chunk, raw offset, score and passed of each sample: the final pass sorts
-        # the raw file and splits the kept samples from this alone (about 40 bytes a sample).
-        index = RunIndex()
-        # The report's figures are gathered as samples stream by: no second pass at the end.
-        report = ReportBuilder.from_metadata({"config": cfg.public_dict()})
-        passed = 0
-        namespace = "simulator" if simulator_url else None
-        partial = out / PARTIAL_RAW_FILE
-
+        """The run proper, once the output directory is locked and claimed: the steps in order."""
         async with AsyncExitStack() as stack:
-            # Texts for exact verification spill to a temporary file in the output directory;
-            # embeddings are cached beside the replies, so a rerun does not embed again.
-            dedup = make_deduplicator(cfg, cache=cache, spill_dir=out) if cfg.enable_dedup else None
-            if dedup is not None:
-                stack.callback(dedup.close)
-            fail_log = stack.enter_context(JsonlWriter(out / FAILURES_FILE))
-            # Rebuilt from the response cache by a rerun, and read only after it is closed.
-            raw_log = stack.enter_context(JsonlWriter(partial, flush_lines=False))
-
-            def on_failure(failure: Failure) -> None:
-                nonlocal failures
-                failures += 1
-                if failure.cause:
-                    failure_causes[failure.cause] += 1
-                fail_log.write(failure.model_dump(mode="json"))
-
-            consumer: asyncio.Task[None] | None = None
-
-            def on_stop(err: EndpointStoppedError) -> None:
-                # An endpoint failing every call stops the run: intake ends, calls in flight are
-                # abandoned (a rerun sends them), every reply already received is kept.
-                if stopped:
-                    return
-                stopped.append(err)
-                on_failure(
-                    Failure(
-                        kind="endpoint",
-                        endpoint=err.endpoint,
-                        model=err.model,
-                        status=err.status,
-                        reason=str(err),
-                        attempts=err.attempts,
-                        detail=err.detail,
-                    )
-                )
-                if consumer is not None:
-                    consumer.cancel()
-
-            gen_client = await stack.enter_async_context(
-                LLMClient(
-                    "generator",
-                    endpoints["generator"],
-                    cache=cache,
-                    cache_namespace=namespace,
-                    on_stop=on_stop,
-                )
-            )
-            judges = {
-                name: await stack.enter_async_context(
-                    LLMClient(name, ep, cache=cache, cache_namespace=namespace, on_stop=on_stop)
-                )
-                for name, ep in endpoints.items()
-                if name != "generator"
-            }
-            slice_bar = tqdm(
-                total=total_units,
-                desc="generate",
-                unit=source.unit,
-                disable=None if self.show_progress else True,
-                dynamic_ncols=True,
-            )
-            eval_bar = tqdm(
-                total=0,
-                desc="evaluate",
-                unit="sample",
-                disable=None if self.show_progress else True,
-                dynamic_ncols=True,
-            )
-            stack.callback(slice_bar.close)
-            stack.callback(eval_bar.close)
-
-            def on_slice(s: Slice) -> None:
-                if opts.balance_by:
-                    slice_groups[s.id] = group_value(s.metadata, opts.balance_by)
-                    if len(metadata_fields) < 100:
-                        metadata_fields.update(s.metadata)
-
-            ctx = SourceContext(
-                config=cfg,
-                teacher=gen_client,
-                stats=stats,
-                on_failure=on_failure,
-                on_bad_line=lambda bad: None,
-                progress=slice_bar.update,
-                on_slice=on_slice,
-                strict=self.strict,
-                bad_examples=bad_examples,
-                output_dir=out,
-            )
-
-            def on_bad_line(bad: BadLine) -> None:
-                report_bad_line(ctx, bad)
-                log.warning("%s %s", "skipped" if bad.skipped else "fixed", bad)
-
-            ctx.on_bad_line = on_bad_line
-            samples = source.samples(ctx)
-            # Closed explicitly before the clients and the cache, not whenever it is collected.
-            scored = await stack.enter_async_context(
-                aclosing(
-                    evaluate_samples(
-                        samples, judges, cfg, stats=stats, on_failure=on_failure, gates=self.gates
-                    )
-                )
-            )
-
-            async def consume() -> None:
-                nonlocal passed
-                async for sample in scored:
-                    score_stats.add(sample)
-                    report.add(sample, decided=True)  # judged under the config's settings
-                    if sample.passed:
-                        passed += 1
-                        if dedup is not None:
-                            dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
-                    offset = raw_log.write(sample.model_dump(mode="json"))
-                    index.add(sample, offset)
-                    eval_bar.total = stats.samples_generated
-                    eval_bar.update(1)
-
-            # In a task of its own, so that a stopped endpoint can end it (on_stop) while it
-            # waits for the next sample, and the run still writes what it has.
-            consumer = asyncio.create_task(consume())
-            try:
-                await consumer
-            except asyncio.CancelledError:
-                if not stopped or _cancelling():
-                    raise  # interrupted (a signal), not stopped by an endpoint
-            t_generated = time.perf_counter()
-            duplicates: dict[str, str] = {}
-            if dedup is not None and passed:
-                duplicates = await dedup.aresolve()
-            t_deduped = time.perf_counter()
-
-        # Nothing at all and no call failed: the input holds nothing usable. When calls failed
-        # (a dead teacher that never expanded a topic), it is a failed run (exit 3), not bad input.
-        if stats.slices == 0 and stats.samples_generated == 0 and not failures:
-            partial.unlink(missing_ok=True)
-            why = ", ".join(f"{k} {v}" for k, v in sorted(stats.bad_line_reasons.items()))
-            hint = ""
-            if stats.bad_line_reasons.get("invalid_utf8", 0) == stats.bad_lines > 0:
-                hint = "; the file is not UTF-8 (convert it, e.g. iconv -f GBK -t UTF-8)"
-            raise InputError(
-                f"{described.get('input')}: no usable {source.unit} "
-                f"({plural(stats.bad_lines, 'bad line')}: {why or 'none'}){hint}"
-            )
-
-        t_closed = time.perf_counter()
-        mine = {n: c.usage_report() for n, c in {"generator": gen_client, **judges}.items()}
-
-        def conclude() -> tuple[dict[str, Any], list[str], int]:
-            """Split, write every output, the report and metadata (in a worker thread)."""
-            # Every call of the run so far, this invocation's included (all are finished now).
-            whole = whole_run(cache, cache.invocation, mine)
-            kept_set = write_kept_set(
-                out,
-                partial,
-                index,
-                report,
-                duplicates,
-                opts=opts,
-                counts=stats,
-                groups=slice_groups,
-                fields=metadata_fields,
-            )
-            t_end = time.perf_counter()
-            metadata: dict[str, Any] = {
-                "package": "sft_distill",
-                "version": __version__,
-                "simulator": simulator_url is not None,
-                "source": described,
-                "input": {
-                    "path": described.get("input"),
-                    "lines": total_units,
-                    "blake2b": described.get("input_blake2b"),
-                },
-                # None: filled in from the kept set by record_kept_set (the keys keep this order)
-                "output_format": None,
-                "output_formats": None,
-                "prompt_versions": {
-                    "generation": GEN_PROMPT_VERSION,
-                    "evaluation": EVAL_PROMPT_VERSION,
-                },
-                "counts": None,
-                "bad_lines": bad_examples,
-                "failures": failures,
-                "failure_causes": dict(sorted(failure_causes.items())),
-                "scores": score_stats.summary(),
-                # the whole run's calls and tokens; "this_invocation" for this command alone
-                "usage": whole.usage,
-                "dedup": None,
-                "timings_s": {  # this invocation
-                    "generate_and_evaluate": round(t_generated - t_start, 3),
-                    "dedup": round(t_deduped - t_generated, 3),
-                    "close_clients": round(t_closed - t_deduped, 3),
-                    "write_outputs": round(t_end - t_closed, 3),
-                    "total": round(t_end - t_start, 3),
-                },
-                "whole_run": whole.summary(t_end - t_start),
-                "config": None,
-                "quality_gates": {"gates": [g.name for g in self.gates]},
-            }
-            if stopped:
-                err = stopped[0]
-                metadata["stopped"] = {
-                    "endpoint": err.endpoint,
-                    "model": err.model,
-                    "url": display_url(endpoints[err.endpoint].api_base),
-                    "consecutive_failures": err.attempts,
-                    "reason": err.summary,
-                }
-            source_counts = getattr(source, "counts", None)
-            if source_counts:  # e.g. topic expansions or rephrasings dropped before any call
-                metadata["source_counts"] = dict(source_counts)
-            source_prompt = getattr(source, "prompt_version", None)
-            if source_prompt:
-                metadata["prompt_versions"]["source"] = source_prompt
-            problems = record_kept_set(
-                out,
-                kept_set,
-                report,
-                config=cfg,
-                opts=opts,
-                counts=stats,
-                metadata=metadata,
-                groups=slice_groups,
-                latencies=whole.latencies,
-            )
-            return metadata, problems, kept_set.kept
-
+            collector = self._open_outputs(stack, run, cache)
+            teacher, judges = await self._open_clients(stack, run, cache, endpoints)
+            samples = run.source.samples(self._source_context(stack, run, teacher))
+            judged = await stack.enter_async_context(aclosing(self._judge(samples, judges, run)))
+            await self._stream(judged, collector, run)
+            run.mark("generated")
+            duplicates = await collector.duplicates()
+            run.mark("deduped")
+        self._refuse_empty(run)
+        run.mark("closed")
+        usage = {n: c.usage_report() for n, c in {"generator": teacher, **judges}.items()}
         # Off the event loop, so a signal during the final writes is still handled at once.
-        metadata, problems, n_kept = await asyncio.to_thread(conclude)
-        finish_invocation(cache, cache.invocation, time.perf_counter() - t_start)
+        metadata, problems, counts, kept = await asyncio.to_thread(
+            self._finalize, run, cache, collector, duplicates, usage, endpoints
+        )
+        finish_invocation(cache, cache.invocation, time.perf_counter() - run.t_start)
         log.info(
-            "done: %d slices, %d samples, %d passed, %d after dedup, %d kept (%d train / %d val), "
-            "%d failures",
-            stats.slices,
-            stats.samples_generated,
-            stats.passed_thresholds,
-            n_kept,
-            stats.train + stats.val,
-            stats.train,
-            stats.val,
-            failures,
+            "done: %d slices, %d samples, %d passed, %d after dedup, %d kept (%d train / %d val),"
+            " %d failures",
+            counts.slices,
+            counts.samples_generated,
+            counts.passed_thresholds,
+            kept,
+            counts.train + counts.val,
+            counts.train,
+            counts.val,
+            run.failures.count,
         )
         return RunResult(
-            output_dir=out,
-            counts=stats,
+            output_dir=run.out,
+            counts=counts,
             metadata=metadata,
-            failures=failures,
-            paths={
-                name: out / name
-                for name in (
-                    TRAIN_FILE,
-                    VAL_FILE,
-                    RAW_FILE,
-                    METADATA_FILE,
-                    FAILURES_FILE,
-                    MANIFEST_FILE,
-                )
-            },
+            failures=run.failures.count,
+            paths={name: run.out / name for name in RESULT_FILES},
             quality_problems=problems,
         )
 
-    def _claim_output_dir(
-        self, out: Path, cache: ResponseCache, identity: dict[str, Any]
-    ) -> Callable[[], None]:
-        """Refuse to replace another run's results silently; record this run as the owner.
+    def _open_outputs(self, stack: AsyncExitStack, run: _Run, cache: ResponseCache) -> Collector:
+        """``failures.jsonl``, the streamed raw file and the deduplicator, closed with the run."""
+        cfg = self.config
+        # Texts for exact verification spill to a temporary file in the output directory;
+        # embeddings are cached beside the replies, so a rerun does not embed again.
+        dedup = make_deduplicator(cfg, cache=cache, spill_dir=run.out) if cfg.enable_dedup else None
+        if dedup is not None:
+            stack.callback(dedup.close)
+        run.failures = FailureLog(stack.enter_context(JsonlWriter(run.out / FAILURES_FILE)))
+        # Rebuilt from the response cache by a rerun, and read only after it is closed.
+        raw = stack.enter_context(JsonlWriter(run.out / PARTIAL_RAW_FILE, flush_lines=False))
+        # The report's figures are gathered as samples stream by: no second pass at the end.
+        report = ReportBuilder.from_metadata({"config": cfg.public_dict()})
+        return Collector(raw, report, dedup)
 
-        Returns what puts the claim back as it was (for a run that then fails before any work).
+    async def _open_clients(
+        self,
+        stack: AsyncExitStack,
+        run: _Run,
+        cache: ResponseCache,
+        endpoints: Mapping[str, EndpointConfig],
+    ) -> tuple[LLMClient, dict[str, LLMClient]]:
+        """The teacher's client and each judge's, closed with the run."""
+        namespace = "simulator" if run.simulator else None
+        clients = {}
+        for name, ep in endpoints.items():
+            client = LLMClient(
+                name, ep, cache=cache, cache_namespace=namespace, on_stop=self._on_stop(run)
+            )
+            clients[name] = await stack.enter_async_context(client)
+        teacher = clients.pop("generator")
+        return teacher, clients
+
+    def _on_stop(self, run: _Run) -> Callable[[EndpointStoppedError], None]:
+        def on_stop(err: EndpointStoppedError) -> None:
+            # An endpoint failing every call stops the run: intake ends, calls in flight are
+            # abandoned (a rerun sends them), every reply already received is kept.
+            if run.failures.stop(err) and run.consumer is not None:
+                run.consumer.cancel()
+
+        return on_stop
+
+    def _source_context(
+        self, stack: AsyncExitStack, run: _Run, teacher: LLMClient
+    ) -> SourceContext:
+        """What the source gets: settings, teacher, its counters, the intake progress bar."""
+        bar = self._bar(stack, run.total_units, "generate", run.source.unit)
+
+        def on_slice(s: Slice) -> None:
+            if run.opts.balance_by:
+                run.slice_groups[s.id] = group_value(s.metadata, run.opts.balance_by)
+                if len(run.metadata_fields) < 100:
+                    run.metadata_fields.update(s.metadata)
+
+        def on_bad_line(bad: BadLine) -> None:
+            report_bad_line(ctx, bad)
+            log.warning("%s %s", "skipped" if bad.skipped else "fixed", bad)
+
+        ctx = SourceContext(
+            config=self.config,
+            teacher=teacher,
+            stats=run.source_stats,
+            on_failure=run.failures.add,
+            on_bad_line=on_bad_line,
+            progress=bar.update,
+            on_slice=on_slice,
+            strict=self.strict,
+            bad_examples=run.bad_examples,
+            output_dir=run.out,
+        )
+        return ctx
+
+    def _judge(
+        self, samples: AsyncIterator[Sample], judges: Mapping[str, LLMClient], run: _Run
+    ) -> AsyncIterator[ScoredSample]:
+        """Gates, then every judge: each sample scored as soon as it is generated."""
+        return evaluate_samples(
+            samples,
+            judges,
+            self.config,
+            counts=run.judge_counts,
+            on_failure=run.failures.add,
+            gates=self.gates,
+        )
+
+    async def _stream(
+        self, judged: AsyncIterator[ScoredSample], collector: Collector, run: _Run
+    ) -> None:
+        """Every judged sample to the raw file, the index, the report and the deduplicator."""
+        stack = AsyncExitStack()
+        bar = self._bar(stack, 0, "evaluate", "sample")
+
+        async def consume() -> None:
+            async for sample in judged:
+                run.scores.add(sample)
+                collector.add(sample)  # judged under the config's settings
+                bar.total = run.source_stats.samples_generated
+                bar.update(1)
+
+        # In a task of its own, so that a stopped endpoint can end it (on_stop) while it
+        # waits for the next sample, and the run still writes what it has.
+        run.consumer = asyncio.create_task(consume())
+        async with stack:
+            try:
+                await run.consumer
+            except asyncio.CancelledError:
+                if run.failures.stopped is None or _cancelling():
+                    raise  # interrupted (a signal), not stopped by an endpoint
+
+    def _bar(self, stack: AsyncExitStack, total: int | None, desc: str, unit: str) -> tqdm:
+        """A progress bar on stderr (off without ``show_progress`` or a terminal)."""
+        bar = tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            disable=None if self.show_progress else True,
+            dynamic_ncols=True,
+        )
+        stack.callback(bar.close)
+        return bar
+
+    def _refuse_empty(self, run: _Run) -> None:
+        """Nothing at all and no call failed: the input holds nothing usable.
+
+        When calls failed (a dead teacher that never expanded a topic), it is a failed run
+        (exit 3), not bad input.
 
         Raises:
-            OutputError: the directory holds results of a different input (or mode).
+            InputError: naming the input and why its lines were refused.
         """
-        stored = cache.get_meta("run_identity")
-        previous: dict[str, Any] | None = None
-        if stored is not None:
-            previous = json.loads(stored)
-        elif any((out / name).exists() for name in OUTPUT_FILES if name != CACHE_FILENAME):
-            try:
-                meta = json.loads((out / METADATA_FILE).read_text(encoding="utf-8"))
-                previous = {**meta["source"], "simulator": meta.get("simulator")}
-            except (OSError, ValueError, KeyError, TypeError):
-                previous = {"input": "unknown (not written by sft_distill?)"}
-        same = previous is not None and same_run(previous, identity)
-        if previous is not None and not same and not self.overwrite:
-            raise OutputError(
-                f"output directory {out} {_holds(previous, identity)}; use --overwrite to "
-                "replace them (cached replies are reused), --fresh to start over, or choose "
-                "another --output"
-            )
-        cache.set_meta("run_identity", json.dumps(identity, sort_keys=True))
-        _, saved = start_invocation(cache, new_run=not same)
+        counts = run.source_stats
+        if counts.slices or counts.samples_generated or run.failures.count:
+            return
+        (run.out / PARTIAL_RAW_FILE).unlink(missing_ok=True)
+        why = ", ".join(f"{k} {v}" for k, v in sorted(counts.bad_line_reasons.items()))
+        hint = ""
+        if counts.bad_line_reasons.get("invalid_utf8", 0) == counts.bad_lines > 0:
+            hint = "; the file is not UTF-8 (convert it, e.g. iconv -f GBK -t UTF-8)"
+        raise InputError(
+            f"{run.described.get('input')}: no usable {run.source.unit} "
+            f"({plural(counts.bad_lines, 'bad line')}: {why or 'none'}){hint}"
+        )
 
-        def undo() -> None:
-            restore_meta(cache, {**saved, "run_identity": stored})
+    def _finalize(
+        self,
+        run: _Run,
+        cache: ResponseCache,
+        collector: Collector,
+        duplicates: dict[str, str],
+        usage: dict[str, Any],
+        endpoints: Mapping[str, EndpointConfig],
+    ) -> tuple[dict[str, Any], list[str], StageCounts, int]:
+        """Split, write every output, the report and metadata (in a worker thread)."""
+        # Every call of the run so far, this invocation's included (all are finished now).
+        whole = whole_run(cache, cache.invocation, usage)
+        kept_set = write_kept_set(
+            run.out,
+            run.out / PARTIAL_RAW_FILE,
+            collector.index,
+            collector.report,
+            duplicates,
+            opts=run.opts,
+            groups=run.slice_groups,
+            fields=run.metadata_fields,
+        )
+        counts = StageCounts.assemble(run.source_stats, run.judge_counts, kept_set.funnel())
+        run.mark("written")
+        metadata = self._metadata(run, kept_set, whole, endpoints)
+        problems = record_kept_set(
+            run.out,
+            kept_set,
+            collector.report,
+            config=self.config,
+            opts=run.opts,
+            counts=counts,
+            metadata=metadata,
+            groups=run.slice_groups,
+            latencies=whole.latencies,
+        )
+        return metadata, problems, counts, kept_set.kept
 
-        return undo
-
-
-def _holds(previous: dict[str, Any], identity: dict[str, Any]) -> str:
-    """What the directory holds, said by what differs from this run."""
-    was_sim, is_sim = previous.get("simulator"), identity.get("simulator")
-    what = previous.get("input")
-    if was_sim is not None and was_sim != is_sim:
-        data = {k: v for k, v in previous.items() if k != "simulator"}
-        mine = {k: v for k, v in identity.items() if k != "simulator"}
-        kind = "a real run" if was_sim is False else "a dry run on the simulator"
-        if same_run(data, mine):  # only real vs simulated replies differ
-            return f"holds {kind} of the same input ({what})"
-        return f"holds {kind} of another input ({what})"
-    if what is not None and what == identity.get("input"):
-        what = f"{what} as it was before it changed"
-    return f"holds the results of another run (input {what})"
+    def _metadata(
+        self,
+        run: _Run,
+        kept_set: KeptSet,
+        whole: WholeRun,
+        endpoints: Mapping[str, EndpointConfig],
+    ) -> dict[str, Any]:
+        """What the run itself knows; ``record_kept_set`` adds what follows from the kept set."""
+        metadata = run_metadata(
+            described=run.described,
+            lines=run.total_units,
+            simulator=run.simulator,
+            bad_lines=run.bad_examples,
+            failures=run.failures,
+            scores=run.scores,
+            usage=whole.usage,
+            timings=run.timings(),
+            whole_run=whole.summary(run.times["written"] - run.t_start),
+            gates=[g.name for g in self.gates],
+        )
+        err = run.failures.stopped
+        if err is not None:
+            metadata["stopped"] = {
+                "endpoint": err.endpoint,
+                "model": err.model,
+                "url": display_url(endpoints[err.endpoint].api_base),
+                "consecutive_failures": err.attempts,
+                "reason": err.summary,
+            }
+        source_counts = getattr(run.source, "counts", None)
+        if source_counts:  # e.g. topic expansions or rephrasings dropped before any call
+            metadata["source_counts"] = dict(source_counts)
+        source_prompt = getattr(run.source, "prompt_version", None)
+        if source_prompt:
+            metadata["prompt_versions"]["source"] = source_prompt
+        return metadata
 
 
 def _cancelling() -> bool:

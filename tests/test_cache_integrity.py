@@ -33,7 +33,7 @@ def dry_run(out: Path, *extra: str) -> int:
 
 
 def cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "sft_distill.cache"]
+    return [r.getMessage() for r in caplog.records if r.name == "sft_distill.llm.cache"]
 
 
 @pytest.fixture(scope="module")

@@ -141,8 +141,8 @@ def test_the_package_loads_what_it_exports_on_first_use():
         "import sys, sft_distill\n"
         "assert not {'aiohttp', 'pydantic', 'numpy'} & set(sys.modules), sorted(sys.modules)\n"
         "import sft_distill.estimate, sft_distill.refilter\n"
-        "assert sft_distill.estimate.__module__ == 'sft_distill.estimate'\n"
-        "assert sft_distill.refilter.__module__ == 'sft_distill.refilter'\n"
+        "assert sft_distill.estimate.__module__ == 'sft_distill.planning.estimate'\n"
+        "assert sft_distill.refilter.__module__ == 'sft_distill.selection.refilter'\n"
         "from sft_distill import DatasetDistillationPipeline, estimate\n"
         "assert callable(estimate) and DatasetDistillationPipeline.__name__\n"
     )

@@ -1,0 +1,1 @@
+"""Talking to OpenAI-compatible endpoints: transport, retries, limits, cache, prompts, parsing."""

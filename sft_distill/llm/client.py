@@ -1,0 +1,433 @@
+"""``LLMClient``: chat completions against one endpoint, bounded, retried, re-asked, cached.
+
+The HTTP exchange and its error mapping are ``transport``'s, the waits ``retry``'s, the limits
+``limits``'; the client decides what is sent when, replays the cache and stops a dead endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+from ..config.models import EndpointConfig
+from ..errors import (
+    EndpointStoppedError,
+    JSONExtractionError,
+    LLMError,
+    RetryableLLMError,
+    UnusableReplyError,
+)
+from ..models import Usage
+from .cache import ResponseCache, finish_key, key_prefix
+from .limits import AdaptiveLimiter, TokenBucket
+from .prompts import reask_messages
+from .retry import MAX_RETRY_AFTER_S, RetryPolicy
+from .transport import DETAIL_MAX_CHARS, ChatResult, E, Transport, one_line, parse_duration
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LATENCY_SAMPLE_SIZE = 20_000
+# Payload keys left out of cache keys: a reply that was not truncated stays valid when only the
+# token budget changes, so raising max_tokens re-sends just the replies that were cut off.
+_UNKEYED = frozenset({"max_tokens", "max_completion_tokens"})
+
+
+class LLMClient:
+    """Chat completions against one endpoint; an async context manager owning its session.
+
+    Args:
+        name: the endpoint's role name (``generator``, ``primary`` ...), used in messages.
+        config: the endpoint settings.
+        cache: where accepted replies are recorded and replayed from.
+        cache_namespace: identity of the endpoint in cache keys (default: its api_base).
+        sleep: the coroutine used between retries (tests pass a recorder).
+        on_stop: called once when ``max_consecutive_failures`` calls in a row failed the same
+            way; from then on the client sends nothing more (the pipeline stops the run).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: EndpointConfig,
+        *,
+        cache: ResponseCache | None = None,
+        cache_namespace: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_stop: Callable[[EndpointStoppedError], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.model = config.model
+        self.usage = Usage(model=config.model)
+        self.transport = Transport(name, config, self.usage)
+        self.url = self.transport.url
+        self._where = self.transport.where
+        self._cache = cache
+        # The endpoint's name is part of the namespace: two judges with the same model and settings
+        # stay two independent votes instead of sharing one cached reply.
+        self._namespace = f"{name}@{cache_namespace or config.api_base}"
+        self._key_prefix: Any = None  # hash state of the fields every plain request shares
+        self._inflight: dict[str, asyncio.Future[ChatResult]] = {}
+        self._closed = False
+        self._sleep = sleep
+        self.retry_policy = RetryPolicy.of(config)
+        self.limiter = AdaptiveLimiter(config.max_concurrent, adaptive=config.adaptive_concurrency)
+        self._rpm = (
+            TokenBucket(config.max_requests_per_minute) if config.max_requests_per_minute else None
+        )
+        self._tpm = (
+            TokenBucket(config.max_tokens_per_minute) if config.max_tokens_per_minute else None
+        )
+        # Consecutive calls that failed for good with the same signature; a success resets it.
+        self._streak = 0
+        self._streak_key: str | None = None
+        self.stopped: EndpointStoppedError | None = None
+        self._stopped_event = asyncio.Event()
+        self._on_stop = on_stop
+        # A uniform reservoir sample of call latencies (for p50/p90/p95): memory stays constant
+        # however many calls a run makes.
+        self.latencies: list[float] = []
+        self._latency_seen = 0
+        self._latency_rng = random.Random(0)
+
+    async def __aenter__(self) -> LLMClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        await self.transport.open()
+
+    async def aclose(self) -> None:
+        """Close the session; safe to call twice. A closed client sends nothing more."""
+        self._closed = True
+        await self.transport.aclose()
+
+    def _payload(
+        self, messages: list[dict[str, str]], overrides: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": self.model, "messages": messages}
+        if self.config.temperature is not None:
+            payload["temperature"] = self.config.temperature
+        if self.config.max_tokens is not None:
+            payload["max_tokens"] = self.config.max_tokens
+        if self.config.extra_body:
+            payload.update(self.config.extra_body)
+        if overrides:
+            payload.update(overrides)
+        return payload
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        parse: Callable[[ChatResult], T],
+        *,
+        overrides: dict[str, Any] | None = None,
+    ) -> tuple[T, ChatResult]:
+        """Send a chat request and parse the reply, retrying transport and parse failures.
+
+        ``parse`` raises ``JSONExtractionError`` or ``ValueError`` for a reply it cannot use; the
+        request is then re-asked with that reply and the error appended, within the same retry
+        budget. Only parsed replies are cached, under the original request.
+
+        Raises:
+            LLMError: after the retry budget, or at once for a non-retryable status.
+            EndpointStoppedError: the endpoint was stopped (``max_consecutive_failures``).
+        """
+        payload = self._payload(messages, overrides)
+        key = ""
+        if self._cache is not None:
+            if overrides:
+                key = finish_key(key_prefix(self._namespace, payload, skip=_UNKEYED), payload)
+            else:
+                if self._key_prefix is None:
+                    self._key_prefix = key_prefix(self._namespace, payload, skip=_UNKEYED)
+                key = finish_key(self._key_prefix, payload)
+            hit = self._cache.get(key)
+            if hit is not None:
+                result = ChatResult(cached=True, attempts=0, **hit)
+                try:
+                    value = parse(result)
+                except (JSONExtractionError, ValueError):
+                    pass  # a reply the current parser rejects is asked for again
+                else:
+                    self.usage.cached += 1
+                    return value, result
+
+            # The same request already in flight (a repeated chunk, say): share its reply.
+            leader = self._inflight.get(key)
+            if leader is not None:
+                shared = await asyncio.shield(leader)
+                self.usage.cached += 1
+                return parse(shared), shared
+            future: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+            try:
+                value, result = await self._send(payload, parse)
+            except BaseException as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: no "never retrieved" noise without followers
+                raise
+            finally:
+                del self._inflight[key]
+            future.set_result(result)
+            self._cache.put(key, result.to_cache())
+            return value, result
+        return await self._send(payload, parse)
+
+    async def _send(
+        self, payload: dict[str, Any], parse: Callable[[ChatResult], T]
+    ) -> tuple[T, ChatResult]:
+        if self.stopped is not None:
+            raise self._refusal()
+        # Fast path: most calls succeed at once, so tenacity's per-call setup is paid only
+        # when a retry is actually needed.
+        try:
+            value, result = await self._attempt(payload, parse, 1)
+        except RetryableLLMError as exc:
+            if self.config.max_retries == 0:
+                self._give_up(exc, 1)
+            value, result = await self._retry(payload, parse, exc)
+        except EndpointStoppedError:
+            raise  # stopped while this call waited for a slot: it was never sent
+        except LLMError as exc:
+            self._give_up(exc, 1)
+        self._streak = 0
+        return value, result
+
+    async def _attempt(
+        self, payload: dict[str, Any], parse: Callable[[ChatResult], T], attempt: int
+    ) -> tuple[T, ChatResult]:
+        result = await self._request_once(payload, retry=attempt > 1)
+        result.attempts = attempt
+        try:
+            return parse(result), result
+        except (JSONExtractionError, ValueError) as exc:
+            error = self.transport.redact(str(exc))
+            err = self._error(
+                UnusableReplyError,
+                f"unusable reply: {one_line(error, 200)}",
+                status=200,
+                reply=result.content,
+                error=error,
+                detail=self.transport.redact(result.content)[:DETAIL_MAX_CHARS] or None,
+            )
+            err.wants_json = isinstance(exc, JSONExtractionError) or "JSON" in error
+            raise err from exc
+
+    async def _retry(
+        self, payload: dict[str, Any], parse: Callable[[ChatResult], T], first: RetryableLLMError
+    ) -> tuple[T, ChatResult]:
+        """Attempts 2.. under the tenacity policy (the first one already failed with ``first``).
+
+        An unusable reply is re-asked at once with the reply and the parse error appended; any
+        other failure sends the latest request again after the backoff. Only the original
+        request is the cache key (``chat``), so a resume finds the reply a re-ask obtained.
+        """
+        attempts = 1
+        pending: LLMError | None = first
+        last: LLMError = first
+        current = payload
+        retrying = self.retry_policy.retrying(
+            stopped=lambda: self.stopped is not None, sleep=self._pause
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if pending is not None:  # replay the first failure so tenacity waits for it
+                        exc, pending = pending, None
+                        if isinstance(exc, UnusableReplyError):
+                            current = reask_messages_payload(payload, exc)
+                        raise exc
+                    if self.stopped is not None:
+                        raise last  # woken from the backoff by the stop: give up with the cause
+                    attempts += 1
+                    if isinstance(last, UnusableReplyError):
+                        self.usage.reasks += 1
+                    else:
+                        self.usage.retries += 1
+                    try:
+                        value, result = await self._attempt(current, parse, attempts)
+                    except EndpointStoppedError:
+                        attempts -= 1  # stopped while waiting for a slot: not sent
+                        raise last from None
+                    except LLMError as exc:
+                        last = exc
+                        if isinstance(exc, UnusableReplyError):
+                            current = reask_messages_payload(payload, exc)
+                        raise
+        except LLMError as exc:
+            self._give_up(exc, attempts)
+        return value, result
+
+    async def _pause(self, seconds: float) -> None:
+        """The wait between attempts, cut short when the endpoint is stopped meanwhile."""
+        if seconds <= 0 or self.stopped is not None:
+            return
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        stop = asyncio.ensure_future(self._stopped_event.wait())
+        try:
+            await asyncio.wait((sleeper, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stop.cancel()
+
+    def _give_up(self, exc: LLMError, attempts: int) -> NoReturn:
+        # Not logged here: the caller logs the unit of work that failed, once (log_failure).
+        exc.attempts = attempts
+        self.usage.failed_calls += 1
+        self._count_failure(exc)
+        raise exc
+
+    def _count_failure(self, exc: LLMError) -> None:
+        """Track failures in a row with the same signature; stop the endpoint at the limit."""
+        key = exc.signature
+        if key is None:
+            return  # the server answered: no sign that the endpoint is down
+        if key == self._streak_key and self._streak > 0:
+            self._streak += 1
+            exc.repeated = True
+        else:
+            self._streak_key, self._streak = key, 1
+        limit = self.config.max_consecutive_failures
+        if limit and self._streak >= limit and self.stopped is None:
+            self._stop(exc)
+
+    def _stop(self, cause: LLMError) -> None:
+        summary = (
+            f"stopped after {self._streak} calls in a row failed the same way, last with: "
+            f"{cause.summary}; no more requests are sent to it"
+        )
+        self.stopped = self._error(
+            EndpointStoppedError,
+            summary,
+            status=cause.status,
+            attempts=self._streak,
+            detail=cause.detail,
+        )
+        self._stopped_event.set()
+        # The one line that names the endpoint's URL: the failures before it are logged once
+        # each, repeats of the same error only at DEBUG.
+        log.error("%s", self.stopped)
+        if self._on_stop is not None:
+            self._on_stop(self.stopped)
+
+    def _refusal(self) -> EndpointStoppedError:
+        """The error of a call that is not sent because the endpoint was stopped."""
+        assert self.stopped is not None
+        err = self._error(
+            EndpointStoppedError, self.stopped.summary, status=self.stopped.status, attempts=0
+        )
+        err.repeated = True
+        return err
+
+    def _error(self, cls: type[E], summary: str, **kwargs: Any) -> E:
+        """An error of this endpoint: the message names endpoint, model and URL, never the key."""
+        return self.transport.error(cls, summary, **kwargs)
+
+    async def _request_once(self, payload: dict[str, Any], *, retry: bool = False) -> ChatResult:
+        if self._closed:
+            raise self._error(LLMError, "client is closed")
+        if not self.transport.is_open:
+            await self.open()
+        estimate = 0
+        if self._rpm is not None:
+            await self._rpm.take(1)
+        if self._tpm is not None:
+            estimate = self._estimate_tokens(payload)
+            await self._tpm.take(estimate)
+        # A retry has already waited out its backoff; it should not queue again behind new work.
+        await self.limiter.acquire(first=retry)
+        if self.stopped is not None:
+            self.limiter.release()
+            raise self._refusal()
+        try:
+            status, raw, headers, elapsed = await self.transport.post(payload)
+        finally:
+            self.limiter.release()
+        self.usage.calls += 1
+        self.usage.latency_s_total += elapsed
+        self._record_latency(elapsed)
+        self.limiter.record(overloaded=status == 429)
+        self._obey_rate_headers(headers)
+        spent = self.usage.prompt_tokens, self.usage.completion_tokens
+        try:
+            result = self.transport.reply(status, raw, headers, elapsed)
+        finally:
+            # Nothing awaited since ``spent``: the difference is this reply's own tokens.
+            self._log_call(status, elapsed, spent)
+        used = result.prompt_tokens + result.completion_tokens
+        if self._tpm is not None and used > 0:  # no usage reported: keep the estimate charged
+            self._tpm.adjust(used - estimate)
+        return result
+
+    def _log_call(self, status: int, elapsed: float, spent: tuple[int, int]) -> None:
+        """Log one exchange in the cache, where a run's usage over its invocations is summed."""
+        if self._cache is None:
+            return
+        self._cache.record_call(
+            self.name,
+            self.model,
+            status=status,
+            prompt_tokens=self.usage.prompt_tokens - spent[0],
+            completion_tokens=self.usage.completion_tokens - spent[1],
+            started=time.time() - elapsed,
+            latency_s=elapsed,
+        )
+
+    def _record_latency(self, seconds: float) -> None:
+        self._latency_seen += 1
+        if len(self.latencies) < LATENCY_SAMPLE_SIZE:
+            self.latencies.append(seconds)
+        else:
+            slot = self._latency_rng.randrange(self._latency_seen)
+            if slot < LATENCY_SAMPLE_SIZE:
+                self.latencies[slot] = seconds
+
+    @staticmethod
+    def _estimate_tokens(payload: dict[str, Any]) -> int:
+        # About two characters a token across Chinese and English; corrected after the reply.
+        chars = sum(len(m.get("content") or "") for m in payload.get("messages", []))
+        return chars // 2 + 1
+
+    def _obey_rate_headers(self, headers: Any) -> None:
+        """Hold new requests until the reset when the server says the request quota is spent."""
+        if headers.get("x-ratelimit-remaining-requests") != "0":
+            return
+        reset = parse_duration(headers.get("x-ratelimit-reset-requests"))
+        if reset:
+            self.limiter.pause_until(time.monotonic() + min(reset, MAX_RETRY_AFTER_S))
+
+    def usage_report(self) -> dict[str, Any]:
+        """Calls, tokens and concurrency figures for metadata.json."""
+        self.usage.peak_in_flight = self.limiter.peak_in_flight
+        self.usage.concurrency_limit = round(self.limiter.limit, 2)
+        self.usage.limit_decreases = self.limiter.decreases
+        return self.usage.model_dump()
+
+
+def reask_messages_payload(payload: dict[str, Any], exc: UnusableReplyError) -> dict[str, Any]:
+    """The original request with the unusable reply and its parse error appended (a re-ask).
+
+    Built from the original each time, so a second re-ask does not pile up earlier replies.
+    """
+    messages = reask_messages(payload["messages"], exc.reply, exc.error, wants_json=exc.wants_json)
+    return {**payload, "messages": messages}
+
+
+def log_failure(logger: logging.Logger, unit: str, exc: LLMError) -> None:
+    """Log a unit of work that failed for good, once, in one line (no server traceback).
+
+    A failure that repeats its endpoint's previous one goes to DEBUG: an endpoint that is down
+    gives one warning, then the line that stops it, not one warning per unit of work.
+    """
+    logger.log(logging.DEBUG if exc.repeated else logging.WARNING, "%s", exc.log_line(unit))

@@ -1,0 +1,280 @@
+"""``--estimate``: expected calls, tokens and cost of a run, from the input and settings alone.
+
+Reads and chunks the slices exactly as the pipeline does and builds the real prompts, but sends
+nothing. Tokens are approximated from characters: about 1.6 characters per token for Chinese
+text and 4 for English (``prompts.detect_language`` decides, per text), plus a few tokens per
+message. Replies are assumed to be a typical size, capped by each endpoint's ``max_tokens``.
+Retries, re-asks and reasoning tokens are not included; replies already in the output
+directory's cache cost nothing on a rerun.
+
+The other modes (``topics``, ``distill``, ``augment``) are estimated by ``planning.modes``; every
+estimate counts each request through ``Tally``, which also notes the largest prompt per endpoint
+and how many requests would not fit an endpoint's known context (``llm.server_context``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..config.models import DistillConfig, EndpointConfig
+from ..llm.prompts import detect_language, evaluation_messages, generation_messages
+from ..models import PathLike
+from ..outputs.report import model_price
+from ..sources.reader import BadLine, iter_slices
+from ..stages.generate import chunk_slice
+
+if TYPE_CHECKING:
+    from ..llm.server_context import ContextLimit
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "EndpointEstimate",
+    "Estimate",
+    "Tally",
+    "estimate",
+    "estimate_tokens",
+    "eval_prompt_tokens",
+    "messages_tokens",
+]
+
+CHARS_PER_TOKEN = {"zh": 1.6, "en": 4.0}
+# Chat formats wrap each message in a few special tokens, and the reply is primed with a few more.
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_REPLY = 3
+# A generated sample (instruction + input + output + JSON syntax), by the document's language.
+TYPICAL_SAMPLE_TOKENS = {"zh": 250, "en": 200}
+# An evaluator's reply: five scores and a one-sentence reason as JSON.
+TYPICAL_JUDGEMENT_TOKENS = 80
+
+
+def estimate_tokens(text: str) -> int:
+    """Approximate token count of ``text`` from its length and detected language."""
+    if not text:
+        return 0
+    return math.ceil(len(text) / CHARS_PER_TOKEN[detect_language(text)])
+
+
+def messages_tokens(messages: list[dict[str, str]]) -> int:
+    """Approximate prompt tokens of a chat request: each message, its wrapping, the reply primer."""
+    return sum(estimate_tokens(m["content"]) + TOKENS_PER_MESSAGE for m in messages) + (
+        TOKENS_PER_REPLY
+    )
+
+
+@dataclass
+class EndpointEstimate:
+    """Expected calls and tokens of one endpoint (the generator or one evaluator)."""
+
+    endpoint: str
+    model: str
+    stage: str
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    completion_tokens_max: int | None = None
+    cost: float | None = None
+    # The context check: the largest prompt, where it is, and the requests that would not fit.
+    max_tokens: int | None = None
+    max_prompt_tokens: int = 0
+    max_prompt_where: str = ""
+    context_tokens: int | None = None
+    context_source: str = ""
+    over_context: int = 0
+
+
+@dataclass
+class Estimate:
+    """What a run over the input would cost, before running it."""
+
+    input: str
+    slices: int = 0
+    bad_lines: int = 0
+    chars: int = 0
+    chunks: int = 0
+    expected_samples: int = 0
+    languages: dict[str, int] = field(default_factory=dict)
+    endpoints: list[EndpointEstimate] = field(default_factory=list)
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    total_cost: float | None = None
+    unpriced: list[str] = field(default_factory=list)
+    # Which mode the figures are for, its settings and counts, and what the figures assume.
+    kind: str = "slices"
+    detail: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        """Expected LLM calls in all (no retries)."""
+        return sum(e.calls for e in self.endpoints)
+
+
+def _max(ep: EndpointConfig, calls: int) -> int | None:
+    return None if ep.max_tokens is None else ep.max_tokens * calls
+
+
+class Tally:
+    """The endpoints of one estimate, and every request counted against them.
+
+    Args:
+        config: the run's settings (endpoints and their max_tokens).
+        contexts: each endpoint's known context length (``llm.server_context.context_limits``).
+    """
+
+    def __init__(
+        self, config: DistillConfig, contexts: Mapping[str, ContextLimit] | None = None
+    ) -> None:
+        self.config = config
+        self.generator = EndpointEstimate("generator", config.generator.model, "generation")
+        self.judges = {
+            name: EndpointEstimate(name, ep.model, "evaluation")
+            for name, ep in config.evaluators.items()
+        }
+        self._settings = {"generator": config.generator, **config.evaluators}
+        for e in self.endpoints:
+            e.max_tokens = self._settings[e.endpoint].max_tokens
+            limit = (contexts or {}).get(e.endpoint)
+            if limit is not None:
+                # Where the length came from, or why it is unknown.
+                e.context_tokens = limit.tokens
+                e.context_source = limit.source if limit.tokens is not None else limit.note
+
+    @property
+    def endpoints(self) -> list[EndpointEstimate]:
+        """The generator, then the evaluators."""
+        return [self.generator, *self.judges.values()]
+
+    def reply(self, name: str, tokens: int) -> int:
+        """A reply of ``tokens``, capped by the endpoint's max_tokens."""
+        cap = self._settings[name].max_tokens
+        return tokens if cap is None else min(tokens, cap)
+
+    def add(
+        self, e: EndpointEstimate, prompt: int, completion: int, *, calls: int = 1, where: str = ""
+    ) -> None:
+        """Count ``calls`` requests of ``prompt`` tokens, each answered with ``completion``."""
+        if calls <= 0:
+            return
+        e.calls += calls
+        e.prompt_tokens += calls * prompt
+        e.completion_tokens += calls * completion
+        if prompt > e.max_prompt_tokens:
+            e.max_prompt_tokens, e.max_prompt_where = prompt, where
+        # Servers refuse a prompt whose tokens plus max_tokens exceed the context (vLLM, OpenAI).
+        if e.context_tokens is not None and prompt + (e.max_tokens or 0) > e.context_tokens:
+            e.over_context += calls
+
+    def judge_all(
+        self, prompt: int, *, calls: int = 1, sample_tokens: int = 0, where: str = ""
+    ) -> None:
+        """Every evaluator judges ``calls`` samples, each prompt ``prompt + sample_tokens``."""
+        for j in self.judges.values():
+            self.add(
+                j,
+                prompt + sample_tokens,
+                self.reply(j.endpoint, TYPICAL_JUDGEMENT_TOKENS),
+                calls=calls,
+                where=where,
+            )
+
+    def finish(self, est: Estimate, prices: Mapping[str, Any] | None) -> Estimate:
+        """Put the endpoints into ``est`` with their caps, per-model sums and costs."""
+        self.generator.completion_tokens_max = _max(self.config.generator, self.generator.calls)
+        for name, j in self.judges.items():
+            j.completion_tokens_max = _max(self.config.evaluators[name], j.calls)
+        est.endpoints = self.endpoints
+        _price(est, prices)
+        return est
+
+
+def eval_prompt_tokens(instruction: str, input_text: str, output_tokens: int) -> int:
+    """Prompt tokens of one judgement of a sample with no source document."""
+    return messages_tokens(evaluation_messages("", instruction, input_text, "")) + output_tokens
+
+
+def _price(est: Estimate, prices: Mapping[str, Any] | None) -> None:
+    """Sum calls and tokens per model, and cost them when prices are known."""
+    for e in est.endpoints:
+        m = est.per_model.setdefault(
+            e.model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": None}
+        )
+        m["calls"] += e.calls
+        m["prompt_tokens"] += e.prompt_tokens
+        m["completion_tokens"] += e.completion_tokens
+    if not prices:
+        return
+    total = 0.0
+    for model, m in est.per_model.items():
+        price = model_price(prices, model)
+        if price is None:
+            est.unpriced.append(model)
+            continue
+        m["cost"] = m["prompt_tokens"] / 1000 * price[0] + m["completion_tokens"] / 1000 * price[1]
+        total += m["cost"]
+    for e in est.endpoints:
+        price = model_price(prices, e.model)
+        if price is not None:
+            e.cost = e.prompt_tokens / 1000 * price[0] + e.completion_tokens / 1000 * price[1]
+    est.total_cost = total
+
+
+def estimate(
+    input_path: PathLike,
+    config: DistillConfig,
+    *,
+    prices: Mapping[str, Any] | None = None,
+    strict: bool = False,
+    contexts: Mapping[str, ContextLimit] | None = None,
+) -> Estimate:
+    """Count slices, chunks and expected samples, and estimate calls, tokens and cost per model.
+
+    ``prices`` (default: the config's ``prices`` when it has them) maps a model name to
+    ``{"input_per_1k": x, "output_per_1k": y}``. ``contexts`` gives endpoints' context lengths
+    to check every request against.
+
+    Raises:
+        InputError: the input cannot be read (or, with ``strict``, its first bad line).
+    """
+    if prices is None:
+        prices = getattr(config, "prices", None)
+    est = Estimate(input=str(input_path))
+    tally = Tally(config, contexts)
+    gen = tally.generator
+    languages: Counter[str] = Counter()
+
+    def on_bad_line(bad: BadLine) -> None:
+        if bad.skipped:
+            est.bad_lines += 1
+
+    for slice_ in iter_slices(input_path, strict=strict, on_bad_line=on_bad_line):
+        est.slices += 1
+        est.chars += len(slice_.content)
+        chunks = chunk_slice(
+            slice_, samples_per_slice=config.samples_per_slice, chunk_chars=config.chunk_chars
+        )
+        for chunk in chunks:
+            lang = detect_language(chunk.text) if config.language == "auto" else config.language
+            languages[lang] += 1
+            doc_tokens = estimate_tokens(chunk.text)
+            where = f"slice {chunk.slice_id!r} chunk {chunk.index}"
+            # The template alone (empty document), in the language the run would use.
+            template = generation_messages(
+                "", chunk.n_samples, language=lang, system_prompt=config.system_prompt
+            )
+            reply = tally.reply("generator", chunk.n_samples * TYPICAL_SAMPLE_TOKENS[lang])
+            tally.add(gen, messages_tokens(template) + doc_tokens, reply, where=where)
+            eval_prompt = messages_tokens(evaluation_messages("", "", "", "")) + doc_tokens
+            est.expected_samples += chunk.n_samples
+            tally.judge_all(
+                eval_prompt,
+                calls=chunk.n_samples,
+                sample_tokens=TYPICAL_SAMPLE_TOKENS[lang],
+                where=where,
+            )
+        est.chunks += len(chunks)
+    est.languages = dict(sorted(languages.items()))
+    est.detail = {"chunk_chars": config.chunk_chars}
+    return tally.finish(est, prices)

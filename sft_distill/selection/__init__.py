@@ -1,0 +1,1 @@
+"""Which samples are kept: thresholds and votes, dedup, caps and split, one finalize for all."""

@@ -1,0 +1,136 @@
+"""``python -m sft_distill.simulator``: the simulator's flags, and serving until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from .faults import _ALL_FAULT_KINDS, FAULT_KINDS
+from .server import Simulator, SimulatorConfig, _check_loopback
+
+
+def _loopback_host(value: str) -> str:
+    try:
+        _check_loopback(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _rate(value: str) -> float:
+    v = float(value)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return v
+
+
+def _optional_seconds(value: str) -> float | None:
+    if value.strip().lower() in ("none", "off", ""):
+        return None
+    v = float(value)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or 'none', got {value}")
+    return v
+
+
+def _context_tokens(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _faults(value: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    unknown = sorted(set(kinds) - _ALL_FAULT_KINDS)
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown fault kind(s) {unknown}")
+    return kinds
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse CLI flags; exits with status 2 on a non-loopback host or a bad value."""
+    p = argparse.ArgumentParser(
+        prog="python -m sft_distill.simulator",
+        description="OpenAI-compatible simulator for sft_distill (loopback only).",
+    )
+    p.add_argument("--port", type=int, default=0, help="port (0 = pick a free one; printed)")
+    p.add_argument("--host", type=_loopback_host, default="127.0.0.1", help="loopback host only")
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--jitter-ms", type=float, default=0.0)
+    p.add_argument("--fail-rate", type=_rate, default=0.0)
+    p.add_argument("--rate-limit-rate", type=_rate, default=0.0)
+    p.add_argument(
+        "--retry-after-s",
+        type=_optional_seconds,
+        default=1.0,
+        help="Retry-After on 429s ('none' = no header)",
+    )
+    p.add_argument("--malformed-rate", type=_rate, default=0.0)
+    p.add_argument("--messy", action="store_true", help="wrap JSON like real models do")
+    p.add_argument("--reasoning", action="store_true", help="add message.reasoning_content")
+    p.add_argument("--score-bias", type=float, default=0.0)
+    p.add_argument("--timeout-s", type=float, default=30.0, help="hang of a 'timeout' fault")
+    p.add_argument(
+        "--faults", type=_faults, default=FAULT_KINDS, help="comma-separated fault kinds"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--context-tokens",
+        type=_context_tokens,
+        default=None,
+        help="context length: /v1/models reports it as max_model_len, and longer prompts get "
+        "vLLM's HTTP 400 (tokens = characters / 2)",
+    )
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
+    """The ``SimulatorConfig`` described by parsed CLI flags."""
+    return SimulatorConfig(
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        fail_rate=args.fail_rate,
+        rate_limit_rate=args.rate_limit_rate,
+        retry_after_s=args.retry_after_s,
+        malformed_rate=args.malformed_rate,
+        messy=args.messy,
+        reasoning=args.reasoning,
+        score_bias=args.score_bias,
+        seed=args.seed,
+        faults=args.faults,
+        timeout_s=args.timeout_s,
+        context_tokens=args.context_tokens,
+    )
+
+
+async def _serve(cfg: SimulatorConfig, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Not available on Windows: KeyboardInterrupt ends asyncio.run there instead.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Simulator(cfg, host=host, port=port) as sim:
+        print(f"simulator listening on {sim.url}", flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until Ctrl-C or SIGTERM."""
+    args = parse_args(argv)
+    try:
+        asyncio.run(_serve(config_from_args(args), args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"simulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

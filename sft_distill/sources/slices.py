@@ -1,0 +1,68 @@
+"""The main job's source: JSONL knowledge slices, turned into samples by the teacher."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..ids import file_digest
+from ..models import Sample, Slice
+from ..stages.generate import generate_samples
+from .base import SourceContext
+from .jsonl import count_lines, refuse_delimited_file
+from .reader import BadLine, ReadStats, read_slices
+
+
+class SliceSource:
+    """The main job: JSONL knowledge slices, turned into samples by the teacher."""
+
+    kind = "slices"
+    unit = "slice"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lines: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "input": str(self.path.resolve()),
+            "input_blake2b": file_digest(self.path),
+        }
+
+    def total(self) -> int | None:
+        if self._lines is None:
+            # also raises InputError for a missing file, a directory or a CSV file
+            refuse_delimited_file(self.path)
+            self._lines = count_lines(self.path)
+        return self._lines
+
+    async def samples(self, ctx: SourceContext) -> AsyncIterator[Sample]:
+        read = ReadStats()
+
+        async def counted(slices: AsyncIterable[Slice]) -> AsyncIterator[Slice]:
+            async for s in slices:
+                ctx.stats.lines_read = read.lines_read
+                ctx.on_slice(s)
+                yield s
+            # Blank and bad lines after the last slice were read too.
+            ctx.stats.lines_read = read.lines_read
+
+        def on_bad_line(bad: BadLine) -> None:
+            ctx.on_bad_line(bad)
+            if bad.skipped:  # a line with nothing to ask is done as soon as it is read
+                ctx.progress(1)
+
+        slices = counted(
+            read_slices(self.path, strict=ctx.strict, on_bad_line=on_bad_line, stats=read)
+        )
+        async for sample in generate_samples(
+            slices,
+            ctx.teacher,
+            ctx.config,
+            counts=ctx.stats,
+            on_failure=ctx.on_failure,
+            on_slice_done=lambda _sid: ctx.progress(1),  # a slice counts once it is answered
+        ):
+            yield sample

@@ -1,0 +1,120 @@
+"""What the deterministic sample checks share: the Finding type, language, text normal forms."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from .numerals import normalize_numerals
+
+# CJK unified ideographs and extension A (what Chinese words are made of).
+CJK = "\u3400-\u4dbf\u4e00-\u9fff"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Why a check failed: a one-line reason, and details for annotations."""
+
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def detect_lang(*texts: str) -> str:
+    """'zh' when the first text with enough letters is mostly CJK, else 'en'."""
+    for text in texts:
+        lang = _lang_of(text[:3000])
+        if lang is not None:
+            return lang
+    return "en"
+
+
+@lru_cache(maxsize=256)
+def _lang_of(text: str) -> str | None:
+    ratio, counted = cjk_ratio(text)
+    if counted < 10:
+        return None
+    return "zh" if ratio >= 0.3 else "en"
+
+
+def nfkc(text: str) -> str:
+    """NFKC form: full-width letters, digits and punctuation become ASCII."""
+    return unicodedata.normalize("NFKC", text)
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def squash(text: str) -> str:
+    """NFKC, case-folded, without whitespace, punctuation or symbols."""
+    return _NON_WORD.sub("", nfkc(text).casefold())
+
+
+@lru_cache(maxsize=256)
+def normalized(text: str) -> str:
+    """``normalize_numerals(text, ordinals=True)``, cached: a chunk serves many samples."""
+    return normalize_numerals(text, ordinals=True)
+
+
+# Quoted speech: text in quotation marks is someone else's words, not the answer's own voice.
+_QUOTED = re.compile(r"“[^”\n]{0,200}”|「[^」\n]{0,200}」|『[^』\n]{0,200}』|\"[^\"\n]{0,200}\"")
+
+
+def strip_quoted(text: str) -> str:
+    """``text`` with quoted spans (“…”, 「…」, "…") emptied, unless it is all one quote."""
+    stripped = text.strip()
+    for m in _QUOTED.finditer(stripped):
+        if m.start() == 0 and m.end() == len(stripped):
+            return text
+    return _QUOTED.sub("“”", text)
+
+
+_FENCED_CODE = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
+
+
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+
+
+# Lines of code outside fences (SQL, Python, shell, C-like): they say nothing of the language.
+_CODE_LINE = re.compile(
+    r"^\s*(?:(?:SELECT|WITH|FROM|WHERE|GROUP\s+BY|ORDER\s+BY|HAVING|LIMIT|(?:LEFT\s+|INNER\s+)?JOIN"
+    r"|UNION|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP)\b|def |class |import |from \S+ import "
+    r"|return\b|#include|function |const |let |var |\$ |>>> |[{}\]);]+\s*$).*$",
+    re.MULTILINE,
+)
+
+
+_SYMBOLS = re.compile(r"[(){};=<>\[\]]")
+
+
+def strip_code(text: str) -> str:
+    """``text`` without fenced blocks, inline code and lines that look like code."""
+    text = _FENCED_CODE.sub(" ", text)
+    text = _INLINE_CODE.sub(" ", text)
+    text = _CODE_LINE.sub(" ", text)
+    lines = [
+        line
+        for line in text.splitlines()
+        if not (len(_SYMBOLS.findall(line)) >= 3 and not _CJK_RE.search(line))
+    ]
+    return "\n".join(lines)
+
+
+def cjk_ratio(text: str) -> tuple[float, int]:
+    """(CJK characters / (CJK characters + Latin letters), how many were counted)."""
+    cjk = len(_CJK_RE.findall(text))
+    latin = len(_LATIN_RE.findall(unicodedata.normalize("NFKC", text)))
+    total = cjk + latin
+    return (cjk / total if total else 0.0), total
+
+
+# CJK unified ideographs (with extension A and compatibility ideographs) and kana.
+_CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+
+
+_CJK_RE = re.compile(f"[{_CJK_CLASS}]")
+
+
+_LATIN_RE = re.compile(r"[A-Za-z]")

@@ -1,0 +1,115 @@
+"""Non-answers: "资料中没有提及", "I cannot determine", or a deflection with nothing else said."""
+
+from __future__ import annotations
+
+import re
+
+from .base import Finding, detect_lang, nfkc, squash, strip_quoted
+
+_ZH_NON_ANSWER = re.compile(
+    # "资料中没有提及", "文中未说明", "现有信息无法确定", "所给材料并未给出"
+    r"(?:资料|材料|文中|原文|上文|文本|文章|所给|提供的|现有|给定的|已知|条文|法条|上述内容|以上内容"
+    r"|内容)[^。！？\n]{0,8}?(?:并|均|都|也)?(?:没有|未|无|不)(?:有)?(?:提及|提到|说明|涉及|包含|给出|记载|"
+    r"明确|列出|显示|介绍|相关|具体|关于|足够|充分|直接)"
+    # "我无法回答", "我没有找到…的相关信息"
+    r"|(?:我|笔者|本人)(?:目前|暂时|并|实在|也)?(?:无法|不能|没法|没有办法|难以)(?:回答|确定|判断|提供|给出"
+    r"|找到|得知|解答|作答|查到|说明|告诉)"
+    r"|(?:我|笔者|本人)(?:目前|暂时|并|实在|也)?(?:没有找到|没能找到|未能找到|未找到|查不到|没有查到|未能查到)"
+    r"|无法(?:回答|作答|给出(?:答案|准确|具体|明确)|确定答案|判断答案|提供(?:答案|准确|具体|相关)|得知|从中)"
+    r"|(?:没有|未能|未|无法|没能)(?:在[^。，！？\n]{0,12})?(?:找到|查到|检索到|查询到|获取到)"
+    r"|(?:我|笔者)[^。，！？\n]{0,4}没有(?:这方面|相关|有关|足够|具体)的?(?:信息|资料|数据|知识|内容)"
+    r"|超出(?:了)?(?:我的|本)?(?:知识|能力|回答|服务)?范围"
+    r"|不得而知|无从得知|无从判断|无从知晓|尚不明确|暂无相关|没有相关(?:信息|资料|内容|说明)"
+    r"|信息不足|资料不足|没有足够(?:的)?(?:信息|资料)"
+)
+
+
+_ZH_DEFLECT = re.compile(
+    r"请?(?:您)?(?:咨询|询问|联系|查阅|参阅|参考)(?:专业人士|律师|专业律师|保险公司|客服|相关部门"
+    r"|有关部门|专业机构|当地|相关|有关)[^。！？]{0,16}"
+    r"|建议(?:您)?(?:咨询|联系|询问|查阅|参阅)[^。！？]{0,16}|视(?:具体)?情况而定|具体情况具体分析"
+    r"|(?:难以|无法|不能)一概而论|请以[^。！？]{0,16}为准"
+    # an estimate word is a deflection only as a clause of its own ("不一定。"), not inside one
+    # ("闪光的不一定都是金子", "尽管这取决于……")
+    r"|(?:^|(?<=[。！？，,；;]))\s*(?:不一定|看情况|因人而异|这(?:要)?(?:取决于|看)[^。！？，,]{0,10})"
+    r"\s*(?=[。！？，,；;]|$)"
+)
+
+
+# An inability word in a short answer ("根据现有信息，无法判断。"); in a long answer it may be law
+# text ("保险人对无法确定的部分……").
+_CLAUSE_END = re.compile(r"(?<=[。！？!?；;.])\s*|\n+")
+
+
+_ZH_SHORT_NON_ANSWER = re.compile(
+    r"(?:无法|难以|不能|没法)(?:判断|确定|回答|得知|说明|给出|提供|作答)|我(?:也)?(?:不太?清楚|不知道|不确定)"
+)
+
+
+_EN_NON_ANSWER = re.compile(
+    r"\b(?:the|this)\s+(?:provided\s+|given\s+|above\s+|available\s+|source\s+|supplied\s+)?"
+    r"(?:text|passage|document|excerpt|extract|context|information|material|materials|source"
+    r"|snippet)\s+(?:does\s+not|doesn't|did\s+not|do\s+not|fails\s+to|is\s+silent|contains\s+no"
+    r"|provides\s+no|gives\s+no|says\s+nothing|makes\s+no)"
+    r"|\b(?:is|are|was|were)\s+not\s+(?:available|provided|included|found|given|present|covered"
+    r"|mentioned|specified|stated)\s+in\s+the\s+(?:provided\s+|given\s+|available\s+)?(?:text"
+    r"|passage|document|excerpt|context|material|information|source|data)"
+    r"|\bno\s+(?:relevant\s+|specific\s+|such\s+|further\s+)?(?:information|details?|mention)\s+"
+    r"(?:is\s+|was\s+)?(?:given|provided|available|found|about|on|regarding|in)"
+    r"|\bnot\s+(?:specified|mentioned|stated|provided|addressed|covered|given|included|discussed"
+    r"|described)\s+in\s+the\s+(?:provided\s+|given\s+)?(?:text|passage|document|excerpt|context"
+    r"|material|information|source)"
+    r"|\bI(?:\s+|(?='))(?:cannot|can't|can\s+not|am\s+unable\s+to|'m\s+unable\s+to|am\s+not\s+able\s+to"
+    r"|'m\s+not\s+able\s+to|do\s+not|don't|could\s+not|couldn't|was\s+unable\s+to)\s+(?:determine"
+    r"|answer|find|say|tell|provide|confirm|locate|identify|access|be\s+certain|be\s+sure"
+    r"|know(?=\s*[.!,]|\s*$|\s+(?:the|this|that|enough|whether|how|what|which|if|about|where|when"
+    r"|who|why|for\s+sure)\b))\b"
+    r"|\bI(?:\s+|(?='))(?:have|had|'ve)\s+no\s+(?:information|knowledge|data|details)\b"
+    r"|\bI(?:\s+|(?='))(?:do\s+not|don't|did\s+not|didn't)\s+have\s+(?:enough|sufficient|the|any)"
+    r"\s+(?:\w+\s+)?(?:context|information|details|data|knowledge)\b"
+    r"|\b(?:information|details|answer|context|data)\b[^.]{0,40}\b(?:is|are)\s+not\s+(?:included"
+    r"|provided|available|given|present|specified|stated|mentioned)\s*[.!]?\s*$"
+    r"|\b(?:cannot|can't|could\s+not|unable\s+to)\s+be\s+(?:determined|answered|established"
+    r"|found)\s+(?:from|based|with|given)"
+    r"|\b(?:not|insufficient|isn't)\s+enough\s+information\b|\binsufficient\s+information\b"
+    r"|\bimpossible\s+to\s+(?:say|determine|tell|know)\b|\bbeyond\s+(?:my|the\s+scope\s+of\s+my)"
+    r"\s+(?:knowledge|ability|abilities|scope)\b"
+    r"|\bthere\s+is\s+no\s+(?:information|mention|indication)\b",
+    re.IGNORECASE,
+)
+
+
+_EN_DEFLECT = re.compile(
+    r"(?:^|(?<=[.!?;,]))\s*it\s+(?:all\s+)?depends\b[^.]{0,40}|\b(?:please\s+)?(?:consult|contact|ask|see|refer\s+to)"
+    r"\s+(?:a|an|your|the)\s+(?:qualified\s+|licensed\s+|relevant\s+)?(?:lawyer|attorney"
+    r"|professional|legal\s+professional|expert|advisor|adviser|insurer|agent|authorities"
+    r"|statute|law)\b[^.]{0,40}|\bseek\s+(?:professional\s+|legal\s+)?advice\b[^.]{0,30}"
+    r"|\bvaries\s+(?:by|from)\s+case\s+to\s+case\b|\bdepends\s+on\s+the"
+    r"\s+(?:circumstances|situation|case)\b",
+    re.IGNORECASE,
+)
+
+
+def find_non_answer(output: str) -> Finding | None:
+    """An answer that says it cannot answer, or only deflects ("请咨询专业人士", "it depends")."""
+    text = strip_quoted(nfkc(output)).strip()
+    if not text:
+        return None
+    m = _ZH_NON_ANSWER.search(text) or _EN_NON_ANSWER.search(text)
+    if m:
+        return Finding(f"non-answer: {m.group()!r}")
+    if len(squash(text)) <= 30:
+        m = _ZH_SHORT_NON_ANSWER.search(text)
+        if m:
+            return Finding(f"non-answer: {m.group()!r}")
+    # A deflection is a non-answer only when nothing else is said: the sentences left once the
+    # deflecting ones are gone hold (almost) no content.
+    zh = detect_lang(text) == "zh"
+    sentences = [p for p in _CLAUSE_END.split(text) if p.strip()]
+    for regex in (_ZH_DEFLECT, _EN_DEFLECT):
+        if not regex.search(text):
+            continue
+        rest = "".join(p for p in sentences if not regex.search(p))
+        if len(squash(rest)) < (8 if zh else 20):
+            return Finding(f"non-answer: only deflects ({text[:40]!r})")
+    return None

@@ -1,0 +1,209 @@
+"""Which provision a question is about, what an answer cites, and whether a question is a case.
+
+References are read from text normalised by ``numerals.normalize_numerals`` (第一百零五条 is
+``第105条``, "Article IV" is ``Article 4``) as pairs such as ``("条", 105)`` or
+``("section", 8)``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .base import CJK, detect_lang, normalized, squash
+
+ZH_REF = re.compile(r"第\s*(\d+)\s*(条|章|节|编)(?:之(\d+))?")
+ZH_CLAUSE_REF = re.compile(r"第\s*(\d+)\s*(款|项)")
+EN_REF = re.compile(
+    r"\b(Article|Art\.|Section|Sec\.|§|Amendment|Clause|Chapter|Title|Rule|Part)\s*(\d+)\b",
+    re.IGNORECASE,
+)
+_EN_KIND = {"art": "article", "sec": "section", "§": "section"}
+
+Ref = tuple[str, int]
+
+
+def references(text_n: str) -> set[Ref]:
+    """Article/section references of a normalised text: {("条", 16), ("section", 8), ...}."""
+    refs: set[Ref] = set()
+    for m in ZH_REF.finditer(text_n):
+        refs.add((m.group(2), int(m.group(1))))
+    for m in EN_REF.finditer(text_n):
+        kind = m.group(1).lower().rstrip(".")
+        refs.add((_EN_KIND.get(kind, kind), int(m.group(2))))
+    return refs
+
+
+_HEADING_REF = re.compile(r"(?m)^#+\s*(?:\d+\.\s*)?(Article|Section|Amendment)\s*(\d+)", re.I)
+
+
+def source_references(source_n: str) -> set[Ref]:
+    """References in a normalised source, headings ("## 1. Article I", "### Section 8") too."""
+    refs = references(source_n)
+    for m in _HEADING_REF.finditer(source_n):
+        refs.add((m.group(1).lower(), int(m.group(2))))
+    return refs
+
+
+def question_target(question_n: str, lang: str) -> set[Ref] | None:
+    """The one provision a normalised question asks about, when it names exactly one."""
+    refs = references(question_n)
+    if lang == "zh":
+        arts = {r for r in refs if r[0] == "条"}
+        return arts if len(arts) == 1 else None
+    arts = {r for r in refs if r[0] in ("article", "amendment")}
+    secs = {r for r in refs if r[0] == "section"}
+    if len(arts) > 1 or len(secs) > 1 or not (arts or secs):
+        return None
+    return arts | secs
+
+
+# "根据《保险法》第十六条，" / "《保险法》第十六条规定" / "Under Article I, Section 5, ...": the
+# provision an answer says it restates.
+_ZH_LEAD = re.compile(
+    rf"^\s*(?:根据|依据|依照|按照|按|据|参照|对照)?\s*(?:《([^》]+)》|([{CJK}]{{2,20}}?"
+    r"(?:法|条例|办法|规定|细则|解释)))?\s*第\s*(\d+)\s*条(?:第\s*\d+\s*款)?\s*(?:的?规定)?\s*[,，:：]"
+    rf"|^\s*(?:《([^》]+)》|([{CJK}]{{2,20}}?(?:法|条例|办法|细则)))?\s*第\s*(\d+)\s*条"
+    r"(?:第\s*\d+\s*款)?\s*(?:明确)?规定"
+)
+_EN_LEAD = re.compile(
+    r"^\s*(?:Under|According\s+to|Per|Pursuant\s+to|In|As\s+set\s+out\s+in)?\s*(?:the\s+)?"
+    r"(Article\s+\d+(?:\s*,?\s*(?:Section|§)\s*\d+)?|Section\s+\d+|Amendment\s+\d+)\b",
+    re.IGNORECASE,
+)
+
+
+def lead_citation(answer_n: str, lang: str) -> tuple[str | None, set[Ref]] | None:
+    """(law name or None, references) of the provision a normalised answer opens by citing."""
+    if lang == "zh":
+        m = _ZH_LEAD.match(answer_n)
+        if not m:
+            return None
+        law = m.group(1) or m.group(2) or m.group(4) or m.group(5)
+        return law, {("条", int(m.group(3) or m.group(6)))}
+    m = _EN_LEAD.match(answer_n)
+    return None if m is None else (None, references(m.group(1)))
+
+
+def law_core(name: str) -> str:
+    """A law's name without spaces, punctuation and the 中华人民共和国 prefix."""
+    name = squash(name)
+    for prefix in ("中华人民共和国", "中国"):
+        if name.startswith(prefix) and len(name) > len(prefix) + 1:
+            return name[len(prefix) :]
+    return name
+
+
+def share_in(core: str, context_sq: str) -> float:
+    """Share of the character bigrams of ``core`` found in ``context_sq``."""
+    grams = [core[i : i + 2] for i in range(len(core) - 1)]
+    return sum(g in context_sq for g in grams) / len(grams) if grams else 0.0
+
+
+def same_law(name: str, context: str) -> bool:
+    """Whether ``context`` names the law ``name`` (in full, abbreviated, or with its prefix)."""
+    core = law_core(name)
+    context_sq = squash(context)
+    # "《保险法》" for "中华人民共和国保险法"; "交强险条例" where the context has the full title.
+    return core in context_sq or (share_in(core, context_sq) >= 0.8 and core[-2:] in context_sq)
+
+
+_ZH_LAW_IN_TEXT = re.compile(
+    rf"《([^》]{{2,40}})》|(?<![本该此这])([{CJK}]{{2,16}}?(?:法|条例))(?=第\s*\d+\s*条)"
+)
+_EN_LAW_IN_TEXT = re.compile(
+    r"\b((?:[A-Z][A-Za-z'.-]+\s+){1,6}(?:Act|Code|Convention|Treaty|Regulations?|Statute))\b"
+)
+_EN_LAW_STOP = frozenset({"The", "This", "That", "Such", "Any", "Each", "Every", "An", "A"})
+
+
+def unknown_laws(answer: str, context: str, lang: str) -> list[str]:
+    """Law names the answer cites that ``context`` (source and question) never mentions."""
+    unknown = []
+    if lang == "zh":
+        for m in _ZH_LAW_IN_TEXT.finditer(answer):
+            name = m.group(1) or m.group(2)
+            if len(law_core(name)) >= 2 and not same_law(name, context):
+                unknown.append(name)
+        return unknown
+    context_sq = squash(context)
+    for m in _EN_LAW_IN_TEXT.finditer(answer):
+        words = m.group(1).split()
+        while words and words[0] in _EN_LAW_STOP:
+            words = words[1:]
+        name = " ".join(words)
+        if len(words) >= 2 and squash(name) not in context_sq:
+            unknown.append(name)
+    return unknown
+
+
+# A question about a case or a calculation: its answer applies the rule in its own words.
+# Cues: a party ("某", "甲方", "小王", "a man"), a hypothesis, a number the law does not have, a
+# personal pronoun, or a scenario sentence before the question ("…撞伤了行人。保险公司要赔吗？").
+_ZH_CASE = re.compile(
+    rf"某|[甲乙丙丁](?:方|公司|某|与|向|对|的)|小[{CJK}](?=[的在因向与为是想已从])"
+    r"|假设|假如|如果|若|倘若|他|她|一(?:名|家|位|辆|份|起)|[0-9]|[。！；;][^。！；;]{4,}$"
+    r"|怎么(?:办|处理|解决|算|计算|赔)|如何(?:处理|计算|认定|解决|赔偿)"
+)
+_EN_CASE = re.compile(
+    r"\b(?:suppose|supposing|assume|assuming|imagine|if|when|hypothetical|scenario)\b"
+    r"|\b(?:a|an)\s+(?:man|woman|person|company|employee|worker|policyholder|driver|resident"
+    r"|city|candidate|couple|family|child|landlord|tenant|customer|buyer|seller)\b"
+    r"|\b(?:Mr|Mrs|Ms|Dr)\.|[0-9]|\b(?:he|she|his|her|him)\b"
+    r"|(?<=[a-z0-9]{2})[.!;]\s+[A-Z][^.!;]{10,}$|\bwhat\s+happens\s+(?:if|when|to)\b",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# "U.S." and "Mr." are not sentence ends.
+_ABBREVIATION = re.compile(r"\b([A-Z])\.(?=[A-Z]\.)|\b([A-Z])\.(?=\s)")
+
+
+@lru_cache(maxsize=256)
+def _numbers_of(text: str) -> frozenset[float]:
+    return frozenset(float(m.group()) for m in _NUMBER.finditer(normalized(text)))
+
+
+def is_case_question(question: str, lang: str | None = None, *, source: str = "") -> bool:
+    """Whether a question describes a case or asks for a calculation (not "what does X say").
+
+    Numbers the question shares with ``source`` ("before 1808", "第三十六条的六十日") are the
+    law's own, not a case's.
+    """
+    text = ZH_REF.sub("", EN_REF.sub("", normalized(question))).strip()
+    if source:
+        known = _numbers_of(source)
+        text = _NUMBER.sub(lambda m: "" if float(m.group()) in known else m.group(), text)
+    text = _ABBREVIATION.sub(r"\1\2", text)
+    lang = lang or detect_lang(question)
+    return bool((_ZH_CASE if lang == "zh" else _EN_CASE).search(text))
+
+
+@lru_cache(maxsize=256)
+def target_passage(source: str, question: str, lang: str | None = None) -> str | None:
+    """The (normalised) text of the one provision the question names, cut from the source.
+
+    "第二十四条" → from the line starting "第二十四条" to the next article or heading; "Article I,
+    Section 8" → from the "Section 8" heading to the next heading. None when the question names
+    no single provision or the source does not have it.
+    """
+    lang = lang or detect_lang(source, question)
+    source_n = normalized(source)
+    target = question_target(normalized(question), lang)
+    if not target:
+        return None
+    if lang == "zh":
+        ((_, num),) = target
+        m = re.search(rf"(?m)^[ \t\u3000#*]*第{num}条", source_n)
+        end_re = re.compile(r"(?m)^[ \t\u3000*]*(?:第\d+条|#)")
+    else:
+        sections = [n for k, n in target if k == "section"]
+        if sections:
+            m = re.search(rf"(?mi)^[ \t#*]*(?:section|sec\.|§)\s*{sections[0]}\b", source_n)
+        else:
+            ((_, num),) = target
+            m = re.search(rf"(?mi)^[ \t#*]*(?:\d+\.\s*)?(?:article|amendment)\s*{num}\b", source_n)
+        end_re = re.compile(r"(?m)^[ \t]*#")
+    if not m:
+        return None
+    end = end_re.search(source_n, m.end())
+    return source_n[m.start() : end.start() if end else len(source_n)]

@@ -1,0 +1,201 @@
+"""Referential questions: a question (or answer) that leans on a text the student will not have.
+
+"根据上述资料", "本合同" with no product or law named, "according to the passage above"; a
+question whose material is in ``input``, or follows inline, may point at it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .base import CJK, Finding, nfkc, strip_quoted
+
+# Nouns for "a text" (what a student does not have).
+_ZH_DOC = (
+    r"(?:文字|文本|文章|文段|段落|材料|资料|内容|条文|原文|片段|摘录|节选|选段|语段|段话|文件"
+    r"|信息|章节|文献|篇章|这段|法条)"
+)
+_ZH_DEIXIS = [
+    # 上述 / 上文 / 前文 / 下文 / 文中 / 原文 / 本文, not the words that contain them (基本文件).
+    r"(?<![基根日资成样范版副账蓝标课脚读剧])本文(?![件化具])",
+    r"(?<![论公作译英中日法韩德俄散课碑铭诗经正条])文中",
+    r"上述|上文|前文|前述|下文|如上所述|原文(?!件)",
+    r"(?:根据|依据|按照|结合|参照|基于|综合|对照|从|由|据|就)以上",
+    rf"以上(?:{_ZH_DOC}|所述|所列|所说|规定|条款|几条|各条|两条|条款)",
+    rf"(?:上面|下面|下列|下述|以下)(?:的|这|那|一)?(?:段|篇|则|份)?{_ZH_DOC}",
+    r"上面(?:提到|所说|说的|讲的|列出|给出)",
+    rf"(?:这|那|该|此|本)(?:一|几|两)?(?:段|篇|则|份|部分)(?:{_ZH_DOC}|话|中|里|内|所|提到|的内容)",
+    rf"(?:这|那|该|此)(?:一|份|篇|则|段)?{_ZH_DOC}",
+    rf"(?:所给|给定|给出|提供|所提供|所列|所附|附带)的?{_ZH_DOC}",
+    r"(?<![申请证明有关提交相关])(?:材料|资料|文本|文章|原文|文段|段落)(?:中|里|内)?"
+    r"(?:提到|提及|指出|所述|显示|表明|记载|描述|所说|所讲|介绍|说明了?|列举|规定的|中的|里的"
+    r"|说的|讲的|写的|提的|谈到|说到|写到|讲到)",
+    r"作者(?:认为|指出|提到|说|写道|想要|想|表达|强调|主张|的观点|的态度|的意图|的看法)",
+]
+_ZH_DEIXIS_RE = re.compile("|".join(f"(?:{p})" for p in _ZH_DEIXIS))
+# The answer referring to "the text": only unambiguous forms ("上述规定" in an answer quotes law).
+_ZH_SAYS = r"(?:提到|提及|指出|所述|所说|规定|说明|没有|未|并未|明确|写道|列出|显示|表明|记载|描述)"
+_ZH_ANSWER_DEIXIS = re.compile(
+    rf"(?<![论公作译英中日法韩德俄散课碑铭诗经正条])文中{_ZH_SAYS}"
+    rf"|(?<![基根日资成样范版副账蓝标课脚读剧])本文(?:中|里)?{_ZH_SAYS}|上文|前文"
+    rf"|原文(?:中|里)?{_ZH_SAYS}"
+    rf"|(?:上述|以上|所给|给定|所提供|提供的)(?:{_ZH_DOC})(?:中|里)?{_ZH_SAYS}"
+    rf"|(?:根据|依据|结合|按照)(?:上述|以上|所给|给定|所提供|提供的)?(?:{_ZH_DOC})"
+    r"(?:[，,]|来看|可知|所述)"
+    rf"|从(?:{_ZH_DOC})(?:来看|可知|中可以看出|中可知)"
+    r"|(?<![申请证明有关提交相关])(?:材料|资料|文本|文章|文段|段落)(?:中|里)(?:提到|提及|指出|所述|"
+    r"显示|表明|记载|描述|没有|未|并未)"
+)
+# 本/该/此/这 + a legal or contract noun: referential unless the question names the thing.
+_ZH_LEGAL_NOUN = (
+    r"(?:合同|条款|保险单|保单|保险|法律|法规|法典|法|条例|规定|办法|细则|解释|须知|声明|协议|产品"
+    r"|计划|险种|附加险|主险|章程|规则|政策|通知|决定|章|节|条|款)"
+)
+_ZH_THIS_NOUN = re.compile(
+    rf"(?<![基根日资成样范版副账蓝标课脚读剧原文])(本|该|此|这(?:份|个|款|项|部|条|种)?)"
+    rf"({_ZH_LEGAL_NOUN})(?![人件院律关系务方面所者费率额金])"
+)
+# A named law or product in the question makes 本合同 / 本法 / 该条款 unambiguous.
+_ZH_NAMED = re.compile(
+    r"《[^》]{2,}》|“[^”]{2,}”|「[^」]{2,}」"
+    rf"|(?<![本该此这])[{CJK}A-Za-z0-9]{{2,}}(?<![方办做说看用想写算手疗语立执司依违合非守本该此"
+    rf"这有关相述列些哪么体他])(?:法(?![院人律规定])|法典|条例|细则|司法解释)"
+    rf"|[{CJK}A-Za-z]{{2,}}(?<!保险)(?:人寿|财险|集团|银行|证券)"
+)
+# Something in the question the 该/此 can point back to: a case ("某", "甲", "一份").
+_ZH_ANTECEDENT = re.compile(r"某|[甲乙丙丁](?:方|公司|某)?|一(?:份|家|名|位|个|辆|款|项|起|种|张)")
+
+_EN_DOC = (
+    r"(?:text|passage|document|excerpt|extract|article|section|paragraph|context|material|materials"
+    r"|reading|snippet|clause|provision|content|information|data|statement|story|report"
+    r"|description|source|chapter|page|transcript|essay)"
+)
+_EN_DEIXIS_RE = re.compile(
+    rf"\b(?:the|this|that|these|those)\s+(?:above|preceding|foregoing|following|given|provided"
+    rf"|attached|accompanying|aforementioned|aforesaid|previous|below|earlier|quoted|cited"
+    rf"|supplied|source|reference|original|referenced|shown|presented)\s+{_EN_DOC}s?\b"
+    rf"|\b(?:text|passage|document|excerpt|extract|paragraph|context|material|reading|snippet"
+    rf"|section|article|content|information|clause|provision)s?\s+(?:above|below|provided|given"
+    rf"|shown|presented|quoted|supplied)\b"
+    rf"|\b(?:above|aforementioned|foregoing)\s+{_EN_DOC}s?\b"
+    rf"|\b(?:in|from|according\s+to|based\s+on|per|by|within|throughout|referring\s+to|given"
+    rf"|using|(?:as\s+)?(?:stated|described|mentioned|noted|given|discussed|outlined|explained"
+    rf"|presented|shown|defined|set\s+out|laid\s+out|specified)\s+in)\s+(?:the|this)\s+"
+    rf"(?:text|passage|document|excerpt|extract|context|reading|snippet|material|materials"
+    rf"|source|paragraph)(?!\s+of\b)\b"
+    rf"|\bthe\s+(?:passage|excerpt|extract|snippet)\b"
+    rf"|\b(?:the|this)\s+(?:author|writer|narrator)(?:'s)?\b(?!\s+of\b)"
+    rf"|\bwhat\s+(?:does|do|did)\s+the\s+(?:text|document|context|material|source|article"
+    rf"|section|clause|provision|paragraph)\s+(?:say|state|mention|describe|provide|indicate"
+    rf"|specify|require|establish|set)\b",
+    re.IGNORECASE,
+)
+# "this article/section/contract/law...": referential unless the question names it.
+_EN_THIS_NOUN = re.compile(
+    r"\b(?:this|that|the\s+said|said)\s+(?:text|document|article|section|paragraph|clause"
+    r"|provision|chapter|contract|policy|agreement|law|act|statute|regulation|constitution"
+    r"|amendment|rule|code|plan|product|excerpt|passage)\b",
+    re.IGNORECASE,
+)
+_EN_NAMED = re.compile(
+    r"\b(?:Article|Section|Amendment|Clause|Title|Chapter|Rule|Regulation|Part)\s+[0-9IVXLC]+\b"
+    r"|\b[A-Z][A-Za-z.]*(?:\s+(?:of\s+)?[A-Z][A-Za-z.]*)*\s+(?:Act|Code|Constitution|Convention"
+    r"|Treaty|Regulations?|Policy|Plan|Law|Statute|Amendment|Charter)\b"
+    r"|\b(?:Constitution|Act|Code|Charter)\s+of\s+(?:the\s+)?[A-Z]"
+    r"|\b(?:First|Second|Third|Fourth|Fifth|Sixth|Seventh|Eighth|Ninth|Tenth|Eleventh|Twelfth"
+    r"|Thirteenth|Fourteenth|Fifteenth|Sixteenth|[0-9]+(?:st|nd|rd|th))\s+Amendment\b"
+    r"|\"[^\"]{3,}\"|“[^”]{3,}”"
+)
+_EN_ANSWER_DEIXIS = re.compile(
+    r"\b(?:the|this)\s+(?:provided\s+|given\s+|above\s+|preceding\s+|original\s+|source\s+)?"
+    r"(?:text|passage|excerpt|extract|snippet|context|material|document)\s+(?:says|states|said"
+    r"|mentions|notes|indicates|describes|explains|suggests|shows|does\s+not|doesn't|makes"
+    r"|is\s+silent|only|also|clearly|above|provided|given)\b"
+    r"|\b(?:according\s+to|based\s+on|as\s+(?:stated|mentioned|described|noted|shown|given)"
+    r"\s+(?:in|by))\s+the\s+(?:provided\s+|given\s+|above\s+)?(?:text|passage|excerpt|extract"
+    r"|snippet)(?!\s+of\b)\b"
+    r"|\bthe\s+(?:above|preceding|foregoing|provided|given|aforementioned)\s+(?:text|passage"
+    r"|excerpt|extract|snippet|context|material|document)\b"
+    r"|\b(?:in|from)\s+the\s+(?:passage|excerpt|extract|snippet)\b",
+    re.IGNORECASE,
+)
+
+
+def _zh_this_noun(question: str) -> str | None:
+    """'本合同' etc. when nothing in the question says which contract or law it is."""
+    if _ZH_NAMED.search(question):
+        return None
+    for m in _ZH_THIS_NOUN.finditer(question):
+        det = m.group(1)
+        if det != "本":
+            before = question[: m.start()]
+            # "某公司与张某签订的合同……该合同": the 该 points back inside the question.
+            noun_core = m.group(2)[-2:] if len(m.group(2)) > 1 else m.group(2)
+            if _ZH_ANTECEDENT.search(before) or noun_core in before:
+                continue
+        if _INLINE_MATERIAL.search(question[m.end() :]):
+            continue  # "阅读本合同条款：……" quotes the text it asks about
+        return m.group()
+    return None
+
+
+# "The following statement: …", "将以下内容分类：香蕉、橙子": the text pointed at comes next.
+_FORWARD = re.compile(r"following|below|下列|以下|下面|下述|如下", re.IGNORECASE)
+_GIVEN_AFTER = re.compile(
+    r"^[^:：\n]{0,40}[:：\n]\s*\S.{6,}|^[^\"“「]{0,40}[\"“「][^\"”」]{4,}", re.DOTALL
+)
+
+
+# "Summarize this paragraph: Scientists now know…", "识别该段落中的情绪。\n\n帮助别人……": the
+# text is in the question itself.
+# "上述/above" points back, at something no later text can be.
+_BACKWARD = re.compile(
+    r"上述|上文|前文|前述|以上|如上|上面|above|preceding|foregoing|aforementioned|aforesaid|previous"
+    r"|earlier",
+    re.IGNORECASE,
+)
+_INLINE_MATERIAL = re.compile(r"[:：\n]\s*\S.{19,}", re.DOTALL)
+
+
+def _pointing(regex: re.Pattern[str], question: str) -> re.Match[str] | None:
+    """The first deixis in ``question`` that points at a text the question does not include."""
+    for m in regex.finditer(question):
+        rest = question[m.end() :]
+        if _FORWARD.search(m.group()) and _GIVEN_AFTER.match(rest):
+            continue
+        if not _BACKWARD.search(m.group()) and _INLINE_MATERIAL.search(rest):
+            continue
+        return m
+    return None
+
+
+def find_referential(instruction: str, output: str = "", *, input: str = "") -> Finding | None:
+    """A question (or answer) that points at a text the student will not have; zh and en.
+
+    A question with its own material in ``input`` may point at it ("根据下面的材料").
+    """
+    if input.strip():
+        return None
+    question = nfkc(instruction)
+    answer = strip_quoted(nfkc(output))
+    m = _pointing(_ZH_DEIXIS_RE, question)
+    if m:
+        return Finding(f"referential question: {m.group()!r}", {"where": "instruction"})
+    found = _zh_this_noun(question)
+    if found:
+        return Finding(
+            f"referential question: {found!r} without naming which one", {"where": "instruction"}
+        )
+    m = _pointing(_EN_DEIXIS_RE, question)
+    if m:
+        return Finding(f"referential question: {m.group()!r}", {"where": "instruction"})
+    m = _EN_THIS_NOUN.search(question)
+    if m and not _EN_NAMED.search(question) and not _INLINE_MATERIAL.search(question[m.end() :]):
+        return Finding(
+            f"referential question: {m.group()!r} without naming which one",
+            {"where": "instruction"},
+        )
+    m = _ZH_ANSWER_DEIXIS.search(answer) or _EN_ANSWER_DEIXIS.search(answer)
+    if m:
+        return Finding(f"answer refers to the source text: {m.group()!r}", {"where": "output"})
+    return None

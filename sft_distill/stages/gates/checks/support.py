@@ -1,0 +1,175 @@
+"""Is what the answer says in the source? Sentence-level support for direct questions.
+
+Support is the share of a text's tokens (CJK character bigrams, stemmed English content words;
+numbers and citations left out) found in the provision the question names, or in the whole
+source when it names none. It catches an invented rule appended to a faithful answer, and an
+answer that restates some other provision under the asked one's name. Case and calculation
+answers apply the rule in their own words, so they are not checked here.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .base import CJK, Finding, detect_lang, nfkc, normalized
+from .provisions import is_case_question, references, target_passage
+
+_ZH_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|\n+")
+# Not after "U.S." or "Mr.": the full stop must follow a lower-case letter, digit or bracket.
+_EN_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]\"”'][.!?;])\s+(?=[A-Z(\"“])|\n+")
+_EN_WORD = re.compile(r"[a-z0-9]+")
+# fmt: off
+_EN_STOP = frozenset([
+    "a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "as", "is", "are", "was",
+    "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "and", "or",
+    "not", "no", "but", "if", "then", "so", "do", "does", "did", "can", "may", "must", "shall",
+    "will", "would", "should", "which", "who", "whom", "whose", "what", "when", "where", "how",
+    "any", "all", "each", "every", "such", "other", "than", "there", "their", "they", "he", "she",
+    "his", "her", "him", "them", "from", "into", "upon", "under", "over", "has", "have", "had",
+    "also", "more", "most", "during", "within", "without", "before", "after", "same", "only",
+    "very",
+])
+# fmt: on
+# A sentence stating a rule (who must, may or shall do what): the kind an invented rule is.
+_ZH_RULE_WORDS = re.compile(
+    r"应当|应|不得|必须|须|可以|有权|无权|不承担|承担|视为|无效|有效|罚款|赔偿|支付|退还|解除|"
+    r"以内|以上|以下|之日起|期限|不超过|不少于|一律|垫付|负担"
+)
+_EN_RULE_WORDS = re.compile(
+    r"\b(?:shall|must|may|cannot|can\s+not|is\s+entitled|are\s+entitled|is\s+required"
+    r"|are\s+required|is\s+prohibited|prohibited|required|within|no\s+later|at\s+least"
+    r"|not\s+exceeding|exempt|void|entitled|liable|penalty|penalties|fine|fined|forfeit|forfeits"
+    r"|waive|waived|only|never|no\s+\w+\s+(?:shall|may|can)|need\s+not|is\s+not\s+allowed"
+    r"|are\s+not\s+allowed)\b",
+    re.IGNORECASE,
+)
+# Advice an answer adds in its own words ("建议…", "you should…") is no claim about the law.
+_ADVICE = re.compile(
+    r"建议|提醒|最好|务必|请注意|需要注意|温馨提示|\b(?:recommend\w*|advis\w*|should"
+    r"|keep\s+in\s+mind|note\s+that|it\s+is\s+wise)\b",
+    re.IGNORECASE,
+)
+# Citations ("根据《保险法》第十六条", "Under Article I, Section 2 of the U.S. Constitution") say
+# where an answer claims to come from, not what it says.
+_CITATION = re.compile(
+    r"《[^》]*》|第\s*[0-9一二三四五六七八九十百千零〇两]+\s*[条款项章节编]"
+    r"|\b(?:Article|Section|Amendment|Clause)\s+[0-9IVXLC]+\b(?:\s*,)?"
+    r"|\b(?:of\s+)?the\s+(?:U\.\s*S\.|United\s+States)\s+Constitution\b",
+    re.IGNORECASE,
+)
+
+
+def split_sentences(text: str, lang: str) -> list[str]:
+    """Sentences of ``text`` (Chinese or English end punctuation, semicolons, line breaks)."""
+    parts = (_ZH_SENTENCE_END if lang == "zh" else _EN_SENTENCE_END).split(nfkc(text))
+    return [p.strip() for p in parts if p and p.strip()]
+
+
+def _stem(word: str) -> str:
+    """A crude English stem: enough for "judges"/"judge", "appointed"/"appointment" to meet."""
+    for suffix in ("ments", "ment", "ings", "ing", "ions", "ion", "ies", "es", "ed", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 4 else word
+
+
+def support_tokens(text: str, lang: str) -> list[str]:
+    """CJK character bigrams (zh) or stemmed content words (en), without numbers or citations.
+
+    Numbers are the numbers check's business; here they would only add chance matches.
+    """
+    text = _CITATION.sub(" ", normalized(text))
+    if lang == "zh":
+        grams: list[str] = []
+        for run in re.findall(f"[{CJK}]+", text):
+            grams.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
+        return grams
+    words = _EN_WORD.findall(text.casefold())
+    return [_stem(w) for w in words if w not in _EN_STOP and not w.isdigit()]
+
+
+@lru_cache(maxsize=256)
+def _token_set(text: str, lang: str) -> frozenset[str]:
+    return frozenset(support_tokens(text, lang))
+
+
+def sentence_support(
+    output: str, source: str, question: str = "", *, lang: str | None = None
+) -> list[tuple[str, float, int]]:
+    """(sentence, share of its tokens in the named provision or source, tokens) per sentence."""
+    lang = lang or detect_lang(source, output)
+    target = target_passage(source, question, lang)
+    known = _token_set(target if target is not None else source, lang)
+    rows = []
+    for sent in split_sentences(output, lang):
+        toks = support_tokens(sent, lang)
+        if toks:
+            rows.append((sent, sum(t in known for t in toks) / len(toks), len(toks)))
+    return rows
+
+
+def find_unsupported(
+    output: str,
+    source: str,
+    question: str = "",
+    *,
+    lang: str | None = None,
+    min_sentence_support: float = 0.5,
+    min_answer_support: float = 0.35,
+    min_source_support: float = 0.4,
+    min_tokens: int | None = None,
+) -> Finding | None:
+    """A rule sentence the source does not support, or an answer restating another provision.
+
+    Only answers to direct questions ("第十六条规定了什么？", "How long is a Senator's term?")
+    are checked (see the module docstring).
+
+    - A sentence stating a rule ("…应当…", "… shall …"; not advice) whose support is under
+      ``min_sentence_support`` looks invented. A sentence citing another article of the source
+      is measured against the whole source.
+    - An answer whose own words (those not in the question) share under ``min_answer_support``
+      with the provision the question names, or under ``min_source_support`` with the whole
+      source when it names none, restates some other provision.
+
+    ``min_tokens`` (default 8 bigrams in Chinese, 4 words in English) skips short sentences.
+    """
+    if not source.strip():
+        return None
+    lang = lang or detect_lang(source, output)
+    if is_case_question(question, lang, source=source):
+        return None
+    if min_tokens is None:
+        min_tokens = 8 if lang == "zh" else 4
+    target = target_passage(source, question, lang)
+    src_tokens = _token_set(source, lang)
+    tgt_tokens = _token_set(target, lang) if target is not None else src_tokens
+    rule_words = _ZH_RULE_WORDS if lang == "zh" else _EN_RULE_WORDS
+    answer_tokens: list[str] = []
+    for sent in split_sentences(output, lang):
+        toks = support_tokens(sent, lang)
+        answer_tokens.extend(toks)
+        if len(toks) < min_tokens or not rule_words.search(sent) or _ADVICE.search(sent):
+            continue
+        # The question is no evidence for a rule: its words do not count as support here.
+        known = src_tokens if references(normalized(sent)) else tgt_tokens
+        support = sum(t in known for t in toks) / len(toks)
+        if support < min_sentence_support:
+            return Finding(
+                f"sentence not supported by the source ({support:.0%} of its words): {sent[:60]!r}",
+                {"sentence": sent, "sentence_support": round(support, 3)},
+            )
+    q_tokens = _token_set(question, lang)
+    own = [t for t in answer_tokens if t not in q_tokens]
+    if len(own) < min_tokens:
+        return None
+    support = sum(t in tgt_tokens for t in own) / len(own)
+    floor = min_answer_support if target is not None else min_source_support
+    if support < floor:
+        where = "the provision asked about" if target is not None else "the source"
+        return Finding(
+            f"answer shares only {support:.0%} of its own words with {where}",
+            {"answer_support": round(support, 3)},
+        )
+    return None

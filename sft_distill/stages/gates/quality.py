@@ -1,0 +1,185 @@
+"""Quality gates: the deterministic checks of ``checks`` as gates, each with its own drop reason.
+
+``{"type": "quality"}`` enables them all, cheapest first (``QUALITY_GATE_TYPES`` in ``registry``);
+each is also a type of its own (``referential``, ``evidence``, ``numbers``, ``truncated``,
+``non_answer``, ``support``). None runs unless configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ...models import Sample
+from .base import GateResult
+from .checks.evidence import check_evidence
+from .checks.non_answer import find_non_answer
+from .checks.numbers import check_numbers
+from .checks.referential import find_referential
+from .checks.support import find_unsupported
+from .checks.truncation import find_truncation
+from .rules import _bool_opt, _float_opt
+
+KEEP = GateResult(keep=True)
+
+
+def _question(sample: Sample) -> str:
+    """The whole user turn: numbers of a case may sit in the input."""
+    return f"{sample.instruction}\n{sample.input}" if sample.input.strip() else sample.instruction
+
+
+class ReferentialGate:
+    """Drops a question that points at a text the student will not have ("根据上述资料…",
+    "本合同…" with no product named, "according to the passage above"), and an answer that
+    refers to "the text" ("文中提到", "the passage says") when ``check_output`` is on."""
+
+    def __init__(self, *, check_output: bool = True, name: str = "referential") -> None:
+        self.name = name
+        self.check_output = _bool_opt("check_output", check_output)
+
+    async def check(self, sample: Sample) -> GateResult:
+        """Keep unless the question or answer leans on an unseen text."""
+        output = sample.output if self.check_output else ""
+        found = find_referential(sample.instruction, output, input=sample.input)
+        return KEEP if found is None else GateResult(False, found.reason)
+
+
+_ON_MISSING = ("drop", "flag")
+
+
+def sample_evidence(sample: Sample) -> list[str]:
+    """The sample's evidence quotes: ``sample.evidence``, else ``annotations["evidence"]``."""
+    if sample.evidence:
+        return list(sample.evidence)
+    quotes: Any = sample.annotations.get("evidence")
+    if isinstance(quotes, str):
+        return [quotes]
+    if isinstance(quotes, Sequence):
+        return [q for q in quotes if isinstance(q, str)]
+    return []
+
+
+class EvidenceGate:
+    """Checks that every verbatim evidence quote of the sample is in its chunk.
+
+    Matching is fuzzy (NFKC, case, spaces and punctuation ignored; otherwise the best aligned
+    window must cover ``threshold`` of the quote's characters). A quote not found drops the
+    sample (``on_missing: "drop"``) or only annotates it (``"flag"``). A sample with no quotes,
+    or no chunk text, is kept with ``evidence_verified: null``.
+    """
+
+    def __init__(
+        self, *, threshold: float = 0.85, on_missing: str = "drop", name: str = "evidence"
+    ) -> None:
+        self.name = name
+        self.threshold = _float_opt("threshold", threshold)
+        if on_missing not in _ON_MISSING:
+            raise ValueError(f"on_missing must be 'drop' or 'flag', got {on_missing!r}")
+        self.on_missing = on_missing
+
+    async def check(self, sample: Sample) -> GateResult:
+        """Keep when every quote is in the chunk (or on_missing is 'flag')."""
+        quotes = sample_evidence(sample)
+        if not quotes or not sample.source_text.strip():
+            return GateResult(True, None, {"evidence_verified": None})
+        result = check_evidence(quotes, sample.source_text, threshold=self.threshold)
+        notes: dict[str, Any] = {
+            "evidence_verified": result.verified,
+            "evidence_scores": result.scores,
+        }
+        if result.verified:
+            return GateResult(True, None, notes)
+        notes["evidence_failed"] = result.failed
+        reason = (
+            f"{len(result.failed)} of {len(quotes)} evidence quotes not in the source: "
+            f"{result.failed[0][:40]!r}"
+        )
+        return GateResult(self.on_missing == "flag", reason, notes)
+
+
+class NumbersGate:
+    """Drops an answer whose rule quantities (deadlines, percentages, multiples, amounts),
+    cited articles or laws are neither in the source nor the question, nor one arithmetic step
+    away from them (see ``checks.numbers.check_numbers``)."""
+
+    def __init__(self, *, name: str = "numbers") -> None:
+        self.name = name
+
+    async def check(self, sample: Sample) -> GateResult:
+        """Keep unless a number or reference of the answer is unaccounted for."""
+        found = check_numbers(sample.output, sample.source_text, _question(sample))
+        if found is None:
+            return KEEP
+        return GateResult(False, found.reason, {"numbers": found.details})
+
+
+class TruncationGate:
+    """Drops an answer cut off mid-sentence, or one whose generation stopped at max_tokens
+    (``annotations["finish_reason"] == "length"``)."""
+
+    def __init__(self, *, name: str = "truncated") -> None:
+        self.name = name
+
+    async def check(self, sample: Sample) -> GateResult:
+        """Keep unless the answer stops mid-sentence."""
+        reason = sample.annotations.get("finish_reason")
+        found = find_truncation(sample.output, reason if isinstance(reason, str) else None)
+        return KEEP if found is None else GateResult(False, found.reason)
+
+
+class NonAnswerGate:
+    """Drops "资料中没有提及", "无法确定", "the text does not say", "I cannot determine", and
+    answers that only deflect ("请咨询专业人士", "it depends")."""
+
+    def __init__(self, *, name: str = "non_answer") -> None:
+        self.name = name
+
+    async def check(self, sample: Sample) -> GateResult:
+        """Keep unless the answer declines to answer."""
+        found = find_non_answer(sample.output)
+        return KEEP if found is None else GateResult(False, found.reason)
+
+
+class SupportGate:
+    """Drops an answer to a direct question that the source does not support: a rule sentence
+    sharing little with the provision asked about (an invented rule), or an answer that
+    restates some other provision (see ``checks.support.find_unsupported``). Case and calculation
+    answers are not checked."""
+
+    def __init__(
+        self,
+        *,
+        min_sentence_support: float = 0.5,
+        min_answer_support: float = 0.35,
+        min_source_support: float = 0.4,
+        name: str = "support",
+    ) -> None:
+        self.name = name
+        self.min_sentence_support = _float_opt("min_sentence_support", min_sentence_support)
+        self.min_answer_support = _float_opt("min_answer_support", min_answer_support)
+        self.min_source_support = _float_opt("min_source_support", min_source_support)
+
+    async def check(self, sample: Sample) -> GateResult:
+        """Keep unless part of the answer is not in the source."""
+        found = find_unsupported(
+            sample.output,
+            sample.source_text,
+            _question(sample),
+            min_sentence_support=self.min_sentence_support,
+            min_answer_support=self.min_answer_support,
+            min_source_support=self.min_source_support,
+        )
+        if found is None:
+            return KEEP
+        return GateResult(False, found.reason, {"support": found.details})
+
+
+__all__ = [
+    "EvidenceGate",
+    "NonAnswerGate",
+    "NumbersGate",
+    "ReferentialGate",
+    "SupportGate",
+    "TruncationGate",
+    "sample_evidence",
+]
