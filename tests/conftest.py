@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from sft_distill.simulator import Simulator, SimulatorConfig
+from sft_distill.simulator.server import Simulator, SimulatorConfig
 
 # Re-exported: tests written before tests/helpers.py import these from conftest.
 from tests.helpers import (  # noqa: F401

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from sft_distill.cli import main
-from sft_distill.config import DistillConfig, EndpointConfig, build_config
-from sft_distill.simulator import Simulator
+from sft_distill.config.merging import build_config
+from sft_distill.config.models import DistillConfig, EndpointConfig
+from sft_distill.simulator.server import Simulator
 
 # --- paths and data --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import random
 
-from sft_distill.pii import id_check_digit, luhn_ok
+from sft_distill.stages.gates.pii_detect import id_check_digit, luhn_ok
 
 # Prefecture-level codes: Dongcheng (Beijing), Xuhui (Shanghai), Futian (Shenzhen), Tianhe
 # (Guangzhou), Xihu (Hangzhou), Wuhou (Chengdu), Jianghan (Wuhan), Xuanwu (Nanjing).

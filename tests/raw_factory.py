@@ -7,10 +7,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sft_distill.config import DIMENSIONS, DistillConfig
-from sft_distill.data_io import JsonlWriter
-from sft_distill.filtering import apply_thresholds
+from sft_distill.config.models import DIMENSIONS, DistillConfig
 from sft_distill.models import Judgement, ScoredSample
+from sft_distill.outputs.writers import JsonlWriter
+from sft_distill.selection.thresholds import apply_thresholds
 
 
 def judgement(

@@ -10,16 +10,12 @@ from pathlib import Path
 import pytest
 
 from sft_distill import DatasetDistillationPipeline
-from sft_distill.concurrency import AdaptiveLimiter, TokenBucket
-from sft_distill.llm_client import LLMClient, parse_duration
-from sft_distill.prompts import evaluation_messages, parse_evaluation_prompt
-from sft_distill.simulator import (
-    FAULT_KINDS,
-    Scripted,
-    Simulator,
-    SimulatorConfig,
-    run_in_thread,
-)
+from sft_distill.llm.client import LLMClient
+from sft_distill.llm.limits import AdaptiveLimiter, TokenBucket
+from sft_distill.llm.prompts import evaluation_messages, parse_evaluation_prompt
+from sft_distill.llm.transport import parse_duration
+from sft_distill.simulator.faults import Scripted
+from sft_distill.simulator.server import FAULT_KINDS, Simulator, SimulatorConfig, run_in_thread
 from tests.helpers import (
     SLICES,
     cli_config,

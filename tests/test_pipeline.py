@@ -8,7 +8,7 @@ import pytest
 
 from sft_distill import DatasetDistillationPipeline
 from sft_distill.errors import InputError
-from sft_distill.simulator import Simulator, SimulatorConfig, run_in_thread
+from sft_distill.simulator.server import Simulator, SimulatorConfig, run_in_thread
 from tests.helpers import SLICES, read_jsonl, read_metadata, sim_config
 
 
@@ -256,8 +256,8 @@ def test_run_sync_works_inside_a_running_loop(tmp_path):
     ],
 )
 def test_judge_scores_are_read_on_a_0_to_10_scale(scores, expected):
-    from sft_distill.evaluator import parse_scores
-    from sft_distill.llm_client import ChatResult
+    from sft_distill.llm.transport import ChatResult
+    from sft_distill.stages.judge import parse_scores
 
     got, _ = parse_scores(
         ChatResult(content=json.dumps(scores), reasoning=None, finish_reason="stop", model="m")
@@ -274,8 +274,8 @@ def test_judge_scores_are_read_on_a_0_to_10_scale(scores, expected):
     ],
 )
 def test_judge_replies_missing_dimensions_or_out_of_range_are_rejected(scores):
-    from sft_distill.evaluator import parse_scores
-    from sft_distill.llm_client import ChatResult
+    from sft_distill.llm.transport import ChatResult
+    from sft_distill.stages.judge import parse_scores
 
     with pytest.raises(ValueError):
         parse_scores(
@@ -306,7 +306,8 @@ async def test_rerun_does_not_embed_again(sim, tmp_path):
 @pytest.mark.slow
 async def test_report_gathered_while_streaming_equals_a_recount_of_the_raw_file(sim, tmp_path):
     """The pipeline builds the report as samples arrive; refilter recounts the final raw file."""
-    from sft_distill.report import REPORT_FILE, collect_examples, compute_report, render_html
+    from sft_distill.outputs.report import REPORT_FILE, collect_examples, compute_report
+    from sft_distill.outputs.report_html import render_html
 
     result = await run(sim, tmp_path, max_per_slice=1)
     out = result.output_dir

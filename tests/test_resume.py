@@ -12,7 +12,7 @@ import pytest
 from sft_distill import DatasetDistillationPipeline
 from sft_distill.cli import main
 from sft_distill.errors import OutputError
-from sft_distill.simulator import SimulatorConfig, run_in_thread
+from sft_distill.simulator.server import SimulatorConfig, run_in_thread
 from tests.helpers import (
     cache_rows,
     make_input,
@@ -198,7 +198,7 @@ async def test_the_same_input_at_another_path_still_resumes(sim, tmp_path):
 
 @pytest.mark.slow
 def test_a_second_process_on_the_same_output_dir_is_refused(sim_thread, reference, tmp_path):
-    from sft_distill.data_io import lock_output_dir
+    from sft_distill.outputs.writers import lock_output_dir
 
     out = tmp_path / "out"
     out.mkdir()

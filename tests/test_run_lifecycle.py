@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from sft_distill.cli import main
-from sft_distill.data_io import LOCK_FILENAME, lock_output_dir
-from sft_distill.simulator import SimulatorConfig, run_in_thread
+from sft_distill.outputs.writers import LOCK_FILENAME, lock_output_dir
+from sft_distill.simulator.server import SimulatorConfig, run_in_thread
 from tests.helpers import (
     SLICES,
     cache_rows,

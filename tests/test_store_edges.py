@@ -16,7 +16,7 @@ import pytest
 
 from sft_distill.cli import main
 from sft_distill.errors import interrupted_message
-from sft_distill.simulator import SimulatorConfig, run_in_thread
+from sft_distill.simulator.server import SimulatorConfig, run_in_thread
 from tests.helpers import REPO, SLICES, cli_config, dry_run, read_metadata, start_cli
 
 HUGE = "9" * 5000  # Python refuses to parse integers of more than 4,300 digits

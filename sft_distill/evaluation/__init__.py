@@ -1,0 +1,1 @@
+"""Evaluating a fine-tuned student against the reference answers (sft-distill eval)."""

@@ -1,0 +1,93 @@
+"""bounded_map: streaming, bounded, errors surface, cleanup on exit."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sft_distill.stages.stream import bounded_map
+
+
+async def aiter_list(items, *, delay: float = 0.0, log: list | None = None):
+    for x in items:
+        if log is not None:
+            log.append(("read", x))
+        if delay:
+            await asyncio.sleep(delay)
+        yield x
+
+
+async def test_all_results_arrive_with_bounded_concurrency():
+    running = peak = 0
+
+    async def work(x):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01 * (x % 3))
+        running -= 1
+        return x * 2
+
+    out = [r async for r in bounded_map(aiter_list(range(50)), work, limit=5)]
+    assert sorted(out) == [x * 2 for x in range(50)]
+    assert peak == 5
+
+
+async def test_results_stream_before_source_is_exhausted():
+    log: list = []
+
+    async def work(x):
+        return x
+
+    agen = bounded_map(aiter_list(range(1000), log=log), work, limit=4)
+    first = await agen.__anext__()
+    await agen.aclose()
+    assert first == 0
+    reads = [e for e in log if e[0] == "read"]
+    assert len(reads) < 20  # backpressure: intake stops while the consumer does not take results
+
+
+async def test_exception_in_fn_reaches_consumer_and_cancels_others():
+    cancelled = []
+
+    async def work(x):
+        if x == 3:
+            raise ValueError("boom")
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(x)
+            raise
+        return x
+
+    with pytest.raises(ValueError, match="boom"):
+        async for _ in bounded_map(aiter_list(range(6)), work, limit=6):
+            pass
+    assert cancelled  # the sleepers were cancelled, not left running
+
+
+async def test_exception_in_source_reaches_consumer():
+    async def bad_source():
+        yield 1
+        raise RuntimeError("source broke")
+
+    async def work(x):
+        return x
+
+    with pytest.raises(RuntimeError, match="source broke"):
+        async for _ in bounded_map(bad_source(), work, limit=2):
+            pass
+
+
+async def test_empty_source():
+    async def work(x):
+        return x
+
+    assert [r async for r in bounded_map(aiter_list([]), work, limit=3)] == []
+
+
+async def test_limit_must_be_positive():
+    with pytest.raises(ValueError):
+        async for _ in bounded_map(aiter_list([1]), asyncio.sleep, limit=0):
+            pass
