@@ -261,6 +261,18 @@ def _replace_ordinal(m: re.Match[str]) -> str:
     return f"{value}{suffix or 'th'}"
 
 
+# "second" as a unit of time: after a number ("a 60-second timeout", "10 second") or an article.
+_SECOND_UNIT = re.compile(r"(?:\d[\s-]?|\b(?:a|per|each|one)\s+)$", re.IGNORECASE)
+
+
+def _replace_ordinal_in(text: str, m: re.Match[str]) -> str:
+    if m.group().lower() == "second" and _SECOND_UNIT.search(
+        text[max(0, m.start() - 8) : m.start()]
+    ):
+        return m.group()
+    return _replace_ordinal(m)
+
+
 def normalize_numerals(text: str, *, ordinals: bool = False) -> str:
     """``text`` (NFKC) with every number written in digits; see the module docstring.
 
@@ -281,6 +293,6 @@ def normalize_numerals(text: str, *, ordinals: bool = False) -> str:
         text = _ORDINAL_AMENDMENT.sub(_replace_ordinal_amendment, text)
         text = _EN_FRACTION.sub(_replace_en_fraction, text)
         if ordinals:
-            text = _EN_ORDINAL.sub(_replace_ordinal, text)
+            text = _EN_ORDINAL.sub(lambda m: _replace_ordinal_in(text, m), text)
         text = _EN_NUMBER.sub(_replace_en_number, text)
     return text
