@@ -533,6 +533,12 @@ _ZH_DEFLECT = re.compile(
     r"请?(?:您)?(?:咨询|询问|联系|查阅|参阅|参考)(?:专业人士|律师|专业律师|保险公司|客服|相关部门"
     r"|有关部门|专业机构|当地|相关|有关)[^。！？]{0,16}"
     r"|建议(?:您)?(?:咨询|联系|询问|查阅|参阅)[^。！？]{0,16}|视(?:具体)?情况而定|具体情况具体分析"
+    # "请参照您所在小区的合同": sends the reader to a document of their own
+    r"|请(?:您)?(?:参照|参考|查阅|参阅|查看|核实|确认|咨询|询问|联系)(?:您|你)?(?:所在|当地|自己|具体)"
+    r"[^。！？]{0,20}"
+    # "这取决于……": what it depends on, as a clause of its own
+    r"|(?:^|(?<=[。！？，,；;]))\s*(?:这|具体|答案|结果|期限|时间)?(?:要|需要)?(?:取决于|视[^。！？，,]{1,12}而定)"
+    r"[^。！？，,；;]{0,24}(?=[。！？，,；;]|$)"
     r"|(?:难以|无法|不能)一概而论|请以[^。！？]{0,16}为准"
     # an estimate word is a deflection only as a clause of its own ("不一定。"), not inside one
     # ("闪光的不一定都是金子", "尽管这取决于……")
@@ -548,8 +554,9 @@ _ZH_SHORT_NON_ANSWER = re.compile(
 _EN_NON_ANSWER = re.compile(
     r"\b(?:the|this)\s+(?:provided\s+|given\s+|above\s+|available\s+|source\s+|supplied\s+)?"
     r"(?:text|passage|document|excerpt|extract|context|information|material|materials|source"
-    r"|snippet)\s+(?:does\s+not|doesn't|did\s+not|do\s+not|fails\s+to|is\s+silent|contains\s+no"
-    r"|provides\s+no|gives\s+no|says\s+nothing|makes\s+no)"
+    r"|snippet|documentation|docs|readme|page|guide|manual|section|article)\s+(?:does\s+not"
+    r"|doesn't|did\s+not|do\s+not|don't|fails\s+to|is\s+silent|contains\s+no|provides\s+no"
+    r"|gives\s+no|says\s+nothing|makes\s+no)"
     r"|\b(?:is|are|was|were)\s+not\s+(?:available|provided|included|found|given|present|covered"
     r"|mentioned|specified|stated)\s+in\s+the\s+(?:provided\s+|given\s+|available\s+)?(?:text"
     r"|passage|document|excerpt|context|material|information|source|data)"
@@ -587,8 +594,42 @@ _EN_DEFLECT = re.compile(
 )
 
 
-def find_non_answer(output: str) -> Finding | None:
-    """An answer that says it cannot answer, or only deflects ("请咨询专业人士", "it depends")."""
+# A question asking for an amount, a period or a default value, and what answers one.
+_ZH_ASKS_AMOUNT = re.compile(
+    r"多久|多长时间|多长|多少|几(?:天|日|个|年|倍|次|项|名|人|种|周|小时|分钟)[？?吗呢]|期限是|最晚|最长|最多"
+)
+_EN_ASKS_AMOUNT = re.compile(
+    r"\bhow\s+(?:long|many|much|often|old)\b|\bwhat\s+is\s+the\s+default\b"
+    r"|\bwhat\s+(?:percentage|fraction|proportion|age)\b",
+    re.IGNORECASE,
+)
+_AMOUNT = re.compile(
+    r"\d|\b(?:none|unlimited|forever|indefinitely|immediately|never|once|twice|no\s+limit)\b"
+    r"|半|无限|不限|立即|立刻|合理|及时|随时|不得超过|以内",
+    re.IGNORECASE,
+)
+
+
+def _circular(question: str, text: str) -> bool:
+    """An answer to "how long/how many/what is the default" that gives no amount and mostly
+    repeats the question's own words ("The default timeout is the timeout applied by default")."""
+    from .support_check import support_tokens
+
+    zh = detect_lang(question, text) == "zh"
+    asks = (_ZH_ASKS_AMOUNT if zh else _EN_ASKS_AMOUNT).search(question)
+    if not asks or _AMOUNT.search(normalize_numerals(text)):
+        return False
+    lang = "zh" if zh else "en"
+    toks = support_tokens(text, lang)
+    asked = set(support_tokens(question, lang))
+    limit = 40 if zh else 30
+    return 4 <= len(toks) <= limit and sum(t in asked for t in toks) / len(toks) >= 0.5
+
+
+def find_non_answer(output: str, question: str = "") -> Finding | None:
+    """An answer that says it cannot answer, or only deflects ("请咨询专业人士", "it depends"),
+    or (given the ``question``) answers "how long?" by repeating the question without an amount.
+    """
     text = strip_quoted(nfkc(output)).strip()
     if not text:
         return None
@@ -603,10 +644,17 @@ def find_non_answer(output: str) -> Finding | None:
     # deflecting ones are gone hold (almost) no content.
     zh = detect_lang(text) == "zh"
     sentences = [p for p in _CLAUSE_END.split(text) if p.strip()]
-    for regex in (_ZH_DEFLECT, _EN_DEFLECT):
+    # Chinese deflections are clauses ("这取决于……，请参照……"): what else is said counts by clause.
+    clauses = [p for p in _ZH_CLAUSE_SPLIT.split(text) if p.strip()]
+    for regex, parts in ((_ZH_DEFLECT, clauses), (_EN_DEFLECT, sentences)):
         if not regex.search(text):
             continue
-        rest = "".join(p for p in sentences if not regex.search(p))
+        rest = "".join(p for p in parts if not regex.search(p))
         if len(squash(rest)) < (8 if zh else 20):
             return Finding(f"non-answer: only deflects ({text[:40]!r})")
+    if question and _circular(nfkc(question), text):
+        return Finding(f"non-answer: repeats the question without an amount ({text[:40]!r})")
     return None
+
+
+_ZH_CLAUSE_SPLIT = re.compile(r"[。！？!?；;，,：:\n]+")

@@ -138,7 +138,7 @@ class NonAnswerGate:
 
     async def check(self, sample: Sample) -> GateResult:
         """Keep unless the answer declines to answer."""
-        found = find_non_answer(sample.output)
+        found = find_non_answer(sample.output, _question(sample))
         return KEEP if found is None else GateResult(False, found.reason)
 
 
