@@ -536,6 +536,9 @@ _ZH_DEFLECT = re.compile(
     # "请参照您所在小区的合同": sends the reader to a document of their own
     r"|请(?:您)?(?:参照|参考|查阅|参阅|查看|核实|确认|咨询|询问|联系)(?:您|你)?(?:所在|当地|自己|具体)"
     r"[^。！？]{0,20}"
+    # talk about the question instead of an answer: "您的问题是……", "这是一个关于……的问题"
+    r"|(?:您|你)(?:的问题|问的|想问的)是[^。！？]{0,40}|(?:这|此)(?:是|属于)(?:一个)?(?:关于|有关)[^。！？]{0,30}的"
+    r"问题|(?:这|此)是一个(?:复杂|很复杂|比较复杂|专业|敏感)的问题"
     # "这取决于……": what it depends on, as a clause of its own
     r"|(?:^|(?<=[。！？，,；;]))\s*(?:这|具体|答案|结果|期限|时间)?(?:要|需要)?(?:取决于|视[^。！？，,]{1,12}而定)"
     r"[^。！？，,；;]{0,24}(?=[。！？，,；;]|$)"
@@ -588,6 +591,11 @@ _EN_DEFLECT = re.compile(
     r"\s+(?:a|an|your|the)\s+(?:qualified\s+|licensed\s+|relevant\s+)?(?:lawyer|attorney"
     r"|professional|legal\s+professional|expert|advisor|adviser|insurer|agent|authorities"
     r"|statute|law)\b[^.]{0,40}|\bseek\s+(?:professional\s+|legal\s+)?advice\b[^.]{0,30}"
+    r"|\b(?:best|better|advisable|recommended)\s+to\s+(?:ask|consult|contact|check\s+with"
+    r"|reach\s+out\s+to)\b[^.]{0,60}|\bopen\s+an?\s+(?:issue|ticket)\b[^.]{0,40}"
+    r"|\b(?:is|are)\s+(?:a\s+|an\s+)?(?:nuanced|complex|complicated|tricky|subtle|difficult)"
+    r"\s+(?:topic|question|issue|matter|area|subject)\b[^.]{0,40}"
+    r"|\b(?:your|the)\s+question\s+(?:is|asks)\b[^.]{0,60}|\byou(?:'re|\s+are)\s+asking\b[^.]{0,60}"
     r"|\bvaries\s+(?:by|from)\s+case\s+to\s+case\b|\bdepends\s+on\s+the"
     r"\s+(?:circumstances|situation|case)\b",
     re.IGNORECASE,
@@ -644,17 +652,16 @@ def find_non_answer(output: str, question: str = "") -> Finding | None:
     # deflecting ones are gone hold (almost) no content.
     zh = detect_lang(text) == "zh"
     sentences = [p for p in _CLAUSE_END.split(text) if p.strip()]
-    # Chinese deflections are clauses ("这取决于……，请参照……"): what else is said counts by clause.
-    clauses = [p for p in _ZH_CLAUSE_SPLIT.split(text) if p.strip()]
-    for regex, parts in ((_ZH_DEFLECT, clauses), (_EN_DEFLECT, sentences)):
+    for regex in (_ZH_DEFLECT, _EN_DEFLECT):
         if not regex.search(text):
             continue
-        rest = "".join(p for p in parts if not regex.search(p))
+        if regex is _ZH_DEFLECT:
+            # Chinese deflections are phrases ("这取决于……，请参照……"): what is left without them.
+            rest = regex.sub("", text)
+        else:
+            rest = "".join(p for p in sentences if not regex.search(p))
         if len(squash(rest)) < (8 if zh else 20):
             return Finding(f"non-answer: only deflects ({text[:40]!r})")
     if question and _circular(nfkc(question), text):
         return Finding(f"non-answer: repeats the question without an amount ({text[:40]!r})")
     return None
-
-
-_ZH_CLAUSE_SPLIT = re.compile(r"[。！？!?；;，,：:\n]+")

@@ -145,16 +145,26 @@ def unknown_laws(answer: str, context: str, lang: str) -> list[str]:
 # Cues: a party ("某", "甲方", "小王", "a man"), a hypothesis, a number the law does not have, a
 # personal pronoun, or a scenario sentence before the question ("…撞伤了行人。保险公司要赔吗？").
 _ZH_CASE = re.compile(
-    rf"某|[甲乙丙丁](?:方|公司|某|与|向|对|的)|小[{CJK}](?=[的在因向与为是想已从])"
-    r"|假设|假如|如果|若|倘若|他|她|一(?:名|家|位|辆|份|起)|[0-9]|[。！；;][^。！；;]{4,}$"
+    rf"某|[甲乙丙丁](?:方|公司|某|与|向|对|的)|[小老阿][{CJK}](?=[的在因向与为是想已从跟和被把])"
+    r"|假设|假如|如果|若|倘若|他|她|我|你|一(?:名|家|位|辆|份|起)|[0-9]|[。！；;][^。！；;]{4,}$"
     r"|怎么(?:办|处理|解决|算|计算|赔)|如何(?:处理|计算|认定|解决|赔偿)"
+    # a date or a total to work out
+    r"|哪天|哪一天|几号|最早|一共|总共"
 )
 _EN_CASE = re.compile(
     r"\b(?:suppose|supposing|assume|assuming|imagine|if|when|hypothetical|scenario)\b"
     r"|\b(?:a|an)\s+(?:man|woman|person|company|employee|worker|policyholder|driver|resident"
     r"|city|candidate|couple|family|child|landlord|tenant|customer|buyer|seller)\b"
     r"|\b(?:Mr|Mrs|Ms|Dr)\.|[0-9]|\b(?:he|she|his|her|him)\b"
-    r"|(?<=[a-z0-9]{2})[.!;]\s+[A-Z][^.!;]{10,}$|\bwhat\s+happens\s+(?:if|when|to)\b",
+    r"|(?<=[a-z0-9]{2})[.!;]\s+[A-Z][^.!;]{10,}$|\bwhat\s+happens\s+(?:if|when|to)\b"
+    # someone's own situation ("I call …", "our tests …"), not "how do I …"
+    r"|\b(?:my|our)\s+(?:\w+\s+){0,2}(?:is|are|was|were|has|have|had|takes?|took|gets?|got"
+    r"|returns?|raises?|fails?|failed|keeps?|kept)\b|(?<!\bdo\s)(?<!\bcan\s)(?<!\bshould\s)(?<!\bwould\s)(?<!\bcould\s)"
+    r"(?<!\bwill\s)(?<!\bmust\s)(?<!\bdid\s)(?<!\bmay\s)\b(?:I|we)\s+(?!(?:can|could|should"
+    r"|would|will|must|need|want|may|might|do|don't)\b)[a-z]+"
+    # a quantity to work out
+    r"|\b(?:maximum|minimum|total|largest|smallest|at\s+most|in\s+total|altogether|calculate"
+    r"|compute|work\s+out)\b",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -174,6 +184,8 @@ def is_case_question(question: str, lang: str | None = None, *, source: str = ""
     law's own, not a case's.
     """
     text = ZH_REF.sub("", EN_REF.sub("", normalized(question))).strip()
+    if re.search(r"\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}\s*年\s*\d{1,2}\s*月", text):
+        return True  # a date: something happened on it
     if source:
         known = _numbers_of(source)
         text = _NUMBER.sub(lambda m: "" if float(m.group()) in known else m.group(), text)
