@@ -778,8 +778,11 @@ def _source_quantities(source: str, lang: str) -> tuple[Quantity, ...]:
     return tuple(extract_quantities(normalized(source), lang, is_normalized=True))
 
 
-def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> list[str]:
-    """The answer's quantities that contradict the source, as the answer wrote them."""
+def _judge(
+    answer_n: str, source: str, question: str, lang: str
+) -> tuple[_Context, list[Quantity], set[int]]:
+    """The context, the answer's quantities, and which of them the question or arithmetic
+    explain (a worked step's result may feed the next step)."""
     source_q = list(_source_quantities(source, lang))
     question_n = normalized(question)
     question_q = extract_quantities(question_n, lang, is_normalized=True)
@@ -812,13 +815,18 @@ def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> l
                 continue
             explained.add(i)
             if ctx.case_values and not _in_pool(q, source_q):
-                # A worked step's result may feed the next step.
                 new = set(_operand_values(q)) - ctx.case_values
                 if new:
                     ctx.case_values |= new
                     ctx.given |= new
                     ctx.all_values |= new
                     changed = True
+    return ctx, answer_q, explained
+
+
+def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> list[str]:
+    """The answer's quantities that contradict the source, as the answer wrote them."""
+    ctx, answer_q, explained = _judge(answer_n, source, question, lang)
     swapped = []
     for i, q in enumerate(answer_q):
         if i in explained:
@@ -827,6 +835,25 @@ def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> l
         if found:
             swapped.append(f"{q.text} (source: {', '.join(_show(v) for v in found[:3])})")
     return swapped
+
+
+def unsupported_quantities(
+    text: str, source: str, question: str = "", *, lang: str | None = None
+) -> list[Quantity]:
+    """Rule quantities of ``text`` (with a unit: days, %, 元, times…) that neither the source
+    nor the question states (in any exact unit conversion) and that no arithmetic explains.
+
+    Not a contradiction (``check_numbers`` does not flag them): evidence that a sentence says
+    something the source does not, for ``support_check``.
+    """
+    lang = lang or detect_lang(source, text)
+    text_n = normalized(text)
+    ctx, answer_q, explained = _judge(text_n, source, question, lang)
+    return [
+        q
+        for i, q in enumerate(answer_q)
+        if i not in explained and q.unit not in ("", "ordinal") and not _in_pool(q, ctx.pool)
+    ]
 
 
 # --- references and laws ---------------------------------------------------------------------
