@@ -56,6 +56,7 @@ _ZH_UNITS: list[tuple[str, str]] = [
     (r"倍", "multiple"),
     (r"元", "money"),
     (r"%|‰", "percent"),
+    (r"成(?![立为本员年功果交绩熟就效])", "tenth"),
     (r"公里|千米|米|公斤|千克|吨|亩", "measure"),
     (r"(?:人|名)(?=以上|以下|以内|或者|至)", "people"),
 ]
@@ -194,6 +195,7 @@ _DIMENSION: dict[str, tuple[str, float]] = {
     "age": ("age", 1.0),
     "workday": ("workday", 1.0),
     "percent": ("percent", 1.0),
+    "tenth": ("percent", 10.0),
     "ratio": ("percent", 100.0),
     "multiple": ("multiple", 1.0),
     "money": ("money", 1.0),
@@ -248,50 +250,67 @@ def _rounded_forms(x: float) -> set[float]:
     return {round(f, 6) for f in forms}
 
 
-def _operand_values(q: Quantity) -> list[float]:
-    """Values a quantity contributes to arithmetic (20% is 20 and 0.2)."""
-    return [q.value, q.value / 100] if q.unit == "percent" else [q.value]
+# A value in arithmetic: (number as written, dimension). Scalars (bare numbers, percentages,
+# multiples) scale a quantity; only like quantities add up ("60日 + 30日", not "1个月 + 2倍").
+Val = tuple[float, str]
+_SCALAR = frozenset({"", "percent", "multiple"})
 
 
-def _targets(q: Quantity) -> list[float]:
-    """The values a derived quantity may have been computed as: 10.7% is 10.7 and 0.107, 30
-    minutes is also 1800 (seconds) and 0.5 (hours)."""
-    if q.unit == "percent":
-        return [q.value, q.value / 100]
+def _operand_values(q: Quantity) -> list[Val]:
+    """Values a quantity contributes to arithmetic (20% is 20 percent and the scalar 0.2)."""
     dim, size = _dim(q)
-    if not dim:
-        return [q.value]
+    if dim == "percent":  # 20%, 2/3, 七成
+        pct = q.value * size
+        return [(pct, "percent"), (pct / 100, "")]
+    return [(q.value, dim)]
+
+
+def _targets(q: Quantity) -> list[Val]:
+    """What a derived quantity may have been computed as: 10.7% is 10.7 percent or 0.107, 30
+    minutes is also 1800 seconds and 0.5 hours."""
+    dim, size = _dim(q)
+    if dim in _SCALAR:
+        return _operand_values(q)
     sizes = {f for d, f in _DIMENSION.values() if d == dim}
-    return [q.value] + [q.value * size / f for f in sizes if f != size]
+    return [(q.value, dim)] + [(q.value * size / f, dim) for f in sizes if f != size]
 
 
-def _derivable(target: float, case_values: set[float], all_values: set[float]) -> bool:
-    """``target`` = a op b (rounded as answers round), a from the case, b from anywhere."""
-    t = round(target, 6)
-    for a in case_values:
-        for b in all_values:
-            results = [a + b, a - b, b - a, a * b]
-            if b:
-                results.append(a / b)
-            if a:
-                results.append(b / a)
-            for r in results:
-                if t in _rounded_forms(r) or t in _rounded_forms(r * 100):
-                    return True
+def _combine(a: Val, b: Val) -> list[Val]:
+    """a + b, a - b, b - a (like quantities only), a × b, a ÷ b, b ÷ a with their dimensions."""
+    (x, da), (y, db) = a, b
+    out: list[Val] = []
+    if da == db:
+        out += [(x + y, da), (x - y, da), (y - x, da)]
+    sa, sb = da in _SCALAR, db in _SCALAR
+    out.append((x * y, db if sa and not sb else da if sb and not sa else "" if sa else "*"))
+    if y:
+        out.append((x / y, "" if da == db else da if sb else "*"))
+    if x:
+        out.append((y / x, "" if da == db else db if sa else "*"))
+    return [(v, d) for v, d in out if math.isfinite(v)]
+
+
+def _hits(result: Val, targets: list[Val]) -> bool:
+    value, dim = result
+    forms = _rounded_forms(value)
+    for t, t_dim in targets:
+        same_dim = dim == "*" or dim == t_dim or t_dim == "" or (dim == "" and t_dim in _SCALAR)
+        if same_dim and round(t, 6) in forms:
+            return True
     return False
 
 
-def _two_steps(target: float, case_values: set[float], all_values: set[float]) -> bool:
-    """``target`` in two steps: (a op b) op c, with a from the case."""
-    if len(case_values) * len(all_values) > 400:
+def _derivable(targets: list[Val], firsts: set[Val], all_values: set[Val]) -> bool:
+    """A target is a op b (rounded as answers round), a from ``firsts``, b from anywhere."""
+    return any(_hits(r, targets) for a in firsts for b in all_values for r in _combine(a, b))
+
+
+def _two_steps(targets: list[Val], given: set[Val], all_values: set[Val]) -> bool:
+    """A target is (a op b) op c, with a one of the question's own figures."""
+    if len(given) * len(all_values) > 400:
         return False
-    firsts = set()
-    for a in case_values:
-        for b in all_values:
-            firsts.update({a + b, a - b, b - a, a * b})
-            if b:
-                firsts.add(a / b)
-    return _derivable(target, {f for f in firsts if math.isfinite(f)}, all_values)
+    firsts = {r for a in given for b in all_values for r in _combine(a, b)}
+    return _derivable(targets, firsts, all_values)
 
 
 # "16000元×0.05%×55日＝440元", "8400元×(40%＋30%)＝5880元", "600000 ÷ 30000 = 20".
@@ -382,16 +401,16 @@ def _dates(text_n: str) -> list[dt.date]:
     return out
 
 
-def _date_spans(question_n: str) -> set[float]:
+def _date_spans(question_n: str) -> set[Val]:
     """Days (and whole months) between the question's dates, inclusive and exclusive."""
     dates = _dates(question_n)
-    out: set[float] = set()
+    out: set[Val] = set()
     for i, a in enumerate(dates):
         for b in dates[i + 1 :]:
             days = abs((b - a).days)
-            out |= {float(days), float(days + 1), float(max(days - 1, 0))}
+            out |= {(float(d), "time") for d in (days, days + 1, max(days - 1, 0))}
             months = abs((b.year - a.year) * 12 + b.month - a.month)
-            out |= {float(months), float(months + 1)}
+            out |= {(float(months), "months"), (float(months + 1), "months")}
     return out
 
 
@@ -721,9 +740,9 @@ class _Context:
     pool: list[Quantity]
     question_q: list[Quantity]
     case: bool
-    case_values: set[float]
-    all_values: set[float]
-    given: set[float]  # the question's own figures and results derived from them
+    case_values: set[Val]
+    all_values: set[Val]
+    given: set[Val]  # the question's own figures and results derived from them
     equations: list[tuple[float, list[float]]]
     answer_clauses: list[_Clause]
     source: _Source
@@ -739,16 +758,16 @@ def _explained(q: Quantity, ctx: _Context) -> bool:
     if ctx.case and _in_pool(q, ctx.pool):
         # A case answer paraphrases: its words may meet another sentence of the source.
         return True
-    if ctx.case_values:
-        targets = _targets(q)
-        if any(_derivable(t, ctx.case_values, ctx.all_values) for t in targets):
-            return True
-        # Two steps only from one of the question's own figures ("1万元的80%是8000元").
-        if ctx.given and any(_two_steps(t, ctx.given, ctx.all_values) for t in targets):
-            return True
-    known = ctx.all_values | {p.value for p in ctx.pool}
+    targets = _targets(q)
+    if ctx.case_values and _derivable(targets, ctx.case_values, ctx.all_values):
+        return True
+    # Two steps only in a case or calculation, from one of the question's own figures
+    # ("12万元的五分之一是2.4万元，拖欠三期是3万元").
+    if ctx.case and ctx.given and _two_steps(targets, ctx.given, ctx.all_values):
+        return True
+    known = {v for v, _ in ctx.all_values} | {p.value for p in ctx.pool}
     for result, operands in ctx.equations:
-        same = any(t in _rounded_forms(result) or _close(t, result) for t in _targets(q))
+        same = any(t in _rounded_forms(result) or _close(t, result) for t, _ in targets)
         if same and all(any(_close(o, k) for k in known) for o in operands):
             return True
     return False

@@ -64,10 +64,12 @@ def question_target(question_n: str, lang: str) -> set[Ref] | None:
 
 # "根据《保险法》第十六条，" / "《保险法》第十六条规定" / "Under Article I, Section 5, ...": the
 # provision an answer says it restates.
+# A law's name, not "违反本条例" (a cross-reference to the same law).
+_ZH_NAME = rf"(?!违反|依照|按照|根据|依据)(?:(?!本)[{CJK}]){{2,20}}?"
 _ZH_LEAD = re.compile(
-    rf"^\s*(?:根据|依据|依照|按照|按|据|参照|对照)?\s*(?:《([^》]+)》|([{CJK}]{{2,20}}?"
+    rf"^\s*(?:根据|依据|依照|按照|按|据|参照|对照)?\s*(?:《([^》]+)》|({_ZH_NAME}"
     r"(?:法|条例|办法|规定|细则|解释)))?\s*第\s*(\d+)\s*条(?:第\s*\d+\s*款)?\s*(?:的?规定)?\s*[,，:：]"
-    rf"|^\s*(?:《([^》]+)》|([{CJK}]{{2,20}}?(?:法|条例|办法|细则)))?\s*第\s*(\d+)\s*条"
+    rf"|^\s*(?:《([^》]+)》|({_ZH_NAME}(?:法|条例|办法|细则)))?\s*第\s*(\d+)\s*条"
     r"(?:第\s*\d+\s*款)?\s*(?:明确)?规定"
 )
 _EN_LEAD = re.compile(
@@ -346,8 +348,16 @@ def misattributed_units(
         best = max(range(n), key=scores.__getitem__)
         if best in cited:
             continue
-        # A cross-reference restated with the provision that makes it.
-        crossed = _cited_units(units[best].text, units)
+        # A cross-reference restated with the provision that makes it ("依照第四十条的规定"),
+        # unless the answer opens by attributing its content to it.
+        lead = lead_citation(normalized(text), lang)
+        opening = {
+            i
+            for kind, num in (lead[1] if lead else ())
+            for i, u in enumerate(units)
+            if u.number == num and (kind == u.kind or {kind, u.kind} <= {"条", "article"})
+        }
+        crossed = _cited_units(units[best].text, units) - opening
         cited_here = cited - crossed
         if not cited_here:
             continue
