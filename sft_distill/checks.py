@@ -269,10 +269,18 @@ _ZH_PARTY = re.compile(
 )
 
 
+# "宪法第三十五条", "消保法第24条": a name right before the article names the law.
+_ZH_NAME_BEFORE = re.compile(
+    rf"(?<![本该此这])[{CJK}]{{1,20}}(?:法|法典|条例|规定|办法|细则|解释|章程|规则)\s*$"
+)
+
+
 def _zh_bare_article(question: str) -> str | None:
     """A Chinese question whose only handle is "第N条" (no law named, no case told)."""
     m = _ZH_BARE_ARTICLE.search(question)
     if m is None or _ZH_NAMED.search(question) or _ZH_PARTY.search(question):
+        return None
+    if _ZH_NAME_BEFORE.search(question[: m.start()]):
         return None
     return m.group()
 

@@ -28,6 +28,7 @@ from .provisions import (
     EN_REF,
     ZH_CLAUSE_REF,
     ZH_REF,
+    cited_units,
     is_case_question,
     law_core,
     lead_citation,
@@ -37,6 +38,7 @@ from .provisions import (
     same_law,
     share_in,
     source_references,
+    source_units,
     unknown_laws,
     unknown_sections,
 )
@@ -773,8 +775,35 @@ def _explained(q: Quantity, ctx: _Context) -> bool:
     return False
 
 
+@lru_cache(maxsize=64)
+def _unit_quantities(source: str, lang: str) -> tuple[tuple[Quantity, ...], ...]:
+    return tuple(tuple(extract_quantities(u.text, lang)) for u in source_units(source))
+
+
+def _sentence_at(text: str, pos: int) -> str:
+    bounds = [0] + [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
+    return next((text[a:b] for a, b in itertools.pairwise(bounds) if a <= pos < b), text)
+
+
+def _own_provision_states(q: Quantity, ctx: _Context) -> bool:
+    """Whether a provision the answer's sentence cites, or the question names, states ``q``:
+    a clause of another provision worded alike is then no contradiction."""
+    units = source_units(ctx.source_text)
+    if len(units) < 2:
+        return False
+    sentence = _sentence_at(ctx.answer_n, q.start)
+    about = cited_units(sentence, units) | cited_units(ctx.question, units)
+    per_unit = _unit_quantities(ctx.source_text, ctx.lang)
+    return any(_same_quantity(q, p, loose=False) for i in about for p in per_unit[i])
+
+
 def _contradiction(q: Quantity, ctx: _Context) -> list[float] | None:
-    """The source's values for the rule ``q`` states, when they contradict it; else None."""
+    """The source's values for the rule ``q`` states, when they contradict it; else None.
+
+    Evidence, strongest first: the answer's words right around the number recur in the source
+    with another number; a default the source states for the same setting; a clause of the
+    source worded like the answer's (unless a provision the answer cites states the number).
+    """
     bare = q.unit in ("", "ordinal")
     literal = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang)
     if literal is None and bare and not ctx.case:
@@ -789,7 +818,9 @@ def _contradiction(q: Quantity, ctx: _Context) -> list[float] | None:
     if here is None:
         return None
     other = _conflict(q, here, ctx.source, ctx.lang, strict=ctx.case or bare)
-    return None if other is None else [other.value]
+    if other is None or _own_provision_states(q, ctx):
+        return None
+    return [other.value]
 
 
 @lru_cache(maxsize=64)

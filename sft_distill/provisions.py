@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -257,7 +258,7 @@ def source_units(source: str) -> tuple[Unit, ...]:
     return tuple(units)
 
 
-def _cited_units(segment: str, units: tuple[Unit, ...]) -> set[int]:
+def cited_units(segment: str, units: Sequence[Unit]) -> set[int]:
     """Indexes of the units a piece of an answer cites by number ("第十六条", "Section 8")."""
     found = set()
     for ref in find_article_refs(nfkc(segment)):
@@ -303,7 +304,7 @@ def _claim_segments(answer: str, lang: str, units: tuple[Unit, ...]) -> list[tup
 
     out: list[tuple[set[int], str]] = []
     for sent in split_sentences(answer, lang):
-        cited = _cited_units(sent, units) | _named_units(sent, units)
+        cited = cited_units(sent, units) | _named_units(sent, units)
         if cited:
             out.append((cited, sent))
         elif out:
@@ -357,7 +358,7 @@ def misattributed_units(
             for i, u in enumerate(units)
             if u.number == num and (kind == u.kind or {kind, u.kind} <= {"条", "article"})
         }
-        crossed = _cited_units(units[best].text, units) - opening
+        crossed = cited_units(units[best].text, units) - opening
         cited_here = cited - crossed
         if not cited_here:
             continue

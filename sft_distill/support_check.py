@@ -10,6 +10,7 @@ answers apply the rule in their own words, so they are not checked here.
 from __future__ import annotations
 
 import re
+import sys
 from functools import lru_cache
 
 from .check_base import CJK, Finding, detect_lang, nfkc, normalized
@@ -64,25 +65,37 @@ _GLOSS = re.compile(
 # Code names an answer gives in backticks (`max_retries`, `httpx.Limits`, `ClientSession`).
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _CODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-# fmt: off
-_CODE_COMMON = frozenset([
-    "none", "true", "false", "self", "async", "await", "return", "raise", "import", "from",
-    "lambda", "print", "with", "class", "def", "yield", "pass", "else", "elif", "while", "dict",
-    "list", "tuple", "float", "bytes", "http", "https", "json", "null", "undefined", "this",
-])
-# fmt: on
+# An API-like name: snake_case, CamelCase, CONSTANT_CASE or dotted (not a plain word).
+_API_LIKE = re.compile(r"_|[a-z][A-Z]|^[A-Z][a-z]+[A-Z]|\.")
+# Placeholders a user picks ("my_func", "example_client").
+_PLACEHOLDER = re.compile(r"^(?:my|your|our|some|example|foo|bar|baz)(?:_|[A-Z]|$)", re.IGNORECASE)
+_DEFINED = re.compile(r"\b(?:def|class)\s+([A-Za-z_]\w*)|\b([A-Za-z_]\w*)\s*=(?!=)")
 
 
 def unknown_code_names(output: str, known: str) -> list[str]:
-    """Code names in backticks whose own name (the part after the last dot) ``known`` lacks."""
+    """API names in an answer's inline code that ``known`` (source and question) lacks.
+
+    A dotted name counts when its last part is unknown, or when its package is neither known
+    nor in Python's standard library (another library's API: ``aiohttp.BasicAuth``); an
+    undotted one when it looks like an API name (``status_forcelist``, ``ClientSession``).
+    Plain words, names the answer defines itself and placeholders (``my_func``) do not count.
+    """
     known_cf = known.casefold()
+    defined = {a or b for a, b in _DEFINED.findall(output)}
     out = []
     for span in _CODE_SPAN.finditer(output):
         for name in _CODE_NAME.findall(span.group(1)):
-            last = name.split(".")[-1]
-            key = last.casefold()
-            fresh = len(last) >= 4 and key not in _CODE_COMMON and key not in known_cf
-            if fresh and name not in out:
+            parts = name.split(".")
+            head, last = parts[0], parts[-1]
+            if head in defined or _PLACEHOLDER.match(head) or not _API_LIKE.search(name):
+                continue
+            unknown_last = len(last) >= 4 and last.casefold() not in known_cf
+            foreign = (
+                len(parts) > 1
+                and head.casefold() not in known_cf
+                and head not in sys.stdlib_module_names
+            )
+            if (unknown_last or foreign) and name not in out:
                 out.append(name)
     return out
 
