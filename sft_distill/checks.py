@@ -100,7 +100,8 @@ _ZH_ANSWER_DEIXIS = re.compile(
 )
 # 本/该/此/这 + a legal or contract noun: referential unless the question names the thing.
 _ZH_LEGAL_NOUN = (
-    r"(?:合同|条款|保险单|保单|保险|法律|法规|法典|法|条例|规定|办法|细则|解释|须知|声明|协议|产品"
+    r"(?:判决书|裁定书|判决|裁定|通知书|说明书|报告|文件|公告|清单"
+    r"|合同|条款|保险单|保单|保险|法律|法规|法典|法|条例|规定|办法|细则|解释|须知|声明|协议|产品"
     r"|计划|险种|附加险|主险|章程|规则|政策|通知|决定|章|节|条|款)"
 )
 _ZH_THIS_NOUN = re.compile(
@@ -170,7 +171,10 @@ _EN_DEIXIS_RE = re.compile(
 _EN_THIS_NOUN = re.compile(
     r"\b(?:this|that|the\s+said|said)\s+(?:text|document|article|section|paragraph|clause"
     r"|provision|chapter|contract|policy|agreement|law|act|statute|regulation|constitution"
-    r"|amendment|rule|code|plan|product|excerpt|passage)\b",
+    r"|amendment|rule|code|plan|product|excerpt|passage)\b"
+    # "the Act", "the Amendment": a law's generic name stands for one only when it is named
+    r"|\bthe\s+(?:Act|Amendment|Statute|Regulation|Ordinance|Directive|Treaty|Convention)\b"
+    r"(?!\s+(?:of|on|for)\s+(?:the\s+)?[A-Z])",
     re.IGNORECASE,
 )
 _EN_NAMED = re.compile(
@@ -197,11 +201,22 @@ _EN_ANSWER_DEIXIS = re.compile(
 )
 
 
+# What names a provision (本条, 该款): a law's title, not a quoted term ("本条所说的“情节严重”").
+_ZH_NAMED_LAW = re.compile(r"《[^》]{2,}》")
+_ZH_PROVISION_NOUNS = frozenset("条款项章节")
+
+
 def _zh_this_noun(question: str) -> str | None:
     """'本合同' etc. when nothing in the question says which contract or law it is."""
-    if _ZH_NAMED.search(question):
-        return None
+    named = _ZH_NAMED.search(question)
     for m in _ZH_THIS_NOUN.finditer(question):
+        if "\n" in question[: m.start()].strip():
+            continue  # inside material given after the instruction ("改写下面的句子：\n……")
+        provision = m.group(2) in _ZH_PROVISION_NOUNS
+        quoted_term = named is not None and named.group().startswith(("“", "「", '"'))
+        # A name settles which one; for a provision (本条) a quoted term does not.
+        if named and (not provision or not quoted_term or _ZH_NAMED_LAW.search(question)):
+            return None
         det = m.group(1)
         if det != "本":
             before = question[: m.start()]
@@ -265,7 +280,7 @@ _ZH_BARE_ARTICLE = re.compile(r"第\s*[0-9一二三四五六七八九十百千�
 # Who a case is about: the article then only supports a story the question tells.
 _ZH_PARTY = re.compile(
     rf"某|[甲乙丙丁](?:方|公司|某|与|向|的)|(?:小|老|阿)[{CJK}](?=[的在因向与为是想已从跟和被把])"
-    r"|[我他她你]|一(?:名|家|位|辆|份|起|个人)"
+    r"|我(?!想|要|希望|需要|请问|问)|[他她你]|一(?:名|家|位|辆|份|起|个人)"
 )
 
 
@@ -440,7 +455,9 @@ def _unclosed_markup(last_line: str, prose: str) -> str | None:
     if code_free.count("`") % 2 == 1 and last_line.count("`") % 2 == 1:
         return "inline code `"
     prose_line = strip_code(last_line)
-    if prose_line.count("**") % 2 == 1:
+    # "**bold" opened after a space or a list marker (not "2**10", a power)
+    opened = re.search(r"(?:^|[\s(\[-])\*\*(?=\S)(?!.*\*\*)", prose_line)
+    if prose_line.count("**") % 2 == 1 and opened:
         return "emphasis **"
     if prose_line.lstrip().startswith("|") and not prose_line.rstrip().endswith("|"):
         return "table row |"
@@ -492,8 +509,10 @@ def find_truncation(output: str, finish_reason: str | None = None) -> Finding | 
     lang = detect_lang(text)
     words = re.findall(r"[A-Za-z']+", tail[-40:])
     item_words = len(last_line[marker.end() :].split()) if marker else 99
+    if re.search(r"(?:^|\s)\d+[.)、]\s*\S+$", tail):
+        item_words = 1  # "1. the 2. fox 3. a": a list of words, inline
     dangling = words and tail[-1].isalpha() and words[-1].lower() in _EN_DANGLING
-    if lang == "en" and dangling and item_words >= 3:
+    if lang == "en" and dangling and item_words >= 2:
         return Finding(f"ends mid-sentence after {' '.join(words[-3:])!r}")
     # (A Chinese list item may end in 的: "保险标的".)
     if lang == "zh" and last in _ZH_DANGLING and len(squash(text)) > 20 and not marker:
@@ -542,7 +561,7 @@ _ZH_DEFLECT = re.compile(
     r"|有关部门|专业机构|当地|相关|有关)[^。！？]{0,16}"
     r"|建议(?:您)?(?:咨询|联系|询问|查阅|参阅)[^。！？]{0,16}|视(?:具体)?情况而定|具体情况具体分析"
     # "请参照您所在小区的合同": sends the reader to a document of their own
-    r"|请(?:您)?(?:参照|参考|查阅|参阅|查看|核实|确认|咨询|询问|联系)(?:您|你)?(?:所在|当地|自己|具体)"
+    r"|请(?:您)?(?:参照|参考|查阅|参阅|查看|核实|确认|咨询|询问|联系)(?:您|你|所在|当地|自己|具体)"
     r"[^。！？]{0,20}"
     # talk about the question instead of an answer: "您的问题是……", "这是一个关于……的问题"
     r"|(?:您|你)(?:的问题|问的|想问的)是[^。！？]{0,40}|(?:这|此)(?:是|属于)(?:一个)?(?:关于|有关)[^。！？]{0,30}的"
@@ -620,9 +639,8 @@ _EN_ASKS_AMOUNT = re.compile(
     re.IGNORECASE,
 )
 _AMOUNT = re.compile(
-    r"\d|\b(?:none|unlimited|forever|indefinitely|immediately|never|once|twice|no\s+limit)\b"
-    r"|半|无限|不限|立即|立刻|合理|及时|随时|不得超过|以内",
-    re.IGNORECASE,
+    r"\d|\bNone\b|(?i:\b(?:unlimited|forever|indefinitely|immediately|never|once|twice"
+    r"|no\s+limit)\b)|半|无限|不限|立即|立刻|合理|及时|随时|不得超过|以内"
 )
 
 

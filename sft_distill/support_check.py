@@ -19,7 +19,7 @@ from .provisions import is_case_question, references, source_units, target_passa
 
 _ZH_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|\n+")
 # Not after "U.S." or "Mr.": the full stop must follow a lower-case letter, digit or bracket.
-_EN_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]\"”'][.!?;])\s+(?=[A-Z(\"“])|\n+")
+_EN_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]\"”'][.!?;])\s+(?=[A-Z(\"“])|(?<=;)\s+|\n+")
 _EN_WORD = re.compile(r"[a-z0-9]+")
 # fmt: off
 _EN_STOP = frozenset([
@@ -44,7 +44,7 @@ _EN_RULE_WORDS = re.compile(
     r"|are\s+required|is\s+prohibited|prohibited|required|within|no\s+later|at\s+least"
     r"|not\s+exceeding|exempt|void|entitled|liable|penalty|penalties|fine|fined|forfeit|forfeits"
     r"|waive|waived|only|never|no\s+\w+\s+(?:shall|may|can)|need\s+not|is\s+not\s+allowed"
-    r"|are\s+not\s+allowed|defaults?|by\s+default|automatically|always|up\s+to|at\s+most"
+    r"|are\s+not\s+allowed|defaults?|by\s+default|up\s+to|at\s+most"
     r"|no\s+more\s+than|is\s+logged|are\s+logged|is\s+reset|is\s+doubled|is\s+halved)\b",
     re.IGNORECASE,
 )
@@ -89,6 +89,8 @@ def unknown_code_names(output: str, known: str) -> list[str]:
             head, last = parts[0], parts[-1]
             if head in defined or _PLACEHOLDER.match(head) or not _API_LIKE.search(name):
                 continue
+            if len(parts) > 1 and head in sys.stdlib_module_names:
+                continue  # the standard library is not the source's to document
             unknown_last = len(last) >= 4 and last.casefold() not in known_cf
             foreign = (
                 len(parts) > 1
