@@ -7,12 +7,13 @@ reason and details:
   ("根据上述资料", "本合同" with no product named, "according to the passage above").
 - ``check_evidence``: the teacher's verbatim evidence quotes are in the chunk (fuzzy, NFKC,
   case, spaces and punctuation ignored).
-- ``check_numbers``: rule quantities, cited articles and laws of the answer come from the source
-  or the question, or follow from them in one arithmetic step (``number_check``).
+- ``check_numbers``: a rule quantity, cited article or law of the answer that contradicts the
+  source (``number_check``); a number the source merely lacks is not flagged.
 - ``find_truncation``: the answer stops mid-sentence (or ``finish_reason`` was ``length``).
-- ``find_non_answer``: "资料中没有提及", "I cannot determine", "请咨询专业人士" and nothing else.
-- ``find_unsupported``: an invented rule sentence, or an answer restating another provision
-  (``support_check``).
+- ``find_non_answer``: "资料中没有提及", "I cannot determine", "请咨询专业人士" and nothing else,
+  or (given the question) a "how long?" answered without an amount, repeating the question.
+- ``find_unsupported``: an invented rule sentence (or rule quantity, or API name), or an answer
+  restating another provision (``support_check``).
 
 ``quality_gates`` wraps each in a gate; ``benchmarks/bench_quality.py`` measures them.
 """

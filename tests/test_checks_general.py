@@ -19,6 +19,8 @@ from sft_distill.checks import (
     find_truncation,
     find_unsupported,
 )
+from sft_distill.gates import build_gates
+from sft_distill.models import Sample
 
 from .conftest import REPO
 
@@ -310,6 +312,21 @@ def test_non_answers(answer, question):
 )
 def test_answers_with_content_are_not_non_answers(answer, question):
     assert find_non_answer(answer, question) is None, answer
+
+
+async def test_the_non_answer_gate_reads_the_question():
+    (gate,) = build_gates([{"type": "non_answer"}])
+    circular = Sample(
+        id="c1",
+        slice_id="docs",
+        instruction="What is the default timeout of fetchkit?",
+        output="The default timeout of fetchkit is the timeout that fetchkit applies by default.",
+        source_text=EN_DOCS,
+    )
+    result = await gate.check(circular)
+    assert not result.keep and "repeats the question" in (result.reason or "")
+    answered = circular.model_copy(update={"output": "Requests time out after 30 seconds."})
+    assert (await gate.check(answered)).keep
 
 
 # --- support: invented rules ------------------------------------------------------------------
