@@ -258,13 +258,19 @@ Val = tuple[float, str]
 _SCALAR = frozenset({"", "percent", "multiple"})
 
 
+def _kind(dim: str, size: float) -> str:
+    """The arithmetic kind of a quantity: its dimension and unit ("time:60" is minutes), so
+    that 10 minutes and 10 seconds are not the same operand."""
+    return dim if dim in _SCALAR else f"{dim}:{size:g}"
+
+
 def _operand_values(q: Quantity) -> list[Val]:
     """Values a quantity contributes to arithmetic (20% is 20 percent and the scalar 0.2)."""
     dim, size = _dim(q)
     if dim == "percent":  # 20%, 2/3, 七成
         pct = q.value * size
         return [(pct, "percent"), (pct / 100, "")]
-    return [(q.value, dim)]
+    return [(q.value, _kind(dim, size))]
 
 
 def _targets(q: Quantity) -> list[Val]:
@@ -274,7 +280,7 @@ def _targets(q: Quantity) -> list[Val]:
     if dim in _SCALAR:
         return _operand_values(q)
     sizes = {f for d, f in _DIMENSION.values() if d == dim}
-    return [(q.value, dim)] + [(q.value * size / f, dim) for f in sizes if f != size]
+    return [(q.value * size / f, _kind(dim, f)) for f in sorted(sizes | {size})]
 
 
 def _combine(a: Val, b: Val) -> list[Val]:
@@ -410,9 +416,11 @@ def _date_spans(question_n: str) -> set[Val]:
     for i, a in enumerate(dates):
         for b in dates[i + 1 :]:
             days = abs((b - a).days)
-            out |= {(float(d), "time") for d in (days, days + 1, max(days - 1, 0))}
+            out |= {
+                (float(d), _kind(*_DIMENSION["day"])) for d in (days, days + 1, max(days - 1, 0))
+            }
             months = abs((b.year - a.year) * 12 + b.month - a.month)
-            out |= {(float(months), "months"), (float(months + 1), "months")}
+            out |= {(float(m), _kind(*_DIMENSION["month"])) for m in (months, months + 1)}
     return out
 
 
