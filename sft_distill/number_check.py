@@ -127,28 +127,30 @@ def _unit_class(m: re.Match[str]) -> str:
     return ""
 
 
-def _masked_spans(text: str, lang: str) -> list[tuple[int, int]]:
+def _masked_spans(text: str, lang: str, *, code: bool = True) -> list[tuple[int, int]]:
     spans = [m.span() for m in (_ZH_DATE if lang == "zh" else _EN_DATE).finditer(text)]
     for regex in (ZH_REF, ZH_CLAUSE_REF, EN_REF, _ENUM_MARK):
         spans += [m.span() for m in regex.finditer(text)]
-    spans += [m.span() for m in _CODE.finditer(text)]
-    if lang == "en":
-        spans += [m.span() for m in _EN_CODE.finditer(text)]
+    if code:
+        spans += [m.span() for m in _CODE.finditer(text)]
+        if lang == "en":
+            spans += [m.span() for m in _EN_CODE.finditer(text)]
     return spans
 
 
 def extract_quantities(
-    text: str, lang: str | None = None, *, is_normalized: bool = False
+    text: str, lang: str | None = None, *, is_normalized: bool = False, code: bool = False
 ) -> list[Quantity]:
     """Numbers of ``text`` (numerals normalised first) with their unit class.
 
-    Dates, years, article references, enumeration markers (and in English code spans and
-    version numbers) are left out; ordinals ("第3次", "the 2nd Year") have the unit 'ordinal',
-    fractions the unit 'ratio' (value 2/3), "twice" is 2 'multiple'.
+    Dates, years, article references, enumeration markers, code (examples, not rules) and
+    version numbers are left out, unless ``code`` (a question's ``timeout=20.0`` is its case's
+    figure); ordinals ("第3次", "the 2nd Year") have the unit 'ordinal', fractions the unit
+    'ratio' (value 2/3), "twice" is 2 'multiple'.
     """
     norm = text if is_normalized else normalized(text)
     lang = lang or detect_lang(norm)
-    masked = _masked_spans(norm, lang)
+    masked = _masked_spans(norm, lang, code=not code)
     out: list[Quantity] = []
     zh = lang == "zh"
     for m in (_QTY_ZH if zh else _QTY_EN).finditer(norm):
@@ -283,18 +285,49 @@ def _targets(q: Quantity) -> list[Val]:
     return [(q.value * size / f, _kind(dim, f)) for f in sorted(sizes | {size})]
 
 
+def _product_kind(da: str, db: str) -> str:
+    """The kind of a × b: a scalar keeps the other's kind, a unit and its inverse cancel, two
+    units make something the answer may call anything ("元/日 × 日")."""
+    if "?" in (da, db):
+        return "?"
+    if da in _SCALAR:
+        return db
+    if db in _SCALAR:
+        return da
+    if da == f"1/{db}" or db == f"1/{da}":
+        return ""
+    # seconds × minutes is no quantity an answer states; 元/日 × 日 may be anything
+    return "?" if _dimension_of(da) == _dimension_of(db) else "*"
+
+
+def _dimension_of(kind: str) -> str:
+    return kind.removeprefix("1/").split(":")[0]
+
+
+def _quotient_kind(da: str, db: str) -> str:
+    """The kind of a ÷ b: like kinds give a scalar, a scalar over a unit is its inverse."""
+    if "?" in (da, db):
+        return "?"
+    if da == db:
+        return ""
+    if db in _SCALAR:
+        return da
+    if da in _SCALAR:
+        return f"1/{db}"
+    return "?" if _dimension_of(da) == _dimension_of(db) else "*"
+
+
 def _combine(a: Val, b: Val) -> list[Val]:
-    """a + b, a - b, b - a (like quantities only), a × b, a ÷ b, b ÷ a with their dimensions."""
+    """a + b, a - b, b - a (like quantities only), a × b, a ÷ b, b ÷ a with their kinds."""
     (x, da), (y, db) = a, b
     out: list[Val] = []
     if da == db:
         out += [(x + y, da), (x - y, da), (y - x, da)]
-    sa, sb = da in _SCALAR, db in _SCALAR
-    out.append((x * y, db if sa and not sb else da if sb and not sa else "" if sa else "*"))
+    out.append((x * y, _product_kind(da, db)))
     if y:
-        out.append((x / y, "" if da == db else da if sb else "*"))
+        out.append((x / y, _quotient_kind(da, db)))
     if x:
-        out.append((y / x, "" if da == db else db if sa else "*"))
+        out.append((y / x, _quotient_kind(db, da)))
     return [(v, d) for v, d in out if math.isfinite(v)]
 
 
@@ -843,7 +876,7 @@ def _judge(
     explain (a worked step's result may feed the next step)."""
     source_q = list(_source_quantities(source, lang))
     question_n = normalized(question)
-    question_q = extract_quantities(question_n, lang, is_normalized=True)
+    question_q = extract_quantities(question_n, lang, is_normalized=True, code=True)
     # Numbers of the question's case (a bare 0 or 1 says nothing: "one of").
     case_values = {
         v

@@ -130,6 +130,21 @@ def test_only_like_quantities_add_up_when_explaining_a_number():
     q = "保险人逾期一个月未退还保费，要赔多少？"
     found = check_numbers("应当按照应退金额的三倍支付赔偿金。", source, q)
     assert found is not None and "3倍" in found.reason
+    # and each keeps its unit: 10 minutes times 1 is not 10 seconds
+    source3 = "By default requests time out after 10 minutes. Failed requests are retried once."
+    q3 = "If I set `timeout=20.0`, how does that compare to the default?"
+    found = check_numbers(
+        "Requests then time out after 20 seconds, double the default of 10 seconds.", source3, q3
+    )
+    assert found is not None and "10 seconds" in found.reason
+    assert (
+        check_numbers(
+            "Requests then time out after 20 seconds, far below the default of 10 minutes.",
+            source3,
+            q3,
+        )
+        is None
+    )
     # while like quantities do: 20日 + 25日 = 45日 in a case
     q2 = "某保险人补充材料用了20日，之后又用25日核定，总共多少日？"
     assert check_numbers("共计45日，仍在四十五日的复杂情形期限内。", ZH_REG, q2) is None
