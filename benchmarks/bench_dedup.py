@@ -30,17 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from sft_distill.dedup import (
-    DEFAULT_APPROX_ABOVE,
-    EmbeddingDeduplicator,
+from sft_distill.selection.dedup.embedding import DEFAULT_APPROX_ABOVE, EmbeddingDeduplicator
+from sft_distill.selection.dedup.jaccard import (
     JaccardDeduplicator,
     _codes,
     _drop_mask,
     _shingle_batch,
     _sketch,
-    normalize_text,
     shingle_hashes,
 )
+from sft_distill.selection.dedup.jaccard import casefold_compact as normalize_text
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO.parent / "shared" / "data"
@@ -419,7 +418,7 @@ def case_embedding(args: argparse.Namespace, n: int, approx: bool, cached: bool)
     if cached:
         import tempfile
 
-        from sft_distill.cache import ResponseCache
+        from sft_distill.llm.cache import ResponseCache
 
         with tempfile.TemporaryDirectory() as tmp, ResponseCache(Path(tmp) / "c.sqlite3") as c:
             t0 = time.perf_counter()

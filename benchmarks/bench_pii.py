@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from make_pii_set import NAMES, OUT  # noqa: E402
 
-from sft_distill.pii import PII_TYPES, PiiGate  # noqa: E402
+from sft_distill.stages.gates.pii import PII_TYPES, PiiGate  # noqa: E402
 
 
 def score(rows: list[dict]) -> tuple[dict[str, Counter[str]], list[tuple[str, str, str, str]]]:

@@ -39,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sft_distill import DatasetDistillationPipeline, build_config
-from sft_distill.cache import ResponseCache
+from sft_distill.llm.cache import ResponseCache
 
 ROOT = Path(__file__).resolve().parents[1]
 # concurrency -> calls/s of a bare aiohttp client on this machine, measured at the start of a run
@@ -113,7 +113,7 @@ async def _plain_client(url: str, n: int, conc: int) -> float:
     """Calls/s of a bare aiohttp + asyncio.Semaphore client (no parsing, cache or pipeline)."""
     import aiohttp
 
-    from sft_distill.prompts import generation_messages
+    from sft_distill.llm.prompts import generation_messages
 
     sem = asyncio.Semaphore(conc)
     docs = [f"第{i}条 保险人应当及时赔付保险金。" * 20 for i in range(n)]

@@ -10,7 +10,13 @@ its own::
 
     python benchmarks/bench_quality.py                  # ../shared/data/quality_seeded.jsonl
     python benchmarks/bench_quality.py --data benchmarks/data/quality_small.jsonl --lang zh
+    python benchmarks/bench_quality.py --data a.jsonl b.jsonl --data c.jsonl   # several sets
     python benchmarks/bench_quality.py --json
+
+After each set's tables comes one summary line: the lowest recall over the five kinds with a
+target (``number_swapped``, ``wrong_article``, ``context_dependent``, ``truncated``,
+``non_answer``) and the highest false-drop rate over the good kinds, each naming its language
+and kind, then the same two figures per language.
 
 Without ``--data`` it reads ``../shared/data/quality_seeded.jsonl`` (next to the repository) when
 present, else the small set shipped here, ``benchmarks/data/quality_small.jsonl`` (hand-written
@@ -30,8 +36,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sft_distill.gates import QUALITY_GATE_TYPES, RULE_GATE_TYPES, Gate, build_gates
 from sft_distill.models import Sample
+from sft_distill.stages.gates.base import Gate
+from sft_distill.stages.gates.registry import QUALITY_GATE_TYPES, RULE_GATE_TYPES, build_gates
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "quality_seeded.jsonl"
@@ -164,25 +171,92 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
+RECALL_KINDS = tuple(k for k in DEFECT_KINDS if k in TARGETS)
+
+
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The lowest recall over the target defect kinds and the highest false-drop rate over the
+    good kinds, overall and per language: {"min_recall": [rate, "lang kind"], ...}."""
+
+    def pick(kinds: Sequence[str], langs: Sequence[str], worst: Any) -> list[Any] | None:
+        found = [
+            (summary[lang][kind]["rate"], f"{lang} {kind}")
+            for lang in langs
+            for kind in kinds
+            if kind in summary[lang]
+        ]
+        return list(worst(found, key=lambda f: f[0])) if found else None
+
+    langs = list(summary)
+    out: dict[str, Any] = {
+        "min_recall": pick(RECALL_KINDS, langs, min),
+        "max_false_drop": pick(GOOD_KINDS, langs, max),
+    }
+    for lang in langs:
+        out[lang] = {
+            "min_recall": pick(RECALL_KINDS, [lang], min),
+            "max_false_drop": pick(GOOD_KINDS, [lang], max),
+        }
+    return out
+
+
+def summary_line(name: str, n: int, head: dict[str, Any]) -> str:
+    """One line: "summary NAME (N rows): min recall 0.92 (zh truncated), max false drop …"."""
+
+    def show(pair: list[Any] | None, with_kind: bool = True) -> str:
+        if pair is None:
+            return "n/a"
+        return f"{pair[0]:.2f} ({pair[1]})" if with_kind else f"{pair[0]:.2f}"
+
+    per_lang = "; ".join(
+        f"{lang} {show(v['min_recall'], False)} / {show(v['max_false_drop'], False)}"
+        for lang, v in head.items()
+        if lang not in ("min_recall", "max_false_drop")
+    )
+    return (
+        f"summary {name} ({n} rows): min recall {show(head['min_recall'])}, "
+        f"max false drop {show(head['max_false_drop'])}  [{per_lang}]"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print the tables (or JSON); 0 on success, 2 on a bad path."""
+    """Run the benchmark on each ``--data`` file and print its tables and summary line (or
+    JSON); 0 on success, 2 on a bad path."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="labelled JSONL (default: see top)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=None,
+        help="labelled JSONL file(s) (default: see top); repeat or list several",
+    )
     parser.add_argument("--lang", choices=("zh", "en"), default=None, help="one language only")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    path = args.data or default_data()
-    if not path.is_file():
-        print(f"bench_quality: {path}: no such file", file=sys.stderr)
-        return 2
-    rows = load_rows(path, args.lang)
+    paths = args.data or [default_data()]
+    for path in paths:
+        if not path.is_file():
+            print(f"bench_quality: {path}: no such file", file=sys.stderr)
+            return 2
     gates = build_gates([{"type": "quality"}, {"type": "rules"}])
-    summary = summarise(rows, asyncio.run(verdicts(rows, gates)))
+    runs = []
+    for path in paths:
+        rows = load_rows(path, args.lang)
+        summary = summarise(rows, asyncio.run(verdicts(rows, gates)))
+        head = headline(summary)
+        runs.append({"data": str(path), "summary": summary, "headline": head})
+        if not args.json:
+            print(f"data: {path} ({len(rows)} rows)\n")
+            print(markdown(summary))
+            print(f"\n{summary_line(path.name, len(rows), head)}\n")
     if args.json:
-        print(json.dumps({"data": str(path), "summary": summary}, ensure_ascii=False, indent=1))
-    else:
-        print(f"data: {path} ({len(rows)} rows)\n")
-        print(markdown(summary))
+        out: Any = runs[0] if len(runs) == 1 else {"runs": runs}
+        print(json.dumps(out, ensure_ascii=False, indent=1))
+    elif len(runs) > 1:
+        for run in runs:
+            n = sum(k["n"] for kinds in run["summary"].values() for k in kinds.values())
+            print(summary_line(Path(run["data"]).name, n, run["headline"]))
     return 0
 
 

@@ -98,15 +98,16 @@ class EvidenceGate:
 
 
 class NumbersGate:
-    """Drops an answer whose rule quantities (deadlines, percentages, multiples, amounts),
-    cited articles or laws are neither in the source nor the question, nor one arithmetic step
-    away from them (see ``checks.numbers.check_numbers``)."""
+    """Drops an answer whose rule quantities (deadlines, percentages, multiples, amounts,
+    defaults), cited articles or laws contradict the source: a clause of the source stating the
+    same rule gives another value, a cited article is absent or says something else, a law is
+    not the source's (see ``checks.numbers.check_numbers``). A number the source lacks is kept."""
 
     def __init__(self, *, name: str = "numbers") -> None:
         self.name = name
 
     async def check(self, sample: Sample) -> GateResult:
-        """Keep unless a number or reference of the answer is unaccounted for."""
+        """Keep unless a number or reference of the answer contradicts the source."""
         found = check_numbers(sample.output, sample.source_text, _question(sample))
         if found is None:
             return KEEP
@@ -128,15 +129,16 @@ class TruncationGate:
 
 
 class NonAnswerGate:
-    """Drops "资料中没有提及", "无法确定", "the text does not say", "I cannot determine", and
-    answers that only deflect ("请咨询专业人士", "it depends")."""
+    """Drops "资料中没有提及", "无法确定", "the text does not say", "I cannot determine",
+    answers that only deflect ("请咨询专业人士", "it depends"), and answers to "how long?" that
+    give no amount and repeat the question."""
 
     def __init__(self, *, name: str = "non_answer") -> None:
         self.name = name
 
     async def check(self, sample: Sample) -> GateResult:
         """Keep unless the answer declines to answer."""
-        found = find_non_answer(sample.output)
+        found = find_non_answer(sample.output, _question(sample))
         return KEEP if found is None else GateResult(False, found.reason)
 
 

@@ -326,7 +326,7 @@ def test_numbers_faithful_answers_kept(answer):
         # a swapped deadline, even though 60 occurs elsewhere in the source
         ("保险人应当自作出核定之日起六十日内发出拒绝赔偿通知书。", "differs from the source"),
         ("保险人应当自作出核定之日起五日内发出拒绝赔偿通知书。", "5日"),
-        ("保险公司应当按照注册资本总额的百分之三十提取保证金。", "not in the source"),
+        ("保险公司应当按照注册资本总额的百分之三十提取保证金。", "30% (source: 20)"),
         ("根据《保险法》第四十三条，保险人应当自作出核定之日起三日内发出通知书。", "第43条"),
         ("根据《保险法》第二十五条，保险人应当自作出核定之日起三日内发出通知书。", "attributes it"),
         ("依照《劳动合同法》第八十四条，用人单位不得扣押劳动者证件。", "劳动合同法"),

@@ -1,68 +1,93 @@
-"""Numbers and references of an answer must come from the source or the question.
+"""Numbers, references and laws of an answer, checked against the source: only contradictions.
 
-A rule quantity (a deadline, period, percentage, multiple or amount: "三十日", "20%", "2倍",
-"ten dollars") passes when the source or the question states it, or when it follows in one
-arithmetic step from them (a worked calculation or a case). A number the answer restates in the
-source's own words but changes ("…之日起15日内" for "…之日起5日内") fails even when 15 happens to
-occur elsewhere. Cited articles and laws must be in the source or the question.
+A number is flagged only on positive evidence that it contradicts the source: the answer states
+a quantity in the words of a source sentence (the same rule: its unit and the words around it
+match) and that sentence gives a different value there, and the answer's value is not in the
+question, not in that sentence, and not one or two arithmetic steps away from the question's and
+the source's numbers. A number the source simply does not have is not flagged (a worked example,
+a case's figures, a list number, a paraphrase such as 两个月 for 二个月): that is the support
+check's and the judges' business. Cited articles must exist in the source, and the one an answer
+cites must be the one whose content it gives; a law named must be the source's.
 """
 
 from __future__ import annotations
 
 import ast
+import datetime as dt
+import itertools
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Any
 
-from .base import Finding, detect_lang, normalized, squash
+from .base import CJK, Finding, detect_lang, normalized, squash
 from .provisions import (
     EN_REF,
     ZH_CLAUSE_REF,
     ZH_REF,
+    cited_units,
     is_case_question,
     law_core,
     lead_citation,
+    misattributed_units,
     question_target,
     references,
+    same_law,
     share_in,
     source_references,
+    source_units,
     unknown_laws,
+    unknown_sections,
 )
 
 # Units of rule quantities by class (text normalised by normalize_numerals).
 _ZH_UNITS: list[tuple[str, str]] = [
-    (r"个工作日|工作日|日|天", "day"),
+    (r"个工作日|工作日", "workday"),
+    (r"日|天", "day"),
     (r"个月", "month"),
     (r"周年|年(?!度|级|龄|满|间|代|初|底|末|内外)", "year"),
     (r"年(?=内外)", "year"),
     (r"周岁|岁", "age"),
     (r"个小时|小时", "hour"),
+    (r"分钟", "minute"),
+    (r"秒钟?", "second"),
     (r"个星期|星期|周", "week"),
     (r"倍", "multiple"),
     (r"元", "money"),
     (r"%|‰", "percent"),
+    (r"成(?![立为本员年功果交绩熟就效])", "tenth"),
     (r"公里|千米|米|公斤|千克|吨|亩", "measure"),
     (r"(?:人|名)(?=以上|以下|以内|或者|至)", "people"),
 ]
 _EN_UNITS: list[tuple[str, str]] = [
-    (r"(?:business\s+|working\s+|calendar\s+)?days?", "day"),
+    (r"(?:business|working)\s+days?", "workday"),
+    (r"(?:calendar\s+)?days?", "day"),
     (r"months?", "month"),
     (r"years?", "year"),
-    (r"hours?", "hour"),
+    (r"hours?|hrs?", "hour"),
+    (r"minutes?|mins?", "minute"),
+    (r"milliseconds?|ms", "millisecond"),
+    (r"seconds?|secs?|s", "second"),
     (r"weeks?", "week"),
     (r"times|fold", "multiple"),
-    (r"dollars?|cents?", "money"),
+    (r"dollars?", "money"),
+    (r"cents?", "cent"),
     (r"%|percent|per\s*cent", "percent"),
-    (r"miles?|feet|foot|acres?", "measure"),
+    (r"miles?|feet|foot|acres?|[KMG]i?B|bytes?", "measure"),
 ]
 _ZH_UNIT_RE = "|".join(f"(?P<zh_{cls}{i}>{pat})" for i, (pat, cls) in enumerate(_ZH_UNITS))
 _EN_UNIT_RE = "|".join(f"(?P<en_{cls}{i}>{pat})" for i, (pat, cls) in enumerate(_EN_UNITS))
 _NUM = r"(?<![\d.,/])(\d+(?:\.\d+)?)(?:/(\d+))?"
 _QTY_ZH = re.compile(rf"{_NUM}\s*(?:{_ZH_UNIT_RE})?")
-_QTY_EN = re.compile(rf"(\$\s*)?{_NUM}(?:\s+|-)?(?:(?:{_EN_UNIT_RE})\b)?", re.IGNORECASE)
+_QTY_EN = re.compile(
+    rf"(\$\s*)?(?<![A-Za-z_-]){_NUM}(?:\s+|-)?(?:(?:{_EN_UNIT_RE})\b)?", re.IGNORECASE
+)
+# "retried twice": counts written as adverbs.
+_EN_TIMES = re.compile(r"\b(once|twice|thrice)\b", re.IGNORECASE)
+_EN_TIMES_VALUE = {"once": 1.0, "twice": 2.0, "thrice": 3.0}
 # Dates and years are not rule quantities (2023年3月31日, 3月31日, March 31, 10 May 2026).
 _ZH_DATE = re.compile(
     r"\d{4}\s*年(?:度)?(?:\s*\d{1,2}\s*月(?:\s*\d{1,2}\s*日)?)?|\d{1,2}\s*月\s*\d{1,2}\s*日"
@@ -75,6 +100,12 @@ _EN_DATE = re.compile(
 )
 # Enumeration markers ("1.", "(2)") are not quantities.
 _ENUM_MARK = re.compile(r"(?:^|\n)\s*[(（]?\d+[.)）、](?!\d)|[(（]\d+[)）]")
+# Version numbers, HTTP status classes and code are not quantities either ("3.10", "4xx").
+_EN_CODE = re.compile(r"`[^`\n]*`|\b\d+(?:\.\d+){2,}\b|\b\d[xX]{2}\b|\bv\d+(?:\.\d+)*\b")
+# Code is an example, not a rule: fenced blocks, inline code, and "name=5" arguments anywhere.
+_CODE = re.compile(
+    r"(?ms)^[ \t]*(```|~~~).*?^[ \t]*\1|`[^`\n]+`|(?<![\w.])[A-Za-z_][A-Za-z0-9_.]*\s*=\s*[\d.]+"
+)
 _ORDINAL_EN = re.compile(r"(?:st|nd|rd|th)\b")
 
 
@@ -96,24 +127,30 @@ def _unit_class(m: re.Match[str]) -> str:
     return ""
 
 
-def _masked_spans(text: str, lang: str) -> list[tuple[int, int]]:
+def _masked_spans(text: str, lang: str, *, code: bool = True) -> list[tuple[int, int]]:
     spans = [m.span() for m in (_ZH_DATE if lang == "zh" else _EN_DATE).finditer(text)]
     for regex in (ZH_REF, ZH_CLAUSE_REF, EN_REF, _ENUM_MARK):
         spans += [m.span() for m in regex.finditer(text)]
+    if code:
+        spans += [m.span() for m in _CODE.finditer(text)]
+        if lang == "en":
+            spans += [m.span() for m in _EN_CODE.finditer(text)]
     return spans
 
 
 def extract_quantities(
-    text: str, lang: str | None = None, *, is_normalized: bool = False
+    text: str, lang: str | None = None, *, is_normalized: bool = False, code: bool = False
 ) -> list[Quantity]:
     """Numbers of ``text`` (numerals normalised first) with their unit class.
 
-    Dates, years, article references and enumeration markers are left out; ordinals ("第3次",
-    "the 2nd Year") have the unit 'ordinal', fractions the unit 'ratio' (value 2/3).
+    Dates, years, article references, enumeration markers, code (examples, not rules) and
+    version numbers are left out, unless ``code`` (a question's ``timeout=20.0`` is its case's
+    figure); ordinals ("第3次", "the 2nd Year") have the unit 'ordinal', fractions the unit
+    'ratio' (value 2/3), "twice" is 2 'multiple'.
     """
     norm = text if is_normalized else normalized(text)
     lang = lang or detect_lang(norm)
-    masked = _masked_spans(norm, lang)
+    masked = _masked_spans(norm, lang, code=not code)
     out: list[Quantity] = []
     zh = lang == "zh"
     for m in (_QTY_ZH if zh else _QTY_EN).finditer(norm):
@@ -136,14 +173,77 @@ def extract_quantities(
         if unit == "" and not zh and 1000 <= value <= 2999 and value == int(value):
             continue  # a year
         out.append(Quantity(value, unit, m.group().strip(), m.start(), m.end()))
+    if not zh:
+        for m in _EN_TIMES.finditer(norm):
+            if not any(a <= m.start() < b for a, b in masked):
+                value = _EN_TIMES_VALUE[m.group(1).lower()]
+                out.append(Quantity(value, "multiple", m.group(), m.start(), m.end()))
+        out.sort(key=lambda q: q.start)
     return out
 
 
-# --- arithmetic -------------------------------------------------------------------------------
+# --- units ------------------------------------------------------------------------------------
+
+# (dimension, size in the dimension's base unit): values compare across units of a dimension
+# only where the conversion is exact (1年 = 12个月, 1周 = 7日, 1 minute = 60 s; a month is not
+# 30 days, a working day is not a day).
+_DIMENSION: dict[str, tuple[str, float]] = {
+    "millisecond": ("time", 0.001),
+    "second": ("time", 1.0),
+    "minute": ("time", 60.0),
+    "hour": ("time", 3600.0),
+    "day": ("time", 86400.0),
+    "week": ("time", 604800.0),
+    "month": ("months", 1.0),
+    "year": ("months", 12.0),
+    "age": ("age", 1.0),
+    "workday": ("workday", 1.0),
+    "percent": ("percent", 1.0),
+    "tenth": ("percent", 10.0),
+    "ratio": ("percent", 100.0),
+    "multiple": ("multiple", 1.0),
+    "money": ("money", 1.0),
+    "cent": ("money", 0.01),
+    "people": ("count", 1.0),
+    "measure": ("measure", 1.0),
+    "ordinal": ("ordinal", 1.0),
+    "": ("", 1.0),
+}
+
+
+def _dim(q: Quantity) -> tuple[str, float]:
+    return _DIMENSION.get(q.unit, (q.unit, 1.0))
+
+
+def _base(q: Quantity) -> float:
+    return q.value * _dim(q)[1]
 
 
 def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
+
+
+def _same_quantity(a: Quantity, b: Quantity, *, loose: bool = True) -> bool:
+    """Whether ``a`` and ``b`` state one value: same dimension (a bare number matches any when
+    ``loose``), equal after an exact unit conversion; 2倍 = 200%, 周岁 = 年."""
+    (da, fa), (db, fb) = _dim(a), _dim(b)
+    if da == db:
+        return _close(a.value * fa, b.value * fb)
+    if loose and ("" in (da, db) or {da, db} <= {"age", "months"}):
+        return _close(a.value, b.value)
+    if {da, db} == {"multiple", "percent"}:
+        pa = a.value * (100 if da == "multiple" else fa)
+        pb = b.value * (100 if db == "multiple" else fb)
+        return _close(pa, pb)
+    return False
+
+
+def _in_pool(q: Quantity, pool: Sequence[Quantity]) -> bool:
+    """Whether ``pool`` has ``q``'s value in a compatible unit (or a bare one)."""
+    return any(_same_quantity(q, p) for p in pool)
+
+
+# --- arithmetic -------------------------------------------------------------------------------
 
 
 def _rounded_forms(x: float) -> set[float]:
@@ -154,24 +254,104 @@ def _rounded_forms(x: float) -> set[float]:
     return {round(f, 6) for f in forms}
 
 
-def _operand_values(q: Quantity) -> list[float]:
-    """Values a quantity contributes to arithmetic (20% is 20 and 0.2)."""
-    return [q.value, q.value / 100] if q.unit == "percent" else [q.value]
+# A value in arithmetic: (number as written, dimension). Scalars (bare numbers, percentages,
+# multiples) scale a quantity; only like quantities add up ("60日 + 30日", not "1个月 + 2倍").
+Val = tuple[float, str]
+_SCALAR = frozenset({"", "percent", "multiple"})
 
 
-def _derivable(target: float, case_values: set[float], all_values: set[float]) -> bool:
-    """``target`` = a op b (rounded as answers round), a from the case, b from anywhere."""
-    t = round(target, 6)
-    for a in case_values:
-        for b in all_values:
-            results = [a + b, a - b, b - a, a * b]
-            if b:
-                results.append(a / b)
-            if a:
-                results.append(b / a)
-            if any(t in _rounded_forms(r) for r in results):
-                return True
+def _kind(dim: str, size: float) -> str:
+    """The arithmetic kind of a quantity: its dimension and unit ("time:60" is minutes), so
+    that 10 minutes and 10 seconds are not the same operand."""
+    return dim if dim in _SCALAR else f"{dim}:{size:g}"
+
+
+def _operand_values(q: Quantity) -> list[Val]:
+    """Values a quantity contributes to arithmetic (20% is 20 percent and the scalar 0.2)."""
+    dim, size = _dim(q)
+    if dim == "percent":  # 20%, 2/3, 七成
+        pct = q.value * size
+        return [(pct, "percent"), (pct / 100, "")]
+    return [(q.value, _kind(dim, size))]
+
+
+def _targets(q: Quantity) -> list[Val]:
+    """What a derived quantity may have been computed as: 10.7% is 10.7 percent or 0.107, 30
+    minutes is also 1800 seconds and 0.5 hours."""
+    dim, size = _dim(q)
+    if dim in _SCALAR:
+        return _operand_values(q)
+    sizes = {f for d, f in _DIMENSION.values() if d == dim}
+    return [(q.value * size / f, _kind(dim, f)) for f in sorted(sizes | {size})]
+
+
+def _product_kind(da: str, db: str) -> str:
+    """The kind of a × b: a scalar keeps the other's kind, a unit and its inverse cancel, two
+    units make something the answer may call anything ("元/日 × 日")."""
+    if "?" in (da, db):
+        return "?"
+    if da in _SCALAR:
+        return db
+    if db in _SCALAR:
+        return da
+    if da == f"1/{db}" or db == f"1/{da}":
+        return ""
+    # seconds × minutes is no quantity an answer states; 元/日 × 日 may be anything
+    return "?" if _dimension_of(da) == _dimension_of(db) else "*"
+
+
+def _dimension_of(kind: str) -> str:
+    return kind.removeprefix("1/").split(":")[0]
+
+
+def _quotient_kind(da: str, db: str) -> str:
+    """The kind of a ÷ b: like kinds give a scalar, a scalar over a unit is its inverse."""
+    if "?" in (da, db):
+        return "?"
+    if da == db:
+        return ""
+    if db in _SCALAR:
+        return da
+    if da in _SCALAR:
+        return f"1/{db}"
+    return "?" if _dimension_of(da) == _dimension_of(db) else "*"
+
+
+def _combine(a: Val, b: Val) -> list[Val]:
+    """a + b, a - b, b - a (like quantities only), a × b, a ÷ b, b ÷ a with their kinds."""
+    (x, da), (y, db) = a, b
+    out: list[Val] = []
+    if da == db:
+        out += [(x + y, da), (x - y, da), (y - x, da)]
+    out.append((x * y, _product_kind(da, db)))
+    if y:
+        out.append((x / y, _quotient_kind(da, db)))
+    if x:
+        out.append((y / x, _quotient_kind(db, da)))
+    return [(v, d) for v, d in out if math.isfinite(v)]
+
+
+def _hits(result: Val, targets: list[Val]) -> bool:
+    value, dim = result
+    forms = _rounded_forms(value)
+    for t, t_dim in targets:
+        same_dim = dim == "*" or dim == t_dim or t_dim == "" or (dim == "" and t_dim in _SCALAR)
+        if same_dim and round(t, 6) in forms:
+            return True
     return False
+
+
+def _derivable(targets: list[Val], firsts: set[Val], all_values: set[Val]) -> bool:
+    """A target is a op b (rounded as answers round), a from ``firsts``, b from anywhere."""
+    return any(_hits(r, targets) for a in firsts for b in all_values for r in _combine(a, b))
+
+
+def _two_steps(targets: list[Val], given: set[Val], all_values: set[Val]) -> bool:
+    """A target is (a op b) op c, with a one of the question's own figures."""
+    if len(given) * len(all_values) > 400:
+        return False
+    firsts = {r for a in given for b in all_values for r in _combine(a, b)}
+    return _derivable(targets, firsts, all_values)
 
 
 # "16000元×0.05%×55日＝440元", "8400元×(40%＋30%)＝5880元", "600000 ÷ 30000 = 20".
@@ -198,7 +378,9 @@ def _equations(answer_n: str) -> list[tuple[float, list[float]]]:
         py = py.translate(str.maketrans({"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}))
         value = _safe_eval(re.sub(r"[^0-9.()*/+\-]", "", py))
         stated = float(right.group(1))
-        if value is not None and (stated in _rounded_forms(value) or _close(stated, value)):
+        if value is not None and (
+            stated in _rounded_forms(value) or stated in _rounded_forms(value * 100)
+        ):
             out.append((stated, operands))
     return out
 
@@ -235,34 +417,290 @@ def _safe_eval(expr: str) -> float | None:
         return None
 
 
-# --- matching a number against the source -----------------------------------------------------
-
-# Conversions an answer may make on its own: years ↔ months, weeks ↔ days, percent ↔ ratio.
-_CONVERSIONS = {
-    ("year", "month"): 12.0,
-    ("month", "year"): 1 / 12,
-    ("week", "day"): 7.0,
-    ("day", "week"): 1 / 7,
-    ("percent", "ratio"): 0.01,
-    ("ratio", "percent"): 100.0,
-    ("multiple", "percent"): 100.0,
-}
-# Unit classes matched as one (周岁 is an age in years; "3名以上" is a count).
-_COMPATIBLE = {"age": "year", "people": ""}
+# Dates of a question ("2024年1月8日", "6月10日", "March 4, 2024"): the days between two of them
+# are a case's own figure (counted both ways: Chinese periods start the next day).
+_ZH_FULL_DATE = re.compile(r"(?:(\d{4})\s*年\s*)?(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+_EN_FULL_DATE = re.compile(rf"\b({_MONTHS})\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?\b")
 
 
-def _in_pool(q: Quantity, pool: Sequence[Quantity]) -> bool:
-    """Whether ``pool`` has ``q``'s value in a compatible unit (or a bare one)."""
-    unit = _COMPATIBLE.get(q.unit, q.unit)
-    for p in pool:
-        p_unit = _COMPATIBLE.get(p.unit, p.unit)
-        if _close(p.value, q.value) and (unit == p_unit or not unit or not p_unit):
-            return True
-        factor = _CONVERSIONS.get((p_unit, unit))
-        if factor is not None and _close(p.value * factor, q.value):
-            return True
-    return False
+def _dates(text_n: str) -> list[dt.date]:
+    out = []
+    for m in _ZH_FULL_DATE.finditer(text_n):
+        year, month, day = int(m.group(1) or 2001), int(m.group(2)), int(m.group(3))
+        try:
+            out.append(dt.date(year, month, day))
+        except ValueError:
+            continue
+    months = _MONTHS.split("|")
+    for m in _EN_FULL_DATE.finditer(text_n):
+        try:
+            out.append(
+                dt.date(int(m.group(3) or 2001), months.index(m.group(1)) + 1, int(m.group(2)))
+            )
+        except ValueError:
+            continue
+    return out
 
+
+def _date_spans(question_n: str) -> set[Val]:
+    """Days (and whole months) between the question's dates, inclusive and exclusive."""
+    dates = _dates(question_n)
+    out: set[Val] = set()
+    for i, a in enumerate(dates):
+        for b in dates[i + 1 :]:
+            days = abs((b - a).days)
+            out |= {
+                (float(d), _kind(*_DIMENSION["day"])) for d in (days, days + 1, max(days - 1, 0))
+            }
+            months = abs((b.year - a.year) * 12 + b.month - a.month)
+            out |= {(float(m), _kind(*_DIMENSION["month"])) for m in (months, months + 1)}
+    return out
+
+
+# --- a quantity against the source's sentence that states the same rule ---------------------
+
+_ZH_CLAUSE_END = re.compile(r"[，,。；;！？!?\n：:]")
+_EN_CLAUSE_END = re.compile(r"[;!?\n:,]|(?<!\d)\.(?!\d)|\.(?=\s)")
+_ZH_TOKEN = re.compile(rf"[{CJK}]|[A-Za-z]+|\d+(?:\.\d+)?")
+_EN_TOKEN = re.compile(r"[A-Za-z_][A-Za-z_'-]*|\d+(?:\.\d+)?")
+# fmt: off
+_EN_FUNCTION = frozenset([
+    "a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "as", "is", "are", "was",
+    "were", "be", "been", "it", "its", "this", "that", "these", "those", "and", "or", "if", "so",
+    "which", "who", "than", "then", "there", "their", "they", "can", "will", "would", "you",
+    "your", "from", "into", "has", "have", "had", "do", "does", "up",
+])
+# fmt: on
+_SLOT = "\x00"
+
+
+@dataclass(frozen=True)
+class _Clause:
+    """A clause as tokens, numbers replaced by a slot token per dimension."""
+
+    tokens: tuple[str, ...]
+    slots: dict[int, Quantity]
+    content: int  # tokens that are neither slots nor function words
+
+
+def _content_token(tok: str, lang: str) -> bool:
+    if tok.startswith(_SLOT):
+        return False
+    return lang == "zh" or tok not in _EN_FUNCTION
+
+
+def _clauses(text_n: str, quantities: Sequence[Quantity], lang: str) -> list[_Clause]:
+    """The clauses of a normalised text (split at commas and stronger stops), tokenised."""
+    ends = _ZH_CLAUSE_END if lang == "zh" else _EN_CLAUSE_END
+    token_re = _ZH_TOKEN if lang == "zh" else _EN_TOKEN
+    bounds = [0] + [m.end() for m in ends.finditer(text_n)] + [len(text_n)]
+    qs = sorted(quantities, key=lambda q: q.start)
+    out = []
+    for a, b in itertools.pairwise(bounds):
+        tokens: list[str] = []
+        slots: dict[int, Quantity] = {}
+        pos = a
+        for q in qs:
+            if q.start < a or q.start >= b:
+                continue
+            tokens += [t.casefold() for t in token_re.findall(text_n[pos : q.start])]
+            slots[len(tokens)] = q
+            tokens.append(_SLOT + _dim(q)[0])
+            pos = max(pos, q.end)
+        tokens += [t.casefold() for t in token_re.findall(text_n[pos:b])]
+        if slots or tokens:
+            content = sum(_content_token(t, lang) for t in tokens)
+            out.append(_Clause(tuple(tokens), slots, content))
+    return out
+
+
+def _clause_of(q: Quantity, clauses: Sequence[_Clause]) -> tuple[_Clause, int] | None:
+    for c in clauses:
+        for i, s in c.slots.items():
+            if s is q:
+                return c, i
+    return None
+
+
+def _align(a: _Clause, i: int, s: _Clause, lang: str) -> tuple[float, Quantity | None]:
+    """(share of ``a``'s content tokens found in order in ``s``, ``s``'s quantity in slot i)."""
+    matcher = SequenceMatcher(None, a.tokens, s.tokens, autojunk=False)
+    matched = 0
+    slot = None
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            if _content_token(a.tokens[block.a + k], lang):
+                matched += 1
+            if block.a + k == i:
+                slot = s.slots.get(block.b + k)
+    return matched / max(a.content, 1), slot
+
+
+@dataclass
+class _Source:
+    """The source's clauses, once per chunk."""
+
+    clauses: list[_Clause]
+
+
+@lru_cache(maxsize=64)
+def _source_clauses(source: str, lang: str) -> _Source:
+    source_n = normalized(source)
+    return _Source(_clauses(source_n, _source_quantities(source, lang), lang))
+
+
+def _conflict(
+    q: Quantity, here: tuple[_Clause, int], source: _Source, lang: str, *, strict: bool
+) -> Quantity | None:
+    """The source's value where a clause stating the same rule puts ``q``, when it differs.
+
+    The answer's clause must have enough words of its own (4 Chinese characters, 3 English
+    content words; more in a case answer) and match a source clause closely (in order, at least
+    70 %, 85 % when ``strict``); no such clause may state ``q``'s value anywhere.
+    """
+    clause, i = here
+    need = (4 if lang == "zh" else 3) + (1 if strict else 0)
+    if clause.content < need:
+        return None
+    floor = 0.85 if strict else 0.7
+    dim = _dim(q)[0]
+    found: list[tuple[float, Quantity]] = []
+    for s in source.clauses:
+        if not any(_dim(p)[0] == dim for p in s.slots.values()):
+            continue
+        share, slot = _align(clause, i, s, lang)
+        if share < floor or share * clause.content < need:
+            continue
+        if any(_same_quantity(q, p, loose=False) for p in s.slots.values()):
+            return None  # a sentence of the same rule with this very value
+        if slot is not None and _dim(slot)[0] == dim:
+            found.append((share, slot))
+    if not found:
+        return None
+    return max(found, key=lambda f: f[0])[1]
+
+
+# --- default values (technical documents) ----------------------------------------------------
+
+_DEFAULT_WORD = re.compile(r"\bdefault(?:s|ed)?\b|默认|缺省", re.IGNORECASE)
+# "time limit on idle connections in seconds … (Default 5)": the unit of a bare default.
+_IN_UNIT = re.compile(
+    r"\bin\s+(milliseconds|seconds|minutes|hours|days|bytes)\b|以(秒|分钟|小时|天)为单位"
+)
+_UNIT_WORD = {
+    "milliseconds": "millisecond", "seconds": "second", "minutes": "minute", "hours": "hour",
+    "days": "day", "bytes": "measure", "秒": "second", "分钟": "minute", "小时": "hour",
+    "天": "day",
+}  # fmt: skip
+_IDENT = re.compile(r"`+([^`\n]+?)`+|\b([A-Za-z]+_[A-Za-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]+)\b")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+# Where a statement of a default ends: a sentence, a line, or a clause of its own (";",
+# ", so …", "，因此…").
+_SENTENCE_END = re.compile(
+    r"(?<=[。！？；;!?])|(?<=\.)\s+(?=[A-Z`(])|\n"
+    r"|[,，]\s*(?=(?:so|and|but|which|because|then|plus|hence|thus|i\.e\.)\b|因此|所以|即|也就是)"
+)
+
+
+def _identifiers(text: str) -> set[str]:
+    """Code names a text mentions (`max_retries`, keepalive_expiry, `OpenAI(timeout=20.0)`)."""
+    names = set()
+    for m in _IDENT.finditer(text):
+        for name in re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", m.group(1) or m.group(2)):
+            if len(name) >= 3:
+                names.add(name.casefold())
+    return names
+
+
+@dataclass(frozen=True)
+class _Default:
+    """A default value the source states, with the names and words of its statement."""
+
+    quantity: Quantity
+    names: frozenset[str]
+    words: frozenset[str]
+
+
+def _items(text: str) -> list[tuple[int, int]]:
+    """Spans of paragraphs, list items and code lines: where a default is stated with its name."""
+    spans = []
+    start = 0
+    in_code = False
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        fence = stripped.startswith(("```", "~~~"))
+        if fence or in_code or not stripped or _LIST_ITEM.match(line):
+            if pos > start:
+                spans.append((start, pos))
+            start = pos
+        if fence:
+            in_code = not in_code
+        if in_code and not fence:
+            spans.append((pos, pos + len(line)))
+            start = pos + len(line)
+        pos += len(line)
+    if pos > start:
+        spans.append((start, pos))
+    return spans
+
+
+def _words(text: str, lang: str) -> frozenset[str]:
+    from .support import support_tokens
+
+    return frozenset(support_tokens(_DEFAULT_WORD.sub(" ", text), lang))
+
+
+@lru_cache(maxsize=64)
+def _source_defaults(source: str, lang: str) -> tuple[_Default, ...]:
+    """Every default value the (normalised) source states, with its statement's names/words."""
+    source_n = normalized(source)
+    quantities = _source_quantities(source, lang)
+    out = []
+    for a, b in _items(source_n):
+        item = source_n[a:b]
+        if not _DEFAULT_WORD.search(item):
+            continue
+        unit = _IN_UNIT.search(item)
+        names = frozenset(_identifiers(item))
+        words = _words(item, lang)
+        for q in quantities:
+            if a <= q.start < b:
+                if q.unit == "" and unit:
+                    q = Quantity(
+                        q.value, _UNIT_WORD[unit.group(1) or unit.group(2)], q.text, q.start, q.end
+                    )
+                out.append(_Default(q, names, words))
+    return tuple(out)
+
+
+def _default_conflict(q: Quantity, ctx: _Context, question: str) -> list[float] | None:
+    """The source's defaults for the setting whose default the answer states as ``q``."""
+    spans = [(m.start(), m.end()) for m in _SENTENCE_END.finditer(ctx.answer_n)]
+    bounds = [0] + [e for _, e in spans] + [len(ctx.answer_n)]
+    sentence = next(
+        (ctx.answer_n[a:b] for a, b in itertools.pairwise(bounds) if a <= q.start < b), ""
+    )
+    if not _DEFAULT_WORD.search(sentence):
+        return None
+    names = _identifiers(sentence) | _identifiers(question)
+    words = _words(sentence, ctx.lang)
+    dim = _dim(q)[0]
+    same = []
+    for d in _source_defaults(ctx.source_text, ctx.lang):
+        d_dim = _dim(d.quantity)[0]
+        if d_dim != dim and "" not in (dim, d_dim):
+            continue
+        # The same setting: a code name both mention, or (for a quantity with a unit) two
+        # content words in common.
+        if names & d.names or ("" not in (dim, d_dim) and len(words & d.words) >= 2):
+            same.append(d.quantity)
+    if not same or any(_same_quantity(q, d) for d in same):
+        return None
+    return [d.value for d in same]
+
+
+# --- the literal context of a number ---------------------------------------------------------
 
 _ALIGN_DROP = re.compile(r"[^\w./%]+|(?<!\d)\.|\.(?!\d)|_")
 _ALIGN_NUM = r"(\d+(?:\.\d+)?)(?:/(\d+))?(?:st|nd|rd|th)?"
@@ -276,7 +714,9 @@ def _align_squash(text: str) -> str:
 
 @lru_cache(maxsize=256)
 def _align_form(text: str) -> str:
-    return _align_squash(normalized(text))
+    """The source as the literal alignment reads it: squashed, numbers of code left out."""
+    text_n = _CODE.sub(lambda m: re.sub(r"\d", "·", m.group()), normalized(text))
+    return _align_squash(text_n)
 
 
 def _aligned_numbers(left: str, right: str, source_al: str) -> list[float]:
@@ -330,6 +770,9 @@ def _show(v: float) -> str:
     return str(int(v)) if v == int(v) else f"{v:g}"
 
 
+# --- the verdict on each number --------------------------------------------------------------
+
+
 @dataclass
 class _Context:
     """Everything a number of the answer is judged against."""
@@ -340,39 +783,85 @@ class _Context:
     pool: list[Quantity]
     question_q: list[Quantity]
     case: bool
-    case_values: set[float]
-    all_values: set[float]
+    case_values: set[Val]
+    all_values: set[Val]
+    given: set[Val]  # the question's own figures and results derived from them
     equations: list[tuple[float, list[float]]]
+    answer_clauses: list[_Clause]
+    source: _Source
+    source_text: str
+    question: str
 
 
-def _verdict(q: Quantity, ctx: _Context) -> str | None:
-    """'ok', 'swapped', 'unsupported' or None (not decided: a later worked step may explain it)."""
+def _explained(q: Quantity, ctx: _Context) -> bool:
+    """Whether ``q`` is accounted for without the source's wording: the question states it, or
+    it follows from the case's numbers, or it is the result of a calculation written out."""
     if _in_pool(q, ctx.question_q):
-        return "ok"
-    # In a case answer a number the source has (same unit) is taken as right: the answer
-    # paraphrases, and its words may meet another sentence of the source by chance.
+        return True
     if ctx.case and _in_pool(q, ctx.pool):
-        return "ok"
-    if _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang) is not None:
-        return "swapped"
-    if q.unit in ("", "ordinal"):
-        # A bare count or an ordinal can only be wrong where it restates the source's words;
-        # a short phrase is enough when the answer restates the law rather than a case.
-        weak = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang, strong=False)
-        return "swapped" if not ctx.case and weak is not None else "ok"
-    if _in_pool(q, ctx.pool):
-        return "ok"
-    if ctx.case_values:
-        targets = [q.value] + ([q.value / 100] if q.unit == "percent" else [])
-        if any(_derivable(t, ctx.case_values, ctx.all_values) for t in targets):
-            return "ok"
-    known = ctx.all_values | {p.value for p in ctx.pool}
+        # A case answer paraphrases: its words may meet another sentence of the source.
+        return True
+    targets = _targets(q)
+    if ctx.case_values and _derivable(targets, ctx.case_values, ctx.all_values):
+        return True
+    # Two steps only in a case or calculation, from one of the question's own figures
+    # ("12万元的五分之一是2.4万元，拖欠三期是3万元").
+    if ctx.case and ctx.given and _two_steps(targets, ctx.given, ctx.all_values):
+        return True
+    known = {v for v, _ in ctx.all_values} | {p.value for p in ctx.pool}
     for result, operands in ctx.equations:
-        if (q.value in _rounded_forms(result) or _close(q.value, result)) and all(
-            any(_close(o, k) for k in known) for o in operands
-        ):
-            return "ok"
-    return None
+        same = any(t in _rounded_forms(result) or _close(t, result) for t, _ in targets)
+        if same and all(any(_close(o, k) for k in known) for o in operands):
+            return True
+    return False
+
+
+@lru_cache(maxsize=64)
+def _unit_quantities(source: str, lang: str) -> tuple[tuple[Quantity, ...], ...]:
+    return tuple(tuple(extract_quantities(u.text, lang)) for u in source_units(source))
+
+
+def _sentence_at(text: str, pos: int) -> str:
+    bounds = [0] + [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
+    return next((text[a:b] for a, b in itertools.pairwise(bounds) if a <= pos < b), text)
+
+
+def _own_provision_states(q: Quantity, ctx: _Context) -> bool:
+    """Whether a provision the answer's sentence cites, or the question names, states ``q``:
+    a clause of another provision worded alike is then no contradiction."""
+    units = source_units(ctx.source_text)
+    if len(units) < 2:
+        return False
+    sentence = _sentence_at(ctx.answer_n, q.start)
+    about = cited_units(sentence, units) | cited_units(ctx.question, units)
+    per_unit = _unit_quantities(ctx.source_text, ctx.lang)
+    return any(_same_quantity(q, p, loose=False) for i in about for p in per_unit[i])
+
+
+def _contradiction(q: Quantity, ctx: _Context) -> list[float] | None:
+    """The source's values for the rule ``q`` states, when they contradict it; else None.
+
+    Evidence, strongest first: the answer's words right around the number recur in the source
+    with another number; a default the source states for the same setting; a clause of the
+    source worded like the answer's (unless a provision the answer cites states the number).
+    """
+    bare = q.unit in ("", "ordinal")
+    literal = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang)
+    if literal is None and bare and not ctx.case:
+        # A bare count or an ordinal restating the law: a shorter phrase is enough.
+        literal = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang, strong=False)
+    if literal is not None:
+        return literal
+    default = _default_conflict(q, ctx, ctx.question)
+    if default is not None:
+        return default
+    here = _clause_of(q, ctx.answer_clauses)
+    if here is None:
+        return None
+    other = _conflict(q, here, ctx.source, ctx.lang, strict=ctx.case or bare)
+    if other is None or _own_provision_states(q, ctx):
+        return None
+    return [other.value]
 
 
 @lru_cache(maxsize=64)
@@ -380,54 +869,85 @@ def _source_quantities(source: str, lang: str) -> tuple[Quantity, ...]:
     return tuple(extract_quantities(normalized(source), lang, is_normalized=True))
 
 
-def _check_quantities(
+def _judge(
     answer_n: str, source: str, question: str, lang: str
-) -> tuple[list[str], list[str]]:
-    """(swapped, unsupported) quantities of the answer, as the answer wrote them."""
+) -> tuple[_Context, list[Quantity], set[int]]:
+    """The context, the answer's quantities, and which of them the question or arithmetic
+    explain (a worked step's result may feed the next step)."""
     source_q = list(_source_quantities(source, lang))
-    question_q = extract_quantities(normalized(question), lang, is_normalized=True)
+    question_n = normalized(question)
+    question_q = extract_quantities(question_n, lang, is_normalized=True, code=True)
     # Numbers of the question's case (a bare 0 or 1 says nothing: "one of").
-    case_values = {v for q in question_q if q.unit or q.value >= 2 for v in _operand_values(q)}
+    case_values = {
+        v
+        for q in question_q
+        if q.unit != "ordinal" and (q.unit or q.value >= 2)
+        for v in _operand_values(q)
+    }
+    case_values |= _date_spans(question_n)
     all_values = case_values | {v for q in source_q for v in _operand_values(q)}
+    given = set(case_values)
     case = is_case_question(question, lang, source=source)
     if case:
         # A worked answer may add up two periods of the source ("60日 + 30日 = 90日").
         case_values = set(all_values)
+    answer_q = extract_quantities(answer_n, lang, is_normalized=True)
     ctx = _Context(
         answer_n, _align_form(source), lang, source_q + question_q, question_q, case,
-        case_values, all_values, _equations(answer_n),
+        case_values, all_values, given, _equations(answer_n), _clauses(answer_n, answer_q, lang),
+        _source_clauses(source, lang), source, question,
     )  # fmt: skip
-    answer_q = extract_quantities(answer_n, lang, is_normalized=True)
-    verdicts: dict[int, str] = {}
+    explained: set[int] = set()
     changed = True
     while changed:
         changed = False
         for i, q in enumerate(answer_q):
-            if i in verdicts or (verdict := _verdict(q, ctx)) is None:
+            if i in explained or not _explained(q, ctx):
                 continue
-            verdicts[i] = verdict
-            if verdict == "ok" and ctx.case_values and not _in_pool(q, source_q):
-                # A worked step's result may feed the next step.
+            explained.add(i)
+            if ctx.case_values and not _in_pool(q, source_q):
                 new = set(_operand_values(q)) - ctx.case_values
                 if new:
                     ctx.case_values |= new
+                    ctx.given |= new
                     ctx.all_values |= new
                     changed = True
-    swapped: list[str] = []
-    unsupported: list[str] = []
-    for i, q in enumerate(answer_q):
-        verdict = verdicts.get(i, "unsupported")
-        if verdict == "swapped":
-            found = (
-                _swapped(q, answer_n, ctx.source_al, lang)
-                or _swapped(q, answer_n, ctx.source_al, lang, strong=False)
-                or []
-            )
-            swapped.append(f"{q.text} (source: {', '.join(_show(v) for v in found[:3])})")
-        elif verdict == "unsupported":
-            unsupported.append(q.text)
-    return swapped, unsupported
+    return ctx, answer_q, explained
 
+
+def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> list[str]:
+    """The answer's quantities that contradict the source, as the answer wrote them."""
+    ctx, answer_q, explained = _judge(answer_n, source, question, lang)
+    swapped = []
+    for i, q in enumerate(answer_q):
+        if i in explained:
+            continue
+        found = _contradiction(q, ctx)
+        if found:
+            swapped.append(f"{q.text} (source: {', '.join(_show(v) for v in found[:3])})")
+    return swapped
+
+
+def unsupported_quantities(
+    text: str, source: str, question: str = "", *, lang: str | None = None
+) -> list[Quantity]:
+    """Rule quantities of ``text`` (with a unit: days, %, 元, times…) that neither the source
+    nor the question states (in any exact unit conversion) and that no arithmetic explains.
+
+    Not a contradiction (``check_numbers`` does not flag them): evidence that a sentence says
+    something the source does not, for ``support``.
+    """
+    lang = lang or detect_lang(source, text)
+    text_n = normalized(text)
+    ctx, answer_q, explained = _judge(text_n, source, question, lang)
+    return [
+        q
+        for i, q in enumerate(answer_q)
+        if i not in explained and q.unit not in ("", "ordinal") and not _in_pool(q, ctx.pool)
+    ]
+
+
+# --- references and laws ---------------------------------------------------------------------
 
 # Headings are often cut out of a chunk: references to them are only checked when the source
 # has some.
@@ -466,19 +986,78 @@ def _check_references(
     return bad, []
 
 
+# The law a text is about: a 《title》, or a title line "中华人民共和国民法典 合同编".
+_ZH_TITLE_LAW = re.compile(
+    rf"《([^》]{{2,40}})》|^((?:中华人民共和国)?[{CJK}]{{2,20}}?(?:法典|法|条例))(?:\s|$)"
+)
+_ZH_QUESTION_LAW = re.compile(
+    rf"《([^》]{{2,40}})》|(中华人民共和国[{CJK}]{{2,20}}?(?:法典|法|条例))"
+)
+
+
+def _identity_laws(source: str, question: str) -> list[str]:
+    """Laws the question names by title, and the law the source's title line names."""
+    laws = [m.group(1) or m.group(2) for m in _ZH_QUESTION_LAW.finditer(question)]
+    for line in source.splitlines()[:6]:
+        line = line.strip().lstrip("#").strip()
+        if line and len(line) <= 40 and not line.startswith("第"):
+            m = _ZH_TITLE_LAW.search(line)
+            if m:
+                laws.append(m.group(1) or m.group(2))
+    return [law for law in laws if len(law_core(law)) >= 2]
+
+
+def _citing_sentences(answer: str, name: str, lang: str) -> list[str]:
+    from .support import split_sentences
+
+    return [s for s in split_sentences(answer, lang) if name in s]
+
+
+def _foreign_laws(answer: str, source: str, question: str, lang: str) -> list[str]:
+    """Laws the answer names that are not the source's, on evidence.
+
+    A law the source and question never name is not enough (a chunk seldom repeats its own
+    title): it must differ from the law the question or the source's title names, or the
+    sentence naming it must cite no article and say what the source does not (its words mostly
+    absent from the source). Articles it cites are checked on their own.
+    """
+    from .support import support_tokens
+
+    names = unknown_laws(answer, f"{source}\n{question}", lang)
+    if not names:
+        return []
+    identity = _identity_laws(source, question) if lang == "zh" else []
+    src_tokens = set(support_tokens(source, lang))
+    out = []
+    for name in names:
+        if identity and not any(same_law(name, law) for law in identity):
+            out.append(name)
+            continue
+        for sent in _citing_sentences(answer, name, lang):
+            if references(normalized(sent)):
+                continue
+            toks = support_tokens(sent, lang)
+            if len(toks) >= 6 and sum(t in src_tokens for t in toks) / len(toks) < 0.5:
+                out.append(name)
+                break
+    return out
+
+
 def check_numbers(
     output: str, source: str, question: str = "", *, lang: str | None = None
 ) -> Finding | None:
-    """Quantities, articles and laws of the answer that the source and question do not back.
+    """Quantities, articles and laws of the answer that contradict the source.
 
-    A number passes when the source or question has it (same unit class, or a plain unit
-    conversion such as 二年 = 24个月), or when it follows in one arithmetic step (+, -, ×, ÷,
-    percentage of; rounded) from a number of a case question and a number of the source or
-    question, or from an answer number that passed that way (a chain of worked steps), or is
-    the correct result of a calculation written out in the answer. Dates, years and list
-    markers are not checked; bare counts and ordinals only where the answer restates the
-    source's words around them. Cited articles/sections and law names must be in the source or
-    question, and the article an answer opens by citing must be the one the question asks about.
+    A number is flagged when a clause of the source stating the same rule (its unit, and the
+    answer's words around the number in order) gives another value, and the answer's value is
+    neither in the question, nor in any such clause, nor one or two arithmetic steps from the
+    question's and the source's numbers (days between the question's dates included), nor the
+    correct result of a calculation written out in the answer. A number the source lacks is not
+    flagged. Dates, years, list markers, code and version numbers are not checked. Cited
+    articles/sections must be in the source or question; the article an answer cites must be
+    the one whose content it gives (``provisions.misattributed_units``); the article it opens
+    by citing must be the one the question asks about; a section cited by title must exist;
+    a law named must be the source's (see ``_foreign_laws``).
     """
     if not source.strip():
         return None
@@ -494,15 +1073,22 @@ def check_numbers(
     if lead:
         problems.append(f"answer attributes it to {lead[0]}; the question asks about another")
         details["lead_citation"] = lead[0]
-    laws = unknown_laws(output, f"{source}\n{question}", lang)
+    sections = unknown_sections(output, source, question)
+    if sections:
+        problems.append(f"cites section {sections[0]!r}, not in the source")
+        details["unknown_sections"] = sections
+    if not bad_refs and not lead:
+        moved = misattributed_units(output, source, lang)
+        if moved:
+            cited, actual = moved[0]
+            problems.append(f"cites {cited}, but restates {actual}")
+            details["misattributed_unit"] = [list(m) for m in moved]
+    laws = _foreign_laws(output, source, question, lang)
     if laws:
         problems.append(f"cites {', '.join(laws[:3])}, not the source's law")
         details["unknown_laws"] = laws
-    swapped, unsupported = _check_quantities(answer_n, source, question, lang)
+    swapped = _check_quantities(answer_n, source, question, lang)
     if swapped:
         problems.append(f"number differs from the source: {'; '.join(swapped[:3])}")
         details["swapped"] = swapped
-    if unsupported:
-        problems.append(f"numbers not in the source or question: {', '.join(unsupported[:5])}")
-        details["unsupported_numbers"] = unsupported
     return Finding("; ".join(problems), details) if problems else None

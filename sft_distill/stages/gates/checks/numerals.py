@@ -1,8 +1,9 @@
 """Numbers written in words, Chinese or English, rewritten as digits so texts can be compared.
 
 ``normalize_numerals("自收到通知之日起三十日内")`` gives ``"自收到通知之日起30日内"``;
-百分之二十 → ``20%``, 三分之二 → ``2/3``, 二〇二四年 → ``2024年``, 第一百零五条 → ``第105条``,
-两年 → ``2年``, 10万元 → ``100000元``; "ten dollars" → ``10 dollars``, "two thirds" → ``2/3``,
+百分之二十 → ``20%``, 万分之五 → ``0.05%``, 三分之二 → ``2/3``, 二〇二四年 → ``2024年``,
+第一百零五条 → ``第105条``, 两年 → ``2年``, 10万元 → ``100000元``;
+"ten dollars" → ``10 dollars``, "two thirds" → ``2/3``,
 "one thousand eight hundred and eight" → ``1808``, "Article IV" → ``Article 4``.
 Words that only contain a numeral character ("一般", "统一", "万一", "一定") are left alone.
 """
@@ -30,7 +31,7 @@ _ZH_MEASURE = (
     "日天月年周岁倍元角分秒时个人名次项条款章节页部届期批位家份件种类层级号票席亩吨米升度"
     "万亿成星季代口户座台辆张"
 )
-_PERCENT_ZH = re.compile(r"(百|千)分之\s*([0-9.]+)")
+_PERCENT_ZH = re.compile(r"(百|千|万)分之\s*([0-9.]+)")
 _FRACTION_ZH = re.compile(r"([0-9]+)\s*分之\s*([0-9]+)")
 # Arabic digits with 万/亿 ("10万元", "1.5亿元"): the multiplier is applied.
 _ARABIC_BIG = re.compile(r"(?<![0-9.])([0-9]+(?:\.[0-9]+)?)\s*(万|亿)(?![一二三四五六七八九])")
@@ -256,6 +257,18 @@ def _replace_ordinal(m: re.Match[str]) -> str:
     return f"{value}{suffix or 'th'}"
 
 
+# "second" as a unit of time: after a number ("a 60-second timeout", "10 second") or an article.
+_SECOND_UNIT = re.compile(r"(?:\d[\s-]?|\b(?:a|per|each|one)\s+)$", re.IGNORECASE)
+
+
+def _replace_ordinal_in(text: str, m: re.Match[str]) -> str:
+    if m.group().lower() == "second" and _SECOND_UNIT.search(
+        text[max(0, m.start() - 8) : m.start()]
+    ):
+        return m.group()
+    return _replace_ordinal(m)
+
+
 def normalize_numerals(text: str, *, ordinals: bool = False) -> str:
     """``text`` (NFKC) with every number written in digits; see the module docstring.
 
@@ -267,7 +280,8 @@ def normalize_numerals(text: str, *, ordinals: bool = False) -> str:
     if re.search(f"[{_ZH_NUM_CHARS}]", text):
         text = _replace_zh(text)
         text = _PERCENT_ZH.sub(
-            lambda m: _fmt(float(m.group(2)) / (1 if m.group(1) == "百" else 10)) + "%", text
+            lambda m: _fmt(float(m.group(2)) / {"百": 1, "千": 10, "万": 100}[m.group(1)]) + "%",
+            text,
         )
         text = _FRACTION_ZH.sub(lambda m: f"{m.group(2)}/{m.group(1)}", text)
         text = _ARABIC_BIG.sub(_scale_arabic, text)
@@ -276,6 +290,6 @@ def normalize_numerals(text: str, *, ordinals: bool = False) -> str:
         text = _ORDINAL_AMENDMENT.sub(_replace_ordinal_amendment, text)
         text = _EN_FRACTION.sub(_replace_en_fraction, text)
         if ordinals:
-            text = _EN_ORDINAL.sub(_replace_ordinal, text)
+            text = _EN_ORDINAL.sub(lambda m: _replace_ordinal_in(text, m), text)
         text = _EN_NUMBER.sub(_replace_en_number, text)
     return text

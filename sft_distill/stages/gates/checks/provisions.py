@@ -7,10 +7,15 @@ References are read from text normalised by ``numerals.normalize_numerals`` (第
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
-from .base import CJK, detect_lang, normalized, squash
+from ....sources.headings import find_article_refs, find_articles, find_headings
+from .base import CJK, detect_lang, nfkc, normalized, squash
 
 ZH_REF = re.compile(r"第\s*(\d+)\s*(条|章|节|编)(?:之(\d+))?")
 ZH_CLAUSE_REF = re.compile(r"第\s*(\d+)\s*(款|项)")
@@ -60,10 +65,12 @@ def question_target(question_n: str, lang: str) -> set[Ref] | None:
 
 # "根据《保险法》第十六条，" / "《保险法》第十六条规定" / "Under Article I, Section 5, ...": the
 # provision an answer says it restates.
+# A law's name, not "违反本条例" (a cross-reference to the same law).
+_ZH_NAME = rf"(?!违反|依照|按照|根据|依据)(?:(?!本)[{CJK}]){{2,20}}?"
 _ZH_LEAD = re.compile(
-    rf"^\s*(?:根据|依据|依照|按照|按|据|参照|对照)?\s*(?:《([^》]+)》|([{CJK}]{{2,20}}?"
+    rf"^\s*(?:根据|依据|依照|按照|按|据|参照|对照)?\s*(?:《([^》]+)》|({_ZH_NAME}"
     r"(?:法|条例|办法|规定|细则|解释)))?\s*第\s*(\d+)\s*条(?:第\s*\d+\s*款)?\s*(?:的?规定)?\s*[,，:：]"
-    rf"|^\s*(?:《([^》]+)》|([{CJK}]{{2,20}}?(?:法|条例|办法|细则)))?\s*第\s*(\d+)\s*条"
+    rf"|^\s*(?:《([^》]+)》|({_ZH_NAME}(?:法|条例|办法|细则)))?\s*第\s*(\d+)\s*条"
     r"(?:第\s*\d+\s*款)?\s*(?:明确)?规定"
 )
 _EN_LEAD = re.compile(
@@ -141,16 +148,26 @@ def unknown_laws(answer: str, context: str, lang: str) -> list[str]:
 # Cues: a party ("某", "甲方", "小王", "a man"), a hypothesis, a number the law does not have, a
 # personal pronoun, or a scenario sentence before the question ("…撞伤了行人。保险公司要赔吗？").
 _ZH_CASE = re.compile(
-    rf"某|[甲乙丙丁](?:方|公司|某|与|向|对|的)|小[{CJK}](?=[的在因向与为是想已从])"
-    r"|假设|假如|如果|若|倘若|他|她|一(?:名|家|位|辆|份|起)|[0-9]|[。！；;][^。！；;]{4,}$"
+    rf"某|[甲乙丙丁](?:方|公司|某|与|向|对|的)|[小老阿][{CJK}](?=[的在因向与为是想已从跟和被把])"
+    r"|假设|假如|如果|若|倘若|他|她|我|你|一(?:名|家|位|辆|份|起)|[0-9]|[。！；;][^。！；;]{4,}$"
     r"|怎么(?:办|处理|解决|算|计算|赔)|如何(?:处理|计算|认定|解决|赔偿)"
+    # a date or a total to work out
+    r"|哪天|哪一天|几号|最早|一共|总共"
 )
 _EN_CASE = re.compile(
     r"\b(?:suppose|supposing|assume|assuming|imagine|if|when|hypothetical|scenario)\b"
     r"|\b(?:a|an)\s+(?:man|woman|person|company|employee|worker|policyholder|driver|resident"
     r"|city|candidate|couple|family|child|landlord|tenant|customer|buyer|seller)\b"
     r"|\b(?:Mr|Mrs|Ms|Dr)\.|[0-9]|\b(?:he|she|his|her|him)\b"
-    r"|(?<=[a-z0-9]{2})[.!;]\s+[A-Z][^.!;]{10,}$|\bwhat\s+happens\s+(?:if|when|to)\b",
+    r"|(?<=[a-z0-9]{2})[.!;]\s+[A-Z][^.!;]{10,}$|\bwhat\s+happens\s+(?:if|when|to)\b"
+    # someone's own situation ("I call …", "our tests …"), not "how do I …"
+    r"|\b(?:my|our)\s+(?:\w+\s+){0,2}(?:is|are|was|were|has|have|had|takes?|took|gets?|got"
+    r"|returns?|raises?|fails?|failed|keeps?|kept)\b|(?<!\bdo\s)(?<!\bcan\s)(?<!\bshould\s)(?<!\bwould\s)(?<!\bcould\s)"
+    r"(?<!\bwill\s)(?<!\bmust\s)(?<!\bdid\s)(?<!\bmay\s)\b(?:I|we)\s+(?!(?:can|could|should"
+    r"|would|will|must|need|want|may|might|do|don't)\b)[a-z]+"
+    # a quantity to work out
+    r"|\b(?:maximum|minimum|total|largest|smallest|at\s+most|in\s+total|altogether|calculate"
+    r"|compute|work\s+out)\b",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -170,6 +187,8 @@ def is_case_question(question: str, lang: str | None = None, *, source: str = ""
     law's own, not a case's.
     """
     text = ZH_REF.sub("", EN_REF.sub("", normalized(question))).strip()
+    if re.search(r"\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}\s*年\s*\d{1,2}\s*月", text):
+        return True  # a date: something happened on it
     if source:
         known = _numbers_of(source)
         text = _NUMBER.sub(lambda m: "" if float(m.group()) in known else m.group(), text)
@@ -207,3 +226,150 @@ def target_passage(source: str, question: str, lang: str | None = None) -> str |
         return None
     end = end_re.search(source_n, m.end())
     return source_n[m.start() : end.start() if end else len(source_n)]
+
+
+# --- which provision an answer's content comes from -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A provision of the source: an article (第N条, Section N) or a titled document section."""
+
+    kind: str  # "条", "article", "section", "amendment", or "heading"
+    number: int
+    parent: int | None
+    label: str
+    text: str
+
+
+@lru_cache(maxsize=64)
+def source_units(source: str) -> tuple[Unit, ...]:
+    """The source's articles (``headings.find_articles``), else its heading-delimited sections."""
+    arts = find_articles(source)
+    if len(arts) >= 2:
+        return tuple(
+            Unit(a.kind, a.number, a.parent, a.label, source[a.start : a.end]) for a in arts
+        )
+    heads = find_headings(source)
+    units = []
+    for i, h in enumerate(heads):
+        end = heads[i + 1].start if i + 1 < len(heads) else len(source)
+        units.append(Unit("heading", i, None, h.text, source[h.start : end]))
+    return tuple(units)
+
+
+def cited_units(segment: str, units: Sequence[Unit]) -> set[int]:
+    """Indexes of the units a piece of an answer cites by number ("第十六条", "Section 8")."""
+    found = set()
+    for ref in find_article_refs(nfkc(segment)):
+        for i, u in enumerate(units):
+            same_kind = ref.kind == u.kind or {ref.kind, u.kind} <= {"条", "article"}
+            same_parent = ref.parent is None or u.parent is None or ref.parent == u.parent
+            if same_kind and ref.number == u.number and same_parent:
+                found.add(i)
+    return found
+
+
+# A section cited by its title: 'the "Retries" section', 'under "Waiting before retrying"'.
+_QUOTED_SECTION = re.compile(
+    r"[\"“‘']([^\"”’'\n]{3,80})[\"”’']\s+(?:section|heading|part|chapter|page|docs?\b"
+    r"|documentation|guide)"
+    r"|\b(?:section|heading|chapter|under|titled|called)\s+[\"“‘']([^\"”’'\n]{3,80})[\"”’']",
+    re.IGNORECASE,
+)
+_ZH_QUOTED_SECTION = re.compile(r"[“「]([^”」\n]{2,30})[”」](?:一节|一章|部分|章节|小节)")
+
+
+def cited_section_names(answer: str) -> list[str]:
+    """Titles of document sections an answer names as its source ('the "Retries" section')."""
+    text = nfkc(answer)
+    names = [m.group(1) or m.group(2) for m in _QUOTED_SECTION.finditer(text)]
+    names += [m.group(1) for m in _ZH_QUOTED_SECTION.finditer(text)]
+    return [n.strip() for n in names if n.strip()]
+
+
+def _named_units(segment: str, units: tuple[Unit, ...]) -> set[int]:
+    found = set()
+    for name in cited_section_names(segment):
+        key = squash(name)
+        for i, u in enumerate(units):
+            if u.kind == "heading" and key and key == squash(u.label):
+                found.add(i)
+    return found
+
+
+def _claim_segments(answer: str, lang: str, units: tuple[Unit, ...]) -> list[tuple[set[int], str]]:
+    """(cited unit indexes, text) for each citing sentence and the uncited ones after it."""
+    from .support import split_sentences  # support imports this module
+
+    out: list[tuple[set[int], str]] = []
+    for sent in split_sentences(answer, lang):
+        cited = cited_units(sent, units) | _named_units(sent, units)
+        if cited:
+            out.append((cited, sent))
+        elif out:
+            out[-1] = (out[-1][0], out[-1][1] + sent)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _unit_tokens(source: str, lang: str) -> tuple[tuple[frozenset[str], ...], Counter[str]]:
+    from .support import support_tokens
+
+    sets = tuple(frozenset(support_tokens(u.text, lang)) for u in source_units(source))
+    df: Counter[str] = Counter(t for s in sets for t in s)
+    return sets, df
+
+
+def misattributed_units(
+    answer: str, source: str, lang: str, *, margin: float = 0.35, ceiling: float = 0.5
+) -> list[tuple[str, str]]:
+    """(cited unit, the unit whose content the answer gives) where the two differ clearly.
+
+    An answer that cites a provision of the source but restates another one: its words (CJK
+    bigrams or English stems, weighted by how few provisions share them) match the other
+    provision at least ``margin`` better, and the cited one at most ``ceiling``. A provision the
+    matching one itself cites (a cross-reference: "依照第四十条的规定") is not a misattribution.
+    """
+    from .support import support_tokens
+
+    units = source_units(source)
+    if len(units) < 2:
+        return []
+    sets, df = _unit_tokens(source, lang)
+    n = len(units)
+    out = []
+    for cited, text in _claim_segments(answer, lang, units):
+        claim = list(dict.fromkeys(t for t in support_tokens(text, lang) if df[t]))
+        if len(claim) < (6 if lang == "zh" else 4):
+            continue
+        weight = {t: math.log(1 + n / df[t]) for t in claim}
+        total = sum(weight.values())
+        scores = [sum(weight[t] for t in claim if t in s) / total for s in sets]
+        best = max(range(n), key=scores.__getitem__)
+        if best in cited:
+            continue
+        # A cross-reference restated with the provision that makes it ("依照第四十条的规定"),
+        # unless the answer opens by attributing its content to it.
+        lead = lead_citation(normalized(text), lang)
+        opening = {
+            i
+            for kind, num in (lead[1] if lead else ())
+            for i, u in enumerate(units)
+            if u.number == num and (kind == u.kind or {kind, u.kind} <= {"条", "article"})
+        }
+        crossed = cited_units(units[best].text, units) - opening
+        cited_here = cited - crossed
+        if not cited_here:
+            continue
+        top = max(scores[i] for i in cited_here)
+        if scores[best] - top >= margin and top <= ceiling:
+            label = units[min(cited_here, key=lambda i: scores[i])].label
+            out.append((label, units[best].label))
+    return out
+
+
+def unknown_sections(answer: str, source: str, question: str = "") -> list[str]:
+    """Section titles an answer cites as its source that the source and question never name."""
+    known = squash(f"{source}\n{question}")
+    return [name for name in cited_section_names(answer) if squash(name) not in known]

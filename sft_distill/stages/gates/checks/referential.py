@@ -26,11 +26,18 @@ _ZH_DEIXIS = [
     r"上面(?:提到|所说|说的|讲的|列出|给出)",
     rf"(?:这|那|该|此|本)(?:一|几|两)?(?:段|篇|则|份|部分)(?:{_ZH_DOC}|话|中|里|内|所|提到|的内容)",
     rf"(?:这|那|该|此)(?:一|份|篇|则|段)?{_ZH_DOC}",
-    rf"(?:所给|给定|给出|提供|所提供|所列|所附|附带)的?{_ZH_DOC}",
+    rf"(?:所给|给定|给出|提供|所提供|所列|所附|附带)的?(?:{_ZH_DOC}|条款|规定|法条)",
     r"(?<![申请证明有关提交相关])(?:材料|资料|文本|文章|原文|文段|段落)(?:中|里|内)?"
     r"(?:提到|提及|指出|所述|显示|表明|记载|描述|所说|所讲|介绍|说明了?|列举|规定的|中的|里的"
     r"|说的|讲的|写的|提的|谈到|说到|写到|讲到)",
     r"作者(?:认为|指出|提到|说|写道|想要|想|表达|强调|主张|的观点|的态度|的意图|的看法)",
+    # A place in the text: "此处所说的", "这里的“前款”", "同上".
+    r"(?:此处|这里|该处|本处|此段|该段)(?:的|所|说|提|规定|指|列|中|讲|写)|同上|如上",
+    # Parts of a text or an exercise: "如案例所述", "以上案例", "这份仲裁案例", "题干中".
+    r"题干|本题|上一?题|前一?题|(?:这|该|此|本|上述|以上|上面|前面|前述|下面|下列|所给|给出的|如)"
+    r"[一份个则段起项张]?[^，。？！\s的]{0,2}?(?:案例|例子|示例|表格|图表|事例)",
+    # Provisions counted from where the reader is: 前款, 本款, 上一条.
+    r"前款|上款|本款|该款|此款|前项|上项|本项|前条|上条|上一条|下一条|前两款|前三款|前几条",
 ]
 _ZH_DEIXIS_RE = re.compile("|".join(f"(?:{p})" for p in _ZH_DEIXIS))
 # The answer referring to "the text": only unambiguous forms ("上述规定" in an answer quotes law).
@@ -48,12 +55,13 @@ _ZH_ANSWER_DEIXIS = re.compile(
 )
 # 本/该/此/这 + a legal or contract noun: referential unless the question names the thing.
 _ZH_LEGAL_NOUN = (
-    r"(?:合同|条款|保险单|保单|保险|法律|法规|法典|法|条例|规定|办法|细则|解释|须知|声明|协议|产品"
+    r"(?:判决书|裁定书|判决|裁定|通知书|说明书|报告|文件|公告|清单"
+    r"|合同|条款|保险单|保单|保险|法律|法规|法典|法|条例|规定|办法|细则|解释|须知|声明|协议|产品"
     r"|计划|险种|附加险|主险|章程|规则|政策|通知|决定|章|节|条|款)"
 )
 _ZH_THIS_NOUN = re.compile(
-    rf"(?<![基根日资成样范版副账蓝标课脚读剧原文])(本|该|此|这(?:份|个|款|项|部|条|种)?)"
-    rf"({_ZH_LEGAL_NOUN})(?![人件院律关系务方面所者费率额金])"
+    rf"(?<![基根日资成样范版副账蓝标课脚读剧原文])(本|该|此|这(?:一|份|个|款|项|部|条|种)?)"
+    rf"({_ZH_LEGAL_NOUN})(?![人件院律关系务方面者费率额金]|所(?!说|称|述|列|指|规定))"
 )
 # A named law or product in the question makes 本合同 / 本法 / 该条款 unambiguous.
 _ZH_NAMED = re.compile(
@@ -70,6 +78,10 @@ _EN_DOC = (
     r"|reading|snippet|clause|provision|content|information|data|statement|story|report"
     r"|description|source|chapter|page|transcript|essay)"
 )
+_EN_PART = (
+    r"(?:examples?|table|figure|snippet|code\s+(?:sample|snippet|block|example)|page|docs"
+    r"|documentation|readme|diagram|chart|listing|screenshot)"
+)
 _EN_DEIXIS_RE = re.compile(
     rf"\b(?:the|this|that|these|those)\s+(?:above|preceding|foregoing|following|given|provided"
     rf"|attached|accompanying|aforementioned|aforesaid|previous|below|earlier|quoted|cited"
@@ -85,6 +97,26 @@ _EN_DEIXIS_RE = re.compile(
     rf"|source|paragraph)(?!\s+of\b)\b"
     rf"|\bthe\s+(?:passage|excerpt|extract|snippet)\b"
     rf"|\b(?:the|this)\s+(?:author|writer|narrator)(?:'s)?\b(?!\s+of\b)"
+    rf"|\b(?:mentioned|listed|shown|described|given|stated|defined|discussed|presented|covered"
+    rf"|documented|explained|outlined|referenced|specified|quoted|cited|used|read)\s+(?:here|above"
+    rf"|below|earlier|previously|before)\b"
+    # Parts of a document: "this page", "the second example", "the table lists", "in the
+    # example", "the docs" (of nothing named).
+    rf"|\b(?:this|that|these|those)\s+(?:(?:first|second|third|last|final|next|previous|two"
+    rf"|three)\s+)?{_EN_PART}\b(?!\s+(?:of|for|on)\s+[A-Za-z`])"
+    rf"|\bthe\s+(?:first|second|third|last|final|next|previous|following|above|preceding"
+    rf"|earlier|latter|former|same|two|three)\s+{_EN_PART}\b"
+    rf"|\b(?:in|from|per|according\s+to|based\s+on|(?:as\s+)?(?:shown|given|used|described)\s+in)"
+    rf"\s+the\s+(?!table|chart)(?:{_EN_PART})\b(?!\s+(?:of|for|on)\s+[A-Za-z`])"
+    rf"|\bthe\s+{_EN_PART}\s+(?:shows?|lists?|says|gives|contains|mentions|describes|illustrates"
+    rf"|uses|demonstrates)\b"
+    rf"|\bthe\s+(?:docs|documentation|readme|manual)\b(?!\s+(?:of|for|on)\s+[A-Za-z`])"
+    # A conversation the student never had: "same question as before", "the docs you just read".
+    rf"|\b(?:same\s+question|as\s+before|as\s+above|like\s+before|as\s+(?:I|we)\s+(?:asked"
+    rf"|said|mentioned)|you\s+(?:just|previously|already)\s+(?:read|saw|looked\s+at|were\s+shown"
+    rf"|were\s+given))\b"
+    rf"|\b(?:docs|documentation|text|page|document|passage|section|example)\s+you\s+(?:read|saw"
+    rf"|were\s+given|were\s+shown|have)\b"
     rf"|\bwhat\s+(?:does|do|did)\s+the\s+(?:text|document|context|material|source|article"
     rf"|section|clause|provision|paragraph)\s+(?:say|state|mention|describe|provide|indicate"
     rf"|specify|require|establish|set)\b",
@@ -94,7 +126,10 @@ _EN_DEIXIS_RE = re.compile(
 _EN_THIS_NOUN = re.compile(
     r"\b(?:this|that|the\s+said|said)\s+(?:text|document|article|section|paragraph|clause"
     r"|provision|chapter|contract|policy|agreement|law|act|statute|regulation|constitution"
-    r"|amendment|rule|code|plan|product|excerpt|passage)\b",
+    r"|amendment|rule|code|plan|product|excerpt|passage)\b"
+    # "the Act", "the Amendment": a law's generic name stands for one only when it is named
+    r"|\bthe\s+(?:Act|Amendment|Statute|Regulation|Ordinance|Directive|Treaty|Convention)\b"
+    r"(?!\s+(?:of|on|for)\s+(?:the\s+)?[A-Z])",
     re.IGNORECASE,
 )
 _EN_NAMED = re.compile(
@@ -121,11 +156,22 @@ _EN_ANSWER_DEIXIS = re.compile(
 )
 
 
+# What names a provision (本条, 该款): a law's title, not a quoted term ("本条所说的“情节严重”").
+_ZH_NAMED_LAW = re.compile(r"《[^》]{2,}》")
+_ZH_PROVISION_NOUNS = frozenset("条款项章节")
+
+
 def _zh_this_noun(question: str) -> str | None:
     """'本合同' etc. when nothing in the question says which contract or law it is."""
-    if _ZH_NAMED.search(question):
-        return None
+    named = _ZH_NAMED.search(question)
     for m in _ZH_THIS_NOUN.finditer(question):
+        if "\n" in question[: m.start()].strip():
+            continue  # inside material given after the instruction ("改写下面的句子：\n……")
+        provision = m.group(2) in _ZH_PROVISION_NOUNS
+        quoted_term = named is not None and named.group().startswith(("“", "「", '"'))
+        # A name settles which one; for a provision (本条) a quoted term does not.
+        if named and (not provision or not quoted_term or _ZH_NAMED_LAW.search(question)):
+            return None
         det = m.group(1)
         if det != "本":
             before = question[: m.start()]
@@ -155,11 +201,15 @@ _BACKWARD = re.compile(
     re.IGNORECASE,
 )
 _INLINE_MATERIAL = re.compile(r"[:：\n]\s*\S.{19,}", re.DOTALL)
+_QUOTED_SPAN = re.compile(r"“[^”]*”|「[^」]*」|『[^』]*』|\"[^\"]*\"")
 
 
 def _pointing(regex: re.Pattern[str], question: str) -> re.Match[str] | None:
     """The first deixis in ``question`` that points at a text the question does not include."""
+    quoted = [q.span() for q in _QUOTED_SPAN.finditer(question)]
     for m in regex.finditer(question):
+        if any(a <= m.start() < b for a, b in quoted):
+            continue  # inside quoted material: "将这句话归类：“这里的服务很糟糕”"
         rest = question[m.end() :]
         if _FORWARD.search(m.group()) and _GIVEN_AFTER.match(rest):
             continue
@@ -167,6 +217,42 @@ def _pointing(regex: re.Pattern[str], question: str) -> re.Match[str] | None:
             continue
         return m
     return None
+
+
+# A follow-up that only makes sense after an earlier turn or text: "那如果是在试用期内呢？",
+# "它对……是怎么规定的？", "And what about streaming requests?".
+_ZH_FOLLOW_UP = re.compile(
+    r"^\s*(?:那么?|那要是|那如果|要是换成|换成)[^。？?！!]{0,30}呢\s*[？?]?"
+    r"|^\s*(?:它们?|其(?=中|对|规定|要求|适用|所)|上述|前述)"
+)
+_EN_FOLLOW_UP = re.compile(
+    r"^\s*(?:and|but|also)\s+(?:what|how|if|which|who|when|is|are|does|do|can|why)\b"
+    r"|^\s*(?:what|how)\s+about\b",
+    re.IGNORECASE,
+)
+# 第N条 (or 第N款/项) with no law named: in a knowledge base of several laws it is ambiguous.
+_ZH_BARE_ARTICLE = re.compile(r"第\s*[0-9一二三四五六七八九十百千零〇两]+\s*(?:条|款)")
+# Who a case is about: the article then only supports a story the question tells.
+_ZH_PARTY = re.compile(
+    rf"某|[甲乙丙丁](?:方|公司|某|与|向|的)|(?:小|老|阿)[{CJK}](?=[的在因向与为是想已从跟和被把])"
+    r"|我(?!想|要|希望|需要|请问|问)|[他她你]|一(?:名|家|位|辆|份|起|个人)"
+)
+
+
+# "宪法第三十五条", "消保法第24条": a name right before the article names the law.
+_ZH_NAME_BEFORE = re.compile(
+    rf"(?<![本该此这])[{CJK}]{{1,20}}(?:法|法典|条例|规定|办法|细则|解释|章程|规则)\s*$"
+)
+
+
+def _zh_bare_article(question: str) -> str | None:
+    """A Chinese question whose only handle is "第N条" (no law named, no case told)."""
+    m = _ZH_BARE_ARTICLE.search(question)
+    if m is None or _ZH_NAMED.search(question) or _ZH_PARTY.search(question):
+        return None
+    if _ZH_NAME_BEFORE.search(question[: m.start()]):
+        return None
+    return m.group()
 
 
 def find_referential(instruction: str, output: str = "", *, input: str = "") -> Finding | None:
@@ -189,6 +275,14 @@ def find_referential(instruction: str, output: str = "", *, input: str = "") -> 
     m = _pointing(_EN_DEIXIS_RE, question)
     if m:
         return Finding(f"referential question: {m.group()!r}", {"where": "instruction"})
+    m = _ZH_FOLLOW_UP.search(question) or _EN_FOLLOW_UP.search(question)
+    if m:
+        return Finding(f"follow-up question: {m.group()!r}", {"where": "instruction"})
+    found = _zh_bare_article(question)
+    if found:
+        return Finding(
+            f"referential question: {found!r} without naming the law", {"where": "instruction"}
+        )
     m = _EN_THIS_NOUN.search(question)
     if m and not _EN_NAMED.search(question) and not _INLINE_MATERIAL.search(question[m.end() :]):
         return Finding(

@@ -10,14 +10,16 @@ answers apply the rule in their own words, so they are not checked here.
 from __future__ import annotations
 
 import re
+import sys
 from functools import lru_cache
 
 from .base import CJK, Finding, detect_lang, nfkc, normalized
-from .provisions import is_case_question, references, target_passage
+from .numbers import unsupported_quantities
+from .provisions import is_case_question, references, source_units, target_passage
 
 _ZH_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|\n+")
 # Not after "U.S." or "Mr.": the full stop must follow a lower-case letter, digit or bracket.
-_EN_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]\"”'][.!?;])\s+(?=[A-Z(\"“])|\n+")
+_EN_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]\"”'][.!?;])\s+(?=[A-Z(\"“])|(?<=;)\s+|\n+")
 _EN_WORD = re.compile(r"[a-z0-9]+")
 # fmt: off
 _EN_STOP = frozenset([
@@ -34,14 +36,16 @@ _EN_STOP = frozenset([
 # A sentence stating a rule (who must, may or shall do what): the kind an invented rule is.
 _ZH_RULE_WORDS = re.compile(
     r"应当|应|不得|必须|须|可以|有权|无权|不承担|承担|视为|无效|有效|罚款|赔偿|支付|退还|解除|"
-    r"以内|以上|以下|之日起|期限|不超过|不少于|一律|垫付|负担"
+    r"以内|以上|以下|之日起|期限|不超过|不少于|一律|垫付|负担|不低于|不高于|至少|最多|最长|最短"
+    r"|上调|下调|增加|减少|提高|降低|应予|须经|方可|生效|失效"
 )
 _EN_RULE_WORDS = re.compile(
     r"\b(?:shall|must|may|cannot|can\s+not|is\s+entitled|are\s+entitled|is\s+required"
     r"|are\s+required|is\s+prohibited|prohibited|required|within|no\s+later|at\s+least"
     r"|not\s+exceeding|exempt|void|entitled|liable|penalty|penalties|fine|fined|forfeit|forfeits"
     r"|waive|waived|only|never|no\s+\w+\s+(?:shall|may|can)|need\s+not|is\s+not\s+allowed"
-    r"|are\s+not\s+allowed)\b",
+    r"|are\s+not\s+allowed|defaults?|by\s+default|up\s+to|at\s+most"
+    r"|no\s+more\s+than|is\s+logged|are\s+logged|is\s+reset|is\s+doubled|is\s+halved)\b",
     re.IGNORECASE,
 )
 # Advice an answer adds in its own words ("建议…", "you should…") is no claim about the law.
@@ -50,6 +54,54 @@ _ADVICE = re.compile(
     r"|keep\s+in\s+mind|note\s+that|it\s+is\s+wise)\b",
     re.IGNORECASE,
 )
+# A sentence that restates the one before in other words ("也就是说……", "in other words") adds
+# no rule of its own.
+_GLOSS = re.compile(
+    r"也就是说|换句话说|换言之|即是说|简单来说|简而言之|通俗地说|通俗来讲|这意味着|意思是"
+    r"|\b(?:in\s+other\s+words|that\s+is\s+to\s+say|this\s+means|put\s+simply|in\s+short"
+    r"|i\.e\.)",
+    re.IGNORECASE,
+)
+# Code names an answer gives in backticks (`max_retries`, `httpx.Limits`, `ClientSession`).
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+_CODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# An API-like name: snake_case, CamelCase, CONSTANT_CASE or dotted (not a plain word).
+_API_LIKE = re.compile(r"_|[a-z][A-Z]|^[A-Z][a-z]+[A-Z]|\.")
+# Placeholders a user picks ("my_func", "example_client").
+_PLACEHOLDER = re.compile(r"^(?:my|your|our|some|example|foo|bar|baz)(?:_|[A-Z]|$)", re.IGNORECASE)
+_DEFINED = re.compile(r"\b(?:def|class)\s+([A-Za-z_]\w*)|\b([A-Za-z_]\w*)\s*=(?!=)")
+
+
+def unknown_code_names(output: str, known: str) -> list[str]:
+    """API names in an answer's inline code that ``known`` (source and question) lacks.
+
+    A dotted name counts when its last part is unknown, or when its package is neither known
+    nor in Python's standard library (another library's API: ``aiohttp.BasicAuth``); an
+    undotted one when it looks like an API name (``status_forcelist``, ``ClientSession``).
+    Plain words, names the answer defines itself and placeholders (``my_func``) do not count.
+    """
+    known_cf = known.casefold()
+    defined = {a or b for a, b in _DEFINED.findall(output)}
+    out = []
+    for span in _CODE_SPAN.finditer(output):
+        for name in _CODE_NAME.findall(span.group(1)):
+            parts = name.split(".")
+            head, last = parts[0], parts[-1]
+            if head in defined or _PLACEHOLDER.match(head) or not _API_LIKE.search(name):
+                continue
+            if len(parts) > 1 and head in sys.stdlib_module_names:
+                continue  # the standard library is not the source's to document
+            unknown_last = len(last) >= 4 and last.casefold() not in known_cf
+            foreign = (
+                len(parts) > 1
+                and head.casefold() not in known_cf
+                and head not in sys.stdlib_module_names
+            )
+            if (unknown_last or foreign) and name not in out:
+                out.append(name)
+    return out
+
+
 # Citations ("根据《保险法》第十六条", "Under Article I, Section 2 of the U.S. Constitution") say
 # where an answer claims to come from, not what it says.
 _CITATION = re.compile(
@@ -93,6 +145,20 @@ def support_tokens(text: str, lang: str) -> list[str]:
 @lru_cache(maxsize=256)
 def _token_set(text: str, lang: str) -> frozenset[str]:
     return frozenset(support_tokens(text, lang))
+
+
+@lru_cache(maxsize=64)
+def _unit_token_sets(source: str, lang: str) -> tuple[frozenset[str], ...]:
+    """The token sets of the source's provisions (articles or sections), or of the whole."""
+    units = source_units(source)
+    if len(units) < 2:
+        return (_token_set(source, lang),)
+    return tuple(frozenset(support_tokens(u.text, lang)) for u in units)
+
+
+def _best_unit_support(toks: list[str], source: str, lang: str) -> float:
+    """The largest share of ``toks`` that one provision of the source has."""
+    return max(sum(t in s for t in toks) / len(toks) for s in _unit_token_sets(source, lang))
 
 
 def sentence_support(
@@ -146,15 +212,33 @@ def find_unsupported(
     src_tokens = _token_set(source, lang)
     tgt_tokens = _token_set(target, lang) if target is not None else src_tokens
     rule_words = _ZH_RULE_WORDS if lang == "zh" else _EN_RULE_WORDS
+    names = unknown_code_names(output, f"{source}\n{question}")
+    if names:
+        return Finding(
+            f"names {', '.join(names[:3])}, which the source does not mention",
+            {"unknown_code_names": names},
+        )
     answer_tokens: list[str] = []
     for sent in split_sentences(output, lang):
         toks = support_tokens(sent, lang)
         answer_tokens.extend(toks)
-        if len(toks) < min_tokens or not rule_words.search(sent) or _ADVICE.search(sent):
+        own_words = _ADVICE.search(sent) or _GLOSS.search(sent)
+        if rule_words.search(sent) and not own_words:
+            new = unsupported_quantities(sent, source, question, lang=lang)
+            if new:
+                return Finding(
+                    f"states {new[0].text}, which the source does not: {sent[:60]!r}",
+                    {"sentence": sent, "unsupported_quantities": [q.text for q in new]},
+                )
+        if len(toks) < min_tokens or not rule_words.search(sent) or own_words:
             continue
-        # The question is no evidence for a rule: its words do not count as support here.
-        known = src_tokens if references(normalized(sent)) else tgt_tokens
-        support = sum(t in known for t in toks) / len(toks)
+        # The question is no evidence for a rule: its words do not count as support here. A
+        # rule is stated by one provision: support is the best provision's share (the named
+        # one's, when the question names one and the sentence cites no other).
+        if target is not None and not references(normalized(sent)):
+            support = sum(t in tgt_tokens for t in toks) / len(toks)
+        else:
+            support = _best_unit_support(toks, source, lang)
         if support < min_sentence_support:
             return Finding(
                 f"sentence not supported by the source ({support:.0%} of its words): {sent[:60]!r}",
