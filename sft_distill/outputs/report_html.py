@@ -281,10 +281,14 @@ def _keep_rate_section(report: Mapping[str, Any]) -> str:
         ["samples", *(_num(p["passed"]) for p in curve)],
     ]
     table = _table(head, rows).replace("<table>", '<table class="tight">')
+    floors = settings.get("score_floors") or {}
+    floor_text = ", ".join(f"{_e(d)} ≥ {v:g}" for d, v in floors.items())
     return (
         '<section id="keep-rate"><h2>Keep rate by threshold</h2>'
         f'<p class="muted">Share of all {report.get("samples", 0)} samples that would pass with '
-        f"min_votes = {_e(settings.get('min_votes'))}, recomputed from every evaluator's scores "
+        f"min_votes = {_e(settings.get('min_votes'))}"
+        + (f" and score floors {floor_text}" if floor_text else "")
+        + ", recomputed from every evaluator's scores "
         "(before dedup). Pick a threshold here and apply it with "
         "<code>sft-distill refilter</code>: no LLM call.</p>"
         f'{chart}<div style="overflow-x:auto">{table}</div></section>'
@@ -526,7 +530,7 @@ def _calibration_section(report: Mapping[str, Any]) -> str:
         f"<p class='muted'>{_num(c.get('matched'))} of {_num(c.get('labels'))} labels "
         f"({_e(cal.get('labels_file') or 'labels')}) matched judged samples: "
         f"{_num(c.get('pass_labels'))} pass, {_num(c.get('fail_labels'))} fail; "
-        f"{_num(c.get('unknown_ids'))} ids not in this run. Precision and recall are of "
+        f"{_num(c.get('unknown_ids'))} labelled id(s) not in this run. Precision and recall are of "
         "“passed” against the person's “pass”; κ is Cohen's kappa."
         + (f" Fixed floors: {fixed}." if fixed else "")
         + "</p>"

@@ -785,7 +785,11 @@ def _settings_section(report: Mapping[str, Any]) -> list[str]:
     for i, r in enumerate(report["top_settings"][1:], start=2):
         same = [r[k] for k in ("threshold", "floor", "min_votes")] == now
         rows.append(_setting_cells(f"#{i} (current)" if same else f"#{i}", r))
-    title = f"Panel settings (floor on {report['floor_dimension']}; kept = predicted pass)"
+    held = _held(report)
+    title = (
+        f"Panel settings (floor on {report['floor_dimension']}{held and f'; {held} held'}; "
+        "kept = predicted pass)"
+    )
     return [title, *_table(header, rows)]
 
 
@@ -817,10 +821,18 @@ def _judges_section(report: Mapping[str, Any]) -> list[str]:
     ]
     cur = report["current"]
     floor = "" if cur["floor"] is None else f", {report['floor_dimension']} >= {cur['floor']:g}"
+    if _held(report):
+        floor += f", {_held(report)}"
     return [
         f"Judges (each judge's vote at threshold {cur['threshold']:g}{floor})",
         *_table(header, rows),
     ]
+
+
+def _held(report: Mapping[str, Any]) -> str:
+    """The floors the search did not move ("standalone >= 5"), or ''."""
+    others = report.get("other_floors") or {}
+    return ", ".join(f"{d} >= {f:g}" for d, f in others.items())
 
 
 def _thresholds_section(report: Mapping[str, Any]) -> list[str]:

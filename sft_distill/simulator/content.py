@@ -14,6 +14,7 @@ import re
 import unicodedata
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from ..config.defaults import DIMENSIONS
@@ -153,6 +154,8 @@ _MAX_EVIDENCE_CHARS = 80
 _CLAIM_SENT_RE = re.compile(r"[^。！？；!?;\n]+(?:[。！？；!?;]+|\n|$)")
 _EN_CLAIM_SENT_RE = re.compile(r"[^.!?;\n]+(?:[.!?;]+(?=\s|$)|\n|$)")
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
+_DIGIT_RE = re.compile(r"\d")
+_ZH_NUMERAL_RE = re.compile(r"[\d零〇一二两三四五六七八九十百千万亿]")
 _NON_WORD_RE = re.compile(r"[\W_]+")
 
 
@@ -160,14 +163,11 @@ def _squash(text: str) -> str:
     return _NON_WORD_RE.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
-@functools.lru_cache(maxsize=64)
-def _source_grams(source: str) -> frozenset[str]:
-    """The 3-grams of a source (cached: every sample of a chunk is judged against it)."""
-    sq = _squash(source)
+def _grams(text: str) -> frozenset[str]:
+    sq = _squash(text)
     return frozenset(sq[i : i + _CLAIM_GRAM] for i in range(len(sq) - _CLAIM_GRAM + 1))
 
 
-@functools.lru_cache(maxsize=64)
 def _numbers(text: str, *, words: bool = True) -> frozenset[str]:
     """The numbers in a text; with ``words``, number words too ("三十日" has 30, "three" 3)."""
     normal = unicodedata.normalize("NFKC", text)
@@ -176,14 +176,31 @@ def _numbers(text: str, *, words: bool = True) -> frozenset[str]:
     return frozenset(_canonical(n) for n in _NUMBER_RE.findall(normal))
 
 
+# Every sample of a chunk is judged against the same document: its grams and numbers are
+# computed once (a cache of documents only, so the answers' sentences never evict them).
+_source_grams = functools.lru_cache(maxsize=64)(_grams)
+_source_numbers = functools.lru_cache(maxsize=64)(_numbers)
+
+
 def _claimed_numbers(sentence: str, lang: str) -> frozenset[str]:
     """The numbers a sentence states: Chinese numerals count ("六十日"), English number words
     do not ("three steps" is rarely a fact taken from the source; "30 days" is)."""
+    if not (_ZH_NUMERAL_RE if lang == "zh" else _DIGIT_RE).search(sentence):
+        return frozenset()  # most sentences: no number, no normalising
     return _numbers(sentence, words=lang == "zh")
 
 
 def _canonical(number: str) -> str:
     return number.rstrip("0").rstrip(".") if "." in number else number.lstrip("0") or "0"
+
+
+def _asked(
+    memo: dict[str, frozenset[str]], key: str, of: Callable[[str], frozenset[str]], question: str
+) -> frozenset[str]:
+    """``of(question)``, computed the first time a sentence needs it."""
+    if key not in memo:
+        memo[key] = of(question)
+    return memo[key]
 
 
 def _cut(text: str) -> str:
@@ -199,32 +216,39 @@ def claim_check(output: str, source: str, question: str = "") -> list[dict[str, 
     """The answer's sentences as claims, each with a verdict against ``source``.
 
     A sentence stating a number that neither the source nor the question has is
-    "contradicted"; else "supported" when at least half of its character 3-grams occur in the
-    source or the question, else "not_in_source". With no source every claim is "supported": a
-    reference answer is a guide, not a source (an answer may rightly say more than it), and a
-    judge checking against its own knowledge finds a plausible answer plausible; the simulator
-    has no knowledge to do better.
+    "contradicted"; else "supported" when at least half of its distinct character 3-grams occur
+    in the source or the question (a case's facts may be repeated), else "not_in_source". With
+    no source every claim is "supported": a reference answer is a guide, not a source (an
+    answer may rightly say more than it), and a judge checking against its own knowledge finds
+    a plausible answer plausible; the simulator has no knowledge to do better.
     """
     lang = detect_language(output)
-    # What the question says (a case's facts) may be repeated: it counts as known, too.
-    grams = _source_grams(source) | _source_grams(question) if source.strip() else frozenset()
-    known = _numbers(source) | _numbers(question) if source.strip() else frozenset()
     claims: list[dict[str, str]] = []
+    has_source = bool(source.strip())
+    doc_grams = _source_grams(source) if has_source else frozenset()
+    doc_numbers = _source_numbers(source) if has_source else frozenset()
+    # The question's grams and numbers, computed only when a sentence needs them; never joined
+    # with the document's (a union would copy the document's set for every sample).
+    asked: dict[str, frozenset[str]] = {}
     for sentence in _claim_sentences(output, lang):
-        sq = _squash(sentence)
-        own = [sq[i : i + _CLAIM_GRAM] for i in range(len(sq) - _CLAIM_GRAM + 1)]
+        own = _grams(sentence)
         if len(own) < _MIN_CLAIM_GRAMS:
             continue  # "是的。", a list marker: not a claim
-        if not source.strip():
-            verdict, evidence = "supported", ""
-        elif _claimed_numbers(sentence, lang) - known:
-            verdict, evidence = "contradicted", ""
-        elif sum(g in grams for g in own) >= _SUPPORTED_SHARE * len(own):
-            verdict = "supported"
-            quoted = sentence in source and len(sentence) <= _MAX_EVIDENCE_CHARS
-            evidence = sentence if quoted else ""
-        else:
-            verdict, evidence = "not_in_source", ""
+        verdict, evidence = "supported", ""
+        if has_source:
+            need = _SUPPORTED_SHARE * len(own)
+            new = _claimed_numbers(sentence, lang) - doc_numbers
+            if new:
+                new -= _asked(asked, "numbers", _numbers, question)
+            hits = 0 if new else len(own & doc_grams)
+            if not new and hits < need:
+                hits = len(own & doc_grams | own & _asked(asked, "grams", _grams, question))
+            if new:
+                verdict = "contradicted"
+            elif hits < need:
+                verdict = "not_in_source"
+            elif sentence in source and len(sentence) <= _MAX_EVIDENCE_CHARS:
+                evidence = sentence
         claims.append({"claim": _cut(sentence), "evidence": evidence, "verdict": verdict})
         if len(claims) == _MAX_CLAIMS:
             break
