@@ -17,7 +17,9 @@ Conventions (one line each):
 - Samples never judged (dropped by a gate, or every judge failed) are left out: no threshold can
   change their fate; the report counts them.
 - A judge's vote with a floor needs the floor dimension's score present and >= the floor
-  (issue 12): a judge that did not score accuracy cannot vouch for it. ``floor=None`` is off.
+  (issue 12): a judge that did not score accuracy cannot vouch for it (a judgement made before
+  ``standalone`` existed is not held to that floor: ``thresholds.floor_score``). ``floor=None``
+  is off.
 - The vote is ``selection.thresholds.decide``, the very function the pipeline and ``refilter``
   decide with; the settings search is its vectorised form, checked against it by a test. The
   search moves one floor (``floor_dimension``); ``other_floors`` (the rest of the config's

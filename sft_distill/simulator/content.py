@@ -152,7 +152,8 @@ _MAX_CLAIMS = 6
 _MAX_CLAIM_CHARS = 100
 _MAX_EVIDENCE_CHARS = 80
 _CLAIM_SENT_RE = re.compile(r"[^。！？；!?;\n]+(?:[。！？；!?;]+|\n|$)")
-_EN_CLAIM_SENT_RE = re.compile(r"[^.!?;\n]+(?:[.!?;]+(?=\s|$)|\n|$)")
+# A full stop inside a word or number ("1.5", "U.S.") does not end an English sentence.
+_EN_CLAIM_SENT_RE = re.compile(r"(?:[^.!?;\n]|\.(?=\S))+(?:[.!?;]+(?=\s|$)|\n|$)")
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 _DIGIT_RE = re.compile(r"\d")
 _ZH_NUMERAL_RE = re.compile(r"[\d零〇一二两三四五六七八九十百千万亿]")

@@ -280,6 +280,9 @@ def test_simulated_judge_numbers_read_chinese_numerals_and_the_question():
     assert [c["verdict"] for c in claim_check("Leave takes three steps to request.", EN_DOC)] == [
         "not_in_source"
     ]
+    # A decimal point does not end a sentence: "1.5 days" is the document's own number.
+    faithful_en = "Employees accrue 1.5 days of paid leave per month of service."
+    assert claim_check(faithful_en, EN_DOC)[0]["verdict"] == "supported"
     assert [
         c["verdict"]
         for c in claim_check("Employees accrue 2.5 days of paid leave per month.", EN_DOC)
