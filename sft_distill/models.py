@@ -75,6 +75,9 @@ class Judgement(BaseModel):
     weighted_mean: float | None = None
     reason: str | None = None
     error: str | None = None
+    # The judge's claim checks (eval-v2): {"claim", "verdict", "evidence"?}, verdict one of
+    # supported, contradicted, not_in_source. Kept in generated_raw.jsonl for review.
+    claims: list[dict[str, str]] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -50,7 +50,9 @@ async def test_example_job_writes_valid_outputs(sim, tmp_path):
 
 
 async def test_near_duplicates_are_dropped_naming_the_kept_sample(sim, tmp_path):
-    result = await run(sim, tmp_path)
+    # Dedup alone: with the default score floors, the planted pairs of this input happen to ask
+    # about "the material" (standalone 2) and are dropped before dedup sees them.
+    result = await run(sim, tmp_path, score_floors=None)
     raw = read_jsonl(result.output_dir / "generated_raw.jsonl")
     kept = {r["id"] for r in read_jsonl(result.output_dir / "train.jsonl")} | {
         r["id"] for r in read_jsonl(result.output_dir / "val.jsonl")
@@ -136,7 +138,8 @@ async def test_failed_evaluator_casts_no_vote_and_is_recorded(sim, tmp_path):
         ok = next(j for j in r["judgements"] if j["evaluator"] == "primary")
         assert failed["error"] and "connection error" in failed["error"]
         assert r["avg_score"] == pytest.approx(ok["weighted_mean"])  # not lowered by the failure
-        assert r["votes"] == (1 if ok["weighted_mean"] >= 7.0 else 0)
+        floors_met = ok["scores"]["accuracy"] >= 6 and ok["scores"]["standalone"] >= 5
+        assert r["votes"] == (1 if ok["weighted_mean"] >= 7.0 and floors_met else 0)
     failures = read_jsonl(result.output_dir / "failures.jsonl")
     assert len(failures) == len(raw) == result.failures
     assert {f["endpoint"] for f in failures} == {"secondary"}
@@ -309,11 +312,15 @@ async def test_report_gathered_while_streaming_equals_a_recount_of_the_raw_file(
     from sft_distill.outputs.report import REPORT_FILE, collect_examples, compute_report
     from sft_distill.outputs.report_html import render_html
 
-    result = await run(sim, tmp_path, max_per_slice=1)
+    # 8 samples a slice: with the default score floors fewer samples reach dedup, and at 3 a
+    # slice none of the planted near-duplicates of this input does.
+    result = await run(sim, tmp_path, max_per_slice=1, samples_per_slice=8)
     out = result.output_dir
     meta = read_metadata(out)
-    # low scores, near-duplicates and the per-slice cap all drop samples after judging
-    assert {"duplicate", "capped", "low_votes"} <= set(meta["report"]["drop_reasons"])
+    # low scores, floors, near-duplicates and the per-slice cap all drop samples after judging
+    assert {"duplicate", "capped", "low_votes", "below_floor"} <= set(
+        meta["report"]["drop_reasons"]
+    )
     recount = compute_report(out / "generated_raw.jsonl", meta)
     streamed = meta["report"]
     assert streamed["kept"] == meta["counts"]["after_dedup"] - meta["counts"]["dropped"]["capped"]

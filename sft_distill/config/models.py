@@ -25,6 +25,7 @@ from .defaults import (
     DEFAULT_CHUNK_CHARS,
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_SCORE_FLOORS,
     DEFAULT_TIMEOUT_S,
     DIMENSIONS,
 )
@@ -144,7 +145,14 @@ class DistillConfig(BaseModel):
         DEFAULT_CHUNK_CHARS, ge=200, description="max characters of slice text per teacher request"
     )
     dimension_weights: dict[str, float] | None = Field(
-        None, description="weights per dimension for the weighted mean (default: equal)"
+        None,
+        description="weights per dimension for the weighted mean (default: equal over the five "
+        "original dimensions; standalone weighs 0 unless given here)",
+    )
+    score_floors: dict[str, float] | None = Field(
+        default_factory=lambda: dict(DEFAULT_SCORE_FLOORS),
+        description="per dimension, the score a judge must give for its vote to count, whatever "
+        "its mean (None: no floor)",
     )
     dedup_method: Literal["auto", "jaccard", "embedding"] = "auto"
     dedup_threshold: float | None = Field(
@@ -215,6 +223,25 @@ class DistillConfig(BaseModel):
         if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
             raise ValueError("weights must be >= 0 with a positive sum")
         return v
+
+    @field_validator("score_floors", mode="before")
+    @classmethod
+    def _floors(cls, v: Any) -> dict[str, float] | None:
+        # A null entry removes that floor (how a config file drops a default one); no floor left
+        # is None, so the recorded config replays as "no floors" (refilter merges it over the
+        # defaults, where {} would change nothing).
+        if v is None:
+            return None
+        if not isinstance(v, dict):
+            raise ValueError("must be an object of dimension -> minimum score, or null")
+        floors = {str(k): x for k, x in v.items() if x is not None}
+        unknown = sorted(set(floors) - set(DIMENSIONS))
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {unknown}; known: {list(DIMENSIONS)}")
+        for dim, x in floors.items():
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 10:
+                raise ValueError(f"{dim}: a floor is a score from 0 to 10, got {x!r}")
+        return {d: float(floors[d]) for d in DIMENSIONS if d in floors} or None
 
     @model_validator(mode="after")
     def _group_cap_needs_field(self) -> DistillConfig:

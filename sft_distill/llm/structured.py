@@ -35,7 +35,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from ..config.defaults import DIMENSIONS
+from ..config.defaults import DIMENSIONS, MEAN_DIMENSIONS
 
 __all__ = [
     "AnswerReply",
@@ -98,7 +98,7 @@ QuestionType = Literal[
 QUESTION_TYPES: tuple[str, ...] = get_args(QuestionType)
 Difficulty = Literal["easy", "medium", "hard"]
 DIFFICULTIES: tuple[str, ...] = get_args(Difficulty)
-Verdict = Literal["supported", "contradicted", "not_found"]
+Verdict = Literal["supported", "contradicted", "not_in_source"]
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 
 # Keys older prompts and free-running models use for a sample's question and answer (the same
@@ -135,10 +135,13 @@ _VERDICT_SYNONYMS = {
     "no": "contradicted",
     "false": "contradicted",
     "contradiction": "contradicted",
-    "unsupported": "not_found",
-    "not_supported": "not_found",
-    "not found": "not_found",
-    "unknown": "not_found",
+    "unsupported": "not_in_source",
+    "not_supported": "not_in_source",
+    "not found": "not_in_source",
+    "not_found": "not_in_source",  # the claims kind's first spelling
+    "not in source": "not_in_source",
+    "not_in_document": "not_in_source",
+    "unknown": "not_in_source",
 }
 
 
@@ -354,8 +357,8 @@ _Text = Annotated[str | None, WithJsonSchema({"type": "string"})]
 def _flat_scores(data: Any) -> Any:
     """A judge object with its scores at the top level (eval-v1) moved under ``scores``."""
     if isinstance(data, dict) and not isinstance(data.get("scores"), Mapping):
-        return {**{k: v for k, v in data.items() if k in ("id", "analysis", "reason")},
-                "scores": data}  # fmt: skip
+        keep = ("id", "claims", "analysis", "reason")
+        return {**{k: v for k, v in data.items() if k in keep}, "scores": data}
     return data
 
 
@@ -370,29 +373,77 @@ def _as_text(cls: type[BaseModel], value: Any) -> Any:
 
 
 def _check_required(self: Any, info: ValidationInfo) -> Any:
-    """Every dimension the caller needs (context ``required``, default all) has a score."""
-    required = (info.context or {}).get("required", DIMENSIONS)
+    """Every dimension the caller needs has a score (context ``required``; default the five of
+    eval-v1, so an old flat reply still reads: the judging stage names what it needs)."""
+    required = (info.context or {}).get("required", MEAN_DIMENSIONS)
     missing = [d for d in required if getattr(self.scores, d, None) is None]
     if missing:
         raise ValueError(f"no score for {', '.join(missing)}")
     return self
 
 
+class ClaimCheck(BaseModel):
+    """One claim of an answer, checked against the source (RAGAS faithfulness, quality.md)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    claim: str = Field(min_length=1, description="one factual statement made by the answer")
+    evidence: str = Field("", description="the sentence of the document that decides it, quoted")
+    verdict: Annotated[Verdict, WithJsonSchema({"type": "string", "enum": list(VERDICTS)})]
+
+    @field_validator("claim", "evidence", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        if value is None:
+            return ""
+        return value.strip() if isinstance(value, str) else str(value)
+
+    @field_validator("verdict", mode="before")
+    @classmethod
+    def _verdict(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "supported" if value else "contradicted"
+        if isinstance(value, str):
+            key = value.strip().lower()
+            return _VERDICT_SYNONYMS.get(key, key.replace(" ", "_").replace("-", "_"))
+        return value
+
+
+def _usable_claims(cls: type[BaseModel], value: Any) -> Any:
+    """A judge's claim checks, keeping those that read (a bad one is noise, not a bad reply)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return value
+    usable = []
+    for item in value:
+        try:
+            usable.append(ClaimCheck.model_validate(item))
+        except ValidationError:
+            continue
+    return usable
+
+
 class JudgeReply(_Reply):
-    """One judge's verdict on one sample: reasoning first, scores last (G-Eval, quality.md).
+    """One judge's verdict on one sample: claims and reasoning first, scores last (G-Eval,
+    RAGAS faithfulness; quality.md "Judge well").
 
     Legacy shapes: the flat ``{"accuracy": 8, ..., "reason": "..."}`` of the eval-v1 prompt and
-    ``[{...}]``; scores are read as evaluator.parse_scores reads them. ``unwrap(data,
-    required=(...))`` names the dimensions that must be scored (default all).
+    ``[{...}]``; scores are read as evaluator.parse_scores read them. ``unwrap(data,
+    required=(...))`` names the dimensions that must be scored (default the five of eval-v1).
     """
 
     wrapper: ClassVar[str] = "scores"
+    claims: list[ClaimCheck] = Field(
+        default_factory=list, description="the answer's claims, each checked against the document"
+    )
     analysis: str = Field("", description="check the answer against the document, step by step")
     reason: _Text = Field(None, description="the verdict in one sentence")
     scores: Scores  # type: ignore[valid-type]
 
     _in_scores = field_validator("scores", mode="before")(_read_scores)
     _in_text = field_validator("analysis", "reason", mode="before")(_as_text)
+    _in_claims = field_validator("claims", mode="before")(_usable_claims)
     _complete = model_validator(mode="after")(_check_required)
 
     @classmethod
@@ -418,12 +469,16 @@ class JudgeResult(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str = Field(min_length=1, description="the sample id given in the request")
+    claims: list[ClaimCheck] = Field(
+        default_factory=list, description="the answer's claims, each checked against the document"
+    )
     analysis: str = Field("", description="check the answer against the document, step by step")
     reason: _Text = Field(None, description="the verdict in one sentence")
     scores: Scores  # type: ignore[valid-type]
 
     _in_scores = field_validator("scores", mode="before")(_read_scores)
     _in_text = field_validator("id", "analysis", "reason", mode="before")(_as_text)
+    _in_claims = field_validator("claims", mode="before")(_usable_claims)
     _complete = model_validator(mode="after")(_check_required)
 
     @model_validator(mode="before")
@@ -527,26 +582,6 @@ class AnswerReply(_Reply):
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
-
-
-class ClaimCheck(BaseModel):
-    """One claim of an answer, checked against the source (RAGAS faithfulness, quality.md)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    claim: str = Field(min_length=1, description="one factual statement made by the answer")
-    evidence: str = Field("", description="the sentence of the document that decides it, quoted")
-    verdict: Annotated[Verdict, WithJsonSchema({"type": "string", "enum": list(VERDICTS)})]
-
-    @field_validator("verdict", mode="before")
-    @classmethod
-    def _verdict(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            return "supported" if value else "contradicted"
-        if isinstance(value, str):
-            key = value.strip().lower()
-            return _VERDICT_SYNONYMS.get(key, key.replace(" ", "_").replace("-", "_"))
-        return value
 
 
 class ClaimsReply(_Reply):

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..models import PathLike, ScoredSample
-from ..selection.thresholds import apply_thresholds
+from ..selection.thresholds import apply_thresholds, meets_floors
 from ..sources.jsonl import iter_scored
 from .report_html import render_html
 
@@ -35,6 +35,7 @@ __all__ = [
     "REPORT_FILE",
     "THRESHOLDS",
     "ReportBuilder",
+    "calibration_view",
     "collect_examples",
     "compute_report",
     "model_price",
@@ -43,6 +44,7 @@ __all__ = [
     "rankdata",
     "read_examples",
     "render_html",
+    "rewrite_report_page",
     "score_bin",
     "spearman",
     "write_report",
@@ -332,8 +334,10 @@ class ReportBuilder:
         weights: Mapping[str, float] | None,
         *,
         n_examples: int = 3,
+        floors: Mapping[str, float] | None = None,
     ) -> None:
         self.settings = (float(min_score_threshold), int(min_votes), weights)
+        self.floors = dict(floors or {})
         self.n = 0
         self.kept = 0
         self.drops: Counter[str] = Counter()
@@ -358,7 +362,9 @@ class ReportBuilder:
         weights: Mapping[str, float] | None = None,
         **kwargs: Any,
     ) -> ReportBuilder:
-        """Settings given here win; the rest default to ``metadata["config"]``."""
+        """Settings given here win; the rest (and ``score_floors``) default to
+        ``metadata["config"]``."""
+        kwargs.setdefault("floors", (metadata.get("config") or {}).get("score_floors"))
         return cls(*_settings(metadata, min_score_threshold, min_votes, weights), **kwargs)
 
     def add(self, sample: ScoredSample, *, decided: bool = False) -> None:
@@ -374,7 +380,9 @@ class ReportBuilder:
             self._drop(sample.id, sample.drop_reason or "unknown")
         if not decided:
             # Recompute each evaluator's mean under the weights, exactly as the filter does.
-            sample = apply_thresholds(sample, min_score_threshold=thr, min_votes=min_v, weights=w)
+            sample = apply_thresholds(
+                sample, min_score_threshold=thr, min_votes=min_v, weights=w, floors=self.floors
+            )
         if sample.avg_score is not None:
             self._score_sum += sample.avg_score
             self._score_n += 1
@@ -391,7 +399,9 @@ class ReportBuilder:
                 if math.isfinite(score):
                     h.setdefault(dim, [0] * N_BINS)[score_bin(score)] += 1
             h.setdefault("weighted_mean", [0] * N_BINS)[score_bin(j.weighted_mean)] += 1
-            means.append(j.weighted_mean)
+            if meets_floors(j, self.floors):
+                # The keep-rate curve moves the threshold only: a judge below a floor never votes.
+                means.append(j.weighted_mean)
             column = self._means.get(j.evaluator)
             if column is None:
                 column = self._means[j.evaluator] = array("d", [math.nan]) * self.n
@@ -474,7 +484,12 @@ class ReportBuilder:
         counts = metadata.get("counts") or {}
         cost = _cost(metadata, prices)
         return {
-            "settings": {"min_score_threshold": thr, "min_votes": min_v, "dimension_weights": w},
+            "settings": {
+                "min_score_threshold": thr,
+                "min_votes": min_v,
+                "dimension_weights": w,
+                "score_floors": self.floors or None,
+            },
             "samples": self.n,
             "kept": self.kept,
             "funnel": _funnel(counts, self.n, self.kept),
@@ -495,6 +510,8 @@ class ReportBuilder:
                 "prompt_versions": metadata.get("prompt_versions"),
                 "refiltered": bool(metadata.get("refiltered")),
             },
+            # ``sft-distill calibrate`` records it; a later refilter keeps showing it.
+            "calibration": calibration_view(metadata.get("calibration")),
         }
 
 
@@ -630,6 +647,40 @@ def _write_text_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# What report.html shows of a calibration (metadata.json keeps the whole of it).
+_CALIBRATION_KEYS = (
+    "counts",
+    "warnings",
+    "floor_dimension",
+    "other_floors",
+    "current",
+    "best",
+    "judges",
+    "defects",
+    "labels_file",
+    "at",
+)
+
+
+def calibration_view(calibration: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The part of ``metadata["calibration"]`` the report shows (None when none was run)."""
+    if not calibration:
+        return None
+    return {k: calibration[k] for k in _CALIBRATION_KEYS if k in calibration}
+
+
+def rewrite_report_page(out_dir: PathLike, report: Mapping[str, Any], n_examples: int = 3) -> None:
+    """Render ``report.html`` again from a recorded report dict (``sft-distill calibrate``).
+
+    Raises:
+        InputError: the raw file is missing or unreadable.
+        OutputError: report.html cannot be written.
+    """
+    out = Path(out_dir)
+    examples = collect_examples(out / RAW_FILE, n_examples)
+    _write_text_atomic(out / REPORT_FILE, render_html(report, examples))
 
 
 def write_report(

@@ -281,10 +281,14 @@ def _keep_rate_section(report: Mapping[str, Any]) -> str:
         ["samples", *(_num(p["passed"]) for p in curve)],
     ]
     table = _table(head, rows).replace("<table>", '<table class="tight">')
+    floors = settings.get("score_floors") or {}
+    floor_text = ", ".join(f"{_e(d)} ≥ {v:g}" for d, v in floors.items())
     return (
         '<section id="keep-rate"><h2>Keep rate by threshold</h2>'
         f'<p class="muted">Share of all {report.get("samples", 0)} samples that would pass with '
-        f"min_votes = {_e(settings.get('min_votes'))}, recomputed from every evaluator's scores "
+        f"min_votes = {_e(settings.get('min_votes'))}"
+        + (f" and score floors {floor_text}" if floor_text else "")
+        + ", recomputed from every evaluator's scores "
         "(before dedup). Pick a threshold here and apply it with "
         "<code>sft-distill refilter</code>: no LLM call.</p>"
         f'{chart}<div style="overflow-x:auto">{table}</div></section>'
@@ -458,6 +462,87 @@ def _example_html(ex: Mapping[str, Any]) -> str:
     )
 
 
+def _setting_row(name: str, r: Mapping[str, Any]) -> list[str]:
+    floor = "none" if r.get("floor") is None else _num(r["floor"], 1)
+    return [
+        _e(name),
+        _num(r.get("threshold")),
+        floor,
+        _e(r.get("min_votes")),
+        _num(r.get("predicted_pass")),
+        _num(r.get("precision")),
+        _num(r.get("recall")),
+        _num(r.get("kappa")),
+    ]
+
+
+def _calibration_section(report: Mapping[str, Any]) -> str:
+    """Judges against a person's labels (``sft-distill calibrate``); '' when none was run."""
+    cal = report.get("calibration")
+    if not cal:
+        return ""
+    c = cal.get("counts") or {}
+    floor_dim = _e(cal.get("floor_dimension", "accuracy"))
+    others = cal.get("other_floors") or {}
+    fixed = ", ".join(f"{_e(d)} ≥ {v:g}" for d, v in others.items())
+    head = ["setting", "threshold", f"{floor_dim} floor", "min_votes", "kept", "precision"]
+    head += ["recall", "Cohen's κ"]
+    rows = [_setting_row("current", cal.get("current") or {})]
+    rows.append(_setting_row("best match", cal.get("best") or {}))
+    judges = [
+        [
+            _e(name),
+            _e(j.get("model")),
+            _num((j.get("vote") or {}).get("n")),
+            _num((j.get("vote") or {}).get("precision")),
+            _num((j.get("vote") or {}).get("recall")),
+            _num((j.get("vote") or {}).get("kappa")),
+            f"{_num(j.get('best_threshold'))} (κ {_num(j.get('best_kappa'))})",
+        ]
+        for name, j in (cal.get("judges") or {}).items()
+    ]
+    judge_t = _table(
+        ["judge", "model", "labelled", "precision", "recall", "Cohen's κ", "best threshold"],
+        judges,
+        left=2,
+    )
+    notes = "".join(f"<li>{_e(w)}</li>" for w in cal.get("warnings") or [])
+    defects = cal.get("defects") or {}
+    defect_t = ""
+    if defects:
+        defect_t = (
+            "<h3 style='margin-top:14px'>Fail labels by defect: share rejected</h3>"
+            + _table(
+                ["defect", "labelled", "rejected now", "rejected at best match"],
+                [
+                    [
+                        _e(tag),
+                        _num(d.get("n")),
+                        _pct(d.get("recall_current")),
+                        _pct(d.get("recall_best")),
+                    ]
+                    for tag, d in defects.items()
+                ],
+            )
+        )
+    return (
+        '<section id="calibration"><h2>Calibration</h2>'
+        f"<p class='muted'>{_num(c.get('matched'))} of {_num(c.get('labels'))} labels "
+        f"({_e(cal.get('labels_file') or 'labels')}) matched judged samples: "
+        f"{_num(c.get('pass_labels'))} pass, {_num(c.get('fail_labels'))} fail; "
+        f"{_num(c.get('unknown_ids'))} labelled id(s) not in this run. Precision and recall are of "
+        "“passed” against the person's “pass”; κ is Cohen's kappa."
+        + (f" Fixed floors: {fixed}." if fixed else "")
+        + "</p>"
+        + (f"<ul class='muted'>{notes}</ul>" if notes else "")
+        + _table(head, rows)
+        + "<h3 style='margin-top:14px'>Each judge's vote at the current setting</h3>"
+        + judge_t
+        + defect_t
+        + "</section>"
+    )
+
+
 def _examples_section(examples: Mapping[str, Any]) -> str:
     kept = "".join(_example_html(x) for x in examples.get("kept", [])) or "<p>none</p>"
     dropped = "".join(_example_html(x) for x in examples.get("dropped", [])) or "<p>none</p>"
@@ -493,6 +578,7 @@ def render_html(report: Mapping[str, Any], examples: Mapping[str, Any]) -> str:
         + _histogram_section(report)
         + _agreement_section(report)
         + _latency_section(report)
+        + _calibration_section(report)
         + _examples_section(examples)
         + "</main></body></html>\n"
     )

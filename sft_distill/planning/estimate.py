@@ -47,8 +47,9 @@ TOKENS_PER_MESSAGE = 4
 TOKENS_PER_REPLY = 3
 # A generated sample (instruction + input + output + JSON syntax), by the document's language.
 TYPICAL_SAMPLE_TOKENS = {"zh": 250, "en": 200}
-# An evaluator's reply: five scores and a one-sentence reason as JSON.
-TYPICAL_JUDGEMENT_TOKENS = 80
+# An evaluator's reply (eval-v2): a few checked claims with short quotes, a brief analysis, a
+# one-sentence reason and six scores, as JSON (eval-v1 asked for scores and a reason only: 80).
+TYPICAL_JUDGEMENT_TOKENS = 400
 
 
 def estimate_tokens(text: str) -> int:

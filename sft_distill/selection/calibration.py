@@ -17,7 +17,13 @@ Conventions (one line each):
 - Samples never judged (dropped by a gate, or every judge failed) are left out: no threshold can
   change their fate; the report counts them.
 - A judge's vote with a floor needs the floor dimension's score present and >= the floor
-  (issue 12): a judge that did not score accuracy cannot vouch for it. ``floor=None`` is off.
+  (issue 12): a judge that did not score accuracy cannot vouch for it (a judgement made before
+  ``standalone`` existed is not held to that floor: ``thresholds.floor_score``). ``floor=None``
+  is off.
+- The vote is ``selection.thresholds.decide``, the very function the pipeline and ``refilter``
+  decide with; the settings search is its vectorised form, checked against it by a test. The
+  search moves one floor (``floor_dimension``); ``other_floors`` (the rest of the config's
+  ``score_floors``) stay fixed.
 """
 
 from __future__ import annotations
@@ -36,7 +42,14 @@ import numpy as np
 from ..errors import InputError
 from ..models import Judgement, ScoredSample
 from ..stages.gates.base import GATE_PREFIX
-from .thresholds import SCORE_DECIMALS, weighted_mean
+from .thresholds import (
+    DEFAULT_FLOOR_DIMENSION,
+    Decision,
+    decide,
+    floor_score,
+    judge_mean,
+    meets_floors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +73,7 @@ __all__ = [
     "read_labels",
 ]
 
-DEFAULT_FLOOR_DIMENSION = "accuracy"
-# The same slack as filtering.apply_thresholds: (6.9 + 7.1) / 2 must still reach 7.0.
+# The same slack as thresholds.decide: (6.9 + 7.1) / 2 must still reach 7.0.
 _SCORE_SLACK = 1e-9
 # Kappas this close are a tie (floating point noise between equal confusion tables).
 _TIE_DECIMALS = 12
@@ -330,63 +342,6 @@ def _rows(thresholds: np.ndarray, pred: np.ndarray, y: np.ndarray) -> list[dict[
 # Decisions
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The panel's decision on one sample under one setting, and why."""
-
-    passed: bool
-    votes: int
-    means: tuple[float | None, ...]  # per judgement, None when the judge failed
-    voted: tuple[bool, ...]
-    floor_blocked: int  # judges whose mean reached the threshold but whose floor score did not
-    avg_score: float | None
-
-
-def judge_mean(j: Judgement, weights: Mapping[str, float] | None = None) -> float | None:
-    """The judgement's weighted mean under ``weights``, as ``apply_thresholds`` computes it."""
-    if not j.ok:
-        return None
-    wm = weighted_mean(j.scores, weights)
-    # A judgement with no known dimension (only an overall score) keeps its own mean.
-    return wm if wm is not None else j.weighted_mean
-
-
-def _floor_score(j: Judgement, floor_dim: str) -> float:
-    value = j.scores.get(floor_dim) if j.ok else None
-    return float(value) if value is not None and math.isfinite(value) else math.nan
-
-
-def decide(
-    sample_judgements: Sequence[Judgement],
-    threshold: float,
-    min_votes: int,
-    weights: Mapping[str, float] | None = None,
-    floor_dim: str = DEFAULT_FLOOR_DIMENSION,
-    floor: float | None = None,
-) -> Decision:
-    """Votes and pass for one sample's judgements, recomputed from their scores.
-
-    A judge votes when its weighted mean >= ``threshold`` and, with a ``floor``, its
-    ``floor_dim`` score is present and >= ``floor``. The sample passes with >= ``min_votes``.
-    """
-    means = tuple(judge_mean(j, weights) for j in sample_judgements)
-    reach = [m is not None and m >= threshold - _SCORE_SLACK for m in means]
-    floor_ok = [
-        floor is None or _floor_score(j, floor_dim) >= floor - _SCORE_SLACK
-        for j in sample_judgements
-    ]
-    voted = tuple(r and f for r, f in zip(reach, floor_ok, strict=True))
-    present = [m for m in means if m is not None]
-    return Decision(
-        passed=sum(voted) >= min_votes,
-        votes=sum(voted),
-        means=means,
-        voted=voted,
-        floor_blocked=sum(1 for r, f in zip(reach, floor_ok, strict=True) if r and not f),
-        avg_score=round(sum(present) / len(present), SCORE_DECIMALS) if present else None,
-    )
-
-
 def _judged(sample: ScoredSample) -> bool:
     """Whether the judges decided this sample (a gate drop or all-failed judges: no)."""
     if sample.drop_reason is not None and sample.drop_reason.startswith(GATE_PREFIX):
@@ -396,10 +351,12 @@ def _judged(sample: ScoredSample) -> bool:
 
 @dataclass
 class _Matrix:
-    """Judge means and floor scores as (samples x judgement slots) arrays, NaN where absent."""
+    """Judge means and floor scores as (samples x judgement slots) arrays, NaN where absent;
+    ``fixed_ok`` whether each judgement meets the floors the search does not move."""
 
     means: np.ndarray
     floors: np.ndarray
+    fixed_ok: np.ndarray
     y: np.ndarray
 
 
@@ -408,16 +365,19 @@ def _matrix(
     truth: Sequence[bool],
     weights: Mapping[str, float] | None,
     floor_dim: str,
+    other_floors: Mapping[str, float] | None = None,
 ) -> _Matrix:
     width = max((len(s.judgements) for s in samples), default=0)
     means = np.full((len(samples), width), np.nan)
     floors = np.full((len(samples), width), np.nan)
+    fixed_ok = np.zeros((len(samples), width), dtype=bool)
     for i, s in enumerate(samples):
         for k, j in enumerate(s.judgements):
             m = judge_mean(j, weights)
             means[i, k] = math.nan if m is None else m
-            floors[i, k] = _floor_score(j, floor_dim)
-    return _Matrix(means, floors, np.asarray(truth, dtype=bool))
+            floors[i, k] = floor_score(j, floor_dim)
+            fixed_ok[i, k] = meets_floors(j, other_floors)
+    return _Matrix(means, floors, fixed_ok, np.asarray(truth, dtype=bool))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,7 +428,7 @@ def _search_rows(
     table: list[SettingResult] = []
     reach = mx.means[None, :, :] >= thresholds[:, None, None] - _SCORE_SLACK
     for floor in floors:
-        floor_ok = ~np.isnan(mx.means)
+        floor_ok = ~np.isnan(mx.means) & mx.fixed_ok
         if floor is not None:
             floor_ok &= mx.floors >= floor - _SCORE_SLACK
         votes = (reach & floor_ok[None, :, :]).sum(axis=2)
@@ -512,6 +472,7 @@ def best_settings(
     weights: Mapping[str, float] | None = None,
     floor_dimension: str = DEFAULT_FLOOR_DIMENSION,
     floor: float | None = None,
+    other_floors: Mapping[str, float] | None = None,
 ) -> SettingsSearch:
     """Search threshold x floor x min_votes for the setting whose decisions best match the labels.
 
@@ -520,7 +481,8 @@ def best_settings(
     the current setting (always in the table). Ranked by kappa; ties go to higher precision, then
     the current setting, then the least change (same min_votes, floor, threshold, in that
     order), then the highest threshold and floor (of a range that decides alike, the observed
-    score at its top). Only labelled, judged samples count.
+    score at its top). Only labelled, judged samples count. ``other_floors`` (dimension ->
+    floor, ``floor_dimension`` left out) hold in every setting.
 
     Raises:
         ValueError: no labelled sample was judged.
@@ -528,7 +490,9 @@ def best_settings(
     matched = [s for s in samples if s.id in labels and _judged(s)]
     if not matched:
         raise ValueError("no labelled sample was judged: nothing to calibrate against")
-    mx = _matrix(matched, [_truth(labels[s.id]) for s in matched], weights, floor_dimension)
+    fixed = _fixed(other_floors, floor_dimension)
+    truth = [_truth(labels[s.id]) for s in matched]
+    mx = _matrix(matched, truth, weights, floor_dimension, fixed)
     distinct = mx.means[~np.isnan(mx.means)]
     thresholds = np.unique(
         np.concatenate([_grid(0.25), distinct[(distinct >= 0) & (distinct <= 10)], [threshold]])
@@ -577,6 +541,11 @@ def _distinct_top(table: Sequence[SettingResult], top: int) -> list[dict[str, An
     return out
 
 
+def _fixed(floors: Mapping[str, float] | None, searched: str) -> dict[str, float]:
+    """The floors a search keeps as they are: all but the searched dimension's."""
+    return {d: f for d, f in (floors or {}).items() if d != searched}
+
+
 def _judge_rows(
     matched: Sequence[ScoredSample],
     truth: Mapping[str, bool],
@@ -585,6 +554,7 @@ def _judge_rows(
     weights: Mapping[str, float] | None,
     floor_dimension: str,
     floor: float | None,
+    other_floors: Mapping[str, float],
 ) -> dict[str, dict[str, Any]]:
     """Per judge: its vote at the current setting against the labels, and its best threshold."""
     by_judge: dict[str, list[tuple[Judgement, bool]]] = {}
@@ -597,7 +567,8 @@ def _judge_rows(
         pairs = by_judge[name]
         ys = [y for _, y in pairs]
         votes = [
-            decide([j], threshold, 1, weights, floor_dimension, floor).passed for j, _ in pairs
+            decide([j], threshold, 1, weights, floor_dimension, floor, floors=other_floors).passed
+            for j, _ in pairs
         ]
         curve = precision_recall_at_thresholds([judge_mean(j, weights) for j, _ in pairs], ys)
         best = _best_threshold_row(curve, threshold)
@@ -675,6 +646,7 @@ def calibration_report(
     weights: Mapping[str, float] | None = None,
     floor_dimension: str = DEFAULT_FLOOR_DIMENSION,
     floor: float | None = None,
+    other_floors: Mapping[str, float] | None = None,
     top: int = 10,
 ) -> dict[str, Any]:
     """Everything ``sft-distill calibrate`` shows, as a JSON-serialisable dict (NaN as null).
@@ -696,6 +668,7 @@ def calibration_report(
         )
     truth = {s.id: _truth(labels[s.id]) for s in matched}
     n_pass = sum(truth.values())
+    fixed = _fixed(other_floors, floor_dimension)
     search = best_settings(
         matched,
         labels,
@@ -704,11 +677,18 @@ def calibration_report(
         weights=weights,
         floor_dimension=floor_dimension,
         floor=floor,
+        other_floors=fixed,
     )
     decisions = {
         name: {
             s.id: decide(
-                s.judgements, r.threshold, r.min_votes, weights, floor_dimension, r.floor
+                s.judgements,
+                r.threshold,
+                r.min_votes,
+                weights,
+                floor_dimension,
+                r.floor,
+                floors=fixed,
             ).passed
             for s in matched
         }
@@ -729,6 +709,7 @@ def calibration_report(
             n_pass, len(matched) - n_pass, len(unknown), len(labelled) - len(matched)
         ),
         "floor_dimension": floor_dimension,
+        "other_floors": fixed,
         "current": _setting_dict(search.current),
         "best": _setting_dict(search.best),
         "settings_tried": len(search.table),
@@ -740,6 +721,7 @@ def calibration_report(
             weights=weights,
             floor_dimension=floor_dimension,
             floor=floor,
+            other_floors=fixed,
         ),
         "mean_score_thresholds": precision_recall_at_thresholds(
             panel_means, [truth[s.id] for s in matched]
@@ -805,7 +787,11 @@ def _settings_section(report: Mapping[str, Any]) -> list[str]:
     for i, r in enumerate(report["top_settings"][1:], start=2):
         same = [r[k] for k in ("threshold", "floor", "min_votes")] == now
         rows.append(_setting_cells(f"#{i} (current)" if same else f"#{i}", r))
-    title = f"Panel settings (floor on {report['floor_dimension']}; kept = predicted pass)"
+    held = _held(report)
+    title = (
+        f"Panel settings (floor on {report['floor_dimension']}{held and f'; {held} held'}; "
+        "kept = predicted pass)"
+    )
     return [title, *_table(header, rows)]
 
 
@@ -837,10 +823,18 @@ def _judges_section(report: Mapping[str, Any]) -> list[str]:
     ]
     cur = report["current"]
     floor = "" if cur["floor"] is None else f", {report['floor_dimension']} >= {cur['floor']:g}"
+    if _held(report):
+        floor += f", {_held(report)}"
     return [
         f"Judges (each judge's vote at threshold {cur['threshold']:g}{floor})",
         *_table(header, rows),
     ]
+
+
+def _held(report: Mapping[str, Any]) -> str:
+    """The floors the search did not move ("standalone >= 5"), or ''."""
+    others = report.get("other_floors") or {}
+    return ", ".join(f"{d} >= {f:g}" for d, f in others.items())
 
 
 def _thresholds_section(report: Mapping[str, Any]) -> list[str]:

@@ -1,7 +1,8 @@
 """``sft-distill refilter``: re-decide thresholds, dedup, caps and splits from recorded scores.
 
 Reads ``generated_raw.jsonl`` and ``metadata.json`` of a finished run, applies new settings
-(``min_score_threshold``, ``min_votes``, ``dimension_weights``, dedup, split, formats…), and
+(``min_score_threshold``, ``min_votes``, ``dimension_weights``, ``score_floors``, dedup, split,
+formats…), and
 rewrites everything a run writes from its kept set, through the same code a run ends with
 (``finalize``): the raw decisions, the splits in every format, ``dataset_info.json``,
 ``manifest.json``, ``report.html`` and ``metadata.json``, so the directory then holds what a fresh
@@ -242,6 +243,7 @@ async def _refilter_with(
                         min_score_threshold=config.min_score_threshold,
                         min_votes=config.min_votes,
                         weights=config.dimension_weights,
+                        floors=config.score_floors,
                     )
                 )
         duplicates = await collector.duplicates()

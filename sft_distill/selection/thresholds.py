@@ -1,7 +1,8 @@
-"""Score thresholds and voting over evaluator judgements, then near-duplicate removal.
+"""Score thresholds, floors and voting over evaluator judgements, then near-duplicate removal.
 
 The pipeline streams: ``apply_thresholds`` per sample, ``dedup.make_deduplicator`` at the end
 (both in ``selection``). ``DataFilter`` wraps both for in-memory lists (notebooks, tests).
+``decide`` is the one vote: the pipeline, ``refilter``, the report and ``calibration`` all call it.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..config.defaults import DIMENSIONS
+from ..config.defaults import DIMENSIONS, LATER_DIMENSIONS, MEAN_DIMENSIONS
 from ..config.models import DistillConfig
 from ..models import Judgement, ScoredSample
 from ..stages.gates.base import GATE_PREFIX
@@ -21,19 +22,34 @@ from .dedup import make_deduplicator
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_FLOOR_DIMENSION",
+    "DROP_BELOW_FLOOR",
     "DROP_DUPLICATE",
+    "DROP_JUDGE_FAILED",
     "DROP_LOW_VOTES",
     "DROP_NO_EVALUATION",
     "SCORE_DECIMALS",
     "DataFilter",
+    "Decision",
     "FilterResult",
     "apply_thresholds",
+    "decide",
+    "floor_score",
+    "judge_mean",
+    "meets_floors",
     "weighted_mean",
 ]
 
 DROP_LOW_VOTES = "low_votes"
+# Judges scored the sample high enough, but too few of them gave a floored dimension its floor.
+DROP_BELOW_FLOOR = "below_floor"
+# Every judge asked failed (after retries): no verdict on the sample at all; a rerun asks again.
+DROP_JUDGE_FAILED = "judge_failed"
+# No usable score and no failure: no judge at all, or only scores the weights ignore.
 DROP_NO_EVALUATION = "no_evaluation"
 DROP_DUPLICATE = "duplicate"
+
+DEFAULT_FLOOR_DIMENSION = "accuracy"
 
 # A mean like (6.9 + 7.1) / 2 lands a hair under 7.0 in floating point; it must still vote.
 _SCORE_SLACK = 1e-9
@@ -47,9 +63,9 @@ def weighted_mean(
 ) -> float | None:
     """Weighted mean over the known dimensions present in ``scores`` (None if none is present).
 
-    Missing or non-finite dimensions are skipped, not counted as 0; weights default to equal and a
-    dimension absent from ``weights`` weighs 0. None also when the present weights sum to 0.
-    Rounded to ``SCORE_DECIMALS``.
+    Missing or non-finite dimensions are skipped, not counted as 0; without ``weights`` the five
+    ``MEAN_DIMENSIONS`` weigh 1 and ``standalone`` 0, and a dimension absent from ``weights``
+    weighs 0. None also when the present weights sum to 0. Rounded to ``SCORE_DECIMALS``.
     """
     total = 0.0
     weight_sum = 0.0
@@ -57,7 +73,10 @@ def weighted_mean(
         value = scores.get(dim)
         if value is None or not math.isfinite(value):
             continue
-        w = 1.0 if weights is None else float(weights.get(dim, 0.0))
+        if weights is None:
+            w = 1.0 if dim in MEAN_DIMENSIONS else 0.0
+        else:
+            w = float(weights.get(dim, 0.0))
         total += w * value
         weight_sum += w
     if weight_sum <= 0:
@@ -65,15 +84,122 @@ def weighted_mean(
     return round(total / weight_sum, SCORE_DECIMALS)
 
 
+def judge_mean(j: Judgement, weights: Mapping[str, float] | None = None) -> float | None:
+    """The judgement's weighted mean under ``weights`` (None: failed, or nothing weighed)."""
+    if j.error is not None:
+        return None
+    # A judgement with no known dimension (e.g. only an overall score) keeps its own mean.
+    if not any(dim in j.scores for dim in DIMENSIONS):
+        return j.weighted_mean
+    return weighted_mean(j.scores, weights)
+
+
+def floor_score(j: Judgement, dim: str) -> float:
+    """The score a floor on ``dim`` compares: NaN when missing (never meets a floor).
+
+    A failed judge, or one that did not score ``dim``, cannot vouch for it; except a dimension
+    added after the judgement's prompt (``LATER_DIMENSIONS``: a judgement that has scores but none
+    for it was never asked), which meets any floor (+inf).
+    """
+    if j.error is not None:
+        return math.nan
+    value = j.scores.get(dim)
+    if value is None:
+        later = dim in LATER_DIMENSIONS and any(d in j.scores for d in DIMENSIONS)
+        return math.inf if later else math.nan
+    return float(value) if math.isfinite(value) else math.nan
+
+
+def meets_floors(j: Judgement, floors: Mapping[str, float] | None) -> bool:
+    """Whether the judgement gives every floored dimension at least its floor."""
+    return all(floor_score(j, d) >= f - _SCORE_SLACK for d, f in (floors or {}).items())
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The panel's decision on one sample under one setting, and why."""
+
+    passed: bool
+    votes: int
+    means: tuple[float | None, ...]  # per judgement, None when the judge failed
+    voted: tuple[bool, ...]
+    floor_blocked: int  # judges whose mean reached the threshold but a floor score did not
+    avg_score: float | None
+    # None when passed; else below_floor, low_votes, judge_failed or no_evaluation
+    drop_reason: str | None = None
+
+
+def _drop_reason(
+    passed: bool, means: Sequence[float | None], failed: int, votes: int, blocked: int, k: int
+) -> str | None:
+    if passed:
+        return None
+    if all(m is None for m in means):
+        return DROP_JUDGE_FAILED if failed else DROP_NO_EVALUATION
+    # The floors, not the means, decided it: with them met the sample would have passed.
+    return DROP_BELOW_FLOOR if blocked and votes + blocked >= k else DROP_LOW_VOTES
+
+
+def decide(
+    sample_judgements: Sequence[Judgement],
+    threshold: float,
+    min_votes: int,
+    weights: Mapping[str, float] | None = None,
+    floor_dim: str = DEFAULT_FLOOR_DIMENSION,
+    floor: float | None = None,
+    *,
+    floors: Mapping[str, float] | None = None,
+) -> Decision:
+    """Votes and pass for one sample's judgements, recomputed from their scores.
+
+    A judge votes when its weighted mean >= ``threshold`` and it meets every floor: ``floors``
+    (the config's ``score_floors``) and, when given, ``floor`` on ``floor_dim`` (calibration
+    searches one dimension's floor with the others fixed). The sample passes with >=
+    ``min_votes``. A failed judge neither votes nor counts in ``avg_score``.
+    """
+    active = dict(floors or {})
+    if floor is not None:
+        active[floor_dim] = floor
+    means = tuple(judge_mean(j, weights) for j in sample_judgements)
+    reach = [m is not None and m >= threshold - _SCORE_SLACK for m in means]
+    floor_ok = [meets_floors(j, active) for j in sample_judgements]
+    voted = tuple(r and f for r, f in zip(reach, floor_ok, strict=True))
+    present = [m for m in means if m is not None]
+    votes = sum(voted)
+    blocked = sum(1 for r, f in zip(reach, floor_ok, strict=True) if r and not f)
+    failed = sum(1 for j in sample_judgements if j.error is not None)
+    passed = votes >= min_votes
+    return Decision(
+        passed=passed,
+        votes=votes,
+        means=means,
+        voted=voted,
+        floor_blocked=blocked,
+        avg_score=round(sum(present) / len(present), SCORE_DECIMALS) if present else None,
+        drop_reason=_drop_reason(passed, means, failed, votes, blocked, min_votes),
+    )
+
+
 def _rescored(j: Judgement, weights: Mapping[str, float] | None) -> Judgement:
     """The judgement with its weighted mean recomputed from its scores under ``weights``."""
     if j.error is not None:
         return j
-    # A judgement with no known dimension (e.g. only an overall score) keeps its own mean.
-    if not any(dim in j.scores for dim in DIMENSIONS):
-        return j
-    wm = weighted_mean(j.scores, weights)
+    wm = judge_mean(j, weights)
     return j if wm == j.weighted_mean else j.model_copy(update={"weighted_mean": wm})
+
+
+def _floor_detail(judgements: Sequence[Judgement], floors: Mapping[str, float]) -> str:
+    """Which judge gave which floored dimension less than its floor ("primary: accuracy 3 < 6")."""
+    parts = []
+    for j in judgements:
+        low = [
+            f"{d} {floor_score(j, d):g} < {f:g}"
+            for d, f in floors.items()
+            if not floor_score(j, d) >= f - _SCORE_SLACK
+        ]
+        if j.ok and low:
+            parts.append(f"{j.evaluator}: {', '.join(low)}")
+    return "; ".join(parts)
 
 
 def apply_thresholds(
@@ -82,31 +208,34 @@ def apply_thresholds(
     min_score_threshold: float,
     min_votes: int,
     weights: Mapping[str, float] | None = None,
+    floors: Mapping[str, float] | None = None,
 ) -> ScoredSample:
     """Return a copy of ``sample`` with votes, avg_score, passed and drop_reason decided.
 
-    Each ok judgement whose weighted mean reaches ``min_score_threshold`` is one vote; a failed
-    evaluator casts no vote and is left out of ``avg_score``. ``passed`` is ``votes >= min_votes``;
-    otherwise ``drop_reason`` is "no_evaluation" (no judgement ok) or "low_votes" (the counts are
-    in ``votes`` and ``avg_score``). ``duplicate_of`` is cleared: dedup decides it afterwards. A
-    sample dropped by a gate was never judged and stays dropped.
+    The vote is ``decide``'s: each ok judgement whose weighted mean reaches
+    ``min_score_threshold`` and that meets every floor of ``floors`` is one vote; a failed
+    evaluator casts no vote and is left out of ``avg_score``. ``passed`` is ``votes >=
+    min_votes``; otherwise ``drop_reason`` is "below_floor" (the floors blocked votes that would
+    have carried it; ``drop_detail`` names them), "low_votes", "judge_failed" (every judge
+    failed) or "no_evaluation" (no judge, or no score the weights count). ``duplicate_of`` is
+    cleared: dedup decides it afterwards. A sample dropped by a gate was never judged and stays
+    dropped.
     """
     if sample.drop_reason is not None and sample.drop_reason.startswith(GATE_PREFIX):
         return sample
     judgements = [_rescored(j, weights) for j in sample.judgements]
-    means = [j.weighted_mean for j in judgements if j.ok and j.weighted_mean is not None]
-    votes = sum(1 for m in means if m >= min_score_threshold - _SCORE_SLACK)
-    passed = votes >= min_votes
-    reason = None
-    if not passed:
-        reason = DROP_NO_EVALUATION if not means else DROP_LOW_VOTES
+    d = decide(judgements, min_score_threshold, min_votes, weights, floors=floors)
+    reason = d.drop_reason
     return sample.model_copy(
         update={
             "judgements": judgements,
-            "votes": votes,
-            "avg_score": round(sum(means) / len(means), SCORE_DECIMALS) if means else None,
-            "passed": passed,
+            "votes": d.votes,
+            "avg_score": d.avg_score,
+            "passed": d.passed,
             "drop_reason": reason,
+            "drop_detail": _floor_detail(judgements, floors or {})
+            if reason == DROP_BELOW_FLOOR
+            else None,
             "duplicate_of": None,
         }
     )
@@ -131,12 +260,13 @@ class DataFilter:
         self.config = config
 
     def apply(self, sample: ScoredSample) -> ScoredSample:
-        """``apply_thresholds`` with the config's threshold, votes and weights."""
+        """``apply_thresholds`` with the config's threshold, votes, weights and floors."""
         return apply_thresholds(
             sample,
             min_score_threshold=self.config.min_score_threshold,
             min_votes=self.config.min_votes,
             weights=self.config.dimension_weights,
+            floors=self.config.score_floors,
         )
 
     def check(self, sample: ScoredSample) -> tuple[bool, str | None]:

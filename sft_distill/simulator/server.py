@@ -307,10 +307,15 @@ class SimState:
             ev = parse_evaluation_prompt(user) if "<sample>" in user else None
             if ev is not None:
                 kind = "evaluation"
-                content = json.dumps(
-                    evaluation_reply(model, ev["instruction"], ev["output"], score_bias=bias),
-                    ensure_ascii=False,
+                reply = evaluation_reply(
+                    model,
+                    ev["instruction"],
+                    ev["output"],
+                    score_bias=bias,
+                    document=ev["document"],
+                    input_text=ev["input"],
                 )
+                content = json.dumps(reply, ensure_ascii=False)
             else:
                 kind, content = "other", "OK. This is the sft_distill simulator."
                 task = parse_task_prompt(user) if TASK_MARKER in user else None

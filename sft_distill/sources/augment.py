@@ -24,7 +24,10 @@ Duplicates are removed at two levels:
    output is the augmented dataset, whole.
 
 A variant keeps its original's ``slice_id`` and input, so ``split_by: slice`` keeps an original
-and its rephrasings in the same split (no paraphrase leaks from train into val). In the funnel,
+and its rephrasings in the same split (no paraphrase leaks from train into val). It is answered
+and judged with what the original had: the original's answer as ``reference_output`` (the teacher
+and the judges see it as a guide) and its source document as ``source_text``, when the input row
+carries one in a ``source_text`` or ``document`` column. In the funnel,
 ``slices`` counts originals taken in and ``chunks`` rephrase requests; failures are
 ``augment_rephrase`` (the original is still yielded) or ``augment_answer``.
 """
@@ -55,11 +58,13 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MAX_NUM_AUG",
     "NEAR_COPY_RATIO",
+    "SOURCE_TEXT_COLUMNS",
     "AugmentSource",
     "filter_rephrasings",
     "instruction_digest",
     "is_near_copy",
     "parse_rephrasings",
+    "record_source_text",
 ]
 
 DEFAULT_NUM_AUG = 3
@@ -137,6 +142,20 @@ def parse_rephrasings(result: ChatResult, *, n: int) -> list[str]:
     return out[:n]
 
 
+# Columns that hold a record's source document (a row of our raw file has none: the chunk text
+# is never written out).
+SOURCE_TEXT_COLUMNS = ("source_text", "document")
+
+
+def record_source_text(record: Record) -> str:
+    """The source document a record carries in a ``source_text`` or ``document`` column ('')."""
+    for key in SOURCE_TEXT_COLUMNS:
+        value = record.metadata.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return ""
+
+
 def _is_not_kept(data: dict[str, Any]) -> bool:
     """A generated_raw.jsonl row the filter dropped (or that never passed)."""
     return data.get("passed") is False or bool(data.get("drop_reason"))
@@ -209,6 +228,7 @@ class AugmentSource(RecordFileSource):
             prompt_version=record.prompt_version,
             source_kind=self.kind,
             annotations=record_annotations(record, original=True),
+            source_text=record_source_text(record),
         )
 
     async def _rephrase(self, record: Record, original: Sample, ctx: SourceContext) -> list[str]:
@@ -234,6 +254,7 @@ class AugmentSource(RecordFileSource):
     async def _variant(
         self, original: Sample, index: int, instruction: str, ctx: SourceContext
     ) -> Sample | None:
+        # Answered and judged with what the original had: its source and its (kept) answer.
         got = await teacher_answer(
             ctx,
             instruction,
@@ -241,6 +262,8 @@ class AugmentSource(RecordFileSource):
             failure_kind="augment_answer",
             slice_id=original.slice_id,
             sample_id=original.id,
+            document=original.source_text,
+            reference=original.output,
         )
         if got is None:
             return None
@@ -256,7 +279,9 @@ class AugmentSource(RecordFileSource):
             teacher_model=ctx.teacher.model,
             prompt_version=ISET_PROMPT_VERSION,
             source_kind=self.kind,
+            reference_output=original.output,
             annotations={"augmented_from": original.id, "variant": index},
+            source_text=original.source_text,
         )
 
     async def _augment(

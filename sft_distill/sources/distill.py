@@ -131,11 +131,21 @@ async def teacher_answer(
     failure_kind: str,
     slice_id: str,
     sample_id: str | None = None,
+    document: str = "",
+    reference: str = "",
 ) -> tuple[str, str | None] | None:
-    """The teacher's (answer, reasoning) for one instruction; None after a failure (reported)."""
+    """The teacher's (answer, reasoning) for one instruction; None after a failure (reported).
+
+    ``document``/``reference``: an augmented variant's original source and answer.
+    """
     cfg = ctx.config
     messages = iset_answer_messages(
-        instruction, input_text, language=cfg.language, system_prompt=cfg.system_prompt
+        instruction,
+        input_text,
+        language=cfg.language,
+        system_prompt=cfg.system_prompt,
+        document=document,
+        reference=reference,
     )
     teacher = ctx.teacher
     try:

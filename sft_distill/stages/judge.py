@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
-from ..config.defaults import DIMENSIONS
+from ..config.defaults import DIMENSIONS, MEAN_DIMENSIONS
 from ..config.models import DistillConfig
 from ..errors import LLMError
 from ..llm.client import ChatResult, LLMClient, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import evaluation_messages
+from ..llm.structured import JudgeReply
 from ..models import Failure, Judgement, Sample, ScoredSample
 from ..selection.thresholds import apply_thresholds, weighted_mean
 from .gates.base import GATE_PREFIX, Gate, run_gates
@@ -35,36 +33,13 @@ class JudgeCounts:
     evaluation_failures: int = 0
 
 
-_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+def parse_judgement(result: ChatResult, *, required: Sequence[str] = MEAN_DIMENSIONS) -> JudgeReply:
+    """A judge's reply read by the judge reply model (``llm.structured``, kind "judge").
 
-
-_RATIO_RE = re.compile(r"(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
-
-
-def _raw_score(value: Any) -> tuple[float, bool] | None:
-    """(number, already out of 10) from a number or a string like "8", "8/10", "4.5/5", "8.5分"."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        x = float(value)
-        return (x, False) if math.isfinite(x) else None
-    if isinstance(value, str):
-        ratio = _RATIO_RE.search(value)
-        if ratio and float(ratio.group(2)) > 0:  # "4.5/5" means 9 out of 10
-            return 10.0 * float(ratio.group(1)) / float(ratio.group(2)), True
-        m = _NUMBER_RE.search(value)
-        return (float(m.group()), False) if m else None
-    if isinstance(value, dict):
-        return _raw_score(value.get("score"))
-    return None
-
-
-def parse_scores(
-    result: ChatResult, *, required: Sequence[str] = DIMENSIONS
-) -> tuple[dict[str, float], str | None]:
-    """Dimension scores (0-10) and the reason from an evaluator reply.
-
-    Every dimension in ``required`` must be scored. Scores given as "x/y" are read as ratios;
+    The eval-v2 shape ``{"claims": [...], "analysis": ..., "reason": ..., "scores": {...}}`` and
+    the flat ``{"accuracy": 8, ..., "reason": ...}`` of eval-v1 (cached replies) both read.
+    Every dimension in ``required`` must be scored (default the five of eval-v1; the stage
+    asks for ``required_dimensions``). Scores given as "x/y" are read as ratios;
     when a reply's plain numbers run above 10 (but not above 100) it used a 0-100 scale and is
     scaled down.
 
@@ -75,34 +50,48 @@ def parse_scores(
     """
     _, content = split_reasoning(result.content)
     data = extract_json(content, expect=dict)
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        data = data[0]
-    if not isinstance(data, dict):
+    if not isinstance(data, (dict, list)):
         raise ValueError(f"expected a JSON object of scores, got {type(data).__name__}")
-    if isinstance(data.get("scores"), dict):
-        data = {**data["scores"], "reason": data.get("reason")}
-    lowered = {str(k).strip().lower(): v for k, v in data.items()}
-    raw = {dim: _raw_score(lowered.get(dim)) for dim in DIMENSIONS}
-    found = {dim: r for dim, r in raw.items() if r is not None}
-    missing = [dim for dim in required if dim not in found]
-    if missing:
-        raise ValueError(f"no score for {', '.join(missing)}")
-    plain = [x for x, scaled in found.values() if not scaled]
-    if any(x < 0 or x > 100 for x in plain):
-        raise ValueError("scores must be between 0 and 10")
-    factor = 0.1 if any(x > 10 for x in plain) else 1.0
-    scores = {
-        dim: min(10.0, max(0.0, x if scaled else x * factor)) for dim, (x, scaled) in found.items()
-    }
-    reason = lowered.get("reason")
-    return scores, (str(reason) if reason is not None else None)
+    if isinstance(data, list) and not (data and isinstance(data[0], dict)):
+        raise ValueError("expected a JSON object of scores, got list")
+    reply: JudgeReply = JudgeReply.unwrap(data, required=tuple(required))
+    return reply
 
 
-def required_dimensions(weights: Mapping[str, float] | None) -> tuple[str, ...]:
-    """The dimensions a judge must score: all of them, or those with a weight above 0."""
+def parse_scores(
+    result: ChatResult, *, required: Sequence[str] = MEAN_DIMENSIONS
+) -> tuple[dict[str, float], str | None]:
+    """(dimension scores on 0-10, reason) of a judge's reply; see ``parse_judgement``."""
+    reply = parse_judgement(result, required=required)
+    return reply.score_dict(), reply.reason
+
+
+def required_dimensions(
+    weights: Mapping[str, float] | None, floors: Mapping[str, float] | None = None
+) -> tuple[str, ...]:
+    """The dimensions a judge must score: all of them, or those weighed above 0 and floored."""
     if not weights:
         return DIMENSIONS
-    return tuple(d for d in DIMENSIONS if weights.get(d, 0) > 0)
+    return tuple(d for d in DIMENSIONS if weights.get(d, 0) > 0 or d in (floors or {}))
+
+
+def judge_reference(sample: Sample) -> str | None:
+    """The answer the judge is shown as a guide: a reference that is not the output itself."""
+    ref = sample.reference_output
+    if ref is None or not ref.strip() or ref.strip() == sample.output.strip():
+        # distill --skip-generation judges the existing answer: it is the output, no guide.
+        return None
+    return ref
+
+
+def _claims(reply: JudgeReply) -> list[dict[str, str]]:
+    out = []
+    for c in reply.claims:
+        row = {"claim": c.claim, "verdict": c.verdict}
+        if c.evidence:
+            row["evidence"] = c.evidence
+        out.append(row)
+    return out
 
 
 async def judge(
@@ -111,15 +100,20 @@ async def judge(
     client: LLMClient,
     weights: Mapping[str, float] | None = None,
     *,
+    floors: Mapping[str, float] | None = None,
     on_failure: Callable[[Failure], None] | None = None,
 ) -> Judgement:
     """One evaluator's judgement; a failure after retries is recorded, not raised."""
     messages = evaluation_messages(
-        sample.source_text, sample.instruction, sample.input, sample.output
+        sample.source_text,
+        sample.instruction,
+        sample.input,
+        sample.output,
+        reference=judge_reference(sample),
     )
     try:
-        (scores, reason), _ = await client.chat(
-            messages, partial(parse_scores, required=required_dimensions(weights))
+        reply, _ = await client.chat(
+            messages, partial(parse_judgement, required=required_dimensions(weights, floors))
         )
     except LLMError as exc:
         log_failure(log, f"sample {sample.id} (slice {sample.slice_id}): evaluation", exc)
@@ -128,12 +122,14 @@ async def judge(
                 Failure.from_error(exc, "evaluation", slice_id=sample.slice_id, sample_id=sample.id)
             )
         return Judgement(evaluator=name, model=client.model, error=str(exc))
+    scores = reply.score_dict()
     return Judgement(
         evaluator=name,
         model=client.model,
         scores=scores,
         weighted_mean=weighted_mean(scores, dict(weights) if weights else None),
-        reason=reason,
+        reason=reply.reason,
+        claims=_claims(reply),
     )
 
 
@@ -147,7 +143,14 @@ async def evaluate_sample(
     """All evaluators' judgements for one sample, and the threshold decision."""
     judgements = await asyncio.gather(
         *(
-            judge(sample, name, client, config.dimension_weights, on_failure=on_failure)
+            judge(
+                sample,
+                name,
+                client,
+                config.dimension_weights,
+                floors=config.score_floors,
+                on_failure=on_failure,
+            )
             for name, client in evaluators.items()
         )
     )
@@ -157,6 +160,7 @@ async def evaluate_sample(
         min_score_threshold=config.min_score_threshold,
         min_votes=config.min_votes,
         weights=config.dimension_weights,
+        floors=config.score_floors,
     )
 
 

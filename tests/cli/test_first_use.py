@@ -318,9 +318,16 @@ def test_scores_in_outputs_are_rounded_and_agree_with_the_votes(tmp_path, capsys
         assert decimals_ok(r["avg_score"]), r["avg_score"]
         means = [j["weighted_mean"] for j in r["judgements"] if j["error"] is None]
         assert all(decimals_ok(m) for m in means), means
-        # The written means decide the votes: a written 7.0 always voted at threshold 7.0.
+        # The written means decide the votes: a written 7.0 always voted at threshold 7.0,
+        # given the judge met the default score floors (accuracy 6, standalone 5; issue 12).
         if not (r["drop_reason"] or "").startswith("gate:"):
-            assert r["votes"] == sum(m >= 7.0 for m in means)
+            ok = [j for j in r["judgements"] if j["error"] is None]
+            floors_met = [
+                j["scores"]["accuracy"] >= 6 and j["scores"]["standalone"] >= 5 for j in ok
+            ]
+            assert r["votes"] == sum(
+                j["weighted_mean"] >= 7.0 and met for j, met in zip(ok, floors_met, strict=True)
+            )
     for name in ("train.jsonl", "val.jsonl", "train.alpaca.jsonl"):
         for row in read_jsonl(out / name):
             prov = row["provenance"]

@@ -138,15 +138,23 @@ VALID: dict[ReplyKind, dict[str, Any]] = {
         ]
     },
     ReplyKind.JUDGE: {
+        "claims": [
+            {
+                "claim": "The cooling-off period is 15 days.",
+                "evidence": "犹豫期为15日",
+                "verdict": "supported",
+            }
+        ],
         "analysis": "The answer quotes clause 3.",
         "reason": "Good.",
         "scores": SCORES,
     },
     ReplyKind.JUDGE_BATCH: {
         "results": [
-            {"id": "s1", "analysis": "fine", "reason": "ok", "scores": SCORES},
+            {"id": "s1", "claims": [], "analysis": "fine", "reason": "ok", "scores": SCORES},
             {
                 "id": "s2",
+                "claims": [{"claim": "30 days.", "evidence": "15日", "verdict": "contradicted"}],
                 "analysis": "wrong number",
                 "reason": "bad",
                 "scores": {**SCORES, "accuracy": 2},
@@ -164,7 +172,7 @@ VALID: dict[ReplyKind, dict[str, Any]] = {
                 "evidence": "犹豫期为15日",
                 "verdict": "supported",
             },
-            {"claim": "A fee of 10% applies.", "evidence": "", "verdict": "not_found"},
+            {"claim": "A fee of 10% applies.", "evidence": "", "verdict": "not_in_source"},
         ]
     },
 }
@@ -228,13 +236,17 @@ def test_schema_for_is_cached_but_returns_fresh_copies() -> None:
 
 def test_judge_schema_reasons_first_and_scores_last_within_range() -> None:
     schema = st.schema_for(ReplyKind.JUDGE)
-    assert list(schema["properties"]) == ["analysis", "reason", "scores"]
+    # eval-v2: the claim checks come first, then the analysis, the scores last.
+    assert list(schema["properties"]) == ["claims", "analysis", "reason", "scores"]
+    claim = schema["properties"]["claims"]["items"]
+    assert list(claim["properties"]) == ["claim", "evidence", "verdict"]
+    assert claim["properties"]["verdict"]["enum"] == ["supported", "contradicted", "not_in_source"]
     scores = schema["properties"]["scores"]
     assert list(scores["properties"]) == list(DIMENSIONS)
     for dim in DIMENSIONS:
         assert scores["properties"][dim] == {"type": "integer", "minimum": 0, "maximum": 10}
     batch = st.schema_for(ReplyKind.JUDGE_BATCH)["properties"]["results"]["items"]
-    assert list(batch["properties"]) == ["id", "analysis", "reason", "scores"]
+    assert list(batch["properties"]) == ["id", "claims", "analysis", "reason", "scores"]
 
 
 def test_generation_schema_has_evidence_before_output_and_closed_labels() -> None:
@@ -374,9 +386,10 @@ def test_claims_verdicts_normalised_and_share() -> None:
             {"claim": "d", "verdict": "yes"},
         ]
     )
+    # The judge prompt's spelling (issue 12) is the one verdict; "not found" reads as it.
     assert [c.verdict for c in reply.claims] == [
         "supported",
-        "not_found",
+        "not_in_source",
         "contradicted",
         "supported",
     ]

@@ -91,6 +91,10 @@ def test_score_bins(score, bin_):
 
 
 def test_keep_rate_curve_equals_direct_recount_and_is_monotone(run):
+    # The curve moves the threshold under the run's score floors (default accuracy 6,
+    # standalone 5), as the filter decides.
+    floors = read_metadata(run)["config"]["score_floors"]
+    assert floors == {"accuracy": 6.0, "standalone": 5.0}
     for min_votes in (1, 2):
         report = compute_report(
             run / "generated_raw.jsonl", read_metadata(run), min_votes=min_votes
@@ -99,7 +103,9 @@ def test_keep_rate_curve_equals_direct_recount_and_is_monotone(run):
         assert [p["threshold"] for p in curve] == list(THRESHOLDS)
         for p in curve:
             direct = sum(
-                apply_thresholds(s, min_score_threshold=p["threshold"], min_votes=min_votes).passed
+                apply_thresholds(
+                    s, min_score_threshold=p["threshold"], min_votes=min_votes, floors=floors
+                ).passed
                 for s in corpus()
             )
             assert p["passed"] == direct, (min_votes, p)
@@ -134,6 +140,7 @@ def test_histograms_sum_to_judged_counts(run):
             "logicality",
             "helpfulness",
             "safety",
+            "standalone",
             "weighted_mean",
         }
         for counts in dims.values():

@@ -61,7 +61,8 @@ def test_tokens_and_cost_for_a_small_input(tmp_path):
     )
     assert judge.calls == 2
     assert judge.prompt_tokens == 2 * (ev_overhead + 3 + math.ceil(len(doc) / 1.6) + 250)
-    assert judge.completion_tokens == 2 * 80 and judge.completion_tokens_max == 2 * 512
+    # eval-v2: claims and analysis before the scores (~400 tokens), max_tokens 1024 (issue 12).
+    assert judge.completion_tokens == 2 * 400 and judge.completion_tokens_max == 2 * 1024
     assert gen.cost == pytest.approx(expected_prompt / 1000 * 0.02 + 500 / 1000 * 0.06)
     assert judge.cost is None and est.unpriced == ["deepseek-chat"]
     assert est.total_cost == pytest.approx(gen.cost)
@@ -84,7 +85,8 @@ def test_reply_estimate_is_capped_by_max_tokens(tmp_path):
     )
     gen, primary, secondary = estimate(path, cfg).endpoints
     assert gen.completion_tokens == 300  # not 10 x 200
-    assert primary.completion_tokens == 10 * 20 and secondary.completion_tokens == 10 * 80
+    # secondary: the typical eval-v2 judgement (400 tokens), under its max_tokens of 1024
+    assert primary.completion_tokens == 10 * 20 and secondary.completion_tokens == 10 * 400
 
 
 def test_bad_lines_are_counted_and_strict_raises(tmp_path):

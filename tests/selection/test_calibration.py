@@ -323,6 +323,35 @@ def test_best_settings_ties_prefer_precision_then_the_current_setting():
     assert (best.threshold, best.precision) == (9.0, 1.0)
 
 
+def test_settings_search_decides_as_decide_with_other_floors_fixed():
+    # The search is decide() vectorised: every row of its table must be what decide() gives,
+    # with the searched accuracy floor moving and the config's standalone floor held.
+    rng = np.random.default_rng(12)
+    samples, truth = [], {}
+    for i in range(60):
+        js = []
+        for name in ("a", "b", "c"):
+            if rng.random() < 0.1:
+                js.append(failed(name))
+                continue
+            scores = {d: float(rng.integers(2, 11)) for d in DIMS}
+            if rng.random() < 0.8:  # some judgements predate standalone (never asked)
+                scores["standalone"] = float(rng.integers(0, 11))
+            js.append(Judgement(evaluator=name, model="m", scores=scores, weighted_mean=8.0))
+        samples.append(sample(f"p{i}", *js))
+        truth[f"p{i}"] = bool(rng.random() < 0.5)
+    other = {"standalone": 5.0}
+    search = best_settings(
+        samples, truth, threshold=7.0, min_votes=2, floor=6.0, other_floors=other
+    )
+    rows = {r.setting: r for r in search.table}
+    for t, f, k in [(7.0, 6.0, 2), (6.5, None, 1), (8.0, 4.5, 3), (5.25, 7.0, 2)]:
+        passed = [decide(s.judgements, t, k, None, "accuracy", f, floors=other) for s in samples]
+        tp = sum(d.passed and truth[s.id] for d, s in zip(passed, samples, strict=True))
+        fp = sum(d.passed and not truth[s.id] for d, s in zip(passed, samples, strict=True))
+        assert (rows[(t, f, k)].tp, rows[(t, f, k)].fp) == (tp, fp), (t, f, k)
+
+
 def test_best_settings_needs_labelled_judged_samples():
     with pytest.raises(ValueError, match="no labelled sample was judged"):
         best_settings([sample("x", flat("a", 8))], {"y": True}, threshold=7.0, min_votes=1)

@@ -312,3 +312,59 @@ def test_refilter_writes_what_a_fresh_run_at_the_same_settings_writes(tmp_path):
         < a["refiltered"]["history"][0]["previous_counts"]["passed_thresholds"]
     )
     assert comparable(a) == comparable(b)
+
+
+# --- score floors (issue 12) ------------------------------------------------------------------
+
+FIVE = ("accuracy", "completeness", "logicality", "helpfulness", "safety")
+
+
+def _eval_v1_run(sim, out: Path) -> Path:
+    """A run judged before floors existed: its config recorded no score_floors, and one sample
+    (like every eval-v1 judgement) has no standalone score."""
+    low_accuracy = {**dict.fromkeys((*FIVE, "standalone"), 8.0), "accuracy": 3.0}
+    samples = [
+        # The issue's example: accuracy 3 and 4, 8 elsewhere; means 7.0 and 7.2 passed.
+        scored("wrong", "A", (low_accuracy, {**low_accuracy, "accuracy": 4.0})),
+        scored("legacy", "B", (dict.fromkeys(FIVE, 8.0), dict.fromkeys(FIVE, 8.5))),
+        scored("fine", "C", (9.0, 8.0)),
+    ]
+    assert all(s.passed for s in samples)  # decided without floors
+    write_run(out, samples, sim_config(sim))
+    meta = read_metadata(out)
+    del meta["config"]["score_floors"]
+    (out / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    return out
+
+
+async def test_refilter_reapplies_score_floors_from_recorded_scores(sim, tmp_path, cli):
+    out = _eval_v1_run(sim, tmp_path / "out")
+    done = cli("refilter", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    raw = raw_by_id(out)
+    assert raw["wrong"]["drop_reason"] == "below_floor"
+    assert raw["wrong"]["drop_detail"] == "e0: accuracy 3 < 6; e1: accuracy 4 < 6"
+    # Judged before standalone existed: that floor does not apply to it.
+    assert raw["legacy"]["passed"] and raw["fine"]["passed"]
+    assert read_metadata(out)["config"]["score_floors"] == {"accuracy": 6.0, "standalone": 5.0}
+    assert "below_floor 1" in done.stdout
+    # Floors off: the recorded means decide alone again, and "no floors" is what is recorded.
+    done = cli("refilter", "--output", str(out), "--config", str(_floors(tmp_path, None)))
+    assert done.returncode == 0, done.stderr
+    assert raw_by_id(out)["wrong"]["passed"]
+    assert read_metadata(out)["config"]["score_floors"] is None
+    # A refilter without overrides keeps the recorded "no floors".
+    assert cli("refilter", "--output", str(out)).returncode == 0
+    assert raw_by_id(out)["wrong"]["passed"]
+    # A lower floor lets both judges' votes count.
+    done = cli(
+        "refilter", "--output", str(out), "--config", str(_floors(tmp_path, {"accuracy": 3}))
+    )
+    assert done.returncode == 0 and raw_by_id(out)["wrong"]["passed"]
+    assert sim.stats["requests"] == 0
+
+
+def _floors(tmp_path: Path, floors: dict | None) -> Path:
+    path = tmp_path / "floors.json"
+    path.write_text(json.dumps({"score_floors": floors}), encoding="utf-8")
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,8 @@ def sample(sid: str = "s1", judgements: list[Judgement] | None = None, **kw: Any
         # A failed evaluator casts no vote and does not pull the average down.
         ([ok("a", accuracy=8), failed("b")], 7.0, 2, None, 1, 8.0, False, "low_votes"),
         ([ok("a", accuracy=8), failed("b")], 7.0, 1, None, 1, 8.0, True, None),
-        ([failed("a"), failed("b")], 7.0, 1, None, 0, None, False, "no_evaluation"),
+        # Every judge failed: judge_failed (issue 12), not low_votes; no judge: no_evaluation.
+        ([failed("a"), failed("b")], 7.0, 1, None, 0, None, False, "judge_failed"),
         ([], 7.0, 1, None, 0, None, False, "no_evaluation"),
         ([], 7.0, 0, None, 0, None, True, None),  # min_votes 0 asks for nothing
         # Weights decide the vote: equal -> 7.0 (votes), accuracy x3 -> 8.0, helpfulness x3 -> 6.0.
@@ -147,7 +149,7 @@ def test_check_is_keep_and_reason():
     f = DataFilter(make_config())
     assert f.check(sample(judgements=[ok("a", accuracy=9), ok("b", accuracy=8)])) == (True, None)
     assert f.check(sample(judgements=[ok("a", accuracy=9), failed("b")])) == (False, "low_votes")
-    assert f.check(sample(judgements=[failed("a")])) == (False, "no_evaluation")
+    assert f.check(sample(judgements=[failed("a")])) == (False, "judge_failed")
 
 
 ANSWER = (
@@ -182,14 +184,14 @@ async def test_filter_end_to_end():
     assert dropped["dup-low"].duplicate_of == "dup-high"
     assert dropped["dup-low"].passed is False
     assert dropped["weak"].drop_reason == "low_votes" and dropped["weak"].duplicate_of is None
-    assert dropped["down"].drop_reason == "no_evaluation"
-    assert result.drop_counts() == {"duplicate": 1, "low_votes": 1, "no_evaluation": 1}
+    assert dropped["down"].drop_reason == "judge_failed"
+    assert result.drop_counts() == {"duplicate": 1, "judge_failed": 1, "low_votes": 1}
 
 
 async def test_filter_without_dedup_keeps_both_copies():
     result = await DataFilter(make_config(enable_dedup=False)).filter(corpus())
     assert [s.id for s in result.kept] == ["dup-low", "dup-high", "unique"]
-    assert result.drop_counts() == {"low_votes": 1, "no_evaluation": 1}
+    assert result.drop_counts() == {"judge_failed": 1, "low_votes": 1}
 
 
 async def test_filter_uses_embed_fn_when_configured():
@@ -204,3 +206,99 @@ async def test_filter_uses_embed_fn_when_configured():
     assert len(seen) == 3  # only the samples that passed the thresholds are embedded
     assert [s.id for s in result.kept] == ["dup-high", "unique"]
     assert {s.id: s.duplicate_of for s in result.dropped}["dup-low"] == "dup-high"
+
+
+# --- score floors (issue 12) ------------------------------------------------------------------
+
+DIMS6 = ("accuracy", "completeness", "logicality", "helpfulness", "safety", "standalone")
+
+
+def six(evaluator: str, accuracy: float, rest: float = 8.0, **extra: float) -> Judgement:
+    """A judgement with ``accuracy`` and every other dimension (standalone too) at ``rest``."""
+    return ok(evaluator, **(dict.fromkeys(DIMS6, rest) | {"accuracy": accuracy} | extra))
+
+
+def test_weighted_mean_leaves_standalone_out_unless_it_is_weighted():
+    scores = dict.fromkeys(DIMS6, 8.0) | {"standalone": 2.0}
+    assert weighted_mean(scores) == 8.0
+    assert weighted_mean(scores, {"accuracy": 1.0, "standalone": 1.0}) == 5.0
+
+
+def test_issue_example_accuracy_3_and_4_is_dropped_by_the_default_floor():
+    # Judges give accuracy 3 and 4 and 8 elsewhere: means (3 + 32) / 5 = 7.0 and 7.2 reach the
+    # threshold of 7, so without a floor both vote and the sample passes.
+    s = sample(judgements=[six("primary", 3), six("secondary", 4)])
+    without = apply_thresholds(s, min_score_threshold=7.0, min_votes=2)
+    assert (without.votes, without.passed, without.avg_score) == (2, True, 7.1)
+    cfg = make_config()
+    assert cfg.score_floors == {"accuracy": 6.0, "standalone": 5.0}  # the default
+    got = DataFilter(cfg).apply(s)
+    assert (got.votes, got.passed, got.drop_reason) == (0, False, "below_floor")
+    assert got.drop_detail == "primary: accuracy 3 < 6; secondary: accuracy 4 < 6"
+    assert got.avg_score == 7.1  # the means are what they are; the floor blocks the votes
+
+
+@pytest.mark.parametrize(
+    ("judgements", "votes", "reason"),
+    [
+        # One judge below the floor, one voting: 1 of 2 votes; the floor decided -> below_floor.
+        ([six("a", 9), six("b", 5)], 1, "below_floor"),
+        # A question pointing at a text the student lacks: standalone 2 < 5.
+        ([six("a", 9, standalone=2), six("b", 9)], 1, "below_floor"),
+        # Low means anyway: the floor changed nothing -> low_votes.
+        ([six("a", 5, rest=5), six("b", 9)], 1, "low_votes"),
+        ([six("a", 9), failed("b")], 1, "low_votes"),
+        # Every judge failed: judge_failed, not low_votes.
+        ([failed("a"), failed("b")], 0, "judge_failed"),
+        ([six("a", 6, standalone=5), six("b", 7)], 2, None),  # floors are inclusive
+    ],
+)
+def test_floor_votes_and_drop_reasons(judgements, votes, reason):
+    got = DataFilter(make_config()).apply(sample(judgements=judgements))
+    assert (got.votes, got.drop_reason) == (votes, reason)
+
+
+def test_a_judgement_recorded_before_standalone_is_not_held_to_its_floor():
+    # eval-v1 judgements have the five old dimensions: standalone was never asked.
+    legacy = [ok("a", **dict.fromkeys(DIMS6[:5], 8.0)), ok("b", **dict.fromkeys(DIMS6[:5], 8.0))]
+    assert DataFilter(make_config()).apply(sample(judgements=legacy)).passed
+    # A judge that did not score a floored dimension it was asked for cannot vouch for it.
+    no_accuracy = [ok("a", completeness=9.0, safety=9.0), ok("b", completeness=9.0, safety=9.0)]
+    got = DataFilter(make_config()).apply(sample(judgements=no_accuracy))
+    assert (got.passed, got.drop_reason) == (False, "below_floor")
+
+
+@pytest.mark.parametrize(
+    ("floors", "expected"),
+    [
+        ({"accuracy": 7}, {"accuracy": 7.0, "standalone": 5.0}),  # merged key by key
+        ({"standalone": None}, {"accuracy": 6.0}),  # null removes one floor
+        (None, None),  # null removes them all
+        ({"accuracy": None, "standalone": None}, None),
+    ],
+)
+def test_score_floors_config_merges_over_the_defaults(floors, expected):
+    assert make_config(score_floors=floors).score_floors == expected
+
+
+@pytest.mark.parametrize(
+    ("floors", "message"),
+    [
+        ({"acuracy": 6}, "score_floors: unknown dimension(s) ['acuracy']"),
+        ({"accuracy": 11}, "score_floors: accuracy: a floor is a score from 0 to 10, got 11"),
+        ({"accuracy": "6"}, "a floor is a score from 0 to 10, got '6'"),
+        ([6], "must be an object of dimension -> minimum score, or null"),
+    ],
+)
+def test_bad_score_floors_name_the_key(floors, message):
+    from sft_distill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_config(score_floors=floors)
+
+
+def test_pipeline_refilter_report_and_calibration_share_one_vote():
+    from sft_distill.selection import calibration, thresholds
+
+    assert calibration.decide is thresholds.decide
+    assert calibration.judge_mean is thresholds.judge_mean

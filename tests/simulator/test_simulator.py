@@ -18,10 +18,16 @@ import json_repair
 import pytest
 
 import sft_distill
+from sft_distill.config.defaults import MEAN_DIMENSIONS
 from sft_distill.config.models import DIMENSIONS
 from sft_distill.llm.prompts import evaluation_messages, generation_messages
 from sft_distill.simulator.cli import parse_args
-from sft_distill.simulator.content import embed_text, evaluation_reply, generation_samples
+from sft_distill.simulator.content import (
+    claim_check,
+    embed_text,
+    evaluation_reply,
+    generation_samples,
+)
 from sft_distill.simulator.faults import Scripted
 from sft_distill.simulator.server import (
     Simulator,
@@ -179,13 +185,15 @@ async def test_evaluation_scores_are_in_range_deterministic_and_vary_by_model(se
             _, again, _ = await chat(http, server, msgs, model=model)
             assert content_of(body) == content_of(again)
             reply = json.loads(content_of(body))
-            assert set(reply) == {*DIMENSIONS, "reason"} and reply["reason"]
-            assert all(0 <= reply[d] <= 10 for d in DIMENSIONS)
-            replies[model].append(reply)
+            # eval-v2: claims and analysis first, the scores last, every dimension scored.
+            assert list(reply) == ["claims", "analysis", "reason", "scores"] and reply["reason"]
+            assert set(reply["scores"]) == set(DIMENSIONS)
+            assert all(0 <= reply["scores"][d] <= 10 for d in DIMENSIONS)
+            replies[model].append(reply["scores"])
     assert replies["judge-a"] != replies["judge-b"]
     for a, b in zip(replies["judge-a"], replies["judge-b"], strict=True):
-        mean_a = sum(a[d] for d in DIMENSIONS) / len(DIMENSIONS)
-        mean_b = sum(b[d] for d in DIMENSIONS) / len(DIMENSIONS)
+        mean_a = sum(a[d] for d in MEAN_DIMENSIONS) / len(MEAN_DIMENSIONS)
+        mean_b = sum(b[d] for d in MEAN_DIMENSIONS) / len(MEAN_DIMENSIONS)
         assert abs(mean_a - mean_b) < 2.0
     assert server.stats["by_kind"]["evaluation"] == 16
 
@@ -195,7 +203,7 @@ def test_most_samples_pass_and_two_judges_mostly_agree():
         reply = evaluation_reply(
             model, f"问题 {i}：这一条怎么理解？", f"回答 {i}：按照资料第{i}条执行。"
         )
-        return sum(reply[d] for d in DIMENSIONS) / len(DIMENSIONS)
+        return sum(reply["scores"][d] for d in MEAN_DIMENSIONS) / len(MEAN_DIMENSIONS)
 
     a = [mean("judge-a", i) >= 7 for i in range(400)]
     b = [mean("judge-b", i) >= 7 for i in range(400)]
@@ -205,8 +213,8 @@ def test_most_samples_pass_and_two_judges_mostly_agree():
 
 def test_empty_or_tiny_output_scores_low():
     for out in ("", "是。", "  ok "):
-        reply = evaluation_reply("judge-a", "What is covered?", out)
-        assert sum(reply[d] for d in DIMENSIONS) / len(DIMENSIONS) < 4
+        reply = evaluation_reply("judge-a", "What is covered?", out)["scores"]
+        assert sum(reply[d] for d in MEAN_DIMENSIONS) / len(MEAN_DIMENSIONS) < 4
 
 
 async def test_score_bias_from_config_is_applied_and_clamped(server, http):
@@ -216,9 +224,86 @@ async def test_score_bias_from_config_is_applied_and_clamped(server, http):
     _, low, _ = await chat(http, server, msgs, model="judge-a")
     server.config.score_bias = 20.0
     _, high, _ = await chat(http, server, msgs, model="judge-a")
-    assert all(json.loads(content_of(low))[d] == 0 for d in DIMENSIONS)
-    assert all(json.loads(content_of(high))[d] == 10 for d in DIMENSIONS)
-    assert any(0 < json.loads(content_of(plain))[d] < 10 for d in DIMENSIONS)
+    assert all(json.loads(content_of(low))["scores"][d] == 0 for d in DIMENSIONS)
+    assert all(json.loads(content_of(high))["scores"][d] == 10 for d in DIMENSIONS)
+    assert any(0 < json.loads(content_of(plain))["scores"][d] < 10 for d in DIMENSIONS)
+
+
+# The simulated judge's claim check: answers to one question about ZH_DOC's article 2 and 3.
+FAITHFUL = "本法所称保险，是指投保人根据合同约定，向保险人支付保险费的商业保险行为。"
+CLAIM_CASES = [
+    # (answer, the verdicts, accuracy at most)
+    (FAITHFUL, ["supported"], 10),
+    # An invented sentence appended to a faithful answer: not in the source.
+    (FAITHFUL + "保险公司每年须向投保人返还保险费的百分之五作为分红。", None, 5),
+    (FAITHFUL + "投保人可以随时要求保险人无条件提高赔付比例并公开全部客户资料。", None, 5),
+    # A wrong number: the source says 第三条 applies inside China; "第九条" is not in it.
+    ("根据第九条，在中华人民共和国境内从事保险活动，适用本法。", ["contradicted"], 2),
+]
+
+
+@pytest.mark.parametrize(("answer", "verdicts", "cap"), CLAIM_CASES)
+async def test_simulated_judge_checks_claims_against_the_document(
+    server, http, answer, verdicts, cap
+):
+    msgs = evaluation_messages(ZH_DOC, "《保险法》所称的保险是什么？", "", answer)
+    _, body, _ = await chat(http, server, msgs, model="judge-a")
+    _, again, _ = await chat(http, server, msgs, model="judge-a")
+    assert content_of(body) == content_of(again)  # a pure function of the prompt
+    reply = json.loads(content_of(body))
+    got = [c["verdict"] for c in reply["claims"]]
+    if verdicts is not None:
+        assert got == verdicts
+    else:  # the faithful part is supported, the invented sentence is not in the source
+        assert got == ["supported", "not_in_source"]
+    assert reply["scores"]["accuracy"] <= cap
+    if cap < 10:
+        assert reply["reason"] in (
+            "回答中有资料没有的内容。",
+            "回答中有与资料相矛盾的内容（数字或条文不符）。",
+        )
+    assert reply["claims"][0]["claim"] and reply["analysis"].startswith("逐条核对了")
+
+
+def test_simulated_judge_numbers_read_chinese_numerals_and_the_question():
+    doc = "前款规定的合同解除权，自保险人知道有解除事由之日起，超过三十日不行使而消灭。"
+    right = "合同解除权超过30日不行使而消灭。"
+    wrong = "合同解除权超过六十日不行使而消灭。"
+    assert claim_check(right, doc) == [{"claim": right, "evidence": "", "verdict": "supported"}]
+    assert [c["verdict"] for c in claim_check(wrong, doc)] == ["contradicted"]
+    # A number the question gives (a case) is no contradiction.
+    case = "甲公司于5月3日知道解除事由，超过三十日不行使则解除权消灭。"
+    assert [c["verdict"] for c in claim_check(case, doc, "甲公司5月3日知道解除事由……")] == [
+        "supported"
+    ]
+    # English number words are not claims about the source; digits are.
+    assert [c["verdict"] for c in claim_check("Leave takes three steps to request.", EN_DOC)] == [
+        "not_in_source"
+    ]
+    # A decimal point does not end a sentence: "1.5 days" is the document's own number.
+    faithful_en = "Employees accrue 1.5 days of paid leave per month of service."
+    assert claim_check(faithful_en, EN_DOC)[0]["verdict"] == "supported"
+    assert [
+        c["verdict"]
+        for c in claim_check("Employees accrue 2.5 days of paid leave per month.", EN_DOC)
+    ] == ["contradicted"]
+    # No source (topics, distill): nothing to check against.
+    assert [c["verdict"] for c in claim_check(wrong, "")] == ["supported"]
+
+
+def test_simulated_judge_scores_standalone_low_for_a_referential_question():
+    referential = evaluation_reply(
+        "judge-a", "根据上述资料，保险是什么？", FAITHFUL, document=ZH_DOC
+    )
+    named = evaluation_reply("judge-a", "《保险法》所称的保险是什么？", FAITHFUL, document=ZH_DOC)
+    assert referential["scores"]["standalone"] == 2
+    assert named["scores"]["standalone"] >= 7
+    assert referential["reason"] == "问题依赖学生看不到的资料，不能独立成立。"
+    # The question may point at material its own input gives.
+    given = evaluation_reply(
+        "judge-a", "根据上述资料，保险是什么？", FAITHFUL, document=ZH_DOC, input_text=FAITHFUL
+    )
+    assert given["scores"]["standalone"] >= 7
 
 
 # --- embeddings -------------------------------------------------------------------------------
