@@ -800,6 +800,10 @@ class ThreadedSimulator:
         snapshot: dict[str, Any] = self._call(lambda: json.loads(json.dumps(self._sim.stats)))
         return snapshot
 
+    def prompts(self) -> list[str]:
+        """A copy of the user prompts received (with ``keep_prompts``)."""
+        return list(self._call(lambda: list(self._sim.prompts)))
+
     def queue(self, *items: QueueItem) -> None:
         """Script the next chat replies."""
         self._call(self._sim.queue, *items)
