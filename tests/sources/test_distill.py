@@ -437,11 +437,12 @@ def test_context_and_source_are_the_source_only_when_another_column_is_the_input
 
 
 def test_evidence_is_a_string_or_a_list_and_anything_else_is_a_bad_line(tmp_path):
+    pair = {"answer": RIGHT, "source_text": LAW}
     rows = [
-        {"id": "a", "question": QUESTION, "answer": RIGHT, "source_text": LAW, "evidence": ["三十日内", " "]},
-        {"id": "b", "question": "Q2", "answer": RIGHT, "source_text": LAW, "evidence": "退还保险单的现金价值"},
-        {"id": "c", "question": "Q3", "answer": RIGHT, "source_text": LAW, "evidence": {"quote": "x"}},
-        {"id": "d", "question": "Q4", "answer": RIGHT, "source_text": ["第一段。", "第二段。"]},
+        {"id": "a", "question": QUESTION, **pair, "evidence": ["三十日内", " "]},
+        {"id": "b", "question": "Q2", **pair, "evidence": "退还保险单的现金价值"},
+        {"id": "c", "question": "Q3", **pair, "evidence": {"quote": "x"}},
+        {"id": "d", "question": "Q4", **pair, "source_text": ["第一段。", "第二段。"]},
     ]
     bad: list[BadLine] = []
     got = records(write_jsonl(tmp_path / "e.jsonl", rows), bad=bad)
@@ -452,13 +453,13 @@ def test_evidence_is_a_string_or_a_list_and_anything_else_is_a_bad_line(tmp_path
 
 
 def test_source_and_evidence_columns_can_be_named_or_turned_off(tmp_path):
-    row = {"question": QUESTION, "answer": RIGHT, "law": LAW, "document": "other", "cites": "三十日内"}
+    row = {"question": QUESTION, "answer": RIGHT, "law": LAW, "document": "other", "cites": "日"}
     path = write_jsonl(tmp_path / "o.jsonl", [row])
     (rec,) = records(path, FieldMap(source_text="law", evidence="cites"))
-    assert (rec.source_text, rec.evidence) == (LAW, ("三十日内",))
+    assert (rec.source_text, rec.evidence) == (LAW, ("日",))
     (rec,) = records(path, FieldMap(source_text="none"))
     assert rec.source_text == "" and rec.metadata["document"] == "other"
-    with pytest.raises(InputError, match=r"--source-col 'text' not found; columns: question, answer, law"):
+    with pytest.raises(InputError, match=r"--source-col 'text' not found; columns: question, an"):
         DistillSource(path, columns=FieldMap(source_text="text")).field_map  # noqa: B018
     assert "source_text" not in DistillSource(ALPACA).describe()["columns"]  # identity unchanged
 
