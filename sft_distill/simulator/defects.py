@@ -17,8 +17,9 @@ those of the labelled benchmark set (``benchmarks/bench_quality.py``):
 - ``misattributed``: the answer replaced by another provision of the same source
 - ``invented_sentence``: an invented rule sentence added to the answer
 
-Each sample picked gets one of the kinds that can apply to it, all equally likely (no number to
-swap, an answer too short to cut, a question with its own material in ``input`` rule some out).
+Each sample picked gets one of the kinds that can apply to it (no number to swap, an answer too
+short to cut, a question with its own material in ``input`` rule some out), ``number_swapped``
+weighing three times the others since few answers allow it.
 ``DefectLedger`` keeps each sample's kind (None: clean) by ``fingerprint(instruction, input,
 output)``; the server serves it at ``GET /defects``.
 """
@@ -173,10 +174,15 @@ def _other(n: int, u: float) -> int:
 # --- the defects -------------------------------------------------------------------------------
 
 _ZH_NUM = "零〇一二两三四五六七八九十百千万"
+# Not an ordinal (第三), "上一年度" or part of a larger number.
 _ZH_QUANTITY = re.compile(
-    rf"(?<![第0-9{_ZH_NUM}])(?:百分之(?P<pct>[{_ZH_NUM}]+|\d+)"
-    rf"|(?P<num>\d+|[{_ZH_NUM}]+)(?=个月|日|天|年|月|周|倍|%|％|元|万元|小时|岁|次|人|项|个|名|家|份|种|件|类))"
+    rf"(?<![第上下本每同当前后0-9{_ZH_NUM}])(?:百分之(?P<pct>[{_ZH_NUM}]+|\d+)"
+    rf"|(?P<num>\d+|[{_ZH_NUM}]+)(?=个月|日|天|年(?!度)|月|周|倍|%|％|元|万元|小时|岁|次|人|项|个|名|家|份"
+    rf"|种|件|类))"
 )
+# A date: its numbers are not quantities.
+_ZH_DIGIT = f"[0-9{_ZH_NUM}]"
+_ZH_DATE = re.compile(f"{_ZH_DIGIT}{{2,4}}年{_ZH_DIGIT}{{1,3}}月(?:{_ZH_DIGIT}{{1,3}}日)?")
 _EN_WORDS = {
     "one": "two",
     "two": "three",
@@ -216,7 +222,10 @@ def _swap_number(s: Sample, lang: str, u: float) -> Sample | None:
     """A quantity of the answer replaced by another value (dates and article numbers left)."""
     out = s["output"]
     if lang == "zh":
-        found = list(_ZH_QUANTITY.finditer(out))
+        dates = [m.span() for m in _ZH_DATE.finditer(out)]
+        found = [
+            m for m in _ZH_QUANTITY.finditer(out) if not any(a <= m.start() < b for a, b in dates)
+        ]
         if not found:
             return None
         m = found[int(u * len(found))]
@@ -423,6 +432,11 @@ def _apply(kind: str, s: Sample, lang: str, u: float, document: str) -> Sample |
     return made
 
 
+# Few answers have a quantity to swap: when one has, that kind weighs more, so that each kind
+# ends up about as frequent over a run.
+_WEIGHTS = {"number_swapped": 3}
+
+
 def inject_defects(
     samples: Sequence[Sample], document: str, *, model: str, rate: float, seed: int
 ) -> tuple[list[Sample], list[str | None]]:
@@ -440,11 +454,15 @@ def inject_defects(
         if unit(base, "pick", str(k)) >= rate:
             continue
         u = unit(base, "how", str(k))
-        # Each kind that can apply is as likely (a kind that often cannot is not starved).
         made = [(kind, m) for kind in DEFECT_KINDS if (m := _apply(kind, s, lang, u, document))]
         if made:
-            kind, sample = made[int(unit(base, "kind", str(k)) * len(made))]
-            out[k], kinds[k] = sample, kind
+            weights = [_WEIGHTS.get(kind, 1) for kind, _ in made]
+            at = unit(base, "kind", str(k)) * sum(weights)
+            for (kind, sample), weight in zip(made, weights, strict=True):
+                at -= weight
+                if at < 0:
+                    out[k], kinds[k] = sample, kind
+                    break
     return out, kinds
 
 
