@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 
 import aiohttp
 import pytest
@@ -24,7 +25,7 @@ from sft_distill.simulator.defects import (
     roman_to_int,
     zh_to_int,
 )
-from sft_distill.simulator.server import Simulator, SimulatorConfig
+from sft_distill.simulator.server import Simulator, SimulatorConfig, run_in_thread
 from tests.helpers import SLICES, read_jsonl, read_metadata
 
 ZH_LAW = (
@@ -204,3 +205,17 @@ def test_a_dry_run_takes_the_defect_rate_from_the_environment(cli, tmp_path, mon
         f"sft-distill: error: {DEFECT_RATE_ENV}: must be a number from 0 to 1, got '2'"
     ]
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_threaded_simulator_serves_the_ground_truth_to_sync_callers():
+    body = {"model": "teacher", "messages": generation_messages(ZH_LAW, 6)}
+    with run_in_thread(SimulatorConfig(defect_rate=1.0, seed=3)) as sim:
+        request = urllib.request.Request(
+            f"{sim.url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert resp.status == 200
+        truth = sim.defects()
+    assert truth["samples"] == 6 and "clean" not in truth["by_kind"]  # every sample has one
