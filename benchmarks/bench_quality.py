@@ -12,6 +12,17 @@ its own::
     python benchmarks/bench_quality.py --data benchmarks/data/quality_small.jsonl --lang zh
     python benchmarks/bench_quality.py --data a.jsonl b.jsonl --data c.jsonl   # several sets
     python benchmarks/bench_quality.py --json
+    python benchmarks/bench_quality.py --via-cli        # what users run, judges included
+
+``--via-cli`` measures what a user runs instead: the rows are written as a QA-pairs file
+(instruction, input, output, ``source_text``, ``evidence``) and judged by ``sft-distill distill
+--skip-generation --dry-run`` with the default gates and two simulated judges (dedup off, so
+that no row is dropped as a near copy of another). From its ``generated_raw.jsonl`` it prints two
+tables: gates only (a row counts as dropped when a gate dropped it; the gate columns show the
+first gate that did, since a dropped sample meets no later gate), and gates then judges (the
+``judges`` column: rows the gates kept and the judges voted down; the simulator's judges score by
+a hash of the text, not its truth, so this column shows the judges' share of the funnel, not
+their skill).
 
 After each set's tables comes one summary line: the lowest recall over the five kinds with a
 target (``number_swapped``, ``wrong_article``, ``context_dependent``, ``truncated``,
@@ -29,8 +40,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import json
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +74,11 @@ TARGETS = {
     **dict.fromkeys(GOOD_KINDS, 0.05),
 }
 GATE_NAMES = (*QUALITY_GATE_TYPES, *RULE_GATE_TYPES)
+# A column of the --via-cli table: rows the gates kept and the judges voted down.
+JUDGES = "judges"
+COLUMNS = (*GATE_NAMES, JUDGES)
+# What a row of a pairs file keeps (the label columns stay out of the run).
+PAIR_COLUMNS = ("id", "instruction", "input", "output", "source_text", "evidence")
 
 
 def default_data() -> Path:
@@ -123,7 +142,7 @@ def summarise(rows: Sequence[dict[str, Any]], dropped: Sequence[set[str]]) -> di
             "dropped": c["dropped"],
             "rate": round(c["dropped"] / n, 3),
             "quality_rate": round(c["quality_only"] / n, 3),
-            "by_gate": {g: round(c[g] / n, 3) for g in GATE_NAMES if c[g]},
+            "by_gate": {g: round(c[g] / n, 3) for g in COLUMNS if c[g]},
         }
     return out
 
@@ -145,7 +164,7 @@ def markdown(summary: dict[str, Any]) -> str:
     """One table per language: drop rate per kind and the share each gate drops."""
     blocks = []
     for lang, kinds in summary.items():
-        gates = [g for g in GATE_NAMES if any(g in k["by_gate"] for k in kinds.values())]
+        gates = [g for g in COLUMNS if any(g in k["by_gate"] for k in kinds.values())]
         head = ["kind", "n", "dropped (recall / false drops)", "target", "quality gates", *gates]
         lines = [
             f"### {lang}",
@@ -219,6 +238,69 @@ def summary_line(name: str, n: int, head: dict[str, Any]) -> str:
     )
 
 
+def via_cli(rows: Sequence[dict[str, Any]], workdir: Path) -> tuple[list[set[str]], ...]:
+    """Run ``rows`` through ``sft-distill distill --skip-generation --dry-run`` (default gates).
+
+    Returns, per row, the gate that dropped it (gates only) and the same with ``judges`` when the
+    gates kept it and the judges did not (gates then judges); a row the run skipped (a bad or
+    repeated line) counts as dropped by neither and is reported on stderr.
+    """
+    from sft_distill.cli import main as cli_main
+
+    pairs = workdir / "pairs.jsonl"
+    with pairs.open("w", encoding="utf-8") as f:
+        for row in rows:
+            pair = {k: row[k] for k in PAIR_COLUMNS if row.get(k) not in (None, "", [])}
+            f.write(json.dumps(pair, ensure_ascii=False) + "\n")
+    config = workdir / "config.json"
+    config.write_text(json.dumps({"enable_dedup": False}), encoding="utf-8")
+    out = workdir / "out"
+    args = ["distill", "--input", str(pairs), "--skip-generation", "--dry-run", "-q"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli_main([*args, "--config", str(config), "--output", str(out)])
+    if code not in (0, 4):  # 4: a run-level floor failed, the data is still written
+        raise RuntimeError(f"sft-distill distill exited {code}: {printed.getvalue()[-500:]}")
+    by_slice = {}
+    with (out / "generated_raw.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            by_slice[rec["slice_id"]] = rec
+    gates_only: list[set[str]] = []
+    with_judges: list[set[str]] = []
+    missing = 0
+    for row in rows:
+        rec = by_slice.get(f"rec:{row['id']}")
+        reason = (rec or {}).get("drop_reason") or ""
+        missing += rec is None
+        gate = {reason.removeprefix("gate:")} if reason.startswith("gate:") else set()
+        judged = rec is not None and not gate and not rec["passed"]
+        judged = judged and reason not in ("duplicate", "capped")
+        gates_only.append(gate)
+        with_judges.append(gate | ({JUDGES} if judged else set()))
+    if missing:
+        print(f"bench_quality: {missing} rows not in the run (bad lines)", file=sys.stderr)
+    return gates_only, with_judges
+
+
+def print_via_cli(path: Path, rows: Sequence[dict[str, Any]], *, as_json: bool) -> None:
+    """Run ``rows`` through the CLI and print both tables (gates only, then judges too)."""
+    with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
+        gates_only, with_judges = via_cli(rows, Path(tmp))
+    tables = {
+        "gates": summarise(rows, gates_only),
+        "gates_and_judges": summarise(rows, with_judges),
+    }
+    if as_json:
+        print(json.dumps({"data": str(path), "via_cli": tables}, ensure_ascii=False, indent=1))
+        return
+    print(f"data: {path} ({len(rows)} rows), via sft-distill distill --skip-generation ")
+    print("--dry-run with the default gates\n\n## gates only\n")
+    print(markdown(tables["gates"]))
+    print("\n## gates, then the simulated judges\n")
+    print(markdown(tables["gates_and_judges"]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark on each ``--data`` file and print its tables and summary line (or
     JSON); 0 on success, 2 on a bad path."""
@@ -233,12 +315,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--lang", choices=("zh", "en"), default=None, help="one language only")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--via-cli",
+        action="store_true",
+        help="run the rows through sft-distill distill --skip-generation --dry-run instead",
+    )
     args = parser.parse_args(argv)
     paths = args.data or [default_data()]
     for path in paths:
         if not path.is_file():
             print(f"bench_quality: {path}: no such file", file=sys.stderr)
             return 2
+    if args.via_cli:
+        for path in paths:
+            print_via_cli(path, load_rows(path, args.lang), as_json=args.json)
+        return 0
     gates = build_gates([{"type": "quality"}, {"type": "rules"}])
     runs = []
     for path in paths:

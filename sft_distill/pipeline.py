@@ -200,9 +200,11 @@ class DatasetDistillationPipeline:
                 raise TypeError("run() needs input_path or source")
             source = SliceSource(input_path)
         if dry_run:
+            from .simulator.defects import dry_run_defect_rate
             from .simulator.server import Simulator, SimulatorConfig
 
-            async with Simulator(SimulatorConfig(latency_ms=2.0, messy=True)) as sim:
+            sim_cfg = SimulatorConfig(latency_ms=2.0, messy=True, defect_rate=dry_run_defect_rate())
+            async with Simulator(sim_cfg) as sim:
                 return await self._run(source, output_dir, simulator_url=sim.url)
         return await self._run(source, output_dir, simulator_url=None)
 

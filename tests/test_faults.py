@@ -42,6 +42,7 @@ def storm_config(sim, out: Path, *, max_retries: int):
         sim,
         output_dir=str(out),
         samples_per_slice=10,
+        gates=[],  # every sample judged: the storm needs the judges' calls
         generator={**ep, "model": "teacher-sim"},
         evaluators={"primary": {**ep, "model": "judge-a"}, "secondary": {**ep, "model": "judge-b"}},
     )

@@ -18,7 +18,7 @@ async def run(sim, tmp_path, input_path=SLICES, **overrides):
 
 
 async def test_example_job_writes_valid_outputs(sim, tmp_path):
-    result = await run(sim, tmp_path)
+    result = await run(sim, tmp_path, gates=[])  # every sample judged (see the test below)
     out = result.output_dir
     train, val, raw = (
         read_jsonl(out / f) for f in ("train.jsonl", "val.jsonl", "generated_raw.jsonl")
@@ -52,7 +52,7 @@ async def test_example_job_writes_valid_outputs(sim, tmp_path):
 async def test_near_duplicates_are_dropped_naming_the_kept_sample(sim, tmp_path):
     # Dedup alone: with the default score floors, the planted pairs of this input happen to ask
     # about "the material" (standalone 2) and are dropped before dedup sees them.
-    result = await run(sim, tmp_path, score_floors=None)
+    result = await run(sim, tmp_path, score_floors=None, gates=[])
     raw = read_jsonl(result.output_dir / "generated_raw.jsonl")
     kept = {r["id"] for r in read_jsonl(result.output_dir / "train.jsonl")} | {
         r["id"] for r in read_jsonl(result.output_dir / "val.jsonl")
@@ -130,6 +130,7 @@ async def test_failed_evaluator_casts_no_vote_and_is_recorded(sim, tmp_path):
         generator={**ep, "model": "teacher-sim"},
         evaluators={"primary": {**ep, "model": "judge-a"}, "secondary": down},
         min_votes=1,
+        gates=[],  # every sample judged
     )
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(SLICES)
     raw = read_jsonl(result.output_dir / "generated_raw.jsonl")
@@ -314,7 +315,7 @@ async def test_report_gathered_while_streaming_equals_a_recount_of_the_raw_file(
 
     # 8 samples a slice: with the default score floors fewer samples reach dedup, and at 3 a
     # slice none of the planted near-duplicates of this input does.
-    result = await run(sim, tmp_path, max_per_slice=1, samples_per_slice=8)
+    result = await run(sim, tmp_path, max_per_slice=1, samples_per_slice=8, gates=[])
     out = result.output_dir
     meta = read_metadata(out)
     # low scores, floors, near-duplicates and the per-slice cap all drop samples after judging

@@ -35,7 +35,8 @@ def sim_thread():
 def reference(sim_thread, tmp_path_factory):
     """An uninterrupted run: its outputs and how many calls it needed."""
     d = tmp_path_factory.mktemp("ref")
-    inp, cfg = make_input(d / "in.jsonl"), write_config(d / "c.json", sim_thread.url)
+    # No gates: every sample is judged, so the kill points fall inside the run.
+    inp, cfg = make_input(d / "in.jsonl"), write_config(d / "c.json", sim_thread.url, gates=[])
     sim_thread.reset_stats()
     assert main(run_args(inp, d / "out", cfg)) == 0
     return {
@@ -109,6 +110,7 @@ async def test_adding_an_evaluator_sends_only_its_calls(sim, tmp_path):
         sim,
         output_dir=str(tmp_path / "out"),
         min_votes=1,
+        gates=[],  # every sample judged: the new judge's calls are one per sample
         evaluators={
             "primary": {"api_base": sim.url, "model": "judge-a", "api_key_env": None},
             "secondary": None,
@@ -116,7 +118,7 @@ async def test_adding_an_evaluator_sends_only_its_calls(sim, tmp_path):
     )
     first = await DatasetDistillationPipeline(one, show_progress=False).run(inp)
     sim.reset_stats()
-    two = sim_config(sim, output_dir=str(tmp_path / "out"), min_votes=1)
+    two = sim_config(sim, output_dir=str(tmp_path / "out"), min_votes=1, gates=[])
     second = await DatasetDistillationPipeline(two, show_progress=False).run(inp)
     assert sim.stats["by_model"] == {"judge-b": first.counts.samples_generated}
     assert second.counts.samples_generated == first.counts.samples_generated
@@ -126,8 +128,9 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
     inp = make_input(tmp_path / "in.jsonl", n=10)
     out = str(tmp_path / "out")
     ep = {"api_base": sim.url, "api_key_env": None, "max_retries": 1, "retry_backoff_s": 0.0}
+    # No gates: every new sample is judged by both judges.
     small = sim_config(
-        sim, output_dir=out, generator={**ep, "model": "teacher-sim", "max_tokens": 300}
+        sim, output_dir=out, gates=[], generator={**ep, "model": "teacher-sim", "max_tokens": 300}
     )
     first = await DatasetDistillationPipeline(small, show_progress=False).run(inp)
     truncated = first.counts.generation_failed_chunks
@@ -138,7 +141,7 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
     sim.reset_stats()
     sim.requests_log.clear()
     big = sim_config(
-        sim, output_dir=out, generator={**ep, "model": "teacher-sim", "max_tokens": 8000}
+        sim, output_dir=out, gates=[], generator={**ep, "model": "teacher-sim", "max_tokens": 8000}
     )
     second = await DatasetDistillationPipeline(big, show_progress=False).run(inp)
     gen_calls = sum(1 for kind, _, _ in sim.requests_log if kind == "generation")

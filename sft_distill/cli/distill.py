@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 from ..sources.distill import DistillSource
 from ..sources.fields import (
+    EVIDENCE_ALIASES,
     INPUT_ALIASES,
     INSTRUCTION_ALIASES,
     OUTPUT_ALIASES,
     REASONING_ALIASES,
+    SOURCE_TEXT_ALIASES,
     FieldMap,
 )
 from .run import Mode, run_mode
@@ -51,6 +53,19 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
         help="judge and filter the existing answers instead of asking the teacher for new ones",
     )
     add_column_arguments(parser)
+    g = parser.add_argument_group(
+        "source document",
+        f"each pair's document, read by the checks and shown to the judges, never written to the "
+        f"outputs (found automatically: {', '.join(SOURCE_TEXT_ALIASES)}; context and source "
+        f"only when another column is the input), and its evidence quotes "
+        f"({', '.join(EVIDENCE_ALIASES)})",
+    )
+    g.add_argument(
+        "--source-col", metavar="COL", help="column holding the source text ('none': none)"
+    )
+    g.add_argument(
+        "--evidence-col", metavar="COL", help="column holding the evidence quotes ('none': none)"
+    )
 
 
 def field_map_from_args(args: argparse.Namespace) -> FieldMap | None:
@@ -60,8 +75,10 @@ def field_map_from_args(args: argparse.Namespace) -> FieldMap | None:
         input=getattr(args, "input_col", None),
         output=getattr(args, "output_col", None),
         reasoning=getattr(args, "reasoning_col", None),
+        source_text=getattr(args, "source_col", None),
+        evidence=getattr(args, "evidence_col", None),
     )
-    return over if over.overrides_anything else None
+    return over if over.overrides_anything or over.overrides_extra else None
 
 
 def distill_source_from_args(args: argparse.Namespace) -> DistillSource:

@@ -49,6 +49,12 @@ DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
 DEFAULT_CHUNK_CHARS = 6000
 
 
+# The gates a config without ``gates`` runs, before any judge is paid: the quality checks first
+# (a sample gets the most specific reason: gate:non_answer rather than gate:grounding), then the
+# rule gates. ``"gates": []`` turns them all off; ``exclude`` leaves some of a bundle out.
+DEFAULT_GATES: tuple[dict[str, Any], ...] = ({"type": "quality"}, {"type": "rules"})
+
+
 # The keys users already know. Endpoint dicts are merged key by key over these.
 CONFIG_TEMPLATE: dict[str, Any] = {
     "generator": {

@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 from ..errors import ConfigError
 from .defaults import (
     DEFAULT_CHUNK_CHARS,
+    DEFAULT_GATES,
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_SCORE_FLOORS,
@@ -175,7 +176,8 @@ class DistillConfig(BaseModel):
     dataset_name: str = Field("sft_distill", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     gates: list[dict[str, Any]] = Field(
-        default_factory=list, description='quality gates before the judges, e.g. {"type": "length"}'
+        default_factory=lambda: [dict(g) for g in DEFAULT_GATES],
+        description="checks before the judges (default: quality, then rules; [] turns them off)",
     )
     min_keep_rate: float | None = Field(
         None, ge=0.0, le=1.0, description="fail the run (exit 4) when fewer samples are kept"

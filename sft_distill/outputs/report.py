@@ -26,6 +26,7 @@ from ..errors import OutputError
 from ..models import PathLike, ScoredSample
 from ..selection.thresholds import apply_thresholds, meets_floors
 from ..sources.jsonl import iter_scored
+from .quality import QualityStats
 from .report_html import render_html
 
 log = logging.getLogger(__name__)
@@ -352,6 +353,8 @@ class ReportBuilder:
         # for the run-level floors: mean of every average score, share of SQL that ran
         self._score_sum, self._score_n = 0.0, 0
         self._exec_ok, self._exec_n = 0, 0
+        # evidence verified, referential wording, question types (metadata "quality")
+        self.quality = QualityStats()
 
     @classmethod
     def from_metadata(
@@ -378,6 +381,7 @@ class ReportBuilder:
             self.kept += 1
         else:
             self._drop(sample.id, sample.drop_reason or "unknown")
+        self.quality.add(sample)
         if not decided:
             # Recompute each evaluator's mean under the weights, exactly as the filter does.
             sample = apply_thresholds(
@@ -429,6 +433,7 @@ class ReportBuilder:
         for sid, reason in reasons.items():
             self.kept -= 1
             self._drop(sid, reason)
+        self.quality.drop_late(reasons)
 
     def _drop(self, sid: str, reason: str) -> None:
         self.drops[reason] += 1
@@ -483,6 +488,7 @@ class ReportBuilder:
 
         counts = metadata.get("counts") or {}
         cost = _cost(metadata, prices)
+        gates = (metadata.get("quality_gates") or {}).get("gates") or []
         return {
             "settings": {
                 "min_score_threshold": thr,
@@ -503,6 +509,7 @@ class ReportBuilder:
             "throughput": _throughput(metadata, _written(counts, self.kept)),
             "cost": cost,
             "usage": _usage(metadata, cost),
+            "quality": self.quality.summary(self.drops, gates),
             "run": {
                 "simulator": metadata.get("simulator"),
                 "input": (metadata.get("input") or {}).get("path"),

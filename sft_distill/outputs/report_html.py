@@ -266,6 +266,56 @@ def _funnel_section(report: Mapping[str, Any]) -> str:
     return f'<section id="funnel"><h2>Funnel</h2><div class="row">{"".join(parts)}</div></section>'
 
 
+def _histogram_pair(title: str, pair: Mapping[str, Mapping[str, int]]) -> str:
+    """A generated/kept table and a chart of the kept counts, or a line saying there are none."""
+    gen, kept = pair.get("generated") or {}, pair.get("kept") or {}
+    if not gen and not kept:
+        return f"<div><h3>{_e(title)}</h3><p class='muted'>none given by the teacher</p></div>"
+    labels = list(dict.fromkeys([*kept, *gen]))
+    table = _table(
+        [_e(title), "generated", "kept"],
+        [[_e(k), _num(gen.get(k, 0)), _num(kept.get(k, 0))] for k in labels],
+    )
+    chart = bar_chart([(k, kept.get(k, 0)) for k in labels], title=f"{title}: kept samples")
+    return f"<div><h3>{_e(title)}</h3>{table}<div style='margin-top:8px'>{chart}</div></div>"
+
+
+def _quality_section(report: Mapping[str, Any]) -> str:
+    """Evidence, referential wording, what each check dropped, question types and difficulty."""
+    q = report.get("quality")
+    if not q:
+        return ""
+    ref = q.get("referential_rate") or {}
+    ev = (q.get("evidence") or {}).get("kept") or {}
+    cards = [
+        ("kept with verified evidence", _pct(q.get("evidence_verified_share"))),
+        ("referential wording, generated", _pct(ref.get("generated"))),
+        ("referential wording, kept", _pct(ref.get("kept"))),
+    ]
+    card_html = "".join(
+        f'<div class="card"><div class="v">{v}</div><div class="k">{_e(k)}</div></div>'
+        for k, v in cards
+    )
+    drops = q.get("check_drops") or {}
+    checks = _table(
+        ["check", "dropped"], [[_e(k), _num(v)] for k, v in drops.items()] or [["none", "0"]]
+    )
+    evidence = _table(
+        ["kept samples' evidence", "samples"],
+        [[_e(k), _num(ev.get(k, 0))] for k in ("verified", "failed", "unchecked")],
+    )
+    return (
+        '<section id="quality"><h2>Quality</h2><p class="muted">Checked without any model: '
+        "evidence quotes found in the source, questions (or answers) that lean on a text the "
+        "student will not have, what each check dropped before any judge was paid, and the "
+        "question types and difficulty the teacher gave.</p>"
+        f'<div class="cards">{card_html}</div><div class="row" style="margin-top:14px">'
+        f"<div><h3>Checks before the judges</h3>{checks}</div><div>{evidence}</div>"
+        f"{_histogram_pair('question type', q.get('question_types') or {})}"
+        f"{_histogram_pair('difficulty', q.get('difficulty') or {})}</div></section>"
+    )
+
+
 def _keep_rate_section(report: Mapping[str, Any]) -> str:
     curve = [p for p in report.get("keep_rate", []) if p.get("rate") is not None]
     settings = report.get("settings") or {}
@@ -574,6 +624,7 @@ def render_html(report: Mapping[str, Any], examples: Mapping[str, Any]) -> str:
         f"<h1>sft_distill run report{badges}</h1><p class='sub'>{sub}</p>"
         f'<div style="margin-top:16px">{_cards(report)}</div>'
         + _funnel_section(report)
+        + _quality_section(report)
         + _keep_rate_section(report)
         + _histogram_section(report)
         + _agreement_section(report)

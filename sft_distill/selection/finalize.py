@@ -139,6 +139,8 @@ def record_kept_set(
         builder=builder,
         example_offsets=kept_set.example_offsets,
     )
+    # Other sections of "quality" (coverage...) are kept; the report's figures are updated.
+    metadata.setdefault("quality", {}).update(metadata["report"]["quality"])
     write_json_atomic(out / METADATA_FILE, metadata)
     return problems
 

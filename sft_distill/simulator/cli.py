@@ -83,6 +83,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--defect-rate",
+        type=_rate,
+        default=0.0,
+        help="share of generated samples given a seeded defect (number_swapped, wrong_article, "
+        "context_dependent, truncated, non_answer, misattributed, invented_sentence); the "
+        "ground truth is at GET /defects",
+    )
+    p.add_argument(
         "--context-tokens",
         type=_context_tokens,
         default=None,
@@ -108,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         faults=args.faults,
         timeout_s=args.timeout_s,
         context_tokens=args.context_tokens,
+        defect_rate=args.defect_rate,
     )
 
 

@@ -30,6 +30,7 @@ from ..llm.prompts import (
     parse_task_prompt,
 )
 from .content import _MALFORMED, embed_text, evaluation_reply, generation_samples, messy_wrap
+from .defects import DefectLedger, inject_defects
 from .faults import (
     _ALL_FAULT_KINDS,
     _QUOTA_ERROR,
@@ -92,6 +93,8 @@ class SimulatorConfig:
     # How /v1/models reports it: "vllm" (max_model_len), "llamacpp" (meta.n_ctx_train, the
     # trained length, with the server's own n_ctx in GET /props), or "none" (OpenAI's bare list).
     context_report: str = "vllm"
+    # Share of generated samples given a seeded defect (see ``defects``; truth at GET /defects).
+    defect_rate: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - _ALL_FAULT_KINDS)
@@ -101,6 +104,8 @@ class SimulatorConfig:
             raise ValueError("fail_rate > 0 needs at least one fault kind")
         if self.context_tokens is not None and self.context_tokens < 1:
             raise ValueError(f"context_tokens must be >= 1, got {self.context_tokens}")
+        if not 0.0 <= self.defect_rate <= 1.0:
+            raise ValueError(f"defect_rate must be between 0 and 1, got {self.defect_rate}")
         if self.context_report not in _CONTEXT_REPORTS:
             raise ValueError(
                 f"context_report must be one of {_CONTEXT_REPORTS}, got {self.context_report!r}"
@@ -157,7 +162,9 @@ class SimState:
         # The raw request bodies, with keep_prompts (e.g. to see that a re-ask differs).
         self.bodies: list[bytes] = []
         self.script: collections.deque[QueueItem] = collections.deque()
-        self._cache: dict[tuple[bytes, float], tuple[str, str]] = {}
+        self._cache: dict[tuple[bytes, float, float, int], tuple[str, str]] = {}
+        # Which generated samples were given a defect: content, so reset_stats keeps it.
+        self.defects = DefectLedger()
         self._ids = itertools.count(1)
 
     @property
@@ -293,8 +300,9 @@ class SimState:
     def _content_for(self, model: str, user: str) -> tuple[str, str, bytes]:
         """(kind, good content, prompt key) for a prompt, cached by sha1 of model + prompt."""
         key = hashlib.sha1(f"{model}\x1f{user}".encode("utf-8", "surrogatepass")).digest()
-        bias = self.cfg.score_bias
-        hit = self._cache.get((key, bias))
+        bias, rate = self.cfg.score_bias, self.cfg.defect_rate
+        cache_key = (key, bias, rate, self.cfg.seed if rate else 0)
+        hit = self._cache.get(cache_key)
         if hit is not None:
             return hit[0], hit[1], key
         # The substring checks skip a full regex parse for the other prompt kind.
@@ -302,7 +310,13 @@ class SimState:
         if gen is not None:
             n, document = gen
             kind = "generation"
-            content = json.dumps(generation_samples(model, document, n), ensure_ascii=False)
+            samples = generation_samples(model, document, n)
+            if rate > 0:
+                samples, kinds = inject_defects(
+                    samples, document, model=model, rate=rate, seed=self.cfg.seed
+                )
+                self.defects.record(samples, kinds)
+            content = json.dumps(samples, ensure_ascii=False)
         else:
             ev = parse_evaluation_prompt(user) if "<sample>" in user else None
             if ev is not None:
@@ -324,7 +338,7 @@ class SimState:
                     content = TASK_RESPONDERS[task[0]](model, task[1])
         if len(self._cache) >= _CACHE_MAX:
             del self._cache[next(iter(self._cache))]
-        self._cache[(key, bias)] = (kind, content)
+        self._cache[cache_key] = (kind, content)
         return kind, content, key
 
     def _chat_body(
@@ -620,6 +634,10 @@ class SimState:
             out["requests_log"] = [list(t) for t in self.requests_log]
         return web.json_response(out)
 
+    async def get_defects(self, request: web.Request) -> web.StreamResponse:
+        """GET /defects: the seeded defects' ground truth ({fingerprint: kind or null})."""
+        return web.json_response(self.defects.summary())
+
     async def post_reset(self, request: web.Request) -> web.StreamResponse:
         """POST /stats/reset."""
         self.reset_stats()
@@ -639,6 +657,7 @@ def make_app(cfg: SimulatorConfig | None = None) -> web.Application:
     app.router.add_get("/v1/models", state.models)
     app.router.add_get("/props", state.props)
     app.router.add_get("/stats", state.get_stats)
+    app.router.add_get("/defects", state.get_defects)
     app.router.add_post("/stats/reset", state.post_reset)
     return app
 
@@ -804,6 +823,15 @@ class ThreadedSimulator:
         """A snapshot of the counters."""
         snapshot: dict[str, Any] = self._call(lambda: json.loads(json.dumps(self._sim.stats)))
         return snapshot
+
+    def prompts(self) -> list[str]:
+        """A copy of the user prompts received (with ``keep_prompts``)."""
+        return list(self._call(lambda: list(self._sim.prompts)))
+
+    def defects(self) -> dict[str, Any]:
+        """The seeded defects' ground truth (what ``GET /defects`` serves)."""
+        summary: dict[str, Any] = self._call(self._sim.state.defects.summary)
+        return summary
 
     def queue(self, *items: QueueItem) -> None:
         """Script the next chat replies."""

@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MAX_NUM_AUG",
     "NEAR_COPY_RATIO",
-    "SOURCE_TEXT_COLUMNS",
     "AugmentSource",
     "filter_rephrasings",
     "instruction_digest",
@@ -142,18 +141,10 @@ def parse_rephrasings(result: ChatResult, *, n: int) -> list[str]:
     return out[:n]
 
 
-# Columns that hold a record's source document (a row of our raw file has none: the chunk text
-# is never written out).
-SOURCE_TEXT_COLUMNS = ("source_text", "document")
-
-
 def record_source_text(record: Record) -> str:
-    """The source document a record carries in a ``source_text`` or ``document`` column ('')."""
-    for key in SOURCE_TEXT_COLUMNS:
-        value = record.metadata.get(key)
-        if isinstance(value, str) and value.strip():
-            return value
-    return ""
+    """The source document a record carries (its mapped ``source_text`` column, see ``fields``;
+    a row of our raw file has none: the chunk text is never written out)."""
+    return record.source_text if record.source_text.strip() else ""
 
 
 def _is_not_kept(data: dict[str, Any]) -> bool:

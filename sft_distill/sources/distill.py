@@ -3,10 +3,13 @@
 The file is read by ``records`` and mapped by ``fields``. Without ``skip_generation`` the
 teacher writes a new answer to every record (one request each) and the existing answer is kept
 as ``reference_output``; with it, the existing answer is the output and no teacher call is made,
-so the run only judges and filters a dataset someone already has. Samples carry no
-``source_text``: an instruction set has no source document, the record's input is already shown
-to the judges as the sample's input, and repeating it as the document would only double their
-tokens (and make a source-overlap gate compare the answer with its own input). In the funnel,
+so the run only judges and filters a dataset someone already has. A record's source text column
+(``source_text``, ``document``, ``passage``…, see ``fields``) becomes the sample's
+``source_text``, which the checks (numbers, evidence, support) and the judges read, and its
+evidence column the sample's ``evidence``; without one a sample has no source text: the
+record's input is already shown to the judges as the sample's input, and repeating it as the
+document would only double their tokens (and make a source-overlap gate compare the answer with
+its own input). In the funnel,
 ``slices`` counts records taken in and ``chunks`` the records sent to the teacher (0 with
 ``skip_generation``); a teacher failure is a ``distill_answer`` failure, retried by a rerun.
 """
@@ -276,6 +279,8 @@ class DistillSource(RecordFileSource):
             annotations=record_annotations(
                 record, answer_source="teacher" if teacher_model else "reference"
             ),
+            evidence=list(record.evidence),
+            source_text=record.source_text,
         )
 
     async def samples(self, ctx: SourceContext) -> AsyncIterator[Sample]:

@@ -11,6 +11,15 @@ column goes to ``annotations["system"]`` (it is not sent to the teacher: output 
 the config's ``system_prompt``), later turns are ignored. A reference answer starting with a
 ``<think>`` block is split into reasoning and answer.
 
+Two more roles, for pairs that come with their document: the **source text** (``source_text``,
+``reference_text``, ``source_document``, ``document``, ``passage``; ``context`` and
+``source`` too when another column is the input) becomes the sample's ``source_text``, which
+the checks and the judges read but no output row carries; the **evidence** (``evidence``,
+``evidence_quotes``, ``quotes``: a string or a list of strings) becomes ``Sample.evidence``.
+``--source-col`` / ``--evidence-col`` override them. ``context`` and ``source`` stay the input
+when nothing else is: the input is part of every training row, so a wrong guess there loses
+nothing, while a document taken for the source would vanish from the rows.
+
 Records: ``id`` (string or integer) is kept, else one is derived from the content; ``slice_id``
 is the record's own ``slice_id`` column when it has one (our own outputs), else ``"rec:" + id``.
 A duplicate id, or the same instruction and input twice (and the same answer, when answers are
@@ -44,6 +53,24 @@ OUTPUT_ALIASES = ("output", "response", "answer", "completion", "target", "conte
 
 
 REASONING_ALIASES = ("reasoning_content", "reasoning", "rationale", "thinking")
+
+
+SOURCE_TEXT_ALIASES = (
+    "source_text",
+    "reference_text",
+    "source_document",
+    "document",
+    "passage",
+    "context",
+    "source",
+)
+
+
+# Source aliases that are also input aliases: the source only when another column is the input.
+_AMBIGUOUS_SOURCE = frozenset(INPUT_ALIASES) & frozenset(SOURCE_TEXT_ALIASES)
+
+
+EVIDENCE_ALIASES = ("evidence", "evidence_quotes", "quotes")
 
 
 # An override meaning "this role has no column".
@@ -84,15 +111,27 @@ class FieldMap:
     output: str | None = None
     reasoning: str | None = None
     style: str = STYLE_COLUMNS
+    source_text: str | None = None
+    evidence: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
-        return asdict(self)
+        d = asdict(self)
+        # Absent when unused, so a file without them keeps the run identity it always had.
+        for role in ("source_text", "evidence"):
+            if d[role] is None:
+                del d[role]
+        return d
 
     @property
     def overrides_anything(self) -> bool:
         return any(
             v is not None for v in (self.instruction, self.input, self.output, self.reasoning)
         )
+
+    @property
+    def overrides_extra(self) -> bool:
+        """Whether the source text or evidence column is given."""
+        return self.source_text is not None or self.evidence is not None
 
 
 @dataclass(frozen=True)
@@ -111,6 +150,8 @@ class Record:
     teacher_model: str = ""
     prompt_version: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    source_text: str = ""
+    evidence: tuple[str, ...] = ()
 
 
 def _columns_of(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -157,7 +198,8 @@ def detect_field_map(
     if not over.overrides_anything:
         for style, key in _CHAT_KEYS.items():
             if any(isinstance(r.get(key), list) for r in records):
-                return FieldMap(instruction=key, output=key, style=style)
+                extra = _extra_roles(columns, over, {key}, None, path=path, listing=listing)
+                return FieldMap(instruction=key, output=key, style=style, **extra)
 
     taken: set[str] = set()
     resolved: dict[str, str | None] = {}
@@ -193,12 +235,51 @@ def detect_field_map(
             f"{path}: no answer column found ({output_needed}); columns: {listing}; "
             "use --output-col"
         )
+    extra = _extra_roles(columns, over, taken, resolved["input"], path=path, listing=listing)
     return FieldMap(
         instruction=resolved["instruction"],
         input=resolved["input"],
         output=resolved["output"],
         reasoning=resolved["reasoning"],
+        **extra,
     )
+
+
+def _extra_roles(
+    columns: Sequence[str],
+    over: FieldMap,
+    taken: set[str],
+    input_col: str | None,
+    *,
+    path: str | Path,
+    listing: str,
+) -> dict[str, str | None]:
+    """The source text and evidence columns: overridden, or found among the untaken columns.
+
+    ``context`` and ``source`` are the source text only when another column is the input.
+    """
+    found: dict[str, str | None] = {}
+    taken = set(taken)
+    for role, aliases, flag in (
+        ("source_text", SOURCE_TEXT_ALIASES, "--source-col"),
+        ("evidence", EVIDENCE_ALIASES, "--evidence-col"),
+    ):
+        wanted = getattr(over, role)
+        if wanted is not None and wanted.strip().lower() == NO_COLUMN:
+            found[role] = None
+            continue
+        if wanted is not None:
+            if wanted not in columns:
+                raise InputError(f"{path}: {flag} {wanted!r} not found; columns: {listing}")
+            col: str | None = wanted
+        else:
+            if input_col is None:  # "context" or "source" here would be the input
+                aliases = tuple(a for a in aliases if a not in _AMBIGUOUS_SOURCE)
+            col = _find(columns, aliases, taken)
+        if col is not None:
+            taken.add(col)
+        found[role] = col
+    return found
 
 
 def _as_text(value: Any, what: str) -> tuple[str | None, str | None]:
@@ -336,6 +417,9 @@ class RecordMapper:
         if texts is None:
             return None
         instruction, inp, output, reasoning = texts
+        extra = self._extra(line, data)
+        if extra is None:
+            return None
         parts = (instruction, inp, output or "") if self.key_on_output else (instruction, inp)
         ident = self._key(line, data.get("id"), parts)
         if ident is None:
@@ -366,7 +450,36 @@ class RecordMapper:
             teacher_model=origin("teacher_model"),
             prompt_version=origin("prompt_version"),
             metadata=self._metadata(data),
+            source_text=extra[0],
+            evidence=extra[1],
         )
+
+    def _extra(self, line: int, data: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
+        """(source text, evidence quotes), or None when one is unusable (reported)."""
+        source, evidence = "", ()
+        col = self.fmap.source_text
+        if col:
+            value = data.get(col)
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = "\n\n".join(value)  # several passages: one document
+            text, error = _as_text(value, repr(col))
+            if error:
+                self._bad(line, "non_string_content", error)
+                return None
+            source = (text or "").strip()
+        col = self.fmap.evidence
+        if col:
+            value = data.get(col)
+            quotes = [value] if isinstance(value, str) else [] if value is None else value
+            if not isinstance(quotes, list) or not all(isinstance(q, str) for q in quotes):
+                self._bad(
+                    line,
+                    "non_string_content",
+                    f"{col!r} must be a string or a list of strings, got {_json_type(value)}",
+                )
+                return None
+            evidence = tuple(q.strip() for q in quotes if q.strip())
+        return source, evidence
 
     def _texts(
         self, line: int, roles: dict[str, Any]
@@ -411,7 +524,9 @@ class RecordMapper:
 
     def _metadata(self, data: dict[str, Any]) -> dict[str, Any]:
         """Plain top-level values the mapping does not use, then the row's own ``metadata``."""
-        mapped = {self.fmap.instruction, self.fmap.input, self.fmap.output, self.fmap.reasoning}
+        fmap = self.fmap
+        mapped = {fmap.instruction, fmap.input, fmap.output, fmap.reasoning}
+        mapped |= {fmap.source_text, fmap.evidence}
         metadata = {
             str(k): v
             for k, v in data.items()

@@ -133,7 +133,7 @@ async def generate_chunk(
         chunk.text, chunk.n_samples, language=config.language, system_prompt=config.system_prompt
     )
     try:
-        items, _ = await client.chat(messages, parse_samples)
+        items, result = await client.chat(messages, parse_samples)
     except LLMError as exc:
         log_failure(log, f"slice {chunk.slice_id} chunk {chunk.index}: generation", exc)
         if counts is not None:
@@ -143,6 +143,8 @@ async def generate_chunk(
         return []
     samples: list[Sample] = []
     seen: set[str] = set()
+    # Why the reply ended: the truncation gate drops what stopped at max_tokens ("length").
+    notes = {"finish_reason": result.finish_reason} if result.finish_reason else {}
     for item in items:
         sid = stable_id(
             chunk.slice_id, str(chunk.index), item["instruction"], item["input"], item["output"]
@@ -162,6 +164,7 @@ async def generate_chunk(
                 teacher_model=client.model,
                 prompt_version=GEN_PROMPT_VERSION,
                 source_text=chunk.text,
+                annotations=dict(notes),
             )
         )
     if counts is not None:

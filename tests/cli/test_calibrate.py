@@ -104,7 +104,12 @@ def test_calibrate_a_planted_set_by_hand(tmp_path, cli):
 def test_calibrate_a_dry_run(tmp_path, cli):
     out = tmp_path / "dry"
     assert dry_run(SLICES, out) == 0
-    raw = read_jsonl(out / "generated_raw.jsonl")
+    # The judged samples (a gate's drops never reach the judges, so calibration leaves them out).
+    raw = [
+        r
+        for r in read_jsonl(out / "generated_raw.jsonl")
+        if any(j["error"] is None for j in r["judgements"])
+    ]
     # A person who keeps a sample when both judges' means reach 8.6 and the floors hold.
     cut, labels, edge = 8.6, [], []
     for r in raw:

@@ -24,7 +24,8 @@ def test_estimate_tokens_by_language(text, tokens):
 
 
 async def test_estimate_calls_match_a_real_run_and_make_no_request(sim, tmp_path):
-    cfg = sim_config(sim)
+    # No gates: the estimate counts a judge call for every sample, as a run without gates makes.
+    cfg = sim_config(sim, gates=[])
     est = estimate(SLICES, cfg)
     assert sim.stats["requests"] == 0
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
@@ -236,7 +237,7 @@ async def test_augment_estimate_bounds_a_run(sim, tmp_path):
     from sft_distill.sources.augment import AugmentSource
 
     path = TEST_DATA / "iset_sharegpt.jsonl"
-    cfg = sim_config(sim)
+    cfg = sim_config(sim, gates=[])  # every sample judged, as the estimate counts
     est = estimate_augment(AugmentSource(path, num_aug=2), cfg)
     assert sim.stats["requests"] == 0
     source = AugmentSource(path, num_aug=2)

@@ -12,6 +12,7 @@ import pytest
 from sft_distill import DatasetDistillationPipeline
 from sft_distill.cli.distill import add_distill_arguments, distill_source_from_args
 from sft_distill.errors import InputError
+from sft_distill.simulator.server import SimulatorConfig, run_in_thread
 from sft_distill.simulator.tasks import iset_answer_reply
 from sft_distill.sources.distill import DistillSource
 from sft_distill.sources.fields import (
@@ -19,6 +20,7 @@ from sft_distill.sources.fields import (
     INSTRUCTION_ALIASES,
     OUTPUT_ALIASES,
     REASONING_ALIASES,
+    SOURCE_TEXT_ALIASES,
     FieldMap,
     Record,
     detect_field_map,
@@ -33,6 +35,7 @@ from tests.helpers import (
     read_jsonl,
     read_metadata,
     sim_config,
+    write_config,
     write_jsonl,
 )
 
@@ -401,3 +404,103 @@ async def test_a_long_run_of_rows_without_records_still_lets_the_event_loop_run(
     assert got == ["问题2999"]
     assert ctx.stats.lines_read == 3000 and ctx.stats.slices == 1
     assert ticks >= 3000 // 64 - 1  # the loop ran about every 64 rows, not once at the end
+
+
+# --- the source text and evidence of each pair -----------------------------------------------
+
+LAW = (
+    "第四十七条 投保人解除合同的，保险人应当自收到解除合同通知之日起三十日内，"
+    "按照合同约定退还保险单的现金价值。"
+)
+QUESTION = "《保险法》规定投保人解除合同后，保险人应在多少日内退还保险单的现金价值？"
+SWAPPED = "保险人应当自收到解除合同通知之日起十五日内退还保险单的现金价值。"
+RIGHT = "保险人应当自收到解除合同通知之日起三十日内退还保险单的现金价值。"
+EXPLICIT_SOURCE_ALIASES = [a for a in SOURCE_TEXT_ALIASES if a not in INPUT_ALIASES]
+
+
+@pytest.mark.parametrize("alias", EXPLICIT_SOURCE_ALIASES)
+def test_every_source_alias_is_the_source_text_and_stays_out_of_metadata(tmp_path, alias):
+    row = {"question": QUESTION, "answer": RIGHT, alias: LAW, "note": "n"}
+    fmap = detect_field_map([row])
+    assert fmap == FieldMap(instruction="question", output="answer", source_text=alias)
+    (rec,) = records(write_jsonl(tmp_path / "one.jsonl", [row]))
+    assert (rec.source_text, rec.input) == (LAW, "")
+    assert rec.metadata == {"note": "n"}  # the document is not copied into every sample
+
+
+@pytest.mark.parametrize("alias", ["context", "source", "Context"])
+def test_context_and_source_are_the_source_only_when_another_column_is_the_input(alias):
+    alone = detect_field_map([{"question": QUESTION, "answer": RIGHT, alias: LAW}])
+    assert (alone.input, alone.source_text) == (alias, None)  # as before: the input
+    both = detect_field_map([{"instruction": QUESTION, "input": "x", "output": RIGHT, alias: LAW}])
+    assert (both.input, both.source_text) == ("input", alias)
+
+
+def test_evidence_is_a_string_or_a_list_and_anything_else_is_a_bad_line(tmp_path):
+    pair = {"answer": RIGHT, "source_text": LAW}
+    rows = [
+        {"id": "a", "question": QUESTION, **pair, "evidence": ["三十日内", " "]},
+        {"id": "b", "question": "Q2", **pair, "evidence": "退还保险单的现金价值"},
+        {"id": "c", "question": "Q3", **pair, "evidence": {"quote": "x"}},
+        {"id": "d", "question": "Q4", **pair, "source_text": ["第一段。", "第二段。"]},
+    ]
+    bad: list[BadLine] = []
+    got = records(write_jsonl(tmp_path / "e.jsonl", rows), bad=bad)
+    assert [r.evidence for r in got] == [("三十日内",), ("退还保险单的现金价值",), ()]
+    assert got[2].source_text == "第一段。\n\n第二段。"  # several passages, one document
+    assert [(b.line, b.kind) for b in bad] == [(3, "non_string_content")]
+    assert "'evidence' must be a string or a list of strings, got object" in bad[0].reason
+
+
+def test_source_and_evidence_columns_can_be_named_or_turned_off(tmp_path):
+    row = {"question": QUESTION, "answer": RIGHT, "law": LAW, "document": "other", "cites": "日"}
+    path = write_jsonl(tmp_path / "o.jsonl", [row])
+    (rec,) = records(path, FieldMap(source_text="law", evidence="cites"))
+    assert (rec.source_text, rec.evidence) == (LAW, ("日",))
+    (rec,) = records(path, FieldMap(source_text="none"))
+    assert rec.source_text == "" and rec.metadata["document"] == "other"
+    with pytest.raises(InputError, match=r"--source-col 'text' not found; columns: question, an"):
+        DistillSource(path, columns=FieldMap(source_text="text")).field_map  # noqa: B018
+    assert "source_text" not in DistillSource(ALPACA).describe()["columns"]  # identity unchanged
+
+
+def test_skip_generation_checks_and_judges_each_pair_against_its_source(tmp_path, cli):
+    """The numbers check reads the source column, the judges are shown it, no output has it."""
+    pairs = [
+        {"id": "swapped", "question": QUESTION, "answer": SWAPPED, "document": LAW},
+        {
+            "id": "right",
+            "question": QUESTION + "（简答）",
+            "answer": RIGHT,
+            "document": LAW,
+            "evidence": ["自收到解除合同通知之日起三十日内"],
+        },
+    ]
+    inp = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    with run_in_thread(SimulatorConfig(keep_prompts=True)) as sim:
+        cfg = write_config(tmp_path / "c.json", sim.url)
+        out = tmp_path / "out"
+        args = ["distill", "--input", str(inp), "--skip-generation", "--config", str(cfg), "-q"]
+        p = cli(*args, "--output", str(out))
+        prompts = sim.prompts()
+        sim.reset_stats()
+        p2 = cli(*args, "--source-col", "none", "--output", str(tmp_path / "out2"))
+        prompts2 = sim.prompts()
+    assert p.returncode == 0, p.stderr
+    raw = {r["output"]: r for r in read_jsonl(out / "generated_raw.jsonl")}
+    assert raw[SWAPPED]["drop_reason"] == "gate:numbers"
+    assert "15日 (source: 30)" in raw[SWAPPED]["drop_detail"]
+    right = raw[RIGHT]
+    assert right["evidence"] == ["自收到解除合同通知之日起三十日内"]
+    assert right["annotations"]["evidence_verified"] is True
+    judged = [q for q in prompts if "<sample>" in q]
+    assert len(judged) == 2 and all(LAW in q for q in judged)  # both judges saw the document
+    for name in ("train.jsonl", "val.jsonl", "generated_raw.jsonl"):
+        assert LAW not in (out / name).read_text(encoding="utf-8")
+    assert read_metadata(out)["source"]["columns"]["source_text"] == "document"
+
+    # Without the source column the number cannot be checked, and the judges get no document.
+    assert p2.returncode == 0, p2.stderr
+    raw = {r["output"]: r for r in read_jsonl(tmp_path / "out2" / "generated_raw.jsonl")}
+    assert not (raw[SWAPPED]["drop_reason"] or "").startswith("gate:")
+    assert len(prompts2) == 4 and not any(LAW in q for q in prompts2)

@@ -115,7 +115,8 @@ def _evaluations(sim: Simulator) -> list[dict[str, str]]:
 
 
 async def _run(sim: Simulator, out: Path, source: Any) -> Any:
-    cfg = sim_config(sim, output_dir=str(out))
+    # No gates: every sample reaches the judges, whose prompts these tests read.
+    cfg = sim_config(sim, output_dir=str(out), gates=[])
     return await DatasetDistillationPipeline(cfg, show_progress=False).run(source=source)
 
 

@@ -14,7 +14,12 @@ from sft_distill.llm.prompts import parse_evaluation_prompt
 from sft_distill.models import Sample
 from sft_distill.stages.gates.base import GATE_PREFIX, Gate, GateResult, check_gate, run_gates
 from sft_distill.stages.gates.checks.base import cjk_ratio, strip_code
-from sft_distill.stages.gates.registry import RULE_GATE_TYPES, build_gates, register_gate_type
+from sft_distill.stages.gates.registry import (
+    QUALITY_GATE_TYPES,
+    RULE_GATE_TYPES,
+    build_gates,
+    register_gate_type,
+)
 from sft_distill.stages.gates.rules import (
     EchoGate,
     GroundingGate,
@@ -579,7 +584,10 @@ def test_build_gates_takes_the_config():
 
     cfg = build_config({"gates": [{"type": "refusal"}, {"type": "echo"}]})
     assert [g.name for g in build_gates(cfg)] == ["refusal", "echo"]
-    assert build_gates(build_config({})) == []
+    # No "gates" key: the default gates (quality checks, then rule gates); [] turns them off.
+    defaults = [*QUALITY_GATE_TYPES, *RULE_GATE_TYPES]
+    assert [g.name for g in build_gates(build_config({}))] == defaults
+    assert build_gates(build_config({"gates": []})) == []
 
 
 @pytest.mark.parametrize(
