@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DROP_DUPLICATE",
+    "DROP_DUPLICATE_QUESTION",
     "DROP_LOW_VOTES",
     "DROP_NO_EVALUATION",
     "SCORE_DECIMALS",
@@ -34,6 +35,8 @@ __all__ = [
 DROP_LOW_VOTES = "low_votes"
 DROP_NO_EVALUATION = "no_evaluation"
 DROP_DUPLICATE = "duplicate"
+# A question repeating an earlier one of its slice, dropped as it was generated (never judged).
+DROP_DUPLICATE_QUESTION = "duplicate_question"
 
 # A mean like (6.9 + 7.1) / 2 lands a hair under 7.0 in floating point; it must still vote.
 _SCORE_SLACK = 1e-9
@@ -76,6 +79,14 @@ def _rescored(j: Judgement, weights: Mapping[str, float] | None) -> Judgement:
     return j if wm == j.weighted_mean else j.model_copy(update={"weighted_mean": wm})
 
 
+def is_unjudged_drop(sample: ScoredSample) -> bool:
+    """Whether ``sample`` was dropped before any judge (a gate, a duplicate question)."""
+    reason = sample.drop_reason
+    return reason is not None and (
+        reason.startswith(GATE_PREFIX) or reason == DROP_DUPLICATE_QUESTION
+    )
+
+
 def apply_thresholds(
     sample: ScoredSample,
     *,
@@ -89,9 +100,9 @@ def apply_thresholds(
     evaluator casts no vote and is left out of ``avg_score``. ``passed`` is ``votes >= min_votes``;
     otherwise ``drop_reason`` is "no_evaluation" (no judgement ok) or "low_votes" (the counts are
     in ``votes`` and ``avg_score``). ``duplicate_of`` is cleared: dedup decides it afterwards. A
-    sample dropped by a gate was never judged and stays dropped.
+    sample dropped by a gate, or as a duplicate question, was never judged and stays dropped.
     """
-    if sample.drop_reason is not None and sample.drop_reason.startswith(GATE_PREFIX):
+    if is_unjudged_drop(sample):
         return sample
     judgements = [_rescored(j, weights) for j in sample.judgements]
     means = [j.weighted_mean for j in judgements if j.ok and j.weighted_mean is not None]

@@ -26,10 +26,16 @@ from ..llm.prompts import (
     TASK_MARKER,
     is_reask,
     parse_evaluation_prompt,
-    parse_generation_prompt,
     parse_task_prompt,
 )
-from .content import _MALFORMED, embed_text, evaluation_reply, generation_samples, messy_wrap
+from .content import (
+    _MALFORMED,
+    embed_text,
+    evaluation_reply,
+    generation_reply,
+    generation_samples,
+    messy_wrap,
+)
 from .faults import (
     _ALL_FAULT_KINDS,
     _QUOTA_ERROR,
@@ -298,11 +304,9 @@ class SimState:
         if hit is not None:
             return hit[0], hit[1], key
         # The substring checks skip a full regex parse for the other prompt kind.
-        gen = parse_generation_prompt(user) if "SAMPLE_COUNT: " in user else None
+        gen = generation_reply(model, user)
         if gen is not None:
-            n, document = gen
-            kind = "generation"
-            content = json.dumps(generation_samples(model, document, n), ensure_ascii=False)
+            kind, content = "generation", gen
         else:
             ev = parse_evaluation_prompt(user) if "<sample>" in user else None
             if ev is not None:

@@ -100,11 +100,14 @@ async def test_generation_reply_has_n_samples_taken_from_the_document(server, ht
     assert status == 200
     assert body["object"] == "chat.completion" and body["model"] == "teacher"
     assert body["choices"][0]["finish_reason"] == "stop"
-    samples = json.loads(content_of(body))
+    samples = json.loads(content_of(body))["samples"]  # the gen-v2 reply shape
     assert len(samples) == 4
     for s in samples:
-        assert set(s) == {"instruction", "input", "output"}
-        assert s["instruction"] and s["output"] in document
+        keys = {"question_type", "difficulty", "instruction", "input", "evidence", "output"}
+        assert set(s) == keys
+        # drawn from the document: verbatim evidence, restated in the answer
+        assert s["instruction"] and s["evidence"] and all(q in document for q in s["evidence"])
+        assert s["evidence"][0][-8:] in s["output"] or s["evidence"][0][:8] in s["output"]
     assert len({s["output"] for s in samples}) >= 3
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
@@ -115,10 +118,9 @@ async def test_generation_reply_has_n_samples_taken_from_the_document(server, ht
 async def test_generation_language_follows_the_document(server, http):
     _, zh, _ = await chat(http, server, generation_messages(ZH_DOC, 3))
     _, en, _ = await chat(http, server, generation_messages(EN_DOC, 3))
-    assert all(re.search(r"[\u4e00-\u9fff]", s["instruction"]) for s in json.loads(content_of(zh)))
-    assert not any(
-        re.search(r"[\u4e00-\u9fff]", s["instruction"]) for s in json.loads(content_of(en))
-    )
+    zh_samples, en_samples = (json.loads(content_of(b))["samples"] for b in (zh, en))
+    assert all(re.search(r"[\u4e00-\u9fff]", s["instruction"]) for s in zh_samples)
+    assert not any(re.search(r"[\u4e00-\u9fff]", s["instruction"]) for s in en_samples)
 
 
 async def test_generation_is_deterministic_per_model_and_prompt(server, http):
@@ -130,13 +132,13 @@ async def test_generation_is_deterministic_per_model_and_prompt(server, http):
     assert content_of(first) != content_of(other)
     assert first["id"] != again["id"]
     assert content_of(first) == json.dumps(
-        generation_samples("teacher", ZH_DOC, 3), ensure_ascii=False
+        {"samples": generation_samples("teacher", ZH_DOC, 3)}, ensure_ascii=False
     )
 
 
 async def test_empty_document_still_gives_n_samples(server, http):
     _, body, _ = await chat(http, server, generation_messages("", 5))
-    samples = json.loads(content_of(body))
+    samples = json.loads(content_of(body))["samples"]
     assert len(samples) == 5 and len({s["instruction"] for s in samples}) == 5
 
 
@@ -158,7 +160,9 @@ def test_some_replies_carry_a_near_duplicate_pair():
 def test_more_samples_than_sentences_keeps_instructions_distinct():
     samples = generation_samples("teacher", "Only one sentence here.", 6)
     assert len(samples) == 6 and len({s["instruction"] for s in samples}) == 6
-    assert all(s["output"] == "Only one sentence here." for s in samples)
+    # every answer restates the one sentence, which is every sample's evidence
+    assert all(s["output"].endswith("Only one sentence here.") for s in samples)
+    assert all(s["evidence"] == ["Only one sentence here."] for s in samples)
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -273,7 +277,7 @@ async def test_queue_429_with_retry_after_then_scripted_content_then_normal(serv
     status, body, _ = await chat(http, server, msgs)
     assert status == 200 and content_of(body) == '{"a": 1}'
     status, body, _ = await chat(http, server, msgs)
-    assert status == 200 and len(json.loads(content_of(body))) == 2
+    assert status == 200 and len(json.loads(content_of(body))["samples"]) == 2
     assert server.stats["by_status"] == {"429": 1, "200": 2}
     assert server.stats["scripted"] == 2
 
@@ -444,7 +448,7 @@ async def test_messy_content_is_wrapped_but_recoverable(http):
                 json.loads(content)
             except ValueError:
                 raw_fails += 1
-            assert recover_json(content) == generation_samples("teacher", doc, 2)
+            assert recover_json(content) == {"samples": generation_samples("teacher", doc, 2)}
     assert raw_fails >= 12
 
 
