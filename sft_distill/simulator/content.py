@@ -359,6 +359,9 @@ def _plan(
             # the next such article not yet asked about, else the next such one at all.
             fits = [j % m for j in range(i, i + m) if prefer.search(_body(document, units[j % m]))]
             i = next((j for j in fits if j not in used), fits[0] if fits else i)
+        elif i in used:
+            # Every article of the range is asked about once before any twice.
+            i = next((j % m for j in range(i, i + m) if j % m not in used), i)
         for attempt in range(max(1, m)):
             j = (i + attempt) % m
             pair = (units[j], units[j + 1] if j + 1 < m else units[j - 1]) if m > 1 else ()
