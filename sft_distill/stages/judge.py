@@ -174,7 +174,8 @@ async def evaluate_samples(
     """Yield each sample scored by every evaluator, in completion order.
 
     ``gates`` run first; a sample a gate drops is yielded unjudged (``drop_reason`` "gate:<name>")
-    so that no evaluator is paid for it.
+    so that no evaluator is paid for it. A sample dropped as it was generated (a repeated
+    question) goes through the gates too, for what they redact, and is never judged.
     """
     # Samples waiting for judges are small (the chunk text is shared), so buffer plenty: the
     # teacher then runs ahead instead of being throttled to the judges' pace, and a late
