@@ -37,6 +37,11 @@ class Chunk(BaseModel):
     text: str
     n_samples: int = Field(ge=1, description="this chunk's share of samples_per_slice")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # Where the chunk sits, shown to the teacher (sources.headings): the slice's title and the
+    # headings above the chunk's start, outermost first.
+    title: str | None = None
+    heading_path: list[str] = Field(default_factory=list)
+    start: int = Field(0, ge=0, description="offset of the chunk in its slice's content")
 
 
 class Sample(BaseModel):
@@ -59,8 +64,17 @@ class Sample(BaseModel):
         default_factory=dict, description="facts recorded by gates and modes (exec_pass, ...)"
     )
     # Verbatim quotes of the chunk the teacher says the answer rests on (the evidence gate
-    # checks them). Kept in generated_raw.jsonl, never in the training rows.
+    # checks them). Kept in generated_raw.jsonl, in the training rows only with include_evidence.
     evidence: list[str] = Field(default_factory=list)
+    # The teacher's plan for the question (fact, definition, condition, procedure, calculation,
+    # case, comparison, reasoning) and its difficulty (easy, medium, hard), when it gave them.
+    question_type: str | None = None
+    difficulty: str | None = None
+    # Provenance: the slice's title and the headings above the chunk (sources.headings).
+    source_title: str | None = None
+    heading_path: list[str] = Field(default_factory=list)
+    # The source articles (第X条, Article N) the sample cites or quotes: article coverage.
+    articles: list[str] = Field(default_factory=list)
     # The chunk text the sample came from: the evaluator judges accuracy against it.
     # Not written to the outputs (it would repeat the slice once per sample).
     source_text: str = Field("", exclude=True, repr=False)
@@ -175,6 +189,8 @@ class StageCounts(BaseModel):
     chunks: int = 0
     generation_failed_chunks: int = 0
     generation_unparsable_items: int = 0
+    # two-stage generation: questions dropped before any answer was asked, by reason
+    questions_dropped: dict[str, int] = Field(default_factory=dict)
     samples_generated: int = 0
     samples_evaluated: int = 0
     evaluation_failures: int = 0

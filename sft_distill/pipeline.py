@@ -501,6 +501,10 @@ class DatasetDistillationPipeline:
                 "consecutive_failures": err.attempts,
                 "reason": err.summary,
             }
+        totals = getattr(run.source_stats, "article_totals", None)
+        if totals:  # filled in from the kept set by record_kept_set (quality.coverage)
+            slices = {sid: {"total": n} for sid, n in sorted(totals.items())}
+            metadata.setdefault("quality", {})["coverage"] = {"slices": slices}
         source_counts = getattr(run.source, "counts", None)
         if source_counts:  # e.g. topic expansions or rephrasings dropped before any call
             metadata["source_counts"] = dict(source_counts)

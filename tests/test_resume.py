@@ -128,9 +128,10 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
     inp = make_input(tmp_path / "in.jsonl", n=10)
     out = str(tmp_path / "out")
     ep = {"api_base": sim.url, "api_key_env": None, "max_retries": 1, "retry_backoff_s": 0.0}
-    # No gates: every new sample is judged by both judges.
+    # No gates: every new sample is judged by both judges. gen-v2 replies carry evidence, type
+    # and difficulty: 425 tokens cuts about half of them.
     small = sim_config(
-        sim, output_dir=out, gates=[], generator={**ep, "model": "teacher-sim", "max_tokens": 300}
+        sim, output_dir=out, gates=[], generator={**ep, "model": "teacher-sim", "max_tokens": 425}
     )
     first = await DatasetDistillationPipeline(small, show_progress=False).run(inp)
     truncated = first.counts.generation_failed_chunks

@@ -86,9 +86,12 @@ def _headline(est: Estimate) -> str:
             "samples judged with the originals"
         )
     langs = ", ".join(f"{n} {lang}" for lang, n in est.languages.items()) or "none"
+    requests = d.get("teacher_requests", est.chunks)
+    # A big chunk is asked in several requests (max_samples_per_request).
+    asked = f" -> {requests} teacher requests" if requests != est.chunks else ""
     return (
         f"sft-distill estimate for {est.input}: {est.slices} slices ({est.chars:,} characters"
-        f", {skipped}) -> {est.chunks} chunks ({langs}) -> ~{est.expected_samples} samples"
+        f", {skipped}) -> {est.chunks} chunks ({langs}){asked} -> ~{est.expected_samples} samples"
     )
 
 

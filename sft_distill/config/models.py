@@ -136,6 +136,26 @@ class DistillConfig(BaseModel):
     generator: EndpointConfig
     evaluators: dict[str, EndpointConfig] = Field(min_length=1)
     samples_per_slice: int = Field(3, ge=1, le=1000)
+    # Density: when set, each chunk's own text decides its samples, not samples_per_slice.
+    samples_per_1k_chars: float | None = Field(
+        None, gt=0, le=1000, description="samples per 1,000 characters of each chunk"
+    )
+    samples_per_article: bool | float = Field(
+        False,
+        description="true (or a number: samples per article, e.g. 2) for one sample per article "
+        "(第X条, Article N, Section N) of each chunk, and one per 1,500 characters of a chunk "
+        "without articles",
+    )
+    max_samples_per_request: int = Field(
+        10,
+        ge=1,
+        le=200,
+        description="a chunk asking more samples is asked in several requests over its articles",
+    )
+    generation: Literal["one_stage", "two_stage"] = Field(
+        "one_stage",
+        description="two_stage: questions first, checked and deduplicated, then one answer each",
+    )
     min_score_threshold: float = Field(7.0, ge=0.0, le=10.0)
     min_votes: int = Field(2, description="votes a sample needs; 1 to the number of evaluators")
     train_val_split: float = Field(0.9, ge=0.0, le=1.0)
@@ -169,6 +189,9 @@ class DistillConfig(BaseModel):
         description="sharegpt, alpaca, openai; the first is train.jsonl, others train.<fmt>.jsonl",
     )
     include_reasoning: bool = False
+    include_evidence: bool = Field(
+        False, description="write each sample's evidence quotes in its row's provenance"
+    )
     split_by: Literal["sample", "slice"] = "sample"
     max_per_slice: int | None = Field(None, ge=1)
     balance_by: str | None = Field(None, min_length=1)
@@ -203,6 +226,17 @@ class DistillConfig(BaseModel):
             return parse_formats(v)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("samples_per_article", mode="before")
+    @classmethod
+    def _per_article(cls, v: Any) -> bool | float:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int | float) and 0 < v <= 100:
+            return float(v)
+        raise ValueError(
+            f"must be true, false or a number of samples per article (0-100], got {v!r}"
+        )
 
     @field_validator("min_votes")
     @classmethod

@@ -10,15 +10,17 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..config.defaults import DIMENSIONS
+from ..sources.plan import QUESTION_TYPES, QuestionMix, RequestPart, question_mix
 
-GEN_PROMPT_VERSION = "gen-v1"
+GEN_PROMPT_VERSION = "gen-v2"
 EVAL_PROMPT_VERSION = "eval-v2"
 
 NO_DOCUMENT = "(no source document: judge accuracy against well-established knowledge)"
 
-_TAGS = ("document", "sample", "instruction", "input", "output", "field", "reference")
+_TAGS = ("document", "sample", "instruction", "input", "output", "field", "reference", "question")
 _CLOSE_TAG_RE = re.compile(r"</\s*(" + "|".join(_TAGS) + r")\s*>", re.IGNORECASE)
 _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 
@@ -58,40 +60,304 @@ _GEN_SYSTEM = {
     ),
 }
 
-_GEN_USER = {
+# The static part of every generation request: the same for every chunk (prompt caching needs
+# static -> shared -> variable order), so the count, the plan, the articles to cover and the
+# questions already made come last, after the context line and the document.
+_GEN_LEAD = {
+    "zh": "请严格依据 <document> 中的资料编写指令微调样本。学习这些样本的模型看不到资料，所以：",
+    "en": (
+        "Write instruction-tuning samples based strictly on the material in <document>. The model "
+        "that learns from them will not see the material, so:"
+    ),
+}
+_QUESTIONS_LEAD = {
     "zh": (
-        "请严格依据下面的资料，编写恰好 {n} 条指令微调样本。要求：\n"
-        "1. 问题多样：概念解释、条款适用、情景分析、比较、计算等，不要重复；\n"
-        "2. 回答准确、完整、有条理，只使用资料中的信息，必要时引用条款；\n"
-        '3. 每条样本是一个对象，键为 "instruction"（问题或任务）、'
-        '"input"（补充材料，可为空字符串）、'
-        '"output"（回答）。\n'
-        "只输出一个 JSON 数组，不要输出其他内容。\n"
-        "SAMPLE_COUNT: {n}\n"
-        "<document>\n{document}\n</document>"
+        "请严格依据 <document> 中的资料提出问题，用来编写指令微调样本。"
+        "学习这些样本的模型看不到资料，所以："
     ),
     "en": (
-        "Write exactly {n} instruction-tuning samples based strictly on the material below.\n"
-        "1. Vary the questions: explanations, applying rules, scenarios, comparisons; no repeats.\n"
-        "2. Answers must be accurate, complete and well organised, using only the material.\n"
-        '3. Each sample is an object with keys "instruction" (the question or task), "input" '
-        '(extra context, may be an empty string) and "output" (the answer).\n'
-        "Output only one JSON array and nothing else.\n"
-        "SAMPLE_COUNT: {n}\n"
-        "<document>\n{document}\n</document>"
+        "Ask questions based strictly on the material in <document>, for instruction-tuning "
+        "samples. The model that learns from them will not see the material, so:"
     ),
+}
+_RULE_STANDALONE = {
+    "zh": (
+        "问题必须独立成立：写明所涉及的法律、产品或主题的名称（见“资料：”一行，例如"
+        "《中华人民共和国保险法》），需要时写明条款号；不要使用“上文”“上述”“资料中”“文中”"
+        "“本条款”“本合同”“本法”等指代资料的说法；"
+    ),
+    "en": (
+        "Every question stands on its own: name the law, product or subject it is about (see "
+        'the "Source:" line, e.g. "the US Constitution"), and the article or section when it '
+        'helps; never write "the text", "the passage above", "the material", "this section", '
+        '"this clause" or "this contract".'
+    ),
+}
+_RULE_FAITHFUL = {
+    "zh": (
+        "回答独立、完整，忠实于资料，不编造资料以外的规定；在自然的地方注明依据的条款或章节"
+        "（例如“根据《中华人民共和国保险法》第十六条”）；回答中不要提到“资料”“上文”；"
+    ),
+    "en": (
+        "Answers are self-contained, complete and faithful to the material, inventing no rule "
+        'it does not state; cite the article or section where natural ("Under Article I, '
+        'Section 8 of the US Constitution, ..."); never mention "the material" or "the text".'
+    ),
+}
+_RULE_MIX = {
+    "zh": (
+        "题型多样：事实、定义、条件/例外、程序/期限、计算、案例应用、比较、多步推理；难度分为"
+        "易、中、难；按末尾的计划分配题型和难度；只有资料中有期限、比例、金额等数量时才出计算题；"
+    ),
+    "en": (
+        "Mix the question types (fact, definition, condition/exception, procedure/deadline, "
+        "calculation, case application, comparison, multi-step reasoning) and difficulty levels "
+        "(easy, medium, hard) as the plan at the end says; ask a calculation only when the "
+        "material has quantities (deadlines, percentages, amounts)."
+    ),
+}
+_RULE_EVIDENCE = {
+    "zh": "每条样本给出 1–3 条证据（evidence）：从资料中逐字摘录的原句，一字不改；",
+    "en": "Give each sample 1-3 evidence quotes: sentences copied verbatim from the material.",
+}
+_RULE_NO_REPEAT = {
+    "zh": "不要重复末尾列出的已有问题，也不要换个说法再问。",
+    "en": "Do not repeat or reword the questions listed at the end as already asked.",
 }
 
 
+def _rules(lead: dict[str, str], rules: Sequence[dict[str, str]], shape: str, lang: str) -> str:
+    """The lead line, the numbered rules and the reply shape."""
+    numbered = [f"{i}. {r[lang]}" for i, r in enumerate(rules, 1)]
+    return "\n".join([lead[lang], *numbered, shape])
+
+
+_GEN_SHAPE = {
+    "zh": (
+        '每条样本是一个 JSON 对象，键依次为 "question_type"（{types} 之一）、"difficulty"'
+        '（easy、medium、hard 之一）、"instruction"（问题或任务）、"input"（补充材料，通常为空'
+        '字符串）、"evidence"（证据原句的数组）、"output"（回答）。\n'
+        '只输出一个 JSON 对象 {{"samples": [...]}}，不要输出其他内容。'
+    ),
+    "en": (
+        'Each sample is a JSON object with the keys, in this order, "question_type" (one of '
+        '{types}), "difficulty" (easy, medium or hard), "instruction" (the question or task), '
+        '"input" (extra context, usually an empty string), "evidence" (a list of the quoted '
+        'sentences) and "output" (the answer).\n'
+        'Output only one JSON object {{"samples": [...]}} and nothing else.'
+    ),
+}
+
+_QUESTIONS_SHAPE = {
+    "zh": (
+        '每个问题是一个 JSON 对象，键依次为 "question_type"（{types} 之一）、"difficulty"'
+        '（easy、medium、hard 之一）、"question"（问题）。这一步只提问题，不要回答。\n'
+        '只输出一个 JSON 对象 {{"questions": [...]}}，不要输出其他内容。'
+    ),
+    "en": (
+        'Each question is a JSON object with the keys, in this order, "question_type" (one of '
+        '{types}), "difficulty" (easy, medium or hard) and "question". Only ask the questions '
+        "here; do not answer them.\n"
+        'Output only one JSON object {{"questions": [...]}} and nothing else.'
+    ),
+}
+
+_ANSWER_RULES = {
+    "zh": (
+        "请严格依据 <document> 中的资料回答末尾 <question> 中的问题。学习这条回答的模型看不到资料，"
+        "所以回答要独立、完整，忠实于资料，不编造资料以外的规定；在自然的地方注明依据的条款或章节；"
+        "不要提到“资料”“上文”。给出 1–3 条证据（evidence）：从资料中逐字摘录的原句，一字不改。\n"
+        '只输出一个 JSON 对象 {"evidence": [...], "answer": "..."}，不要输出其他内容。'
+    ),
+    "en": (
+        "Answer the question in <question> at the end, based strictly on the material in "
+        "<document>. The model that learns from the answer will not see the material, so the "
+        "answer is self-contained, complete and faithful to it, inventing no rule it does not "
+        'state; cite the article or section where natural; never mention "the material" or '
+        '"the text". Give 1-3 evidence quotes: sentences copied verbatim from the material.\n'
+        'Output only one JSON object {"evidence": [...], "answer": "..."} and nothing else.'
+    ),
+}
+
+_CATEGORY_NAMES = {
+    "zh": {
+        "fact": "事实/定义类",
+        "condition": "条件/例外类",
+        "procedure": "程序/期限类",
+        "calculation": "计算类",
+        "case": "案例应用类",
+        "comparison": "比较类",
+        "reasoning": "多步推理类",
+    },
+    "en": {
+        "fact": "fact/definition",
+        "condition": "condition/exception",
+        "procedure": "procedure/deadline",
+        "calculation": "calculation",
+        "case": "case application",
+        "comparison": "comparison",
+        "reasoning": "multi-step reasoning",
+    },
+}
+_DIFFICULTY_NAMES = {"zh": ("易", "中", "难"), "en": ("easy", "medium", "hard")}
+_PREVIOUS_HEAD = {
+    "zh": "已有问题（不要重复，也不要换个说法再问）：",
+    "en": "Questions already asked (do not repeat or reword them):",
+}
+_WRITE = {"zh": "请编写恰好 {n} 条样本。", "en": "Write exactly {n} samples."}
+_ASK = {"zh": "请提出恰好 {n} 个问题。", "en": "Ask exactly {n} questions."}
+_OPENING = {"zh": "开头部分", "en": "the opening text"}
+# Questions shown to later chunks of a slice: the last ones, each cut, so the prompt stays short.
+PREVIOUS_QUESTIONS_SHOWN = 30
+PREVIOUS_QUESTION_MAX_CHARS = 80
+
+SAMPLE_COUNT_MARKER = "SAMPLE_COUNT: "
+QUESTION_COUNT_MARKER = "QUESTION_COUNT: "
+
+
+def plan_line(mix: QuestionMix, lang: str) -> str:
+    """ "计划：2 条事实/定义类，1 条计算类；难度：1 易 1 中 1 难" (or the English line)."""
+    names = _CATEGORY_NAMES[lang]
+    levels = [(k, d) for k, d in zip(mix.difficulty, _DIFFICULTY_NAMES[lang], strict=True) if k]
+    if lang == "zh":
+        types = "，".join(f"{k} 条{names[c]}" for c, k in mix.types)
+        return f"计划：{types}；难度：{' '.join(f'{k} {d}' for k, d in levels)}"
+    types = ", ".join(f"{k} {names[c]}" for c, k in mix.types)
+    return f"Plan: {types}; difficulty: {', '.join(f'{k} {d}' for k, d in levels)}"
+
+
+def cover_line(part: RequestPart, lang: str) -> str:
+    """Which part of the chunk one of several requests covers ('' for a whole chunk)."""
+    if part.whole:
+        return ""
+    zh = lang == "zh"
+    if part.articles:
+        first, last = part.first or _OPENING[lang], part.last
+        span = (
+            first
+            if not last or last == first
+            else (f"{first}至{last}" if zh else f"{first} to {last}")
+        )
+        if zh:
+            return f"本次只需覆盖：{span}（共 {part.units} 条），其余条文由其他请求覆盖"
+        unit = "article" if part.units == 1 else "articles"
+        return f"Cover only: {span} ({part.units} {unit}); other requests cover the rest"
+    if zh:
+        return f"本次只需覆盖从“{part.first}”到“{part.last}”的部分，其余部分由其他请求覆盖"
+    return (
+        f'Cover only the part from "{part.first}" to "{part.last}"; other requests cover the rest'
+    )
+
+
+def _previous_block(previous: Sequence[str], lang: str) -> list[str]:
+    shown = [" ".join(q.split()) for q in previous[-PREVIOUS_QUESTIONS_SHOWN:]]
+    if not shown:
+        return []
+    cut = [
+        q if len(q) <= PREVIOUS_QUESTION_MAX_CHARS else q[: PREVIOUS_QUESTION_MAX_CHARS - 1] + "…"
+        for q in shown
+    ]
+    return [_PREVIOUS_HEAD[lang], *(f"- {fence(q)}" for q in cut)]
+
+
+def _context(header: str, document: str) -> str:
+    """The shared part of a chunk's requests: the context line, then the fenced document."""
+    head = f"{fence(' '.join(header.split()))}\n" if header.strip() else ""
+    return f"{head}<document>\n{fence(document)}\n</document>"
+
+
+def _language(document: str, language: str) -> str:
+    return detect_language(document) if language == "auto" else language
+
+
 def generation_messages(
-    document: str, n: int, *, language: str = "auto", system_prompt: str | None = None
+    document: str,
+    n: int,
+    *,
+    language: str = "auto",
+    system_prompt: str | None = None,
+    header: str = "",
+    previous: Sequence[str] = (),
+    part: RequestPart | None = None,
+    mix: QuestionMix | None = None,
 ) -> list[Message]:
-    """Messages asking the teacher for ``n`` samples from ``document``."""
-    lang = detect_language(document) if language == "auto" else language
+    """Messages asking the teacher for ``n`` samples from ``document``.
+
+    Static rules first, then ``header`` (the "资料：《…》 › …" line) and the fenced document,
+    then what varies per request: ``previous`` questions of the slice (the last 30, cut),
+    the ``part`` of the chunk to cover, the planned ``mix`` (default: ``question_mix(n,
+    document)``) and the count.
+    """
+    lang = _language(document, language)
+    mix = mix if mix is not None else question_mix(n, document)
+    types = ", ".join(QUESTION_TYPES) if lang == "en" else "、".join(QUESTION_TYPES)
+    rules = _rules(
+        _GEN_LEAD,
+        (_RULE_STANDALONE, _RULE_FAITHFUL, _RULE_MIX, _RULE_EVIDENCE, _RULE_NO_REPEAT),
+        _GEN_SHAPE[lang].format(types=types),
+        lang,
+    )
+    tail = _previous_block(previous, lang)
+    if part is not None and (cover := cover_line(part, lang)):
+        tail.append(cover)
+    tail += [plan_line(mix, lang), _WRITE[lang].format(n=n), f"{SAMPLE_COUNT_MARKER}{n}"]
+    user = f"{rules}\n{_context(header, document)}\n" + "\n".join(tail)
     return [
         {"role": "system", "content": system_prompt or _GEN_SYSTEM[lang]},
-        {"role": "user", "content": _GEN_USER[lang].format(n=n, document=fence(document))},
+        {"role": "user", "content": user},
     ]
+
+
+def question_messages(
+    document: str,
+    n: int,
+    *,
+    language: str = "auto",
+    header: str = "",
+    previous: Sequence[str] = (),
+    part: RequestPart | None = None,
+    mix: QuestionMix | None = None,
+) -> list[Message]:
+    """Two-stage generation, step 1: ``n`` questions about ``document`` (reply kind "questions").
+
+    The trained model's ``system_prompt`` is not used: writing questions is a data-making task.
+    """
+    lang = _language(document, language)
+    mix = mix if mix is not None else question_mix(n, document)
+    types = ", ".join(QUESTION_TYPES) if lang == "en" else "、".join(QUESTION_TYPES)
+    rules = _rules(
+        _QUESTIONS_LEAD,
+        (_RULE_STANDALONE, _RULE_MIX, _RULE_NO_REPEAT),
+        _QUESTIONS_SHAPE[lang].format(types=types),
+        lang,
+    )
+    tail = _previous_block(previous, lang)
+    if part is not None and (cover := cover_line(part, lang)):
+        tail.append(cover)
+    tail += [plan_line(mix, lang), _ASK[lang].format(n=n), f"{QUESTION_COUNT_MARKER}{n}"]
+    user = f"{rules}\n{_context(header, document)}\n" + "\n".join(tail)
+    return [{"role": "system", "content": _GEN_SYSTEM[lang]}, {"role": "user", "content": user}]
+
+
+def answer_messages(
+    document: str,
+    question: str,
+    *,
+    language: str = "auto",
+    system_prompt: str | None = None,
+    header: str = "",
+) -> list[Message]:
+    """Two-stage generation, step 2: one answer with its evidence (reply kind "answer")."""
+    lang = _language(document, language)
+    user = (
+        f"{_ANSWER_RULES[lang]}\n{_context(header, document)}\n"
+        f"<question>\n{fence(question)}\n</question>"
+    )
+    return [
+        {"role": "system", "content": system_prompt or _GEN_SYSTEM[lang]},
+        {"role": "user", "content": user},
+    ]
+
 
 
 # --- evaluation prompts (eval-v2) -----------------------------------------------------------
@@ -278,9 +544,6 @@ def evaluation_messages(
     ]
 
 
-_COUNT_RE = re.compile(r"^SAMPLE_COUNT: (\d+)$", re.MULTILINE)
-
-
 def _between(text: str, tag: str) -> str | None:
     m = re.search(rf"<{tag}>\n(.*?)\n</{tag}>", text, re.DOTALL)
     return unfence(m.group(1)) if m else None
@@ -288,11 +551,110 @@ def _between(text: str, tag: str) -> str | None:
 
 def parse_generation_prompt(user_content: str) -> tuple[int, str] | None:
     """(n, document) from a generation prompt, or None if it is not one (simulator side)."""
-    m = _COUNT_RE.search(user_content)
-    doc = _between(user_content, "document")
-    if not m or doc is None:
+    req = parse_generation_request(user_content)
+    if req is None or req.kind != "samples":
         return None
-    return int(m.group(1)), doc
+    return req.n, req.document
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A generation-side prompt read back (simulator side): what it asks for, about what.
+
+    ``kind`` is "samples" (``generation_messages``), "questions" (``question_messages``) or
+    "answer" (``answer_messages``). ``cover`` is the (first, last) of the part to cover, article
+    labels when ``cover_articles``, else the part's opening and closing words.
+    """
+
+    kind: str
+    n: int
+    document: str
+    lang: str
+    header: str = ""
+    previous: tuple[str, ...] = ()
+    cover: tuple[str, str] | None = None
+    cover_articles: bool = False
+    mix: QuestionMix | None = None
+    question: str = ""
+
+
+_TAIL_COUNT_RE = re.compile(r"^(SAMPLE_COUNT|QUESTION_COUNT): (\d+)$", re.MULTILINE)
+_COVER_RES = (
+    (re.compile(r"^本次只需覆盖：(.+?)（共 \d+ 条）", re.MULTILINE), "至", True),
+    (re.compile(r"^Cover only: (.+?) \(\d+ articles?\)", re.MULTILINE), " to ", True),
+    (re.compile(r"^本次只需覆盖从“(.*)”到“(.*)”的部分", re.MULTILINE), "", False),
+    (re.compile(r'^Cover only the part from "(.*)" to "(.*)"; ', re.MULTILINE), "", False),
+)
+_PLAN_RE = re.compile(r"^(?:计划：(.*)；难度：(.*)|Plan: (.*); difficulty: (.*))$", re.MULTILINE)
+
+
+def _read_mix(m: re.Match[str]) -> QuestionMix:
+    zh = m.group(1) is not None
+    types, levels = (m.group(1), m.group(2)) if zh else (m.group(3), m.group(4))
+    lang = "zh" if zh else "en"
+    by_name = {v: k for k, v in _CATEGORY_NAMES[lang].items()}
+    counts = []
+    for item in re.split(r"，|, ", types):
+        num, _, name = item.strip().partition(" 条" if zh else " ")
+        if num.isdigit() and name.strip() in by_name:
+            counts.append((by_name[name.strip()], int(num)))
+    diff = dict.fromkeys(_DIFFICULTY_NAMES[lang], 0)
+    for num, name in re.findall(r"(\d+) (\S+?)(?:,|$| )", levels + " "):
+        if name in diff:
+            diff[name] = int(num)
+    return QuestionMix(types=tuple(counts), difficulty=tuple(diff.values()))  # type: ignore[arg-type]
+
+
+def _read_cover(tail: str) -> tuple[tuple[str, str] | None, bool]:
+    for regex, sep, articles in _COVER_RES:
+        m = regex.search(tail)
+        if not m:
+            continue
+        if not sep:
+            return (m.group(1), m.group(2)), False
+        first, _, last = m.group(1).partition(sep)
+        return (first, last or first), articles
+    return None, False
+
+
+def parse_generation_request(user_content: str) -> GenerationRequest | None:
+    """What a generation, question or answer prompt asks for, or None (simulator side)."""
+    doc = _between(user_content, "document")
+    if doc is None:
+        return None
+    open_at = user_content.find("<document>\n")
+    before = user_content[:open_at].rstrip("\n").rsplit("\n", 1)[-1]
+    header = unfence(before) if before.startswith(("资料：", "Source: ")) else ""
+    tail = user_content[user_content.rfind("\n</document>") + len("\n</document>") :]
+    lang = "zh" if "请严格依据" in user_content[:open_at] else "en"
+    question = _between(tail, "question")
+    if question is not None:
+        return GenerationRequest("answer", 1, doc, lang, header, question=question)
+    m = _TAIL_COUNT_RE.search(tail)
+    if not m:
+        return None
+    previous: list[str] = []
+    lines = tail.splitlines()
+    for i, line in enumerate(lines):
+        if line in _PREVIOUS_HEAD.values():
+            for item in lines[i + 1 :]:
+                if not item.startswith("- "):
+                    break
+                previous.append(unfence(item[2:]))
+            break
+    cover, cover_articles = _read_cover(tail)
+    plan = _PLAN_RE.search(tail)
+    return GenerationRequest(
+        kind="samples" if m.group(1) == "SAMPLE_COUNT" else "questions",
+        n=int(m.group(2)),
+        document=doc,
+        lang=lang,
+        header=header,
+        previous=tuple(previous),
+        cover=cover,
+        cover_articles=cover_articles,
+        mix=_read_mix(plan) if plan else None,
+    )
 
 
 def parse_evaluation_prompt(user_content: str) -> dict[str, str] | None:

@@ -92,9 +92,11 @@ class ReplyKind(str, Enum):
 # Reply models
 # ---------------------------------------------------------------------------------------------
 
+# The generation plan's types (sources.plan.QUESTION_TYPES) first, then older labels still read.
 QuestionType = Literal[
-    "concept", "application", "scenario", "comparison", "calculation", "procedure", "other"
-]
+    "fact", "definition", "condition", "procedure", "calculation", "case", "comparison",
+    "reasoning", "concept", "application", "scenario", "other",
+]  # fmt: skip
 QUESTION_TYPES: tuple[str, ...] = get_args(QuestionType)
 Difficulty = Literal["easy", "medium", "hard"]
 DIFFICULTIES: tuple[str, ...] = get_args(Difficulty)

@@ -56,6 +56,7 @@ class OutputOptions:
 
     formats: tuple[str, ...] = ("sharegpt",)
     include_reasoning: bool = False
+    include_evidence: bool = False
     system: str | None = None
     split_by: str = "sample"
     train_val_split: float = 0.9
@@ -72,6 +73,7 @@ class OutputOptions:
         return cls(
             formats=tuple(parse_formats(getattr(config, "output_formats", None))),
             include_reasoning=bool(getattr(config, "include_reasoning", d.include_reasoning)),
+            include_evidence=bool(getattr(config, "include_evidence", d.include_evidence)),
             system=getattr(config, "system_prompt", None) or None,
             split_by=getattr(config, "split_by", d.split_by),
             train_val_split=getattr(config, "train_val_split", d.train_val_split),
@@ -223,11 +225,15 @@ def _write_rows(
             split = "train" if sid in train_ids else "val"
             for fmt in opts.formats:
                 row = row_for(
-                    sample, fmt, system=opts.system, include_reasoning=opts.include_reasoning
+                    sample,
+                    fmt,
+                    system=opts.system,
+                    include_reasoning=opts.include_reasoning,
+                    include_evidence=opts.include_evidence,
                 )
                 writers[fmt, split].write(row)
                 if (fmt, split) in side:
-                    side[fmt, split].write(provenance(sample))
+                    side[fmt, split].write(provenance(sample, evidence=opts.include_evidence))
                 if (fmt, split) in lf:
                     lf[fmt, split].write(
                         llamafactory_row(sample, fmt, system=opts.system, include_reasoning=True)

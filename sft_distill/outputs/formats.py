@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -115,8 +116,11 @@ def with_reasoning(answer: str, reasoning: str | None) -> str:
     return f"<think>\n{reasoning.strip()}\n</think>\n\n{answer}"
 
 
-def provenance(sample: ScoredSample) -> dict[str, Any]:
-    """Where a kept sample came from and how each evaluator scored it (ok judgements only)."""
+def provenance(sample: ScoredSample, *, evidence: bool = False) -> dict[str, Any]:
+    """Where a kept sample came from and how each evaluator scored it (ok judgements only).
+
+    ``evidence`` adds the teacher's evidence quotes (``include_evidence``).
+    """
     scores: dict[str, dict[str, Any]] = {}
     for j in sample.judgements:
         if not j.ok:
@@ -126,28 +130,41 @@ def provenance(sample: ScoredSample) -> dict[str, Any]:
             "weighted_mean": j.weighted_mean,
             "dimensions": dict(j.scores),
         }
-    return {
+    out = {
         "sample_id": sample.id,
         "slice_id": sample.slice_id,
         "chunk_index": sample.chunk_index,
+        "source_title": sample.source_title,
+        "heading_path": list(sample.heading_path),
         "teacher_model": sample.teacher_model,
         "prompt_version": sample.prompt_version,
         "avg_score": sample.avg_score,
         "votes": sample.votes,
         "scores": scores,
     }
+    if evidence:
+        out["evidence"] = list(sample.evidence)
+    return out
 
 
-def _sharegpt(sample: ScoredSample, system: str | None, include_reasoning: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _RowOptions:
+    """What a row carries beyond the sample: the reasoning, the evidence quotes."""
+
+    reasoning: bool = False
+    evidence: bool = False
+
+
+def _sharegpt(sample: ScoredSample, system: str | None, opts: _RowOptions) -> dict[str, Any]:
     row = to_sharegpt(sample, system=system)
-    if include_reasoning:
+    if opts.reasoning:
         row["conversations"][1]["value"] = with_reasoning(sample.output, sample.reasoning)
-    row["provenance"] = provenance(sample)
+    row["provenance"] = provenance(sample, evidence=opts.evidence)
     return row
 
 
-def _alpaca(sample: ScoredSample, system: str | None, include_reasoning: bool) -> dict[str, Any]:
-    output = with_reasoning(sample.output, sample.reasoning) if include_reasoning else sample.output
+def _alpaca(sample: ScoredSample, system: str | None, opts: _RowOptions) -> dict[str, Any]:
+    output = with_reasoning(sample.output, sample.reasoning) if opts.reasoning else sample.output
     row: dict[str, Any] = {
         "instruction": sample.instruction,
         # A blank input is left out of LLaMA-Factory's prompt only when it is empty.
@@ -157,25 +174,25 @@ def _alpaca(sample: ScoredSample, system: str | None, include_reasoning: bool) -
     if system:
         row["system"] = system
     row["id"] = sample.id
-    row["provenance"] = provenance(sample)
+    row["provenance"] = provenance(sample, evidence=opts.evidence)
     return row
 
 
-def _openai(sample: ScoredSample, system: str | None, include_reasoning: bool) -> dict[str, Any]:
+def _openai(sample: ScoredSample, system: str | None, opts: _RowOptions) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if system:
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": user_text(sample)})
     assistant: dict[str, Any] = {"role": "assistant", "content": sample.output}
-    if include_reasoning and sample.reasoning and sample.reasoning.strip():
+    if opts.reasoning and sample.reasoning and sample.reasoning.strip():
         assistant["reasoning_content"] = sample.reasoning.strip()
     messages.append(assistant)
     return {"messages": messages}
 
 
-def _openai_lf(sample: ScoredSample, system: str | None, include_reasoning: bool) -> dict[str, Any]:
-    row = _openai(sample, system, include_reasoning=False)
-    if include_reasoning:
+def _openai_lf(sample: ScoredSample, system: str | None, opts: _RowOptions) -> dict[str, Any]:
+    row = _openai(sample, system, _RowOptions(reasoning=False))
+    if opts.reasoning:
         row["messages"][-1]["content"] = with_reasoning(sample.output, sample.reasoning)
     return row
 
@@ -185,7 +202,12 @@ _LF_WRITERS = {"openai": _openai_lf}
 
 
 def row_for(
-    sample: ScoredSample, fmt: str, *, system: str | None, include_reasoning: bool
+    sample: ScoredSample,
+    fmt: str,
+    *,
+    system: str | None,
+    include_reasoning: bool,
+    include_evidence: bool = False,
 ) -> dict[str, Any]:
     """One output row of ``sample`` in format ``fmt`` (see the module docstring for the shapes).
 
@@ -195,14 +217,14 @@ def row_for(
     writer = _WRITERS.get(fmt)
     if writer is None:
         raise ConfigError(f"unknown output format {fmt!r}; known: {', '.join(FORMATS)}")
-    return writer(sample, system or None, include_reasoning)
+    return writer(sample, system or None, _RowOptions(include_reasoning, include_evidence))
 
 
 def llamafactory_row(
     sample: ScoredSample, fmt: str, *, system: str | None, include_reasoning: bool
 ) -> dict[str, Any]:
     """A row of ``fmt``'s LLaMA-Factory companion file: the reasoning as a ``<think>`` block."""
-    return _LF_WRITERS[fmt](sample, system or None, include_reasoning)
+    return _LF_WRITERS[fmt](sample, system or None, _RowOptions(include_reasoning))
 
 
 def llamafactory_file(filename: str) -> str:

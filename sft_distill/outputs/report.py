@@ -355,6 +355,8 @@ class ReportBuilder:
         self._exec_ok, self._exec_n = 0, 0
         # evidence verified, referential wording, question types (metadata "quality")
         self.quality = QualityStats()
+        # passing sample id -> (slice id, source articles it covers), for article coverage
+        self._articles: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     @classmethod
     def from_metadata(
@@ -390,6 +392,8 @@ class ReportBuilder:
         if sample.avg_score is not None:
             self._score_sum += sample.avg_score
             self._score_n += 1
+        if sample.passed and sample.articles:
+            self._articles[sample.id] = (sample.slice_id, tuple(sample.articles))
         if "exec_pass" in sample.annotations:
             self._exec_n += 1
             self._exec_ok += bool(sample.annotations["exec_pass"])
@@ -419,6 +423,10 @@ class ReportBuilder:
         kth = _kth_largest(means, min_v) if min_v > 0 else math.inf
         self._kth.append(math.nan if kth is None else kth)
         self.n += 1
+
+    def kept_articles(self, ids: Iterable[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """(slice id, articles covered) of each of ``ids`` that passed and covers some."""
+        return [self._articles[i] for i in ids if i in self._articles]
 
     def mean_score(self) -> float | None:
         """Mean of the samples' average scores (None when none was judged)."""
@@ -507,6 +515,7 @@ class ReportBuilder:
             "agreement": agreement,
             "latency": _latency(metadata, latencies),
             "throughput": _throughput(metadata, _written(counts, self.kept)),
+            "coverage": (metadata.get("quality") or {}).get("coverage"),
             "cost": cost,
             "usage": _usage(metadata, cost),
             "quality": self.quality.summary(self.drops, gates),
@@ -520,6 +529,36 @@ class ReportBuilder:
             # ``sft-distill calibrate`` records it; a later refilter keeps showing it.
             "calibration": calibration_view(metadata.get("calibration")),
         }
+
+
+def coverage_summary(
+    totals: Mapping[str, int], kept: Iterable[tuple[str, Sequence[str]]]
+) -> dict[str, Any]:
+    """Article coverage of each article-structured slice by the kept samples, and overall.
+
+    ``totals``: slice id -> its articles; ``kept``: (slice id, articles a kept sample cites or
+    quotes) per kept sample. A slice's ratio is covered / total.
+    """
+    covered: dict[str, set[str]] = {}
+    for sid, labels in kept:
+        if sid in totals:
+            covered.setdefault(sid, set()).update(labels)
+    slices = {}
+    for sid, total in sorted(totals.items()):
+        n = min(total, len(covered.get(sid, ())))
+        slices[sid] = {
+            "total": total,
+            "covered": n,
+            "ratio": round(n / total, 4) if total else None,
+        }
+    total = sum(v["total"] for v in slices.values())
+    n = sum(v["covered"] for v in slices.values())
+    return {
+        "articles": total,
+        "covered": n,
+        "ratio": round(n / total, 4) if total else None,
+        "slices": slices,
+    }
 
 
 class _Desc:

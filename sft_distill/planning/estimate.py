@@ -21,11 +21,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config.models import DistillConfig, EndpointConfig
-from ..llm.prompts import detect_language, evaluation_messages, generation_messages
-from ..models import PathLike
+from ..llm.prompts import PREVIOUS_QUESTIONS_SHOWN, detect_language, evaluation_messages
+from ..models import Chunk, PathLike
 from ..outputs.report import model_price
+from ..sources.plan import RequestPart
 from ..sources.reader import BadLine, iter_slices
-from ..stages.generate import chunk_slice
+from ..stages.generate import (
+    answer_request_messages,
+    chunk_language,
+    chunk_requests,
+    questions_request_messages,
+    request_messages,
+    slice_chunks,
+)
 
 if TYPE_CHECKING:
     from ..llm.server_context import ContextLimit
@@ -47,6 +55,10 @@ TOKENS_PER_MESSAGE = 4
 TOKENS_PER_REPLY = 3
 # A generated sample (instruction + input + output + JSON syntax), by the document's language.
 TYPICAL_SAMPLE_TOKENS = {"zh": 250, "en": 200}
+# What a generated sample adds in a teacher reply: its 1-3 evidence quotes, type and difficulty.
+TYPICAL_EVIDENCE_TOKENS = {"zh": 60, "en": 40}
+# One question (in a question reply, or in the list shown to a slice's later requests).
+TYPICAL_QUESTION_TOKENS = {"zh": 30, "en": 25}
 # An evaluator's reply (eval-v2): a few checked claims with short quotes, a brief analysis, a
 # one-sentence reason and six scores, as JSON (eval-v1 asked for scores and a reason only: 80).
 TYPICAL_JUDGEMENT_TOKENS = 400
@@ -243,8 +255,9 @@ def estimate(
         prices = getattr(config, "prices", None)
     est = Estimate(input=str(input_path))
     tally = Tally(config, contexts)
-    gen = tally.generator
     languages: Counter[str] = Counter()
+    split = {"chunks": 0, "requests": 0}
+    requests = 0
 
     def on_bad_line(bad: BadLine) -> None:
         if bad.skipped:
@@ -253,20 +266,22 @@ def estimate(
     for slice_ in iter_slices(input_path, strict=strict, on_bad_line=on_bad_line):
         est.slices += 1
         est.chars += len(slice_.content)
-        chunks = chunk_slice(
-            slice_, samples_per_slice=config.samples_per_slice, chunk_chars=config.chunk_chars
-        )
+        chunks = slice_chunks(slice_, config)
+        asked = 0  # samples planned so far in this slice: later requests list their questions
         for chunk in chunks:
-            lang = detect_language(chunk.text) if config.language == "auto" else config.language
+            lang = chunk_language(chunk, config)
             languages[lang] += 1
             doc_tokens = estimate_tokens(chunk.text)
             where = f"slice {chunk.slice_id!r} chunk {chunk.index}"
-            # The template alone (empty document), in the language the run would use.
-            template = generation_messages(
-                "", chunk.n_samples, language=lang, system_prompt=config.system_prompt
-            )
-            reply = tally.reply("generator", chunk.n_samples * TYPICAL_SAMPLE_TOKENS[lang])
-            tally.add(gen, messages_tokens(template) + doc_tokens, reply, where=where)
+            parts = chunk_requests(chunk, config)
+            if len(parts) > 1:
+                split["chunks"] += 1
+                split["requests"] += len(parts)
+            for part in parts:
+                shown = min(asked, PREVIOUS_QUESTIONS_SHOWN) * TYPICAL_QUESTION_TOKENS[lang]
+                asked += part.n
+                _teacher_requests(tally, config, chunk, part, doc_tokens, shown, lang, where)
+                requests += 1
             eval_prompt = messages_tokens(evaluation_messages("", "", "", "")) + doc_tokens
             est.expected_samples += chunk.n_samples
             tally.judge_all(
@@ -277,5 +292,59 @@ def estimate(
             )
         est.chunks += len(chunks)
     est.languages = dict(sorted(languages.items()))
-    est.detail = {"chunk_chars": config.chunk_chars}
+    est.detail = {
+        "chunk_chars": config.chunk_chars,
+        "generation": config.generation,
+        "teacher_requests": requests,
+        "split_chunks": split["chunks"],
+    }
+    if split["chunks"]:
+        est.notes.append(
+            f"{split['chunks']} chunk(s) asking more than max_samples_per_request "
+            f"({config.max_samples_per_request}) samples are asked in {split['requests']} "
+            "requests over ranges of their articles, so that replies stay within max_tokens."
+        )
+    if config.generation == "two_stage":
+        est.notes.append(
+            "two_stage: one question request per request above and one answer request per "
+            "question (an upper bound: referential and duplicate questions are not answered)."
+        )
     return tally.finish(est, prices)
+
+
+def _teacher_requests(
+    tally: Tally,
+    config: DistillConfig,
+    chunk: Chunk,
+    part: RequestPart,
+    doc_tokens: int,
+    shown: int,
+    lang: str,
+    where: str,
+) -> None:
+    """Count the teacher's requests for one part of a chunk (one, or questions then answers)."""
+    gen = tally.generator
+    # The template alone (empty document), in the language the run would use.
+    bare = chunk.model_copy(update={"text": ""})
+    if config.generation == "two_stage":
+        template = questions_request_messages(bare, part, config, lang=lang)
+        reply = tally.reply("generator", part.n * TYPICAL_QUESTION_TOKENS[lang])
+        tally.add(gen, messages_tokens(template) + doc_tokens + shown, reply, where=where)
+        answer = messages_tokens(answer_request_messages(bare, "", config, lang=lang)) + doc_tokens
+        answer_reply = tally.reply("generator", _reply_tokens(1, lang))
+        tally.add(
+            gen,
+            answer + TYPICAL_QUESTION_TOKENS[lang],
+            answer_reply,
+            calls=part.n,
+            where=where,
+        )
+        return
+    template = request_messages(bare, part, config, lang=lang)
+    reply = tally.reply("generator", _reply_tokens(part.n, lang))
+    tally.add(gen, messages_tokens(template) + doc_tokens + shown, reply, where=where)
+
+
+def _reply_tokens(samples: int, lang: str) -> int:
+    """A teacher reply of ``samples`` samples, each with its evidence quotes."""
+    return samples * (TYPICAL_SAMPLE_TOKENS[lang] + TYPICAL_EVIDENCE_TOKENS[lang])

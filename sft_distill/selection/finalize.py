@@ -20,7 +20,7 @@ from ..models import StageCounts
 from ..outputs.datasets import OutputOptions, WrittenOutputs, write_outputs
 from ..outputs.manifest import build_manifest, write_manifest
 from ..outputs.metadata import METADATA_FILE
-from ..outputs.report import RAW_FILE, ReportBuilder, write_report
+from ..outputs.report import RAW_FILE, ReportBuilder, coverage_summary, write_report
 from ..outputs.writers import JsonlWriter, write_json_atomic
 from .floors import check_run_gates
 from .run_index import RunIndex
@@ -119,6 +119,7 @@ def record_kept_set(
     """
     _describe_kept_set(metadata, config, opts, counts, groups, kept_set)
     problems = _quality(metadata, config, counts, builder)
+    _coverage(metadata, builder, kept_set)
     plan = kept_set.plan
     write_manifest(
         out,
@@ -196,6 +197,20 @@ def _quality(
         "gates": list((metadata.get("quality_gates") or {}).get("gates", [])),
     }
     return problems
+
+
+def _coverage(metadata: dict[str, Any], builder: ReportBuilder, kept_set: KeptSet) -> None:
+    """``quality.coverage``: each article-structured slice's articles the kept samples cover.
+
+    The run records each such slice's article count there (``{"slices": {id: {"total": n}}}``);
+    this fills in what the kept set covers, from the set alone, so a refilter recomputes it.
+    """
+    section = (metadata.get("quality") or {}).get("coverage")
+    if not isinstance(section, dict) or not section.get("slices"):
+        return
+    totals = {sid: int(v["total"]) for sid, v in section["slices"].items()}
+    kept = builder.kept_articles(kept_set.plan.train | kept_set.plan.val)
+    metadata["quality"]["coverage"] = coverage_summary(totals, kept)
 
 
 def write_raw(

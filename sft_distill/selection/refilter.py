@@ -59,6 +59,7 @@ __all__ = [
 _OUTPUT_KEYS = {
     "output_formats": "formats",
     "include_reasoning": "include_reasoning",
+    "include_evidence": "include_evidence",
     "split_by": "split_by",
     "max_per_slice": "max_per_slice",
     "balance_by": "balance_by",

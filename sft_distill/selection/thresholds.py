@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_FLOOR_DIMENSION",
     "DROP_BELOW_FLOOR",
     "DROP_DUPLICATE",
+    "DROP_DUPLICATE_QUESTION",
     "DROP_JUDGE_FAILED",
     "DROP_LOW_VOTES",
     "DROP_NO_EVALUATION",
@@ -48,6 +49,8 @@ DROP_JUDGE_FAILED = "judge_failed"
 # No usable score and no failure: no judge at all, or only scores the weights ignore.
 DROP_NO_EVALUATION = "no_evaluation"
 DROP_DUPLICATE = "duplicate"
+# A question repeating an earlier one of its slice, dropped as it was generated (never judged).
+DROP_DUPLICATE_QUESTION = "duplicate_question"
 
 DEFAULT_FLOOR_DIMENSION = "accuracy"
 
@@ -202,6 +205,14 @@ def _floor_detail(judgements: Sequence[Judgement], floors: Mapping[str, float]) 
     return "; ".join(parts)
 
 
+def is_unjudged_drop(sample: ScoredSample) -> bool:
+    """Whether ``sample`` was dropped before any judge (a gate, a duplicate question)."""
+    reason = sample.drop_reason
+    return reason is not None and (
+        reason.startswith(GATE_PREFIX) or reason == DROP_DUPLICATE_QUESTION
+    )
+
+
 def apply_thresholds(
     sample: ScoredSample,
     *,
@@ -218,10 +229,10 @@ def apply_thresholds(
     min_votes``; otherwise ``drop_reason`` is "below_floor" (the floors blocked votes that would
     have carried it; ``drop_detail`` names them), "low_votes", "judge_failed" (every judge
     failed) or "no_evaluation" (no judge, or no score the weights count). ``duplicate_of`` is
-    cleared: dedup decides it afterwards. A sample dropped by a gate was never judged and stays
-    dropped.
+    cleared: dedup decides it afterwards. A sample dropped by a gate, or as a duplicate question,
+    was never judged and stays dropped.
     """
-    if sample.drop_reason is not None and sample.drop_reason.startswith(GATE_PREFIX):
+    if is_unjudged_drop(sample):
         return sample
     judgements = [_rescored(j, weights) for j in sample.judgements]
     d = decide(judgements, min_score_threshold, min_votes, weights, floors=floors)

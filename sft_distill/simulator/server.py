@@ -17,6 +17,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +27,16 @@ from ..llm.prompts import (
     TASK_MARKER,
     is_reask,
     parse_evaluation_prompt,
-    parse_generation_prompt,
     parse_task_prompt,
 )
-from .content import _MALFORMED, embed_text, evaluation_reply, generation_samples, messy_wrap
+from .content import (
+    _MALFORMED,
+    embed_text,
+    evaluation_reply,
+    generation_reply,
+    generation_samples,
+    messy_wrap,
+)
 from .defects import DefectLedger, inject_defects
 from .faults import (
     _ALL_FAULT_KINDS,
@@ -297,6 +304,20 @@ class SimState:
 
     # -- chat --------------------------------------------------------------------------------
 
+    def _defects_for(
+        self, model: str
+    ) -> Callable[[list[dict[str, Any]], str], list[dict[str, Any]]]:
+        """Seeded defects for a generation reply, their kinds recorded for ``GET /defects``."""
+
+        def spoil(samples: list[dict[str, Any]], document: str) -> list[dict[str, Any]]:
+            samples, kinds = inject_defects(
+                samples, document, model=model, rate=self.cfg.defect_rate, seed=self.cfg.seed
+            )
+            self.defects.record(samples, kinds)
+            return samples
+
+        return spoil
+
     def _content_for(self, model: str, user: str) -> tuple[str, str, bytes]:
         """(kind, good content, prompt key) for a prompt, cached by sha1 of model + prompt."""
         key = hashlib.sha1(f"{model}\x1f{user}".encode("utf-8", "surrogatepass")).digest()
@@ -306,17 +327,9 @@ class SimState:
         if hit is not None:
             return hit[0], hit[1], key
         # The substring checks skip a full regex parse for the other prompt kind.
-        gen = parse_generation_prompt(user) if "SAMPLE_COUNT: " in user else None
+        gen = generation_reply(model, user, defects=self._defects_for(model) if rate > 0 else None)
         if gen is not None:
-            n, document = gen
-            kind = "generation"
-            samples = generation_samples(model, document, n)
-            if rate > 0:
-                samples, kinds = inject_defects(
-                    samples, document, model=model, rate=rate, seed=self.cfg.seed
-                )
-                self.defects.record(samples, kinds)
-            content = json.dumps(samples, ensure_ascii=False)
+            kind, content = "generation", gen
         else:
             ev = parse_evaluation_prompt(user) if "<sample>" in user else None
             if ev is not None:

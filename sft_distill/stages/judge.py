@@ -16,13 +16,15 @@ from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import evaluation_messages
 from ..llm.structured import JudgeReply
 from ..models import Failure, Judgement, Sample, ScoredSample
-from ..selection.thresholds import apply_thresholds, weighted_mean
+from ..selection.thresholds import apply_thresholds, is_unjudged_drop, weighted_mean
 from .gates.base import GATE_PREFIX, Gate, run_gates
 from .stream import bounded_map
 
 log = logging.getLogger(__name__)
 
 EVAL_BUFFER_SAMPLES = 1024
+# A scored sample's decision fields: a gate's verdict replaces them.
+_DECISION = {"passed", "drop_reason", "drop_detail", "duplicate_of"}
 
 
 @dataclass
@@ -176,7 +178,8 @@ async def evaluate_samples(
     """Yield each sample scored by every evaluator, in completion order.
 
     ``gates`` run first; a sample a gate drops is yielded unjudged (``drop_reason`` "gate:<name>")
-    so that no evaluator is paid for it.
+    so that no evaluator is paid for it. A sample dropped as it was generated (a repeated
+    question) goes through the gates too, for what they redact, and is never judged.
     """
     # Samples waiting for judges are small (the chunk text is shared), so buffer plenty: the
     # teacher then runs ahead instead of being throttled to the judges' pace, and a late
@@ -185,14 +188,18 @@ async def evaluate_samples(
 
     async def one(sample: Sample) -> ScoredSample:
         if gates:
+            # Also on a sample already dropped (a duplicate question): the gates redact what
+            # is written to the raw file, and a gate's reason comes first.
             verdict, gate_name = await run_gates(sample, gates)
             if verdict is not None:
                 return ScoredSample(
-                    **sample.model_dump(),
+                    **sample.model_dump(exclude=_DECISION),
                     passed=False,
                     drop_reason=f"{GATE_PREFIX}{gate_name}",
                     drop_detail=verdict.reason,
                 )
+        if isinstance(sample, ScoredSample) and is_unjudged_drop(sample):
+            return sample  # dropped as it was generated (a duplicate question): never judged
         scored = await evaluate_sample(sample, evaluators, config, on_failure=on_failure)
         if counts is not None:
             counts.samples_evaluated += 1

@@ -32,7 +32,7 @@ async def test_plain_reply_is_parsed_and_usage_counted(sim):
     async with LLMClient("generator", endpoint(sim)) as client:
         msgs = generation_messages("保险合同是投保人与保险人约定保险权利义务关系的协议。", 2)
         value, result = await client.chat(msgs, as_json)
-    assert isinstance(value, list) and len(value) == 2
+    assert isinstance(value, dict) and len(value["samples"]) == 2  # the gen-v2 reply shape
     assert result.attempts == 1 and not result.cached
     assert client.usage.calls == 1
     assert client.usage.prompt_tokens > 0 and client.usage.completion_tokens > 0

@@ -1,4 +1,4 @@
-"""bounded_map: streaming, bounded, errors surface, cleanup on exit."""
+"""bounded_map and bounded_flat_map: streaming, bounded, errors surface, cleanup on exit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sft_distill.stages.stream import bounded_map
+from sft_distill.stages.stream import bounded_flat_map, bounded_map
 
 
 async def aiter_list(items, *, delay: float = 0.0, log: list | None = None):
@@ -90,4 +90,65 @@ async def test_empty_source():
 async def test_limit_must_be_positive():
     with pytest.raises(ValueError):
         async for _ in bounded_map(aiter_list([1]), asyncio.sleep, limit=0):
+            pass
+
+
+# --- bounded_flat_map: each item's steps in order, items at once -------------------------------
+
+
+async def test_flat_map_keeps_each_items_order_and_runs_items_concurrently():
+    running = peak = 0
+    steps: dict[int, list[int]] = {}
+
+    async def steps_of(x):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            for k in range(3):
+                await asyncio.sleep(0.005 * ((x + k) % 3))
+                yield (x, k)
+        finally:
+            running -= 1
+
+    async for x, k in bounded_flat_map(aiter_list(range(12)), steps_of, limit=4):
+        steps.setdefault(x, []).append(k)
+    assert steps == {x: [0, 1, 2] for x in range(12)}
+    assert peak == 4
+
+
+async def test_flat_map_is_bounded_by_the_consumer():
+    produced: list[int] = []
+
+    async def steps_of(x):
+        for k in range(100):
+            produced.append(k)
+            yield k
+
+    agen = bounded_flat_map(aiter_list(range(3)), steps_of, limit=3)
+    assert await agen.__anext__() == 0
+    await asyncio.sleep(0.01)
+    assert len(produced) <= 6  # each item waits until its previous result is taken
+    await agen.aclose()
+
+
+async def test_flat_map_raises_an_items_error_and_cancels_the_rest():
+    cancelled = []
+
+    async def steps_of(x):
+        if x == 2:
+            raise ValueError("boom")
+        yield x
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(x)
+            raise
+        yield x
+
+    with pytest.raises(ValueError, match="boom"):
+        async for _ in bounded_flat_map(aiter_list(range(4)), steps_of, limit=4):
+            pass
+    with pytest.raises(ValueError, match="limit"):
+        async for _ in bounded_flat_map(aiter_list(range(1)), steps_of, limit=0):
             pass

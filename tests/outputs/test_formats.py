@@ -618,3 +618,41 @@ def test_hf_datasets_loads_every_file(run_dir, tmp_path_factory, monkeypatch):
     }
     reasoning = [r["messages"][-1].get("reasoning_content") for r in ds]
     assert "先找第十六条。" in reasoning  # a1's reasoning survives Arrow typing
+
+
+def test_provenance_says_where_in_the_source_the_sample_comes_from():
+    s = scored("t1", "law").model_copy(
+        update={
+            "source_title": "保险法(2015-04-24)",
+            "heading_path": ["第二章 保险合同", "第一节 一般规定"],
+            "evidence": ["投保人应当如实告知。"],
+        }
+    )
+    p = provenance(s)
+    assert p["source_title"] == "保险法(2015-04-24)"
+    assert p["heading_path"] == ["第二章 保险合同", "第一节 一般规定"]
+    assert "evidence" not in p  # only with include_evidence
+    assert provenance(s, evidence=True)["evidence"] == ["投保人应当如实告知。"]
+    for fmt in FORMATS:
+        plain = json.dumps(
+            row_for(s, fmt, system=None, include_reasoning=False), ensure_ascii=False
+        )
+        assert "投保人应当如实告知。" not in plain
+    for fmt in ("sharegpt", "alpaca"):
+        row = row_for(s, fmt, system=None, include_reasoning=False, include_evidence=True)
+        assert row["provenance"]["evidence"] == ["投保人应当如实告知。"]
+    assert "evidence" not in json.dumps(
+        row_for(s, "openai", system=None, include_reasoning=False, include_evidence=True)
+    )  # OpenAI rows carry no provenance: it is in the sidecar
+
+
+def test_include_evidence_writes_it_in_every_provenance(tmp_path):
+    rows = [s.model_copy(update={"evidence": [f"quote {s.id}"]}) for s in samples()]
+    write_raw(tmp_path / "generated_raw.jsonl", rows)
+    kept = {s.id for s in rows if s.passed}
+    options = OutputOptions(formats=("sharegpt", "openai"), include_evidence=True)
+    write_outputs(tmp_path / "generated_raw.jsonl", tmp_path, kept, set(), options)
+    for name in ("train.jsonl", "train.openai.provenance.jsonl"):
+        got = read_jsonl(tmp_path / name)
+        provs = [r.get("provenance", r) for r in got]
+        assert provs and all(p["evidence"] == [f"quote {p['sample_id']}"] for p in provs), name

@@ -289,3 +289,25 @@ def test_png_stats_tells_a_blank_image(tmp_path):
     )
     (tmp_path / "blank.png").write_bytes(png)
     assert shot.png_stats(tmp_path / "blank.png")["colours"] == 1
+
+
+def test_coverage_summary_per_slice_and_overall():
+    from sft_distill.outputs.report import ReportBuilder, coverage_summary
+
+    totals = {"law": 4, "clause": 2, "none-kept": 3}
+    kept = [("law", ["第一条", "第二条"]), ("law", ["第二条", "第四条"]), ("clause", ["第一条"])]
+    kept.append(("other", ["第一条"]))  # a slice without articles is not counted
+    got = coverage_summary(totals, kept)
+    assert got["slices"] == {
+        "clause": {"total": 2, "covered": 1, "ratio": 0.5},
+        "law": {"total": 4, "covered": 3, "ratio": 0.75},
+        "none-kept": {"total": 3, "covered": 0, "ratio": 0.0},
+    }
+    assert (got["articles"], got["covered"], got["ratio"]) == (9, 4, round(4 / 9, 4))
+    assert coverage_summary({}, kept) == {"articles": 0, "covered": 0, "ratio": None, "slices": {}}
+    # the report builder remembers the articles of passing samples only
+    builder = ReportBuilder(7.0, 2, None)
+    ok = ScoredSample(id="a", slice_id="law", instruction="q", output="o", passed=True)
+    builder.add(ok.model_copy(update={"articles": ["第一条"]}), decided=True)
+    builder.add(ok.model_copy(update={"id": "b", "articles": ["第二条"], "passed": False}))
+    assert builder.kept_articles(["a", "b", "c"]) == [("law", ("第一条",))]

@@ -197,7 +197,9 @@ async def test_refilter_after_a_real_run_makes_no_request_and_matches_its_splits
     assert [r["id"] for r in read_jsonl(out / "val.jsonl")] == [r["id"] for r in before_val]
     assert result.counts["passed_thresholds"] == result.previous_counts["passed_thresholds"]
 
-    looser = await _arefilter(out, {"min_score_threshold": 5.0, "min_votes": 1})
+    looser = await _arefilter(
+        out, {"min_score_threshold": 5.0, "min_votes": 1, "score_floors": None}
+    )
     assert looser.counts["after_dedup"] > result.counts["after_dedup"]
     assert sim.stats["requests"] == 0
 

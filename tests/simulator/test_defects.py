@@ -159,7 +159,8 @@ async def test_the_server_injects_and_serves_the_ground_truth():
     ):
         body = {"model": "teacher", "messages": generation_messages(ZH_LAW, 12)}
         async with http.post(f"{sim.url}/chat/completions", json=body) as resp:
-            items = json.loads((await resp.json())["choices"][0]["message"]["content"])
+            reply = json.loads((await resp.json())["choices"][0]["message"]["content"])
+            items = reply["samples"]
         async with http.get(f"{sim.url.removesuffix('/v1')}/defects") as resp:
             truth = await resp.json()
         sim.reset_stats()  # the ground truth is content: it stays
@@ -168,7 +169,8 @@ async def test_the_server_injects_and_serves_the_ground_truth():
     got = {fingerprint(i["instruction"], i["input"], i["output"]): i for i in items}
     assert set(got) == set(truth["defects"])
     expected = inject_defects(_samples(ZH_LAW), ZH_LAW, model="teacher", rate=0.6, seed=3)
-    assert [truth["defects"][fingerprint(**s)] for s in expected[0]] == expected[1]
+    prints = [fingerprint(s["instruction"], s["input"], s["output"]) for s in expected[0]]
+    assert [truth["defects"][f] for f in prints] == expected[1]
     assert sum(truth["by_kind"].values()) == 12 and truth["by_kind"]["clean"] < 12
 
 

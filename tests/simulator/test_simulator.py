@@ -106,11 +106,14 @@ async def test_generation_reply_has_n_samples_taken_from_the_document(server, ht
     assert status == 200
     assert body["object"] == "chat.completion" and body["model"] == "teacher"
     assert body["choices"][0]["finish_reason"] == "stop"
-    samples = json.loads(content_of(body))
+    samples = json.loads(content_of(body))["samples"]  # the gen-v2 reply shape
     assert len(samples) == 4
     for s in samples:
-        assert set(s) == {"instruction", "input", "output"}
-        assert s["instruction"] and s["output"] in document
+        keys = {"question_type", "difficulty", "instruction", "input", "evidence", "output"}
+        assert set(s) == keys
+        # drawn from the document: verbatim evidence, restated in the answer
+        assert s["instruction"] and s["evidence"] and all(q in document for q in s["evidence"])
+        assert s["evidence"][0][-8:] in s["output"] or s["evidence"][0][:8] in s["output"]
     assert len({s["output"] for s in samples}) >= 3
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
@@ -121,10 +124,9 @@ async def test_generation_reply_has_n_samples_taken_from_the_document(server, ht
 async def test_generation_language_follows_the_document(server, http):
     _, zh, _ = await chat(http, server, generation_messages(ZH_DOC, 3))
     _, en, _ = await chat(http, server, generation_messages(EN_DOC, 3))
-    assert all(re.search(r"[\u4e00-\u9fff]", s["instruction"]) for s in json.loads(content_of(zh)))
-    assert not any(
-        re.search(r"[\u4e00-\u9fff]", s["instruction"]) for s in json.loads(content_of(en))
-    )
+    zh_samples, en_samples = (json.loads(content_of(b))["samples"] for b in (zh, en))
+    assert all(re.search(r"[\u4e00-\u9fff]", s["instruction"]) for s in zh_samples)
+    assert not any(re.search(r"[\u4e00-\u9fff]", s["instruction"]) for s in en_samples)
 
 
 async def test_generation_is_deterministic_per_model_and_prompt(server, http):
@@ -136,13 +138,13 @@ async def test_generation_is_deterministic_per_model_and_prompt(server, http):
     assert content_of(first) != content_of(other)
     assert first["id"] != again["id"]
     assert content_of(first) == json.dumps(
-        generation_samples("teacher", ZH_DOC, 3), ensure_ascii=False
+        {"samples": generation_samples("teacher", ZH_DOC, 3)}, ensure_ascii=False
     )
 
 
 async def test_empty_document_still_gives_n_samples(server, http):
     _, body, _ = await chat(http, server, generation_messages("", 5))
-    samples = json.loads(content_of(body))
+    samples = json.loads(content_of(body))["samples"]
     assert len(samples) == 5 and len({s["instruction"] for s in samples}) == 5
 
 
@@ -164,7 +166,9 @@ def test_some_replies_carry_a_near_duplicate_pair():
 def test_more_samples_than_sentences_keeps_instructions_distinct():
     samples = generation_samples("teacher", "Only one sentence here.", 6)
     assert len(samples) == 6 and len({s["instruction"] for s in samples}) == 6
-    assert all(s["output"] == "Only one sentence here." for s in samples)
+    # every answer restates the one sentence, which is every sample's evidence
+    assert all(s["output"].endswith("Only one sentence here.") for s in samples)
+    assert all(s["evidence"] == ["Only one sentence here."] for s in samples)
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -358,7 +362,7 @@ async def test_queue_429_with_retry_after_then_scripted_content_then_normal(serv
     status, body, _ = await chat(http, server, msgs)
     assert status == 200 and content_of(body) == '{"a": 1}'
     status, body, _ = await chat(http, server, msgs)
-    assert status == 200 and len(json.loads(content_of(body))) == 2
+    assert status == 200 and len(json.loads(content_of(body))["samples"]) == 2
     assert server.stats["by_status"] == {"429": 1, "200": 2}
     assert server.stats["scripted"] == 2
 
@@ -529,7 +533,7 @@ async def test_messy_content_is_wrapped_but_recoverable(http):
                 json.loads(content)
             except ValueError:
                 raw_fails += 1
-            assert recover_json(content) == generation_samples("teacher", doc, 2)
+            assert recover_json(content) == {"samples": generation_samples("teacher", doc, 2)}
     assert raw_fails >= 12
 
 
@@ -683,3 +687,95 @@ async def test_cli_serves_until_interrupted(http):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# --- gen-v2 generation: standalone questions, the plan, evidence, articles --------------------
+
+LAW_DOC = "\n".join(
+    [
+        "第十条 保险合同是投保人与保险人约定保险权利义务关系的协议。",
+        "第十六条 订立保险合同，保险人就保险标的或者被保险人的有关情况提出询问的，"
+        "投保人应当如实告知。"
+        "前款规定的合同解除权，自保险人知道有解除事由之日起，超过三十日不行使而消灭。",
+        "第十七条 订立保险合同，采用保险人提供的格式条款的，保险人应当向投保人说明合同的内容。",
+        "第二十三条 保险人收到被保险人的赔偿请求后，应当及时作出核定；情形复杂的，应当在三十日内"
+        "作出核定，但合同另有约定的除外。",
+    ]
+)
+LAW_HEADER = "资料：《中华人民共和国保险法》(2015-04-24) › 第二章 保险合同"
+
+
+def gen_reply(messages: list[dict[str, str]], model: str = "teacher") -> dict[str, Any]:
+    from sft_distill.simulator.content import generation_reply
+
+    content = generation_reply(model, messages[-1]["content"])
+    assert content is not None
+    return json.loads(content)
+
+
+def test_questions_name_the_subject_and_cite_articles_with_verbatim_evidence():
+    from sft_distill.sources.plan import question_mix
+    from sft_distill.stages.gates.checks.referential import find_referential
+
+    samples = gen_reply(generation_messages(LAW_DOC, 8, header=LAW_HEADER))["samples"]
+    assert len(samples) == 8
+    plan = question_mix(8, LAW_DOC)
+    assert sorted(s["difficulty"] for s in samples) == sorted(d for _, d in plan.slots())
+    kinds = [
+        ("fact" if s["question_type"] == "definition" else s["question_type"]) for s in samples
+    ]
+    assert sorted(kinds) == sorted(c for c, _ in plan.slots())
+    for s in samples:
+        assert "《中华人民共和国保险法》" in s["instruction"]
+        assert "资料" not in s["instruction"] and "上文" not in s["instruction"]
+        assert find_referential(s["instruction"], s["output"]) is None, s["instruction"]
+        assert 1 <= len(s["evidence"]) <= 3 and all(q in LAW_DOC for q in s["evidence"])
+        cited = re.findall(r"第[一二三四五六七八九十百]+条", s["output"])
+        assert cited and all(c in LAW_DOC for c in cited)
+        assert "《中华人民共和国保险法》第" in s["output"]  # the answer cites the law's article
+    en = gen_reply(generation_messages(EN_DOC, 3, header="Source: Staff Handbook (2024-01-01)"))
+    assert all("the Staff Handbook" in s["instruction"] for s in en["samples"])
+
+
+def test_the_range_to_cover_and_the_questions_already_asked_are_respected():
+    from sft_distill.sources.plan import RequestPart
+
+    part = RequestPart(
+        n=3, index=1, total=2, first="第十七条", last="第二十三条", units=2, articles=True
+    )
+    samples = gen_reply(generation_messages(LAW_DOC, 3, header=LAW_HEADER, part=part))["samples"]
+    cited = {c for s in samples for c in re.findall(r"第[一二三四五六七八九十百]+条", s["output"])}
+    assert cited == {"第十七条", "第二十三条"}
+    first = gen_reply(generation_messages(LAW_DOC, 4, header=LAW_HEADER))["samples"]
+    asked = [s["instruction"] for s in first]
+    again = gen_reply(generation_messages(LAW_DOC, 4, header=LAW_HEADER, previous=asked))["samples"]
+    assert not {s["instruction"] for s in again} & set(asked)
+
+
+def test_question_and_answer_prompts_of_two_stage_generation():
+    from sft_distill.llm.prompts import answer_messages, question_messages
+
+    questions = gen_reply(question_messages(LAW_DOC, 4, header=LAW_HEADER))["questions"]
+    assert len(questions) == 4
+    assert all(set(q) == {"question_type", "difficulty", "question"} for q in questions)
+    samples = gen_reply(generation_messages(LAW_DOC, 4, header=LAW_HEADER))["samples"]
+    assert [q["question"] for q in questions] == [s["instruction"] for s in samples]
+    got = gen_reply(
+        answer_messages(LAW_DOC, "《中华人民共和国保险法》第二十三条规定的核定期限是多久？")
+    )
+    assert got["answer"].startswith("根据") and "第二十三条" in got["answer"]
+    assert got["evidence"] and all(q in LAW_DOC for q in got["evidence"])
+    assert "三十日" in got["answer"]
+
+
+async def test_the_server_answers_the_new_prompts(server, http):
+    from sft_distill.llm.prompts import answer_messages, question_messages
+
+    for msgs in (
+        generation_messages(LAW_DOC, 2, header=LAW_HEADER),
+        question_messages(LAW_DOC, 2, header=LAW_HEADER),
+        answer_messages(LAW_DOC, "第十条是什么？"),
+    ):
+        status, body, _ = await chat(http, server, msgs)
+        assert status == 200 and json.loads(content_of(body)) == gen_reply(msgs)
+    assert server.stats["by_kind"]["generation"] == 3

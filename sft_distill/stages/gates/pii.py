@@ -62,8 +62,14 @@ LANGS = ("auto", "zh", "en")
 MODES = ("redact", "drop", "tag")
 
 
-# Sample fields the gate may scan; reasoning and reference_output are written to the outputs too.
-SAMPLE_FIELDS = ("instruction", "input", "output", "reasoning", "reference_output")
+# Sample fields the gate may scan; reasoning, reference_output and the evidence quotes (copied
+# from the source, each scanned as "evidence[i]") are written to the outputs too.
+SAMPLE_FIELDS = ("instruction", "input", "output", "reasoning", "reference_output", "evidence")
+
+
+def _field_order(name: str) -> int:
+    """Where a scanned field sorts: "evidence[2]" with evidence."""
+    return SAMPLE_FIELDS.index(name.split("[", 1)[0])
 
 
 def _value_key(kind: str, value: str) -> str:
@@ -298,6 +304,10 @@ class PiiGate:
     def scan(self, sample: Sample) -> tuple[dict[str, str], dict[str, list[PiiSpan]]]:
         """The sample's scanned fields and the spans found in each."""
         fields = {f: v for f in self.fields if isinstance(v := getattr(sample, f), str) and v}
+        if "evidence" in self.fields:
+            for i, quote in enumerate(sample.evidence):
+                if isinstance(quote, str) and quote:
+                    fields[f"evidence[{i}]"] = quote
         return fields, {f: self.detector.find(v) for f, v in fields.items()}
 
     async def check(self, sample: Sample) -> GateResult:
@@ -316,9 +326,12 @@ class PiiGate:
         if self.mode == "redact" or self.scrub_dropped:
             note["lang"] = summary["lang"]
             for field, text in redacted.items():
-                setattr(sample, field, text)
+                if field.startswith("evidence["):
+                    sample.evidence[int(field[len("evidence[") : -1])] = text
+                else:
+                    setattr(sample, field, text)
         if self.mode == "drop":
-            where = sorted({r["field"] for r in summary["spans"]}, key=SAMPLE_FIELDS.index)
+            where = sorted({r["field"] for r in summary["spans"]}, key=_field_order)
             found = ", ".join(f"{n} {t}" for t, n in summary["counts"].items())
             return GateResult(False, f"personal data in {', '.join(where)}: {found}", {"pii": note})
         return GateResult(True, None, {"pii": note})

@@ -624,6 +624,27 @@ async def test_reasoning_and_reference_output_are_scanned_too():
     assert (await only.check(Sample(**{**sample.model_dump(), "reasoning": "13800138000"}))).keep
 
 
+async def test_evidence_quotes_are_scanned_and_redacted_like_the_answer():
+    """Evidence quotes are copied from the source and written to generated_raw.jsonl."""
+    sample = Sample(
+        id="s",
+        slice_id="x",
+        instruction="怎么报案？",
+        output="拨打13800138000报案。",
+        evidence=["报案电话请拨打13800138000。", "工作日受理。"],
+    )
+    result = await PiiGate().check(sample)
+    assert sample.output == "拨打[手机号]报案。"
+    assert sample.evidence == ["报案电话请拨打[手机号]。", "工作日受理。"]
+    fields = [s["field"] for s in result.annotations["pii"]["spans"]]
+    assert fields == ["output", "evidence[0]"]
+    dropped = await PiiGate(mode="drop").check(Sample(**{**sample.model_dump(), "output": "x"}))
+    assert dropped.keep  # already redacted: nothing left to find
+    only = PiiGate(fields=["output"])
+    quoted = Sample(id="t", slice_id="x", instruction="q", output="o", evidence=["13800138000"])
+    assert (await only.check(quoted)).annotations == {} and quoted.evidence == ["13800138000"]
+
+
 async def test_names_file_is_read_next_to_the_config(tmp_path):
     (tmp_path / "names.txt").write_text("# 客户名单\n欧阳娜娜\n\nZhang Wei\n", encoding="utf-8")
     gate = build_gates([{"type": "pii", "names_file": "names.txt"}], base_dir=tmp_path)[0]
