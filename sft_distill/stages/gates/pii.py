@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,8 +62,17 @@ LANGS = ("auto", "zh", "en")
 MODES = ("redact", "drop", "tag")
 
 
-# Sample fields the gate may scan; reasoning and reference_output are written to the outputs too.
-SAMPLE_FIELDS = ("instruction", "input", "output", "reasoning", "reference_output")
+# Sample fields the gate may scan; reasoning, reference_output and the evidence quotes are
+# written to the outputs too (the quotes to generated_raw.jsonl only).
+SAMPLE_FIELDS = ("instruction", "input", "output", "reasoning", "reference_output", "evidence")
+
+
+# The chunk text among the fields redacted together (never written to the outputs).
+_SOURCE = "source_text"
+
+
+# Chunk texts whose spans a gate remembers (samples of a chunk arrive close together).
+_SOURCE_CACHE = 64
 
 
 def _value_key(kind: str, value: str) -> str:
@@ -149,22 +158,28 @@ def redact(
     out: dict[str, str] = {}
     records: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
+    written: dict[str, list[str]] = {}
     for field, text in fields.items():
         pieces = []
         pos = 0
         for s in sorted(spans.get(field, ()), key=lambda s: s.start):
             base = table[s.type]
             number = keys[base][_value_key(s.type, text[s.start : s.end])]
-            pieces += [
-                text[pos : s.start],
-                _numbered(base, number) if len(keys[base]) > 1 else base,
-            ]
+            placeholder = _numbered(base, number) if len(keys[base]) > 1 else base
+            pieces += [text[pos : s.start], placeholder]
             pos = s.end
             counts[s.type] += 1
             records.append({"field": field, "type": s.type, "start": s.start, "end": s.end})
+            if placeholder not in written.setdefault(field, []):
+                written[field].append(placeholder)
         pieces.append(text[pos:])
         out[field] = "".join(pieces)
-    summary = {"counts": dict(sorted(counts.items())), "spans": records, "lang": lang}
+    summary = {
+        "counts": dict(sorted(counts.items())),
+        "spans": records,
+        "lang": lang,
+        "placeholders": written,
+    }
     return out, summary
 
 
@@ -257,6 +272,8 @@ class PiiGate:
     redacted too unless ``scrub_dropped`` is false, since dropped samples are written to
     ``generated_raw.jsonl``); ``tag`` keeps it unchanged. Each records ``annotations["pii"]``:
     mode, counts per type and spans (field, type, start, end in the original text), never values.
+    With ``scrub_source`` (default) ``redact`` also replaces the values in the chunk the sample
+    came from (``source_text``, which the judges read), with the same placeholders.
     """
 
     def __init__(
@@ -271,6 +288,7 @@ class PiiGate:
         placeholders: Mapping[str, Any] | None = None,
         fields: Sequence[str] = SAMPLE_FIELDS,
         scrub_dropped: bool = True,
+        scrub_source: bool = True,
         name: str = "pii",
         base_dirs: Sequence[Path] = (),
     ) -> None:
@@ -286,40 +304,94 @@ class PiiGate:
                 f"fields: unknown field(s) {unknown}; known: {', '.join(SAMPLE_FIELDS)}"
             )
         self.fields = tuple(f for f in SAMPLE_FIELDS if f in fields)
-        if not isinstance(scrub_dropped, bool):
-            raise ValueError(f"scrub_dropped must be true or false, got {scrub_dropped!r}")
+        for option, value in (("scrub_dropped", scrub_dropped), ("scrub_source", scrub_source)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{option} must be true or false, got {value!r}")
         self.scrub_dropped = scrub_dropped
+        self.scrub_source = scrub_source
         self.detector = PiiDetector(
             types=normalize_types(types),
             names=load_names(names, names_file, base_dirs),
             ner=load_ner(ner),
         )
+        # The samples of a chunk share its text: scan (and redact) it once.
+        self._sources: OrderedDict[str, tuple[list[PiiSpan], str]] = OrderedDict()
 
     def scan(self, sample: Sample) -> tuple[dict[str, str], dict[str, list[PiiSpan]]]:
-        """The sample's scanned fields and the spans found in each."""
-        fields = {f: v for f in self.fields if isinstance(v := getattr(sample, f), str) and v}
+        """The sample's scanned fields and the spans found in each (quotes as ``evidence.<i>``)."""
+        fields: dict[str, str] = {}
+        for f in self.fields:
+            if f == "evidence":
+                fields.update({f"evidence.{i}": q for i, q in enumerate(sample.evidence) if q})
+            elif isinstance(v := getattr(sample, f), str) and v:
+                fields[f] = v
         return fields, {f: self.detector.find(v) for f, v in fields.items()}
+
+    def scrub(self, text: str) -> tuple[str, dict[str, int]]:
+        """``text`` with its personal data replaced, and counts per type (for slices)."""
+        spans = self.detector.find(text)
+        if not spans:
+            return text, {}
+        out, summary = redact(
+            {"text": text}, {"text": spans}, lang=self.lang, placeholders=self.placeholders
+        )
+        return out["text"], summary["counts"]
+
+    def _source(self, text: str) -> tuple[list[PiiSpan], str]:
+        """Spans of a chunk's text and the text redacted on its own (cached per text)."""
+        hit = self._sources.get(text)
+        if hit is None:
+            spans = self.detector.find(text)
+            redacted = self.scrub(text)[0] if spans else text
+            hit = self._sources[text] = (spans, redacted)
+            if len(self._sources) > _SOURCE_CACHE:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(text)
+        return hit
 
     async def check(self, sample: Sample) -> GateResult:
         """Keep (redacted or tagged) or drop a sample with personal data; keep others untouched."""
         fields, spans = self.scan(sample)
+        source_spans: list[PiiSpan] = []
+        scrub_source = self.mode == "redact" and self.scrub_source and bool(sample.source_text)
+        if scrub_source:
+            source_spans, redacted_source = self._source(sample.source_text)
         if not any(spans.values()):
+            if source_spans:
+                sample.source_text = redacted_source
             return GateResult(True)
+        if source_spans:
+            # The chunk first, so that a value in both gets the chunk's placeholder.
+            fields = {_SOURCE: sample.source_text, **fields}
+            spans = {_SOURCE: source_spans, **spans}
         redacted, summary = redact(fields, spans, lang=self.lang, placeholders=self.placeholders)
+        records = [r for r in summary["spans"] if r["field"] != _SOURCE]
+        counts = Counter(r["type"] for r in records)
         note: dict[str, Any] = {
             "mode": self.mode,
-            "counts": summary["counts"],
-            "spans": summary["spans"],
+            "counts": dict(sorted(counts.items())),
+            "spans": records,
         }
         if self.mode == "tag":
             return GateResult(True, None, {"pii": note})
         if self.mode == "redact" or self.scrub_dropped:
             note["lang"] = summary["lang"]
+            placed = {p for f, ps in summary["placeholders"].items() if f != _SOURCE for p in ps}
+            note["placeholders"] = sorted(placed)
+            evidence = list(sample.evidence)
             for field, text in redacted.items():
-                setattr(sample, field, text)
+                if field == _SOURCE:
+                    sample.source_text = text
+                elif field.startswith("evidence."):
+                    evidence[int(field.split(".", 1)[1])] = text
+                else:
+                    setattr(sample, field, text)
+            if evidence != sample.evidence:
+                sample.evidence = evidence
         if self.mode == "drop":
-            where = sorted({r["field"] for r in summary["spans"]}, key=SAMPLE_FIELDS.index)
-            found = ", ".join(f"{n} {t}" for t, n in summary["counts"].items())
+            where = sorted({r["field"].split(".", 1)[0] for r in records}, key=SAMPLE_FIELDS.index)
+            found = ", ".join(f"{n} {t}" for t, n in note["counts"].items())
             return GateResult(False, f"personal data in {', '.join(where)}: {found}", {"pii": note})
         return GateResult(True, None, {"pii": note})
 

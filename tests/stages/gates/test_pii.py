@@ -651,20 +651,43 @@ async def test_ner_hook_by_import_path(tmp_path, monkeypatch):
     sys.modules.pop("my_ner", None)
 
 
-@pytest.mark.parametrize("text", ["Call 13800138000 today.", "请拨打 010-12345678 咨询。"])
-async def test_pii_goes_after_the_rule_gates_as_the_readme_says(text):
-    """The placeholder rule gate takes [PHONE] / [电话] for template text left unfilled."""
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Call 13800138000 today.",
+        "请拨打 010-12345678 咨询。",
+        "客户张伟的邮箱 zw@example.com，身份证号 {id}。",
+        "Card {card} belongs to Zhang Wei.",
+    ],
+)
+async def test_placeholder_gate_ignores_the_pii_gates_placeholders(text):
+    """[PHONE], [电话], [姓名], [EMAIL], [BANK_CARD] written by the pii gate are not template text,
+    whichever of the two gates runs first."""
+    r = rng(21)
+    text = text.format(id=pf.id_number(r), card=pf.bank_card(r))
+
+    question = "How do I reach the claims desk?" if text.isascii() else "怎样联系理赔部门？"
 
     def sample() -> Sample:
-        return Sample(
-            id="s", slice_id="x", instruction="How do I reach the claims desk?", output=text
-        )
+        return Sample(id="s", slice_id="x", instruction=question, output=text)
 
-    result, by = await run_gates(sample(), build_gates([{"type": "rules"}, {"type": "pii"}]))
-    assert (result, by) == (None, None)
-    result, by = await run_gates(sample(), build_gates([{"type": "pii"}, {"type": "rules"}]))
+    for order in ([{"type": "rules"}, {"type": "pii"}], [{"type": "pii"}, {"type": "rules"}]):
+        s = sample()
+        gates = build_gates(
+            [
+                {**spec, "names": ["张伟", "Zhang Wei"]} if spec["type"] == "pii" else spec
+                for spec in order
+            ]
+        )
+        result, by = await run_gates(s, gates)
+        assert (result, by) == (None, None), (order, result)
+    redacted = sample()
+    await PiiGate(names=["张伟", "Zhang Wei"]).check(redacted)
+    assert "[" in redacted.output
+    # A placeholder the teacher left unfilled is still caught.
+    unfilled = Sample(id="u", slice_id="x", instruction="Who?", output="Call [PHONE] now.")
+    result, by = await run_gates(unfilled, build_gates([{"type": "pii"}, {"type": "rules"}]))
     assert by == "placeholder" and result is not None
-    assert result.reason.startswith("placeholder text in output")
 
 
 def test_pii_is_a_registered_gate_type():
