@@ -43,7 +43,8 @@ from .sources.base import SampleSource, SourceContext, SourceCounts, report_bad_
 from .sources.reader import BadLine
 from .sources.slices import SliceSource
 from .stages.gates.base import Gate
-from .stages.gates.registry import build_gates
+from .stages.gates.pii import PiiGate
+from .stages.gates.registry import build_gates, pii_first
 from .stages.judge import JudgeCounts, evaluate_samples
 from .text import plural
 
@@ -146,8 +147,13 @@ class DatasetDistillationPipeline:
         self.fresh = fresh
         self.overwrite = overwrite
         self.repair = repair
-        # Gates given here run after those configured under "gates" in the config.
-        self.gates: list[Gate] = [*build_gates(self.config), *(gates or [])]
+        # Gates given here run after those configured under "gates" in the config; a pii gate
+        # given here replaces the configured one, and runs first.
+        configured = build_gates(self.config)
+        if any(isinstance(g, PiiGate) for g in gates or ()):
+            configured = [g for g in configured if not isinstance(g, PiiGate)]
+        self.gates: list[Gate] = pii_first([*configured, *(gates or [])])
+        self.pii: PiiGate | None = next((g for g in self.gates if isinstance(g, PiiGate)), None)
 
     def run_sync(self, input_path: str | os.PathLike[str], **kwargs: Any) -> RunResult:
         """Blocking ``run`` for scripts; also works when an event loop is already running."""
@@ -297,7 +303,9 @@ class DatasetDistillationPipeline:
         dedup = make_deduplicator(cfg, cache=cache, spill_dir=run.out) if cfg.enable_dedup else None
         if dedup is not None:
             stack.callback(dedup.close)
-        run.failures = FailureLog(stack.enter_context(JsonlWriter(run.out / FAILURES_FILE)))
+        run.failures = FailureLog(
+            stack.enter_context(JsonlWriter(run.out / FAILURES_FILE)), scrub=self._text_scrubber()
+        )
         # Rebuilt from the response cache by a rerun, and read only after it is closed.
         raw = stack.enter_context(JsonlWriter(run.out / PARTIAL_RAW_FILE, flush_lines=False))
         # The report's figures are gathered as samples stream by: no second pass at the end.
@@ -358,8 +366,23 @@ class DatasetDistillationPipeline:
             strict=self.strict,
             bad_examples=run.bad_examples,
             output_dir=run.out,
+            scrub_text=self._slice_scrubber(),
         )
         return ctx
+
+    def _slice_scrubber(self) -> Callable[[str], tuple[str, dict[str, int]]] | None:
+        """With ``pii_scrub_slices``: what replaces a slice's personal data (the pii gate's
+        settings, or the defaults when the gate is off)."""
+        if not self.config.pii_scrub_slices:
+            return None
+        return (self.pii or PiiGate()).scrub
+
+    def _text_scrubber(self) -> Callable[[str], str] | None:
+        """What replaces personal data in other text the run writes (failure details)."""
+        gate = self.pii
+        if gate is None or gate.mode == "tag":
+            return None
+        return lambda text: gate.scrub(text)[0]
 
     def _judge(
         self, samples: AsyncIterator[Sample], judges: Mapping[str, LLMClient], run: _Run
@@ -499,6 +522,14 @@ class DatasetDistillationPipeline:
                 "consecutive_failures": err.attempts,
                 "reason": err.summary,
             }
+        metadata["pii"] = {
+            "mode": self.pii.mode if self.pii is not None else "off",
+            "scrub_slices": self.config.pii_scrub_slices,
+            "slices": {
+                "with_pii": run.source_stats.slices_with_pii,
+                "found": dict(sorted(run.source_stats.pii_in_slices.items())),
+            },
+        }
         source_counts = getattr(run.source, "counts", None)
         if source_counts:  # e.g. topic expansions or rephrasings dropped before any call
             metadata["source_counts"] = dict(source_counts)

@@ -116,7 +116,8 @@ def with_reasoning(answer: str, reasoning: str | None) -> str:
 
 
 def provenance(sample: ScoredSample) -> dict[str, Any]:
-    """Where a kept sample came from and how each evaluator scored it (ok judgements only)."""
+    """Where a kept sample came from (slice, chunk, teacher, prompt, the slice's source and
+    licence) and how each evaluator scored it (ok judgements only)."""
     scores: dict[str, dict[str, Any]] = {}
     for j in sample.judgements:
         if not j.ok:
@@ -132,6 +133,8 @@ def provenance(sample: ScoredSample) -> dict[str, Any]:
         "chunk_index": sample.chunk_index,
         "teacher_model": sample.teacher_model,
         "prompt_version": sample.prompt_version,
+        "source": sample.source,
+        "license": sample.license,
         "avg_score": sample.avg_score,
         "votes": sample.votes,
         "scores": scores,

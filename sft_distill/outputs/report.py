@@ -348,6 +348,10 @@ class ReportBuilder:
         # for the run-level floors: mean of every average score, share of SQL that ran
         self._score_sum, self._score_n = 0.0, 0
         self._exec_ok, self._exec_n = 0, 0
+        # compliance: samples with personal data and what was found; contamination by match
+        self.pii_samples = 0
+        self.pii_found: Counter[str] = Counter()
+        self.contamination: Counter[str] = Counter()
 
     @classmethod
     def from_metadata(
@@ -381,6 +385,7 @@ class ReportBuilder:
         if "exec_pass" in sample.annotations:
             self._exec_n += 1
             self._exec_ok += bool(sample.annotations["exec_pass"])
+        self._count_compliance(sample)
         means = []
         for j in sample.judgements:
             if not j.ok or j.weighted_mean is None:
@@ -405,6 +410,24 @@ class ReportBuilder:
         kth = _kth_largest(means, min_v) if min_v > 0 else math.inf
         self._kth.append(math.nan if kth is None else kth)
         self.n += 1
+
+    def _count_compliance(self, sample: ScoredSample) -> None:
+        """Personal data the pii gate found (types only) and how a contaminated one matched."""
+        pii = sample.annotations.get("pii")
+        if isinstance(pii, Mapping) and isinstance(pii.get("counts"), Mapping):
+            self.pii_samples += 1
+            self.pii_found.update({str(k): int(v) for k, v in pii["counts"].items()})
+        if sample.drop_reason == "contaminated":
+            how = sample.annotations.get("contamination")
+            match = how.get("match") if isinstance(how, Mapping) else None
+            self.contamination[str(match or "unknown")] += 1
+
+    def compliance(self) -> dict[str, Any]:
+        """Samples with personal data, counts per type, contaminated samples per kind of match."""
+        return {
+            "pii": {"samples": self.pii_samples, "found": dict(sorted(self.pii_found.items()))},
+            "contaminated": dict(sorted(self.contamination.items())),
+        }
 
     def mean_score(self) -> float | None:
         """Mean of the samples' average scores (None when none was judged)."""
@@ -480,6 +503,7 @@ class ReportBuilder:
             "funnel": _funnel(counts, self.n, self.kept),
             "drop_reasons": dict(sorted(self.drops.items())),
             "losses": _losses(counts),
+            "compliance": self.compliance(),
             "evaluators": dict(sorted(self.evaluators.items())),
             "histograms": {e: dict(sorted(h.items())) for e, h in sorted(self.hists.items())},
             "keep_rate": curve,

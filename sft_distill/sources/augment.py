@@ -209,6 +209,8 @@ class AugmentSource(RecordFileSource):
             prompt_version=record.prompt_version,
             source_kind=self.kind,
             annotations=record_annotations(record, original=True),
+            license=record.license,
+            source=record.source,
         )
 
     async def _rephrase(self, record: Record, original: Sample, ctx: SourceContext) -> list[str]:
@@ -257,6 +259,8 @@ class AugmentSource(RecordFileSource):
             prompt_version=ISET_PROMPT_VERSION,
             source_kind=self.kind,
             annotations={"augmented_from": original.id, "variant": index},
+            license=original.license,
+            source=original.source,
         )
 
     async def _augment(

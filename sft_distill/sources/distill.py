@@ -266,6 +266,8 @@ class DistillSource(RecordFileSource):
             annotations=record_annotations(
                 record, answer_source="teacher" if teacher_model else "reference"
             ),
+            license=record.license,
+            source=record.source,
         )
 
     async def samples(self, ctx: SourceContext) -> AsyncIterator[Sample]:

@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import InputError
 from ..ids import text_digest
 from ..llm.json_extract import split_reasoning
+from ..models import origin_of
 from .jsonl import _json_type
 from .reader import BadLine, BadLineKind, _fix_record
 from .records import iter_raw_records
@@ -111,6 +112,8 @@ class Record:
     teacher_model: str = ""
     prompt_version: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    license: str | None = None  # metadata.license, else the provenance of a row of ours
+    source: str | None = None
 
 
 def _columns_of(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -351,6 +354,9 @@ class RecordMapper:
             value = data.get(name, provenance.get(name))
             return value if isinstance(value, str) else ""
 
+        metadata = self._metadata(data)
+        licensed = origin_of(provenance)
+        licensed.update({k: v for k, v in origin_of(metadata).items() if v is not None})
         return Record(
             line=line,
             key=key,
@@ -365,7 +371,8 @@ class RecordMapper:
             has_id=has_id,
             teacher_model=origin("teacher_model"),
             prompt_version=origin("prompt_version"),
-            metadata=self._metadata(data),
+            metadata=metadata,
+            **licensed,
         )
 
     def _texts(

@@ -13,7 +13,7 @@ from ..ids import stable_id
 from ..llm.client import ChatResult, LLMClient, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import GEN_PROMPT_VERSION, generation_messages
-from ..models import Chunk, Failure, Sample, Slice
+from ..models import Chunk, Failure, Sample, Slice, origin_of
 from ..sources.chunking import allocate_samples, split_text
 from .stream import bounded_map
 
@@ -143,6 +143,7 @@ async def generate_chunk(
         return []
     samples: list[Sample] = []
     seen: set[str] = set()
+    origin = origin_of(chunk.metadata)
     for item in items:
         sid = stable_id(
             chunk.slice_id, str(chunk.index), item["instruction"], item["input"], item["output"]
@@ -162,6 +163,7 @@ async def generate_chunk(
                 teacher_model=client.model,
                 prompt_version=GEN_PROMPT_VERSION,
                 source_text=chunk.text,
+                **origin,
             )
         )
     if counts is not None:

@@ -578,8 +578,10 @@ def test_build_gates_takes_the_config():
     from sft_distill.config.merging import build_config
 
     cfg = build_config({"gates": [{"type": "refusal"}, {"type": "echo"}]})
-    assert [g.name for g in build_gates(cfg)] == ["refusal", "echo"]
-    assert build_gates(build_config({})) == []
+    # the pii gate is on by default (issue 14) and runs first; "pii": "off" removes it
+    assert [g.name for g in build_gates(cfg)] == ["pii", "refusal", "echo"]
+    assert [g.name for g in build_gates(build_config({}))] == ["pii"]
+    assert build_gates(build_config({"pii": "off"})) == []
 
 
 @pytest.mark.parametrize(
