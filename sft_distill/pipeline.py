@@ -36,6 +36,7 @@ from .outputs.report import RAW_FILE, ReportBuilder
 from .outputs.run_dir import PARTIAL_RAW_FILE, TRAIN_FILE, VAL_FILE, owned_output_dir
 from .outputs.writers import JsonlWriter, prepare_output_dir
 from .selection.collect import Collector
+from .selection.decontaminate import DecontaminationGate, Decontaminator
 from .selection.dedup import make_deduplicator
 from .selection.finalize import KeptSet, record_kept_set, write_kept_set
 from .selection.splitting import group_value
@@ -92,6 +93,8 @@ class _Run:
     metadata_fields: set[str] = field(default_factory=set)
     times: dict[str, float] = field(default_factory=dict)
     failures: FailureLog = field(init=False)  # opened with failures.jsonl
+    gates: list[Gate] = field(default_factory=list)  # this run's, decontamination included
+    decontaminator: Decontaminator | None = None
     consumer: asyncio.Task[None] | None = None  # the streaming step, which a stop ends
 
     def mark(self, step: str) -> None:
@@ -154,6 +157,7 @@ class DatasetDistillationPipeline:
             configured = [g for g in configured if not isinstance(g, PiiGate)]
         self.gates: list[Gate] = pii_first([*configured, *(gates or [])])
         self.pii: PiiGate | None = next((g for g in self.gates if isinstance(g, PiiGate)), None)
+        self._decontaminator: Decontaminator | None = None
 
     def run_sync(self, input_path: str | os.PathLike[str], **kwargs: Any) -> RunResult:
         """Blocking ``run`` for scripts; also works when an event loop is already running."""
@@ -236,6 +240,9 @@ class DatasetDistillationPipeline:
         t_start = time.perf_counter()
         endpoints = self._endpoints(simulator_url)
         total_units = source.total()  # also raises InputError for a missing or unreadable input
+        # Eval sets are read and indexed before the output directory is touched: a bad one
+        # leaves nothing behind.
+        decontaminator = await self._decontamination()
         out = prepare_output_dir(Path(output_dir or self.config.output_dir))
         described = source.describe()
         run = _Run(
@@ -246,6 +253,7 @@ class DatasetDistillationPipeline:
             simulator=simulator_url is not None,
             opts=OutputOptions.from_config(self.config),
             t_start=t_start,
+            decontaminator=decontaminator,
         )
         identity = {**described, "simulator": run.simulator}
         with owned_output_dir(
@@ -259,6 +267,7 @@ class DatasetDistillationPipeline:
         """The run proper, once the output directory is locked and claimed: the steps in order."""
         async with AsyncExitStack() as stack:
             collector = self._open_outputs(stack, run, cache)
+            run.gates = await self._run_gates(run, cache)
             teacher, judges = await self._open_clients(stack, run, cache, endpoints)
             samples = run.source.samples(self._source_context(stack, run, teacher))
             judged = await stack.enter_async_context(aclosing(self._judge(samples, judges, run)))
@@ -294,6 +303,28 @@ class DatasetDistillationPipeline:
             paths={name: run.out / name for name in RESULT_FILES},
             quality_problems=problems,
         )
+
+    async def _decontamination(self) -> Decontaminator | None:
+        """The eval sets of ``decontaminate``, read and indexed once per pipeline (in a thread)."""
+        if not self.config.decontaminate:
+            return None
+        if self._decontaminator is None:
+            self._decontaminator = await asyncio.to_thread(
+                lambda: Decontaminator.from_config(self.config).build()
+            )
+        return self._decontaminator
+
+    async def _run_gates(self, run: _Run, cache: ResponseCache) -> list[Gate]:
+        """The gates of this run: pii first, then decontamination (cheap, and it saves every
+        judge's call on a contaminated sample), then the configured ones."""
+        decontaminator = run.decontaminator
+        if decontaminator is None:
+            return list(self.gates)
+        await decontaminator.prepare(cache)  # the eval questions' embeddings, cached
+        first = 0
+        while first < len(self.gates) and isinstance(self.gates[first], PiiGate):
+            first += 1
+        return [*self.gates[:first], DecontaminationGate(decontaminator), *self.gates[first:]]
 
     def _open_outputs(self, stack: AsyncExitStack, run: _Run, cache: ResponseCache) -> Collector:
         """``failures.jsonl``, the streamed raw file and the deduplicator, closed with the run."""
@@ -394,7 +425,7 @@ class DatasetDistillationPipeline:
             self.config,
             counts=run.judge_counts,
             on_failure=run.failures.add,
-            gates=self.gates,
+            gates=run.gates,
         )
 
     async def _stream(
@@ -511,8 +542,10 @@ class DatasetDistillationPipeline:
             usage=whole.usage,
             timings=run.timings(),
             whole_run=whole.summary(run.times["written"] - run.t_start),
-            gates=[g.name for g in self.gates],
+            gates=[g.name for g in run.gates],
         )
+        if run.decontaminator is not None:
+            metadata["decontamination"] = run.decontaminator.describe()
         err = run.failures.stopped
         if err is not None:
             metadata["stopped"] = {

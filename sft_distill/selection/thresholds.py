@@ -21,6 +21,7 @@ from .dedup import make_deduplicator
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DROP_CONTAMINATED",
     "DROP_DUPLICATE",
     "DROP_LOW_VOTES",
     "DROP_NO_EVALUATION",
@@ -34,6 +35,8 @@ __all__ = [
 DROP_LOW_VOTES = "low_votes"
 DROP_NO_EVALUATION = "no_evaluation"
 DROP_DUPLICATE = "duplicate"
+# Repeats an eval item (selection.decontaminate): dropped before any judge, like a gate's drop.
+DROP_CONTAMINATED = "contaminated"
 
 # A mean like (6.9 + 7.1) / 2 lands a hair under 7.0 in floating point; it must still vote.
 _SCORE_SLACK = 1e-9
@@ -89,9 +92,10 @@ def apply_thresholds(
     evaluator casts no vote and is left out of ``avg_score``. ``passed`` is ``votes >= min_votes``;
     otherwise ``drop_reason`` is "no_evaluation" (no judgement ok) or "low_votes" (the counts are
     in ``votes`` and ``avg_score``). ``duplicate_of`` is cleared: dedup decides it afterwards. A
-    sample dropped by a gate was never judged and stays dropped.
+    sample dropped by a gate or as contaminated was never judged and stays dropped.
     """
-    if sample.drop_reason is not None and sample.drop_reason.startswith(GATE_PREFIX):
+    reason = sample.drop_reason
+    if reason is not None and (reason.startswith(GATE_PREFIX) or reason == DROP_CONTAMINATED):
         return sample
     judgements = [_rescored(j, weights) for j in sample.judgements]
     means = [j.weighted_mean for j in judgements if j.ok and j.weighted_mean is not None]

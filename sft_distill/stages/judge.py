@@ -186,7 +186,7 @@ async def evaluate_samples(
                 return ScoredSample(
                     **sample.model_dump(),
                     passed=False,
-                    drop_reason=f"{GATE_PREFIX}{gate_name}",
+                    drop_reason=verdict.drop_reason or f"{GATE_PREFIX}{gate_name}",
                     drop_detail=verdict.reason,
                 )
         scored = await evaluate_sample(sample, evaluators, config, on_failure=on_failure)
