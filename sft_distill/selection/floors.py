@@ -54,9 +54,11 @@ def license_problems(config: DistillConfig, licenses: Mapping[str, Any]) -> list
         if not found.get("samples"):
             continue
         named = found.get("sources") or []
-        shown = ", ".join(repr(s) for s in named[:3]) + (" ..." if len(named) > 3 else "")
-        where = f" (sources: {shown})" if named else " (no metadata.source)"
-        parts.append(f"{found['samples']} {words}{where}")
+        shown = ", ".join(repr(s) for s in named[:3]) + (", ..." if len(named) > 3 else "")
+        unnamed = found.get("without_source", 0)
+        where = [f"sources {shown}"] if named else []
+        where += [f"{unnamed} with no metadata.source"] if unnamed else []
+        parts.append(f"{found['samples']} {words} ({'; '.join(where)})")
     if not parts:
         return []
-    return [f"kept samples {'; '.join(parts)}: require_license wants a commercial-use licence"]
+    return [f"kept samples: {', '.join(parts)}; require_license accepts neither"]
