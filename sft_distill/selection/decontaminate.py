@@ -109,7 +109,8 @@ def tokens(text: str) -> list[str]:
 
 def gram_size(toks: Sequence[str]) -> int:
     """13 for a text whose tokens are mostly CJK characters, else 8 (words)."""
-    cjk = sum(1 for t in toks if len(t) == 1 and _CJK_RE.match(t))
+    # A CJK character is always a token of its own: count them in the joined tokens.
+    cjk = len(_CJK_RE.findall("".join(toks)))
     return NGRAM_CJK if toks and 2 * cjk >= len(toks) else NGRAM_WORDS
 
 
@@ -119,7 +120,7 @@ def _gram_hashes(toks: Sequence[str], n: int) -> np.ndarray:
     if m < 1:
         return np.empty(0, dtype=np.uint64)
     # Python's str hash is salted per process: the index and the samples share the process.
-    ids = np.fromiter((hash(t) for t in toks), dtype=np.int64, count=len(toks)).view(np.uint64)
+    ids = np.array([hash(t) for t in toks], dtype=np.int64).view(np.uint64)
     h = ids[:m].copy()
     for k in range(1, n):
         h *= _POLY
@@ -244,6 +245,10 @@ class _GramIndex:
         self._parts: list[tuple[np.ndarray, int]] = []
         self.keys = np.empty(0, dtype=np.uint64)
         self.items = np.empty(0, dtype=np.int32)
+        # One bit per hash value modulo its size: most n-grams of a sample are in no eval item,
+        # and one look-up here is far cheaper than a binary search of the sorted keys.
+        self._bits = np.zeros(1, dtype=np.uint8)
+        self._mask = np.uint64(7)
 
     def add(self, item: int, grams: np.ndarray) -> None:
         if len(grams):
@@ -261,18 +266,46 @@ class _GramIndex:
         self._parts = []
         order = np.lexsort((items, keys))
         self.keys, self.items = keys[order], items[order]
+        # About 16 bits per key (at least 2^20): a key-less n-gram passes 1 time in 16 or less.
+        size = max(1 << 20, 1 << int(np.ceil(np.log2(max(1, len(self.keys)) * 16))))
+        self._mask = np.uint64(size - 1)
+        bits = self.keys & self._mask
+        self._bits = np.zeros(size // 8, dtype=np.uint8)
+        np.bitwise_or.at(
+            self._bits, (bits >> np.uint64(3)).astype(np.int64), _BIT[bits & np.uint64(7)]
+        )
 
     @property
     def nbytes(self) -> int:
-        return int(self.keys.nbytes + self.items.nbytes)
+        return int(self.keys.nbytes + self.items.nbytes + self._bits.nbytes)
+
+    def _ranges(self, grams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each n-gram's items start in ``items``, and how many there are (0: none)."""
+        lo = np.zeros(len(grams), dtype=np.int64)
+        found = np.zeros(len(grams), dtype=np.int64)
+        bits = grams & self._mask
+        maybe = np.flatnonzero(
+            self._bits[(bits >> np.uint64(3)).astype(np.int64)] & _BIT[bits & np.uint64(7)]
+        )
+        if not len(maybe):
+            return lo, found
+        # Sorted queries: numpy's binary search then starts from the previous answer.
+        order = maybe[np.argsort(grams[maybe], kind="stable")]
+        at = np.searchsorted(self.keys, grams[order], "left")
+        hit = at < len(self.keys)
+        hit[hit] = self.keys[at[hit]] == grams[order[hit]]
+        order, at = order[hit], at[hit]
+        if len(order):
+            lo[order] = at
+            found[order] = np.searchsorted(self.keys, grams[order], "right") - at
+        return lo, found
 
     def best(self, grams: np.ndarray, n_tokens: int, n: int) -> tuple[int, float] | None:
         """The item whose shared n-grams cover most of the sample's tokens, and that share."""
         if not len(grams) or not len(self.keys):
             return None
-        lo = np.searchsorted(self.keys, grams, "left")
-        hi = np.searchsorted(self.keys, grams, "right")
-        found = hi - lo
+        lo, found = self._ranges(grams)
+        hi = lo + found
         specific = np.flatnonzero((found > 0) & (found <= MAX_ITEMS_PER_NGRAM))
         if not len(specific):
             return None
@@ -298,6 +331,9 @@ class _GramIndex:
             if best is None or share > best[1] or (share == best[1] and item < best[0]):
                 best = (item, share)
         return best
+
+
+_BIT = np.array([1 << k for k in range(8)], dtype=np.uint8)
 
 
 def _contains(sorted_items: np.ndarray, item: int) -> bool:

@@ -246,6 +246,15 @@ class JiebaNames:
     surname ("王某") is not a name to redact."""
 
     _NAME_FLAGS = frozenset({"nr", "nrfg", "nrt"})
+    # The tagger also calls some common words names (银行卡, 申请人, 亦然): a name must start
+    # with one of the common surnames (about 95% of people) or a two-character one.
+    _SURNAMES = frozenset(
+        "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶"
+        "程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾"
+        "毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹欧耿关兰"
+        "焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻"
+    )
+    _COMPOUND = frozenset({"欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "令狐"})
 
     def __init__(self) -> None:
         try:
@@ -264,7 +273,12 @@ class JiebaNames:
             if start < 0:
                 continue
             pos = start + len(word.word)
-            if word.flag in self._NAME_FLAGS and len(word.word) >= 2:
+            name = word.word
+            if (
+                word.flag in self._NAME_FLAGS
+                and 2 <= len(name) <= 4
+                and (name[0] in self._SURNAMES or name[:2] in self._COMPOUND)
+            ):
                 spans.append((start, pos, "name"))
         return spans
 
