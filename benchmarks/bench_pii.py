@@ -27,9 +27,11 @@ from make_pii_set import NAMES, OUT  # noqa: E402
 from sft_distill.stages.gates.pii import PII_TYPES, PiiGate  # noqa: E402
 
 
-def score(rows: list[dict]) -> tuple[dict[str, Counter[str]], list[tuple[str, str, str, str]]]:
+def score(
+    rows: list[dict], *, ner: str | None = None
+) -> tuple[dict[str, Counter[str]], list[tuple[str, str, str, str]]]:
     """Per-type counts (gold, found, correct, leaked) and the errors as (id, kind, type, text)."""
-    detector = PiiGate(names=list(NAMES)).detector
+    detector = PiiGate(names=list(NAMES), ner=ner).detector
     stats: dict[str, Counter[str]] = {t: Counter() for t in PII_TYPES}
     errors = []
     for row in rows:
@@ -99,9 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=OUT)
     parser.add_argument("--errors", action="store_true", help="list every miss and false hit")
+    parser.add_argument(
+        "--ner",
+        choices=("jieba",),
+        help="add the shipped NER hook (pip install 'sft-distill[ner]') to the name list",
+    )
     args = parser.parse_args(argv)
     rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines()]
-    stats, errors = score(rows)
+    ner = "sft_distill.stages.gates.pii:JiebaNames" if args.ner == "jieba" else None
+    stats, errors = score(rows, ner=ner)
     with_pii = sum(1 for r in rows if r["spans"])
     print(f"{len(rows)} rows ({with_pii} with personal data), {args.data.name}\n")
     print(table(stats))

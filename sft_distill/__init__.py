@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .models import Chunk, Failure, Judgement, Sample, ScoredSample, Slice
     from .pipeline import DatasetDistillationPipeline, RunResult
     from .planning.estimate import Estimate, estimate
+    from .selection.decontaminate import Decontaminator
     from .selection.refilter import RefilterResult, arefilter, refilter
     from .selection.thresholds import DataFilter
     from .sources.augment import AugmentSource
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .sources.topic_tree import TopicTree
     from .sources.topics import TopicSource
     from .stages.gates.base import Gate, GateResult
+    from .stages.gates.pii import PiiGate
     from .stages.gates.registry import build_gates
 
 # Each export is imported from its module on first use: ``import sft_distill`` stays cheap, so
@@ -47,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "errors",
     "DataFilter": "selection.thresholds",
     "DatasetDistillationPipeline": "pipeline",
+    "Decontaminator": "selection.decontaminate",
     "DistillConfig": "config.models",
     "DistillError": "errors",
     "DistillSource": "sources.distill",
@@ -61,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "LLMClient": "llm.client",
     "LLMError": "errors",
     "OutputError": "errors",
+    "PiiGate": "stages.gates.pii",
     "RefilterResult": "selection.refilter",
     "RetryableLLMError": "errors",
     "RunResult": "pipeline",
@@ -88,6 +92,7 @@ __all__ = [
     "ConfigError",
     "DataFilter",
     "DatasetDistillationPipeline",
+    "Decontaminator",
     "DistillConfig",
     "DistillError",
     "DistillSource",
@@ -102,6 +107,7 @@ __all__ = [
     "LLMClient",
     "LLMError",
     "OutputError",
+    "PiiGate",
     "RefilterResult",
     "RetryableLLMError",
     "RunResult",

@@ -75,9 +75,35 @@ class Sample(BaseModel):
     heading_path: list[str] = Field(default_factory=list)
     # The source articles (第X条, Article N) the sample cites or quotes: article coverage.
     articles: list[str] = Field(default_factory=list)
+    # Where the text came from and under which licence (a slice's metadata.source and
+    # metadata.license): carried into every output row's provenance and the manifest.
+    license: str | None = None
+    source: str | None = None
     # The chunk text the sample came from: the evaluator judges accuracy against it.
     # Not written to the outputs (it would repeat the slice once per sample).
     source_text: str = Field("", exclude=True, repr=False)
+
+
+# Metadata keys naming a slice's licence (either spelling) and its source.
+LICENSE_KEYS = ("license", "licence")
+
+
+SOURCE_KEY = "source"
+
+
+def _plain_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def origin_of(metadata: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """``{"license", "source"}`` of a slice or record from its metadata (None when absent)."""
+    meta = metadata or {}
+    license_ = next((v for k in LICENSE_KEYS if (v := _plain_text(meta.get(k)))), None)
+    return {"license": license_, "source": _plain_text(meta.get(SOURCE_KEY))}
 
 
 class Judgement(BaseModel):

@@ -36,6 +36,7 @@ from .outputs.report import RAW_FILE, ReportBuilder
 from .outputs.run_dir import PARTIAL_RAW_FILE, TRAIN_FILE, VAL_FILE, owned_output_dir
 from .outputs.writers import JsonlWriter, prepare_output_dir
 from .selection.collect import Collector
+from .selection.decontaminate import DecontaminationGate, Decontaminator
 from .selection.dedup import make_deduplicator
 from .selection.finalize import KeptSet, record_kept_set, write_kept_set
 from .selection.splitting import group_value
@@ -43,7 +44,8 @@ from .sources.base import SampleSource, SourceContext, SourceCounts, report_bad_
 from .sources.reader import BadLine
 from .sources.slices import SliceSource
 from .stages.gates.base import Gate
-from .stages.gates.registry import build_gates
+from .stages.gates.pii import PiiGate
+from .stages.gates.registry import build_gates, pii_first
 from .stages.judge import JudgeCounts, evaluate_samples
 from .text import plural
 
@@ -91,6 +93,8 @@ class _Run:
     metadata_fields: set[str] = field(default_factory=set)
     times: dict[str, float] = field(default_factory=dict)
     failures: FailureLog = field(init=False)  # opened with failures.jsonl
+    gates: list[Gate] = field(default_factory=list)  # this run's, decontamination included
+    decontaminator: Decontaminator | None = None
     consumer: asyncio.Task[None] | None = None  # the streaming step, which a stop ends
 
     def mark(self, step: str) -> None:
@@ -146,8 +150,14 @@ class DatasetDistillationPipeline:
         self.fresh = fresh
         self.overwrite = overwrite
         self.repair = repair
-        # Gates given here run after those configured under "gates" in the config.
-        self.gates: list[Gate] = [*build_gates(self.config), *(gates or [])]
+        # Gates given here run after those configured under "gates" in the config; a pii gate
+        # given here replaces the configured one, and runs first.
+        configured = build_gates(self.config)
+        if any(isinstance(g, PiiGate) for g in gates or ()):
+            configured = [g for g in configured if not isinstance(g, PiiGate)]
+        self.gates: list[Gate] = pii_first([*configured, *(gates or [])])
+        self.pii: PiiGate | None = next((g for g in self.gates if isinstance(g, PiiGate)), None)
+        self._decontaminator: Decontaminator | None = None
 
     def run_sync(self, input_path: str | os.PathLike[str], **kwargs: Any) -> RunResult:
         """Blocking ``run`` for scripts; also works when an event loop is already running."""
@@ -232,6 +242,9 @@ class DatasetDistillationPipeline:
         t_start = time.perf_counter()
         endpoints = self._endpoints(simulator_url)
         total_units = source.total()  # also raises InputError for a missing or unreadable input
+        # Eval sets are read and indexed before the output directory is touched: a bad one
+        # leaves nothing behind.
+        decontaminator = await self._decontamination()
         out = prepare_output_dir(Path(output_dir or self.config.output_dir))
         described = source.describe()
         run = _Run(
@@ -242,6 +255,7 @@ class DatasetDistillationPipeline:
             simulator=simulator_url is not None,
             opts=OutputOptions.from_config(self.config),
             t_start=t_start,
+            decontaminator=decontaminator,
         )
         identity = {**described, "simulator": run.simulator}
         with owned_output_dir(
@@ -255,6 +269,7 @@ class DatasetDistillationPipeline:
         """The run proper, once the output directory is locked and claimed: the steps in order."""
         async with AsyncExitStack() as stack:
             collector = self._open_outputs(stack, run, cache)
+            run.gates = await self._run_gates(run, cache)
             teacher, judges = await self._open_clients(stack, run, cache, endpoints)
             samples = run.source.samples(self._source_context(stack, run, teacher))
             judged = await stack.enter_async_context(aclosing(self._judge(samples, judges, run)))
@@ -291,6 +306,28 @@ class DatasetDistillationPipeline:
             quality_problems=problems,
         )
 
+    async def _decontamination(self) -> Decontaminator | None:
+        """The eval sets of ``decontaminate``, read and indexed once per pipeline (in a thread)."""
+        if not self.config.decontaminate:
+            return None
+        if self._decontaminator is None:
+            self._decontaminator = await asyncio.to_thread(
+                lambda: Decontaminator.from_config(self.config).build()
+            )
+        return self._decontaminator
+
+    async def _run_gates(self, run: _Run, cache: ResponseCache) -> list[Gate]:
+        """The gates of this run: pii first, then decontamination (cheap, and it saves every
+        judge's call on a contaminated sample), then the configured ones."""
+        decontaminator = run.decontaminator
+        if decontaminator is None:
+            return list(self.gates)
+        await decontaminator.prepare(cache)  # the eval questions' embeddings, cached
+        first = 0
+        while first < len(self.gates) and isinstance(self.gates[first], PiiGate):
+            first += 1
+        return [*self.gates[:first], DecontaminationGate(decontaminator), *self.gates[first:]]
+
     def _open_outputs(self, stack: AsyncExitStack, run: _Run, cache: ResponseCache) -> Collector:
         """``failures.jsonl``, the streamed raw file and the deduplicator, closed with the run."""
         cfg = self.config
@@ -299,7 +336,9 @@ class DatasetDistillationPipeline:
         dedup = make_deduplicator(cfg, cache=cache, spill_dir=run.out) if cfg.enable_dedup else None
         if dedup is not None:
             stack.callback(dedup.close)
-        run.failures = FailureLog(stack.enter_context(JsonlWriter(run.out / FAILURES_FILE)))
+        run.failures = FailureLog(
+            stack.enter_context(JsonlWriter(run.out / FAILURES_FILE)), scrub=self._text_scrubber()
+        )
         # Rebuilt from the response cache by a rerun, and read only after it is closed.
         raw = stack.enter_context(JsonlWriter(run.out / PARTIAL_RAW_FILE, flush_lines=False))
         # The report's figures are gathered as samples stream by: no second pass at the end.
@@ -360,8 +399,23 @@ class DatasetDistillationPipeline:
             strict=self.strict,
             bad_examples=run.bad_examples,
             output_dir=run.out,
+            scrub_text=self._slice_scrubber(),
         )
         return ctx
+
+    def _slice_scrubber(self) -> Callable[[str], tuple[str, dict[str, int]]] | None:
+        """With ``pii_scrub_slices``: what replaces a slice's personal data (the pii gate's
+        settings, or the defaults when the gate is off)."""
+        if not self.config.pii_scrub_slices:
+            return None
+        return (self.pii or PiiGate()).scrub
+
+    def _text_scrubber(self) -> Callable[[str], str] | None:
+        """What replaces personal data in other text the run writes (failure details)."""
+        gate = self.pii
+        if gate is None or gate.mode == "tag":
+            return None
+        return lambda text: gate.scrub(text)[0]
 
     def _judge(
         self, samples: AsyncIterator[Sample], judges: Mapping[str, LLMClient], run: _Run
@@ -373,7 +427,7 @@ class DatasetDistillationPipeline:
             self.config,
             counts=run.judge_counts,
             on_failure=run.failures.add,
-            gates=self.gates,
+            gates=run.gates,
         )
 
     async def _stream(
@@ -490,8 +544,10 @@ class DatasetDistillationPipeline:
             usage=whole.usage,
             timings=run.timings(),
             whole_run=whole.summary(run.times["written"] - run.t_start),
-            gates=[g.name for g in self.gates],
+            gates=[g.name for g in run.gates],
         )
+        if run.decontaminator is not None:
+            metadata["decontamination"] = run.decontaminator.describe()
         err = run.failures.stopped
         if err is not None:
             metadata["stopped"] = {
@@ -505,6 +561,14 @@ class DatasetDistillationPipeline:
         if totals:  # filled in from the kept set by record_kept_set (quality.coverage)
             slices = {sid: {"total": n} for sid, n in sorted(totals.items())}
             metadata.setdefault("quality", {})["coverage"] = {"slices": slices}
+        metadata["pii"] = {
+            "mode": self.pii.mode if self.pii is not None else "off",
+            "scrub_slices": self.config.pii_scrub_slices,
+            "slices": {
+                "with_pii": run.source_stats.slices_with_pii,
+                "found": dict(sorted(run.source_stats.pii_in_slices.items())),
+            },
+        }
         source_counts = getattr(run.source, "counts", None)
         if source_counts:  # e.g. topic expansions or rephrasings dropped before any call
             metadata["source_counts"] = dict(source_counts)

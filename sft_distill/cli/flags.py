@@ -8,7 +8,13 @@ from typing import Any
 
 from ..outputs.formats import FORMATS
 
-__all__ = ["add_output_arguments", "flag_names", "output_overrides"]
+__all__ = [
+    "add_compliance_arguments",
+    "add_output_arguments",
+    "compliance_overrides",
+    "flag_names",
+    "output_overrides",
+]
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,4 +71,41 @@ def output_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_per_group",
         "dataset_name",
     )
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def add_compliance_arguments(p: argparse.ArgumentParser, *, run: bool = True) -> None:
+    """Personal data (a run only), eval sets and licences; ``refilter`` takes the last two."""
+    g = p.add_argument_group("compliance")
+    if run:
+        g.add_argument(
+            "--pii",
+            choices=("redact", "drop", "tag", "off"),
+            help="personal data in samples: replace it (default), drop the sample, only "
+            "record it, or do not look",
+        )
+        g.add_argument(
+            "--pii-scrub-slices",
+            action="store_true",
+            default=None,
+            help="replace personal data in slices before the teacher sees them",
+        )
+    g.add_argument(
+        "--decontaminate",
+        action="append",
+        metavar="EVAL_FILE",
+        help="drop samples that repeat a question of this eval set (JSONL, JSON, Parquet); "
+        "repeat for several",
+    )
+    g.add_argument(
+        "--require-license",
+        action="store_true",
+        default=None,
+        help="exit 4 when a kept sample's slice has no metadata.license or a non-commercial one",
+    )
+
+
+def compliance_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config overrides from the compliance flags that were given."""
+    keys = ("pii", "pii_scrub_slices", "decontaminate", "require_license")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from ..config.merging import deep_merge, format_config_error, read_config_file
 from ..errors import ConfigError, DistillError
 from . import EXIT_OK, EXIT_QUALITY, EXIT_USAGE
-from .flags import add_output_arguments, flag_names, output_overrides
+from .flags import (
+    add_compliance_arguments,
+    add_output_arguments,
+    compliance_overrides,
+    flag_names,
+    output_overrides,
+)
 
 if TYPE_CHECKING:
     from ..selection.refilter import RefilterResult
@@ -44,6 +50,7 @@ def build_refilter_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--dedup", action="store_true", help="set enable_dedup to true")
     p.add_argument("--dedup-threshold", type=float, help="new dedup_threshold")
     add_output_arguments(p)
+    add_compliance_arguments(p, run=False)
     p.add_argument("--quiet", "-q", action="store_true", help="warnings only (the default)")
     p.add_argument("--verbose", "-v", action="store_true", help="log every step")
     return p
@@ -60,6 +67,7 @@ def refilter_flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     elif args.dedup:
         flags["enable_dedup"] = True
     flags.update(output_overrides(args))
+    flags.update(compliance_overrides(args))
     return flags
 
 

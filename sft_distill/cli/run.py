@@ -22,7 +22,13 @@ from ..errors import EXIT_INTERRUPTED, ConfigError, DistillError, interrupted_me
 from ..text import plural
 from . import COMMANDS, EXIT_OK, EXIT_PARTIAL, EXIT_QUALITY, EXIT_TERMINATED, EXIT_USAGE
 from .estimate import add_estimate_arguments
-from .flags import add_output_arguments, flag_names, output_overrides
+from .flags import (
+    add_compliance_arguments,
+    add_output_arguments,
+    compliance_overrides,
+    flag_names,
+    output_overrides,
+)
 
 if TYPE_CHECKING:
     from ..pipeline import DatasetDistillationPipeline, RunResult
@@ -114,6 +120,7 @@ def build_parser(mode: Mode | str = MODE) -> argparse.ArgumentParser:
     p.add_argument("--min-votes", type=int, help="override min_votes")
     p.add_argument("--no-dedup", action="store_true", help="set enable_dedup to false")
     add_output_arguments(p)
+    add_compliance_arguments(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
     p.add_argument("--verbose", "-v", action="store_true", help="log every step")
     p.add_argument("--version", action="version", version=f"sft-distill {__version__}")
@@ -138,6 +145,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_dedup:
         out["enable_dedup"] = False
     out.update(output_overrides(args))
+    out.update(compliance_overrides(args))
     return out
 
 

@@ -212,6 +212,36 @@ class DistillConfig(BaseModel):
         None, ge=0.0, le=1.0, description="fail the run (exit 4) when fewer SQL samples execute"
     )
 
+    # --- compliance (issue 14): personal data, eval-set contamination, licences ---
+    pii: str | dict[str, Any] = Field(
+        "redact",
+        description='personal data in every sample: "redact" (placeholders), "drop", "tag" '
+        '(only record it) or "off"; or an object of the pii gate\'s options',
+    )
+    pii_scrub_slices: bool = Field(
+        False, description="replace personal data in each slice before the teacher sees it"
+    )
+    decontaminate: list[str] = Field(
+        default_factory=list,
+        description="eval sets (JSONL, JSON array, Parquet) whose questions must not be in the "
+        "data: matching samples are dropped as 'contaminated' before any judge",
+    )
+    decontaminate_overlap: float = Field(
+        0.6,
+        gt=0.0,
+        le=1.0,
+        description="share of a sample's question (or question and answer) covered by n-grams "
+        "of one eval item that makes it contaminated",
+    )
+    decontaminate_cosine: float = Field(
+        0.9, gt=0.0, le=1.0, description="embedding cosine to an eval question (with embed_fn)"
+    )
+    require_license: bool = Field(
+        False,
+        description="fail the run (exit 4) when a kept sample comes from a slice with no "
+        "metadata.license or a non-commercial one",
+    )
+
     embed_fn: Callable[..., Any] | None = Field(None, exclude=True)
     config_dir: str | None = Field(
         None, exclude=True, description="directory of the config file: relative gate paths"
@@ -237,6 +267,30 @@ class DistillConfig(BaseModel):
         raise ValueError(
             f"must be true, false or a number of samples per article (0-100], got {v!r}"
         )
+
+    @field_validator("pii")
+    @classmethod
+    def _pii_setting(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
+        if isinstance(v, str) and v not in PII_SETTINGS:
+            raise ValueError(
+                f"must be one of {', '.join(PII_SETTINGS)} or an object of the pii gate's "
+                f"options, got {v!r}"
+            )
+        if isinstance(v, dict) and "type" in v:
+            raise ValueError('give the pii gate\'s options without "type"')
+        return v
+
+    @field_validator("decontaminate", mode="before")
+    @classmethod
+    def _eval_paths(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("decontaminate")
+    @classmethod
+    def _eval_paths_given(cls, v: list[str]) -> list[str]:
+        if any(not p.strip() for p in v):
+            raise ValueError("an eval set path is empty")
+        return v
 
     @field_validator("min_votes")
     @classmethod
@@ -328,4 +382,23 @@ class DistillConfig(BaseModel):
         d["embed_fn"] = (
             getattr(self.embed_fn, "__name__", repr(self.embed_fn)) if self.embed_fn else None
         )
+        # Names listed for the pii gate are personal data themselves: keep only how many.
+        if isinstance(d.get("pii"), dict):
+            d["pii"] = _names_counted(d["pii"])
+        d["gates"] = [
+            _names_counted(g) if isinstance(g, dict) and g.get("type") == "pii" else g
+            for g in d.get("gates") or []
+        ]
         return d
+
+
+# What the ``pii`` key accepts as a word (an object holds the gate's options).
+PII_SETTINGS = ("redact", "drop", "tag", "off")
+
+
+def _names_counted(options: dict[str, Any]) -> dict[str, Any]:
+    """The pii gate's options with its ``names`` list replaced by a count."""
+    names = options.get("names")
+    if not isinstance(names, list):
+        return options
+    return {**options, "names": f"<{len(names)} name{'' if len(names) == 1 else 's'}>"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -94,6 +95,8 @@ class WrittenOutputs:
     counts: dict[str, int] = field(default_factory=dict)
     dataset_info: dict[str, Any] = field(default_factory=dict)
     llamafactory_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (licence, source) -> rows written: the manifest's licences
+    origins: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready record for metadata.json (``outputs``)."""
@@ -166,7 +169,10 @@ def write_outputs(
         order = _offsets(raw_path, wanted, opts.seed)
     else:  # the pipeline knows where it wrote each sample
         order = sorted((split_key(opts.seed, s), s, offsets[s]) for s in wanted if s in offsets)
-    counts = _write_rows(raw_path, out, order, train_ids, opts, (files, sidecars, companions))
+    origins: Counter[tuple[str | None, str | None]] = Counter()
+    counts = _write_rows(
+        raw_path, out, order, train_ids, opts, (files, sidecars, companions), origins
+    )
     counts["missing"] = len(train_ids | val_ids) - counts["train"] - counts["val"]
     if counts["missing"]:
         log.warning("%s not found in %s", plural(counts["missing"], "kept sample"), raw_path)
@@ -189,6 +195,7 @@ def write_outputs(
         counts=counts,
         dataset_info=info,
         llamafactory_files=companions,
+        origins=origins,
     )
 
 
@@ -199,11 +206,13 @@ def _write_rows(
     train_ids: set[str],
     opts: OutputOptions,
     names: tuple[dict[str, dict[str, str]], ...],
+    origins: Counter[tuple[str | None, str | None]] | None = None,
 ) -> dict[str, int]:
     """Each kept sample's row in every format (and its sidecar and companion rows), in order.
 
     ``names`` are the split files, provenance sidecars and LLaMA-Factory companions by format
-    and split. Returns the rows written per split.
+    and split; ``origins`` counts each written sample's (licence, source). Returns the rows
+    written per split.
     """
     counts = {"train": 0, "val": 0, "missing": 0}
     with ExitStack() as stack, open(raw_path, "rb") as raw:
@@ -239,6 +248,8 @@ def _write_rows(
                         llamafactory_row(sample, fmt, system=opts.system, include_reasoning=True)
                     )
             counts[split] += 1
+            if origins is not None:
+                origins[sample.license, sample.source] += 1
     return counts
 
 

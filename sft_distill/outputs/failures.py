@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from ..errors import EndpointStoppedError
 from ..models import Failure
@@ -14,8 +15,11 @@ FAILURES_FILE = "failures.jsonl"
 class FailureLog:
     """Writes each failure as it happens and counts them by cause."""
 
-    def __init__(self, writer: JsonlWriter) -> None:
+    def __init__(self, writer: JsonlWriter, *, scrub: Callable[[str], str] | None = None) -> None:
         self.writer = writer
+        # A failed reply's text (``detail``) may quote the slice: its personal data is
+        # replaced as in the samples.
+        self.scrub = scrub
         self.count = 0
         self.causes: Counter[str] = Counter()
         self.stopped: EndpointStoppedError | None = None
@@ -25,7 +29,12 @@ class FailureLog:
         self.count += 1
         if failure.cause:
             self.causes[failure.cause] += 1
-        self.writer.write(failure.model_dump(mode="json"))
+        record = failure.model_dump(mode="json")
+        if self.scrub is not None:
+            for key in ("reason", "detail"):
+                if isinstance(record.get(key), str):
+                    record[key] = self.scrub(record[key])
+        self.writer.write(record)
 
     def stop(self, err: EndpointStoppedError) -> bool:
         """Record the endpoint that stopped the run; False when another one already had."""

@@ -117,7 +117,8 @@ def with_reasoning(answer: str, reasoning: str | None) -> str:
 
 
 def provenance(sample: ScoredSample, *, evidence: bool = False) -> dict[str, Any]:
-    """Where a kept sample came from and how each evaluator scored it (ok judgements only).
+    """Where a kept sample came from (slice, chunk, teacher, prompt, the slice's source and
+    licence) and how each evaluator scored it (ok judgements only).
 
     ``evidence`` adds the teacher's evidence quotes (``include_evidence``).
     """
@@ -138,6 +139,8 @@ def provenance(sample: ScoredSample, *, evidence: bool = False) -> dict[str, Any
         "heading_path": list(sample.heading_path),
         "teacher_model": sample.teacher_model,
         "prompt_version": sample.prompt_version,
+        "source": sample.source,
+        "license": sample.license,
         "avg_score": sample.avg_score,
         "votes": sample.votes,
         "scores": scores,

@@ -358,6 +358,11 @@ class ReportBuilder:
         # passing sample id -> (slice id, source articles it covers), for article coverage
         self._articles: dict[str, tuple[str, tuple[str, ...]]] = {}
 
+        # compliance: samples with personal data and what was found; contamination by match
+        self.pii_samples = 0
+        self.pii_found: Counter[str] = Counter()
+        self.contamination: Counter[str] = Counter()
+
     @classmethod
     def from_metadata(
         cls,
@@ -397,6 +402,7 @@ class ReportBuilder:
         if "exec_pass" in sample.annotations:
             self._exec_n += 1
             self._exec_ok += bool(sample.annotations["exec_pass"])
+        self._count_compliance(sample)
         means = []
         for j in sample.judgements:
             if not j.ok or j.weighted_mean is None:
@@ -427,6 +433,24 @@ class ReportBuilder:
     def kept_articles(self, ids: Iterable[str]) -> list[tuple[str, tuple[str, ...]]]:
         """(slice id, articles covered) of each of ``ids`` that passed and covers some."""
         return [self._articles[i] for i in ids if i in self._articles]
+
+    def _count_compliance(self, sample: ScoredSample) -> None:
+        """Personal data the pii gate found (types only) and how a contaminated one matched."""
+        pii = sample.annotations.get("pii")
+        if isinstance(pii, Mapping) and isinstance(pii.get("counts"), Mapping):
+            self.pii_samples += 1
+            self.pii_found.update({str(k): int(v) for k, v in pii["counts"].items()})
+        if sample.drop_reason == "contaminated":
+            how = sample.annotations.get("contamination")
+            match = how.get("match") if isinstance(how, Mapping) else None
+            self.contamination[str(match or "unknown")] += 1
+
+    def compliance(self) -> dict[str, Any]:
+        """Samples with personal data, counts per type, contaminated samples per kind of match."""
+        return {
+            "pii": {"samples": self.pii_samples, "found": dict(sorted(self.pii_found.items()))},
+            "contaminated": dict(sorted(self.contamination.items())),
+        }
 
     def mean_score(self) -> float | None:
         """Mean of the samples' average scores (None when none was judged)."""
@@ -509,6 +533,7 @@ class ReportBuilder:
             "funnel": _funnel(counts, self.n, self.kept),
             "drop_reasons": dict(sorted(self.drops.items())),
             "losses": _losses(counts),
+            "compliance": self.compliance(),
             "evaluators": dict(sorted(self.evaluators.items())),
             "histograms": {e: dict(sorted(h.items())) for e, h in sorted(self.hists.items())},
             "keep_rate": curve,

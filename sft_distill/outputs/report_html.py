@@ -262,6 +262,7 @@ def _funnel_section(report: Mapping[str, Any]) -> str:
             "<h3 style='margin-top:14px'>Lost before judging</h3>"
             + _table(["what", "count"], [[_e(k), _num(v)] for k, v in losses.items()])
         )
+    parts.append(_compliance_tables(report.get("compliance") or {}))
     parts.append("</div>")
     return f'<section id="funnel"><h2>Funnel</h2><div class="row">{"".join(parts)}</div></section>'
 
@@ -314,6 +315,23 @@ def _quality_section(report: Mapping[str, Any]) -> str:
         f"{_histogram_pair('question type', q.get('question_types') or {})}"
         f"{_histogram_pair('difficulty', q.get('difficulty') or {})}</div></section>"
     )
+
+def _compliance_tables(compliance: Mapping[str, Any]) -> str:
+    """Personal data found in the samples (types and counts only), contamination by match."""
+    pii = compliance.get("pii") or {}
+    html = ""
+    if pii.get("samples"):
+        rows = [[_e(k), _num(v)] for k, v in (pii.get("found") or {}).items()]
+        html += (
+            f"<h3 style='margin-top:14px'>Personal data ({_num(pii['samples'])} samples)</h3>"
+            + _table(["type", "found"], rows)
+        )
+    contaminated = compliance.get("contaminated") or {}
+    if contaminated:
+        html += "<h3 style='margin-top:14px'>Contaminated (eval items)</h3>" + _table(
+            ["match", "samples"], [[_e(k), _num(v)] for k, v in contaminated.items()]
+        )
+    return html
 
 
 def _keep_rate_section(report: Mapping[str, Any]) -> str:

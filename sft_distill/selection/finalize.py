@@ -18,11 +18,11 @@ from typing import Any
 from ..config.models import DistillConfig
 from ..models import StageCounts
 from ..outputs.datasets import OutputOptions, WrittenOutputs, write_outputs
-from ..outputs.manifest import build_manifest, write_manifest
+from ..outputs.manifest import build_manifest, license_summary, write_manifest
 from ..outputs.metadata import METADATA_FILE
 from ..outputs.report import RAW_FILE, ReportBuilder, coverage_summary, write_report
 from ..outputs.writers import JsonlWriter, write_json_atomic
-from .floors import check_run_gates
+from .floors import check_run_gates, license_problems
 from .run_index import RunIndex
 from .splitting import DROP_CAPPED, SplitPlan, plan_split, usable_group_cap
 from .thresholds import DROP_DUPLICATE
@@ -118,6 +118,7 @@ def record_kept_set(
         OutputError: a file cannot be written.
     """
     _describe_kept_set(metadata, config, opts, counts, groups, kept_set)
+    _describe_compliance(metadata, builder, kept_set)
     problems = _quality(metadata, config, counts, builder)
     _coverage(metadata, builder, kept_set)
     plan = kept_set.plan
@@ -130,6 +131,8 @@ def record_kept_set(
             val_ids=plan.val,
             simulator=bool(metadata.get("simulator")),
             source_prompt_version=(metadata.get("prompt_versions") or {}).get("source"),
+            licenses=metadata["licenses"],
+            eval_sets=(metadata.get("decontamination") or {}).get("eval_sets"),
         ),
     )
     metadata["report"] = write_report(
@@ -182,12 +185,27 @@ def _describe_kept_set(
         metadata["slice_groups"] = {"field": opts.balance_by, "groups": dict(groups)}
 
 
+def _describe_compliance(
+    metadata: dict[str, Any], builder: ReportBuilder, kept_set: KeptSet
+) -> None:
+    """Personal data found in the samples, contamination, the kept samples' licences."""
+    found = builder.compliance()
+    pii = metadata.setdefault("pii", {})
+    pii["samples"] = {"with_pii": found["pii"]["samples"], "found": found["pii"]["found"]}
+    if "decontamination" in metadata or found["contaminated"]:
+        decontamination = metadata.setdefault("decontamination", {})
+        decontamination["contaminated"] = sum(found["contaminated"].values())
+        decontamination["by_match"] = found["contaminated"]
+    metadata["licenses"] = license_summary(kept_set.written.origins)
+
+
 def _quality(
     metadata: dict[str, Any], config: DistillConfig, counts: StageCounts, builder: ReportBuilder
 ) -> list[str]:
     """Check the run-level floors; record the outcome in ``metadata["quality_gates"]``."""
     mean_score, exec_rate = builder.mean_score(), builder.exec_pass_rate()
     problems = check_run_gates(config, counts, mean_score=mean_score, exec_pass_rate=exec_rate)
+    problems += license_problems(config, metadata.get("licenses") or {})
     metadata["quality_gates"] = {
         "passed": not problems,
         "problems": problems,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..config.models import DistillConfig
 from ..models import StageCounts
 
@@ -36,3 +39,26 @@ def check_run_gates(
             f"{config.min_exec_pass_rate:.1%}"
         )
     return problems
+
+
+def license_problems(config: DistillConfig, licenses: Mapping[str, Any]) -> list[str]:
+    """With ``require_license``: kept samples from non-commercial or unlicensed sources."""
+    if not config.require_license:
+        return []
+    parts = []
+    for flag, words in (
+        ("non_commercial", "under a non-commercial licence"),
+        ("unlicensed", "with no licence"),
+    ):
+        found = licenses.get(flag) or {}
+        if not found.get("samples"):
+            continue
+        named = found.get("sources") or []
+        shown = ", ".join(repr(s) for s in named[:3]) + (", ..." if len(named) > 3 else "")
+        unnamed = found.get("without_source", 0)
+        where = [f"sources {shown}"] if named else []
+        where += [f"{unnamed} with no metadata.source"] if unnamed else []
+        parts.append(f"{found['samples']} {words} ({'; '.join(where)})")
+    if not parts:
+        return []
+    return [f"kept samples: {', '.join(parts)}; require_license accepts neither"]

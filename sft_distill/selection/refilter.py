@@ -31,19 +31,21 @@ from ..config.merging import build_config, deep_merge
 from ..config.models import DistillConfig
 from ..errors import ConfigError, InputError, file_error
 from ..llm.cache import CACHE_FILENAME, ResponseCache
-from ..models import PathLike, StageCounts
+from ..models import PathLike, ScoredSample, StageCounts
 from ..outputs.datasets import OutputOptions, WrittenOutputs
 from ..outputs.metadata import METADATA_FILE
 from ..outputs.report import RAW_FILE, ReportBuilder
 from ..outputs.writers import JsonlWriter, lock_output_dir
 from ..sources.jsonl import iter_scored
 from ..sources.reader import iter_slices
+from ..stages.gates.base import GATE_PREFIX
 from .collect import Collector
+from .decontaminate import Decontaminator, sample_texts
 from .dedup import make_deduplicator
 from .dedup.base import Deduplicator
 from .finalize import record_kept_set, write_kept_set
 from .splitting import group_value
-from .thresholds import apply_thresholds
+from .thresholds import DROP_CONTAMINATED, apply_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +220,30 @@ async def _arefilter(
         )
         if dedup is not None:
             stack.callback(dedup.close)
-        return await _refilter_with(out, metadata, config, opts, raw_path, groups, dedup, overrides)
+        decontaminator = None
+        if overrides.get("decontaminate"):
+            # A new eval set after the run: its items are matched against every judged sample.
+            decontaminator = await asyncio.to_thread(
+                lambda: Decontaminator.from_config(config).build()
+            )
+            await decontaminator.prepare(cache)
+            _record_eval_sets(metadata, decontaminator)
+        return await _refilter_with(
+            out, metadata, config, opts, raw_path, groups, dedup, overrides, decontaminator
+        )
+
+
+def _record_eval_sets(metadata: dict[str, Any], decontaminator: Decontaminator) -> None:
+    """Add the eval sets refilter matched to those the run (or an earlier refilter) had."""
+    described = decontaminator.describe()
+    previous = metadata.get("decontamination") or {}
+    sets = list(previous.get("eval_sets") or [])
+    sets += [s for s in described["eval_sets"] if s not in sets]
+    metadata["decontamination"] = {
+        **described,
+        "eval_sets": sets,
+        "items": sum(int(s.get("items", 0)) for s in sets),
+    }
 
 
 async def _refilter_with(
@@ -230,23 +255,39 @@ async def _refilter_with(
     groups: dict[str, str | None],
     dedup: Deduplicator | None,
     overrides: Mapping[str, Any],
+    decontaminator: Decontaminator | None = None,
 ) -> RefilterResult:
     """The refilter proper, once the deduplicator (and the cache it may use) is open."""
     staged = out / (RAW_FILE + ".refilter")
     report = ReportBuilder.from_metadata({"config": config.public_dict()})
+
+    def add(sample: ScoredSample) -> None:
+        collector.add(
+            apply_thresholds(
+                sample,
+                min_score_threshold=config.min_score_threshold,
+                min_votes=config.min_votes,
+                weights=config.dimension_weights,
+                floors=config.score_floors,
+            )
+        )
+
     try:
         with JsonlWriter(staged, atomic=True) as writer:
             collector = Collector(writer, report, dedup)
+            batch: list[ScoredSample] = []
             for _, sample in iter_scored(raw_path, unique=True):
-                collector.add(
-                    apply_thresholds(
-                        sample,
-                        min_score_threshold=config.min_score_threshold,
-                        min_votes=config.min_votes,
-                        weights=config.dimension_weights,
-                        floors=config.score_floors,
-                    )
-                )
+                if decontaminator is None:
+                    add(sample)
+                    continue
+                batch.append(sample)
+                if len(batch) >= _DECONTAMINATE_BATCH:
+                    for s in await _decontaminated(batch, decontaminator):
+                        add(s)
+                    batch = []
+            if batch and decontaminator is not None:
+                for s in await _decontaminated(batch, decontaminator):
+                    add(s)
         duplicates = await collector.duplicates()
         # The same code a run ends with: raw decisions, splits, manifest, report, metadata.
         kept_set = write_kept_set(
@@ -284,6 +325,36 @@ async def _refilter_with(
         report=metadata["report"],
         quality_problems=problems,
     )
+
+
+# Samples matched against new eval sets at once (their questions embedded in one batch).
+_DECONTAMINATE_BATCH = 256
+
+
+async def _decontaminated(
+    samples: list[ScoredSample], decontaminator: Decontaminator
+) -> list[ScoredSample]:
+    """``samples`` with those repeating an eval item dropped as contaminated (as a run would)."""
+    open_ = [
+        i
+        for i, s in enumerate(samples)
+        if not (s.drop_reason or "").startswith(GATE_PREFIX) and s.drop_reason != DROP_CONTAMINATED
+    ]
+    hits = await decontaminator.match_many([sample_texts(samples[i]) for i in open_])
+    out = list(samples)
+    for i, hit in zip(open_, hits, strict=True):
+        if hit is not None:
+            s = samples[i]
+            out[i] = s.model_copy(
+                update={
+                    "passed": False,
+                    "drop_reason": DROP_CONTAMINATED,
+                    "drop_detail": hit.detail(),
+                    "duplicate_of": None,
+                    "annotations": {**s.annotations, **hit.annotations()},
+                }
+            )
+    return out
 
 
 def _record_history(

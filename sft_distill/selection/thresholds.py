@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_FLOOR_DIMENSION",
     "DROP_BELOW_FLOOR",
+    "DROP_CONTAMINATED",
     "DROP_DUPLICATE",
     "DROP_DUPLICATE_QUESTION",
     "DROP_JUDGE_FAILED",
@@ -53,6 +54,9 @@ DROP_DUPLICATE = "duplicate"
 DROP_DUPLICATE_QUESTION = "duplicate_question"
 
 DEFAULT_FLOOR_DIMENSION = "accuracy"
+
+# Repeats an eval item (selection.decontaminate): dropped before any judge, like a gate's drop.
+DROP_CONTAMINATED = "contaminated"
 
 # A mean like (6.9 + 7.1) / 2 lands a hair under 7.0 in floating point; it must still vote.
 _SCORE_SLACK = 1e-9
@@ -206,10 +210,11 @@ def _floor_detail(judgements: Sequence[Judgement], floors: Mapping[str, float]) 
 
 
 def is_unjudged_drop(sample: ScoredSample) -> bool:
-    """Whether ``sample`` was dropped before any judge (a gate, a duplicate question)."""
+    """Whether ``sample`` was dropped before any judge (a gate, a duplicate question, an eval
+    item it repeats)."""
     reason = sample.drop_reason
     return reason is not None and (
-        reason.startswith(GATE_PREFIX) or reason == DROP_DUPLICATE_QUESTION
+        reason.startswith(GATE_PREFIX) or reason in (DROP_DUPLICATE_QUESTION, DROP_CONTAMINATED)
     )
 
 
@@ -229,8 +234,8 @@ def apply_thresholds(
     min_votes``; otherwise ``drop_reason`` is "below_floor" (the floors blocked votes that would
     have carried it; ``drop_detail`` names them), "low_votes", "judge_failed" (every judge
     failed) or "no_evaluation" (no judge, or no score the weights count). ``duplicate_of`` is
-    cleared: dedup decides it afterwards. A sample dropped by a gate, or as a duplicate question,
-    was never judged and stays dropped.
+    cleared: dedup decides it afterwards. A sample dropped by a gate, as a duplicate question or
+    as contaminated was never judged and stays dropped.
     """
     if is_unjudged_drop(sample):
         return sample

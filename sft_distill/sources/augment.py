@@ -220,6 +220,8 @@ class AugmentSource(RecordFileSource):
             source_kind=self.kind,
             annotations=record_annotations(record, original=True),
             source_text=record_source_text(record),
+            license=record.license,
+            source=record.source,
         )
 
     async def _rephrase(self, record: Record, original: Sample, ctx: SourceContext) -> list[str]:
@@ -273,6 +275,8 @@ class AugmentSource(RecordFileSource):
             reference_output=original.output,
             annotations={"augmented_from": original.id, "variant": index},
             source_text=original.source_text,
+            license=original.license,
+            source=original.source,
         )
 
     async def _augment(

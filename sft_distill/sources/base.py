@@ -29,6 +29,15 @@ class SourceCounts(GenerationCounts):
     bad_lines: int = 0
     bad_line_reasons: dict[str, int] = field(default_factory=dict)
     duplicate_slices: int = 0
+    # pii_scrub_slices: slices whose personal data was replaced, and what was found per type
+    slices_with_pii: int = 0
+    pii_in_slices: dict[str, int] = field(default_factory=dict)
+
+    def add_slice_pii(self, counts: dict[str, int]) -> None:
+        """Count one slice whose personal data was replaced before the teacher saw it."""
+        self.slices_with_pii += 1
+        for kind, n in counts.items():
+            self.pii_in_slices[kind] = self.pii_in_slices.get(kind, 0) + n
 
     def add_bad_line(self, bad: BadLine) -> None:
         """Count a bad input line (a fixed line still runs and counts by kind only)."""
@@ -53,6 +62,8 @@ class SourceContext:
     strict: bool = False
     bad_examples: list[str] = field(default_factory=list)
     output_dir: Path | None = None  # where the run writes (a source may save files there)
+    # pii_scrub_slices: text -> (text with personal data replaced, counts per type)
+    scrub_text: Callable[[str], tuple[str, dict[str, int]]] | None = None
 
 
 @runtime_checkable

@@ -281,6 +281,8 @@ class DistillSource(RecordFileSource):
             ),
             evidence=list(record.evidence),
             source_text=record.source_text,
+            license=record.license,
+            source=record.source,
         )
 
     async def samples(self, ctx: SourceContext) -> AsyncIterator[Sample]:

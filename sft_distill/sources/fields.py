@@ -37,6 +37,7 @@ from typing import Any
 from ..errors import InputError
 from ..ids import text_digest
 from ..llm.json_extract import split_reasoning
+from ..models import origin_of
 from .jsonl import _json_type
 from .reader import BadLine, BadLineKind, _fix_record
 from .records import iter_raw_records
@@ -152,6 +153,8 @@ class Record:
     metadata: dict[str, Any] = field(default_factory=dict)
     source_text: str = ""
     evidence: tuple[str, ...] = ()
+    license: str | None = None  # metadata.license, else the provenance of a row of ours
+    source: str | None = None
 
 
 def _columns_of(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -435,6 +438,9 @@ class RecordMapper:
             value = data.get(name, provenance.get(name))
             return value if isinstance(value, str) else ""
 
+        metadata = self._metadata(data)
+        licensed = origin_of(provenance)
+        licensed.update({k: v for k, v in origin_of(metadata).items() if v is not None})
         return Record(
             line=line,
             key=key,
@@ -449,9 +455,10 @@ class RecordMapper:
             has_id=has_id,
             teacher_model=origin("teacher_model"),
             prompt_version=origin("prompt_version"),
-            metadata=self._metadata(data),
+            metadata=metadata,
             source_text=extra[0],
             evidence=extra[1],
+            **licensed,
         )
 
     def _extra(self, line: int, data: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:

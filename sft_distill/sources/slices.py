@@ -57,6 +57,8 @@ class SliceSource:
         slices = counted(
             read_slices(self.path, strict=ctx.strict, on_bad_line=on_bad_line, stats=read)
         )
+        if ctx.scrub_text is not None:
+            slices = scrubbed(slices, ctx)
         async for sample in generate_samples(
             slices,
             ctx.teacher,
@@ -66,3 +68,15 @@ class SliceSource:
             on_slice_done=lambda _sid: ctx.progress(1),  # a slice counts once it is answered
         ):
             yield sample
+
+
+async def scrubbed(slices: AsyncIterable[Slice], ctx: SourceContext) -> AsyncIterator[Slice]:
+    """Each slice with its personal data replaced (``pii_scrub_slices``), before any teacher
+    request: the prompts, the cached replies and the judges' source text then hold none."""
+    assert ctx.scrub_text is not None
+    async for s in slices:
+        text, counts = ctx.scrub_text(s.content)
+        if counts:
+            ctx.stats.add_slice_pii(counts)
+            s = s.model_copy(update={"content": text})
+        yield s

@@ -39,7 +39,7 @@ from ..llm.prompts import (
     question_messages,
 )
 from ..llm.structured import AnswerReply, GenerationReply, QuestionsReply, SampleItem
-from ..models import Chunk, Failure, Sample, ScoredSample, Slice
+from ..models import Chunk, Failure, Sample, ScoredSample, Slice, origin_of
 from ..selection.thresholds import DROP_DUPLICATE_QUESTION
 from ..sources.chunking import allocate_samples, split_text
 from ..sources.headings import (
@@ -543,6 +543,7 @@ class _SliceRun:
                 "source_text": chunk.text,
                 "source_title": chunk.title,
                 "heading_path": list(chunk.heading_path),
+                **origin_of(chunk.metadata),  # the slice's source and licence
             }
             ended = item.get("finish_reason") or finish_reason
             if ended:

@@ -195,7 +195,7 @@ async def evaluate_samples(
                 return ScoredSample(
                     **sample.model_dump(exclude=_DECISION),
                     passed=False,
-                    drop_reason=f"{GATE_PREFIX}{gate_name}",
+                    drop_reason=verdict.drop_reason or f"{GATE_PREFIX}{gate_name}",
                     drop_detail=verdict.reason,
                 )
         if isinstance(sample, ScoredSample) and is_unjudged_drop(sample):

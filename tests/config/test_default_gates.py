@@ -50,7 +50,7 @@ def test_a_run_drops_a_referential_question_by_default(cli, tmp_path):
     meta = read_metadata(out)
     assert meta["counts"]["dropped"]["gate:referential"] == 1
     assert meta["counts"]["samples_evaluated"] == 1
-    assert meta["quality_gates"]["gates"] == [*QUALITY_GATE_TYPES, *RULE_GATE_TYPES]
+    assert meta["quality_gates"]["gates"] == ["pii", *QUALITY_GATE_TYPES, *RULE_GATE_TYPES]
 
 
 @pytest.mark.parametrize(

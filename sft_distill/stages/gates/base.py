@@ -38,11 +38,16 @@ GATE_PREFIX = "gate:"
 
 @dataclass(frozen=True)
 class GateResult:
-    """A gate's verdict on one sample."""
+    """A gate's verdict on one sample.
+
+    ``drop_reason`` replaces ``gate:<name>`` as the dropped sample's reason; the built-in
+    decontamination stage sets ``contaminated``.
+    """
 
     keep: bool
     reason: str | None = None
     annotations: dict[str, Any] = field(default_factory=dict)
+    drop_reason: str | None = None
 
 
 @runtime_checkable

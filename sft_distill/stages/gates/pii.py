@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import logging
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,14 +63,17 @@ LANGS = ("auto", "zh", "en")
 MODES = ("redact", "drop", "tag")
 
 
-# Sample fields the gate may scan; reasoning, reference_output and the evidence quotes (copied
-# from the source, each scanned as "evidence[i]") are written to the outputs too.
+# Sample fields the gate may scan; reasoning, reference_output and the evidence quotes are
+# written to the outputs too (the quotes to generated_raw.jsonl only).
 SAMPLE_FIELDS = ("instruction", "input", "output", "reasoning", "reference_output", "evidence")
 
 
-def _field_order(name: str) -> int:
-    """Where a scanned field sorts: "evidence[2]" with evidence."""
-    return SAMPLE_FIELDS.index(name.split("[", 1)[0])
+# The chunk text among the fields redacted together (never written to the outputs).
+_SOURCE = "source_text"
+
+
+# Chunk texts whose spans a gate remembers (samples of a chunk arrive close together).
+_SOURCE_CACHE = 64
 
 
 def _value_key(kind: str, value: str) -> str:
@@ -155,22 +159,28 @@ def redact(
     out: dict[str, str] = {}
     records: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
+    written: dict[str, list[str]] = {}
     for field, text in fields.items():
         pieces = []
         pos = 0
         for s in sorted(spans.get(field, ()), key=lambda s: s.start):
             base = table[s.type]
             number = keys[base][_value_key(s.type, text[s.start : s.end])]
-            pieces += [
-                text[pos : s.start],
-                _numbered(base, number) if len(keys[base]) > 1 else base,
-            ]
+            placeholder = _numbered(base, number) if len(keys[base]) > 1 else base
+            pieces += [text[pos : s.start], placeholder]
             pos = s.end
             counts[s.type] += 1
             records.append({"field": field, "type": s.type, "start": s.start, "end": s.end})
+            if placeholder not in written.setdefault(field, []):
+                written[field].append(placeholder)
         pieces.append(text[pos:])
         out[field] = "".join(pieces)
-    summary = {"counts": dict(sorted(counts.items())), "spans": records, "lang": lang}
+    summary = {
+        "counts": dict(sorted(counts.items())),
+        "spans": records,
+        "lang": lang,
+        "placeholders": written,
+    }
     return out, summary
 
 
@@ -221,7 +231,56 @@ def load_ner(value: Any) -> NerHook | None:
     hook = getattr(module, attr, None)
     if not callable(hook):
         raise ValueError(f"ner: {value!r} is not a function")
+    if isinstance(hook, type):  # a class: one instance is the hook (it may load a model)
+        try:
+            hook = hook()
+        except Exception as exc:
+            raise ValueError(f"ner: {value}: {exc}") from None
     return hook  # type: ignore[no-any-return]
+
+
+class JiebaNames:
+    """A ready ``ner`` hook: person names tagged by jieba's part-of-speech tagger (offline; its
+    dictionary ships with the package). ``pip install 'sft-distill[ner]'``, then
+    ``"ner": "sft_distill.stages.gates.pii:JiebaNames"``. Two or more characters only: a lone
+    surname ("王某") is not a name to redact."""
+
+    _NAME_FLAGS = frozenset({"nr", "nrfg", "nrt"})
+    # The tagger also calls some common words names (银行卡, 申请人, 亦然): a name must start
+    # with one of the common surnames (about 95% of people) or a two-character one.
+    _SURNAMES = frozenset(
+        "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶"
+        "程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾"
+        "毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹欧耿关兰"
+        "焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻"
+    )
+    _COMPOUND = frozenset({"欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "令狐"})
+
+    def __init__(self) -> None:
+        try:
+            import jieba
+            import jieba.posseg
+        except ImportError:
+            raise ValueError("JiebaNames needs jieba: pip install 'sft-distill[ner]'") from None
+        jieba.setLogLevel(logging.WARNING)
+        self._cut = jieba.posseg.cut
+
+    def __call__(self, text: str) -> list[tuple[int, int, str]]:
+        spans = []
+        pos = 0
+        for word in self._cut(text):
+            start = text.find(word.word, pos)
+            if start < 0:
+                continue
+            pos = start + len(word.word)
+            name = word.word
+            if (
+                word.flag in self._NAME_FLAGS
+                and 2 <= len(name) <= 4
+                and (name[0] in self._SURNAMES or name[:2] in self._COMPOUND)
+            ):
+                spans.append((start, pos, "name"))
+        return spans
 
 
 def _placeholder_opt(value: Any) -> dict[str, str | dict[str, str]]:
@@ -263,6 +322,8 @@ class PiiGate:
     redacted too unless ``scrub_dropped`` is false, since dropped samples are written to
     ``generated_raw.jsonl``); ``tag`` keeps it unchanged. Each records ``annotations["pii"]``:
     mode, counts per type and spans (field, type, start, end in the original text), never values.
+    With ``scrub_source`` (default) ``redact`` also replaces the values in the chunk the sample
+    came from (``source_text``, which the judges read), with the same placeholders.
     """
 
     def __init__(
@@ -277,6 +338,7 @@ class PiiGate:
         placeholders: Mapping[str, Any] | None = None,
         fields: Sequence[str] = SAMPLE_FIELDS,
         scrub_dropped: bool = True,
+        scrub_source: bool = True,
         name: str = "pii",
         base_dirs: Sequence[Path] = (),
     ) -> None:
@@ -292,47 +354,94 @@ class PiiGate:
                 f"fields: unknown field(s) {unknown}; known: {', '.join(SAMPLE_FIELDS)}"
             )
         self.fields = tuple(f for f in SAMPLE_FIELDS if f in fields)
-        if not isinstance(scrub_dropped, bool):
-            raise ValueError(f"scrub_dropped must be true or false, got {scrub_dropped!r}")
+        for option, value in (("scrub_dropped", scrub_dropped), ("scrub_source", scrub_source)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{option} must be true or false, got {value!r}")
         self.scrub_dropped = scrub_dropped
+        self.scrub_source = scrub_source
         self.detector = PiiDetector(
             types=normalize_types(types),
             names=load_names(names, names_file, base_dirs),
             ner=load_ner(ner),
         )
+        # The samples of a chunk share its text: scan (and redact) it once.
+        self._sources: OrderedDict[str, tuple[list[PiiSpan], str]] = OrderedDict()
 
     def scan(self, sample: Sample) -> tuple[dict[str, str], dict[str, list[PiiSpan]]]:
-        """The sample's scanned fields and the spans found in each."""
-        fields = {f: v for f in self.fields if isinstance(v := getattr(sample, f), str) and v}
-        if "evidence" in self.fields:
-            for i, quote in enumerate(sample.evidence):
-                if isinstance(quote, str) and quote:
-                    fields[f"evidence[{i}]"] = quote
+        """The sample's scanned fields and the spans found in each (quotes as ``evidence.<i>``)."""
+        fields: dict[str, str] = {}
+        for f in self.fields:
+            if f == "evidence":
+                fields.update({f"evidence.{i}": q for i, q in enumerate(sample.evidence) if q})
+            elif isinstance(v := getattr(sample, f), str) and v:
+                fields[f] = v
         return fields, {f: self.detector.find(v) for f, v in fields.items()}
+
+    def scrub(self, text: str) -> tuple[str, dict[str, int]]:
+        """``text`` with its personal data replaced, and counts per type (for slices)."""
+        spans = self.detector.find(text)
+        if not spans:
+            return text, {}
+        out, summary = redact(
+            {"text": text}, {"text": spans}, lang=self.lang, placeholders=self.placeholders
+        )
+        return out["text"], summary["counts"]
+
+    def _source(self, text: str) -> tuple[list[PiiSpan], str]:
+        """Spans of a chunk's text and the text redacted on its own (cached per text)."""
+        hit = self._sources.get(text)
+        if hit is None:
+            spans = self.detector.find(text)
+            redacted = self.scrub(text)[0] if spans else text
+            hit = self._sources[text] = (spans, redacted)
+            if len(self._sources) > _SOURCE_CACHE:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(text)
+        return hit
 
     async def check(self, sample: Sample) -> GateResult:
         """Keep (redacted or tagged) or drop a sample with personal data; keep others untouched."""
         fields, spans = self.scan(sample)
+        source_spans: list[PiiSpan] = []
+        scrub_source = self.mode == "redact" and self.scrub_source and bool(sample.source_text)
+        if scrub_source:
+            source_spans, redacted_source = self._source(sample.source_text)
         if not any(spans.values()):
+            if source_spans:
+                sample.source_text = redacted_source
             return GateResult(True)
+        if source_spans:
+            # The chunk first, so that a value in both gets the chunk's placeholder.
+            fields = {_SOURCE: sample.source_text, **fields}
+            spans = {_SOURCE: source_spans, **spans}
         redacted, summary = redact(fields, spans, lang=self.lang, placeholders=self.placeholders)
+        records = [r for r in summary["spans"] if r["field"] != _SOURCE]
+        counts = Counter(r["type"] for r in records)
         note: dict[str, Any] = {
             "mode": self.mode,
-            "counts": summary["counts"],
-            "spans": summary["spans"],
+            "counts": dict(sorted(counts.items())),
+            "spans": records,
         }
         if self.mode == "tag":
             return GateResult(True, None, {"pii": note})
         if self.mode == "redact" or self.scrub_dropped:
             note["lang"] = summary["lang"]
+            placed = {p for f, ps in summary["placeholders"].items() if f != _SOURCE for p in ps}
+            note["placeholders"] = sorted(placed)
+            evidence = list(sample.evidence)
             for field, text in redacted.items():
-                if field.startswith("evidence["):
-                    sample.evidence[int(field[len("evidence[") : -1])] = text
+                if field == _SOURCE:
+                    sample.source_text = text
+                elif field.startswith("evidence."):
+                    evidence[int(field.split(".", 1)[1])] = text
                 else:
                     setattr(sample, field, text)
+            if evidence != sample.evidence:
+                sample.evidence = evidence
         if self.mode == "drop":
-            where = sorted({r["field"] for r in summary["spans"]}, key=_field_order)
-            found = ", ".join(f"{n} {t}" for t, n in summary["counts"].items())
+            where = sorted({r["field"].split(".", 1)[0] for r in records}, key=SAMPLE_FIELDS.index)
+            found = ", ".join(f"{n} {t}" for t, n in note["counts"].items())
             return GateResult(False, f"personal data in {', '.join(where)}: {found}", {"pii": note})
         return GateResult(True, None, {"pii": note})
 

@@ -311,7 +311,8 @@ def build_gates(
 
     Relative paths (a ``sql`` gate's ``database``, a ``python`` gate's ``file.py`` target) are
     looked up in ``base_dir`` (or the config's ``config_dir`` when it has one) first, then in
-    the current directory.
+    the current directory. From a config, the ``pii`` key adds the pii gate (on by default)
+    unless ``gates`` has one; a pii gate always runs first, wherever it is listed.
 
     Raises:
         ConfigError: an unknown type or option, or a bad value, naming ``gates[i] (type)``.
@@ -324,6 +325,9 @@ def build_gates(
     gates: list[Gate] = []
     for i, spec in enumerate(specs):
         gates.extend(build_gate(spec, index=i, base_dirs=base_dirs))
+    if cfg is not None:
+        gates[:0] = _configured_pii(cfg, specs, base_dirs)
+    gates = pii_first(gates)
     names = [g.name for g in gates]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -332,3 +336,35 @@ def build_gates(
             "distinct 'name' so drop reasons tell them apart"
         )
     return gates
+
+
+def _configured_pii(
+    config: DistillConfig, specs: Sequence[Any], base_dirs: Sequence[Path]
+) -> list[Gate]:
+    """The pii gate the ``pii`` key asks for ([] when "off" or when ``gates`` lists one).
+
+    Raises:
+        ConfigError: ``pii`` is set to something else than the default and ``gates`` has a pii
+            entry too (which of the two is meant?).
+    """
+    listed = any(isinstance(s, Mapping) and s.get("type") == "pii" for s in specs)
+    setting = config.pii
+    if listed:
+        if setting != "redact":
+            raise ConfigError(
+                'pii: set the pii gate either with the "pii" key or as a {"type": "pii"} '
+                "entry in gates, not both"
+            )
+        return []
+    if setting == "off":
+        return []
+    options = {"mode": setting} if isinstance(setting, str) else dict(setting)
+    name = options.pop("name", None)
+    return [_make("pii", _builtin("pii"), options, name, base_dirs=base_dirs)]
+
+
+def pii_first(gates: list[Gate]) -> list[Gate]:
+    """The pii gates before all others: no gate drops a sample (written to the raw file) or
+    reads it before its personal data is redacted."""
+    pii = _builtin("pii")
+    return [g for g in gates if isinstance(g, pii)] + [g for g in gates if not isinstance(g, pii)]

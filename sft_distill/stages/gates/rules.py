@@ -413,6 +413,12 @@ class PlaceholderGate:
     async def check(self, sample: Sample) -> GateResult:
         """Keep unless a checked field holds placeholder text."""
         context = f"{sample.source_text}\n{sample.input}"
+        # [电话], [PHONE], [姓名] written by the pii gate stand for redacted values, not for
+        # text left unfilled: the gate lists the ones it wrote.
+        pii = sample.annotations.get("pii")
+        written = pii.get("placeholders") if isinstance(pii, dict) else None
+        if isinstance(written, list):
+            context += "\n" + "\n".join(p for p in written if isinstance(p, str))
         for field in self.fields:
             text = getattr(sample, field)
             found = self.find(text, "" if field == "input" else context)

@@ -686,7 +686,8 @@ async def test_quality_gates_in_a_pipeline_run(sim, tmp_path):
         sim, output_dir=str(tmp_path / "out"), samples_per_slice=4, gates=[{"type": "quality"}]
     )
     pipeline = DatasetDistillationPipeline(cfg, show_progress=False)
-    assert [g.name for g in pipeline.gates] == list(QUALITY_GATE_TYPES)
+    # the pii gate is on by default and runs first
+    assert [g.name for g in pipeline.gates] == ["pii", *QUALITY_GATE_TYPES]
     result = await pipeline.run(slices)
     out = result.output_dir
     raw = read_jsonl(out / "generated_raw.jsonl")

@@ -18,7 +18,7 @@ import pytest
 from sft_distill import DatasetDistillationPipeline
 from sft_distill.errors import ConfigError
 from sft_distill.models import Sample
-from sft_distill.stages.gates.base import run_gates
+from sft_distill.stages.gates.base import GateResult, run_gates
 from sft_distill.stages.gates.pii import PiiGate, redact, scrub_slice_text
 from sft_distill.stages.gates.pii_detect import (
     PiiSpan,
@@ -637,7 +637,7 @@ async def test_evidence_quotes_are_scanned_and_redacted_like_the_answer():
     assert sample.output == "拨打[手机号]报案。"
     assert sample.evidence == ["报案电话请拨打[手机号]。", "工作日受理。"]
     fields = [s["field"] for s in result.annotations["pii"]["spans"]]
-    assert fields == ["output", "evidence[0]"]
+    assert fields == ["output", "evidence.0"]
     dropped = await PiiGate(mode="drop").check(Sample(**{**sample.model_dump(), "output": "x"}))
     assert dropped.keep  # already redacted: nothing left to find
     only = PiiGate(fields=["output"])
@@ -672,20 +672,43 @@ async def test_ner_hook_by_import_path(tmp_path, monkeypatch):
     sys.modules.pop("my_ner", None)
 
 
-@pytest.mark.parametrize("text", ["Call 13800138000 today.", "请拨打 010-12345678 咨询。"])
-async def test_pii_goes_after_the_rule_gates_as_the_readme_says(text):
-    """The placeholder rule gate takes [PHONE] / [电话] for template text left unfilled."""
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Call 13800138000 today.",
+        "请拨打 010-12345678 咨询。",
+        "客户张伟的邮箱 zw@example.com，身份证号 {id}。",
+        "Card {card} belongs to Zhang Wei.",
+    ],
+)
+async def test_placeholder_gate_ignores_the_pii_gates_placeholders(text):
+    """[PHONE], [电话], [姓名], [EMAIL], [BANK_CARD] written by the pii gate are not template text,
+    whichever of the two gates runs first."""
+    r = rng(21)
+    text = text.format(id=pf.id_number(r), card=pf.bank_card(r))
+
+    question = "How do I reach the claims desk?" if text.isascii() else "怎样联系理赔部门？"
 
     def sample() -> Sample:
-        return Sample(
-            id="s", slice_id="x", instruction="How do I reach the claims desk?", output=text
-        )
+        return Sample(id="s", slice_id="x", instruction=question, output=text)
 
-    result, by = await run_gates(sample(), build_gates([{"type": "rules"}, {"type": "pii"}]))
-    assert (result, by) == (None, None)
-    result, by = await run_gates(sample(), build_gates([{"type": "pii"}, {"type": "rules"}]))
+    for order in ([{"type": "rules"}, {"type": "pii"}], [{"type": "pii"}, {"type": "rules"}]):
+        s = sample()
+        gates = build_gates(
+            [
+                {**spec, "names": ["张伟", "Zhang Wei"]} if spec["type"] == "pii" else spec
+                for spec in order
+            ]
+        )
+        result, by = await run_gates(s, gates)
+        assert (result, by) == (None, None), (order, result)
+    redacted = sample()
+    await PiiGate(names=["张伟", "Zhang Wei"]).check(redacted)
+    assert "[" in redacted.output
+    # A placeholder the teacher left unfilled is still caught.
+    unfilled = Sample(id="u", slice_id="x", instruction="Who?", output="Call [PHONE] now.")
+    result, by = await run_gates(unfilled, build_gates([{"type": "pii"}, {"type": "rules"}]))
     assert by == "placeholder" and result is not None
-    assert result.reason.startswith("placeholder text in output")
 
 
 def test_pii_is_a_registered_gate_type():
@@ -773,3 +796,139 @@ async def test_pipeline_outputs_never_hold_the_values(sim, tmp_path):
                 assert v not in data, (f.name, v)
             checked += 1
     assert checked >= 3
+
+
+# --- the chunk text, evidence quotes, the default gate, failures ---------------------------
+
+
+async def test_redact_scrubs_the_chunk_the_judges_read_with_the_same_placeholders():
+    r = rng(30)
+    phone, card, other = pf.mobile(r), pf.bank_card(r), pf.email(r)
+    source = f"第二条 报案电话{phone}。第三条 理赔款转入银行卡{card}。第四条 邮箱{other}。"
+    sample = Sample(
+        id="s",
+        slice_id="x",
+        instruction="报案打什么电话？",
+        output=f"拨打{phone}。",
+        source_text=source,
+        evidence=[f"报案电话{phone}"],
+    )
+    result = await PiiGate().check(sample)
+    assert result.keep
+    assert sample.output == "拨打[手机号]。" and sample.evidence == ["报案电话[手机号]"]
+    assert (
+        sample.source_text
+        == "第二条 报案电话[手机号]。第三条 理赔款转入银行卡[银行卡号]。第四条 邮箱[EMAIL]。"
+    )
+    note = result.annotations["pii"]
+    # counted and located in the sample's own fields only
+    assert note["counts"] == {"mobile": 2}
+    assert {s["field"] for s in note["spans"]} == {"output", "evidence.0"}
+    assert note["placeholders"] == ["[手机号]"]
+    # a sample without values still gets the scrubbed chunk; scrub_source: false keeps it
+    clean = Sample(
+        id="c", slice_id="x", instruction="何时报案？", output="及时。", source_text=source
+    )
+    assert (await PiiGate().check(clean)) == GateResult(True)
+    assert phone not in clean.source_text and "[手机号]" in clean.source_text
+    kept = Sample(
+        id="k", slice_id="x", instruction="何时报案？", output="及时。", source_text=source
+    )
+    await PiiGate(scrub_source=False).check(kept)
+    assert kept.source_text == source
+    tagged = Sample(
+        id="t", slice_id="x", instruction="何时报案？", output="及时。", source_text=source
+    )
+    await PiiGate(mode="tag").check(tagged)
+    assert tagged.source_text == source
+
+
+async def test_the_evidence_gate_still_finds_a_redacted_quote_in_the_redacted_chunk():
+    phone = pf.mobile(rng(31))
+    source = f"第二条 投保人应拨打{phone}报案，并在十日内提交材料。"
+    sample = Sample(
+        id="s",
+        slice_id="x",
+        instruction="如何报案？",
+        output=f"拨打{phone}报案，十日内提交材料。",
+        source_text=source,
+        evidence=[f"投保人应拨打{phone}报案"],
+    )
+    gates = build_gates([{"type": "evidence"}, {"type": "pii"}])
+    assert [g.name for g in gates] == ["pii", "evidence"]
+    assert await run_gates(sample, gates) == (None, None)
+
+
+def test_the_pii_key_sets_the_default_gate():
+    from sft_distill.config.merging import build_config
+
+    def gates(**cfg: Any) -> list[Any]:
+        return build_gates(build_config(cfg))
+
+    # "gates": [] leaves the quality and rule gates out; the pii gate stays unless "off".
+    (default,) = gates(gates=[])
+    assert isinstance(default, PiiGate) and default.mode == "redact"
+    assert gates()[0].name == "pii"  # first, before the default gates
+    assert gates(pii="off", gates=[]) == []
+    assert gates(pii="drop")[0].mode == "drop"
+    opts = gates(pii={"mode": "tag", "types": ["email"], "name": "privacy"})[0]
+    assert (opts.name, opts.mode, opts.detector.types) == ("privacy", "tag", frozenset({"email"}))
+    # an entry in gates replaces it and runs first, wherever it is listed
+    listed = gates(gates=[{"type": "rules"}, {"type": "pii", "mode": "drop"}])
+    assert [g.name for g in listed][:2] == ["pii", "length"] and listed[0].mode == "drop"
+    assert sum(isinstance(g, PiiGate) for g in listed) == 1
+    with pytest.raises(ConfigError, match="pii: set the pii gate either with the"):
+        gates(pii="tag", gates=[{"type": "pii"}])
+    with pytest.raises(ConfigError, match=r"pii: mode must be one of redact, drop, tag"):
+        gates(pii={"mode": "mask"})
+    with pytest.raises(ConfigError, match=r"pii: must be one of redact, drop, tag, off"):
+        build_config({"pii": "mask"})
+
+
+def test_names_given_for_the_gate_are_not_written_to_metadata():
+    from sft_distill.config.merging import build_config
+
+    cfg = build_config({"pii": {"names": ["欧阳娜娜", "Zhang Wei"]}})
+    public = json.dumps(cfg.public_dict(), ensure_ascii=False)
+    assert "欧阳娜娜" not in public and "Zhang Wei" not in public
+    assert cfg.public_dict()["pii"]["names"] == "<2 names>"
+    listed = build_config({"pii": "redact", "gates": [{"type": "pii", "names": ["李雷"]}]})
+    assert "李雷" not in json.dumps(listed.public_dict(), ensure_ascii=False)
+
+
+def test_failure_details_are_scrubbed(tmp_path):
+    """A teacher reply that cannot be used is quoted in failures.jsonl: redacted like samples."""
+    from sft_distill.models import Failure
+    from sft_distill.outputs.failures import FailureLog
+    from sft_distill.outputs.writers import JsonlWriter
+
+    phone = pf.mobile(rng(32))
+    with JsonlWriter(tmp_path / "f.jsonl") as w:
+        log = FailureLog(w, scrub=lambda t: PiiGate().scrub(t)[0])
+        log.add(Failure(kind="generation", reason=f"bad reply {phone}", detail=f"拨打{phone}"))
+    text = (tmp_path / "f.jsonl").read_text("utf-8")
+    assert phone not in text and "[手机号]" in text
+
+
+async def test_the_shipped_jieba_ner_hook_finds_chinese_names():
+    pytest.importorskip("jieba", reason="the ner extra (jieba) is not installed")
+    gate = build_gates([{"type": "pii", "ner": "sft_distill.stages.gates.pii:JiebaNames"}])[0]
+    sample = Sample(
+        id="s", slice_id="x", instruction="张伟的保单何时生效？", output="李雷已为张伟投保。"
+    )
+    await gate.check(sample)
+    assert (sample.instruction, sample.output) == (
+        "[姓名1]的保单何时生效？",
+        "[姓名2]已为[姓名1]投保。",
+    )
+
+
+def test_a_ner_class_that_cannot_start_is_a_config_error(tmp_path, monkeypatch):
+    (tmp_path / "broken_ner.py").write_text(
+        "class Model:\n    def __init__(self):\n        raise RuntimeError('weights missing')\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="gates\\[0\\] \\(pii\\): ner: broken_ner:Model: weights"):
+        build_gates([{"type": "pii", "ner": "broken_ner:Model"}])
+    sys.modules.pop("broken_ner", None)

@@ -583,11 +583,13 @@ def test_build_gates_takes_the_config():
     from sft_distill.config.merging import build_config
 
     cfg = build_config({"gates": [{"type": "refusal"}, {"type": "echo"}]})
-    assert [g.name for g in build_gates(cfg)] == ["refusal", "echo"]
+    # the pii gate is on by default (issue 14) and runs first; "pii": "off" removes it
+    assert [g.name for g in build_gates(cfg)] == ["pii", "refusal", "echo"]
     # No "gates" key: the default gates (quality checks, then rule gates); [] turns them off.
-    defaults = [*QUALITY_GATE_TYPES, *RULE_GATE_TYPES]
+    defaults = ["pii", *QUALITY_GATE_TYPES, *RULE_GATE_TYPES]
     assert [g.name for g in build_gates(build_config({}))] == defaults
-    assert build_gates(build_config({"gates": []})) == []
+    assert [g.name for g in build_gates(build_config({"gates": []}))] == ["pii"]
+    assert build_gates(build_config({"gates": [], "pii": "off"})) == []
 
 
 @pytest.mark.parametrize(
