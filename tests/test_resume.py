@@ -126,8 +126,9 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
     inp = make_input(tmp_path / "in.jsonl", n=10)
     out = str(tmp_path / "out")
     ep = {"api_base": sim.url, "api_key_env": None, "max_retries": 1, "retry_backoff_s": 0.0}
+    # 350: a structured reply also carries each sample's type, difficulty and evidence.
     small = sim_config(
-        sim, output_dir=out, generator={**ep, "model": "teacher-sim", "max_tokens": 300}
+        sim, output_dir=out, generator={**ep, "model": "teacher-sim", "max_tokens": 350}
     )
     first = await DatasetDistillationPipeline(small, show_progress=False).run(inp)
     truncated = first.counts.generation_failed_chunks

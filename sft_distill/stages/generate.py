@@ -133,7 +133,7 @@ async def generate_chunk(
         chunk.text, chunk.n_samples, language=config.language, system_prompt=config.system_prompt
     )
     try:
-        items, _ = await client.chat(messages, parse_samples)
+        items, _ = await client.chat(messages, parse_samples, kind="generation")
     except LLMError as exc:
         log_failure(log, f"slice {chunk.slice_id} chunk {chunk.index}: generation", exc)
         if counts is not None:

@@ -119,7 +119,7 @@ async def judge(
     )
     try:
         (scores, reason), _ = await client.chat(
-            messages, partial(parse_scores, required=required_dimensions(weights))
+            messages, partial(parse_scores, required=required_dimensions(weights)), kind="judge"
         )
     except LLMError as exc:
         log_failure(log, f"sample {sample.id} (slice {sample.slice_id}): evaluation", exc)
