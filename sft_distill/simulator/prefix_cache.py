@@ -19,9 +19,9 @@ CHARS_PER_TOKEN = 2  # as the simulator counts prompt tokens
 _MAX_ENTRIES = 200_000
 
 
-def serialize(messages: Sequence[tuple[str, str]]) -> str:
-    """The text a prefix is matched over: each (role, content) in order."""
-    return "".join(f"{role}\x1f{content}\x1e" for role, content in messages)
+def serialize(model: str, messages: Sequence[tuple[str, str]]) -> str:
+    """The text a prefix is matched over: the model, then each (role, content) in order."""
+    return model + "\x1d" + "".join(f"{role}\x1f{content}\x1e" for role, content in messages)
 
 
 class PrefixCache:

@@ -154,7 +154,8 @@ def rejection(server: str, form: str, text: str, raw_size: int) -> tuple[int, by
         return 400, _dump(_INVALID), _JSON
     if server == "none":
         return 400, _dump(_UNRECOGNIZED), _JSON
-    wants_word = "json" not in text.lower()
+    wants_word = form in (JSON_OBJECT, JSON_OBJECT_SCHEMA)
+    wants_word = wants_word and "json" not in text.lower()
     if server == "openai":
         if form in (JSON_OBJECT, JSON_OBJECT_SCHEMA) and wants_word:
             return 400, _dump(_OPENAI_NO_JSON), _JSON
@@ -203,8 +204,7 @@ def shaped(content: str, schema: dict[str, Any] | None) -> str:
         elif not isinstance(value, dict):
             value = {"text": content}
         return json.dumps(value, ensure_ascii=False)
-    # Compact, as OpenAI's structured outputs come back.
-    return json.dumps(conform(value, schema), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(conform(value, schema), ensure_ascii=False)
 
 
 _MISSING = object()

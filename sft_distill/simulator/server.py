@@ -211,6 +211,7 @@ class SimState:
         self._cache: dict[tuple[bytes, float], tuple[str, str, str | None]] = {}
         self._ids = itertools.count(1)
         self._prefix = PrefixCache(cfg.prefix_cache_min_tokens, cfg.prefix_cache_ttl_s)
+        self._shapes: dict[tuple[bytes, float, str], tuple[dict[str, Any] | None, str]] = {}
 
     @property
     def cfg(self) -> SimulatorConfig:
@@ -375,6 +376,29 @@ class SimState:
         self._cache[(key, bias)] = (kind, content, task_name)
         return kind, content, key, task_name
 
+    def _shaped(
+        self,
+        key: bytes,
+        form: str,
+        good: str,
+        schema: dict[str, Any] | None,
+        kind: str,
+        task: str | None,
+    ) -> str:
+        """``good`` in the shape of ``schema`` (else of the kind's, for json_object), memoised:
+        a request repeats its schema, and reshaping costs more than answering."""
+        if schema is None:
+            schema = kind_schema(kind, task)
+        slot = (key, self.cfg.score_bias, form)
+        hit = self._shapes.get(slot)
+        if hit is not None and hit[0] == schema:
+            return hit[1]
+        out = shaped(good, schema)
+        if len(self._shapes) >= _CACHE_MAX:
+            del self._shapes[next(iter(self._shapes))]
+        self._shapes[slot] = (schema, out)
+        return out
+
     def _cached_tokens(self, req: _Request, prompt_tokens: int) -> int:
         """Prompt tokens the prefix cache holds for this request (it is cached from now on)."""
         cfg = self.cfg
@@ -494,12 +518,15 @@ class SimState:
         cfg = self.cfg
         if cfg.keep_prompts and len(self.prompts) < _PROMPTS_MAX:
             self.prompts.append(user)
-        prefix = serialize(parts)
+        prefix = serialize(model, parts)  # each model has its own cache, as on a server
         response_format = body.get("response_format")
         form = requested_form(response_format)
         forms = st["response_formats"]
         forms[form] = forms.get(form, 0) + 1
-        refused = rejection(cfg.structured_output, form, prefix, len(raw))
+        refused = None
+        if form != RF_NONE:
+            said = "\n".join(text for _, text in parts)
+            refused = rejection(cfg.structured_output, form, said, len(raw))
         if refused is not None:
             st["response_format_rejected"] += 1
             status, err, ctype = refused
@@ -507,10 +534,9 @@ class SimState:
         if form != RF_NONE:
             # Constrained decoding (or JSON mode following the prompt's example): the reply is
             # the usual one in the schema's shape, never wrapped in prose.
-            schema = requested_schema(response_format, form)
-            if schema is None:
-                schema = kind_schema(kind, task)
-            good = shaped(good, schema)
+            good = self._shaped(
+                key, form, good, requested_schema(response_format, form), kind, task
+            )
         max_tokens = body.get("max_tokens")
         finish = "stop"
         if isinstance(max_tokens, int) and max_tokens > 0 and len(good) // 2 > max_tokens:
