@@ -211,7 +211,7 @@ class SimState:
         self._cache: dict[tuple[bytes, float], tuple[str, str, str | None]] = {}
         self._ids = itertools.count(1)
         self._prefix = PrefixCache(cfg.prefix_cache_min_tokens, cfg.prefix_cache_ttl_s)
-        self._shapes: dict[tuple[bytes, float, str], tuple[dict[str, Any] | None, str]] = {}
+        self._shapes: dict[tuple[str, str], tuple[dict[str, Any] | None, str]] = {}
 
     @property
     def cfg(self) -> SimulatorConfig:
@@ -378,7 +378,6 @@ class SimState:
 
     def _shaped(
         self,
-        key: bytes,
         form: str,
         good: str,
         schema: dict[str, Any] | None,
@@ -389,7 +388,7 @@ class SimState:
         a request repeats its schema, and reshaping costs more than answering."""
         if schema is None:
             schema = kind_schema(kind, task)
-        slot = (key, self.cfg.score_bias, form)
+        slot = (good, form)  # the reshaped reply is a function of the reply and the schema
         hit = self._shapes.get(slot)
         if hit is not None and hit[0] == schema:
             return hit[1]
@@ -534,9 +533,8 @@ class SimState:
         if form != RF_NONE:
             # Constrained decoding (or JSON mode following the prompt's example): the reply is
             # the usual one in the schema's shape, never wrapped in prose.
-            good = self._shaped(
-                key, form, good, requested_schema(response_format, form), kind, task
-            )
+            schema = requested_schema(response_format, form)
+            good = self._shaped(form, good, schema, kind, task)
         max_tokens = body.get("max_tokens")
         finish = "stop"
         if isinstance(max_tokens, int) and max_tokens > 0 and len(good) // 2 > max_tokens:
