@@ -109,7 +109,12 @@ class LLMClient:
         self._dialect_meta = _DIALECT_META.format(
             base=display_url(cache_namespace or config.api_base), model=config.model
         )
-        self._probe = asyncio.Lock()
+        # Probing: one request goes first; the others wait until the server's first answer to it
+        # (taken, or an error that says nothing about the form: then they all go).
+        self._gate = asyncio.Event()
+        self._probing = False
+        self._probe_payload: dict[str, Any] | None = None
+        self._probe_dialect = self._dialect
         self._formats: dict[tuple[Dialect, ReplyKind], dict[str, Any] | None] = {}
         self._suffixes: dict[tuple[Dialect, ReplyKind, str], str] = {}
         self._inflight: dict[str, asyncio.Future[ChatResult]] = {}
@@ -231,26 +236,40 @@ class LLMClient:
             EndpointStoppedError: the endpoint was stopped (``max_consecutive_failures``).
         """
         if kind is None or self.structured_output == "none":
+            if kind is not None:
+                self.usage.structured_output = Dialect.NONE.value
             return await self._chat(messages, parse, overrides, None, None)
         kind = ReplyKind(kind)
         if not self._dialect_loaded:
             self._load_dialect()
         while True:
             dialect = self._dialect
+            probe = False
+            if not self._settled and not self._gate.is_set():
+                if self._probing:
+                    await self._gate.wait()
+                    continue
+                self._probing = probe = True  # this request finds the form
             try:
-                if self._settled:
-                    value, result = await self._chat(messages, parse, overrides, dialect, kind)
-                else:
-                    # Probing: one request at a time, until a form is taken.
-                    async with self._probe:
-                        if self._settled or dialect is not self._dialect:
-                            continue
-                        value, result = await self._chat(messages, parse, overrides, dialect, kind)
+                value, result = await self._chat(
+                    messages, parse, overrides, dialect, kind, probe=probe
+                )
             except ResponseFormatError as exc:
-                if self.structured_output != "auto":
+                # A fixed form is never stepped down; "none" sends no response_format to refuse.
+                if self.structured_output != "auto" or next_dialect(dialect) is None:
+                    if probe:
+                        self._gate.set()
                     raise
                 self._step_down(dialect, exc)
                 continue
+            except BaseException:
+                if probe:
+                    self._gate.set()  # the others go ahead, whatever became of this one
+                raise
+            finally:
+                if probe:
+                    self._probing = False
+                    self._probe_payload = None
             self._settle(dialect)
             return value, result
 
@@ -258,6 +277,8 @@ class LLMClient:
         """The form remembered for this (api_base, model) in the output directory, if any."""
         self._dialect_loaded = True
         if self.structured_output != "auto" or self._cache is None:
+            if self._settled:  # a pinned form
+                self.usage.structured_output = self._dialect.value
             return
         stored = self._cache.get_meta(self._dialect_meta)
         if stored in {d.value for d in Dialect}:
@@ -275,6 +296,7 @@ class LLMClient:
         if self._settled or dialect is not self._dialect:
             return
         self._settled = True
+        self._gate.set()
         self.usage.structured_output = dialect.value
         log.info("%s: structured output as %s", self._where, dialect.value)
         if self._cache is not None and self.structured_output == "auto":
@@ -282,16 +304,25 @@ class LLMClient:
 
     def _step_down(self, dialect: Dialect, exc: ResponseFormatError) -> None:
         """``dialect`` was rejected: the next form is tried (once, however many were in flight)."""
-        if dialect is not self._dialect:
-            return  # another request already stepped past it
         nxt = next_dialect(dialect)
-        if nxt is None:  # "none" sends no response_format: it cannot be rejected for one
-            raise exc
+        if dialect is not self._dialect or nxt is None:
+            return  # another request already stepped past it
         self.usage.response_format_rejections += 1
         log.info(
             "%s: %s rejected (%s); trying %s", self._where, dialect.value, exc.summary, nxt.value
         )
         self._dialect, self._settled = nxt, False
+        self._gate.clear()  # the next form is probed by one request first, too
+
+    def _probe_answered(self, payload: dict[str, Any], *, taken: bool) -> None:
+        """The server's first answer to the probe that was not a refusal of its form: ``taken``
+        (a reply came back) settles the form; either way the waiting requests go ahead."""
+        if payload is not self._probe_payload:
+            return
+        self._probe_payload = None
+        if taken:
+            self._settle(self._probe_dialect)
+        self._gate.set()
 
     async def _chat(
         self,
@@ -300,9 +331,13 @@ class LLMClient:
         overrides: dict[str, Any] | None,
         dialect: Dialect | None,
         kind: ReplyKind | None,
+        *,
+        probe: bool = False,
     ) -> tuple[T, ChatResult]:
         """One request in one form, from the cache, shared with the same one in flight, or sent."""
         payload = self._payload(messages, overrides, dialect, kind)
+        if probe and dialect is not None:
+            self._probe_payload, self._probe_dialect = payload, dialect
         if kind is not None and "response_format" in payload:
             parse = _validated(parse, kind)
         key = ""
@@ -526,6 +561,9 @@ class LLMClient:
             raise self._refusal()
         try:
             status, raw, headers, elapsed = await self.transport.post(payload)
+        except LLMError:
+            self._probe_answered(payload, taken=False)
+            raise
         finally:
             self.limiter.release()
         self.usage.calls += 1
@@ -539,6 +577,13 @@ class LLMClient:
             result = self.transport.reply(
                 status, raw, headers, elapsed, structured="response_format" in payload
             )
+        except ResponseFormatError:
+            raise  # the form was refused: the caller steps down (or gives up, if it is fixed)
+        except LLMError:
+            self._probe_answered(payload, taken=status < 400)  # a bad 200 still took the form
+            raise
+        else:
+            self._probe_answered(payload, taken=True)
         finally:
             # Nothing awaited since ``spent``: the difference is this reply's own tokens.
             self._log_call(status, elapsed, spent)

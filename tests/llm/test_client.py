@@ -742,6 +742,31 @@ async def test_the_probe_is_one_request_at_a_time_so_one_refusal_per_endpoint(tm
     assert sim.stats["response_formats"] == {"json_schema": 1, "json_object_schema": 8}
 
 
+async def test_a_probe_that_meets_an_error_lets_the_others_go_before_its_retries(sim):
+    # The probe's first answer is a 503, which says nothing about the form: the requests that
+    # waited for it go ahead at once, rather than behind its backoff (a dead endpoint must stop
+    # as fast as before).
+    release = asyncio.Event()
+
+    async def held(delay: float) -> None:
+        await release.wait()
+
+    sim.queue(503)
+    async with LLMClient("generator", endpoint(sim), sleep=held) as client:
+        docs = [f"Rule {i}: leave is requested two weeks ahead." for i in range(3)]
+        probe, *others = [
+            asyncio.create_task(
+                client.chat(generation_messages(d, 1), parse_samples, kind="generation")
+            )
+            for d in docs
+        ]
+        done, _ = await asyncio.wait(others, timeout=5)
+        assert len(done) == 2 and not probe.done()
+        release.set()
+        await probe
+    assert client.usage.structured_output == "json_schema" and client.usage.retries == 1
+
+
 async def test_a_resume_uses_the_remembered_form_without_probing_again(tmp_path):
     async with Simulator(SimulatorConfig(structured_output="llamacpp", keep_prompts=True)) as sim:
         with ResponseCache(tmp_path / "c.sqlite3") as cache:
@@ -783,6 +808,7 @@ async def test_pinned_json_object_sends_that_form(tmp_path):
             (scores, _), _ = await client.chat(msgs, parse_scores, kind="judge")
         body = sent(sim)[0]
     assert body["response_format"] == {"type": "json_object"}
+    assert client.usage.structured_output == "json_object"
     # "JSON" and the example of the judge's reply are appended to the system message.
     system = body["messages"][0]["content"]
     assert system.startswith(msgs[0]["content"]) and '"analysis"' in system and "JSON" in system
@@ -838,6 +864,7 @@ async def test_structured_output_none_sends_the_same_bytes_and_keys_as_before(tm
             key = request_key(f"generator@{sim.url}", old, skip={"max_tokens"})
             assert cache.get(key) is not None
     assert sim.bodies == [old_body(ep, GEN_MESSAGES), old_body(ep, MESSAGES)]
+    assert client.usage.structured_output == "none"
 
 
 async def test_auto_on_a_cache_from_before_structured_output_asks_as_it_did(tmp_path):
