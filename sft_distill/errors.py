@@ -112,6 +112,13 @@ class ContextOverflowError(LLMError):
     cause = "context_overflow"
 
 
+class ResponseFormatError(LLMError):
+    """HTTP 400/422/500 naming ``response_format``: the server does not take that structured-output
+    form. With ``structured_output: auto`` the client steps down to the next form instead."""
+
+    cause = "response_format"
+
+
 class UnusableReplyError(RetryableLLMError):
     """A reply the caller could not parse: re-asked with the error, within the retry budget."""
 

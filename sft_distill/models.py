@@ -194,6 +194,16 @@ class Usage(BaseModel):
     reasks: int = Field(0, description="attempts that re-asked after an unusable reply")
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = Field(
+        0, description="prompt tokens the server took from its prefix cache (part of prompt_tokens)"
+    )
+    reasoning_tokens: int = Field(0, description="thinking tokens (part of completion_tokens)")
+    structured_output: str | None = Field(
+        None, description="the structured-output form replies were asked in (None: not asked)"
+    )
+    response_format_rejections: int = Field(
+        0, description="forms the server rejected before one was taken (structured_output auto)"
+    )
     latency_s_total: float = 0.0
     peak_in_flight: int = 0
     concurrency_limit: float = 0.0

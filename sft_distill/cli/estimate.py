@@ -95,6 +95,10 @@ def _headline(est: Estimate) -> str:
     )
 
 
+def _money(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.4f}"
+
+
 def format_estimate(est: Estimate) -> str:
     """A readable table of the estimate (what ``--estimate`` prints)."""
     lines = [_headline(est), ""]
@@ -104,9 +108,11 @@ def format_estimate(est: Estimate) -> str:
         "stage",
         "calls",
         "prompt tokens",
+        "cached",
         "completion tokens",
         "max",
         "cost",
+        "without cache",
     )
     rows = [header]
     for e in est.endpoints:
@@ -117,9 +123,11 @@ def format_estimate(est: Estimate) -> str:
                 e.stage,
                 f"{e.calls:,}",
                 f"{e.prompt_tokens:,}",
+                f"{e.cached_prompt_tokens:,}",
                 f"{e.completion_tokens:,}",
                 "–" if e.completion_tokens_max is None else f"{e.completion_tokens_max:,}",
-                "–" if e.cost is None else f"{e.cost:,.4f}",
+                _money(e.cost),
+                _money(e.cost_without_cache),
             )
         )
     rows.append(
@@ -129,9 +137,11 @@ def format_estimate(est: Estimate) -> str:
             "",
             f"{est.calls:,}",
             f"{sum(e.prompt_tokens for e in est.endpoints):,}",
+            f"{sum(e.cached_prompt_tokens for e in est.endpoints):,}",
             f"{sum(e.completion_tokens for e in est.endpoints):,}",
             "",
-            "–" if est.total_cost is None else f"{est.total_cost:,.4f}",
+            _money(est.total_cost),
+            _money(est.total_cost_without_cache),
         )
     )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -150,13 +160,23 @@ def format_estimate(est: Estimate) -> str:
         "typical size, capped by max_tokens; 'max' = max_tokens x calls). Retries, re-asks and "
         "reasoning tokens are not included; cached replies are free on a rerun."
     )
+    lines.append(
+        "'cached': prompt tokens a server's prefix cache is expected to serve (the start a prompt "
+        "shares with an earlier one, from 1,024 tokens in 128-token steps), billed at "
+        "cached_input_per_1k; 'without cache': the same calls with no cache hit."
+    )
     if est.total_cost is None:
         lines.append(
-            'No prices configured: add "prices": '
-            '{"MODEL": {"input_per_1k": X, "output_per_1k": Y}} to the config.'
+            'No prices configured: add "prices": {"MODEL": {"input_per_1k": X, "output_per_1k": '
+            'Y, "cached_input_per_1k": Z, "batch_discount": D}} to the config.'
         )
-    elif est.unpriced:
-        lines.append(f"No price for: {', '.join(est.unpriced)} (not in the total).")
+    else:
+        if est.total_cost_batched is not None and est.total_cost_batched < est.total_cost:
+            lines.append(
+                f"Through a batch API (batch_discount): {_money(est.total_cost_batched)} in all."
+            )
+        if est.unpriced:
+            lines.append(f"No price for: {', '.join(est.unpriced)} (not in the total).")
     context = _context_lines(est)
     if context:
         lines += ["", "Context:", *context]

@@ -51,8 +51,8 @@ def _problem(err: Any) -> tuple[str, str]:
     """(dotted key, message) of one pydantic error, worded for a person editing a config."""
     loc = tuple(err["loc"])
     error = (err.get("ctx") or {}).get("error")
-    if isinstance(error, KeyProblem) and not loc:
-        loc = (error.key,)
+    if isinstance(error, KeyProblem):
+        loc = (*loc, error.key)  # an endpoint's problem is named inside it
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"

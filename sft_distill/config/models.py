@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,13 @@ from .defaults import (
     DEFAULT_TIMEOUT_S,
     DIMENSIONS,
 )
+
+if TYPE_CHECKING:
+    from ..llm.structured import ThinkingSettings
+
+
+# An endpoint's ``structured_output`` setting (llm.structured.StructuredOutputSetting).
+StructuredOutput = Literal["auto", "json_schema", "json_object_schema", "json_object", "none"]
 
 
 class KeyProblem(ValueError):
@@ -85,6 +92,23 @@ class EndpointConfig(BaseModel):
         description="the model's context length (prompt + reply) on this server, checked by "
         "--estimate; default: asked of the server (vLLM, llama.cpp report it)",
     )
+    structured_output: StructuredOutput = Field(
+        "auto",
+        description="how replies are constrained to their JSON schema: auto (try json_schema, "
+        "then json_object with a schema, then json_object, then the prompt alone; the form that "
+        "works is remembered in the output directory), one of those forms, or none",
+    )
+    thinking: Literal["auto", "on", "off"] = Field(
+        "auto", description="switch the model's thinking on or off (auto: the server's default)"
+    )
+    reasoning_effort: str | None = Field(
+        None, min_length=1, description="reasoning_effort sent as is (OpenAI o-series, Ollama)"
+    )
+    thinking_style: Literal["chat_template_kwargs", "enable_thinking", "reasoning_effort"] = Field(
+        "chat_template_kwargs",
+        description="how the server takes the thinking switch: chat_template_kwargs (vLLM, "
+        "SGLang), enable_thinking (DashScope), reasoning_effort (OpenAI, Ollama)",
+    )
 
     @field_validator("api_base")
     @classmethod
@@ -102,6 +126,20 @@ class EndpointConfig(BaseModel):
         if v.endswith("/chat/completions"):
             v = v[: -len("/chat/completions")]
         return v
+
+    @model_validator(mode="after")
+    def _thinking_consistent(self) -> EndpointConfig:
+        try:
+            self.thinking_settings()
+        except ValueError as exc:
+            raise KeyProblem("reasoning_effort", str(exc)) from None
+        return self
+
+    def thinking_settings(self) -> ThinkingSettings:
+        """The thinking switches of this endpoint (``llm.structured.thinking_payload``)."""
+        from ..llm.structured import ThinkingSettings
+
+        return ThinkingSettings(self.thinking, self.reasoning_effort, self.thinking_style)
 
     def resolve_key(self) -> str | None:
         """Return the API key from ``api_key`` or the ``api_key_env`` variable (None when unset)."""
@@ -126,6 +164,12 @@ class ModelPrice(BaseModel):
 
     input_per_1k: float = Field(0.0, ge=0.0)
     output_per_1k: float = Field(0.0, ge=0.0)
+    cached_input_per_1k: float | None = Field(
+        None, ge=0.0, description="price of cached prompt tokens (default: input_per_1k)"
+    )
+    batch_discount: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share taken off batched requests (0.5: half price)"
+    )
 
 
 class DistillConfig(BaseModel):

@@ -44,8 +44,14 @@ from ..text import fix_surrogates
 log = logging.getLogger(__name__)
 
 CACHE_FILENAME = "cache.sqlite3"
-# PRAGMA user_version: 0 = written before checksums (upgraded when opened), 1 = checksummed rows.
-SCHEMA_VERSION = 1
+# PRAGMA user_version: 0 = written before checksums (upgraded when opened), 1 = checksummed rows,
+# 2 = the call log counts cached prompt tokens and reasoning tokens (and requests may carry a
+# response_format: see LEGACY_PAYLOADS).
+SCHEMA_VERSION = 2
+# Meta row set when a cache from before schema 2 that holds replies is upgraded: its replies
+# were asked without response_format, so an endpoint that has no remembered structured-output
+# form keeps asking that way (the same payloads, the same keys: the replies are found again).
+LEGACY_PAYLOADS = "structured_output/legacy_payloads"
 # What --repair leaves of a damaged file, beside the rebuilt cache.
 DAMAGED_SUFFIX = ".damaged"
 
@@ -79,9 +85,16 @@ CREATE TABLE IF NOT EXISTS calls (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     started REAL NOT NULL,
-    latency_s REAL NOT NULL
+    latency_s REAL NOT NULL,
+    cached_prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0
 );
 """
+# Columns of ``calls`` added after its first version (schema 2), with their definitions.
+_CALL_COLUMNS_2 = (
+    ("cached_prompt_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,11 @@ _TABLES = (_RESPONSES, _EMBEDDINGS, _META)
 
 _FIELDS = ("model", "content", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens")
 _GET_REPLY = _RESPONSES.select("key = ?")
-_INSERT_CALL = "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_CALL = (
+    "INSERT INTO calls (invocation, endpoint, model, status, prompt_tokens, completion_tokens, "
+    "started, latency_s, cached_prompt_tokens, reasoning_tokens) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _STOP = object()
 # Errors of one row (not of the file): such a row is left out, the others are still stored.
 _ROW_ERRORS = (sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError)
@@ -381,13 +398,18 @@ class ResponseCache:
             self._put_keys = _KeyFilter()
 
     def _upgrade(self) -> None:
-        """Give every row of a cache written before checksums its checksum, in one transaction."""
+        """Bring a cache from an older schema up to date, in one transaction: checksums for
+        every row (schema 0), the call log's new columns and the legacy-payloads mark (1)."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have upgraded the file since it was opened.
-            if int(db.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version < SCHEMA_VERSION:
                 dropped = sum(self._add_checksums(table) for table in _TABLES)
+                self._add_call_columns()
+                if db.execute("SELECT 1 FROM responses LIMIT 1").fetchone() is not None:
+                    db.execute(_META.insert, _row_with_checksum(_META, (LEGACY_PAYLOADS, "1")))
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 if dropped:
                     log.warning(
@@ -400,6 +422,14 @@ class ResponseCache:
         except BaseException:
             _rollback(db)
             raise
+
+    def _add_call_columns(self) -> None:
+        """Add the columns a call log from before schema 2 lacks (old rows count 0 in them)."""
+        db = self._db
+        have = {r[1] for r in db.execute("PRAGMA table_info(calls)")}
+        for name, definition in _CALL_COLUMNS_2:
+            if name not in have:
+                db.execute(f"ALTER TABLE calls ADD COLUMN {name} {definition}")
 
     def _add_checksums(self, table: _Table) -> int:
         """Add the checksum column to ``table`` and fill it; rows that are not text go."""
@@ -579,6 +609,8 @@ class ResponseCache:
         completion_tokens: int,
         started: float,
         latency_s: float,
+        cached_prompt_tokens: int = 0,
+        reasoning_tokens: int = 0,
     ) -> None:
         """Queue one HTTP exchange for the ``calls`` log (``started``: epoch seconds)."""
         if self._db is None or self._writer_error is not None:
@@ -595,13 +627,16 @@ class ResponseCache:
                     completion_tokens,
                     started,
                     latency_s,
+                    cached_prompt_tokens,
+                    reasoning_tokens,
                 )
             )
         )
 
     def calls_since(self, invocation: int) -> Iterator[tuple[Any, ...]]:
         """Logged calls of ``invocation`` and later ones, once every queued row is committed:
-        (invocation, endpoint, model, prompt_tokens, completion_tokens, started, latency_s).
+        (invocation, endpoint, model, prompt_tokens, completion_tokens, started, latency_s,
+        cached_prompt_tokens, reasoning_tokens).
 
         A row that cannot be read back (a damaged file) is skipped.
         """
@@ -609,15 +644,26 @@ class ResponseCache:
         try:
             rows = self._db.execute(
                 "SELECT invocation, CAST(endpoint AS BLOB), CAST(model AS BLOB), prompt_tokens, "
-                "completion_tokens, started, latency_s FROM calls WHERE invocation >= ?",
+                "completion_tokens, started, latency_s, cached_prompt_tokens, reasoning_tokens "
+                "FROM calls WHERE invocation >= ?",
                 (invocation,),
             ).fetchall()
         except sqlite3.Error as exc:
             raise cache_error(self.path, exc, "read") from None
-        for inv, endpoint, model, *numbers in rows:
+        for inv, endpoint, model, prompt, completion, started, latency, cached, reasoning in rows:
             try:
-                yield (inv, endpoint.decode("utf-8"), model.decode("utf-8"), *numbers)
-            except (AttributeError, UnicodeDecodeError):
+                yield (
+                    inv,
+                    endpoint.decode("utf-8"),
+                    model.decode("utf-8"),
+                    int(prompt),
+                    int(completion),
+                    float(started),
+                    float(latency),
+                    int(cached or 0),
+                    int(reasoning or 0),
+                )
+            except (AttributeError, UnicodeDecodeError, TypeError, ValueError, OverflowError):
                 continue
 
     def flush(self, timeout_s: float = 60.0) -> None:

@@ -2,30 +2,50 @@
 
 The HTTP exchange and its error mapping are ``transport``'s, the waits ``retry``'s, the limits
 ``limits``'; the client decides what is sent when, replays the cache and stops a dead endpoint.
+
+Structured output: a request that names its ``kind`` asks for that kind's JSON schema in the
+form the endpoint takes (``structured_output``; ``llm.structured`` has the forms). With
+``auto`` the first request probes (one at a time until a form is taken): a reply rejecting the
+form steps down one form and is sent again, and the form that worked is remembered in the
+response cache's ``meta`` table, so a resume sends the same payloads and finds its replies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
-from ..config.models import EndpointConfig
+from ..config.models import EndpointConfig, display_url
 from ..errors import (
     EndpointStoppedError,
     JSONExtractionError,
     LLMError,
+    ResponseFormatError,
     RetryableLLMError,
     UnusableReplyError,
 )
 from ..models import Usage
-from .cache import ResponseCache, finish_key, key_prefix
+from .cache import LEGACY_PAYLOADS, ResponseCache, finish_key, key_prefix
+from .json_extract import extract_json, split_reasoning
 from .limits import AdaptiveLimiter, TokenBucket
-from .prompts import reask_messages
+from .prompts import detect_language, reask_messages
 from .retry import MAX_RETRY_AFTER_S, RetryPolicy
+from .structured import (
+    Dialect,
+    ReplyKind,
+    first_dialect,
+    merge_payload,
+    next_dialect,
+    prompt_suffix_for,
+    response_format_for,
+    thinking_payload,
+    unwrap,
+)
 from .transport import DETAIL_MAX_CHARS, ChatResult, E, Transport, one_line, parse_duration
 
 log = logging.getLogger(__name__)
@@ -36,6 +56,9 @@ LATENCY_SAMPLE_SIZE = 20_000
 # Payload keys left out of cache keys: a reply that was not truncated stays valid when only the
 # token budget changes, so raising max_tokens re-sends just the replies that were cut off.
 _UNKEYED = frozenset({"max_tokens", "max_completion_tokens"})
+# The meta row (in the response cache) that remembers the structured-output form of an
+# (api_base, model); the value is a ``Dialect``.
+_DIALECT_META = "structured_output/{base} {model}"
 
 
 class LLMClient:
@@ -72,7 +95,28 @@ class LLMClient:
         # The endpoint's name is part of the namespace: two judges with the same model and settings
         # stay two independent votes instead of sharing one cached reply.
         self._namespace = f"{name}@{cache_namespace or config.api_base}"
-        self._key_prefix: Any = None  # hash state of the fields every plain request shares
+        # Hash states of the fields every plain request shares, per (form, kind) of request.
+        self._key_prefixes: dict[tuple[Dialect | None, ReplyKind | None], Any] = {}
+        self._thinking = thinking_payload(config.thinking_settings())
+        # The form structured replies are asked in. A response_format of the user's own in
+        # extra_body wins: it is sent as it is, with no schema and no step-down.
+        self.structured_output = (
+            "none" if "response_format" in config.extra_body else config.structured_output
+        )
+        self._dialect = first_dialect(self.structured_output)
+        self._settled = self.structured_output != "auto"  # a pinned form is never probed
+        self._dialect_loaded = False
+        self._dialect_meta = _DIALECT_META.format(
+            base=display_url(cache_namespace or config.api_base), model=config.model
+        )
+        # Probing: one request goes first; the others wait until the server's first answer to it
+        # (taken, or an error that says nothing about the form: then they all go).
+        self._gate = asyncio.Event()
+        self._probing = False
+        self._probe_payload: dict[str, Any] | None = None
+        self._probe_dialect = self._dialect
+        self._formats: dict[tuple[Dialect, ReplyKind], dict[str, Any] | None] = {}
+        self._suffixes: dict[tuple[Dialect, ReplyKind, str], str] = {}
         self._inflight: dict[str, asyncio.Future[ChatResult]] = {}
         self._closed = False
         self._sleep = sleep
@@ -112,18 +156,60 @@ class LLMClient:
         await self.transport.aclose()
 
     def _payload(
-        self, messages: list[dict[str, str]], overrides: dict[str, Any] | None
+        self,
+        messages: list[dict[str, str]],
+        overrides: dict[str, Any] | None,
+        dialect: Dialect | None = None,
+        kind: ReplyKind | None = None,
     ) -> dict[str, Any]:
+        """The request body. Without a kind, or in the form ``none`` with thinking left at
+        ``auto``, it is byte for byte what it was before structured output (same cache keys)."""
+        response_format = None
+        if dialect is not None and kind is not None and dialect is not Dialect.NONE:
+            response_format = self._response_format(dialect, kind)
+            messages = self._with_suffix(messages, dialect, kind)
         payload: dict[str, Any] = {"model": self.model, "messages": messages}
         if self.config.temperature is not None:
             payload["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:
             payload["max_tokens"] = self.config.max_tokens
-        if self.config.extra_body:
+        if self._thinking:
+            # The endpoint's own extra_body keys win over the switch (merged, not replaced).
+            payload = merge_payload(merge_payload(payload, self._thinking), self.config.extra_body)
+        elif self.config.extra_body:
             payload.update(self.config.extra_body)
         if overrides:
             payload.update(overrides)
+        if response_format is not None:
+            payload["response_format"] = response_format
         return payload
+
+    def _response_format(self, dialect: Dialect, kind: ReplyKind) -> dict[str, Any] | None:
+        """``response_format`` of a form and kind, built once (schemas are large)."""
+        slot = (dialect, kind)
+        if slot not in self._formats:
+            self._formats[slot] = response_format_for(dialect, kind)
+        return self._formats[slot]
+
+    def _with_suffix(
+        self, messages: list[dict[str, str]], dialect: Dialect, kind: ReplyKind
+    ) -> list[dict[str, str]]:
+        """``messages`` with the form's line (and example) appended: to the system message, so
+        it stays in the prefix every request of the kind shares, else to the last user turn."""
+        if not messages:
+            return messages
+        at = 0 if messages[0].get("role") == "system" else len(messages) - 1
+        text = str(messages[at].get("content") or "")
+        lang = detect_language(text)
+        slot = (dialect, kind, lang)
+        suffix = self._suffixes.get(slot)
+        if suffix is None:
+            suffix = self._suffixes[slot] = prompt_suffix_for(dialect, kind, lang)
+        if not suffix:
+            return messages
+        out = list(messages)
+        out[at] = {**messages[at], "content": f"{text}\n\n{suffix}" if text else suffix}
+        return out
 
     async def chat(
         self,
@@ -131,6 +217,7 @@ class LLMClient:
         parse: Callable[[ChatResult], T],
         *,
         overrides: dict[str, Any] | None = None,
+        kind: ReplyKind | str | None = None,
     ) -> tuple[T, ChatResult]:
         """Send a chat request and parse the reply, retrying transport and parse failures.
 
@@ -138,19 +225,133 @@ class LLMClient:
         request is then re-asked with that reply and the error appended, within the same retry
         budget. Only parsed replies are cached, under the original request.
 
+        ``kind`` (a ``structured.ReplyKind``) asks for that kind's JSON schema in the
+        endpoint's structured-output form; the reply is then first validated against the
+        kind's reply model (a failure is re-asked with the model's error), and an answer's
+        ``{"answer": ...}`` reaches ``parse`` as plain text.
+
         Raises:
             LLMError: after the retry budget, or at once for a non-retryable status.
+            ResponseFormatError: a pinned ``structured_output`` form the server rejects.
             EndpointStoppedError: the endpoint was stopped (``max_consecutive_failures``).
         """
-        payload = self._payload(messages, overrides)
+        if kind is None or self.structured_output == "none":
+            if kind is not None:
+                self.usage.structured_output = Dialect.NONE.value
+            return await self._chat(messages, parse, overrides, None, None)
+        kind = ReplyKind(kind)
+        if not self._dialect_loaded:
+            self._load_dialect()
+        while True:
+            dialect = self._dialect
+            probe = False
+            if not self._settled and not self._gate.is_set():
+                if self._probing:
+                    await self._gate.wait()
+                    continue
+                self._probing = probe = True  # this request finds the form
+            try:
+                value, result = await self._chat(
+                    messages, parse, overrides, dialect, kind, probe=probe
+                )
+            except ResponseFormatError as exc:
+                # A fixed form is never stepped down; "none" sends no response_format to refuse.
+                if self.structured_output != "auto" or next_dialect(dialect) is None:
+                    if probe:
+                        self._gate.set()
+                    raise
+                self._step_down(dialect, exc)
+                continue
+            except BaseException:
+                if probe:
+                    self._gate.set()  # the others go ahead, whatever became of this one
+                raise
+            finally:
+                if probe:
+                    self._probing = False
+                    self._probe_payload = None
+            self._settle(dialect)
+            return value, result
+
+    def _load_dialect(self) -> None:
+        """The form remembered for this (api_base, model) in the output directory, if any."""
+        self._dialect_loaded = True
+        if self.structured_output != "auto" or self._cache is None:
+            if self._settled:  # a pinned form
+                self.usage.structured_output = self._dialect.value
+            return
+        stored = self._cache.get_meta(self._dialect_meta)
+        if stored in {d.value for d in Dialect}:
+            self._dialect, self._settled = Dialect(stored), True
+        elif self._cache.get_meta(LEGACY_PAYLOADS):
+            # A run from before structured output: its replies were asked with no
+            # response_format, and are found again only if asked the same way.
+            self._dialect, self._settled = Dialect.NONE, True
+            self._cache.set_meta(self._dialect_meta, Dialect.NONE.value)
+        if self._settled:
+            self.usage.structured_output = self._dialect.value
+
+    def _settle(self, dialect: Dialect) -> None:
+        """A reply came back in ``dialect``: remember it (once)."""
+        if self._settled or dialect is not self._dialect:
+            return
+        self._settled = True
+        self._gate.set()
+        self.usage.structured_output = dialect.value
+        log.info("%s: structured output as %s", self._where, dialect.value)
+        if self._cache is not None and self.structured_output == "auto":
+            self._cache.set_meta(self._dialect_meta, dialect.value)
+
+    def _step_down(self, dialect: Dialect, exc: ResponseFormatError) -> None:
+        """``dialect`` was rejected: the next form is tried (once, however many were in flight)."""
+        nxt = next_dialect(dialect)
+        if dialect is not self._dialect or nxt is None:
+            return  # another request already stepped past it
+        self.usage.response_format_rejections += 1
+        log.info(
+            "%s: %s rejected (%s); trying %s", self._where, dialect.value, exc.summary, nxt.value
+        )
+        self._dialect, self._settled = nxt, False
+        self._gate.clear()  # the next form is probed by one request first, too
+
+    def _probe_answered(self, payload: dict[str, Any], *, taken: bool) -> None:
+        """The server's first answer to the probe that was not a refusal of its form: ``taken``
+        (a reply came back) settles the form; either way the waiting requests go ahead."""
+        if payload is not self._probe_payload:
+            return
+        self._probe_payload = None
+        if taken:
+            self._settle(self._probe_dialect)
+        self._gate.set()
+
+    async def _chat(
+        self,
+        messages: list[dict[str, str]],
+        parse: Callable[[ChatResult], T],
+        overrides: dict[str, Any] | None,
+        dialect: Dialect | None,
+        kind: ReplyKind | None,
+        *,
+        probe: bool = False,
+    ) -> tuple[T, ChatResult]:
+        """One request in one form, from the cache, shared with the same one in flight, or sent."""
+        payload = self._payload(messages, overrides, dialect, kind)
+        if probe and dialect is not None:
+            self._probe_payload, self._probe_dialect = payload, dialect
+        if kind is not None and "response_format" in payload:
+            parse = _validated(parse, kind)
         key = ""
         if self._cache is not None:
             if overrides:
                 key = finish_key(key_prefix(self._namespace, payload, skip=_UNKEYED), payload)
             else:
-                if self._key_prefix is None:
-                    self._key_prefix = key_prefix(self._namespace, payload, skip=_UNKEYED)
-                key = finish_key(self._key_prefix, payload)
+                # Requests without a response_format share one prefix whatever their kind.
+                slot = (dialect, kind) if "response_format" in payload else (None, None)
+                prefix = self._key_prefixes.get(slot)
+                if prefix is None:
+                    prefix = key_prefix(self._namespace, payload, skip=_UNKEYED)
+                    self._key_prefixes[slot] = prefix
+                key = finish_key(prefix, payload)
             hit = self._cache.get(key)
             if hit is not None:
                 result = ChatResult(cached=True, attempts=0, **hit)
@@ -199,6 +400,10 @@ class LLMClient:
             value, result = await self._retry(payload, parse, exc)
         except EndpointStoppedError:
             raise  # stopped while this call waited for a slot: it was never sent
+        except ResponseFormatError as exc:
+            if self.structured_output == "auto":
+                raise  # the caller steps down: not a failure of the endpoint
+            self._give_up(exc, 1)
         except LLMError as exc:
             self._give_up(exc, 1)
         self._streak = 0
@@ -265,6 +470,10 @@ class LLMClient:
                         if isinstance(exc, UnusableReplyError):
                             current = reask_messages_payload(payload, exc)
                         raise
+        except ResponseFormatError as exc:
+            if self.structured_output == "auto":
+                raise
+            self._give_up(exc, attempts)
         except LLMError as exc:
             self._give_up(exc, attempts)
         return value, result
@@ -352,6 +561,9 @@ class LLMClient:
             raise self._refusal()
         try:
             status, raw, headers, elapsed = await self.transport.post(payload)
+        except LLMError:
+            self._probe_answered(payload, taken=False)
+            raise
         finally:
             self.limiter.release()
         self.usage.calls += 1
@@ -359,9 +571,19 @@ class LLMClient:
         self._record_latency(elapsed)
         self.limiter.record(overloaded=status == 429)
         self._obey_rate_headers(headers)
-        spent = self.usage.prompt_tokens, self.usage.completion_tokens
+        u = self.usage
+        spent = u.prompt_tokens, u.completion_tokens, u.cached_prompt_tokens, u.reasoning_tokens
         try:
-            result = self.transport.reply(status, raw, headers, elapsed)
+            result = self.transport.reply(
+                status, raw, headers, elapsed, structured="response_format" in payload
+            )
+        except ResponseFormatError:
+            raise  # the form was refused: the caller steps down (or gives up, if it is fixed)
+        except LLMError:
+            self._probe_answered(payload, taken=status < 400)  # a bad 200 still took the form
+            raise
+        else:
+            self._probe_answered(payload, taken=True)
         finally:
             # Nothing awaited since ``spent``: the difference is this reply's own tokens.
             self._log_call(status, elapsed, spent)
@@ -370,18 +592,21 @@ class LLMClient:
             self._tpm.adjust(used - estimate)
         return result
 
-    def _log_call(self, status: int, elapsed: float, spent: tuple[int, int]) -> None:
+    def _log_call(self, status: int, elapsed: float, spent: tuple[int, int, int, int]) -> None:
         """Log one exchange in the cache, where a run's usage over its invocations is summed."""
         if self._cache is None:
             return
+        u = self.usage
         self._cache.record_call(
             self.name,
             self.model,
             status=status,
-            prompt_tokens=self.usage.prompt_tokens - spent[0],
-            completion_tokens=self.usage.completion_tokens - spent[1],
+            prompt_tokens=u.prompt_tokens - spent[0],
+            completion_tokens=u.completion_tokens - spent[1],
             started=time.time() - elapsed,
             latency_s=elapsed,
+            cached_prompt_tokens=u.cached_prompt_tokens - spent[2],
+            reasoning_tokens=u.reasoning_tokens - spent[3],
         )
 
     def _record_latency(self, seconds: float) -> None:
@@ -413,6 +638,32 @@ class LLMClient:
         self.usage.concurrency_limit = round(self.limiter.limit, 2)
         self.usage.limit_decreases = self.limiter.decreases
         return self.usage.model_dump()
+
+
+def _validated(parse: Callable[[ChatResult], T], kind: ReplyKind) -> Callable[[ChatResult], T]:
+    """``parse`` behind a check of the reply against ``kind``'s reply model.
+
+    A reply the model rejects raises its error (one line, the text of the re-ask). The judge's
+    scores are checked for range only: which dimensions are required is the caller's to say.
+    An answer given as ``{"answer": ...}`` reaches ``parse`` as its plain text.
+    """
+
+    def checked(result: ChatResult) -> T:
+        _, content = split_reasoning(result.content)
+        if kind is ReplyKind.ANSWER:
+            try:
+                data: Any = extract_json(content, expect=dict)
+            except JSONExtractionError:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("answer"), str):
+                answer = unwrap(kind, data).answer
+                return parse(dataclasses.replace(result, content=answer))
+            unwrap(kind, content)
+            return parse(result)
+        unwrap(kind, extract_json(content), required=())
+        return parse(result)
+
+    return checked
 
 
 def reask_messages_payload(payload: dict[str, Any], exc: UnusableReplyError) -> dict[str, Any]:

@@ -32,6 +32,16 @@ _LAST = "invocations"  # number of the latest invocation in this directory
 _FIRST = "run_first_invocation"  # first invocation of the run the directory holds now
 
 
+# What each model's entry in ``usage.*.models`` counts.
+_TOKEN_FIELDS = (
+    "calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_prompt_tokens",
+    "reasoning_tokens",
+)
+
+
 def _key(n: int) -> str:
     return f"invocation/{n}"
 
@@ -86,21 +96,36 @@ class _Endpoint:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
     latencies: array[float] = field(default_factory=lambda: array("d"))
     spans: list[tuple[float, float]] = field(default_factory=list)
     this_spans: list[tuple[float, float]] = field(default_factory=list)
     models: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, model: str, prompt: int, completion: int, started: float, latency: float) -> None:
+    def add(
+        self,
+        model: str,
+        prompt: int,
+        completion: int,
+        started: float,
+        latency: float,
+        cached: int = 0,
+        reasoning: int = 0,
+    ) -> None:
         self.calls += 1
         self.prompt_tokens += prompt
         self.completion_tokens += completion
+        self.cached_prompt_tokens += cached
+        self.reasoning_tokens += reasoning
         self.latencies.append(latency)
         self.spans.append((started, started + latency))
-        m = self.models.setdefault(model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        m = self.models.setdefault(model, dict.fromkeys(_TOKEN_FIELDS, 0))
         m["calls"] += 1
         m["prompt_tokens"] += prompt
         m["completion_tokens"] += completion
+        m["cached_prompt_tokens"] += cached
+        m["reasoning_tokens"] += reasoning
 
 
 @dataclass
@@ -131,9 +156,10 @@ def whole_run(
     first = int(cache.get_meta(_FIRST) or invocation)
     endpoints: dict[str, _Endpoint] = {}
     last_end: dict[int, float] = {}
-    for inv, name, model, prompt, completion, started, latency in cache.calls_since(first):
+    for inv, name, model, *numbers in cache.calls_since(first):
+        started, latency = numbers[2], numbers[3]
         ep = endpoints.setdefault(name, _Endpoint())
-        ep.add(model, prompt, completion, started, latency)
+        ep.add(model, *numbers)
         end = started + latency
         if inv == invocation:
             ep.this_spans.append((started, end))
@@ -154,6 +180,8 @@ def whole_run(
             "calls": ep.calls,
             "prompt_tokens": ep.prompt_tokens,
             "completion_tokens": ep.completion_tokens,
+            "cached_prompt_tokens": ep.cached_prompt_tokens,
+            "reasoning_tokens": ep.reasoning_tokens,
             "latency_s_total": round(sum(ep.latencies), 6),
             "busy_s": round(busy_seconds(ep.spans), 6),
             "models": ep.models,

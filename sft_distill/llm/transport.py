@@ -20,9 +20,16 @@ from typing import Any, TypeVar
 import aiohttp
 
 from ..config.models import EndpointConfig, display_url
-from ..errors import ContextOverflowError, LLMError, RetryableLLMError, TruncatedReplyError
+from ..errors import (
+    ContextOverflowError,
+    LLMError,
+    ResponseFormatError,
+    RetryableLLMError,
+    TruncatedReplyError,
+)
 from ..models import Usage
 from .retry import MAX_RETRY_AFTER_S
+from .structured import is_response_format_error, usage_from_body
 
 E = TypeVar("E", bound=LLMError)
 
@@ -90,6 +97,9 @@ class ChatResult:
     attempts: int = 1
     cached: bool = False
     latency_s: float = 0.0
+    # Parts of prompt_tokens / completion_tokens (not cached: a replay costs nothing).
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
 
     def to_cache(self) -> dict[str, Any]:
         return {
@@ -254,18 +264,6 @@ def _about_the_request(message: str, code: str | None) -> bool:
     return code in _REQUEST_SPECIFIC_CODES or bool(_REQUEST_SPECIFIC_RE.search(message))
 
 
-def _count(value: Any) -> int:
-    """A token count from whatever a server sent (numbers, numeric strings; else 0)."""
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(0, value)
-    try:
-        return max(0, int(float(value)))
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
 class Transport:
     """One endpoint's HTTP session: posts a request, reads the reply or the error it amounts to.
 
@@ -357,11 +355,17 @@ class Transport:
             ) from exc
         return status, raw, headers, time.perf_counter() - t0
 
-    def reply(self, status: int, raw: bytes, headers: Any, elapsed: float) -> ChatResult:
-        """The accepted reply in an HTTP response, or the error it amounts to."""
+    def reply(
+        self, status: int, raw: bytes, headers: Any, elapsed: float, *, structured: bool = False
+    ) -> ChatResult:
+        """The accepted reply in an HTTP response, or the error it amounts to.
+
+        ``structured``: the request carried a ``response_format``, so an error naming it is a
+        ``ResponseFormatError`` (never retried as it is).
+        """
         text = raw.decode("utf-8", errors="replace")
         if status >= 400:
-            raise self._status_error(status, text, headers)
+            raise self._status_error(status, text, headers, structured=structured)
         try:
             # DeepSeek may send blank keep-alive lines before the JSON; loads() skips whitespace.
             body = json.loads(text)
@@ -377,7 +381,9 @@ class Transport:
             ) from None
         return self._read_choice(body, elapsed)
 
-    def _status_error(self, status: int, text: str, headers: Any) -> LLMError:
+    def _status_error(
+        self, status: int, text: str, headers: Any, *, structured: bool = False
+    ) -> LLMError:
         try:
             body: Any = json.loads(text)
         except json.JSONDecodeError:
@@ -386,6 +392,15 @@ class Transport:
         message = self.redact(message)
         short = one_line(message)
         msg = f"HTTP {status}: {short}"
+        if structured and is_response_format_error(status, body):
+            return self.error(
+                ResponseFormatError,
+                f"{msg} (the server does not take this structured-output form; "
+                "structured_output: auto finds one it takes)",
+                status=status,
+                detail=message[:DETAIL_MAX_CHARS] if short != " ".join(message.split()) else None,
+                signature=f"HTTP {status}: {message}",
+            )
         retry_after = parse_retry_after(headers)
         should_retry = (headers.get("x-should-retry") or "").lower() if headers else ""
         retryable = status in RETRYABLE_STATUSES or status >= 500
@@ -432,13 +447,15 @@ class Transport:
             message.get("reasoning_content") or message.get("reasoning") or message.get("thinking")
         )
         finish = choice.get("finish_reason")
-        usage = body.get("usage")
-        if not isinstance(usage, dict):
-            usage = {}
-        prompt_tokens = _count(usage.get("prompt_tokens"))
-        completion_tokens = _count(usage.get("completion_tokens"))
-        self.usage.prompt_tokens += prompt_tokens
-        self.usage.completion_tokens += completion_tokens
+        # Cached prompt tokens and reasoning tokens in every server's dialect (OpenAI, DeepSeek,
+        # DashScope, vLLM, llama.cpp timings).
+        counts = usage_from_body(body)
+        prompt_tokens, completion_tokens = counts.prompt, counts.completion
+        usage = self.usage
+        usage.prompt_tokens += prompt_tokens
+        usage.completion_tokens += completion_tokens
+        usage.cached_prompt_tokens += counts.cached_prompt
+        usage.reasoning_tokens += counts.reasoning
         if finish == "length":
             # finish_reason "length" means truncated JSON: retry, never keep.
             raise self.error(
@@ -458,6 +475,8 @@ class Transport:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_s=elapsed,
+            cached_prompt_tokens=counts.cached_prompt,
+            reasoning_tokens=counts.reasoning,
         )
 
     def _bad_reply(self, what: str) -> RetryableLLMError:

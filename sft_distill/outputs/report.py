@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError
+from ..llm.structured import PriceCard
+from ..llm.structured import cost as token_cost
 from ..models import PathLike, ScoredSample
 from ..selection.thresholds import apply_thresholds, meets_floors
 from ..sources.jsonl import iter_scored
@@ -39,9 +41,11 @@ __all__ = [
     "calibration_view",
     "collect_examples",
     "compute_report",
+    "model_card",
     "model_price",
     "percentiles",
     "pick_examples",
+    "priced_tokens",
     "rankdata",
     "read_examples",
     "render_html",
@@ -59,7 +63,9 @@ N_BINS = 11
 # Same slack as filtering: a mean a hair under the threshold in floating point still votes.
 _SLACK = 1e-9
 
-Prices = Mapping[str, Any]  # model -> {"input_per_1k", "output_per_1k"} (dict or model)
+# model -> {"input_per_1k", "output_per_1k", "cached_input_per_1k", "batch_discount"}
+# (dicts, or config.ModelPrice)
+Prices = Mapping[str, Any]
 
 
 def score_bin(score: float) -> int:
@@ -228,39 +234,71 @@ def _throughput(metadata: Mapping[str, Any], kept: int) -> dict[str, Any]:
 
 def model_price(prices: Mapping[str, Any] | None, model: str) -> tuple[float, float] | None:
     """(input, output) price per 1k tokens of ``model``: dicts or objects with those attributes."""
+    card = model_card(prices, model)
+    return None if card is None else (card.input_per_1k, card.output_per_1k)
+
+
+def model_card(prices: Mapping[str, Any] | None, model: str) -> PriceCard | None:
+    """All of ``model``'s prices (cached input, batch discount too), or None when unpriced."""
     if not prices or model not in prices:
         return None
-    p = prices[model]
-    if isinstance(p, Mapping):
-        return float(p.get("input_per_1k", 0.0)), float(p.get("output_per_1k", 0.0))
-    return float(getattr(p, "input_per_1k", 0.0)), float(getattr(p, "output_per_1k", 0.0))
+    return PriceCard.from_config(prices[model])
 
 
 def _tokens_by_model(usage: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Prompt and completion tokens per model over the endpoints' usage records."""
+    """Prompt, cached prompt and completion tokens per model over the endpoints' usage records
+    (a run recorded before cached tokens were counted has none)."""
     per_model: dict[str, dict[str, Any]] = {}
     for u in usage:
         # "models": per model of the endpoint over the run (the model may have changed)
         for model, t in (u.get("models") or {u.get("model", "?"): u}).items():
             m = per_model.setdefault(
-                model, {"prompt_tokens": 0, "completion_tokens": 0, "cost": None}
+                model,
+                {
+                    "prompt_tokens": 0,
+                    "cached_prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "cost": None,
+                },
             )
             m["prompt_tokens"] += int(t.get("prompt_tokens", 0))
+            m["cached_prompt_tokens"] += int(t.get("cached_prompt_tokens", 0))
             m["completion_tokens"] += int(t.get("completion_tokens", 0))
     return per_model
 
 
+def priced_tokens(prompt: int, cached: int, completion: int, card: PriceCard) -> dict[str, float]:
+    """What the tokens cost: as billed (cached prompt tokens at the cached price), had nothing
+    been cached, and through a batch API (the card's batch discount, cache prices kept)."""
+    cached = min(max(0, cached), prompt)
+    return {
+        "cost": token_cost(prompt, cached, completion, price=card),
+        "cost_without_cache": token_cost(prompt, 0, completion, price=card),
+        "cost_batched": token_cost(prompt, cached, completion, price=card, batched=True),
+    }
+
+
 def _priced(per_model: dict[str, dict[str, Any]], prices: Prices) -> dict[str, Any]:
-    total = 0.0
+    totals = dict.fromkeys(("cost", "cost_without_cache", "cost_batched"), 0.0)
     unpriced = []
     for model, m in per_model.items():
-        price = model_price(prices, model)
-        if price is None:
+        card = model_card(prices, model)
+        if card is None:
             unpriced.append(model)
             continue
-        m["cost"] = m["prompt_tokens"] / 1000 * price[0] + m["completion_tokens"] / 1000 * price[1]
-        total += m["cost"]
-    return {"per_model": per_model, "total": total, "unpriced": sorted(unpriced)}
+        figures = priced_tokens(
+            m["prompt_tokens"], m["cached_prompt_tokens"], m["completion_tokens"], card
+        )
+        m.update(figures)
+        for k, v in figures.items():
+            totals[k] += v
+    return {
+        "per_model": per_model,
+        "total": totals["cost"],
+        "total_without_cache": totals["cost_without_cache"],
+        "total_batched": totals["cost_batched"],
+        "unpriced": sorted(unpriced),
+    }
 
 
 def _cost(metadata: Mapping[str, Any], prices: Prices | None) -> dict[str, Any] | None:
@@ -284,7 +322,13 @@ def _usage(metadata: Mapping[str, Any], cost: Mapping[str, Any] | None) -> dict[
     def totals(records: list[Mapping[str, Any]]) -> dict[str, Any]:
         return {
             k: sum(int(r.get(k, 0)) for r in records)
-            for k in ("calls", "prompt_tokens", "completion_tokens")
+            for k in (
+                "calls",
+                "prompt_tokens",
+                "cached_prompt_tokens",
+                "completion_tokens",
+                "reasoning_tokens",
+            )
         }
 
     out: dict[str, Any] = {
@@ -293,6 +337,7 @@ def _usage(metadata: Mapping[str, Any], cost: Mapping[str, Any] | None) -> dict[
             "wall_s": whole.get("wall_s", timings.get("total")),
             **totals(usage),
             "cost": cost["total"] if cost else None,
+            "cost_without_cache": cost["total_without_cache"] if cost else None,
         }
     }
     mine = [u["this_invocation"] for u in usage if isinstance(u.get("this_invocation"), Mapping)]
@@ -302,6 +347,9 @@ def _usage(metadata: Mapping[str, Any], cost: Mapping[str, Any] | None) -> dict[
             **totals(mine),
             "cached": sum(int(r.get("cached", 0)) for r in mine),
             "cost": (cost.get("this_invocation") or {}).get("total") if cost else None,
+            "cost_without_cache": (
+                (cost.get("this_invocation") or {}).get("total_without_cache") if cost else None
+            ),
         }
     return out
 

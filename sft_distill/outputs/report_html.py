@@ -440,21 +440,43 @@ def _latency_section(report: Mapping[str, Any]) -> str:
             [
                 _e(m),
                 _num(c["prompt_tokens"]),
+                _num(c.get("cached_prompt_tokens")),
                 _num(c["completion_tokens"]),
                 _num(c["cost"], 4) if c["cost"] is not None else "no price",
+                _num(c.get("cost_without_cache"), 4),
             ]
             for m, c in cost["per_model"].items()
         ]
-        crow.append(["<b>total</b>", "", "", f"<b>{_num(cost['total'], 4)}</b>"])
-        parts.append(
-            "<div><h3>Cost</h3>"
-            + _table(["model", "prompt tokens", "completion tokens", "cost"], crow)
-            + "</div>"
+        crow.append(
+            [
+                "<b>total</b>",
+                "",
+                "",
+                "",
+                f"<b>{_num(cost['total'], 4)}</b>",
+                _num(cost.get("total_without_cache"), 4),
+            ]
         )
+        batched = cost.get("total_batched")
+        note = (
+            f"<p class='muted'>Through a batch API (batch_discount): {_num(batched, 4)}.</p>"
+            if batched is not None and batched < cost["total"]
+            else ""
+        )
+        head = [
+            "model",
+            "prompt tokens",
+            "cached prompt tokens",
+            "completion tokens",
+            "cost",
+            "cost without the cache",
+        ]
+        parts.append("<div><h3>Cost</h3>" + _table(head, crow) + note + "</div>")
     else:
         parts.append(
             "<div><h3>Cost</h3><p class='muted'>No prices configured "
-            "(<code>prices: {model: {input_per_1k, output_per_1k}}</code>).</p></div>"
+            "(<code>prices: {model: {input_per_1k, output_per_1k, cached_input_per_1k, "
+            "batch_discount}}</code>).</p></div>"
         )
     return (
         '<section id="latency"><h2>Latency and cost</h2><div class="row">'
@@ -484,8 +506,10 @@ def _usage_table(report: Mapping[str, Any]) -> str:
                 _num(u.get("calls")),
                 _num(u.get("cached")),
                 _num(u.get("prompt_tokens")),
+                _num(u.get("cached_prompt_tokens")),
                 _num(u.get("completion_tokens")),
                 _num(u.get("cost"), 4),
+                _num(u.get("cost_without_cache"), 4),
                 _num(u.get("wall_s")),
             ]
         )
@@ -494,8 +518,10 @@ def _usage_table(report: Mapping[str, Any]) -> str:
         "LLM calls",
         "cached replies",
         "prompt tokens",
+        "cached prompt tokens",
         "completion tokens",
         "cost",
+        "cost without the cache",
         "wall s",
     ]
     return (

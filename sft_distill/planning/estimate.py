@@ -7,6 +7,11 @@ message. Replies are assumed to be a typical size, capped by each endpoint's ``m
 Retries, re-asks and reasoning tokens are not included; replies already in the output
 directory's cache cost nothing on a rerun.
 
+Cached prompt tokens (a server's prefix cache, billed at ``cached_input_per_1k``) are counted
+as OpenAI counts them: the part of a prompt shared with an earlier request, from 1,024 tokens,
+in 128-token steps. A slice run shares the prompt template across teacher requests, and the
+template plus the chunk's text across the judgements of that chunk's samples.
+
 The other modes (``topics``, ``distill``, ``augment``) are estimated by ``planning.modes``; every
 estimate counts each request through ``Tally``, which also notes the largest prompt per endpoint
 and how many requests would not fit an endpoint's known context (``llm.server_context``).
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.models import DistillConfig, EndpointConfig
 from ..llm.prompts import PREVIOUS_QUESTIONS_SHOWN, detect_language, evaluation_messages
 from ..models import Chunk, PathLike
-from ..outputs.report import model_price
+from ..outputs.report import model_card, priced_tokens
 from ..sources.plan import RequestPart
 from ..sources.reader import BadLine, iter_slices
 from ..stages.generate import (
@@ -62,6 +67,14 @@ TYPICAL_QUESTION_TOKENS = {"zh": 30, "en": 25}
 # An evaluator's reply (eval-v2): a few checked claims with short quotes, a brief analysis, a
 # one-sentence reason and six scores, as JSON (eval-v1 asked for scores and a reason only: 80).
 TYPICAL_JUDGEMENT_TOKENS = 400
+# A prefix cache (OpenAI's, the strictest of wire.md's): from 1,024 tokens, in 128-token steps.
+CACHE_MIN_TOKENS = 1024
+CACHE_STEP_TOKENS = 128
+
+
+def cacheable(tokens: int) -> int:
+    """Prompt tokens a prefix cache serves of a prefix ``tokens`` long seen before."""
+    return tokens // CACHE_STEP_TOKENS * CACHE_STEP_TOKENS if tokens >= CACHE_MIN_TOKENS else 0
 
 
 def estimate_tokens(text: str) -> int:
@@ -87,9 +100,12 @@ class EndpointEstimate:
     stage: str
     calls: int = 0
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # expected prefix-cache hits (part of prompt_tokens)
     completion_tokens: int = 0
     completion_tokens_max: int | None = None
-    cost: float | None = None
+    cost: float | None = None  # cached prompt tokens at the cached price
+    cost_without_cache: float | None = None
+    cost_batched: float | None = None  # through a batch API (the model's batch_discount)
     # The context check: the largest prompt, where it is, and the requests that would not fit.
     max_tokens: int | None = None
     max_prompt_tokens: int = 0
@@ -113,6 +129,8 @@ class Estimate:
     endpoints: list[EndpointEstimate] = field(default_factory=list)
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
     total_cost: float | None = None
+    total_cost_without_cache: float | None = None
+    total_cost_batched: float | None = None
     unpriced: list[str] = field(default_factory=list)
     # Which mode the figures are for, its settings and counts, and what the figures assume.
     kind: str = "slices"
@@ -166,13 +184,22 @@ class Tally:
         return tokens if cap is None else min(tokens, cap)
 
     def add(
-        self, e: EndpointEstimate, prompt: int, completion: int, *, calls: int = 1, where: str = ""
+        self,
+        e: EndpointEstimate,
+        prompt: int,
+        completion: int,
+        *,
+        calls: int = 1,
+        where: str = "",
+        cached: int = 0,
     ) -> None:
-        """Count ``calls`` requests of ``prompt`` tokens, each answered with ``completion``."""
+        """Count ``calls`` requests of ``prompt`` tokens, each answered with ``completion``, of
+        which ``cached`` prompt tokens are expected from the server's prefix cache."""
         if calls <= 0:
             return
         e.calls += calls
         e.prompt_tokens += calls * prompt
+        e.cached_prompt_tokens += calls * min(cached, prompt)
         e.completion_tokens += calls * completion
         if prompt > e.max_prompt_tokens:
             e.max_prompt_tokens, e.max_prompt_where = prompt, where
@@ -181,16 +208,31 @@ class Tally:
             e.over_context += calls
 
     def judge_all(
-        self, prompt: int, *, calls: int = 1, sample_tokens: int = 0, where: str = ""
+        self,
+        prompt: int,
+        *,
+        calls: int = 1,
+        sample_tokens: int = 0,
+        where: str = "",
+        shared: int = 0,
     ) -> None:
-        """Every evaluator judges ``calls`` samples, each prompt ``prompt + sample_tokens``."""
+        """Every evaluator judges ``calls`` samples, each prompt ``prompt + sample_tokens``.
+
+        ``shared``: the prompt's first tokens every one of these judgements has in common (the
+        template and the source text): the first is sent in full, the others hit the cache.
+        """
+        if calls <= 0:
+            return
         for j in self.judges.values():
+            reply = self.reply(j.endpoint, TYPICAL_JUDGEMENT_TOKENS)
+            self.add(j, prompt + sample_tokens, reply, where=where)
             self.add(
                 j,
                 prompt + sample_tokens,
-                self.reply(j.endpoint, TYPICAL_JUDGEMENT_TOKENS),
-                calls=calls,
+                reply,
+                calls=calls - 1,
                 where=where,
+                cached=cacheable(shared),
             )
 
     def finish(self, est: Estimate, prices: Mapping[str, Any] | None) -> Estimate:
@@ -209,29 +251,49 @@ def eval_prompt_tokens(instruction: str, input_text: str, output_tokens: int) ->
 
 
 def _price(est: Estimate, prices: Mapping[str, Any] | None) -> None:
-    """Sum calls and tokens per model, and cost them when prices are known."""
+    """Sum calls and tokens per model, and cost them when prices are known: as billed with the
+    expected cache hits, without any, and through a batch API."""
     for e in est.endpoints:
         m = est.per_model.setdefault(
-            e.model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": None}
+            e.model,
+            {
+                "calls": 0,
+                "prompt_tokens": 0,
+                "cached_prompt_tokens": 0,
+                "completion_tokens": 0,
+                "cost": None,
+            },
         )
         m["calls"] += e.calls
         m["prompt_tokens"] += e.prompt_tokens
+        m["cached_prompt_tokens"] += e.cached_prompt_tokens
         m["completion_tokens"] += e.completion_tokens
     if not prices:
         return
-    total = 0.0
+    totals = dict.fromkeys(("cost", "cost_without_cache", "cost_batched"), 0.0)
     for model, m in est.per_model.items():
-        price = model_price(prices, model)
-        if price is None:
+        card = model_card(prices, model)
+        if card is None:
             est.unpriced.append(model)
             continue
-        m["cost"] = m["prompt_tokens"] / 1000 * price[0] + m["completion_tokens"] / 1000 * price[1]
-        total += m["cost"]
+        figures = priced_tokens(
+            m["prompt_tokens"], m["cached_prompt_tokens"], m["completion_tokens"], card
+        )
+        m.update(figures)
+        for k, v in figures.items():
+            totals[k] += v
     for e in est.endpoints:
-        price = model_price(prices, e.model)
-        if price is not None:
-            e.cost = e.prompt_tokens / 1000 * price[0] + e.completion_tokens / 1000 * price[1]
-    est.total_cost = total
+        card = model_card(prices, e.model)
+        if card is not None:
+            figures = priced_tokens(
+                e.prompt_tokens, e.cached_prompt_tokens, e.completion_tokens, card
+            )
+            e.cost = figures["cost"]
+            e.cost_without_cache = figures["cost_without_cache"]
+            e.cost_batched = figures["cost_batched"]
+    est.total_cost = totals["cost"]
+    est.total_cost_without_cache = totals["cost_without_cache"]
+    est.total_cost_batched = totals["cost_batched"]
 
 
 def estimate(
@@ -277,10 +339,12 @@ def estimate(
             if len(parts) > 1:
                 split["chunks"] += 1
                 split["requests"] += len(parts)
-            for part in parts:
+            for n_part, part in enumerate(parts):
                 shown = min(asked, PREVIOUS_QUESTIONS_SHOWN) * TYPICAL_QUESTION_TOKENS[lang]
                 asked += part.n
-                _teacher_requests(tally, config, chunk, part, doc_tokens, shown, lang, where)
+                _teacher_requests(
+                    tally, config, chunk, part, doc_tokens, shown, lang, where, again=n_part > 0
+                )
                 requests += 1
             eval_prompt = messages_tokens(evaluation_messages("", "", "", "")) + doc_tokens
             est.expected_samples += chunk.n_samples
@@ -289,6 +353,7 @@ def estimate(
                 calls=chunk.n_samples,
                 sample_tokens=TYPICAL_SAMPLE_TOKENS[lang],
                 where=where,
+                shared=eval_prompt,
             )
         est.chunks += len(chunks)
     est.languages = dict(sorted(languages.items()))
@@ -321,15 +386,25 @@ def _teacher_requests(
     shown: int,
     lang: str,
     where: str,
+    *,
+    again: bool = False,
 ) -> None:
-    """Count the teacher's requests for one part of a chunk (one, or questions then answers)."""
+    """Count the teacher's requests for one part of a chunk (one, or questions then answers).
+
+    Cached tokens: the static instructions come first in every request (gen-v2 layout), so a
+    prefix cache serves them; a chunk's later parts (``again``) and two-stage answers repeat
+    the document right after them, so it serves that too.
+    """
     gen = tally.generator
     # The template alone (empty document), in the language the run would use.
     bare = chunk.model_copy(update={"text": ""})
     if config.generation == "two_stage":
-        template = questions_request_messages(bare, part, config, lang=lang)
+        template = messages_tokens(questions_request_messages(bare, part, config, lang=lang))
         reply = tally.reply("generator", part.n * TYPICAL_QUESTION_TOKENS[lang])
-        tally.add(gen, messages_tokens(template) + doc_tokens + shown, reply, where=where)
+        shared = template + doc_tokens if again else template
+        tally.add(
+            gen, template + doc_tokens + shown, reply, where=where, cached=cacheable(shared)
+        )
         answer = messages_tokens(answer_request_messages(bare, "", config, lang=lang)) + doc_tokens
         answer_reply = tally.reply("generator", _reply_tokens(1, lang))
         tally.add(
@@ -338,11 +413,13 @@ def _teacher_requests(
             answer_reply,
             calls=part.n,
             where=where,
+            cached=cacheable(answer),
         )
         return
-    template = request_messages(bare, part, config, lang=lang)
+    template = messages_tokens(request_messages(bare, part, config, lang=lang))
     reply = tally.reply("generator", _reply_tokens(part.n, lang))
-    tally.add(gen, messages_tokens(template) + doc_tokens + shown, reply, where=where)
+    shared = template + doc_tokens if again else template
+    tally.add(gen, template + doc_tokens + shown, reply, where=where, cached=cacheable(shared))
 
 
 def _reply_tokens(samples: int, lang: str) -> int:

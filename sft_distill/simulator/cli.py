@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .faults import _ALL_FAULT_KINDS, FAULT_KINDS
+from .response_formats import SERVER_DIALECTS
 from .server import Simulator, SimulatorConfig, _check_loopback
 
 
@@ -97,6 +98,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="context length: /v1/models reports it as max_model_len, and longer prompts get "
         "vLLM's HTTP 400 (tokens = characters / 2)",
     )
+    p.add_argument(
+        "--structured-output",
+        choices=SERVER_DIALECTS,
+        default="openai",
+        help="which response_format forms it takes: openai (json_schema), llamacpp (json_object "
+        "with a schema; HTTP 500 for json_schema), json_object (DeepSeek), none",
+    )
+    p.add_argument(
+        "--usage-dialect",
+        choices=("openai", "deepseek", "dashscope"),
+        default="openai",
+        help="how usage reports cached prompt tokens (prompt_tokens_details.cached_tokens, or "
+        "DeepSeek's prompt_cache_hit_tokens/prompt_cache_miss_tokens)",
+    )
+    p.add_argument(
+        "--prefix-cache-min-tokens",
+        type=_context_tokens,
+        default=1024,
+        help="shortest prompt prefix the prefix cache hits (tokens; OpenAI: 1024)",
+    )
+    p.add_argument(
+        "--prefix-cache-ttl-s",
+        type=float,
+        default=300.0,
+        help="how long a prompt prefix stays cached after its last use",
+    )
     return p.parse_args(argv)
 
 
@@ -117,6 +144,10 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         timeout_s=args.timeout_s,
         context_tokens=args.context_tokens,
         defect_rate=args.defect_rate,
+        structured_output=args.structured_output,
+        usage_dialect=args.usage_dialect,
+        prefix_cache_min_tokens=args.prefix_cache_min_tokens,
+        prefix_cache_ttl_s=args.prefix_cache_ttl_s,
     )
 
 

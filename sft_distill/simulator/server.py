@@ -49,6 +49,16 @@ from .faults import (
     _error_body,
     _fmt_seconds,
 )
+from .prefix_cache import PrefixCache, serialize
+from .response_formats import NONE as RF_NONE
+from .response_formats import (
+    SERVER_DIALECTS,
+    kind_schema,
+    rejection,
+    requested_form,
+    requested_schema,
+    shaped,
+)
 from .tasks import TASK_RESPONDERS
 
 log = logging.getLogger(__name__)
@@ -71,6 +81,7 @@ __all__ = [
 
 
 _CONTEXT_REPORTS = ("vllm", "llamacpp", "none")
+_USAGE_DIALECTS = ("openai", "deepseek", "dashscope")
 _CACHE_MAX = 4096
 _LOG_MAX = 10_000
 _PROMPTS_MAX = 100_000
@@ -102,6 +113,17 @@ class SimulatorConfig:
     context_report: str = "vllm"
     # Share of generated samples given a seeded defect (see ``defects``; truth at GET /defects).
     defect_rate: float = 0.0
+    # Which response_format forms it takes, and how it refuses the others (simulator.formats):
+    # "openai" (json_schema), "llamacpp" (json_object with or without a schema; HTTP 500 for
+    # json_schema), "json_object" (DeepSeek, Moonshot), "none" (no response_format at all).
+    structured_output: str = "openai"
+    # How usage reports cached prompt tokens: "openai" and "dashscope" in
+    # prompt_tokens_details.cached_tokens, "deepseek" as prompt_cache_hit/miss_tokens (and its
+    # whole-prefix-unit rule for hits, simulator.prefix_cache).
+    usage_dialect: str = "openai"
+    # The prefix cache: hits from this many tokens of a prompt's start seen within ttl_s.
+    prefix_cache_min_tokens: int = 1024
+    prefix_cache_ttl_s: float = 300.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - _ALL_FAULT_KINDS)
@@ -117,6 +139,17 @@ class SimulatorConfig:
             raise ValueError(
                 f"context_report must be one of {_CONTEXT_REPORTS}, got {self.context_report!r}"
             )
+        if self.structured_output not in SERVER_DIALECTS:
+            raise ValueError(
+                f"structured_output must be one of {SERVER_DIALECTS}, got "
+                f"{self.structured_output!r}"
+            )
+        if self.usage_dialect not in _USAGE_DIALECTS:
+            raise ValueError(
+                f"usage_dialect must be one of {_USAGE_DIALECTS}, got {self.usage_dialect!r}"
+            )
+        if self.prefix_cache_min_tokens < 0 or self.prefix_cache_ttl_s < 0:
+            raise ValueError("prefix_cache_min_tokens and prefix_cache_ttl_s must be >= 0")
 
 
 def _new_stats(in_flight: int = 0) -> dict[str, Any]:
@@ -134,8 +167,12 @@ def _new_stats(in_flight: int = 0) -> dict[str, Any]:
         "peak_in_flight": in_flight,
         "prompt_tokens": 0,
         "completion_tokens": 0,
+        "cached_prompt_tokens": 0,
         "auth_headers_seen": 0,
         "reasks": 0,
+        # requests by the form of their response_format, and those refused for it
+        "response_formats": {},
+        "response_format_rejected": 0,
     }
 
 
@@ -155,6 +192,20 @@ def _text_of(content: Any) -> str:
 _JSON = "application/json"
 
 
+@dataclass(slots=True)
+class _Request:
+    """What answering one chat request needs, whichever way it is answered."""
+
+    model: str
+    kind: str
+    good: str  # the reply content (in the schema's shape when a response_format is in force)
+    finish: str
+    prompt_chars: int
+    key: bytes
+    prefix: str  # the serialized messages, matched by the prefix cache
+    structured: bool  # a response_format is in force: no prose around the JSON
+
+
 class SimState:
     """Config, counters, script queue and reply cache of one simulator app."""
 
@@ -169,10 +220,12 @@ class SimState:
         # The raw request bodies, with keep_prompts (e.g. to see that a re-ask differs).
         self.bodies: list[bytes] = []
         self.script: collections.deque[QueueItem] = collections.deque()
-        self._cache: dict[tuple[bytes, float, float, int], tuple[str, str]] = {}
+        self._cache: dict[tuple[bytes, float, float, int], tuple[str, str, str | None]] = {}
         # Which generated samples were given a defect: content, so reset_stats keeps it.
         self.defects = DefectLedger()
         self._ids = itertools.count(1)
+        self._prefix = PrefixCache(cfg.prefix_cache_min_tokens, cfg.prefix_cache_ttl_s)
+        self._shapes: dict[tuple[str, str], tuple[dict[str, Any] | None, str]] = {}
 
     @property
     def cfg(self) -> SimulatorConfig:
@@ -318,14 +371,15 @@ class SimState:
 
         return spoil
 
-    def _content_for(self, model: str, user: str) -> tuple[str, str, bytes]:
-        """(kind, good content, prompt key) for a prompt, cached by sha1 of model + prompt."""
+    def _content_for(self, model: str, user: str) -> tuple[str, str, bytes, str | None]:
+        """(kind, good content, prompt key, task) for a prompt, cached by sha1 of model + prompt."""
         key = hashlib.sha1(f"{model}\x1f{user}".encode("utf-8", "surrogatepass")).digest()
         bias, rate = self.cfg.score_bias, self.cfg.defect_rate
         cache_key = (key, bias, rate, self.cfg.seed if rate else 0)
         hit = self._cache.get(cache_key)
         if hit is not None:
-            return hit[0], hit[1], key
+            return hit[0], hit[1], key, hit[2]
+        task_name = None
         # The substring checks skip a full regex parse for the other prompt kind.
         gen = generation_reply(model, user, defects=self._defects_for(model) if rate > 0 else None)
         if gen is not None:
@@ -347,27 +401,81 @@ class SimState:
                 kind, content = "other", "OK. This is the sft_distill simulator."
                 task = parse_task_prompt(user) if TASK_MARKER in user else None
                 if task is not None and task[0] in TASK_RESPONDERS:
-                    kind = "generation"
+                    kind, task_name = "generation", task[0]
                     content = TASK_RESPONDERS[task[0]](model, task[1])
         if len(self._cache) >= _CACHE_MAX:
             del self._cache[next(iter(self._cache))]
-        self._cache[cache_key] = (kind, content)
-        return kind, content, key
+        self._cache[cache_key] = (kind, content, task_name)
+        return kind, content, key, task_name
+
+    def _shaped(
+        self,
+        form: str,
+        good: str,
+        schema: dict[str, Any] | None,
+        kind: str,
+        task: str | None,
+    ) -> str:
+        """``good`` in the shape of ``schema`` (else of the kind's, for json_object), memoised:
+        a request repeats its schema, and reshaping costs more than answering."""
+        if schema is None:
+            schema = kind_schema(kind, task)
+        slot = (good, form)  # the reshaped reply is a function of the reply and the schema
+        hit = self._shapes.get(slot)
+        if hit is not None and hit[0] == schema:
+            return hit[1]
+        out = shaped(good, schema)
+        if len(self._shapes) >= _CACHE_MAX:
+            del self._shapes[next(iter(self._shapes))]
+        self._shapes[slot] = (schema, out)
+        return out
+
+    def _cached_tokens(self, req: _Request, prompt_tokens: int) -> int:
+        """Prompt tokens the prefix cache holds for this request (it is cached from now on)."""
+        cfg = self.cfg
+        cache = self._prefix
+        cache.min_tokens = max(1, cfg.prefix_cache_min_tokens)
+        cache.ttl_s = cfg.prefix_cache_ttl_s
+        cache.units = cfg.usage_dialect == "deepseek"
+        cached = cache.cached_tokens(req.prefix, time.monotonic())
+        return min(cached, prompt_tokens)
+
+    def _usage(self, prompt: int, completion: int, cached: int, reasoning: int) -> dict[str, Any]:
+        """``usage`` as the configured server reports it (cached prompt tokens, reasoning)."""
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        dialect = self.cfg.usage_dialect
+        if dialect == "deepseek":
+            # DeepSeek: prompt_tokens = hit + miss (api-docs.deepseek.com, context caching).
+            usage["prompt_cache_hit_tokens"] = cached
+            usage["prompt_cache_miss_tokens"] = prompt - cached
+        elif dialect == "dashscope":
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        else:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached, "audio_tokens": 0}
+        if reasoning or dialect == "openai":
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+        return usage
 
     def _chat_body(
         self,
-        model: str,
+        req: _Request,
         content: str | None,
         finish_reason: str,
-        prompt_chars: int,
         *,
         reasoning: str | None = None,
         empty: bool = False,
     ) -> bytes:
-        prompt_tokens = max(1, prompt_chars // 2)
-        completion_tokens = len(content) // 2 if content else 0
+        prompt_tokens = max(1, req.prompt_chars // 2)
+        reasoning_tokens = len(reasoning) // 2 if reasoning else 0
+        completion_tokens = (len(content) // 2 if content else 0) + reasoning_tokens
+        cached = self._cached_tokens(req, prompt_tokens)
         self.stats["prompt_tokens"] += prompt_tokens
         self.stats["completion_tokens"] += completion_tokens
+        self.stats["cached_prompt_tokens"] += cached
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reasoning is not None:
             message["reasoning_content"] = reasoning
@@ -382,13 +490,9 @@ class SimState:
             "id": f"chatcmpl-sim{next(self._ids):x}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": model,
+            "model": req.model,
             "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "usage": self._usage(prompt_tokens, completion_tokens, cached, reasoning_tokens),
             "system_fingerprint": "fp_sim",
         }
         return json.dumps(body, ensure_ascii=False).encode()
@@ -425,10 +529,12 @@ class SimState:
         prompt_chars = 0
         user = ""
         reask = False
+        parts = []
         for m in messages:
             if isinstance(m, dict):
                 text = _text_of(m.get("content"))
                 prompt_chars += len(text)
+                parts.append((str(m.get("role", "")), text))
                 if m.get("role") == "user":
                     # A re-ask repeats the request before it: the reply is the one to that.
                     reask = is_reask(text)
@@ -438,22 +544,39 @@ class SimState:
             st["reasks"] += 1
         by_model = st["by_model"]
         by_model[model] = by_model.get(model, 0) + 1
-        kind, good, key = self._content_for(model, user)
+        kind, good, key, task = self._content_for(model, user)
         st["by_kind"][kind] += 1
         cfg = self.cfg
         if cfg.keep_prompts and len(self.prompts) < _PROMPTS_MAX:
             self.prompts.append(user)
+        prefix = serialize(model, parts)  # each model has its own cache, as on a server
+        response_format = body.get("response_format")
+        form = requested_form(response_format)
+        forms = st["response_formats"]
+        forms[form] = forms.get(form, 0) + 1
+        refused = None
+        if form != RF_NONE:
+            said = "\n".join(text for _, text in parts)
+            refused = rejection(cfg.structured_output, form, said, len(raw))
+        if refused is not None:
+            st["response_format_rejected"] += 1
+            status, err, ctype = refused
+            return self._reply(status, err, kind, model, content_type=ctype)
+        if form != RF_NONE:
+            # Constrained decoding (or JSON mode following the prompt's example): the reply is
+            # the usual one in the schema's shape, never wrapped in prose.
+            schema = requested_schema(response_format, form)
+            good = self._shaped(form, good, schema, kind, task)
         max_tokens = body.get("max_tokens")
         finish = "stop"
         if isinstance(max_tokens, int) and max_tokens > 0 and len(good) // 2 > max_tokens:
             # Like a real server: over max_tokens means cut off mid-JSON.
             good, finish = good[: max_tokens * 2], "length"
+        req = _Request(model, kind, good, finish, prompt_chars, key, prefix, form != RF_NONE)
 
         if self.script:
             st["scripted"] += 1
-            return await self._scripted(
-                request, self.script.popleft(), model, kind, good, finish, prompt_chars, key
-            )
+            return await self._scripted(request, self.script.popleft(), req)
         if cfg.context_tokens is not None:
             # Counted as _chat_body counts them; vLLM checks the prompt plus max_tokens.
             prompt_tokens = max(1, prompt_chars // 2)
@@ -466,81 +589,61 @@ class SimState:
         await self._latency()
         if fault is not None:
             self._fault(fault)
-            return await self._chat_fault(request, fault, model, kind, good, prompt_chars, key)
+            return await self._chat_fault(request, fault, req)
         if cfg.malformed_rate > 0 and self.rng.random() < cfg.malformed_rate:
             self._fault("malformed")
             content = _MALFORMED[key[1] % len(_MALFORMED)]
-            return self._reply(
-                200, self._chat_body(model, content, "stop", prompt_chars), kind, model
-            )
-        return self._good(model, kind, good, finish, prompt_chars, key)
+            return self._reply(200, self._chat_body(req, content, "stop"), kind, model)
+        return self._good(req, finish)
 
-    def _good(
-        self, model: str, kind: str, good: str, finish: str, prompt_chars: int, key: bytes
-    ) -> web.Response:
+    def _good(self, req: _Request, finish: str) -> web.Response:
         cfg = self.cfg
+        good, kind = req.good, req.kind
         # Real models wrap JSON in fences and prose; a plain-text answer is left as it is.
-        messy = cfg.messy and kind != "other" and good[:1] in ("[", "{")
-        content = messy_wrap(good, key) if messy else good
+        messy = cfg.messy and not req.structured and kind != "other" and good[:1] in ("[", "{")
+        content = messy_wrap(good, req.key) if messy else good
         reasoning = None
         if cfg.reasoning:
             reasoning = f"The request is a {kind} task; I follow the instructions and the material."
-        body = self._chat_body(model, content, finish, prompt_chars, reasoning=reasoning)
-        return self._reply(200, body, kind, model)
+        body = self._chat_body(req, content, finish, reasoning=reasoning)
+        return self._reply(200, body, kind, req.model)
 
     async def _chat_fault(
-        self,
-        request: web.Request,
-        fault: str,
-        model: str,
-        kind: str,
-        good: str,
-        prompt_chars: int,
-        key: bytes,
+        self, request: web.Request, fault: str, req: _Request
     ) -> web.StreamResponse:
+        model, kind = req.model, req.kind
         resp = self._error_fault(fault, model, kind)
         if resp is not None:
             return resp
         if fault == "reset":
             return await self._reset(request)
         if fault == "empty_choices":
-            return self._reply(
-                200, self._chat_body(model, None, "stop", prompt_chars, empty=True), kind, model
-            )
+            return self._reply(200, self._chat_body(req, None, "stop", empty=True), kind, model)
         if fault == "length":
-            cut = good[: len(good) // 2]
-            return self._reply(
-                200, self._chat_body(model, cut, "length", prompt_chars), kind, model
-            )
+            cut = req.good[: len(req.good) // 2]
+            return self._reply(200, self._chat_body(req, cut, "length"), kind, model)
         if fault == "timeout":
             # Hang, then answer normally (the client has usually given up by then).
             await asyncio.sleep(self.cfg.timeout_s)
-            return self._good(model, kind, good, "stop", prompt_chars, key)
+            return self._good(req, "stop")
         # An unknown kind set on a live config: fail loudly rather than hang or pass silently.
         msg = f"simulator: unknown fault kind {fault!r}"
         return self._reply(500, _error_body(500, msg), kind, model)
 
     async def _scripted(
-        self,
-        request: web.Request,
-        item: QueueItem,
-        model: str,
-        kind: str,
-        good: str,
-        finish: str,
-        prompt_chars: int,
-        key: bytes,
+        self, request: web.Request, item: QueueItem, req: _Request
     ) -> web.StreamResponse:
+        model, kind = req.model, req.kind
         if isinstance(item, str):
             self._fault(item)
-            return await self._chat_fault(request, item, model, kind, good, prompt_chars, key)
+            return await self._chat_fault(request, item, req)
         if isinstance(item, int):
             item = Scripted(status=item)
         if item.delay_s > 0:
             await asyncio.sleep(item.delay_s)
         headers = item.headers
         if item.content is not None:
-            body = self._chat_body(model, item.content, item.finish_reason, prompt_chars)
+            body = self._chat_body(req, item.content, item.finish_reason)
             return self._reply(item.status, body, kind, model, headers=headers)
         if item.body is not None:
             if isinstance(item.body, str):
@@ -553,7 +656,7 @@ class SimState:
             if headers is None and item.status == 429:
                 headers = self._rate_limit_headers(retry_after=self.cfg.retry_after_s is not None)
             return self._reply(item.status, _error_body(item.status), kind, model, headers=headers)
-        resp = self._good(model, kind, good, finish, prompt_chars, key)
+        resp = self._good(req, req.finish)
         if headers:
             resp.headers.update(headers)
         if item.status != 200:

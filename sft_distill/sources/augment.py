@@ -231,7 +231,9 @@ class AugmentSource(RecordFileSource):
         teacher = ctx.teacher
         try:
             texts, _ = await teacher.chat(
-                messages, lambda result: parse_rephrasings(result, n=self.num_aug)
+                messages,
+                lambda result: parse_rephrasings(result, n=self.num_aug),
+                kind="rephrasings",
             )
         except LLMError as exc:
             log_failure(log, f"{original.id}: rephrasing", exc)

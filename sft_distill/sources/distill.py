@@ -152,7 +152,7 @@ async def teacher_answer(
     )
     teacher = ctx.teacher
     try:
-        answer, _ = await teacher.chat(messages, parse_answer)
+        answer, _ = await teacher.chat(messages, parse_answer, kind="answer")
     except LLMError as exc:
         log_failure(log, f"{slice_id}: {failure_kind}", exc)
         ctx.stats.generation_failed_chunks += 1

@@ -339,6 +339,7 @@ class _TopicRun:
         self,
         build: Callable[[list[str], int], list[Message]],
         *,
+        kind: str,
         want: int,
         batch: int,
         existing: Sequence[str],
@@ -364,7 +365,7 @@ class _TopicRun:
             n = min(batch, want - len(items))
             requests += 1
             try:
-                got, _ = await self.client.chat(build(list(items), n), parse)
+                got, _ = await self.client.chat(build(list(items), n), parse, kind=kind)
             except LLMError as exc:
                 return items, requests, exc
             new: list[str] = []
@@ -398,6 +399,7 @@ class _TopicRun:
 
         names, requests, exc = await self._collect(
             build,
+            kind="topics",
             want=src.tags_per_level,
             batch=src.tags_per_request,
             existing=[],
@@ -443,6 +445,7 @@ class _TopicRun:
 
         questions, requests, exc = await self._collect(
             build,
+            kind="questions",
             want=src.questions_per_tag,
             batch=src.questions_per_request,
             existing=node.questions,
@@ -472,7 +475,7 @@ class _TopicRun:
             path, question, language=self.lang, system_prompt=self.ctx.config.system_prompt
         )
         try:
-            (reasoning, answer), _ = await self.client.chat(messages, parse_answer)
+            (reasoning, answer), _ = await self.client.chat(messages, parse_answer, kind="answer")
         except LLMError as exc:
             self.counts["failed_answers"] += 1
             self._fail("answer", path, exc, detail=f"question {index}")

@@ -458,7 +458,7 @@ class _SliceRun:
     async def _one_stage(self, chunk: Chunk, part: RequestPart) -> list[Sample]:
         messages = request_messages(chunk, part, self.config, self.questions.texts)
         try:
-            items, result = await self.client.chat(messages, parse_samples)
+            items, result = await self.client.chat(messages, parse_samples, kind="generation")
         except LLMError as exc:
             self._failed(chunk, "generation", exc)
             return []
@@ -468,6 +468,8 @@ class _SliceRun:
     async def _two_stage(self, chunk: Chunk, part: RequestPart) -> list[Sample]:
         messages = questions_request_messages(chunk, part, self.config, self.questions.texts)
         try:
+            # No structured kind yet: the "questions" schema is topics' list of strings, and
+            # these carry a type and a difficulty each (so do the answers their evidence).
             asked, _ = await self.client.chat(messages, parse_questions)
         except LLMError as exc:
             self._failed(chunk, "questions", exc)

@@ -115,7 +115,9 @@ async def judge(
     )
     try:
         reply, _ = await client.chat(
-            messages, partial(parse_judgement, required=required_dimensions(weights, floors))
+            messages,
+            partial(parse_judgement, required=required_dimensions(weights, floors)),
+            kind="judge",
         )
     except LLMError as exc:
         log_failure(log, f"sample {sample.id} (slice {sample.slice_id}): evaluation", exc)

@@ -63,6 +63,14 @@ def test_unknown_keys_are_named(tmp_path):
         ({"min_votes": 3}, "min_votes: 3 is more than the 2 evaluators configured"),
         ({"dimension_weights": {"speed": 1}}, "unknown dimension(s) ['speed']"),
         ({"samples_per_slice": "many"}, "samples_per_slice"),
+        ({"generator": {"structured_output": "xml"}}, "generator.structured_output: Input should"),
+        (
+            {"evaluators": {"primary": {"thinking": "off", "reasoning_effort": "high"}}},
+            "evaluators.primary.reasoning_effort: thinking off contradicts reasoning_effort 'high'",
+        ),
+        ({"generator": {"thinking": "maybe"}}, "generator.thinking"),
+        ({"prices": {"m": {"batch_discount": 1}}}, "prices.m.batch_discount"),
+        ({"prices": {"m": {"cached_input_per_1k": -1}}}, "prices.m.cached_input_per_1k"),
     ],
 )
 def test_bad_values_say_which_key_and_what(override, fragment):
@@ -126,3 +134,13 @@ def test_public_dict_strips_credentials_from_urls():
     assert display_url("https://user:tok987@gw.example.invalid/v1?k=s") == (
         "https://gw.example.invalid/v1"
     )
+
+
+def test_structured_output_thinking_and_price_keys_have_their_defaults():
+    cfg = build_config({"prices": {"m": {"input_per_1k": 1.0}}})
+    ep = cfg.generator
+    assert (ep.structured_output, ep.thinking, ep.reasoning_effort) == ("auto", "auto", None)
+    assert ep.thinking_style == "chat_template_kwargs"
+    price = cfg.prices["m"]
+    assert price.cached_input_per_1k is None and price.batch_discount == 0.0
+    assert cfg.public_dict()["generator"]["structured_output"] == "auto"

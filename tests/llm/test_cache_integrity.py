@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sft_distill.llm.cache import SCHEMA_VERSION, ResponseCache
+from sft_distill.llm.cache import LEGACY_PAYLOADS, SCHEMA_VERSION, ResponseCache
 from tests import helpers
 from tests.helpers import SLICES, outputs
 
@@ -209,3 +209,49 @@ def test_every_commit_is_synced_to_disk(tmp_path):
     """synchronous=FULL: in WAL mode, NORMAL may lose the last commits on a power cut."""
     with ResponseCache(tmp_path / CACHE) as cache:
         assert cache._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def schema_1_cache(path: Path, *, with_reply: bool) -> None:
+    """A cache as sft_distill wrote it before schema 2: its calls table has 8 columns."""
+    with ResponseCache(path) as cache:
+        if with_reply:
+            cache.put("k", REPLY)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE calls")
+        db.execute(
+            "CREATE TABLE calls (invocation INTEGER NOT NULL, endpoint TEXT NOT NULL, model TEXT "
+            "NOT NULL, status INTEGER, prompt_tokens INTEGER NOT NULL DEFAULT 0, "
+            "completion_tokens INTEGER NOT NULL DEFAULT 0, started REAL NOT NULL, latency_s REAL "
+            "NOT NULL)"
+        )
+        db.execute("INSERT INTO calls VALUES (1, 'generator', 'm', 200, 30, 7, 1.0, 0.5)")
+        db.execute("DELETE FROM meta")
+        db.execute("PRAGMA user_version = 1")
+
+
+@pytest.mark.parametrize("with_reply", [True, False])
+def test_a_schema_1_cache_gets_the_new_call_columns_and_keeps_its_rows(tmp_path, with_reply):
+    path = tmp_path / CACHE
+    schema_1_cache(path, with_reply=with_reply)
+    with ResponseCache(path) as cache:
+        cache.record_call(
+            "primary",
+            "m",
+            status=200,
+            prompt_tokens=2048,
+            completion_tokens=9,
+            started=2.0,
+            latency_s=0.1,
+            cached_prompt_tokens=1024,
+            reasoning_tokens=4,
+        )
+        rows = list(cache.calls_since(0))
+        assert (cache.get("k") is not None) is with_reply
+        # Its replies were asked with no response_format: asked that way again (same keys).
+        assert cache.get_meta(LEGACY_PAYLOADS) == ("1" if with_reply else None)
+    assert rows == [
+        (1, "generator", "m", 30, 7, 1.0, 0.5, 0, 0),
+        (0, "primary", "m", 2048, 9, 2.0, 0.1, 1024, 4),
+    ]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2

@@ -7,14 +7,24 @@ import json
 
 import pytest
 
-from sft_distill.errors import EndpointStoppedError, LLMError, RetryableLLMError
-from sft_distill.llm.cache import ResponseCache
+from sft_distill.config.defaults import DIMENSIONS
+from sft_distill.errors import (
+    EndpointStoppedError,
+    LLMError,
+    ResponseFormatError,
+    RetryableLLMError,
+)
+from sft_distill.llm.cache import LEGACY_PAYLOADS, ResponseCache, request_key
 from sft_distill.llm.client import LLMClient
 from sft_distill.llm.json_extract import extract_json
-from sft_distill.llm.prompts import generation_messages
+from sft_distill.llm.prompts import evaluation_messages, generation_messages, topic_answer_messages
+from sft_distill.llm.structured import Dialect, response_format_for, schema_for
 from sft_distill.llm.transport import error_details, one_line, parse_retry_after
 from sft_distill.simulator.faults import Scripted
 from sft_distill.simulator.server import Simulator, SimulatorConfig
+from sft_distill.sources.topics import parse_answer
+from sft_distill.stages.generate import parse_samples
+from sft_distill.stages.judge import parse_scores
 from tests.helpers import SleepRecorder, endpoint
 
 MESSAGES = [{"role": "user", "content": "Say hello as JSON."}]
@@ -666,3 +676,249 @@ async def test_stopping_cuts_short_the_backoff_of_calls_still_retrying(sim):
 )
 def test_server_text_is_made_one_line(text, expected):
     assert one_line(text) == expected
+
+
+# --- structured output: the response_format ladder, validation, thinking, cached tokens ------
+
+GEN_MESSAGES = generation_messages("Employees accrue 1.5 days of paid leave per month.", 2)
+# The form each kind of server settles on, and how many forms it refused on the way.
+SETTLES = [
+    ("openai", Dialect.JSON_SCHEMA, 0),
+    ("llamacpp", Dialect.JSON_OBJECT_SCHEMA, 1),
+    ("json_object", Dialect.JSON_OBJECT, 2),
+    ("none", Dialect.NONE, 3),
+]
+
+
+def sent(sim: Simulator) -> list[dict]:
+    """The request bodies the simulator received (it must keep them)."""
+    return [json.loads(b) for b in sim.bodies]
+
+
+def dialect_meta(cache: ResponseCache, sim: Simulator, model: str = "sim-model") -> str | None:
+    return cache.get_meta(f"structured_output/{sim.url} {model}")
+
+
+@pytest.mark.parametrize(("server", "form", "refused"), SETTLES)
+async def test_auto_steps_down_to_the_form_the_server_takes_and_remembers_it(
+    tmp_path, server, form, refused
+):
+    cfg = SimulatorConfig(structured_output=server, keep_prompts=True)
+    async with Simulator(cfg) as sim:
+        ep = endpoint(sim, max_consecutive_failures=1)
+        with ResponseCache(tmp_path / "c.sqlite3") as cache:
+            async with LLMClient("generator", ep, cache=cache) as client:
+                samples, result = await client.chat(GEN_MESSAGES, parse_samples, kind="generation")
+            assert dialect_meta(cache, sim) == form.value
+        bodies = sent(sim)
+    assert len(samples) == 2
+    # Each refusal stepped down at once: not retried, not a failure, not towards the stop.
+    assert sim.stats["response_format_rejected"] == refused
+    assert sim.stats["chat_requests"] == refused + 1
+    assert client.stopped is None and client.usage.failed_calls == 0
+    assert client.usage.retries == 0 and client.usage.response_format_rejections == refused
+    assert client.usage.structured_output == form.value
+    assert bodies[-1].get("response_format") == response_format_for(form, "generation")
+    if form is not Dialect.NONE:
+        # Constrained decoding: the reply is the schema's object, array wrapped, nothing around.
+        reply = json.loads(result.content)
+        assert list(reply) == ["samples"] and len(reply["samples"]) == 2
+        assert all(list(s) == list(schema_for("generation")["properties"]["samples"]["items"]
+                                   ["properties"]) for s in reply["samples"])  # fmt: skip
+
+
+async def test_the_probe_is_one_request_at_a_time_so_one_refusal_per_endpoint(tmp_path):
+    async with Simulator(SimulatorConfig(structured_output="llamacpp", latency_ms=20)) as sim:
+        with ResponseCache(tmp_path / "c.sqlite3") as cache:
+            async with LLMClient("generator", endpoint(sim), cache=cache) as client:
+                docs = [f"Rule {i}: leave is requested two weeks ahead." for i in range(8)]
+                await asyncio.gather(
+                    *(
+                        client.chat(generation_messages(d, 1), parse_samples, kind="generation")
+                        for d in docs
+                    )
+                )
+    assert sim.stats["response_format_rejected"] == 1
+    assert sim.stats["response_formats"] == {"json_schema": 1, "json_object_schema": 8}
+
+
+async def test_a_probe_that_meets_an_error_lets_the_others_go_before_its_retries(sim):
+    # The probe's first answer is a 503, which says nothing about the form: the requests that
+    # waited for it go ahead at once, rather than behind its backoff (a dead endpoint must stop
+    # as fast as before).
+    release = asyncio.Event()
+
+    async def held(delay: float) -> None:
+        await release.wait()
+
+    sim.queue(503)
+    async with LLMClient("generator", endpoint(sim), sleep=held) as client:
+        docs = [f"Rule {i}: leave is requested two weeks ahead." for i in range(3)]
+        probe, *others = [
+            asyncio.create_task(
+                client.chat(generation_messages(d, 1), parse_samples, kind="generation")
+            )
+            for d in docs
+        ]
+        done, _ = await asyncio.wait(others, timeout=5)
+        assert len(done) == 2 and not probe.done()
+        release.set()
+        await probe
+    assert client.usage.structured_output == "json_schema" and client.usage.retries == 1
+
+
+async def test_a_resume_uses_the_remembered_form_without_probing_again(tmp_path):
+    async with Simulator(SimulatorConfig(structured_output="llamacpp", keep_prompts=True)) as sim:
+        with ResponseCache(tmp_path / "c.sqlite3") as cache:
+            async with LLMClient("generator", endpoint(sim), cache=cache) as client:
+                await client.chat(GEN_MESSAGES, parse_samples, kind="generation")
+        assert sim.stats["response_format_rejected"] == 1
+        sim.reset_stats()
+        with ResponseCache(tmp_path / "c.sqlite3") as cache:
+            async with LLMClient("generator", endpoint(sim), cache=cache) as client:
+                # the same request: found in the cache under the key of the remembered form
+                await client.chat(GEN_MESSAGES, parse_samples, kind="generation")
+                assert sim.stats["chat_requests"] == 0 and client.usage.cached == 1
+                more = generation_messages("Sick leave is recorded separately.", 1)
+                await client.chat(more, parse_samples, kind="generation")
+        assert sim.stats["response_format_rejected"] == 0
+        assert sim.stats["response_formats"] == {"json_object_schema": 1}
+
+
+async def test_a_pinned_form_is_never_stepped_down_and_counts_towards_the_stop(tmp_path):
+    async with Simulator(SimulatorConfig(structured_output="llamacpp")) as sim:
+        ep = endpoint(sim, structured_output="json_schema", max_consecutive_failures=2)
+        with ResponseCache(tmp_path / "c.sqlite3") as cache:
+            async with LLMClient("generator", ep, cache=cache, sleep=SleepRecorder()) as client:
+                for _ in range(2):
+                    with pytest.raises(ResponseFormatError) as info:
+                        await client.chat(GEN_MESSAGES, parse_samples, kind="generation")
+                assert dialect_meta(cache, sim) is None
+        assert "HTTP 500" in str(info.value) and "structured_output: auto" in str(info.value)
+        assert sim.stats["chat_requests"] == 2  # a refusal is not retried
+        assert sim.stats["response_formats"] == {"json_schema": 2}
+        assert client.stopped is not None  # the same refusal twice stops the endpoint
+
+
+async def test_pinned_json_object_sends_that_form(tmp_path):
+    async with Simulator(SimulatorConfig(keep_prompts=True)) as sim:
+        ep = endpoint(sim, structured_output="json_object")
+        async with LLMClient("primary", ep) as client:
+            msgs = evaluation_messages("Leave expires in December.", "When?", "", "In December.")
+            (scores, _), _ = await client.chat(msgs, parse_scores, kind="judge")
+        body = sent(sim)[0]
+    assert body["response_format"] == {"type": "json_object"}
+    assert client.usage.structured_output == "json_object"
+    # "JSON" and the example of the judge's reply are appended to the system message.
+    system = body["messages"][0]["content"]
+    assert system.startswith(msgs[0]["content"]) and '"analysis"' in system and "JSON" in system
+    assert body["messages"][1] == msgs[1]
+    assert set(scores) == set(DIMENSIONS)
+
+
+async def test_a_reply_the_model_rejects_is_reasked_with_the_pydantic_error(tmp_path):
+    async with Simulator(SimulatorConfig(keep_prompts=True)) as sim:
+        sim.queue(ok('{"samples": "none yet"}'))
+        async with LLMClient("generator", endpoint(sim)) as client:
+            # The caller's parse would take anything: the check is the reply model's.
+            value, result = await client.chat(GEN_MESSAGES, lambda r: r.content, kind="generation")
+        first, second = sent(sim)
+    assert client.usage.reasks == 1 and result.attempts == 2
+    assert json.loads(value)["samples"]
+    reask = second["messages"][-1]["content"]
+    assert "samples: Input should be a valid list" in reask
+    assert second["messages"][-2] == {"role": "assistant", "content": '{"samples": "none yet"}'}
+    assert second["response_format"] == first["response_format"]
+
+
+async def test_an_answer_in_its_json_object_reaches_parse_as_plain_text(sim):
+    async with LLMClient("generator", endpoint(sim)) as client:
+        msgs = topic_answer_messages(["Python", "Typing"], "What is a Protocol?", language="en")
+        (_, answer), result = await client.chat(msgs, parse_answer, kind="answer")
+    assert json.loads(result.content) == {"answer": answer}  # as sent, and as cached
+    assert answer and not answer.startswith("{") and "Protocol" in answer
+
+
+def old_body(ep, messages) -> bytes:
+    """A request body exactly as the client built it before structured output existed."""
+    payload = {"model": ep.model, "messages": messages}
+    if ep.temperature is not None:
+        payload["temperature"] = ep.temperature
+    if ep.max_tokens is not None:
+        payload["max_tokens"] = ep.max_tokens
+    payload.update(ep.extra_body)
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def test_structured_output_none_sends_the_same_bytes_and_keys_as_before(tmp_path):
+    async with Simulator(SimulatorConfig(keep_prompts=True)) as sim:
+        ep = endpoint(
+            sim, structured_output="none", temperature=0.3, max_tokens=900, extra_body={"top_p": 1}
+        )
+        with ResponseCache(tmp_path / "c.sqlite3") as cache:
+            async with LLMClient("generator", ep, cache=cache) as client:
+                await client.chat(GEN_MESSAGES, parse_samples, kind="generation")
+                # no kind: as before, whatever the setting
+                await client.chat(MESSAGES, lambda r: r.content)
+            old = json.loads(old_body(ep, GEN_MESSAGES))
+            key = request_key(f"generator@{sim.url}", old, skip={"max_tokens"})
+            assert cache.get(key) is not None
+    assert sim.bodies == [old_body(ep, GEN_MESSAGES), old_body(ep, MESSAGES)]
+    assert client.usage.structured_output == "none"
+
+
+async def test_auto_on_a_cache_from_before_structured_output_asks_as_it_did(tmp_path):
+    async with Simulator(SimulatorConfig(keep_prompts=True)) as sim:
+        ep = endpoint(sim)
+        with ResponseCache(tmp_path / "c.sqlite3") as cache:
+            cache.set_meta(LEGACY_PAYLOADS, "1")  # what an upgrade of an old cache leaves
+            async with LLMClient("generator", ep, cache=cache) as client:
+                await client.chat(GEN_MESSAGES, parse_samples, kind="generation")
+            assert dialect_meta(cache, sim) == "none"
+    assert sim.bodies == [old_body(ep, GEN_MESSAGES)]
+
+
+async def test_thinking_switches_are_sent_and_extra_body_keeps_its_keys():
+    async with Simulator(SimulatorConfig(keep_prompts=True)) as sim:
+        eps = [
+            endpoint(sim, thinking="off", extra_body={"chat_template_kwargs": {"a": 1}}),
+            endpoint(sim, thinking="on", thinking_style="enable_thinking"),
+            endpoint(sim, reasoning_effort="low", thinking_style="reasoning_effort"),
+            endpoint(sim, thinking="off", thinking_style="reasoning_effort"),
+            endpoint(sim),
+        ]
+        for ep in eps:
+            async with LLMClient("primary", ep) as client:
+                await client.chat(MESSAGES, lambda r: r.content)
+        bodies = sent(sim)
+    assert bodies[0]["chat_template_kwargs"] == {"enable_thinking": False, "a": 1}
+    assert bodies[1]["enable_thinking"] is True
+    assert bodies[2]["reasoning_effort"] == "low"
+    assert bodies[3]["reasoning_effort"] == "none"
+    assert set(bodies[4]) == {"model", "messages"}
+
+
+async def test_an_error_naming_response_format_without_one_sent_is_retried_as_usual(sim):
+    sim.queue(Scripted(status=500, body={"error": {"message": "bad response_format"}}), ok())
+    async with LLMClient("primary", endpoint(sim), sleep=SleepRecorder()) as client:
+        value, result = await client.chat(MESSAGES, as_json)
+    assert value == {"hello": "world"} and result.attempts == 2
+
+
+@pytest.mark.parametrize("dialect", ["openai", "deepseek", "dashscope"])
+async def test_cached_prompt_tokens_are_counted_in_every_usage_dialect(tmp_path, dialect):
+    cfg = SimulatorConfig(usage_dialect=dialect, prefix_cache_min_tokens=128, reasoning=True)
+    doc = "Employees accrue 1.5 days of paid leave per month of service. " * 40
+    async with Simulator(cfg) as sim:
+        with ResponseCache(tmp_path / "c.sqlite3") as cache:
+            async with LLMClient("primary", endpoint(sim), cache=cache) as client:
+                for output in ("One.", "Two.", "Three."):  # one document, three samples
+                    msgs = evaluation_messages(doc, "How much leave?", "", output)
+                    await client.chat(msgs, parse_scores, kind="judge")
+            logged = list(cache.calls_since(0))
+    cached = sim.stats["cached_prompt_tokens"]
+    assert cached > 0 and cached % 128 == 0
+    assert client.usage.cached_prompt_tokens == cached
+    assert client.usage.reasoning_tokens > 0
+    assert sum(row[7] for row in logged) == cached
+    assert sum(row[8] for row in logged) == client.usage.reasoning_tokens

@@ -10,6 +10,7 @@ import pytest
 from sft_distill.cli.estimate import format_estimate
 from sft_distill.errors import InputError
 from sft_distill.llm.prompts import evaluation_messages, generation_messages
+from sft_distill.llm.structured import PriceCard, cost
 from sft_distill.pipeline import DatasetDistillationPipeline
 from sft_distill.planning.estimate import estimate, estimate_tokens
 from tests.helpers import SLICES, TEST_DATA, sim_config
@@ -74,6 +75,43 @@ def test_tokens_and_cost_for_a_small_input(tmp_path):
     text = format_estimate(est)
     assert "qwen-max" in text and "deepseek-chat" in text and f"{gen.cost:,.4f}" in text
     assert "No price for: deepseek-chat" in text
+
+
+def test_cached_tokens_and_cached_and_batch_prices_in_the_estimate():
+    from sft_distill.config.merging import build_config
+
+    price = {
+        "input_per_1k": 0.002,
+        "output_per_1k": 0.008,
+        "cached_input_per_1k": 0.0005,
+        "batch_discount": 0.5,
+    }
+    cfg = build_config({"prices": {"qwen-max": price, "deepseek-chat": price}})
+    est = estimate(SLICES, cfg)
+    gen, primary, secondary = est.endpoints
+    card = PriceCard.from_config(price)
+    # The judges of a chunk share its text (thousands of tokens): all but the first hit the
+    # cache, in 128-token steps; the teacher's shared template is under 1,024 tokens.
+    assert gen.cached_prompt_tokens == 0
+    assert primary.cached_prompt_tokens > 0 and primary.cached_prompt_tokens % 128 == 0
+    for e in (gen, primary):
+        assert e.cost == pytest.approx(
+            cost(e.prompt_tokens, e.cached_prompt_tokens, e.completion_tokens, price=card)
+        )
+        assert e.cost_without_cache == pytest.approx(
+            cost(e.prompt_tokens, 0, e.completion_tokens, price=card)
+        )
+        assert e.cost_batched == pytest.approx(e.cost / 2)
+    assert primary.cost < primary.cost_without_cache
+    assert secondary.cost is None and est.unpriced == ["moonshot-v1-8k"]
+    assert est.total_cost == pytest.approx(gen.cost + primary.cost)
+    assert est.total_cost_without_cache == pytest.approx(
+        gen.cost_without_cache + primary.cost_without_cache
+    )
+    text = format_estimate(est)
+    assert f"{primary.cached_prompt_tokens:,}" in text
+    assert f"{est.total_cost_without_cache:,.4f}" in text
+    assert f"Through a batch API (batch_discount): {est.total_cost_batched:,.4f}" in text
 
 
 def test_reply_estimate_is_capped_by_max_tokens(tmp_path):

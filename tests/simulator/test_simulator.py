@@ -20,8 +20,23 @@ import pytest
 import sft_distill
 from sft_distill.config.defaults import MEAN_DIMENSIONS
 from sft_distill.config.models import DIMENSIONS
-from sft_distill.llm.prompts import evaluation_messages, generation_messages
-from sft_distill.simulator.cli import parse_args
+from sft_distill.llm.prompts import (
+    evaluation_messages,
+    generation_messages,
+    iset_rephrase_messages,
+    topic_answer_messages,
+    topic_expand_messages,
+    topic_questions_messages,
+)
+from sft_distill.llm.structured import (
+    Dialect,
+    is_response_format_error,
+    response_format_for,
+    schema_for,
+    unwrap,
+    usage_from_body,
+)
+from sft_distill.simulator.cli import config_from_args, parse_args
 from sft_distill.simulator.content import (
     claim_check,
     embed_text,
@@ -29,6 +44,7 @@ from sft_distill.simulator.content import (
     generation_samples,
 )
 from sft_distill.simulator.faults import Scripted
+from sft_distill.simulator.prefix_cache import PrefixCache
 from sft_distill.simulator.server import (
     Simulator,
     SimulatorConfig,
@@ -779,3 +795,189 @@ async def test_the_server_answers_the_new_prompts(server, http):
         status, body, _ = await chat(http, server, msgs)
         assert status == 200 and json.loads(content_of(body)) == gen_reply(msgs)
     assert server.stats["by_kind"]["generation"] == 3
+
+
+# --- structured output: each server's forms, replies in the schema's shape ---------------------
+
+# (server, form) -> the status it answers with; 200: the form is taken.
+TAKES = {
+    "openai": {"json_schema": 200, "json_object_schema": 200, "json_object": 200, "none": 200},
+    "llamacpp": {"json_schema": 500, "json_object_schema": 200, "json_object": 200, "none": 200},
+    "json_object": {"json_schema": 400, "json_object_schema": 422, "json_object": 200, "none": 200},
+    "none": {"json_schema": 400, "json_object_schema": 400, "json_object": 400, "none": 200},
+}
+FORMS = {
+    "json_schema": Dialect.JSON_SCHEMA,
+    "json_object_schema": Dialect.JSON_OBJECT_SCHEMA,
+    "json_object": Dialect.JSON_OBJECT,
+    "none": Dialect.NONE,
+}
+
+
+async def post_raw(
+    http: aiohttp.ClientSession, sim: Simulator, body: dict[str, Any]
+) -> tuple[int, str]:
+    async with http.post(f"{sim.url}/chat/completions", json=body) as resp:
+        return resp.status, await resp.text()
+
+
+def conforms(value: Any, schema: dict[str, Any]) -> bool:
+    """Whether ``value`` follows a strict schema of llm.structured (types, required, closed)."""
+    kind = schema.get("type")
+    if "enum" in schema and value not in schema["enum"]:
+        return False
+    if kind == "object":
+        props = schema["properties"]
+        return (
+            isinstance(value, dict)
+            and set(value) == set(props) == set(schema["required"])
+            and all(conforms(value[k], s) for k, s in props.items())
+        )
+    if kind == "array":
+        return isinstance(value, list) and all(conforms(v, schema["items"]) for v in value)
+    if kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return ok and schema.get("minimum", value) <= value <= schema.get("maximum", value)
+    if kind == "string":
+        return isinstance(value, str)
+    return True
+
+
+@pytest.mark.parametrize(("server", "form"), [(s, f) for s in TAKES for f in TAKES[s]])
+async def test_each_server_takes_its_forms_and_refuses_the_others(http, server, form):
+    async with Simulator(SimulatorConfig(structured_output=server)) as sim:
+        body = {"model": "m", "messages": generation_messages(EN_DOC, 2)}
+        rf = response_format_for(FORMS[form], "generation")
+        if rf is not None:
+            body["response_format"] = rf
+        status, text = await post_raw(http, sim, body)
+        stats = sim.stats
+    assert status == TAKES[server][form], text
+    if status != 200:
+        # The client must recognise every refusal as one of the form (and step down).
+        assert is_response_format_error(status, text)
+        assert stats["response_format_rejected"] == 1
+    assert stats["response_formats"] == {form: 1}
+
+
+async def test_llamacpp_refuses_json_schema_with_its_own_500(http):
+    async with Simulator(SimulatorConfig(structured_output="llamacpp")) as sim:
+        body = {"model": "m", "messages": generation_messages(EN_DOC, 2)}
+        body["response_format"] = response_format_for("json_schema", "generation")
+        status, text = await post_raw(http, sim, body)
+    assert status == 500
+    assert "Input should be 'text' or 'json_object'" in json.loads(text)["error"]["message"]
+
+
+@pytest.mark.parametrize("server", ["openai", "json_object"])
+async def test_json_object_needs_the_word_json_in_the_prompt(http, server):
+    async with Simulator(SimulatorConfig(structured_output=server)) as sim:
+        messages = [{"role": "user", "content": "Name three colours."}]
+        body = {"model": "m", "messages": messages, "response_format": {"type": "json_object"}}
+        status, text = await post_raw(http, sim, body)
+        body["messages"] = [{"role": "user", "content": "Name three colours, in JSON."}]
+        again, _ = await post_raw(http, sim, body)
+    assert status == 400 and "must contain the word 'json'" in text and again == 200
+
+
+def kind_prompts() -> list[tuple[str, list[dict[str, str]]]]:
+    """A prompt of each kind the simulator answers, with the reply kind it is parsed as."""
+    return [
+        ("generation", generation_messages(ZH_DOC, 3)),
+        ("judge", evaluation_messages(EN_DOC, "How much leave?", "", "1.5 days a month.")),
+        ("topics", topic_expand_messages(["Sport"], 3, language="en")),
+        ("questions", topic_questions_messages(["Sport", "Rules"], 2, language="en")),
+        ("answer", topic_answer_messages(["Sport"], "What is a foul?", language="en")),
+        ("rephrasings", iset_rephrase_messages("What is a foul?", "", 2, language="en")),
+    ]
+
+
+@pytest.mark.parametrize("form", ["json_schema", "json_object_schema", "json_object"])
+@pytest.mark.parametrize(("kind", "messages"), kind_prompts(), ids=[k for k, _ in kind_prompts()])
+async def test_a_reply_in_a_json_form_follows_the_kind_schema(http, form, kind, messages):
+    server = "llamacpp" if form != "json_schema" else "openai"
+    async with Simulator(SimulatorConfig(structured_output=server, messy=True)) as sim:
+        body = {"model": "m", "messages": messages}
+        body["response_format"] = response_format_for(FORMS[form], kind)
+        status, text = await post_raw(http, sim, body)
+    assert status == 200
+    content = json.loads(text)["choices"][0]["message"]["content"]
+    value = json.loads(content)  # no fences, no prose, even when messy
+    assert conforms(value, schema_for(kind)), content
+    assert unwrap(kind, value)  # and the reply model takes it
+
+
+async def test_without_a_response_format_replies_are_as_before(http):
+    async with Simulator(SimulatorConfig()) as sim:
+        body = {"model": "m", "messages": generation_messages(EN_DOC, 2)}
+        _, text = await post_raw(http, sim, body)
+    assert isinstance(json.loads(json.loads(text)["choices"][0]["message"]["content"]), list)
+
+
+# --- the prefix cache and cached prompt tokens in usage ---------------------------------------
+
+
+def test_prefix_cache_hits_from_min_tokens_in_128_token_steps():
+    cache = PrefixCache(min_tokens=1024, ttl_s=60)
+    shared = "x" * (2 * 1500)  # 1,500 tokens at 2 characters a token
+    assert cache.cached_tokens(shared + "A" * 400, now=0) == 0  # nothing seen yet
+    assert cache.cached_tokens(shared + "B" * 400, now=1) == 1408  # 1,500 rounded down to 128s
+    assert cache.cached_tokens("x" * 1800 + "C" * 2000, now=2) == 0  # 900 shared: below 1,024
+    assert cache.cached_tokens(shared + "D", now=100) == 0  # past its time to live
+
+
+def test_prefix_cache_in_deepseek_units_hits_only_a_whole_unit():
+    cache = PrefixCache(min_tokens=128, ttl_s=60, units=True)
+    a = "a" * 2048  # 1,024 tokens
+    assert cache.cached_tokens(a + "B" * 512, now=0) == 0
+    assert cache.cached_tokens(a + "C" * 512, now=1) == 0  # A is a common prefix only now
+    assert cache.cached_tokens(a + "D" * 512, now=2) == 1024  # the unit A hits
+    assert cache.cached_tokens(a + "D" * 512, now=3) == 1280  # the whole request was a unit
+
+
+@pytest.mark.parametrize("dialect", ["openai", "deepseek", "dashscope"])
+async def test_usage_reports_cached_tokens_in_each_dialect(http, dialect):
+    cfg = SimulatorConfig(usage_dialect=dialect, prefix_cache_min_tokens=256)
+    async with Simulator(cfg) as sim:
+        messages = generation_messages(EN_DOC * 12, 2)
+        usages = []
+        for _ in range(2):
+            _, text = await post_raw(http, sim, {"model": "m", "messages": messages})
+            usages.append(json.loads(text)["usage"])
+        _, other = await post_raw(http, sim, {"model": "m2", "messages": messages})
+        total = sim.stats["cached_prompt_tokens"]
+    first, second = (usage_from_body({"usage": u}) for u in usages)
+    assert first.cached_prompt == 0 and first.cache_reported
+    assert second.cached_prompt == total > 0 and total % 128 == 0
+    assert usage_from_body(json.loads(other)).cached_prompt == 0  # each model its own cache
+    assert second.cached_prompt <= second.prompt == usages[1]["prompt_tokens"]
+    if dialect == "deepseek":
+        u = usages[1]
+        assert u["prompt_cache_hit_tokens"] + u["prompt_cache_miss_tokens"] == u["prompt_tokens"]
+        assert "prompt_tokens_details" not in u
+    else:
+        assert usages[1]["prompt_tokens_details"]["cached_tokens"] == total
+
+
+def test_cli_flags_for_structured_output_and_the_prefix_cache(capsys):
+    args = parse_args(
+        [
+            "--structured-output",
+            "llamacpp",
+            "--usage-dialect",
+            "deepseek",
+            "--prefix-cache-min-tokens",
+            "256",
+            "--prefix-cache-ttl-s",
+            "5",
+        ]
+    )
+    cfg = config_from_args(args)
+    assert (cfg.structured_output, cfg.usage_dialect) == ("llamacpp", "deepseek")
+    assert (cfg.prefix_cache_min_tokens, cfg.prefix_cache_ttl_s) == (256, 5.0)
+    assert config_from_args(parse_args([])).structured_output == "openai"
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--structured-output", "xml"])
+    assert info.value.code == 2
+    with pytest.raises(ValueError, match="usage_dialect"):
+        SimulatorConfig(usage_dialect="anthropic")
