@@ -1,4 +1,4 @@
-"""Command line: ``sft-distill [run|topics|distill|augment|refilter] ...``.
+"""Command line: ``sft-distill [run|topics|distill|augment|refilter|eval] ...``.
 
 Parsing and exit codes only: each subcommand has a module here, imported when that subcommand
 runs, so ``sft-distill --help`` loads none of the modes (nor aiohttp, numpy or pydantic).
@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "distill": "new answers for an existing instruction set (or judge the answers it has)",
     "augment": "rephrase kept samples N ways and answer the variants",
     "refilter": "re-filter a finished run from its recorded scores, without LLM calls",
+    "eval": "ask the fine-tuned student the held-out questions and judge it: did it learn?",
 }
 
 

@@ -133,6 +133,10 @@ class DistillConfig(BaseModel):
 
     generator: EndpointConfig
     evaluators: dict[str, EndpointConfig] = Field(min_length=1)
+    students: dict[str, EndpointConfig] = Field(
+        default_factory=dict,
+        description="models under test for sft-distill eval (--student/--baseline NAME)",
+    )
     samples_per_slice: int = Field(3, ge=1, le=1000)
     min_score_threshold: float = Field(7.0, ge=0.0, le=10.0)
     min_votes: int = Field(2, description="votes a sample needs; 1 to the number of evaluators")
@@ -259,9 +263,12 @@ class DistillConfig(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """The config with every secret removed, for metadata.json and logs."""
-        d = self.model_dump(exclude={"generator", "evaluators", "embed_fn", "config_dir"})
+        d = self.model_dump(
+            exclude={"generator", "evaluators", "students", "embed_fn", "config_dir"}
+        )
         d["generator"] = self.generator.public_dict()
         d["evaluators"] = {k: v.public_dict() for k, v in self.evaluators.items()}
+        d["students"] = {k: v.public_dict() for k, v in self.students.items()}
         d["embed_fn"] = (
             getattr(self.embed_fn, "__name__", repr(self.embed_fn)) if self.embed_fn else None
         )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .faults import _ALL_FAULT_KINDS, FAULT_KINDS
 from .server import Simulator, SimulatorConfig, _check_loopback
+from .students import parse_answer_gaps
 
 
 def _loopback_host(value: str) -> str:
@@ -55,6 +56,17 @@ def _faults(value: str) -> tuple[str, ...]:
     return kinds
 
 
+def _answer_gap(value: str) -> tuple[str, float]:
+    model, sep, _ = value.rpartition("=")
+    try:
+        parsed = parse_answer_gaps(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not sep or not model.strip():
+        raise argparse.ArgumentTypeError(f"expected MODEL=GAP, got {value!r}")
+    return model.strip(), parsed[model.strip()]
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse CLI flags; exits with status 2 on a non-loopback host or a bad value."""
     p = argparse.ArgumentParser(
@@ -89,6 +101,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="context length: /v1/models reports it as max_model_len, and longer prompts get "
         "vLLM's HTTP 400 (tokens = characters / 2)",
     )
+    p.add_argument(
+        "--answer-gap",
+        action="append",
+        type=_answer_gap,
+        default=[],
+        metavar="MODEL=GAP",
+        help="sft-distill eval: MODEL answers plain questions as a student, GAP from -1 (worse "
+        "than the teacher's answers) to 1 (better); repeatable",
+    )
+    p.add_argument(
+        "--position-bias",
+        type=_rate,
+        default=0.0,
+        help="sft-distill eval: share of pairwise verdicts that name answer A whatever it says",
+    )
     return p.parse_args(argv)
 
 
@@ -108,6 +135,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         faults=args.faults,
         timeout_s=args.timeout_s,
         context_tokens=args.context_tokens,
+        answer_gaps=dict(args.answer_gap),
+        position_bias=args.position_bias,
     )
 
 

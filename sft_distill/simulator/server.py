@@ -17,11 +17,12 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from ..evaluation.prompts import PAIRWISE_TASK
 from ..llm.prompts import (
     TASK_MARKER,
     is_reask,
@@ -41,6 +42,7 @@ from .faults import (
     _error_body,
     _fmt_seconds,
 )
+from .students import pairwise_reply, student_reply
 from .tasks import TASK_RESPONDERS
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,18 @@ class SimulatorConfig:
     # How /v1/models reports it: "vllm" (max_model_len), "llamacpp" (meta.n_ctx_train, the
     # trained length, with the server's own n_ctx in GET /props), or "none" (OpenAI's bare list).
     context_report: str = "vllm"
+    # sft-distill eval: the models that answer plain questions as students, each with its
+    # quality gap (-1 worse than the teacher's answers .. 0 as good .. +1 better), and the share
+    # of pairwise verdicts that name position A whatever the answers (``students``).
+    answer_gaps: dict[str, float] = field(default_factory=dict)
+    position_bias: float = 0.0
 
     def __post_init__(self) -> None:
+        bad_gaps = {m: g for m, g in self.answer_gaps.items() if not -1.0 <= g <= 1.0}
+        if bad_gaps:
+            raise ValueError(f"answer gaps must be between -1 and 1, got {bad_gaps}")
+        if not 0.0 <= self.position_bias <= 1.0:
+            raise ValueError(f"position_bias must be between 0 and 1, got {self.position_bias}")
         unknown = sorted(set(self.faults) - _ALL_FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {sorted(_ALL_FAULT_KINDS)}")
@@ -157,7 +169,7 @@ class SimState:
         # The raw request bodies, with keep_prompts (e.g. to see that a re-ask differs).
         self.bodies: list[bytes] = []
         self.script: collections.deque[QueueItem] = collections.deque()
-        self._cache: dict[tuple[bytes, float], tuple[str, str]] = {}
+        self._cache: dict[tuple[bytes, float, float | None, float], tuple[str, str]] = {}
         self._ids = itertools.count(1)
 
     @property
@@ -293,8 +305,11 @@ class SimState:
     def _content_for(self, model: str, user: str) -> tuple[str, str, bytes]:
         """(kind, good content, prompt key) for a prompt, cached by sha1 of model + prompt."""
         key = hashlib.sha1(f"{model}\x1f{user}".encode("utf-8", "surrogatepass")).digest()
-        bias = self.cfg.score_bias
-        hit = self._cache.get((key, bias))
+        cfg = self.cfg
+        bias = cfg.score_bias
+        # The eval knobs change what a student or a pairwise judge answers: part of the key.
+        knobs = (key, bias, cfg.answer_gaps.get(model), cfg.position_bias)
+        hit = self._cache.get(knobs)
         if hit is not None:
             return hit[0], hit[1], key
         # The substring checks skip a full regex parse for the other prompt kind.
@@ -312,15 +327,24 @@ class SimState:
                     ensure_ascii=False,
                 )
             else:
-                kind, content = "other", "OK. This is the sft_distill simulator."
-                task = parse_task_prompt(user) if TASK_MARKER in user else None
-                if task is not None and task[0] in TASK_RESPONDERS:
-                    kind = "generation"
-                    content = TASK_RESPONDERS[task[0]](model, task[1])
+                kind, content = self._other_content(model, user)
         if len(self._cache) >= _CACHE_MAX:
             del self._cache[next(iter(self._cache))]
-        self._cache[(key, bias)] = (kind, content)
+        self._cache[knobs] = (kind, content)
         return kind, content, key
+
+    def _other_content(self, model: str, user: str) -> tuple[str, str]:
+        """(kind, content) of a task prompt, a pairwise comparison or a student's question."""
+        task = parse_task_prompt(user) if TASK_MARKER in user else None
+        if task is not None and task[0] == PAIRWISE_TASK:
+            reply = pairwise_reply(model, task[1], position_bias=self.cfg.position_bias)
+            return "evaluation", json.dumps(reply, ensure_ascii=False)
+        if task is not None and task[0] in TASK_RESPONDERS:
+            return "generation", TASK_RESPONDERS[task[0]](model, task[1])
+        gap = self.cfg.answer_gaps.get(model)
+        if task is None and gap is not None:
+            return "generation", student_reply(model, user, gap)
+        return "other", "OK. This is the sft_distill simulator."
 
     def _chat_body(
         self,
