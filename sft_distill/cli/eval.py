@@ -238,7 +238,10 @@ def format_eval_summary(result: EvalResult) -> str:
     """The short report printed at the end of an eval."""
     meta = result.metadata
     q = meta["questions"]
-    lines = [f"sft-distill eval: {plural(q['n'], 'question')} ({q.get('kind')} {q.get('path')})"]
+    done = "" if q.get("evaluated") == q["n"] else f", {q.get('evaluated')} evaluated"
+    lines = [
+        f"sft-distill eval: {plural(q['n'], 'question')}{done} ({q.get('kind')} {q.get('path')})"
+    ]
     for opp, c in (meta.get("comparisons") or {}).items():
         lines.append(f"  student vs {opp}: {_rates(c['panel'])}")
     scores = (meta.get("scores") or {}).get("by_model") or {}

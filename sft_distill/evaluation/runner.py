@@ -423,6 +423,7 @@ class Evaluation:
             "questions": {
                 **qs.described,
                 "n": len(qs.questions),
+                "evaluated": len({r["question_id"] for r in rows}),
                 "with_source": qs.with_source,
                 "with_reference": qs.with_reference,
                 "bad_lines": qs.bad_lines,

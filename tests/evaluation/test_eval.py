@@ -399,3 +399,34 @@ def test_text2sql_exec_accuracy_of_each_model(cli, tmp_path, monkeypatch):
     assert all(r["exec"]["sql"] in r["answer"] for r in student)
     assert "exec: student runs 100.0%, same rows as the reference 100.0%" in done.stdout
     assert "Execution accuracy" in (eval_dir(run) / "eval_report.html").read_text(encoding="utf-8")
+
+
+def test_a_dead_student_stops_the_eval_with_exit_3_and_what_was_done_is_written(
+    cli, run_copy, sim, tmp_path
+):
+    run = run_copy()
+    ep = {"api_base": sim.url, "api_key": "sk-x", "api_key_env": None, "max_retries": 1}
+    config = {
+        "evaluators": {"primary": {**ep, "model": "judge"}, "secondary": None},
+        "min_votes": 1,
+        "students": {"dead": {**ep, "api_base": "http://127.0.0.1:9/v1", "retry_backoff_s": 0}},
+    }
+    config["students"]["dead"]["model"] = "student"
+    cfg = tmp_path / "dead.json"
+    cfg.write_text(json.dumps(config), encoding="utf-8")
+    done = cli("eval", "-o", str(run), "-c", str(cfg), "--student", "dead", "-q")
+    assert done.returncode == 3
+    assert "STOPPED early: endpoint student failed 5 calls in a row" in done.stdout
+    rows, meta = read_eval(run)
+    assert (
+        meta["stopped"]["endpoint"] == "student"
+        and meta["stopped"]["url"] == "http://127.0.0.1:9/v1"
+    )
+    assert (
+        meta["questions"]["evaluated"]
+        == len({r["question_id"] for r in rows})
+        < meta["questions"]["n"]
+    )
+    failures = read_jsonl(eval_dir(run) / "failures.jsonl")
+    assert [f["kind"] for f in failures].count("endpoint") == meta["failure_kinds"]["endpoint"] == 1
+    assert (eval_dir(run) / "eval_report.html").exists()

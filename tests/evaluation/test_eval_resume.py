@@ -83,6 +83,9 @@ def test_kill_9_then_rerun_asks_only_what_was_not_answered(
     assert sim_thread.stats()["chat_requests"] == calls - finished
     for name in ("answers.jsonl",):
         assert (run / "eval" / name).read_bytes() == (reference / "eval" / name).read_bytes()
+    # the key never reaches an output file, the cache included
+    for path in (run / "eval").iterdir():
+        assert b"sk-eval-resume-test" not in path.read_bytes(), path.name
     meta = json.loads((run / "eval" / "eval_metadata.json").read_text(encoding="utf-8"))
     assert meta["whole_eval"]["invocations"] == 2
     # the whole eval's calls: those of the killed invocation (logged as they happened) and the rerun
