@@ -1,4 +1,4 @@
-"""Command line: ``sft-distill [run|topics|distill|augment|refilter|calibrate] ...``.
+"""Command line: ``sft-distill [run|topics|distill|augment|refilter|calibrate|eval] ...``.
 
 Parsing and exit codes only: each subcommand has a module here, imported when that subcommand
 runs, so ``sft-distill --help`` loads none of the modes (nor aiohttp, numpy or pydantic).
@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "augment": "rephrase kept samples N ways and answer the variants",
     "refilter": "re-filter a finished run from its recorded scores, without LLM calls",
     "calibrate": "compare a finished run's judges with a person's pass/fail labels",
+    "eval": "ask the fine-tuned student the held-out questions and judge it: did it learn?",
 }
 
 

@@ -13,9 +13,9 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, ConfigError, DistillError, interrupted_message
@@ -33,6 +33,8 @@ from .flags import (
 if TYPE_CHECKING:
     from ..pipeline import DatasetDistillationPipeline, RunResult
     from ..sources.base import SampleSource
+
+T = TypeVar("T")
 
 EPILOG = (
     "Exit status: 0 done, 2 bad usage/config/input/output, 3 done with failures (see "
@@ -235,6 +237,12 @@ async def run_until_signal(
     Cancellation stops intake and abandons calls in flight; every reply already received is
     committed in the cache and every output line written is flushed, so a rerun resumes.
     """
+    return await until_signal(pipeline.run(source=source, dry_run=dry_run))
+
+
+async def until_signal(job: Awaitable[T]) -> T:
+    """Await ``job``; SIGINT or SIGTERM cancels it and raises ``Interrupted`` (a second signal
+    exits at once: the response cache is crash-safe)."""
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -261,7 +269,7 @@ async def run_until_signal(
         except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
             pass
     try:
-        return await pipeline.run(source=source, dry_run=dry_run)
+        return await job
     except asyncio.CancelledError:
         if received:
             raise Interrupted(received[0]) from None

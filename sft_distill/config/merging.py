@@ -40,7 +40,9 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     """The keys allowed where ``loc`` points (for "did you mean"); empty when unknown."""
     if len(loc) == 1:
         return [k for k in DistillConfig.model_fields if k not in ("embed_fn", "config_dir")]
-    if (len(loc) == 2 and loc[0] == "generator") or (len(loc) == 3 and loc[0] == "evaluators"):
+    if (len(loc) == 2 and loc[0] == "generator") or (
+        len(loc) == 3 and loc[0] in ("evaluators", "students")
+    ):
         return list(EndpointConfig.model_fields)
     if len(loc) == 3 and loc[0] == "prices":
         return list(ModelPrice.model_fields)

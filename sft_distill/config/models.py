@@ -179,6 +179,10 @@ class DistillConfig(BaseModel):
 
     generator: EndpointConfig
     evaluators: dict[str, EndpointConfig] = Field(min_length=1)
+    students: dict[str, EndpointConfig] = Field(
+        default_factory=dict,
+        description="models under test for sft-distill eval (--student/--baseline NAME)",
+    )
     samples_per_slice: int = Field(3, ge=1, le=1000)
     # Density: when set, each chunk's own text decides its samples, not samples_per_slice.
     samples_per_1k_chars: float | None = Field(
@@ -420,9 +424,12 @@ class DistillConfig(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """The config with every secret removed, for metadata.json and logs."""
-        d = self.model_dump(exclude={"generator", "evaluators", "embed_fn", "config_dir"})
+        d = self.model_dump(
+            exclude={"generator", "evaluators", "students", "embed_fn", "config_dir"}
+        )
         d["generator"] = self.generator.public_dict()
         d["evaluators"] = {k: v.public_dict() for k, v in self.evaluators.items()}
+        d["students"] = {k: v.public_dict() for k, v in self.students.items()}
         d["embed_fn"] = (
             getattr(self.embed_fn, "__name__", repr(self.embed_fn)) if self.embed_fn else None
         )

@@ -114,7 +114,12 @@ def load_run_config(
     """
     recorded = copy.deepcopy(dict(metadata.get("config") or {}))
     recorded.pop("embed_fn", None)
-    for ep in [recorded.get("generator"), *(recorded.get("evaluators") or {}).values()]:
+    endpoints = [
+        recorded.get("generator"),
+        *(recorded.get("evaluators") or {}).values(),
+        *(recorded.get("students") or {}).values(),
+    ]
+    for ep in endpoints:
         if isinstance(ep, dict):
             ep.pop("api_key", None)  # "***" or None: the key itself is never in metadata
     fields = DistillConfig.model_fields

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from .faults import _ALL_FAULT_KINDS, FAULT_KINDS
 from .response_formats import SERVER_DIALECTS
 from .server import Simulator, SimulatorConfig, _check_loopback
+from .students import parse_answer_gaps
 
 
 def _loopback_host(value: str) -> str:
@@ -54,6 +55,17 @@ def _faults(value: str) -> tuple[str, ...]:
     if unknown or not kinds:
         raise argparse.ArgumentTypeError(f"unknown fault kind(s) {unknown}")
     return kinds
+
+
+def _answer_gap(value: str) -> tuple[str, float]:
+    model, sep, _ = value.rpartition("=")
+    try:
+        parsed = parse_answer_gaps(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not sep or not model.strip():
+        raise argparse.ArgumentTypeError(f"expected MODEL=GAP, got {value!r}")
+    return model.strip(), parsed[model.strip()]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -124,6 +136,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=300.0,
         help="how long a prompt prefix stays cached after its last use",
     )
+    p.add_argument(
+        "--answer-gap",
+        action="append",
+        type=_answer_gap,
+        default=[],
+        metavar="MODEL=GAP",
+        help="sft-distill eval: MODEL answers plain questions as a student, GAP from -1 (worse "
+        "than the teacher's answers) to 1 (better); repeatable",
+    )
+    p.add_argument(
+        "--position-bias",
+        type=_rate,
+        default=0.0,
+        help="sft-distill eval: share of pairwise verdicts that name answer A whatever it says",
+    )
     return p.parse_args(argv)
 
 
@@ -148,6 +175,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         usage_dialect=args.usage_dialect,
         prefix_cache_min_tokens=args.prefix_cache_min_tokens,
         prefix_cache_ttl_s=args.prefix_cache_ttl_s,
+        answer_gaps=dict(args.answer_gap),
+        position_bias=args.position_bias,
     )
 
 

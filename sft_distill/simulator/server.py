@@ -18,11 +18,12 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from ..evaluation.prompts import PAIRWISE_TASK
 from ..llm.prompts import (
     TASK_MARKER,
     is_reask,
@@ -59,6 +60,7 @@ from .response_formats import (
     requested_schema,
     shaped,
 )
+from .students import pairwise_reply, student_reply
 from .tasks import TASK_RESPONDERS
 
 log = logging.getLogger(__name__)
@@ -124,8 +126,18 @@ class SimulatorConfig:
     # The prefix cache: hits from this many tokens of a prompt's start seen within ttl_s.
     prefix_cache_min_tokens: int = 1024
     prefix_cache_ttl_s: float = 300.0
+    # sft-distill eval: the models that answer plain questions as students, each with its
+    # quality gap (-1 worse than the teacher's answers .. 0 as good .. +1 better), and the share
+    # of pairwise verdicts that name position A whatever the answers (``students``).
+    answer_gaps: dict[str, float] = field(default_factory=dict)
+    position_bias: float = 0.0
 
     def __post_init__(self) -> None:
+        bad_gaps = {m: g for m, g in self.answer_gaps.items() if not -1.0 <= g <= 1.0}
+        if bad_gaps:
+            raise ValueError(f"answer gaps must be between -1 and 1, got {bad_gaps}")
+        if not 0.0 <= self.position_bias <= 1.0:
+            raise ValueError(f"position_bias must be between 0 and 1, got {self.position_bias}")
         unknown = sorted(set(self.faults) - _ALL_FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {sorted(_ALL_FAULT_KINDS)}")
@@ -220,7 +232,7 @@ class SimState:
         # The raw request bodies, with keep_prompts (e.g. to see that a re-ask differs).
         self.bodies: list[bytes] = []
         self.script: collections.deque[QueueItem] = collections.deque()
-        self._cache: dict[tuple[bytes, float, float, int], tuple[str, str, str | None]] = {}
+        self._cache: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
         # Which generated samples were given a defect: content, so reset_stats keeps it.
         self.defects = DefectLedger()
         self._ids = itertools.count(1)
@@ -374,8 +386,17 @@ class SimState:
     def _content_for(self, model: str, user: str) -> tuple[str, str, bytes, str | None]:
         """(kind, good content, prompt key, task) for a prompt, cached by sha1 of model + prompt."""
         key = hashlib.sha1(f"{model}\x1f{user}".encode("utf-8", "surrogatepass")).digest()
-        bias, rate = self.cfg.score_bias, self.cfg.defect_rate
-        cache_key = (key, bias, rate, self.cfg.seed if rate else 0)
+        cfg = self.cfg
+        bias, rate = cfg.score_bias, cfg.defect_rate
+        # The eval knobs change what a student or a pairwise judge answers: part of the key.
+        cache_key = (
+            key,
+            bias,
+            rate,
+            cfg.seed if rate else 0,
+            cfg.answer_gaps.get(model),
+            cfg.position_bias,
+        )
         hit = self._cache.get(cache_key)
         if hit is not None:
             return hit[0], hit[1], key, hit[2]
@@ -398,11 +419,7 @@ class SimState:
                 )
                 content = json.dumps(reply, ensure_ascii=False)
             else:
-                kind, content = "other", "OK. This is the sft_distill simulator."
-                task = parse_task_prompt(user) if TASK_MARKER in user else None
-                if task is not None and task[0] in TASK_RESPONDERS:
-                    kind, task_name = "generation", task[0]
-                    content = TASK_RESPONDERS[task[0]](model, task[1])
+                kind, content, task_name = self._other_content(model, user)
         if len(self._cache) >= _CACHE_MAX:
             del self._cache[next(iter(self._cache))]
         self._cache[cache_key] = (kind, content, task_name)
@@ -459,6 +476,19 @@ class SimState:
         if reasoning or dialect == "openai":
             usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
         return usage
+
+    def _other_content(self, model: str, user: str) -> tuple[str, str, str | None]:
+        """(kind, content, task) of a task prompt, a pairwise comparison or a student's question."""
+        task = parse_task_prompt(user) if TASK_MARKER in user else None
+        if task is not None and task[0] == PAIRWISE_TASK:
+            reply = pairwise_reply(model, task[1], position_bias=self.cfg.position_bias)
+            return "evaluation", json.dumps(reply, ensure_ascii=False), PAIRWISE_TASK
+        if task is not None and task[0] in TASK_RESPONDERS:
+            return "generation", TASK_RESPONDERS[task[0]](model, task[1]), task[0]
+        gap = self.cfg.answer_gaps.get(model)
+        if task is None and gap is not None:
+            return "generation", student_reply(model, user, gap), "student"
+        return "other", "OK. This is the sft_distill simulator.", None
 
     def _chat_body(
         self,

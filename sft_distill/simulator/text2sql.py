@@ -115,42 +115,80 @@ def _t2s_pair(
     t, nums, texts = table.name, table.numeric(), table.text()
     fmt: dict[str, Any] = {"t": t}
     used = [table]
-    if kind == "count":
-        sql = f"SELECT COUNT(*) FROM {t};"
-    elif kind in ("filter", "avg", "top", "max"):
+    if kind in ("filter", "avg", "top", "max"):
         if not nums:
             return None
-        n = fmt["n"] = rng.choice(nums)
+        fmt["n"] = rng.choice(nums)
         if kind == "filter":
-            c = fmt["c"] = rng.choice(texts) if texts else table.key()
-            v = fmt["v"] = rng.choice((1, 5, 10, 20, 50, 100))
-            sql = f"SELECT {c} FROM {t} WHERE {n} > {v};"
-        elif kind == "avg":
-            sql = f"SELECT AVG({n}) FROM {t};"
-        elif kind == "top":
-            sql = f"SELECT * FROM {t} ORDER BY {n} DESC LIMIT 3;"
-        else:
-            sql = f"SELECT MAX({n}) FROM {t};"
+            fmt["c"] = rng.choice(texts) if texts else table.key()
+            fmt["v"] = rng.choice((1, 5, 10, 20, 50, 100))
     elif kind == "group":
         if not texts:
             return None
-        c = fmt["c"] = rng.choice(texts)
-        sql = f"SELECT {c}, COUNT(*) AS n FROM {t} GROUP BY {c} ORDER BY n DESC;"
-    else:  # join
+        fmt["c"] = rng.choice(texts)
+    elif kind == "join":
         fks = [fk for fk in table.foreign_keys if fk[1] in tables]
         if not fks:
             return None
-        col, other, other_col = rng.choice(fks)
+        fmt["col"], other, fmt["pcol"] = rng.choice(fks)
         parent = tables[other]
-        pc = fmt["pc"] = (parent.text() or [other_col])[0]
+        fmt["pc"] = (parent.text() or [fmt["pcol"]])[0]
         fmt["p"] = other
-        sql = (
-            f"SELECT p.{pc}, COUNT(*) AS n FROM {t} AS c JOIN {other} AS p "
-            f"ON c.{col} = p.{other_col} GROUP BY p.{other_col} ORDER BY n DESC;"
-        )
         used.append(parent)
     question = _T2S_TEMPLATES[kind][1 if zh else 0].format(**fmt)
-    return question, sql, used
+    return question, _T2S_SQL[kind].format(**fmt), used
+
+
+# The query each question kind asks for (fields as in ``_T2S_TEMPLATES``, plus the join's keys).
+_T2S_SQL: dict[str, str] = {
+    "count": "SELECT COUNT(*) FROM {t};",
+    "filter": "SELECT {c} FROM {t} WHERE {n} > {v};",
+    "avg": "SELECT AVG({n}) FROM {t};",
+    "top": "SELECT * FROM {t} ORDER BY {n} DESC LIMIT 3;",
+    "max": "SELECT MAX({n}) FROM {t};",
+    "group": "SELECT {c}, COUNT(*) AS n FROM {t} GROUP BY {c} ORDER BY n DESC;",
+    "join": (
+        "SELECT p.{pc}, COUNT(*) AS n FROM {t} AS c JOIN {p} AS p "
+        "ON c.{col} = p.{pcol} GROUP BY p.{pcol} ORDER BY n DESC;"
+    ),
+}
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    """A question template as a regex whose groups are its fields."""
+    parts = re.split(r"\{(\w+)\}", template)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(f"(?P<{part}>\\w+)")
+        else:
+            out.append(re.escape(part))
+    return re.compile("^" + "".join(out) + "$")
+
+
+def sql_for_question(question: str, schema: str) -> str | None:
+    """The query a question of ours asks for, given the schema it came with; None otherwise.
+
+    The reverse of the question templates: what a student that learned the Text2SQL pairs of a
+    dry run answers. A join needs the foreign key, read from ``schema``.
+    """
+    # The numbered repeats of very small schemas ("... have? (3)") ask the same query.
+    text = re.sub(r"\s*\(\d+\)$", "", question.strip())
+    for kind, templates in _T2S_TEMPLATES.items():
+        for template in templates:
+            m = _template_regex(template).match(text)
+            if m is None:
+                continue
+            fmt: dict[str, Any] = dict(m.groupdict())
+            if kind == "join":
+                by_name = {t.name: t for t in parse_create_tables(schema)}
+                table = by_name.get(fmt["t"])
+                fks = [fk for fk in (table.foreign_keys if table else []) if fk[1] == fmt["p"]]
+                if not fks:
+                    return None
+                fmt["col"], _, fmt["pcol"] = fks[0]
+            return _T2S_SQL[kind].format(**fmt)
+    return None
 
 
 def _t2s_break(sql: str, table: _T2STable, u: float, zh: bool) -> tuple[str | None, str]:

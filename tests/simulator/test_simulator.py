@@ -908,10 +908,15 @@ async def test_a_reply_in_a_json_form_follows_the_kind_schema(http, form, kind, 
 
 
 async def test_without_a_response_format_replies_are_as_before(http):
+    from sft_distill.simulator.content import generation_reply
+
+    messages = generation_messages(EN_DOC, 2)
     async with Simulator(SimulatorConfig()) as sim:
-        body = {"model": "m", "messages": generation_messages(EN_DOC, 2)}
+        body = {"model": "m", "messages": messages}
         _, text = await post_raw(http, sim, body)
-    assert isinstance(json.loads(json.loads(text)["choices"][0]["message"]["content"]), list)
+    # The content function's own reply, not reshaped to any schema.
+    content = json.loads(text)["choices"][0]["message"]["content"]
+    assert content == generation_reply("m", messages[-1]["content"])
 
 
 # --- the prefix cache and cached prompt tokens in usage ---------------------------------------
