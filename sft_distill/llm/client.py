@@ -545,7 +545,11 @@ class LLMClient:
 
     async def _request_once(self, payload: dict[str, Any], *, retry: bool = False) -> ChatResult:
         if self._closed:
-            raise self._error(LLMError, "client is closed")
+            # Work still in flight while a stopping run closes its clients: the run's own error
+            # is the one line the user sees, so this one is logged at DEBUG (``repeated``).
+            err = self._error(LLMError, "client is closed")
+            err.repeated = True
+            raise err
         if not self.transport.is_open:
             await self.open()
         estimate = 0
