@@ -356,7 +356,7 @@ class DatasetDistillationPipeline:
         """The teacher's client and each judge's, closed with the run (and the Batch API runner
         of the endpoints that batch, which stops polling first)."""
         namespace = "simulator" if run.simulator else None
-        runner = self._batch_runner(stack, cache, endpoints)
+        runner = self._batch_runner(cache, endpoints)
         clients = {}
         for name, ep in endpoints.items():
             client = LLMClient(
@@ -369,18 +369,18 @@ class DatasetDistillationPipeline:
             )
             clients[name] = await stack.enter_async_context(client)
         if runner is not None:
-            runner.clients = list(clients.values())
 
             async def close_runner(exc_type: Any, *_: Any) -> bool:
                 await runner.aclose(clean=exc_type is None)
                 return False
 
             stack.push_async_exit(close_runner)
+            await runner.start(list(clients.values()))
         teacher = clients.pop("generator")
         return teacher, clients
 
     def _batch_runner(
-        self, stack: AsyncExitStack, cache: ResponseCache, endpoints: Mapping[str, EndpointConfig]
+        self, cache: ResponseCache, endpoints: Mapping[str, EndpointConfig]
     ) -> BatchRunner | None:
         """The run's Batch API runner, when an endpoint batches."""
         cfg = self.config

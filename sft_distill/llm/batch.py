@@ -107,6 +107,14 @@ class BatchRunner:
                 self._start_flusher()
         return await asyncio.shield(future)
 
+    async def start(self, clients: list[LLMClient]) -> None:
+        """Take the run's clients; resume the batches a killed run left for the batched ones
+        (polled even if this run never asks their requests, so their files get deleted)."""
+        self.clients = clients
+        for client in clients:
+            if client.batched:
+                await self._resume(client)
+
     async def aclose(self, *, clean: bool) -> None:
         """Stop collecting and polling; after a ``clean`` run, forget the finished jobs."""
         tasks = [t for t in (self._flusher, *self._tasks, *self._resumed.values()) if t]

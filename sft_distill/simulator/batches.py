@@ -172,6 +172,7 @@ class BatchAPI:
         }
         self.batches[bid] = batch
         self._count("batches_created")
+        self._count("batch_lines_submitted", len(lines))
         task = asyncio.create_task(self._process(batch, lines, request.headers))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -221,6 +222,7 @@ class BatchAPI:
             if i >= answered:
                 errors.append(_error_line(line_id, custom_id, "batch_expired", "expired"))
                 counts["failed"] += 1
+                self._count("batch_lines_expired")
                 continue
             self._count("batch_lines")
             if custom_id is None or item.get("url") != CHAT_URL:

@@ -200,8 +200,10 @@ def _new_stats(in_flight: int = 0) -> dict[str, Any]:
         "files_deleted": 0,
         "files_with_auth_key": 0,
         "batches_created": 0,
+        "batch_lines_submitted": 0,
         "batch_lines": 0,
         "batch_lines_failed": 0,
+        "batch_lines_expired": 0,
     }
 
 
