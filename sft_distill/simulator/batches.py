@@ -199,9 +199,11 @@ class BatchAPI:
 
     async def _process(self, batch: dict[str, Any], lines: list[bytes], headers: Any) -> None:
         """Wait ``batch_delay_s``, answer each line as the chat endpoint would, write the files."""
+        start = time.monotonic()
+        # Read again each turn: a test may shorten the delay of a batch already running.
+        while time.monotonic() < start + self.state.cfg.batch_delay_s:
+            await asyncio.sleep(min(0.02, self.state.cfg.batch_delay_s))
         cfg = self.state.cfg
-        if cfg.batch_delay_s > 0:
-            await asyncio.sleep(cfg.batch_delay_s)
         expire = self._expired < cfg.batch_expire
         if expire:
             self._expired += 1
