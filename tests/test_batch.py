@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from sft_distill.cli import main
+from sft_distill.llm.structured import PriceCard, cost
 from sft_distill.simulator.server import SimulatorConfig, run_in_thread
 from tests.helpers import dry_run, make_input, read_metadata, run_args, start_cli, write_config
 
@@ -178,6 +179,48 @@ def test_failed_and_expired_lines_are_asked_again_alone(tmp_path: Path) -> None:
     for path in (tmp_path / "batch").rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_batched_calls_are_billed_at_the_batch_price_in_metadata_and_report(
+    tmp_path: Path,
+) -> None:
+    inp = make_input(tmp_path / "in.jsonl", n=4)
+    price = {"input_per_1k": 1.0, "output_per_1k": 3.0, "cached_input_per_1k": 0.1}
+    models = ("qwen-max", "deepseek-chat", "moonshot-v1-8k")  # the defaults' models
+    prices = {m: {**price, "batch_discount": 0.5} for m in models}
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({**FAST, "prices": prices}), encoding="utf-8")
+    out = tmp_path / "out"
+    assert dry_run(inp, out, "--batch", "--config", str(cfg)) == 0
+    meta = read_metadata(out)
+    card = PriceCard.from_config(prices["qwen-max"])
+    total = 0.0
+    for u in meta["usage"].values():
+        for model, m in u["models"].items():
+            assert m["batch_calls"] == m["calls"] - 1  # all but the probe
+            online = cost(
+                m["prompt_tokens"] - m["batch_prompt_tokens"],
+                m["cached_prompt_tokens"] - m["batch_cached_prompt_tokens"],
+                m["completion_tokens"] - m["batch_completion_tokens"],
+                price=card,
+            )
+            batched = cost(
+                m["batch_prompt_tokens"],
+                m["batch_cached_prompt_tokens"],
+                m["batch_completion_tokens"],
+                price=card,
+                batched=True,
+            )
+            figures = meta["report"]["cost"]["per_model"][model]
+            assert figures["cost"] == pytest.approx(online + batched)
+            assert figures["cost"] < cost(
+                m["prompt_tokens"], m["cached_prompt_tokens"], m["completion_tokens"], price=card
+            )
+            total += online + batched
+    assert meta["report"]["cost"]["total"] == pytest.approx(total)
+    # A rerun (every reply cached) reads the same figures back from the call log.
+    assert dry_run(inp, out, "--batch", "--config", str(cfg)) == 0
+    assert read_metadata(out)["report"]["cost"]["total"] == pytest.approx(total)
 
 
 def test_estimate_with_batch_shows_batch_prices(tmp_path: Path, capsys: Any) -> None:
