@@ -191,10 +191,16 @@ class BatchRunner:
             self.cache.update_batch_job(number, state="uploaded", input_file_id=job.input_file_id)
             try:
                 job.batch_id = await self._create(client, job.input_file_id)
-            except BaseException:
-                if not isinstance(job.batch_id, str):
+            except RetryableLLMError:
+                # The answer may have been lost, not the batch: one made of the file is taken.
+                job.batch_id = await self._batch_of_file(client, job.input_file_id)
+                if job.batch_id is None:
                     await self._delete_quietly(client, job.input_file_id)
                     self.cache.delete_batch_job(number)
+                    raise
+            except LLMError:
+                await self._delete_quietly(client, job.input_file_id)
+                self.cache.delete_batch_job(number)
                 raise
             self.cache.update_batch_job(number, state="submitted", batch_id=job.batch_id)
             self.submitted += 1
@@ -233,7 +239,17 @@ class BatchRunner:
         bar = _bar(client.name, len(job.lines), s.show_progress)
         try:
             while True:
-                info = await self._api(client, "GET", f"batches/{job.batch_id}")
+                try:
+                    info = await self._api(client, "GET", f"batches/{job.batch_id}")
+                except RetryableLLMError as exc:
+                    # A batch runs for hours: a network blip must not fail its requests.
+                    log.warning("%s: polling batch %s: %s", client.where, job.batch_id, exc.summary)
+                    info = {"status": "unknown"}
+                if self._timed_out(job, deadline, str(info.get("status"))):
+                    return None
+                if info["status"] == "unknown":
+                    await asyncio.sleep(s.poll_s)
+                    continue
                 status = str(info.get("status"))
                 counts = info.get("request_counts") or {}
                 done = int(counts.get("completed") or 0) + int(counts.get("failed") or 0)
@@ -253,17 +269,21 @@ class BatchRunner:
                     bar.update(done - bar.n)
                 if status in TERMINAL:
                     return info
-                if deadline is not None and time.monotonic() > deadline:
-                    err = client.transport.error(
-                        LLMError,
-                        f"batch {job.batch_id} still {status} after batch_timeout_s "
-                        f"({s.timeout_s:g} s); rerun the same command to go on polling it",
-                    )
-                    self._fail(job.waiting, err)
-                    return None
                 await asyncio.sleep(s.poll_s)
         finally:
             bar.close()
+
+    def _timed_out(self, job: _Job, deadline: float | None, status: str) -> bool:
+        """Past ``batch_timeout_s`` (and not finished): its requests fail; the batch is kept."""
+        if deadline is None or status in TERMINAL or time.monotonic() <= deadline:
+            return False
+        err = job.client.transport.error(
+            LLMError,
+            f"batch {job.batch_id} still {status} after batch_timeout_s "
+            f"({self.settings.timeout_s:g} s); rerun the same command to go on polling it",
+        )
+        self._fail(job.waiting, err)
+        return True
 
     async def _download(self, client: LLMClient, info: dict[str, Any], job: _Job) -> dict[str, str]:
         """custom_id -> result line, from the output and error files (any order)."""
