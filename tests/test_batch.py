@@ -42,12 +42,14 @@ def usage_totals(out: Path) -> dict[str, int]:
     return totals
 
 
-def test_a_batch_dry_run_keeps_the_same_set_as_the_online_one(tmp_path: Path) -> None:
+def test_a_batch_dry_run_keeps_the_same_set_as_the_online_one(tmp_path: Path, capsys: Any) -> None:
     inp = make_input(tmp_path / "in.jsonl", n=6)
     cfg = tmp_path / "fast.json"
     cfg.write_text(json.dumps(FAST), encoding="utf-8")
     assert dry_run(inp, tmp_path / "online") == 0
+    capsys.readouterr()
     assert dry_run(inp, tmp_path / "batch", "--batch", "--config", str(cfg)) == 0
+    assert "generator 6 calls (5 batched)" in capsys.readouterr().out  # the summary says so
     assert kept(tmp_path / "batch") == kept(tmp_path / "online")
     online, batched = usage_totals(tmp_path / "online"), usage_totals(tmp_path / "batch")
     assert online["batch_calls"] == 0

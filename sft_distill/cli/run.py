@@ -184,7 +184,10 @@ def format_summary(result: RunResult) -> str:
     usage = result.metadata["usage"]
     mine = {name: u.get("this_invocation") or u for name, u in usage.items()}
     calls = ", ".join(
-        f"{n} {plural(u['calls'], 'call')} + {u['cached']} cached" for n, u in mine.items()
+        f"{n} {plural(u['calls'], 'call')}"
+        + (f" ({u['batch_calls']} batched)" if u.get("batch_calls") else "")
+        + f" + {u['cached']} cached"
+        for n, u in mine.items()
     )
     lines.append(f"  {calls}")
     cost = (result.metadata.get("report") or {}).get("cost")
