@@ -201,8 +201,11 @@ class BatchAPI:
         """Wait ``batch_delay_s``, answer each line as the chat endpoint would, write the files."""
         start = time.monotonic()
         # Read again each turn: a test may shorten the delay of a batch already running.
-        while time.monotonic() < start + self.state.cfg.batch_delay_s:
-            await asyncio.sleep(min(0.02, self.state.cfg.batch_delay_s))
+        while True:
+            left = start + self.state.cfg.batch_delay_s - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(0.02, left))
         cfg = self.state.cfg
         expire = self._expired < cfg.batch_expire
         if expire:
