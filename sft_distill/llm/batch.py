@@ -123,7 +123,7 @@ class BatchRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
         if not clean:
             return  # recorded jobs stay: a rerun resumes them
-        self.cache.flush()  # every reply taken from a batch is committed first
+        await asyncio.to_thread(self.cache.flush)  # the replies taken from batches first
         for ns in self._by_ns:
             for job in self.cache.batch_jobs(ns):
                 if job["state"] == "downloaded":
