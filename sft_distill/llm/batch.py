@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ..errors import LLMError, RetryableLLMError
+from ..text import plural
 from .transport import one_line
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class BatchSettings:
     poll_s: float = 30.0
     collect_s: float = 2.0
     max_requests: int = 50_000
+    max_bytes: int = 190_000_000  # OpenAI takes input files of up to 200 MB
     timeout_s: float | None = None
     show_progress: bool = False
 
@@ -147,8 +149,25 @@ class BatchRunner:
                     queue[: self.settings.max_requests],
                     queue[self.settings.max_requests :],
                 )
-                if take:
-                    self._spawn(self._submit(self._by_ns[ns], take))
+                for part in self._parts(take):
+                    self._spawn(self._submit(self._by_ns[ns], part))
+
+    def _parts(self, items: list[tuple[str, dict[str, Any]]]) -> list[list[tuple[str, bytes]]]:
+        """``items`` as batch-file lines (custom_id: the cache key), in files of at most
+        ``max_bytes``."""
+        parts: list[list[tuple[str, bytes]]] = []
+        size = 0
+        for key, payload in items:
+            line = json.dumps(
+                {"custom_id": key, "method": "POST", "url": CHAT_URL, "body": payload},
+                ensure_ascii=False,
+            ).encode("utf-8", "replace")
+            if not parts or size + len(line) + 1 > self.settings.max_bytes:
+                parts.append([])
+                size = 0
+            parts[-1].append((key, line))
+            size += len(line) + 1
+        return parts
 
     async def _quiet(self) -> None:
         """Return once no request came for ``collect_s`` and nothing is in flight online."""
@@ -168,22 +187,14 @@ class BatchRunner:
 
     # -- submitting ----------------------------------------------------------------------------
 
-    async def _submit(self, client: LLMClient, items: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _submit(self, client: LLMClient, items: list[tuple[str, bytes]]) -> None:
         """Record, upload and create one batch, then poll it until its replies are delivered."""
         uid = secrets.token_hex(8)
-        lines = {f"{i}-{key[:12]}": key for i, (key, _) in enumerate(items)}
-        keys = [key for key, _ in items]
+        lines = {key: key for key, _ in items}  # custom_id -> cache key
+        keys = list(lines)
         self._running.update(keys)
-        job: _Job | None = None
         try:
-            data = "".join(
-                json.dumps(
-                    {"custom_id": cid, "method": "POST", "url": CHAT_URL, "body": payload},
-                    ensure_ascii=False,
-                )
-                + "\n"
-                for cid, (_, payload) in zip(lines, items, strict=True)
-            ).encode("utf-8", "replace")
+            data = b"".join(line + b"\n" for _, line in items)
             # Recorded before the upload: a kill after it finds the file by its name.
             number = self.cache.add_batch_job(client.namespace, uid, list(lines.items()))
             job = _Job(client, number, uid, lines, waiting=set(keys))
@@ -204,7 +215,12 @@ class BatchRunner:
                 raise
             self.cache.update_batch_job(number, state="submitted", batch_id=job.batch_id)
             self.submitted += 1
-            log.info("%s: batch %s submitted (%d requests)", client.where, job.batch_id, len(lines))
+            log.info(
+                "%s: batch %s submitted (%s)",
+                client.where,
+                job.batch_id,
+                plural(len(lines), "request"),
+            )
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -353,7 +369,12 @@ class BatchRunner:
                     self.cache.delete_batch_job(job.job)
                     continue
                 self.cache.update_batch_job(job.job, state="submitted", batch_id=job.batch_id)
-            log.info("%s: resuming batch %s (%d requests)", client.where, job.batch_id, len(lines))
+            log.info(
+                "%s: resuming batch %s (%s)",
+                client.where,
+                job.batch_id,
+                plural(len(lines), "request"),
+            )
             job.waiting = set(lines.values())
             self._running.update(job.waiting)
             self._spawn(self._follow(job))

@@ -4,7 +4,9 @@ run leaves in the cache (killed before its upload was recorded, between upload a
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,26 @@ async def test_requests_go_out_as_one_batch_and_the_reply_is_cached(sim: Simulat
         assert len(cache) == 1  # the reply, in the response cache
         rows = list(cache.calls_since(0))
         assert [r[-1] for r in rows] == [1]  # logged as batched
+
+
+async def test_files_over_max_bytes_are_split_and_progress_is_logged(
+    sim: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sft_distill.llm.batch")
+    settings = BatchSettings(poll_s=0.02, collect_s=0.05, max_bytes=300)  # one request a file
+    questions = [[{"role": "user", "content": f"Question {i}?"}] for i in range(3)]
+    with ResponseCache(tmp_path / "c.sqlite3") as cache:
+        runner = BatchRunner(cache, settings)
+        async with _client(sim, cache, runner) as client:
+            await runner.start([client])
+            replies = await asyncio.gather(
+                *(client.chat(q, lambda r: r.content) for q in questions)
+            )
+            await runner.aclose(clean=True)
+    assert len(replies) == 3
+    assert sim.stats["batches_created"] == 3 and sim.stats["batch_lines_submitted"] == 3
+    text = caplog.text
+    assert "submitted (1 request)" in text and "completed: 1 of 1 done, 0 failed" in text
 
 
 async def test_a_run_killed_between_upload_and_create_record_adopts_the_batch(
