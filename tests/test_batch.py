@@ -58,6 +58,21 @@ def test_a_batch_dry_run_keeps_the_same_set_as_the_online_one(tmp_path: Path, ca
     assert batched["batch_calls"] == batched["calls"] - 3
 
 
+def test_an_endpoint_can_stay_online_in_a_batch_run(tmp_path: Path) -> None:
+    inp = make_input(tmp_path / "in.jsonl", n=4)
+    cfg = tmp_path / "mixed.json"
+    online = {"batch": False}
+    mixed = {**FAST, "batch": True, "evaluators": {"primary": online, "secondary": online}}
+    cfg.write_text(json.dumps(mixed), encoding="utf-8")
+    assert dry_run(inp, tmp_path / "online") == 0
+    assert dry_run(inp, tmp_path / "mixed", "--config", str(cfg)) == 0
+    assert kept(tmp_path / "mixed") == kept(tmp_path / "online")
+    usage = read_metadata(tmp_path / "mixed")["usage"]
+    assert usage["generator"]["this_invocation"]["batch_calls"] == 3  # all but the probe
+    assert usage["primary"]["this_invocation"]["batch_calls"] == 0
+    assert usage["secondary"]["this_invocation"]["batch_calls"] == 0
+
+
 @pytest.fixture
 def sim_process() -> Iterator[str]:
     """A simulator in its own process whose batches stay in_progress for two seconds."""
