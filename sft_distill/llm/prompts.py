@@ -359,7 +359,6 @@ def answer_messages(
     ]
 
 
-
 # --- evaluation prompts (eval-v2) -----------------------------------------------------------
 # Layout, for prompt caching and for batching several samples per request on top of it: the
 # system message is static (role, rubric, procedure, reply shape: ``judge_system_prompt``), the

@@ -151,6 +151,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="sft-distill eval: share of pairwise verdicts that name answer A whatever it says",
     )
+    p.add_argument(
+        "--batch-delay-s",
+        type=float,
+        default=0.0,
+        help="Batch API: seconds a batch stays in_progress before its lines are answered",
+    )
+    p.add_argument(
+        "--batch-fail-lines",
+        type=int,
+        default=0,
+        help="Batch API: this many lines (the first ones answered) fail with a server_error",
+    )
+    p.add_argument(
+        "--batch-expire",
+        type=int,
+        default=0,
+        help="Batch API: this many batches (the first ones) expire with half their lines undone",
+    )
     return p.parse_args(argv)
 
 
@@ -177,6 +195,9 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         prefix_cache_ttl_s=args.prefix_cache_ttl_s,
         answer_gaps=dict(args.answer_gap),
         position_bias=args.position_bias,
+        batch_delay_s=args.batch_delay_s,
+        batch_fail_lines=args.batch_fail_lines,
+        batch_expire=args.batch_expire,
     )
 
 

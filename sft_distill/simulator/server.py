@@ -30,6 +30,8 @@ from ..llm.prompts import (
     parse_evaluation_prompt,
     parse_task_prompt,
 )
+from .batches import BatchAPI
+from .batches import add_routes as add_batch_routes
 from .content import (
     _MALFORMED,
     embed_text,
@@ -131,6 +133,12 @@ class SimulatorConfig:
     # of pairwise verdicts that name position A whatever the answers (``students``).
     answer_gaps: dict[str, float] = field(default_factory=dict)
     position_bias: float = 0.0
+    # The Batch API (``batches``): seconds a batch stays in_progress before its lines are
+    # answered; lines (over the server's life) that fail with a server_error; batches that
+    # expire with half their lines unanswered.
+    batch_delay_s: float = 0.0
+    batch_fail_lines: int = 0
+    batch_expire: int = 0
 
     def __post_init__(self) -> None:
         bad_gaps = {m: g for m, g in self.answer_gaps.items() if not -1.0 <= g <= 1.0}
@@ -162,6 +170,8 @@ class SimulatorConfig:
             )
         if self.prefix_cache_min_tokens < 0 or self.prefix_cache_ttl_s < 0:
             raise ValueError("prefix_cache_min_tokens and prefix_cache_ttl_s must be >= 0")
+        if self.batch_delay_s < 0 or self.batch_fail_lines < 0 or self.batch_expire < 0:
+            raise ValueError("batch_delay_s, batch_fail_lines and batch_expire must be >= 0")
 
 
 def _new_stats(in_flight: int = 0) -> dict[str, Any]:
@@ -185,6 +195,15 @@ def _new_stats(in_flight: int = 0) -> dict[str, Any]:
         # requests by the form of their response_format, and those refused for it
         "response_formats": {},
         "response_format_rejected": 0,
+        # the Batch API: files and batches, lines answered and lines failed on purpose
+        "files_uploaded": 0,
+        "files_deleted": 0,
+        "files_with_auth_key": 0,
+        "batches_created": 0,
+        "batch_lines_submitted": 0,
+        "batch_lines": 0,
+        "batch_lines_failed": 0,
+        "batch_lines_expired": 0,
     }
 
 
@@ -805,6 +824,7 @@ def make_app(cfg: SimulatorConfig | None = None) -> web.Application:
     app.router.add_get("/stats", state.get_stats)
     app.router.add_get("/defects", state.get_defects)
     app.router.add_post("/stats/reset", state.post_reset)
+    add_batch_routes(app, BatchAPI(state))
     return app
 
 
