@@ -41,6 +41,7 @@ from .provisions import (
     source_units,
     unknown_laws,
     unknown_sections,
+    unknown_subsections,
 )
 
 # Units of rule quantities by class (text normalised by normalize_numerals).
@@ -80,7 +81,8 @@ _EN_UNITS: list[tuple[str, str]] = [
 ]
 _ZH_UNIT_RE = "|".join(f"(?P<zh_{cls}{i}>{pat})" for i, (pat, cls) in enumerate(_ZH_UNITS))
 _EN_UNIT_RE = "|".join(f"(?P<en_{cls}{i}>{pat})" for i, (pat, cls) in enumerate(_EN_UNITS))
-_NUM = r"(?<![\d.,/])(\d+(?:\.\d+)?)(?:/(\d+))?"
+# Not the tail of "1.5" or "3/4"; a number may follow a comma (NFKC turns "，" into ",").
+_NUM = r"(?<![\d.])(?<!\d[,/])(\d+(?:\.\d+)?)(?:/(\d+))?"
 _QTY_ZH = re.compile(rf"{_NUM}\s*(?:{_ZH_UNIT_RE})?")
 _QTY_EN = re.compile(
     rf"(\$\s*)?(?<![A-Za-z_-]){_NUM}(?:\s+|-)?(?:(?:{_EN_UNIT_RE})\b)?", re.IGNORECASE
@@ -722,9 +724,8 @@ def _align_form(text: str) -> str:
 def _aligned_numbers(left: str, right: str, source_al: str) -> list[float]:
     """Numbers of the source between ``left`` and ``right`` (the answer's words around one)."""
     found = []
-    for m in re.finditer(re.escape(left) + _ALIGN_NUM, source_al):
-        if source_al[m.end() : m.end() + len(right)] != right:
-            continue
+    # The right context is a lookahead, so "9states" is 9 before "sta", not "9st" (ordinal).
+    for m in re.finditer(re.escape(left) + _ALIGN_NUM + f"(?={re.escape(right)})", source_al):
         value = float(m.group(1))
         if m.group(2):
             value /= float(m.group(2)) or 1.0
@@ -958,13 +959,17 @@ def _check_references(
     answer_n: str, source: str, question_n: str, lang: str
 ) -> tuple[list[str], list[str]]:
     """(references absent from the source and question, a mismatching opening citation)."""
-    known = source_references(normalized(source)) | references(question_n)
+    source_n = normalized(source)
+    known = source_references(source_n) | references(question_n)
     known_kinds = {k for k, _ in known}
     bad = [
         f"{kind} {num}" if lang == "en" else f"第{num}{kind}"
         for kind, num in sorted(references(answer_n))
         if (kind, num) not in known and (kind not in _HEADING_KINDS or kind in known_kinds)
     ]
+    if lang == "en" and not bad:
+        asked = set(unknown_subsections(question_n, source_n))
+        bad = [s for s in unknown_subsections(answer_n, source_n) if s not in asked]
     target = question_target(question_n, lang)
     lead = lead_citation(answer_n, lang)
     if bad or not target or lead is None:
@@ -974,14 +979,14 @@ def _check_references(
     same = law is None or share_in(law_core(law), question_sq) >= 0.8
     lead_kinds = {k for k, _ in lead_refs}
     comparable = {r for r in target if r[0] in lead_kinds}
-    # "Article I, Section 5" against a question about Section 8; a zh answer's opening 第N条
+    # "Article I, Section 5" against a question about Section 8 ("Amendment XV, Section 3"
+    # against Amendment XV, Section 1: one differing part is enough); a zh answer's opening 第N条
     # against the question's article.
-    if (
-        same
-        and comparable
-        and not (lead_refs & comparable)
-        and (lang == "zh" or {k for k, _ in comparable} == lead_kinds)
-    ):
+    if lang == "zh":
+        differs = not (lead_refs & comparable)
+    else:
+        differs = {k for k, _ in comparable} == lead_kinds and not comparable <= lead_refs
+    if same and comparable and differs:
         return bad, [", ".join(f"{k} {n}" for k, n in sorted(lead_refs))]
     return bad, []
 

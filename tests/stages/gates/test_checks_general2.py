@@ -1,0 +1,167 @@
+"""The deterministic checks, round 2: principles that generalise to texts the checks never saw.
+
+Every text here is written for these tests (a made-up critical-illness policy, a made-up charter
+with numbered amendments, made-up HTTP client docs); none comes from a benchmark set.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sft_distill.stages.gates.checks.numbers import check_numbers
+from sft_distill.stages.gates.checks.referential import find_referential
+
+# A made-up insurance product's terms, one chunk of them.
+ZH_POLICY = """# 云帆守护星重大疾病保险B款（互联网版）条款
+
+第五条 自本合同生效之日起九十日为等待期。等待期内被保险人非因意外伤害确诊重大疾病的，\
+本公司不承担给付保险金的责任，无息退还已交保险费，本合同终止。
+
+第九条 分期支付保险费的，投保人支付首期保险费后，应当在每期保险费约定支付日起六十日内\
+支付当期保险费。
+
+第十二条 二人以上共同投保同一被保险人的，应当由投保人书面指定受益人。
+"""
+
+# A made-up charter: amendments whose sections are numbered paragraphs.
+EN_CHARTER = """# Charter of the Free States
+
+## Amendments
+
+### 3. Third Amendment
+
+1. No State shall levy a toll on a public road.
+
+2. The Assembly shall have power to enforce this article by appropriate legislation.
+
+### 4. Fourth Amendment
+
+1. The Consent of the Assemblies of nine States, shall be sufficient for the Admission of a new
+State, and the new State shall perform such duties as provided by the third article of amendment.
+
+2. The Assembly shall meet within forty eight hours when a State is admitted.
+"""
+
+
+# --- referential: a named document licenses bare article numbers ------------------------------
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # a product named without 《》, with a version and a bracketed qualifier
+        "云帆守护星重大疾病保险B款（互联网版）条款第九条对交费宽限有什么规定？",
+        "依照云帆守护星重大疾病保险B款条款第五条，等待期内确诊要赔吗？",
+        # named earlier in the question, then "按条款第N条"
+        "去年投保了云帆守护星重大疾病保险B款，保单生效一个月就确诊了。按条款第五条怎么处理？",
+        # a judicial interpretation named with its number
+        "示范保险法解释（二）第五条对合同成立前的事故怎么处理？",
+    ],
+)
+def test_a_named_document_anywhere_in_the_question_licenses_its_article_numbers(question):
+    assert find_referential(question) is None, question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # no name at all, a generic kind of contract, a verb before the noun
+        "按照条款第九条，交费宽限期多长？",
+        "按照劳动合同第九条，试用期多长？",
+        "按照本章的规定，买受人什么情况下可以一并解除合同？",
+    ],
+)
+def test_an_unnamed_or_generic_document_does_not_license_article_numbers(question):
+    assert find_referential(question) is not None, question
+
+
+# --- referential: demonstrative + description + document noun, and other deixis ---------------
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "这款百万医疗险的免赔额是多少？",
+        "按这份附加条款，住院要提前几天通知？",
+        "这份少儿重疾险条款的等待期从哪天算？",
+        # a quoted term says what is asked, not which document
+        "依照这份规定，哪些情形算“紧急避险”？",
+        # a law named does not say which interpretation 该解释 is
+        "该解释第三条对示范保险法施行前的事故怎么处理？",
+        "按照上面关于要约的规定，要约何时生效？",
+        "此处关于饲养动物致害，谁先承担责任？",
+        "文件里提到的免赔额怎么计算？",
+        "What limit does the last section here set?",
+        "What does the retry example here print?",
+    ],
+)
+def test_a_demonstrated_document_with_no_named_antecedent_is_referential(question):
+    assert find_referential(question) is not None, question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # the product is named: 这款产品 points back at it
+        "《云帆守护星重大疾病保险B款条款》里，这款产品的等待期多长？",
+        # 应该/因此/那么 are words, not demonstratives
+        "政府应该实施哪些政策来减少贫困？",
+        "因此产品责任由谁承担？",
+        "重写这句话，使其更正式：\n这项新政策得到了很多人的认可。",
+        "Who signs here?",
+    ],
+)
+def test_words_that_only_look_like_demonstratives_are_not_referential(question):
+    assert find_referential(question) is None, question
+
+
+# --- references: what the source cites in any form is not foreign -----------------------------
+
+
+def test_a_reference_the_source_itself_makes_in_any_form_is_not_foreign():
+    q = "What does the Fourth Amendment of the Charter of the Free States require?"
+    # "the third article of amendment" is Amendment 3; the numbered paragraph 2 is Section 2
+    answer = (
+        "Under Section 1 the consent of nine States suffices, and the new State performs the "
+        "duties of Amendment 3; under Section 2 the Assembly meets within forty eight hours."
+    )
+    assert check_numbers(answer, EN_CHARTER, q) is None
+    zh = "第12条规定，二人以上共同投保同一被保险人的，应当由投保人书面指定受益人。"
+    assert check_numbers(zh, ZH_POLICY, "守护星重疾险B款条款对共同投保有何规定？") is None
+
+
+def test_a_section_its_amendment_does_not_have_is_flagged():
+    q = "What does the Third Amendment of the Charter of the Free States forbid?"
+    found = check_numbers(
+        "Amendment 3, Section 3 forbids a State to levy a toll on a public road.", EN_CHARTER, q
+    )
+    assert found is not None and "section 3" in found.reason
+    # the opening citation differs from the question's in its section only
+    q1 = "What does Section 1 of the Third Amendment of the Charter of the Free States forbid?"
+    moved = check_numbers(
+        "Under Amendment 3, Section 2, no State shall levy a toll on a public road.", EN_CHARTER, q1
+    )
+    assert moved is not None and "the question asks about another" in moved.reason
+
+
+# --- numbers: counts after a comma, counts before a plural noun --------------------------------
+
+
+def test_a_count_right_after_a_comma_is_compared():
+    q = "守护星重疾险B款条款第十二条对共同投保有何规定？"
+    found = check_numbers(
+        "第十二条规定，三人以上共同投保同一被保险人的，应当由投保人书面指定受益人。", ZH_POLICY, q
+    )
+    assert found is not None and "3人" in found.reason
+
+
+def test_a_count_before_a_plural_noun_is_compared():
+    # "9 States" is not the ordinal "9st" + "ates": "seven States" contradicts "nine States"
+    q = "How many States must consent under the Fourth Amendment of the Charter of the Free States?"
+    found = check_numbers(
+        "Under Section 1, the consent of the assemblies of seven States was sufficient to admit a "
+        "new State and to bind it to the duties of the other States.",
+        EN_CHARTER,
+        q,
+    )
+    assert found is not None and "7" in found.reason
