@@ -165,3 +165,93 @@ def test_a_count_before_a_plural_noun_is_compared():
         q,
     )
     assert found is not None and "7" in found.reason
+
+
+# --- numbers: the same rule with another value, however the answer is worded -----------------
+
+EN_AMENDMENTS = """### 5. Fifth Amendment
+
+1. When a State disputes a federal tax, the Assembly shall convene within forty eight hours, and
+shall decide the dispute by a two thirds vote within twenty one days.
+
+2. When the right to vote is denied to any of the male residents of such State, being twenty-one
+years of age, and citizens of the Union, its seats in the Assembly shall be reduced.
+
+3. After one year from the ratification of this article the sale of lottery tickets within the
+States is hereby prohibited.
+
+4. The terms of the Wardens shall end at noon on the 20th day of January, and the terms of the
+Stewards at noon on the 3d day of January.
+"""
+
+
+def test_arithmetic_on_the_source_alone_does_not_excuse_a_restated_rule():
+    # a "when" question reads as a case, and 72 = 48 / (2/3): one step from two of the source's
+    # numbers; but the answer's own words put 72 where the source says 48
+    q = "How fast must the Assembly convene when a State disputes a federal tax?"
+    found = check_numbers(
+        "The Assembly shall convene within seventy two hours and decide the dispute by a two "
+        "thirds vote within twenty one days.",
+        EN_AMENDMENTS,
+        q,
+    )
+    assert found is not None and "72 hours (source: 48)" in found.reason
+    worked = "If the dispute is filed on Monday at noon, the Assembly must convene within forty "
+    worked += "eight hours, that is by Wednesday at noon."
+    assert check_numbers(worked, EN_AMENDMENTS, q) is None
+    # 三十日 = 九十日 - 六十日, but 第九条 says 六十日 in these very words
+    zh_q = "某人每期保费约定3月1日支付，最晚多久内交都不影响合同效力？"
+    zh = check_numbers(
+        "按第九条，投保人应当在每期保险费约定支付日起三十日内支付当期保险费。", ZH_POLICY, zh_q
+    )
+    assert zh is not None and "30日" in zh.reason
+    ok = "按第九条，应当在每期保险费约定支付日起六十日内支付，即最晚在4月30日前后交清。"
+    assert check_numbers(ok, ZH_POLICY, zh_q) is None
+
+
+def test_the_words_on_both_sides_of_a_number_align_it_with_the_source():
+    q = "What does Section 2 of the Fifth Amendment provide?"
+    # the source's clause is cut by commas; the words around the number are the same
+    found = check_numbers(
+        "If a State denies the vote to male residents who are eighteen years of age and citizens, "
+        "its seats in the Assembly are reduced.",
+        EN_AMENDMENTS,
+        q,
+    )
+    assert found is not None and "18 years" in found.reason
+    same = "If a State denies the vote to male residents who are twenty-one years of age and "
+    same += "citizens, its seats in the Assembly are reduced."
+    assert check_numbers(same, EN_AMENDMENTS, q) is None
+    # another unit of the same dimension: six months against one year
+    moved = check_numbers(
+        "Section 3 provided that, after six months from the ratification of the article, the "
+        "sale of lottery tickets within the States was prohibited.",
+        EN_AMENDMENTS,
+        "What did Section 3 of the Fifth Amendment prohibit, and when?",
+    )
+    assert moved is not None and "6 months" in moved.reason
+    zh_source = "第三条 投保人应当为年满十八周岁、具有完全民事行为能力的自然人。"
+    zh = check_numbers(
+        "按第三条，投保人须是年满十六周岁并具有完全民事行为能力的自然人，否则不能投保。",
+        zh_source,
+        "第三条对投保人资格有什么要求？",
+    )
+    assert zh is not None and "16周岁" in zh.reason
+
+
+def test_a_date_the_source_states_for_the_same_rule_is_compared():
+    zh_source = "第二十条 本办法自2019年3月1日起施行。2010年发布的旧办法同时废止。"
+    q = "示范办法第二十条规定何时施行？"
+    found = check_numbers("根据第二十条，本办法自2019年5月1日起施行。", zh_source, q)
+    assert found is not None and "2019年5月1日" in found.reason
+    assert check_numbers("根据第二十条，本办法自2019年3月1日起施行。", zh_source, q) is None
+    # a date worked out in a case is the case's own
+    case = "某人2019年3月5日提出申请，按第二十条当时办法已施行，审核期限的最后一日是2019年4月4日。"
+    assert check_numbers(case, zh_source, "某人2019年3月5日提出申请，适用本办法吗？") is None
+    en = check_numbers(
+        "The terms of the Wardens end at noon on the 15th day of January, and the terms of the "
+        "Stewards at noon on the 3d day of January.",
+        EN_AMENDMENTS,
+        "When do the terms of the Wardens and Stewards end under Section 4?",
+    )
+    assert en is not None and "15th day of January" in en.reason

@@ -734,7 +734,13 @@ def _aligned_numbers(left: str, right: str, source_al: str) -> list[float]:
 
 
 def _swapped(
-    q: Quantity, answer_n: str, source_al: str, lang: str, *, strong: bool = True
+    q: Quantity,
+    answer_n: str,
+    source_al: str,
+    lang: str,
+    *,
+    strong: bool = True,
+    shortest: int | None = None,
 ) -> list[float] | None:
     """The source's numbers where the answer's words put ``q``, when none of them is ``q``.
 
@@ -758,7 +764,8 @@ def _swapped(
     if right is None or not right.group():
         return None
     longest = 10 if lang == "zh" else 24
-    shortest = (6 if lang == "zh" else 12) if strong else (4 if lang == "zh" else 5)
+    if shortest is None:
+        shortest = (6 if lang == "zh" else 12) if strong else (4 if lang == "zh" else 5)
     context = m.group()
     for size in range(min(longest, len(context)), shortest - 1, -1):
         found = _aligned_numbers(context[-size:], right.group(), source_al)
@@ -794,27 +801,37 @@ class _Context:
     question: str
 
 
-def _explained(q: Quantity, ctx: _Context) -> bool:
-    """Whether ``q`` is accounted for without the source's wording: the question states it, or
-    it follows from the case's numbers, or it is the result of a calculation written out."""
+_STRONG, _WEAK = "strong", "weak"
+# Characters of the answer's own words before a number that must recur in the source, with
+# another number, to outweigh a weak explanation.
+_OVERRIDE = {"zh": 8, "en": 18}
+
+
+def _explained(q: Quantity, ctx: _Context) -> str | None:
+    """How ``q`` is accounted for without the source's wording: ``"strong"`` when the question
+    states it, it follows from the question's own figures, or it is the result of a calculation
+    written out; ``"weak"`` when, in a case answer, the source states it somewhere or it is one
+    step from two of the source's numbers; None when nothing explains it."""
     if _in_pool(q, ctx.question_q):
-        return True
-    if ctx.case and _in_pool(q, ctx.pool):
-        # A case answer paraphrases: its words may meet another sentence of the source.
-        return True
+        return _STRONG
     targets = _targets(q)
-    if ctx.case_values and _derivable(targets, ctx.case_values, ctx.all_values):
-        return True
+    if ctx.given and _derivable(targets, ctx.given, ctx.all_values):
+        return _STRONG
     # Two steps only in a case or calculation, from one of the question's own figures
     # ("12万元的五分之一是2.4万元，拖欠三期是3万元").
     if ctx.case and ctx.given and _two_steps(targets, ctx.given, ctx.all_values):
-        return True
+        return _STRONG
     known = {v for v, _ in ctx.all_values} | {p.value for p in ctx.pool}
     for result, operands in ctx.equations:
         same = any(t in _rounded_forms(result) or _close(t, result) for t, _ in targets)
         if same and all(any(_close(o, k) for k in known) for o in operands):
-            return True
-    return False
+            return _STRONG
+    if ctx.case and _in_pool(q, ctx.pool):
+        # A case answer paraphrases: its words may meet another sentence of the source.
+        return _WEAK
+    if ctx.case_values and _derivable(targets, ctx.case_values, ctx.all_values):
+        return _WEAK
+    return None
 
 
 @lru_cache(maxsize=64)
@@ -857,12 +874,100 @@ def _contradiction(q: Quantity, ctx: _Context) -> list[float] | None:
     if default is not None:
         return default
     here = _clause_of(q, ctx.answer_clauses)
-    if here is None:
-        return None
-    other = _conflict(q, here, ctx.source, ctx.lang, strict=ctx.case or bare)
+    other = (
+        None if here is None else _conflict(q, here, ctx.source, ctx.lang, strict=ctx.case or bare)
+    )
+    if other is None:
+        other = _window_conflict(q, ctx)
     if other is None or _own_provision_states(q, ctx):
         return None
     return [other.value]
+
+
+# --- the words on both sides of a number -------------------------------------------------------
+
+_WINDOW_END = re.compile(r"[。；;！？!?\n]|(?<!\d)\.(?!\d)")
+_ZH_WINDOW_SKIP = frozenset("的之或者应当在及和与其以对由为是了")
+# Words each side of a number that are compared, and how many must match: (left, right, both).
+_WINDOW = {"zh": 9, "en": 6}
+_WINDOW_NEED = {"zh": (2, 1, 5), "en": (1, 1, 4)}
+
+
+def _stem(word: str) -> str:
+    """A crude English stem: "decides" and "decide", "inhabitants" and "inhabitant" meet."""
+    word = word.casefold()
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > 4 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _side(text: str, lang: str, left: bool) -> frozenset[str]:
+    """The content words of one side of a number, nearest first: Chinese character bigrams,
+    English stems without function words."""
+    k = _WINDOW[lang]
+    if lang == "zh":
+        chars = re.findall(f"[{CJK}]", text)
+        chars = [c for c in chars if c not in _ZH_WINDOW_SKIP]
+        chars = chars[-k:] if left else chars[:k]
+        return frozenset(a + b for a, b in itertools.pairwise(chars))
+    words = [
+        _stem(t)
+        for t in _EN_TOKEN.findall(text)
+        if t.casefold() not in _EN_FUNCTION and not t[0].isdigit()
+    ]
+    return frozenset(words[-k:] if left else words[:k])
+
+
+def _windows(
+    text_n: str, quantities: Sequence[Quantity], lang: str
+) -> list[tuple[frozenset[str], frozenset[str]]]:
+    """(left words, right words) of each quantity, within its sentence."""
+    bounds = [0] + [m.end() for m in _WINDOW_END.finditer(text_n)] + [len(text_n)]
+    out = []
+    for q in quantities:
+        a = max(b for b in bounds if b <= q.start)
+        e = min((b for b in bounds if b >= q.end), default=len(text_n))
+        out.append((_side(text_n[a : q.start], lang, True), _side(text_n[q.end : e], lang, False)))
+    return out
+
+
+@lru_cache(maxsize=64)
+def _source_windows(source: str, lang: str) -> tuple[tuple[frozenset[str], frozenset[str]], ...]:
+    return tuple(_windows(normalized(source), _source_quantities(source, lang), lang))
+
+
+def _window_conflict(q: Quantity, ctx: _Context) -> Quantity | None:
+    """The source's quantity whose words on both sides match ``q``'s best, when its value
+    differs: "male inhabitants who are 18 years of age and citizens" against "male inhabitants
+    of such State, being 21 years of age, and citizens" (the clause boundaries differ, the
+    surrounding words do not). Enough words must match on each side, and no quantity of the
+    source with ``q``'s value may match (nearly) as well."""
+    left, right = _windows(ctx.answer_n, [q], ctx.lang)[0]
+    need_left, need_right, need = _WINDOW_NEED[ctx.lang]
+    dim = _dim(q)[0]
+    best: tuple[int, Quantity] | None = None
+    same = -1
+    source_q = _source_quantities(ctx.source_text, ctx.lang)
+    for p, (p_left, p_right) in zip(
+        source_q, _source_windows(ctx.source_text, ctx.lang), strict=True
+    ):
+        if _dim(p)[0] != dim:
+            continue
+        on_left, on_right = len(left & p_left), len(right & p_right)
+        score = on_left + on_right
+        if _same_quantity(q, p, loose=False):
+            same = max(same, score)
+        elif (
+            on_left >= need_left
+            and on_right >= need_right
+            and score >= need
+            and (best is None or score > best[0])
+        ):
+            best = (score, p)
+    if best is None or same >= best[0] - 1:
+        return None
+    return best[1]
 
 
 @lru_cache(maxsize=64)
@@ -872,7 +977,7 @@ def _source_quantities(source: str, lang: str) -> tuple[Quantity, ...]:
 
 def _judge(
     answer_n: str, source: str, question: str, lang: str
-) -> tuple[_Context, list[Quantity], set[int]]:
+) -> tuple[_Context, list[Quantity], dict[int, str]]:
     """The context, the answer's quantities, and which of them the question or arithmetic
     explain (a worked step's result may feed the next step)."""
     source_q = list(_source_quantities(source, lang))
@@ -898,32 +1003,51 @@ def _judge(
         case_values, all_values, given, _equations(answer_n), _clauses(answer_n, answer_q, lang),
         _source_clauses(source, lang), source, question,
     )  # fmt: skip
-    explained: set[int] = set()
+    explained: dict[int, str] = {}
     changed = True
     while changed:
         changed = False
         for i, q in enumerate(answer_q):
-            if i in explained or not _explained(q, ctx):
+            if i in explained:
                 continue
-            explained.add(i)
+            how = _explained(q, ctx)
+            if how is None:
+                continue
+            explained[i] = how
             if ctx.case_values and not _in_pool(q, source_q):
+                # A worked step's result feeds the next step; only a result of the question's
+                # own figures counts as one of them.
                 new = set(_operand_values(q)) - ctx.case_values
                 if new:
                     ctx.case_values |= new
-                    ctx.given |= new
                     ctx.all_values |= new
+                    if how == _STRONG:
+                        ctx.given |= new
                     changed = True
     return ctx, answer_q, explained
 
 
 def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> list[str]:
-    """The answer's quantities that contradict the source, as the answer wrote them."""
+    """The answer's quantities that contradict the source, as the answer wrote them.
+
+    A quantity only the source's own numbers explain (a case answer may restate or combine
+    them) still contradicts the source when the answer's words right around it recur in the
+    source with another value: the same rule, restated with another number.
+    """
     ctx, answer_q, explained = _judge(answer_n, source, question, lang)
     swapped = []
     for i, q in enumerate(answer_q):
-        if i in explained:
+        how = explained.get(i)
+        if how == _STRONG:
             continue
-        found = _contradiction(q, ctx)
+        if how == _WEAK:
+            # a longer phrase than usual: a case answer's paraphrase meets short ones by chance
+            found = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang, shortest=_OVERRIDE[lang])
+            if found is None and not _own_provision_states(q, ctx):
+                other = _window_conflict(q, ctx)
+                found = None if other is None else [other.value]
+        else:
+            found = _contradiction(q, ctx)
         if found:
             swapped.append(f"{q.text} (source: {', '.join(_show(v) for v in found[:3])})")
     return swapped
@@ -1048,6 +1172,74 @@ def _foreign_laws(answer: str, source: str, question: str, lang: str) -> list[st
     return out
 
 
+# --- dates stated as rules ---------------------------------------------------------------------
+
+_ZH_YMD = re.compile(r"(?:(\d{4})\s*年\s*)?(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+_EN_DAY_OF = re.compile(
+    rf"\b(\d{{1,2}})(?:st|nd|rd|th|d)?\s+(?:day\s+of\s+)?({_MONTHS})(?:,?\s+(\d{{4}}))?\b"
+    rf"|\b({_MONTHS})\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?\b"
+)
+
+
+def _date_quantities(text_n: str, lang: str) -> list[Quantity]:
+    """Dates of a normalised text as quantities of unit 'date' (value YYYYMMDD, year 0 when
+    not given): "2007年7月1日", "7月1日", "the 15th day of January", "March 4, 2024"."""
+    out = []
+    if lang == "zh":
+        for m in _ZH_YMD.finditer(text_n):
+            year, month, day = int(m.group(1) or 0), int(m.group(2)), int(m.group(3))
+            out.append(Quantity(year * 10000 + month * 100 + day, "date", m.group(), *m.span()))
+        return out
+    months = _MONTHS.split("|")
+    for m in _EN_DAY_OF.finditer(text_n):
+        if m.group(1):
+            day, month, year = int(m.group(1)), months.index(m.group(2)) + 1, m.group(3)
+        else:
+            day, month, year = int(m.group(5)), months.index(m.group(4)) + 1, m.group(6)
+        value = int(year or 0) * 10000 + month * 100 + day
+        out.append(Quantity(value, "date", m.group(), *m.span()))
+    return out
+
+
+def _same_date(a: Quantity, b: Quantity) -> bool:
+    """Same month and day, and the same year unless one of them gives none."""
+    ya, yb = divmod(int(a.value), 10000), divmod(int(b.value), 10000)
+    return ya[1] == yb[1] and (ya[0] == yb[0] or 0 in (ya[0], yb[0]))
+
+
+@lru_cache(maxsize=64)
+def _source_dates(source: str, lang: str) -> tuple[tuple[Quantity, ...], tuple[Any, ...]]:
+    source_n = normalized(source)
+    dates = _date_quantities(source_n, lang)
+    return tuple(dates), tuple(_windows(source_n, dates, lang))
+
+
+def _check_dates(answer_n: str, source: str, question_n: str, lang: str) -> list[str]:
+    """Dates the answer states where the source states another for the same rule ("本规定自
+    2007年7月1日起施行" against "自2007年1月1日起施行"): a date neither the source nor the
+    question has, whose words on both sides match a date of the source best."""
+    answer_dates = _date_quantities(answer_n, lang)
+    if not answer_dates:
+        return []
+    source_dates, source_windows = _source_dates(source, lang)
+    known = [*source_dates, *_date_quantities(question_n, lang)]
+    need_left, need_right, need = _WINDOW_NEED[lang]
+    out = []
+    for d, (left, right) in zip(answer_dates, _windows(answer_n, answer_dates, lang), strict=True):
+        if any(_same_date(d, k) for k in known):
+            continue
+        best: tuple[int, Quantity] | None = None
+        for p, (p_left, p_right) in zip(source_dates, source_windows, strict=True):
+            on_left, on_right = len(left & p_left), len(right & p_right)
+            score = on_left + on_right
+            ok = on_left >= need_left and on_right >= need_right and score >= need
+            if ok and (best is None or score > best[0]):
+                best = (score, p)
+        if best is not None:
+            out.append(f"{d.text} (source: {best[1].text})")
+    return out
+
+
 def check_numbers(
     output: str, source: str, question: str = "", *, lang: str | None = None
 ) -> Finding | None:
@@ -1093,6 +1285,7 @@ def check_numbers(
         problems.append(f"cites {', '.join(laws[:3])}, not the source's law")
         details["unknown_laws"] = laws
     swapped = _check_quantities(answer_n, source, question, lang)
+    swapped += _check_dates(answer_n, source, question_n, lang)
     if swapped:
         problems.append(f"number differs from the source: {'; '.join(swapped[:3])}")
         details["swapped"] = swapped
