@@ -255,3 +255,19 @@ def test_a_date_the_source_states_for_the_same_rule_is_compared():
         "When do the terms of the Wardens and Stewards end under Section 4?",
     )
     assert en is not None and "15th day of January" in en.reason
+
+
+def test_a_default_stated_with_its_unit_is_checked_even_when_arithmetic_could_produce_it():
+    docs = "By default requests time out after 10 minutes. Failed requests are retried 2 times."
+    q = "If I set `Client(timeout=20.0)`, how does that compare to the default timeout?"
+    # 10 = 20 / 2, but "the default of 10 seconds" is a claim about the docs, and a wrong one
+    found = check_numbers(
+        "Requests time out after 20 seconds instead of the default of 10 seconds.", docs, q
+    )
+    assert found is not None and "10 seconds" in found.reason
+    worked = "The default is 10 minutes = 600 seconds; 600 / 20 = 30, so it is 30 times shorter."
+    assert check_numbers(worked, docs, q) is None
+    zh_docs = "默认情况下，请求在10分钟后超时。失败的请求会重试2次。"
+    zh_q = "如果设置`Client(timeout=20.0)`，和默认超时相比如何？"
+    zh = check_numbers("请求会在20秒后超时，而默认超时是10秒。", zh_docs, zh_q)
+    assert zh is not None and "10秒" in zh.reason

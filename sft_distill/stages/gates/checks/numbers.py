@@ -801,19 +801,19 @@ class _Context:
     question: str
 
 
-_STRONG, _WEAK = "strong", "weak"
+_ASKED, _STRONG, _WEAK = "asked", "strong", "weak"
 # Characters of the answer's own words before a number that must recur in the source, with
 # another number, to outweigh a weak explanation.
 _OVERRIDE = {"zh": 8, "en": 18}
 
 
 def _explained(q: Quantity, ctx: _Context) -> str | None:
-    """How ``q`` is accounted for without the source's wording: ``"strong"`` when the question
-    states it, it follows from the question's own figures, or it is the result of a calculation
-    written out; ``"weak"`` when, in a case answer, the source states it somewhere or it is one
-    step from two of the source's numbers; None when nothing explains it."""
+    """How ``q`` is accounted for without the source's wording: ``"asked"`` when the question
+    states it; ``"strong"`` when it follows from the question's own figures or is the result of
+    a calculation written out; ``"weak"`` when, in a case answer, the source states it somewhere
+    or it is one step from two of the source's numbers; None when nothing explains it."""
     if _in_pool(q, ctx.question_q):
-        return _STRONG
+        return _ASKED
     targets = _targets(q)
     if ctx.given and _derivable(targets, ctx.given, ctx.all_values):
         return _STRONG
@@ -1021,7 +1021,7 @@ def _judge(
                 if new:
                     ctx.case_values |= new
                     ctx.all_values |= new
-                    if how == _STRONG:
+                    if how in (_ASKED, _STRONG):
                         ctx.given |= new
                     changed = True
     return ctx, answer_q, explained
@@ -1038,9 +1038,14 @@ def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> l
     swapped = []
     for i, q in enumerate(answer_q):
         how = explained.get(i)
-        if how == _STRONG:
+        if how == _ASKED:
             continue
-        if how == _WEAK:
+        if how == _STRONG:
+            # Arithmetic may produce any number, but a default the answer states with its unit
+            # is a claim about the source ("the default of 10 seconds" where it says 10
+            # minutes); a bare number of a calculation is not.
+            found = None if q.unit in ("", "ordinal") else _default_conflict(q, ctx, ctx.question)
+        elif how == _WEAK:
             # a longer phrase than usual: a case answer's paraphrase meets short ones by chance
             found = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang, shortest=_OVERRIDE[lang])
             if found is None and not _own_provision_states(q, ctx):
