@@ -10,6 +10,7 @@ import pytest
 
 from sft_distill.stages.gates.checks.numbers import check_numbers
 from sft_distill.stages.gates.checks.referential import find_referential
+from sft_distill.stages.gates.checks.truncation import find_truncation
 
 # A made-up insurance product's terms, one chunk of them.
 ZH_POLICY = """# 云帆守护星重大疾病保险B款（互联网版）条款
@@ -271,3 +272,36 @@ def test_a_default_stated_with_its_unit_is_checked_even_when_arithmetic_could_pr
     zh_q = "如果设置`Client(timeout=20.0)`，和默认超时相比如何？"
     zh = check_numbers("请求会在20秒后超时，而默认超时是10秒。", zh_docs, zh_q)
     assert zh is not None and "10秒" in zh.reason
+
+
+# --- truncation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # a sentence with a bracket and a semicolon is prose, not a line of code
+        "The charter requires a public hearing for new tolls (except on bridges built before the "
+        "union); bars any toll on a road that a State has not",
+        # a short answer that opened a statement with a lead-in clause
+        "根据《示范保险条例》第九条，投保人应当在宽",
+        "第九条规定，投保人应当在约定支付日起",
+    ],
+)
+def test_a_cut_sentence_is_truncated_even_when_short_or_bracketed(answer):
+    assert find_truncation(answer) is not None, answer
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "二年，自知道之日起计算",
+        "保湿霜，剃须刀，洗发水，牙刷",
+        "```python\nclient = Client(timeout=5.0)\n```",
+        "Set it like this:\nclient = fetchkit.Client(timeout=(5, 30), retries={'max': 3})",
+        # a line of emphasis markers alone is no line of text
+        "The steps are done.\n**",
+    ],
+)
+def test_phrases_lists_and_code_are_not_truncated(answer):
+    assert find_truncation(answer) is None, answer

@@ -94,12 +94,20 @@ def strip_code(text: str) -> str:
     text = _FENCED_CODE.sub(" ", text)
     text = _INLINE_CODE.sub(" ", text)
     text = _CODE_LINE.sub(" ", text)
-    lines = [
-        line
-        for line in text.splitlines()
-        if not (len(_SYMBOLS.findall(line)) >= 3 and not _CJK_RE.search(line))
-    ]
+    lines = [line for line in text.splitlines() if not _looks_like_code(line)]
     return "\n".join(lines)
+
+
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def _looks_like_code(line: str) -> bool:
+    """Brackets, semicolons and '=' dense among few words; a sentence with a parenthesis and a
+    semicolon ("(except in time of war); bars …") is prose."""
+    symbols = len(_SYMBOLS.findall(line))
+    if symbols < 3 or _CJK_RE.search(line):
+        return False
+    return symbols >= 0.25 * len(_WORD.findall(line))
 
 
 def cjk_ratio(text: str) -> tuple[float, int]:
