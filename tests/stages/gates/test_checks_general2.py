@@ -94,6 +94,18 @@ def test_an_unnamed_or_generic_document_does_not_license_article_numbers(questio
         "文件里提到的免赔额怎么计算？",
         "What limit does the last section here set?",
         "What does the retry example here print?",
+        # a demonstrative with its measure word is no part of a name
+        "结合该规定，用人单位应当怎么做？",
+        "按这份医疗险第五条，续保要什么条件？",
+        # a provision counted from where the reader is, or not named
+        "What does the present article require of the Assembly?",
+        "Under the provision in question, who may vote?",
+        "What does the second paragraph say about tolls?",
+        "What does Section 3 of this article provide?",
+        "Which powers does the article grant?",
+        "Under these rules, who may admit a new State?",
+        "What does the guide recommend for timeouts?",
+        "As described, how many delegates does each State send?",
     ],
 )
 def test_a_demonstrated_document_with_no_named_antecedent_is_referential(question):
@@ -109,7 +121,16 @@ def test_a_demonstrated_document_with_no_named_antecedent_is_referential(questio
         "政府应该实施哪些政策来减少贫困？",
         "因此产品责任由谁承担？",
         "重写这句话，使其更正式：\n这项新政策得到了很多人的认可。",
+        "列出这个法式吐司食谱的成分。",
         "Who signs here?",
+        # names: a law's short title, a product before its article, an ordinal amendment
+        "民法典婚姻家庭编第一千零七十九条规定了哪些可以判决离婚的情形？",
+        "云帆长期医疗险第五条对续保有什么规定？",
+        "What does the First Amendment protect?",
+        "What does the second paragraph of the Fourteenth Amendment say?",
+        "How does the section on timeouts in the fetchkit docs work?",
+        "Summarize the article 'Retries in practice'.",
+        "What is the first rule of storytelling?",
     ],
 )
 def test_words_that_only_look_like_demonstratives_are_not_referential(question):

@@ -67,7 +67,7 @@ _ZH_LEGAL_NOUN = (
 _ZH_THIS_NOUN = re.compile(
     rf"((?<![基根日资成样范版副账蓝标课脚读剧原文])本|(?<![应活])该|(?<![因彼如从由借据就特])此"
     rf"|这(?:一|份|个|款|项|部|条|种)?)"
-    rf"({_ZH_LEGAL_NOUN})(?![人件院律关系务方面者费率额金]|所(?!说|称|述|列|指|规定))"
+    rf"({_ZH_LEGAL_NOUN})(?![人件院律关系务方面者费率额金式国语文术子师]|所(?!说|称|述|列|指|规定))"
 )
 # 这/该/此 (+ a measure word) + a few words of description + a document or product noun:
 # "这个医疗险", "这份附加条款", "该重疾险条款", "这款百万医疗保险". The noun must end the
@@ -115,7 +115,8 @@ _EN_DEIXIS_RE = re.compile(
     rf"|\b(?:mentioned|listed|shown|described|given|stated|defined|discussed|presented|covered"
     rf"|documented|explained|outlined|referenced|specified|quoted|cited|used|read)\s+(?:here|above"
     rf"|below|earlier|previously|before)\b"
-    # "the final section here", "the example here", "what it says here": a text at hand.
+    # "the final section here", "the example here", "what it says here": a text at hand; "the
+    # guide" of nothing named.
     rf"|\b(?:the|this|these|those)\s+(?:[a-z-]+\s+){{0,2}}(?:{_EN_DOC}|{_EN_PART}|rule|amendment"
     rf"|list|code)s?\s+here\b|\b(?:says?|said|states?|means?|reads?)\s+here\b"
     # Parts of a document: "this page", "the second example", "the table lists", "in the
@@ -128,7 +129,8 @@ _EN_DEIXIS_RE = re.compile(
     rf"\s+the\s+(?!table|chart)(?:{_EN_PART})\b(?!\s+(?:of|for|on)\s+[A-Za-z`])"
     rf"|\bthe\s+{_EN_PART}\s+(?:shows?|lists?|says|gives|contains|mentions|describes|illustrates"
     rf"|uses|demonstrates)\b"
-    rf"|\bthe\s+(?:docs|documentation|readme|manual)\b(?!\s+(?:of|for|on)\s+[A-Za-z`])"
+    rf"|\bthe\s+(?:docs|documentation|readme|manual|guide|tutorial|handbook|faq)\b"
+    rf"(?!\s+(?:of|for|on|to)\s+[A-Za-z`])"
     # A conversation the student never had: "same question as before", "the docs you just read".
     rf"|\b(?:same\s+question|as\s+before|as\s+above|like\s+before|as\s+(?:I|we)\s+(?:asked"
     rf"|said|mentioned)|you\s+(?:just|previously|already)\s+(?:read|saw|looked\s+at|were\s+shown"
@@ -144,11 +146,36 @@ _EN_DEIXIS_RE = re.compile(
 _EN_THIS_NOUN = re.compile(
     r"\b(?:this|that|the\s+said|said)\s+(?:text|document|article|section|paragraph|clause"
     r"|provision|chapter|contract|policy|agreement|law|act|statute|regulation|constitution"
-    r"|amendment|rule|code|plan|product|excerpt|passage)\b"
+    r"|amendment|rule|code|plan|product|excerpt|passage|part)\b"
+    r"|\b(?:these|those)\s+(?:rules|provisions|clauses|sections|articles|paragraphs|amendments"
+    r"|regulations|terms)\b(?!\s+of\b)"
     # "the Act", "the Amendment": a law's generic name stands for one only when it is named
     r"|\bthe\s+(?:Act|Amendment|Statute|Regulation|Ordinance|Directive|Treaty|Convention)\b"
-    r"(?!\s+(?:of|on|for)\s+(?:the\s+)?[A-Z])",
+    r"(?!\s+(?:of|on|for)\s+(?:the\s+)?[A-Z])"
+    # "the article", "the provision" that does something ("Which powers does the article
+    # grant?"), not "the section on timeouts"
+    r"|\bthe\s+(?:article|section|clause|provision|paragraph)\b"
+    r"(?!\s+(?:of|on|for|about|in|from|under|to|that|which|number|\d|[IVXLC]+\b)|-"
+    r"|\s*[\"'“‘`(]|\s+(?-i:[A-Z]))",
     re.IGNORECASE,
+)
+# A provision counted from where the reader is ("the second paragraph", "the last article",
+# "the present section", "the provision in question"); "the First Amendment" is a name.
+_EN_POSITION = re.compile(
+    r"\bthe\s+(?:(?:first|second|third|fourth|fifth)\s+(?:article|section|paragraph|clause"
+    r"|provision|chapter|part|rule)s?|(?:last|final|next|previous|preceding|present|current|same)"
+    r"\s+(?:article|section|paragraph|clause|provision|chapter|part|rule|amendment)s?)\b"
+    r"(?!\s+of\b)"
+    r"|\b(?:article|section|paragraph|clause|provision|rule|text|document|passage)\s+in\s+question\b"
+    # "Section 3 of this article": the part is numbered, the whole is not named
+    r"|\b(?:Section|Clause|Paragraph|Article)\s+\d+\s+of\s+(?:this|that|the)\s+(?:article"
+    r"|amendment|act|law|chapter|document|text|section)\b"
+    r"|^\s*as\s+(?:described|stated|mentioned|noted|shown|explained|discussed|outlined)\s*,",
+    re.IGNORECASE,
+)
+_LOWER_POSITION = re.compile(
+    r"\bthe\s+(?:first|second|third|fourth|fifth|last|final|next|previous|preceding|present"
+    r"|current|same)\s+[a-z]"
 )
 _EN_NAMED = re.compile(
     r"\b(?:Article|Section|Amendment|Clause|Title|Chapter|Rule|Regulation|Part)\s+[0-9IVXLC]+\b"
@@ -186,7 +213,7 @@ _ZH_DOC_NOUN = re.compile(
     r"(?:法典|(?<![方办做说看用想写算手疗语立执司依违合非守本该此这有关相述列些哪么体他无])法"
     r"(?![院人律规定官庭治])|条例|细则|规定|解释|办法|章程|规则|条款|合同|协议|政策|须知|公约"
     r"|计划|方案|(?<![风危冒惊凶探抢脱天])(?:保)?险(?=[A-Za-z0-9]{1,4}款|[（(]|条款|合同|产品"
-    r"|[，,。？?、的中里]|$))"
+    r"|[，,。？?、的中里第]|$))"
     r"(?:[A-Za-z0-9]{1,4}款|[A-Za-z0-9]{2,6}版)?(?:\s*[（(][^）)\n]{1,16}[）)])*"
 )
 # Where a name starts: after punctuation, or after a verb or preposition that introduces it.
@@ -196,6 +223,8 @@ _ZH_NAME_CUT = re.compile(
     r"|签订了?|签署|订立|买了?|解除|履行|变更|终止|违反|撤销|转让|续保|退保|适用|遵守|执行|制定"
     r"|修改|废止|发布|颁布|公布|实施|施行|什么|哪|怎么|如何|是否|多少|可以|应当|能否|能|会|要"
     r"|第\s*[0-9一二三四五六七八九十百千零〇两]+\s*[条款项章节编]|想知道|知道|请问"
+    r"|(?:(?<![日版资基成根样范副账脚剧课])本|该|(?<![因彼如从由借据就特])此|这|那)"
+    r"(?:一|份|个|款|项|部|种|类|张|些)?"
     r"|[按依据照在对于和与及或是的把被向给从由为了就我你他她它们]".replace("{CJK}", CJK)
 )
 # A name does not start with a demonstrative ("这份重疾险条款", "上述规定", "相关规定").
@@ -205,7 +234,7 @@ _ZH_NOT_A_NAME = re.compile(
 )
 # Laws are short ("保险法", "工伤保险条例"); other documents need a longer name ("劳动合同" is
 # a kind of contract, "泰康在线个人重大疾病保险" a product).
-_ZH_NAME_LEN = {"法典": 2, "法": 2, "条例": 2, "解释": 3, "规定": 3, "办法": 3, "细则": 3}
+_ZH_NAME_LEN = {"法典": 1, "法": 2, "条例": 2, "解释": 3, "规定": 3, "办法": 3, "细则": 3}
 # Which demonstrated nouns a named document can stand for (本法 → a named 法, 本合同 → a named
 # contract, policy or insurance product).
 _ZH_NOUN_FAMILY = {
@@ -243,8 +272,8 @@ def _zh_named_documents(question: str) -> set[str]:
             continue
         cuts = list(_ZH_NAME_CUT.finditer(head))
         name = head[cuts[-1].end() :] if cuts else head
-        if _ZH_NOT_A_NAME.match(name):
-            continue
+        if _ZH_NOT_A_NAME.match(name) or (cuts and cuts[-1].group()[:1] in "本该此这那"):
+            continue  # "这款百万医疗险": described, not named
         if len(name) >= _ZH_NAME_LEN.get(noun, 4):
             found.add(_family(noun))
     if _ZH_COMPANY.search(question):
@@ -362,6 +391,16 @@ def _zh_bare_article(question: str) -> str | None:
     return m.group()
 
 
+def _en_position(question: str) -> re.Match[str] | None:
+    """A provision counted from the reader's place; an ordinal must be in lower case ("the
+    First Amendment" names one)."""
+    for m in _EN_POSITION.finditer(question):
+        if m.group().lower().startswith("the ") and not _LOWER_POSITION.match(m.group()):
+            continue
+        return m
+    return None
+
+
 def find_referential(instruction: str, output: str = "", *, input: str = "") -> Finding | None:
     """A question (or answer) that points at a text the student will not have; zh and en.
 
@@ -390,6 +429,9 @@ def find_referential(instruction: str, output: str = "", *, input: str = "") -> 
         return Finding(
             f"referential question: {found!r} without naming the law", {"where": "instruction"}
         )
+    m = _en_position(question)
+    if m and not _INLINE_MATERIAL.search(question[m.end() :]):
+        return Finding(f"referential question: {m.group()!r}", {"where": "instruction"})
     m = _EN_THIS_NOUN.search(question)
     if m and not _EN_NAMED.search(question) and not _INLINE_MATERIAL.search(question[m.end() :]):
         return Finding(
