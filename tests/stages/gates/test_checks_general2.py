@@ -326,3 +326,45 @@ def test_a_cut_sentence_is_truncated_even_when_short_or_bracketed(answer):
 )
 def test_phrases_lists_and_code_are_not_truncated(answer):
     assert find_truncation(answer) is None, answer
+
+
+def test_a_number_closing_its_sentence_aligns_with_one_closing_the_source_sentence():
+    source = (
+        "第八条 被保险人请求给付住院津贴的诉讼时效期间为二年。\n"
+        "第九条 被保险人请求给付身故保险金的诉讼时效期间为五年。"
+    )
+    found = check_numbers(
+        "按第九条，身故保险金的诉讼时效期间为十年。", source, "身故保险金的时效？"
+    )
+    assert found is not None and "10年 (source: 5)" in found.reason
+    assert check_numbers("按第九条，身故保险金的诉讼时效期间为五年。", source, "时效？") is None
+    en = "Section 2. No appropriation of money to that use shall be for a longer term than two "
+    en += "years."
+    found = check_numbers(
+        "Section 2 says an appropriation of money for that use may not run for a term longer "
+        "than one year.",
+        en,
+        "How long may an appropriation for the army run?",
+    )
+    assert found is not None and "1 year" in found.reason
+
+
+def test_a_calls_argument_is_the_questions_own_figure():
+    # "wait_fixed(3)" is an argument, not a list marker "(3)": 3 seconds is the question's figure
+    docs = "By default `wait_fixed` waits 1 second between attempts."
+    q = "How long does `@retry(wait=wait_fixed(3))` wait between attempts?"
+    answer = "It waits 3 seconds between attempts, instead of the default 1 second."
+    assert check_numbers(answer, docs, q) is None
+    zh_docs = "默认情况下，`wait_fixed` 在两次尝试之间等待1秒。"
+    zh_q = "`@retry(wait=wait_fixed(3))` 两次尝试之间等待多久？"
+    assert check_numbers("两次尝试之间等待3秒，而不是默认的1秒。", zh_docs, zh_q) is None
+
+
+def test_words_that_contain_a_pronoun_are_no_case():
+    # 其他 contains 他, 若干 contains 若: a question about the law, not a case, so a swapped
+    # number of a clause worded like the source's is flagged
+    source = "人寿保险以外的其他保险的诉讼时效期间为二年。"
+    source += "人寿保险的诉讼时效期间为五年，自知道保险事故发生之日起计算。"
+    q = "人寿保险和其他保险的诉讼时效分别是多长？"
+    found = check_numbers("其他保险的诉讼时效为二年；人寿保险的诉讼时效为十年。", source, q)
+    assert found is not None and "10年" in found.reason

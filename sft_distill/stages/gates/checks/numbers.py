@@ -101,7 +101,8 @@ _EN_DATE = re.compile(
     rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:day\s+of\s+)?(?:{_MONTHS})(?:,?\s+\d{{4}})?\b"
 )
 # Enumeration markers ("1.", "(2)") are not quantities.
-_ENUM_MARK = re.compile(r"(?:^|\n)\s*[(（]?\d+[.)）、](?!\d)|[(（]\d+[)）]")
+# ("f(2)" is a call's argument, not a marker.)
+_ENUM_MARK = re.compile(r"(?:^|\n)\s*[(（]?\d+[.)）、](?!\d)|(?<![A-Za-z0-9_])[(（]\d+[)）]")
 # Version numbers, HTTP status classes and code are not quantities either ("3.10", "4xx").
 _EN_CODE = re.compile(r"`[^`\n]*`|\b\d+(?:\.\d+){2,}\b|\b\d[xX]{2}\b|\bv\d+(?:\.\d+)*\b")
 # Code is an example, not a rule: fenced blocks, inline code, and "name=5" arguments anywhere.
@@ -902,20 +903,23 @@ def _stem(word: str) -> str:
     return word
 
 
+_EDGE = frozenset({"\x00edge"})
+
+
 def _side(text: str, lang: str, left: bool) -> frozenset[str]:
     """The content words of one side of a number, nearest first: Chinese character bigrams,
     English stems without function words."""
     k = _WINDOW[lang]
+    if not re.search(rf"[{CJK}A-Za-z]", text):
+        return _EDGE  # the number opens or closes its sentence: that, too, is its place
+    # Other numbers nearby are words of the window too: "1年以上不满3年的" is not "3个月以上不满
+    # 1年的".
     if lang == "zh":
-        chars = re.findall(f"[{CJK}]", text)
+        chars = re.findall(rf"[{CJK}]|\d+(?:\.\d+)?", text)
         chars = [c for c in chars if c not in _ZH_WINDOW_SKIP]
         chars = chars[-k:] if left else chars[:k]
         return frozenset(a + b for a, b in itertools.pairwise(chars))
-    words = [
-        _stem(t)
-        for t in _EN_TOKEN.findall(text)
-        if t.casefold() not in _EN_FUNCTION and not t[0].isdigit()
-    ]
+    words = [_stem(t) for t in _EN_TOKEN.findall(text) if t.casefold() not in _EN_FUNCTION]
     return frozenset(words[-k:] if left else words[:k])
 
 

@@ -220,8 +220,10 @@ def unknown_laws(answer: str, context: str, lang: str) -> list[str]:
 # Cues: a party ("某", "甲方", "小王", "a man"), a hypothesis, a number the law does not have, a
 # personal pronoun, or a scenario sentence before the question ("…撞伤了行人。保险公司要赔吗？").
 _ZH_CASE = re.compile(
-    rf"某|[甲乙丙丁](?:方|公司|某|与|向|对|的)|[小老阿][{CJK}](?=[的在因向与为是想已从跟和被把])"
-    r"|假设|假如|如果|若|倘若|他|她|我|你|一(?:名|家|位|辆|份|起)|[0-9]|[。！；;][^。！；;]{4,}$"
+    rf"某(?!些)|[甲乙丙丁](?:方|公司|某|与|向|对|的)|[小老阿][{CJK}](?=[的在因向与为是想已从跟和被把])"
+    # (not the 他 of 其他, the 若 of 若干, the 某 of 某些, the 我 of 自我)
+    r"|假设|假如|如果|(?<!倘)若(?!干)|倘若|(?<![其吉])他|她|(?<!自)我|你|一(?:名|家|位|辆|份|起)"
+    r"|[0-9]|[。！；;][^。！；;]{4,}$"
     r"|怎么(?:办|处理|解决|算|计算|赔)|如何(?:处理|计算|认定|解决|赔偿)"
     # a date or a total to work out
     r"|哪天|哪一天|几号|最早|一共|总共"
