@@ -368,3 +368,20 @@ def test_words_that_contain_a_pronoun_are_no_case():
     q = "人寿保险和其他保险的诉讼时效分别是多长？"
     found = check_numbers("其他保险的诉讼时效为二年；人寿保险的诉讼时效为十年。", source, q)
     assert found is not None and "10年" in found.reason
+
+
+# --- non-answers ----------------------------------------------------------------------------
+
+
+def test_a_pronoun_one_is_no_amount():
+    from sft_distill.stages.gates.checks.non_answer import find_non_answer
+
+    q = "What is the default retry limit of fetchkit?"
+    circular = "The default retry limit of fetchkit is the retry limit fetchkit applies when you "
+    circular += "have not configured one yourself."
+    assert find_non_answer(circular, q) is not None
+    assert find_non_answer("The default retry limit is one retry per request.", q) is None
+    zh_q = "fetchkit默认的重试次数是多少？"
+    zh = "fetchkit默认的重试次数，就是你没有另外设置一个重试次数时fetchkit默认使用的重试次数。"
+    assert find_non_answer(zh, zh_q) is not None
+    assert find_non_answer("默认重试一次，即失败后再请求一次。", zh_q) is None
