@@ -385,3 +385,21 @@ def test_a_pronoun_one_is_no_amount():
     zh = "fetchkit默认的重试次数，就是你没有另外设置一个重试次数时fetchkit默认使用的重试次数。"
     assert find_non_answer(zh, zh_q) is not None
     assert find_non_answer("默认重试一次，即失败后再请求一次。", zh_q) is None
+
+
+def test_a_count_aligns_only_with_a_count_of_the_same_thing():
+    source = (
+        "第十四条 具有下列情形之一的，被保险人可以请求保险人直接向受害人赔偿保险金：\n"
+        "（一）被保险人的赔偿责任经法院生效裁判确认；\n（二）经被保险人与受害人协商一致；\n"
+        "（三）其他能够确定被保险人应负赔偿责任的情形。"
+    )
+    q = "示范解释第十四条规定被保险人在什么情况下可以请求直接赔偿？"
+    # 三种情形 counts the items; 情形之一 says any one of them will do
+    answer = "第十四条具有三种情形，被保险人可以请求保险人直接向受害人赔偿保险金：生效裁判确认、"
+    answer += "协商一致、其他能够确定赔偿责任的情形。"
+    assert check_numbers(answer, source, q) is None
+    en = "Section 2. The consent of the legislatures of nine States shall be sufficient."
+    found = check_numbers(
+        "Section 2 says the consent of the legislatures of seven States is enough.", en, "Consent?"
+    )
+    assert found is not None and "7" in found.reason

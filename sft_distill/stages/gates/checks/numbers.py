@@ -941,6 +941,18 @@ def _source_windows(source: str, lang: str) -> tuple[tuple[frozenset[str], froze
     return tuple(_windows(normalized(source), _source_quantities(source, lang), lang))
 
 
+def _next_word(text_n: str, pos: int, lang: str) -> str:
+    """The word right after ``pos``: a Chinese character (a measure word), an English stem;
+    "" when a function word or nothing follows."""
+    if lang == "zh":
+        m = re.match(rf"\s*([{CJK}])", text_n[pos:])
+        return m.group(1) if m and m.group(1) not in _ZH_WINDOW_SKIP else ""
+    m = re.match(r"[\s-]*([A-Za-z_][A-Za-z_'-]*)", text_n[pos:])
+    if m is None or m.group(1).casefold() in _EN_FUNCTION:
+        return ""
+    return _stem(m.group(1))
+
+
 def _window_conflict(q: Quantity, ctx: _Context) -> Quantity | None:
     """The source's quantity whose words on both sides match ``q``'s best, when its value
     differs: "male inhabitants who are 18 years of age and citizens" against "male inhabitants
@@ -953,10 +965,16 @@ def _window_conflict(q: Quantity, ctx: _Context) -> Quantity | None:
     best: tuple[int, Quantity] | None = None
     same = -1
     source_q = _source_quantities(ctx.source_text, ctx.lang)
+    # A count without a unit counts something: the word right after it must be the same ("3
+    # States" and "9 States", not "三种情形" and "情形之一").
+    counted = _next_word(ctx.answer_n, q.end, ctx.lang) if q.unit in ("", "ordinal") else ""
+    source_n = normalized(ctx.source_text)
     for p, (p_left, p_right) in zip(
         source_q, _source_windows(ctx.source_text, ctx.lang), strict=True
     ):
         if _dim(p)[0] != dim:
+            continue
+        if counted and _next_word(source_n, p.end, ctx.lang) != counted:
             continue
         on_left, on_right = len(left & p_left), len(right & p_right)
         score = on_left + on_right
