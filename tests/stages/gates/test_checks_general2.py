@@ -403,3 +403,99 @@ def test_a_count_aligns_only_with_a_count_of_the_same_thing():
         "Section 2 says the consent of the legislatures of seven States is enough.", en, "Consent?"
     )
     assert found is not None and "7" in found.reason
+
+
+# --- support: a figure the source lacks, in any sentence of a direct answer -------------------
+
+EN_CLIENT_DOCS = """## Connection pooling
+
+fetchkit keeps idle connections open and reuses them. The pool holds at most 20 connections
+per host; when the pool is full, a new request waits for a free connection.
+"""
+
+
+@pytest.mark.parametrize(
+    ("answer", "question", "source", "figure"),
+    [
+        # not worded as a rule (no 应当/shall): still a claim the source does not make
+        (
+            "等待期为九十日。等待期内确诊的，本公司按已交保险费的百分之八十退费。",
+            "云帆守护星重大疾病保险B款的等待期是多久？",
+            ZH_POLICY,
+            "80%",
+        ),
+        (
+            "The pool holds at most 20 connections per host. Idle connections are closed after "
+            "45 seconds without traffic.",
+            "How many connections does fetchkit's pool keep per host?",
+            EN_CLIENT_DOCS,
+            "45 seconds",
+        ),
+        # a number word before a unit of time ("one-second") is a duration, not "1-2nd"
+        (
+            "The pool holds at most 20 connections per host, and a waiting request gives up "
+            "after a one-second pause.",
+            "How many connections does fetchkit's pool keep per host?",
+            EN_CLIENT_DOCS,
+            "1-second",
+        ),
+    ],
+)
+def test_a_figure_the_source_lacks_is_unsupported_in_any_sentence(answer, question, source, figure):
+    from sft_distill.stages.gates.checks.support import find_unsupported
+
+    found = find_unsupported(answer, source, question)
+    assert found is not None and figure in found.reason
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # a made-up example carries its own figures
+        "The pool holds at most 20 connections per host. For example, a crawler hitting 3 hosts "
+        "can hold 60 connections in all.",
+        "The pool holds at most 20 connections per host. When the pool is full, a new request "
+        "waits for a free connection, e.g. for 2 seconds.",
+        # how often the answer tells you to do something is narration, not a rule of the source
+        "The pool holds at most 20 connections per host; build the client once and reuse it.",
+        # "once" that opens a clause is a time, not a count
+        "The pool holds at most 20 connections per host. Once the pool is full, a new request "
+        "waits for a free connection.",
+    ],
+)
+def test_examples_narrated_counts_and_clause_once_are_not_unsupported(answer):
+    from sft_distill.stages.gates.checks.support import find_unsupported
+
+    q = "How many connections does fetchkit's pool keep per host?"
+    assert find_unsupported(answer, EN_CLIENT_DOCS, q) is None
+
+
+def test_once_opening_a_clause_is_no_count():
+    from sft_distill.stages.gates.checks.numbers import extract_quantities
+
+    def counts(text):
+        return [q.text for q in extract_quantities(text, "en") if q.unit == "multiple"]
+
+    assert counts("The lease ends once the tenant leaves.") == []
+    assert counts("Once signed, the form cannot be withdrawn.") == []
+    assert counts("The tenant leaves; once it is empty, the flat is inspected.") == []
+    assert counts("The fee is charged once a quarter.") == ["once"]
+    assert counts("The permit can be extended only once.") == ["once"]
+    assert counts("Failed uploads are retried twice.") == ["twice"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a three-second grace period", "a 3-second grace period"),
+        ("wait one second", "wait 1 second"),
+        ("a seventeen-second gap", "a 17-second gap"),
+        # an ordinal stays one
+        ("the twenty-second day", "the 22nd day"),
+        ("the second year", "the 2nd year"),
+    ],
+)
+def test_a_number_word_before_second_is_a_duration(text, expected):
+    from sft_distill.stages.gates.checks.base import normalized
+
+    assert normalized(text) == expected

@@ -90,6 +90,26 @@ _QTY_EN = re.compile(
 # "retried twice": counts written as adverbs.
 _EN_TIMES = re.compile(r"\b(once|twice|thrice)\b", re.IGNORECASE)
 _EN_TIMES_VALUE = {"once": 1.0, "twice": 2.0, "thrice": 3.0}
+# "Once" that opens a clause means "as soon as": at a sentence or clause start ("Once approved,
+# …"), or before a subject ("once the claim is paid", "once it expires"); "once a year",
+# "only once" and "at least once" are counts.
+_ONCE_CLAUSE_START = re.compile(r"(?:^|[,;:.!?(]|\b(?:and|but|or))\s*$", re.I)
+_ONCE_SUBJECT = re.compile(
+    r"\s+(?:the|this|that|these|those|it|he|she|they|you|we|i|his|her|their|its|your|our|all"
+    r"|both|each|every|any|some|no|an?\s+(?!(?:year|month|week|day|hour|minute|second|quarter"
+    r"|term|session|lifetime|period|policy\s+year)\b))\b",
+    re.IGNORECASE,
+)
+
+
+def _once_as_conjunction(text: str, m: re.Match[str]) -> bool:
+    """Whether a matched "once" introduces a clause (a time, not a count)."""
+    if m.group(1).lower() != "once":
+        return False
+    before = text[max(0, m.start() - 12) : m.start()]
+    return bool(_ONCE_CLAUSE_START.search(before) or _ONCE_SUBJECT.match(text, m.end()))
+
+
 # Dates and years are not rule quantities (2023年3月31日, 3月31日, March 31, 10 May 2026).
 _ZH_DATE = re.compile(
     r"\d{4}\s*年(?:度)?(?:\s*\d{1,2}\s*月(?:\s*\d{1,2}\s*日)?)?|\d{1,2}\s*月\s*\d{1,2}\s*日"
@@ -178,7 +198,7 @@ def extract_quantities(
         out.append(Quantity(value, unit, m.group().strip(), m.start(), m.end()))
     if not zh:
         for m in _EN_TIMES.finditer(norm):
-            if not any(a <= m.start() < b for a, b in masked):
+            if not any(a <= m.start() < b for a, b in masked) and not _once_as_conjunction(norm, m):
                 value = _EN_TIMES_VALUE[m.group(1).lower()]
                 out.append(Quantity(value, "multiple", m.group(), m.start(), m.end()))
         out.sort(key=lambda q: q.start)

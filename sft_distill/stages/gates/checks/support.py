@@ -62,6 +62,13 @@ _GLOSS = re.compile(
     r"|i\.e\.)",
     re.IGNORECASE,
 )
+# An example the answer makes up ("例如，保费为1000元的……", "e.g. `Timeout(5.0)`") has its own
+# figures: they are no claim about the source.
+_EXAMPLE = re.compile(
+    r"例如|比如|譬如|举例|举个例子|假设|假如|打个比方|\be\.g\.|\b(?:for\s+example|for\s+instance"
+    r"|say|suppose|supposing|imagine|hypothetically)\b",
+    re.IGNORECASE,
+)
 # Code names an answer gives in backticks (`max_retries`, `httpx.Limits`, `ClientSession`).
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _CODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -192,6 +199,8 @@ def find_unsupported(
     Only answers to direct questions ("第十六条规定了什么？", "How long is a Senator's term?")
     are checked (see the module docstring).
 
+    - A sentence (not advice, a gloss or a made-up example) stating a figure with a unit that
+      neither the source nor the question has, and that no arithmetic explains, is unsupported.
     - A sentence stating a rule ("…应当…", "… shall …"; not advice) whose support is under
       ``min_sentence_support`` looks invented. A sentence citing another article of the source
       is measured against the whole source.
@@ -223,8 +232,15 @@ def find_unsupported(
         toks = support_tokens(sent, lang)
         answer_tokens.extend(toks)
         own_words = _ADVICE.search(sent) or _GLOSS.search(sent)
-        if rule_words.search(sent) and not own_words:
+        # A figure with a unit that neither the source nor the question has, and no arithmetic
+        # explains, is a claim the source does not make, whether or not the sentence is worded
+        # as a rule ("保险费按主险费率的百分之三十计收", "the nonce is cached for 5 minutes").
+        # Outside a rule, how often something is done is the answer's narration ("create the
+        # client once and reuse it"): only measured figures (periods, ages, amounts, shares) count.
+        if not own_words and not _EXAMPLE.search(sent):
             new = unsupported_quantities(sent, source, question, lang=lang)
+            if not rule_words.search(sent):
+                new = [q for q in new if q.unit != "multiple"]
             if new:
                 return Finding(
                     f"states {new[0].text}, which the source does not: {sent[:60]!r}",
