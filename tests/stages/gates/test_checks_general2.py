@@ -499,3 +499,33 @@ def test_a_number_word_before_second_is_a_duration(text, expected):
     from sft_distill.stages.gates.checks.base import normalized
 
     assert normalized(text) == expected
+
+
+def test_a_figure_the_source_shows_only_in_its_code_is_in_the_source():
+    from sft_distill.stages.gates.checks.support import find_unsupported
+
+    source = (
+        "## Giving up\n\nStop retrying after a while:\n\n```python\n"
+        "@again(give_up=after_delay(25))\ndef poll():\n"
+        "    print('Giving up after 25 seconds')\n```\n"
+    )
+    q = "How do I make again stop retrying after a delay?"
+    answer = "Pass `give_up=after_delay(...)` to `@again`; the example gives up after 25 seconds."
+    assert find_unsupported(answer, source, q) is None
+    invented = "Pass `give_up=after_delay(...)` to `@again`; it gives up after 40 seconds."
+    found = find_unsupported(invented, source, q)
+    assert found is not None and "40 seconds" in found.reason
+
+
+def test_a_rule_stated_outside_every_article_is_supported():
+    from sft_distill.stages.gates.checks.support import find_unsupported
+
+    source = (
+        "为统一办理押金退还业务，结合本市实际，制定本办法。押金应当在租期届满后原路退回承租人。\n\n"
+        "第一条 本办法适用于本市住房租赁押金的收取。\n\n"
+        "第二条 出租人收取押金不得超过两个月租金。\n"
+    )
+    q = "示范市住房租赁押金办法对押金怎么退有什么要求？"
+    assert find_unsupported("押金应当在租期届满后原路退回承租人。", source, q) is None
+    invented = "押金应当由街道办事处统一保管并按季度计息返还。"
+    assert find_unsupported(invented, source, q) is not None

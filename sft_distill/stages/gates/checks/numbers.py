@@ -1112,11 +1112,22 @@ def unsupported_quantities(
     lang = lang or detect_lang(source, text)
     text_n = normalized(text)
     ctx, answer_q, explained = _judge(text_n, source, question, lang)
+    # A figure the source shows only in its code ("stop_after_delay(10)  # after 10 seconds")
+    # is still in the source: a prose answer may state it.
+    with_code = _source_quantities_with_code(source, lang)
     return [
         q
         for i, q in enumerate(answer_q)
-        if i not in explained and q.unit not in ("", "ordinal") and not _in_pool(q, ctx.pool)
+        if i not in explained
+        and q.unit not in ("", "ordinal")
+        and not _in_pool(q, ctx.pool)
+        and not _in_pool(q, with_code)
     ]
+
+
+@lru_cache(maxsize=64)
+def _source_quantities_with_code(source: str, lang: str) -> tuple[Quantity, ...]:
+    return tuple(extract_quantities(normalized(source), lang, is_normalized=True, code=True))
 
 
 # --- references and laws ---------------------------------------------------------------------

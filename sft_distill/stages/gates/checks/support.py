@@ -156,11 +156,16 @@ def _token_set(text: str, lang: str) -> frozenset[str]:
 
 @lru_cache(maxsize=64)
 def _unit_token_sets(source: str, lang: str) -> tuple[frozenset[str], ...]:
-    """The token sets of the source's provisions (articles or sections), or of the whole."""
+    """The token sets of the source's provisions (articles or sections) and of the text outside
+    them, or of the whole."""
     units = source_units(source)
     if len(units) < 2:
         return (_token_set(source, lang),)
-    return tuple(frozenset(support_tokens(u.text, lang)) for u in units)
+    # Text outside every provision (a preamble, a definitions part) states rules too.
+    rest = source
+    for u in units:
+        rest = rest.replace(u.text, "\n", 1)
+    return tuple(frozenset(support_tokens(t, lang)) for t in (*(u.text for u in units), rest))
 
 
 def _best_unit_support(toks: list[str], source: str, lang: str) -> float:
