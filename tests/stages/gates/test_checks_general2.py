@@ -529,3 +529,47 @@ def test_a_rule_stated_outside_every_article_is_supported():
     assert find_unsupported("押金应当在租期届满后原路退回承租人。", source, q) is None
     invented = "押金应当由街道办事处统一保管并按季度计息返还。"
     assert find_unsupported(invented, source, q) is not None
+
+
+# --- support in case answers: a figure no arithmetic can have produced ------------------------
+
+
+def test_a_case_question_without_figures_cannot_explain_a_new_figure():
+    from sft_distill.stages.gates.checks.support import find_unsupported
+
+    q = "投保人没按时交续期保费的话怎么处理？"
+    faithful = "投保人应当在每期保险费约定支付日起六十日内支付当期保险费。"
+    assert find_unsupported(faithful, ZH_POLICY, q) is None
+    invented = faithful + "逾期未交的，投保人应当另付未交保费百分之五的滞纳金。"
+    found = find_unsupported(invented, ZH_POLICY, q)
+    assert found is not None and "5%" in found.reason
+    # with figures of its own the question may feed the answer's arithmetic: not judged here
+    q_figures = "投保人2024年3月1日应交续期保费，拖到5月10日才交，怎么处理？"
+    assert find_unsupported(invented, ZH_POLICY, q_figures) is None
+
+
+def test_a_case_answers_own_working_is_not_a_claim():
+    from sft_distill.stages.gates.checks.support import find_unsupported
+
+    q = "How long could a request wait for a free connection if my crawler hits the pool limit?"
+    answer = (
+        "The pool holds at most 20 connections per host, so a new request must wait for a free "
+        "connection. If each of 3 requests ahead of it takes 2 s, it can wait 3 × 2 s = 6 s, "
+        "that is 6000 ms in total."
+    )
+    assert find_unsupported(answer, EN_CLIENT_DOCS, q) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3 × 600 s = 1800 s", (1800.0, [3.0, 600.0])),
+        ("2 x 45 days = 90 days", (90.0, [2.0, 45.0])),
+        ("$8 × 12 = $96", (96.0, [8.0, 12.0])),
+    ],
+)
+def test_a_calculation_with_english_units_is_read(text, expected):
+    from sft_distill.stages.gates.checks.base import normalized
+    from sft_distill.stages.gates.checks.numbers import _equations
+
+    assert _equations(normalized(text)) == [expected]

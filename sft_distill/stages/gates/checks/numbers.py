@@ -378,8 +378,12 @@ def _two_steps(targets: list[Val], given: set[Val], all_values: set[Val]) -> boo
 
 
 # "16000元×0.05%×55日＝440元", "8400元×(40%＋30%)＝5880元", "600000 ÷ 30000 = 20".
-_EQ_LEFT = re.compile(r"[0-9.%()×xX*÷/+\-−\s元日天个月年周岁倍人名次]+$")
-_EQ_RIGHT = re.compile(r"^\s*(?:约|约为|约等于)?\s*([0-9]+(?:\.[0-9]+)?)")
+# A written-out calculation, its operands with their units ("3 × 600 s", "2 × 30日").
+_EQ_LEFT = re.compile(
+    r"(?:[0-9.%()×xX*÷/+\-−\s元日天个月年周岁倍人名次$]|\b(?:s|ms|secs?|seconds?|mins?|minutes?"
+    r"|h|hrs?|hours?|days?|weeks?|months?|years?|times|USD|dollars?)\b)+$"
+)
+_EQ_RIGHT = re.compile(r"^\s*(?:约|约为|约等于)?\s*\$?\s*([0-9]+(?:\.[0-9]+)?)")
 _EQ_NUM = re.compile(r"[0-9]+(?:\.[0-9]+)?%?")
 
 

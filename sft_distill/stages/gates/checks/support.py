@@ -188,6 +188,35 @@ def sentence_support(
     return rows
 
 
+# The answer's own working ("3 × 600 s = 1800 s", "合计…", "in total"): its results are
+# computed, not claimed from the source.
+_WORKING = re.compile(
+    r"[=×÷*+≈]|乘以|除以|加上|减去|合计|共计|总计|一共|总共|\b(?:in\s+total|altogether|adds?\s+up"
+    r"|times|multiplied|divided)\b",
+    re.IGNORECASE,
+)
+
+
+def _case_invented_figure(output: str, source: str, question: str, lang: str) -> Finding | None:
+    """In a case answer to a question with no figures of its own, a rule sentence's figure that
+    the source lacks: without the question's numbers no arithmetic can have produced it."""
+    if re.search(r"\d", normalized(question)):
+        return None  # its figures, dates included, may feed the answer's arithmetic
+    rule_words = _ZH_RULE_WORDS if lang == "zh" else _EN_RULE_WORDS
+    for sent in split_sentences(output, lang):
+        if not rule_words.search(sent) or _ADVICE.search(sent) or _GLOSS.search(sent):
+            continue
+        if _EXAMPLE.search(sent) or _WORKING.search(sent):
+            continue
+        new = unsupported_quantities(sent, source, question, lang=lang)
+        if new:
+            return Finding(
+                f"states {new[0].text}, which the source does not: {sent[:60]!r}",
+                {"sentence": sent, "unsupported_quantities": [q.text for q in new]},
+            )
+    return None
+
+
 def find_unsupported(
     output: str,
     source: str,
@@ -219,7 +248,7 @@ def find_unsupported(
         return None
     lang = lang or detect_lang(source, output)
     if is_case_question(question, lang, source=source):
-        return None
+        return _case_invented_figure(output, source, question, lang)
     if min_tokens is None:
         min_tokens = 8 if lang == "zh" else 4
     target = target_passage(source, question, lang)
