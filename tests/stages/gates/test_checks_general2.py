@@ -573,3 +573,24 @@ def test_a_calculation_with_english_units_is_read(text, expected):
     from sft_distill.stages.gates.checks.numbers import _equations
 
     assert _equations(normalized(text)) == [expected]
+
+
+def test_a_tilde_heading_underline_is_no_code_fence():
+    from sft_distill.stages.gates.checks.base import strip_code, unfence_underlines
+
+    # reStructuredText: headings underlined with tildes, code in indented blocks
+    source = (
+        "Giving up\n~~~~~~~~~\n\nThe client gives up after 4 tries by default.\n\n"
+        ".. code::\n\n    @again(halt=halt_after_tries(9))\n    def fetch():\n        pass\n\n"
+        "Waiting\n~~~~~~~\n\nBetween tries the client waits 2 seconds.\n"
+    )
+    assert "gives up after 4 tries" in strip_code(source)
+    assert "waits 2 seconds" in strip_code(source)
+    q = "How many tries does the client make before giving up by default?"
+    assert check_numbers("By default the client gives up after 4 tries.", source, q) is None
+    found = check_numbers("By default the client gives up after 6 tries.", source, q)
+    assert found is not None and "6" in found.reason
+    # a real fence right under a line of text stays one
+    fenced = "Example:\n~~~\nx = 1\n~~~\n"
+    assert unfence_underlines(fenced) == fenced
+    assert "x = 1" not in strip_code(fenced)

@@ -23,7 +23,7 @@ from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Any
 
-from .base import CJK, Finding, detect_lang, normalized, squash
+from .base import CJK, Finding, detect_lang, normalized, squash, unfence_underlines
 from .provisions import (
     EN_REF,
     ZH_CLAUSE_REF,
@@ -155,7 +155,7 @@ def _masked_spans(text: str, lang: str, *, code: bool = True) -> list[tuple[int,
     for regex in (ZH_REF, ZH_CLAUSE_REF, EN_REF, _ENUM_MARK):
         spans += [m.span() for m in regex.finditer(text)]
     if code:
-        spans += [m.span() for m in _CODE.finditer(text)]
+        spans += [m.span() for m in _CODE.finditer(unfence_underlines(text))]
         if lang == "en":
             spans += [m.span() for m in _EN_CODE.finditer(text)]
     return spans
