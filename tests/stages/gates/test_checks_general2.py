@@ -594,3 +594,36 @@ def test_a_tilde_heading_underline_is_no_code_fence():
     fenced = "Example:\n~~~\nx = 1\n~~~\n"
     assert unfence_underlines(fenced) == fenced
     assert "x = 1" not in strip_code(fenced)
+
+
+# --- referential: pronouns and anaphora inside the question ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # 此 after a preposition is a pronoun for what the question just said
+        "网购的生鲜商品能否七日无理由退货？《消费者权益保护法》对此怎么规定？",
+        "承租人擅自转租的，出租人能否解除合同？民法典对此有何规定？",
+        "示范保险法对此规定了哪些例外？",
+        # "the article" right after the question named it
+        "What does Article III of the Charter of the Free States cover, and what does the "
+        "article say about judges' pay?",
+    ],
+)
+def test_a_pronoun_or_anaphor_for_what_the_question_named_is_not_referential(question):
+    assert find_referential(question) is None
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "此项规定适用于哪些人？",
+        "这份附加条款的免赔额是多少？",
+        "What does the article say about judges' pay?",
+        # a law is named, but not the provision "the section" stands for
+        "In the Charter of the Free States, what does the section say about tolls?",
+    ],
+)
+def test_a_demonstrative_with_nothing_named_stays_referential(question):
+    assert find_referential(question) is not None

@@ -65,16 +65,17 @@ _ZH_LEGAL_NOUN = (
     r"|计划|险种|附加险|主险|章程|规则|政策|通知|决定|章|节|条|款)"
 )
 _ZH_THIS_NOUN = re.compile(
-    rf"((?<![基根日资成样范版副账蓝标课脚读剧原文])本|(?<![应活])该|(?<![因彼如从由借据就特])此"
+    rf"((?<![基根日资成样范版副账蓝标课脚读剧原文])本|(?<![应活])该|(?<![因彼如从由借据就特对于为])此"
     rf"|这(?:一|份|个|款|项|部|条|种)?)"
     rf"({_ZH_LEGAL_NOUN})(?![人件院律关系务方面者费率额金式国语文术子师]|所(?!说|称|述|列|指|规定))"
 )
 # 这/该/此 (+ a measure word) + a few words of description + a document or product noun:
 # "这个医疗险", "这份附加条款", "该重疾险条款", "这款百万医疗保险". The noun must end the
-# phrase ("该保险公司" is a company).
+# phrase ("该保险公司" is a company); 此 after a preposition is a pronoun ("法律对此如何规定").
 _ZH_THIS_DESCRIBED = re.compile(
-    rf"((?<![应活])该|(?<![因彼如从由借据就特])此|这|那(?![么些样]))(?:一|份|个|款|项|部|种|类|张)?"
-    rf"[{CJK}]{{1,4}}?"
+    rf"((?<![应活])该|(?<![因彼如从由借据就特对于为])此|这|那(?![么些样]))(?:一|份|个|款|项|部|种|类|张)?"
+    # a description, not a question ("对此怎么规定", "这有何规定": 此/这 stands alone there)
+    rf"(?:(?!怎|如何|何|什么|哪|是否|能否|可否)[{CJK}]){{1,4}}?"
     r"(规定|附加条款|条款|文件|解释|医疗险|险|保险|合同|政策|产品|计划|协议|办法|条例|细则|须知)"
     r"(?![人件院律关系务方面者费率额金公期种单]|所(?!说|称|述|列|指|规定))"
 )
@@ -141,6 +142,13 @@ _EN_DEIXIS_RE = re.compile(
     rf"|section|clause|provision|paragraph)\s+(?:say|state|mention|describe|provide|indicate"
     rf"|specify|require|establish|set)\b",
     re.IGNORECASE,
+)
+# "what does the article say" right after the question named one ("Article II") points back.
+_EN_ANAPHOR = re.compile(
+    r"what\s+(?:does|do|did)\s+the\s+(?:article|section|clause|provision|paragraph)\b", re.I
+)
+_EN_PROVISION = re.compile(
+    r"\b(?:Article|Section|Amendment|Clause|Paragraph)\s+[0-9IVXLC]+\b|\b[A-Z][a-z-]+\s+Amendment\b"
 )
 # "this article/section/contract/law...": referential unless the question names it.
 _EN_THIS_NOUN = re.compile(
@@ -223,7 +231,7 @@ _ZH_NAME_CUT = re.compile(
     r"|签订了?|签署|订立|买了?|解除|履行|变更|终止|违反|撤销|转让|续保|退保|适用|遵守|执行|制定"
     r"|修改|废止|发布|颁布|公布|实施|施行|什么|哪|怎么|如何|是否|多少|可以|应当|能否|能|会|要"
     r"|第\s*[0-9一二三四五六七八九十百千零〇两]+\s*[条款项章节编]|想知道|知道|请问"
-    r"|(?:(?<![日版资基成根样范副账脚剧课])本|该|(?<![因彼如从由借据就特])此|这|那)"
+    r"|(?:(?<![日版资基成根样范副账脚剧课])本|该|(?<![因彼如从由借据就特对于为])此|这|那)"
     r"(?:一|份|个|款|项|部|种|类|张|些)?"
     r"|[按依据照在对于和与及或是的把被向给从由为了就我你他她它们]".replace("{CJK}", CJK)
 )
@@ -419,6 +427,9 @@ def find_referential(instruction: str, output: str = "", *, input: str = "") -> 
             f"referential question: {found!r} without naming which one", {"where": "instruction"}
         )
     m = _pointing(_EN_DEIXIS_RE, question)
+    if m and _EN_ANAPHOR.match(m.group()) and _EN_PROVISION.search(question[: m.start()]):
+        # "Under Article II …, what does the article say": the provision just named
+        m = _pointing(_EN_DEIXIS_RE, question[m.end() :])
     if m:
         return Finding(f"referential question: {m.group()!r}", {"where": "instruction"})
     m = _ZH_FOLLOW_UP.search(question) or _EN_FOLLOW_UP.search(question)
