@@ -627,3 +627,32 @@ def test_a_pronoun_or_anaphor_for_what_the_question_named_is_not_referential(que
 )
 def test_a_demonstrative_with_nothing_named_stays_referential(question):
     assert find_referential(question) is not None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # an approximate gloss of the source's exact figure
+        "自本合同生效之日起九十日为等待期，大约三个月。",
+        "自本合同生效之日起九十日为等待期（约13周）。",
+        # an aside comparing with a norm outside the source
+        "自本合同生效之日起九十日为等待期，比常见重疾险的一百八十日等待期短。",
+    ],
+)
+def test_approximations_and_outside_comparisons_are_not_unsupported(answer):
+    from sft_distill.stages.gates.checks.support import find_unsupported
+
+    q = "云帆守护星重大疾病保险B款的等待期从什么时候起算，有多长？"
+    assert find_unsupported(answer, ZH_POLICY, q) is None
+
+
+def test_a_threshold_stated_as_a_comparison_is_still_checked():
+    from sft_distill.stages.gates.checks.support import find_unsupported
+
+    q = "How many connections does fetchkit's pool keep per host?"
+    answer = (
+        "The pool holds at most 20 connections per host. Requests whose body is larger than "
+        "5 MB get a pool of their own."
+    )
+    found = find_unsupported(answer, EN_CLIENT_DOCS, q)
+    assert found is not None and "5 MB" in found.reason

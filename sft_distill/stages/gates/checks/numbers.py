@@ -1126,7 +1126,17 @@ def unsupported_quantities(
         and q.unit not in ("", "ordinal")
         and not _in_pool(q, ctx.pool)
         and not _in_pool(q, with_code)
+        and not _APPROXIMATE.search(text_n[max(0, q.start - 16) : q.start])
     ]
+
+
+# An approximate figure is the answer's own gloss of an exact one ("九十日，约三个月", "about 3
+# months", "(≈ 13 weeks)"), not a rule of its own.
+_APPROXIMATE = re.compile(
+    r"(?:约|大约|大概|约合|约为|约等于|将近|接近|差不多|近|≈|~|\b(?:about|around|roughly"
+    r"|approximately|approx\.|nearly|almost|some|circa))\s*$",
+    re.IGNORECASE,
+)
 
 
 @lru_cache(maxsize=64)

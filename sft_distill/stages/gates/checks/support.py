@@ -69,6 +69,14 @@ _EXAMPLE = re.compile(
     r"|say|suppose|supposing|imagine|hypothetically)\b",
     re.IGNORECASE,
 )
+# A comparison with a norm outside the source ("比常见的一百八十日更短", "shorter than the
+# usual 30 days") brings its own figures; "larger than 1 MB" is a threshold, and is checked.
+_COMPARISON = re.compile(
+    r"(?:比|相比|相较|不同于|不像)[^，。；,;]{0,6}(?:常见|一般|通常|普通|其他|其它|市面|行业|同类|多数|平均)"
+    r"|\b(?:than|compared\s+(?:to|with)|unlike|versus)\s+(?:the\s+|a\s+|an\s+)?(?:usual|typical"
+    r"|common|customary|standard|average|normal|most|other|many)\b",
+    re.IGNORECASE,
+)
 # Code names an answer gives in backticks (`max_retries`, `httpx.Limits`, `ClientSession`).
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _CODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -273,6 +281,10 @@ def find_unsupported(
         # client once and reuse it"): only measured figures (periods, ages, amounts, shares) count.
         if not own_words and not _EXAMPLE.search(sent):
             new = unsupported_quantities(sent, source, question, lang=lang)
+            aside = _COMPARISON.search(normalized(sent))
+            if aside:
+                # the figures of other products or practice, compared with: not a rule here
+                new = [q for q in new if q.start < aside.start()]
             if not rule_words.search(sent):
                 new = [q for q in new if q.unit != "multiple"]
             if new:
