@@ -635,8 +635,11 @@ def test_a_demonstrative_with_nothing_named_stays_referential(question):
         # an approximate gloss of the source's exact figure
         "自本合同生效之日起九十日为等待期，大约三个月。",
         "自本合同生效之日起九十日为等待期（约13周）。",
+        "自本合同生效之日起九十日为等待期，也就是三个月左右。",
         # an aside comparing with a norm outside the source
         "自本合同生效之日起九十日为等待期，比常见重疾险的一百八十日等待期短。",
+        # the answer's own working over the source's figures
+        "自本合同生效之日起九十日为等待期；等待期与六十日交费宽限合计150日。",
     ],
 )
 def test_approximations_and_outside_comparisons_are_not_unsupported(answer):

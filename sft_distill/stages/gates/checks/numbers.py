@@ -1127,15 +1127,19 @@ def unsupported_quantities(
         and not _in_pool(q, ctx.pool)
         and not _in_pool(q, with_code)
         and not _APPROXIMATE.search(text_n[max(0, q.start - 16) : q.start])
+        and not _APPROXIMATE_AFTER.match(text_n, q.end)
     ]
 
 
-# An approximate figure is the answer's own gloss of an exact one ("九十日，约三个月", "about 3
-# months", "(≈ 13 weeks)"), not a rule of its own.
+# An approximate figure is the answer's own gloss of an exact one ("九十日，约三个月", "两个月左右",
+# "about 3 months", "(≈ 13 weeks)"), not a rule of its own.
 _APPROXIMATE = re.compile(
     r"(?:约|大约|大概|约合|约为|约等于|将近|接近|差不多|近|≈|~|\b(?:about|around|roughly"
     r"|approximately|approx\.|nearly|almost|some|circa))\s*$",
     re.IGNORECASE,
+)
+_APPROXIMATE_AFTER = re.compile(
+    r"\s*(?:左右|上下|多一点|多点|出头|有余|\bor\s+so\b)", re.IGNORECASE
 )
 
 

@@ -199,7 +199,8 @@ def sentence_support(
 # The answer's own working ("3 × 600 s = 1800 s", "合计…", "in total"): its results are
 # computed, not claimed from the source.
 _WORKING = re.compile(
-    r"[=×÷*+≈]|乘以|除以|加上|减去|合计|共计|总计|一共|总共|\b(?:in\s+total|altogether|adds?\s+up"
+    r"[0-9)）]\s*[=×÷*+≈]|[=×÷*+≈]\s*[0-9(（$]|乘以|除以|加上|减去|合计|共计|总计|一共|总共"
+    r"|\b(?:in\s+total|altogether|adds?\s+up"
     r"|times|multiplied|divided)\b",
     re.IGNORECASE,
 )
@@ -276,10 +277,11 @@ def find_unsupported(
         own_words = _ADVICE.search(sent) or _GLOSS.search(sent)
         # A figure with a unit that neither the source nor the question has, and no arithmetic
         # explains, is a claim the source does not make, whether or not the sentence is worded
-        # as a rule ("保险费按主险费率的百分之三十计收", "the nonce is cached for 5 minutes").
+        # as a rule ("保险费按主险费率的百分之三十计收", "the nonce is cached for 5 minutes");
+        # not in the answer's own working ("…合计150日").
         # Outside a rule, how often something is done is the answer's narration ("create the
         # client once and reuse it"): only measured figures (periods, ages, amounts, shares) count.
-        if not own_words and not _EXAMPLE.search(sent):
+        if not own_words and not _EXAMPLE.search(sent) and not _WORKING.search(sent):
             new = unsupported_quantities(sent, source, question, lang=lang)
             aside = _COMPARISON.search(normalized(sent))
             if aside:
