@@ -72,6 +72,33 @@ def strip_quoted(text: str) -> str:
 
 
 _FENCED_CODE = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
+# A heading underlined with tildes (reStructuredText: "Retrying code block\n~~~~~~~~~~") is no
+# code fence: a line of only tildes, as long as the line of text above it, outside any fence.
+_FENCE_LINE = re.compile(r"^[ \t]*(```|~~~)")
+_TILDES_ONLY = re.compile(r"^[ \t]*~{3,}[ \t]*$")
+
+
+def unfence_underlines(text: str) -> str:
+    """``text`` with tilde heading underlines turned into dashes (same length, same offsets)."""
+    if "~~~" not in text:
+        return text
+    lines = text.split("\n")
+    fence: str | None = None
+    for i, line in enumerate(lines):
+        m = _FENCE_LINE.match(line)
+        if m is None:
+            continue
+        if fence is not None:
+            if m.group(1) == fence:
+                fence = None
+            continue
+        # reStructuredText wants an underline as long as its title; a fence is three tildes
+        title = lines[i - 1].strip() if i > 0 else ""
+        if _TILDES_ONLY.match(line) and title and len(line.strip()) >= len(title):
+            lines[i] = line.replace("~", "-")
+            continue
+        fence = m.group(1)
+    return "\n".join(lines)
 
 
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
@@ -91,15 +118,23 @@ _SYMBOLS = re.compile(r"[(){};=<>\[\]]")
 
 def strip_code(text: str) -> str:
     """``text`` without fenced blocks, inline code and lines that look like code."""
-    text = _FENCED_CODE.sub(" ", text)
+    text = _FENCED_CODE.sub(" ", unfence_underlines(text))
     text = _INLINE_CODE.sub(" ", text)
     text = _CODE_LINE.sub(" ", text)
-    lines = [
-        line
-        for line in text.splitlines()
-        if not (len(_SYMBOLS.findall(line)) >= 3 and not _CJK_RE.search(line))
-    ]
+    lines = [line for line in text.splitlines() if not _looks_like_code(line)]
     return "\n".join(lines)
+
+
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def _looks_like_code(line: str) -> bool:
+    """Brackets, semicolons and '=' dense among few words; a sentence with a parenthesis and a
+    semicolon ("(except in time of war); bars …") is prose."""
+    symbols = len(_SYMBOLS.findall(line))
+    if symbols < 3 or _CJK_RE.search(line):
+        return False
+    return symbols >= 0.25 * len(_WORD.findall(line))
 
 
 def cjk_ratio(text: str) -> tuple[float, int]:

@@ -111,6 +111,15 @@ _AMOUNT = re.compile(
 )
 
 
+# "one" as a pronoun ("when you have not configured one yourself"), 一个 as an article ("没有另外
+# 设置一个的时候") is no amount.
+_PRONOUN_ONE = re.compile(
+    r"\bone\b(?!\s+(?:second|minute|hour|day|week|month|year|time|retr|attempt|request"
+    r"|connection|percent|dollar|cent)|\s*[-/])|一个(?!月|小时|工作日|星期|季度)",
+    re.IGNORECASE,
+)
+
+
 def _circular(question: str, text: str) -> bool:
     """An answer to "how long/how many/what is the default" that gives no amount and mostly
     repeats the question's own words ("The default timeout is the timeout applied by default")."""
@@ -118,7 +127,7 @@ def _circular(question: str, text: str) -> bool:
 
     zh = detect_lang(question, text) == "zh"
     asks = (_ZH_ASKS_AMOUNT if zh else _EN_ASKS_AMOUNT).search(question)
-    if not asks or _AMOUNT.search(normalize_numerals(text)):
+    if not asks or _AMOUNT.search(normalize_numerals(_PRONOUN_ONE.sub(" ", text))):
         return False
     lang = "zh" if zh else "en"
     toks = support_tokens(text, lang)

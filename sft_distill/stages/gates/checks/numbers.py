@@ -23,7 +23,7 @@ from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Any
 
-from .base import CJK, Finding, detect_lang, normalized, squash
+from .base import CJK, Finding, detect_lang, normalized, squash, unfence_underlines
 from .provisions import (
     EN_REF,
     ZH_CLAUSE_REF,
@@ -41,6 +41,7 @@ from .provisions import (
     source_units,
     unknown_laws,
     unknown_sections,
+    unknown_subsections,
 )
 
 # Units of rule quantities by class (text normalised by normalize_numerals).
@@ -80,7 +81,8 @@ _EN_UNITS: list[tuple[str, str]] = [
 ]
 _ZH_UNIT_RE = "|".join(f"(?P<zh_{cls}{i}>{pat})" for i, (pat, cls) in enumerate(_ZH_UNITS))
 _EN_UNIT_RE = "|".join(f"(?P<en_{cls}{i}>{pat})" for i, (pat, cls) in enumerate(_EN_UNITS))
-_NUM = r"(?<![\d.,/])(\d+(?:\.\d+)?)(?:/(\d+))?"
+# Not the tail of "1.5" or "3/4"; a number may follow a comma (NFKC turns "，" into ",").
+_NUM = r"(?<![\d.])(?<!\d[,/])(\d+(?:\.\d+)?)(?:/(\d+))?"
 _QTY_ZH = re.compile(rf"{_NUM}\s*(?:{_ZH_UNIT_RE})?")
 _QTY_EN = re.compile(
     rf"(\$\s*)?(?<![A-Za-z_-]){_NUM}(?:\s+|-)?(?:(?:{_EN_UNIT_RE})\b)?", re.IGNORECASE
@@ -88,6 +90,26 @@ _QTY_EN = re.compile(
 # "retried twice": counts written as adverbs.
 _EN_TIMES = re.compile(r"\b(once|twice|thrice)\b", re.IGNORECASE)
 _EN_TIMES_VALUE = {"once": 1.0, "twice": 2.0, "thrice": 3.0}
+# "Once" that opens a clause means "as soon as": at a sentence or clause start ("Once approved,
+# …"), or before a subject ("once the claim is paid", "once it expires"); "once a year",
+# "only once" and "at least once" are counts.
+_ONCE_CLAUSE_START = re.compile(r"(?:^|[,;:.!?(]|\b(?:and|but|or))\s*$", re.I)
+_ONCE_SUBJECT = re.compile(
+    r"\s+(?:the|this|that|these|those|it|he|she|they|you|we|i|his|her|their|its|your|our|all"
+    r"|both|each|every|any|some|no|an?\s+(?!(?:year|month|week|day|hour|minute|second|quarter"
+    r"|term|session|lifetime|period|policy\s+year)\b))\b",
+    re.IGNORECASE,
+)
+
+
+def _once_as_conjunction(text: str, m: re.Match[str]) -> bool:
+    """Whether a matched "once" introduces a clause (a time, not a count)."""
+    if m.group(1).lower() != "once":
+        return False
+    before = text[max(0, m.start() - 12) : m.start()]
+    return bool(_ONCE_CLAUSE_START.search(before) or _ONCE_SUBJECT.match(text, m.end()))
+
+
 # Dates and years are not rule quantities (2023年3月31日, 3月31日, March 31, 10 May 2026).
 _ZH_DATE = re.compile(
     r"\d{4}\s*年(?:度)?(?:\s*\d{1,2}\s*月(?:\s*\d{1,2}\s*日)?)?|\d{1,2}\s*月\s*\d{1,2}\s*日"
@@ -99,7 +121,8 @@ _EN_DATE = re.compile(
     rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:day\s+of\s+)?(?:{_MONTHS})(?:,?\s+\d{{4}})?\b"
 )
 # Enumeration markers ("1.", "(2)") are not quantities.
-_ENUM_MARK = re.compile(r"(?:^|\n)\s*[(（]?\d+[.)）、](?!\d)|[(（]\d+[)）]")
+# ("f(2)" is a call's argument, not a marker.)
+_ENUM_MARK = re.compile(r"(?:^|\n)\s*[(（]?\d+[.)）、](?!\d)|(?<![A-Za-z0-9_])[(（]\d+[)）]")
 # Version numbers, HTTP status classes and code are not quantities either ("3.10", "4xx").
 _EN_CODE = re.compile(r"`[^`\n]*`|\b\d+(?:\.\d+){2,}\b|\b\d[xX]{2}\b|\bv\d+(?:\.\d+)*\b")
 # Code is an example, not a rule: fenced blocks, inline code, and "name=5" arguments anywhere.
@@ -132,7 +155,7 @@ def _masked_spans(text: str, lang: str, *, code: bool = True) -> list[tuple[int,
     for regex in (ZH_REF, ZH_CLAUSE_REF, EN_REF, _ENUM_MARK):
         spans += [m.span() for m in regex.finditer(text)]
     if code:
-        spans += [m.span() for m in _CODE.finditer(text)]
+        spans += [m.span() for m in _CODE.finditer(unfence_underlines(text))]
         if lang == "en":
             spans += [m.span() for m in _EN_CODE.finditer(text)]
     return spans
@@ -175,7 +198,7 @@ def extract_quantities(
         out.append(Quantity(value, unit, m.group().strip(), m.start(), m.end()))
     if not zh:
         for m in _EN_TIMES.finditer(norm):
-            if not any(a <= m.start() < b for a, b in masked):
+            if not any(a <= m.start() < b for a, b in masked) and not _once_as_conjunction(norm, m):
                 value = _EN_TIMES_VALUE[m.group(1).lower()]
                 out.append(Quantity(value, "multiple", m.group(), m.start(), m.end()))
         out.sort(key=lambda q: q.start)
@@ -355,8 +378,12 @@ def _two_steps(targets: list[Val], given: set[Val], all_values: set[Val]) -> boo
 
 
 # "16000元×0.05%×55日＝440元", "8400元×(40%＋30%)＝5880元", "600000 ÷ 30000 = 20".
-_EQ_LEFT = re.compile(r"[0-9.%()×xX*÷/+\-−\s元日天个月年周岁倍人名次]+$")
-_EQ_RIGHT = re.compile(r"^\s*(?:约|约为|约等于)?\s*([0-9]+(?:\.[0-9]+)?)")
+# A written-out calculation, its operands with their units ("3 × 600 s", "2 × 30日").
+_EQ_LEFT = re.compile(
+    r"(?:[0-9.%()×xX*÷/+\-−\s元日天个月年周岁倍人名次$]|\b(?:s|ms|secs?|seconds?|mins?|minutes?"
+    r"|h|hrs?|hours?|days?|weeks?|months?|years?|times|USD|dollars?)\b)+$"
+)
+_EQ_RIGHT = re.compile(r"^\s*(?:约|约为|约等于)?\s*\$?\s*([0-9]+(?:\.[0-9]+)?)")
 _EQ_NUM = re.compile(r"[0-9]+(?:\.[0-9]+)?%?")
 
 
@@ -722,9 +749,8 @@ def _align_form(text: str) -> str:
 def _aligned_numbers(left: str, right: str, source_al: str) -> list[float]:
     """Numbers of the source between ``left`` and ``right`` (the answer's words around one)."""
     found = []
-    for m in re.finditer(re.escape(left) + _ALIGN_NUM, source_al):
-        if source_al[m.end() : m.end() + len(right)] != right:
-            continue
+    # The right context is a lookahead, so "9states" is 9 before "sta", not "9st" (ordinal).
+    for m in re.finditer(re.escape(left) + _ALIGN_NUM + f"(?={re.escape(right)})", source_al):
         value = float(m.group(1))
         if m.group(2):
             value /= float(m.group(2)) or 1.0
@@ -733,7 +759,13 @@ def _aligned_numbers(left: str, right: str, source_al: str) -> list[float]:
 
 
 def _swapped(
-    q: Quantity, answer_n: str, source_al: str, lang: str, *, strong: bool = True
+    q: Quantity,
+    answer_n: str,
+    source_al: str,
+    lang: str,
+    *,
+    strong: bool = True,
+    shortest: int | None = None,
 ) -> list[float] | None:
     """The source's numbers where the answer's words put ``q``, when none of them is ``q``.
 
@@ -757,7 +789,8 @@ def _swapped(
     if right is None or not right.group():
         return None
     longest = 10 if lang == "zh" else 24
-    shortest = (6 if lang == "zh" else 12) if strong else (4 if lang == "zh" else 5)
+    if shortest is None:
+        shortest = (6 if lang == "zh" else 12) if strong else (4 if lang == "zh" else 5)
     context = m.group()
     for size in range(min(longest, len(context)), shortest - 1, -1):
         found = _aligned_numbers(context[-size:], right.group(), source_al)
@@ -793,27 +826,37 @@ class _Context:
     question: str
 
 
-def _explained(q: Quantity, ctx: _Context) -> bool:
-    """Whether ``q`` is accounted for without the source's wording: the question states it, or
-    it follows from the case's numbers, or it is the result of a calculation written out."""
+_ASKED, _STRONG, _WEAK = "asked", "strong", "weak"
+# Characters of the answer's own words before a number that must recur in the source, with
+# another number, to outweigh a weak explanation.
+_OVERRIDE = {"zh": 8, "en": 18}
+
+
+def _explained(q: Quantity, ctx: _Context) -> str | None:
+    """How ``q`` is accounted for without the source's wording: ``"asked"`` when the question
+    states it; ``"strong"`` when it follows from the question's own figures or is the result of
+    a calculation written out; ``"weak"`` when, in a case answer, the source states it somewhere
+    or it is one step from two of the source's numbers; None when nothing explains it."""
     if _in_pool(q, ctx.question_q):
-        return True
-    if ctx.case and _in_pool(q, ctx.pool):
-        # A case answer paraphrases: its words may meet another sentence of the source.
-        return True
+        return _ASKED
     targets = _targets(q)
-    if ctx.case_values and _derivable(targets, ctx.case_values, ctx.all_values):
-        return True
+    if ctx.given and _derivable(targets, ctx.given, ctx.all_values):
+        return _STRONG
     # Two steps only in a case or calculation, from one of the question's own figures
     # ("12万元的五分之一是2.4万元，拖欠三期是3万元").
     if ctx.case and ctx.given and _two_steps(targets, ctx.given, ctx.all_values):
-        return True
+        return _STRONG
     known = {v for v, _ in ctx.all_values} | {p.value for p in ctx.pool}
     for result, operands in ctx.equations:
         same = any(t in _rounded_forms(result) or _close(t, result) for t, _ in targets)
         if same and all(any(_close(o, k) for k in known) for o in operands):
-            return True
-    return False
+            return _STRONG
+    if ctx.case and _in_pool(q, ctx.pool):
+        # A case answer paraphrases: its words may meet another sentence of the source.
+        return _WEAK
+    if ctx.case_values and _derivable(targets, ctx.case_values, ctx.all_values):
+        return _WEAK
+    return None
 
 
 @lru_cache(maxsize=64)
@@ -856,12 +899,121 @@ def _contradiction(q: Quantity, ctx: _Context) -> list[float] | None:
     if default is not None:
         return default
     here = _clause_of(q, ctx.answer_clauses)
-    if here is None:
-        return None
-    other = _conflict(q, here, ctx.source, ctx.lang, strict=ctx.case or bare)
+    other = (
+        None if here is None else _conflict(q, here, ctx.source, ctx.lang, strict=ctx.case or bare)
+    )
+    if other is None:
+        other = _window_conflict(q, ctx)
     if other is None or _own_provision_states(q, ctx):
         return None
     return [other.value]
+
+
+# --- the words on both sides of a number -------------------------------------------------------
+
+_WINDOW_END = re.compile(r"[。；;！？!?\n]|(?<!\d)\.(?!\d)")
+_ZH_WINDOW_SKIP = frozenset("的之或者应当在及和与其以对由为是了")
+# Words each side of a number that are compared, and how many must match: (left, right, both).
+_WINDOW = {"zh": 9, "en": 6}
+_WINDOW_NEED = {"zh": (2, 1, 5), "en": (1, 1, 4)}
+
+
+def _stem(word: str) -> str:
+    """A crude English stem: "decides" and "decide", "inhabitants" and "inhabitant" meet."""
+    word = word.casefold()
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > 4 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+_EDGE = frozenset({"\x00edge"})
+
+
+def _side(text: str, lang: str, left: bool) -> frozenset[str]:
+    """The content words of one side of a number, nearest first: Chinese character bigrams,
+    English stems without function words."""
+    k = _WINDOW[lang]
+    if not re.search(rf"[{CJK}A-Za-z]", text):
+        return _EDGE  # the number opens or closes its sentence: that, too, is its place
+    # Other numbers nearby are words of the window too: "1年以上不满3年的" is not "3个月以上不满
+    # 1年的".
+    if lang == "zh":
+        chars = re.findall(rf"[{CJK}]|\d+(?:\.\d+)?", text)
+        chars = [c for c in chars if c not in _ZH_WINDOW_SKIP]
+        chars = chars[-k:] if left else chars[:k]
+        return frozenset(a + b for a, b in itertools.pairwise(chars))
+    words = [_stem(t) for t in _EN_TOKEN.findall(text) if t.casefold() not in _EN_FUNCTION]
+    return frozenset(words[-k:] if left else words[:k])
+
+
+def _windows(
+    text_n: str, quantities: Sequence[Quantity], lang: str
+) -> list[tuple[frozenset[str], frozenset[str]]]:
+    """(left words, right words) of each quantity, within its sentence."""
+    bounds = [0] + [m.end() for m in _WINDOW_END.finditer(text_n)] + [len(text_n)]
+    out = []
+    for q in quantities:
+        a = max(b for b in bounds if b <= q.start)
+        e = min((b for b in bounds if b >= q.end), default=len(text_n))
+        out.append((_side(text_n[a : q.start], lang, True), _side(text_n[q.end : e], lang, False)))
+    return out
+
+
+@lru_cache(maxsize=64)
+def _source_windows(source: str, lang: str) -> tuple[tuple[frozenset[str], frozenset[str]], ...]:
+    return tuple(_windows(normalized(source), _source_quantities(source, lang), lang))
+
+
+def _next_word(text_n: str, pos: int, lang: str) -> str:
+    """The word right after ``pos``: a Chinese character (a measure word), an English stem;
+    "" when a function word or nothing follows."""
+    if lang == "zh":
+        m = re.match(rf"\s*([{CJK}])", text_n[pos:])
+        return m.group(1) if m and m.group(1) not in _ZH_WINDOW_SKIP else ""
+    m = re.match(r"[\s-]*([A-Za-z_][A-Za-z_'-]*)", text_n[pos:])
+    if m is None or m.group(1).casefold() in _EN_FUNCTION:
+        return ""
+    return _stem(m.group(1))
+
+
+def _window_conflict(q: Quantity, ctx: _Context) -> Quantity | None:
+    """The source's quantity whose words on both sides match ``q``'s best, when its value
+    differs: "male inhabitants who are 18 years of age and citizens" against "male inhabitants
+    of such State, being 21 years of age, and citizens" (the clause boundaries differ, the
+    surrounding words do not). Enough words must match on each side, and no quantity of the
+    source with ``q``'s value may match (nearly) as well."""
+    left, right = _windows(ctx.answer_n, [q], ctx.lang)[0]
+    need_left, need_right, need = _WINDOW_NEED[ctx.lang]
+    dim = _dim(q)[0]
+    best: tuple[int, Quantity] | None = None
+    same = -1
+    source_q = _source_quantities(ctx.source_text, ctx.lang)
+    # A count without a unit counts something: the word right after it must be the same ("3
+    # States" and "9 States", not "三种情形" and "情形之一").
+    counted = _next_word(ctx.answer_n, q.end, ctx.lang) if q.unit in ("", "ordinal") else ""
+    source_n = normalized(ctx.source_text)
+    for p, (p_left, p_right) in zip(
+        source_q, _source_windows(ctx.source_text, ctx.lang), strict=True
+    ):
+        if _dim(p)[0] != dim:
+            continue
+        if counted and _next_word(source_n, p.end, ctx.lang) != counted:
+            continue
+        on_left, on_right = len(left & p_left), len(right & p_right)
+        score = on_left + on_right
+        if _same_quantity(q, p, loose=False):
+            same = max(same, score)
+        elif (
+            on_left >= need_left
+            and on_right >= need_right
+            and score >= need
+            and (best is None or score > best[0])
+        ):
+            best = (score, p)
+    if best is None or same >= best[0] - 1:
+        return None
+    return best[1]
 
 
 @lru_cache(maxsize=64)
@@ -871,7 +1023,7 @@ def _source_quantities(source: str, lang: str) -> tuple[Quantity, ...]:
 
 def _judge(
     answer_n: str, source: str, question: str, lang: str
-) -> tuple[_Context, list[Quantity], set[int]]:
+) -> tuple[_Context, list[Quantity], dict[int, str]]:
     """The context, the answer's quantities, and which of them the question or arithmetic
     explain (a worked step's result may feed the next step)."""
     source_q = list(_source_quantities(source, lang))
@@ -897,32 +1049,56 @@ def _judge(
         case_values, all_values, given, _equations(answer_n), _clauses(answer_n, answer_q, lang),
         _source_clauses(source, lang), source, question,
     )  # fmt: skip
-    explained: set[int] = set()
+    explained: dict[int, str] = {}
     changed = True
     while changed:
         changed = False
         for i, q in enumerate(answer_q):
-            if i in explained or not _explained(q, ctx):
+            if i in explained:
                 continue
-            explained.add(i)
+            how = _explained(q, ctx)
+            if how is None:
+                continue
+            explained[i] = how
             if ctx.case_values and not _in_pool(q, source_q):
+                # A worked step's result feeds the next step; only a result of the question's
+                # own figures counts as one of them.
                 new = set(_operand_values(q)) - ctx.case_values
                 if new:
                     ctx.case_values |= new
-                    ctx.given |= new
                     ctx.all_values |= new
+                    if how in (_ASKED, _STRONG):
+                        ctx.given |= new
                     changed = True
     return ctx, answer_q, explained
 
 
 def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> list[str]:
-    """The answer's quantities that contradict the source, as the answer wrote them."""
+    """The answer's quantities that contradict the source, as the answer wrote them.
+
+    A quantity only the source's own numbers explain (a case answer may restate or combine
+    them) still contradicts the source when the answer's words right around it recur in the
+    source with another value: the same rule, restated with another number.
+    """
     ctx, answer_q, explained = _judge(answer_n, source, question, lang)
     swapped = []
     for i, q in enumerate(answer_q):
-        if i in explained:
+        how = explained.get(i)
+        if how == _ASKED:
             continue
-        found = _contradiction(q, ctx)
+        if how == _STRONG:
+            # Arithmetic may produce any number, but a default the answer states with its unit
+            # is a claim about the source ("the default of 10 seconds" where it says 10
+            # minutes); a bare number of a calculation is not.
+            found = None if q.unit in ("", "ordinal") else _default_conflict(q, ctx, ctx.question)
+        elif how == _WEAK:
+            # a longer phrase than usual: a case answer's paraphrase meets short ones by chance
+            found = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang, shortest=_OVERRIDE[lang])
+            if found is None and not _own_provision_states(q, ctx):
+                other = _window_conflict(q, ctx)
+                found = None if other is None else [other.value]
+        else:
+            found = _contradiction(q, ctx)
         if found:
             swapped.append(f"{q.text} (source: {', '.join(_show(v) for v in found[:3])})")
     return swapped
@@ -940,11 +1116,36 @@ def unsupported_quantities(
     lang = lang or detect_lang(source, text)
     text_n = normalized(text)
     ctx, answer_q, explained = _judge(text_n, source, question, lang)
+    # A figure the source shows only in its code ("stop_after_delay(10)  # after 10 seconds")
+    # is still in the source: a prose answer may state it.
+    with_code = _source_quantities_with_code(source, lang)
     return [
         q
         for i, q in enumerate(answer_q)
-        if i not in explained and q.unit not in ("", "ordinal") and not _in_pool(q, ctx.pool)
+        if i not in explained
+        and q.unit not in ("", "ordinal")
+        and not _in_pool(q, ctx.pool)
+        and not _in_pool(q, with_code)
+        and not _APPROXIMATE.search(text_n[max(0, q.start - 16) : q.start])
+        and not _APPROXIMATE_AFTER.match(text_n, q.end)
     ]
+
+
+# An approximate figure is the answer's own gloss of an exact one ("九十日，约三个月", "两个月左右",
+# "about 3 months", "(≈ 13 weeks)"), not a rule of its own.
+_APPROXIMATE = re.compile(
+    r"(?:约|大约|大概|约合|约为|约等于|将近|接近|差不多|近|≈|~|\b(?:about|around|roughly"
+    r"|approximately|approx\.|nearly|almost|some|circa))\s*$",
+    re.IGNORECASE,
+)
+_APPROXIMATE_AFTER = re.compile(
+    r"\s*(?:左右|上下|多一点|多点|出头|有余|\bor\s+so\b)", re.IGNORECASE
+)
+
+
+@lru_cache(maxsize=64)
+def _source_quantities_with_code(source: str, lang: str) -> tuple[Quantity, ...]:
+    return tuple(extract_quantities(normalized(source), lang, is_normalized=True, code=True))
 
 
 # --- references and laws ---------------------------------------------------------------------
@@ -958,13 +1159,17 @@ def _check_references(
     answer_n: str, source: str, question_n: str, lang: str
 ) -> tuple[list[str], list[str]]:
     """(references absent from the source and question, a mismatching opening citation)."""
-    known = source_references(normalized(source)) | references(question_n)
+    source_n = normalized(source)
+    known = source_references(source_n) | references(question_n)
     known_kinds = {k for k, _ in known}
     bad = [
         f"{kind} {num}" if lang == "en" else f"第{num}{kind}"
         for kind, num in sorted(references(answer_n))
         if (kind, num) not in known and (kind not in _HEADING_KINDS or kind in known_kinds)
     ]
+    if lang == "en" and not bad:
+        asked = set(unknown_subsections(question_n, source_n))
+        bad = [s for s in unknown_subsections(answer_n, source_n) if s not in asked]
     target = question_target(question_n, lang)
     lead = lead_citation(answer_n, lang)
     if bad or not target or lead is None:
@@ -974,14 +1179,14 @@ def _check_references(
     same = law is None or share_in(law_core(law), question_sq) >= 0.8
     lead_kinds = {k for k, _ in lead_refs}
     comparable = {r for r in target if r[0] in lead_kinds}
-    # "Article I, Section 5" against a question about Section 8; a zh answer's opening 第N条
+    # "Article I, Section 5" against a question about Section 8 ("Amendment XV, Section 3"
+    # against Amendment XV, Section 1: one differing part is enough); a zh answer's opening 第N条
     # against the question's article.
-    if (
-        same
-        and comparable
-        and not (lead_refs & comparable)
-        and (lang == "zh" or {k for k, _ in comparable} == lead_kinds)
-    ):
+    if lang == "zh":
+        differs = not (lead_refs & comparable)
+    else:
+        differs = {k for k, _ in comparable} == lead_kinds and not comparable <= lead_refs
+    if same and comparable and differs:
         return bad, [", ".join(f"{k} {n}" for k, n in sorted(lead_refs))]
     return bad, []
 
@@ -1043,6 +1248,74 @@ def _foreign_laws(answer: str, source: str, question: str, lang: str) -> list[st
     return out
 
 
+# --- dates stated as rules ---------------------------------------------------------------------
+
+_ZH_YMD = re.compile(r"(?:(\d{4})\s*年\s*)?(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+_EN_DAY_OF = re.compile(
+    rf"\b(\d{{1,2}})(?:st|nd|rd|th|d)?\s+(?:day\s+of\s+)?({_MONTHS})(?:,?\s+(\d{{4}}))?\b"
+    rf"|\b({_MONTHS})\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?\b"
+)
+
+
+def _date_quantities(text_n: str, lang: str) -> list[Quantity]:
+    """Dates of a normalised text as quantities of unit 'date' (value YYYYMMDD, year 0 when
+    not given): "2007年7月1日", "7月1日", "the 15th day of January", "March 4, 2024"."""
+    out = []
+    if lang == "zh":
+        for m in _ZH_YMD.finditer(text_n):
+            year, month, day = int(m.group(1) or 0), int(m.group(2)), int(m.group(3))
+            out.append(Quantity(year * 10000 + month * 100 + day, "date", m.group(), *m.span()))
+        return out
+    months = _MONTHS.split("|")
+    for m in _EN_DAY_OF.finditer(text_n):
+        if m.group(1):
+            day, month, year = int(m.group(1)), months.index(m.group(2)) + 1, m.group(3)
+        else:
+            day, month, year = int(m.group(5)), months.index(m.group(4)) + 1, m.group(6)
+        value = int(year or 0) * 10000 + month * 100 + day
+        out.append(Quantity(value, "date", m.group(), *m.span()))
+    return out
+
+
+def _same_date(a: Quantity, b: Quantity) -> bool:
+    """Same month and day, and the same year unless one of them gives none."""
+    ya, yb = divmod(int(a.value), 10000), divmod(int(b.value), 10000)
+    return ya[1] == yb[1] and (ya[0] == yb[0] or 0 in (ya[0], yb[0]))
+
+
+@lru_cache(maxsize=64)
+def _source_dates(source: str, lang: str) -> tuple[tuple[Quantity, ...], tuple[Any, ...]]:
+    source_n = normalized(source)
+    dates = _date_quantities(source_n, lang)
+    return tuple(dates), tuple(_windows(source_n, dates, lang))
+
+
+def _check_dates(answer_n: str, source: str, question_n: str, lang: str) -> list[str]:
+    """Dates the answer states where the source states another for the same rule ("本规定自
+    2007年7月1日起施行" against "自2007年1月1日起施行"): a date neither the source nor the
+    question has, whose words on both sides match a date of the source best."""
+    answer_dates = _date_quantities(answer_n, lang)
+    if not answer_dates:
+        return []
+    source_dates, source_windows = _source_dates(source, lang)
+    known = [*source_dates, *_date_quantities(question_n, lang)]
+    need_left, need_right, need = _WINDOW_NEED[lang]
+    out = []
+    for d, (left, right) in zip(answer_dates, _windows(answer_n, answer_dates, lang), strict=True):
+        if any(_same_date(d, k) for k in known):
+            continue
+        best: tuple[int, Quantity] | None = None
+        for p, (p_left, p_right) in zip(source_dates, source_windows, strict=True):
+            on_left, on_right = len(left & p_left), len(right & p_right)
+            score = on_left + on_right
+            ok = on_left >= need_left and on_right >= need_right and score >= need
+            if ok and (best is None or score > best[0]):
+                best = (score, p)
+        if best is not None:
+            out.append(f"{d.text} (source: {best[1].text})")
+    return out
+
+
 def check_numbers(
     output: str, source: str, question: str = "", *, lang: str | None = None
 ) -> Finding | None:
@@ -1088,6 +1361,7 @@ def check_numbers(
         problems.append(f"cites {', '.join(laws[:3])}, not the source's law")
         details["unknown_laws"] = laws
     swapped = _check_quantities(answer_n, source, question, lang)
+    swapped += _check_dates(answer_n, source, question_n, lang)
     if swapped:
         problems.append(f"number differs from the source: {'; '.join(swapped[:3])}")
         details["swapped"] = swapped

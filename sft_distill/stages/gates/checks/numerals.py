@@ -151,7 +151,10 @@ _NUMBER_WORD = "|".join(sorted([*_EN_ONES, *_EN_TENS, *_EN_SCALES], key=len, rev
 # Not the tens of a compound ordinal ("twenty-first" stays a word unless ordinals are asked for).
 _EN_NUMBER = re.compile(
     rf"\b(?:(?:{_NUMBER_WORD})(?:(?:[\s-]+|\s+and\s+)(?:{_NUMBER_WORD}))*)\b"
-    r"(?![\s-]*(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)\b)",
+    r"(?![\s-]*(?:first|third|fourth|fifth|sixth|seventh|eighth|ninth)\b)"
+    # "twenty-second" is an ordinal, "one-second" / "ten second" a duration
+    r"(?:(?<!twenty)(?<!thirty)(?<!forty)(?<!fifty)(?<!sixty)(?<!seventy)(?<!eighty)(?<!ninety)"
+    r"|(?![\s-]*second\b))",
     re.IGNORECASE,
 )
 # "a third" only before "of": "a third party" is not a fraction.
@@ -258,12 +261,14 @@ def _replace_ordinal(m: re.Match[str]) -> str:
 
 
 # "second" as a unit of time: after a number ("a 60-second timeout", "10 second") or an article.
-_SECOND_UNIT = re.compile(r"(?:\d[\s-]?|\b(?:a|per|each|one)\s+)$", re.IGNORECASE)
+_SECOND_UNIT = re.compile(
+    rf"(?:\d[\s-]?|\b(?:a|per|each|{'|'.join(_EN_ONES)})[\s-]+)$", re.IGNORECASE
+)
 
 
 def _replace_ordinal_in(text: str, m: re.Match[str]) -> str:
     if m.group().lower() == "second" and _SECOND_UNIT.search(
-        text[max(0, m.start() - 8) : m.start()]
+        text[max(0, m.start() - 12) : m.start()]
     ):
         return m.group()
     return _replace_ordinal(m)

@@ -42,12 +42,83 @@ def references(text_n: str) -> set[Ref]:
 _HEADING_REF = re.compile(r"(?m)^#+\s*(?:\d+\.\s*)?(Article|Section|Amendment)\s*(\d+)", re.I)
 
 
+# "the twelfth article of amendment", "the 2nd section": a reference written as an ordinal.
+_ORDINAL_REF = re.compile(
+    r"\b(\d+)(?:st|nd|rd|th)\s+(article|section|amendment|clause|chapter|title)\b"
+    r"(\s+of\s+amendment\b)?",
+    re.IGNORECASE,
+)
+# A heading naming an article or amendment ("### 25. **XXV** Amendment 25", "## Article 2").
+_PROVISION_HEADING = re.compile(r"(?m)^#+[^\n]*\b(?:Article|Amendment)\s*\d+")
+_NUMBERED_PARAGRAPH = re.compile(r"(?m)^[ \t]*(\d+)\.[ \t]+\S")
+
+
 def source_references(source_n: str) -> set[Ref]:
-    """References in a normalised source, headings ("## 1. Article I", "### Section 8") too."""
+    """References in a normalised source, in any form: headings ("## 1. Article I", "### Section
+    8"), ordinals ("the twelfth article of amendment"), and the numbered paragraphs of an
+    article or amendment, which are its sections ("2. Whenever there is a vacancy…")."""
     refs = references(source_n)
     for m in _HEADING_REF.finditer(source_n):
         refs.add((m.group(1).lower(), int(m.group(2))))
+    for m in _ORDINAL_REF.finditer(source_n):
+        kind = "amendment" if m.group(3) else m.group(2).lower()
+        refs.add((kind, int(m.group(1))))
+    if _PROVISION_HEADING.search(source_n):
+        for m in _NUMBERED_PARAGRAPH.finditer(source_n):
+            refs.add(("section", int(m.group(1))))
     return refs
+
+
+# "Amendment 15, Section 3", "Article I, § 2", "Section 3 of the Fifteenth Amendment".
+_EN_PAIR = re.compile(
+    r"\b(Article|Amendment)\s*(\d+)\s*,?\s*(?:Section|Sec\.|§)\s*(\d+)\b"
+    r"|\b(?:Section|Sec\.|§)\s*(\d+)\s+of\s+(?:the\s+)?(Article|Amendment)\s*(\d+)\b",
+    re.IGNORECASE,
+)
+_ANY_HEADING = re.compile(r"(?m)^#+[^\n]*$")
+_HEADING_SECTION = re.compile(r"(?mi)^[ \t#*]*(?:Section|Sec\.|§)\s*(\d+)\b")
+
+
+def _sections_by_parent(source_n: str) -> dict[Ref, tuple[set[int], bool]]:
+    """{(kind, number): (its section numbers, whether the chunk ends inside it)} for the articles
+    and amendments of a normalised source; numbered paragraphs count as sections."""
+    heads = [
+        (m.start(), ref)
+        for m in _ANY_HEADING.finditer(source_n)
+        for ref in [re.search(r"\b(Article|Amendment)\s*(\d+)", m.group(), re.IGNORECASE)]
+        if ref
+    ]
+    out: dict[Ref, tuple[set[int], bool]] = {}
+    for i, (start, ref) in enumerate(heads):
+        end = heads[i + 1][0] if i + 1 < len(heads) else len(source_n)
+        block = source_n[start:end]
+        numbers = {int(m.group(1)) for m in _HEADING_SECTION.finditer(block)}
+        numbers |= {int(m.group(1)) for m in _NUMBERED_PARAGRAPH.finditer(block)}
+        key = (ref.group(1).lower(), int(ref.group(2)))
+        out[key] = (numbers, i + 1 == len(heads))
+    return out
+
+
+def unknown_subsections(answer_n: str, source_n: str) -> list[str]:
+    """Sections an answer cites under an article or amendment of the source that does not have
+    them ("Amendment 15, Section 3" where Amendment 15 has sections 1 and 2); a section past the
+    last one of the chunk's last provision may have been cut off and is not counted."""
+    parents = _sections_by_parent(source_n)
+    out = []
+    for m in _EN_PAIR.finditer(answer_n):
+        kind, num, sec = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (
+            m.group(5), m.group(6), m.group(4))  # fmt: skip
+        key = (kind.lower(), int(num))
+        if key not in parents:
+            continue
+        sections, last = parents[key]
+        section = int(sec)
+        if section in sections or (not sections and section == 1):
+            continue
+        if last and section > max(sections, default=1):
+            continue
+        out.append(f"{kind.lower()} {num}, section {sec}")
+    return out
 
 
 def question_target(question_n: str, lang: str) -> set[Ref] | None:
@@ -75,7 +146,8 @@ _ZH_LEAD = re.compile(
 )
 _EN_LEAD = re.compile(
     r"^\s*(?:Under|According\s+to|Per|Pursuant\s+to|In|As\s+set\s+out\s+in)?\s*(?:the\s+)?"
-    r"(Article\s+\d+(?:\s*,?\s*(?:Section|§)\s*\d+)?|Section\s+\d+|Amendment\s+\d+)\b",
+    r"((?:Article|Amendment)\s+\d+(?:\s*,?\s*(?:Section|§)\s*\d+)?"
+    r"|Section\s+\d+(?:\s+of\s+(?:the\s+)?(?:Article|Amendment)\s+\d+)?)\b",
     re.IGNORECASE,
 )
 
@@ -148,8 +220,10 @@ def unknown_laws(answer: str, context: str, lang: str) -> list[str]:
 # Cues: a party ("某", "甲方", "小王", "a man"), a hypothesis, a number the law does not have, a
 # personal pronoun, or a scenario sentence before the question ("…撞伤了行人。保险公司要赔吗？").
 _ZH_CASE = re.compile(
-    rf"某|[甲乙丙丁](?:方|公司|某|与|向|对|的)|[小老阿][{CJK}](?=[的在因向与为是想已从跟和被把])"
-    r"|假设|假如|如果|若|倘若|他|她|我|你|一(?:名|家|位|辆|份|起)|[0-9]|[。！；;][^。！；;]{4,}$"
+    rf"某(?!些)|[甲乙丙丁](?:方|公司|某|与|向|对|的)|[小老阿][{CJK}](?=[的在因向与为是想已从跟和被把])"
+    # (not the 他 of 其他, the 若 of 若干, the 某 of 某些, the 我 of 自我)
+    r"|假设|假如|如果|(?<!倘)若(?!干)|倘若|(?<![其吉])他|她|(?<!自)我|你|一(?:名|家|位|辆|份|起)"
+    r"|[0-9]|[。！；;][^。！；;]{4,}$"
     r"|怎么(?:办|处理|解决|算|计算|赔)|如何(?:处理|计算|认定|解决|赔偿)"
     # a date or a total to work out
     r"|哪天|哪一天|几号|最早|一共|总共"
@@ -321,6 +395,17 @@ def _unit_tokens(source: str, lang: str) -> tuple[tuple[frozenset[str], ...], Co
     return sets, df
 
 
+def _cross_referenced(text: str, units: Sequence[Unit]) -> set[int]:
+    """Units a provision's text cites, in any form ("第四十条", "the third article of
+    amendment")."""
+    refs = source_references(normalized(text))
+    found = cited_units(text, units)
+    for i, u in enumerate(units):
+        if (u.kind, u.number) in refs or (u.kind == "article" and ("条", u.number) in refs):
+            found.add(i)
+    return found
+
+
 def misattributed_units(
     answer: str, source: str, lang: str, *, margin: float = 0.35, ceiling: float = 0.5
 ) -> list[tuple[str, str]]:
@@ -358,7 +443,7 @@ def misattributed_units(
             for i, u in enumerate(units)
             if u.number == num and (kind == u.kind or {kind, u.kind} <= {"条", "article"})
         }
-        crossed = cited_units(units[best].text, units) - opening
+        crossed = _cross_referenced(units[best].text, units) - opening
         cited_here = cited - crossed
         if not cited_here:
             continue

@@ -62,6 +62,21 @@ _GLOSS = re.compile(
     r"|i\.e\.)",
     re.IGNORECASE,
 )
+# An example the answer makes up ("例如，保费为1000元的……", "e.g. `Timeout(5.0)`") has its own
+# figures: they are no claim about the source.
+_EXAMPLE = re.compile(
+    r"例如|比如|譬如|举例|举个例子|假设|假如|打个比方|\be\.g\.|\b(?:for\s+example|for\s+instance"
+    r"|say|suppose|supposing|imagine|hypothetically)\b",
+    re.IGNORECASE,
+)
+# A comparison with a norm outside the source ("比常见的一百八十日更短", "shorter than the
+# usual 30 days") brings its own figures; "larger than 1 MB" is a threshold, and is checked.
+_COMPARISON = re.compile(
+    r"(?:比|相比|相较|不同于|不像)[^，。；,;]{0,6}(?:常见|一般|通常|普通|其他|其它|市面|行业|同类|多数|平均)"
+    r"|\b(?:than|compared\s+(?:to|with)|unlike|versus)\s+(?:the\s+|a\s+|an\s+)?(?:usual|typical"
+    r"|common|customary|standard|average|normal|most|other|many)\b",
+    re.IGNORECASE,
+)
 # Code names an answer gives in backticks (`max_retries`, `httpx.Limits`, `ClientSession`).
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _CODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -149,11 +164,16 @@ def _token_set(text: str, lang: str) -> frozenset[str]:
 
 @lru_cache(maxsize=64)
 def _unit_token_sets(source: str, lang: str) -> tuple[frozenset[str], ...]:
-    """The token sets of the source's provisions (articles or sections), or of the whole."""
+    """The token sets of the source's provisions (articles or sections) and of the text outside
+    them, or of the whole."""
     units = source_units(source)
     if len(units) < 2:
         return (_token_set(source, lang),)
-    return tuple(frozenset(support_tokens(u.text, lang)) for u in units)
+    # Text outside every provision (a preamble, a definitions part) states rules too.
+    rest = source
+    for u in units:
+        rest = rest.replace(u.text, "\n", 1)
+    return tuple(frozenset(support_tokens(t, lang)) for t in (*(u.text for u in units), rest))
 
 
 def _best_unit_support(toks: list[str], source: str, lang: str) -> float:
@@ -176,6 +196,36 @@ def sentence_support(
     return rows
 
 
+# The answer's own working ("3 × 600 s = 1800 s", "合计…", "in total"): its results are
+# computed, not claimed from the source.
+_WORKING = re.compile(
+    r"[0-9)）]\s*[=×÷*+≈]|[=×÷*+≈]\s*[0-9(（$]|乘以|除以|加上|减去|合计|共计|总计|一共|总共"
+    r"|\b(?:in\s+total|altogether|adds?\s+up"
+    r"|times|multiplied|divided)\b",
+    re.IGNORECASE,
+)
+
+
+def _case_invented_figure(output: str, source: str, question: str, lang: str) -> Finding | None:
+    """In a case answer to a question with no figures of its own, a rule sentence's figure that
+    the source lacks: without the question's numbers no arithmetic can have produced it."""
+    if re.search(r"\d", normalized(question)):
+        return None  # its figures, dates included, may feed the answer's arithmetic
+    rule_words = _ZH_RULE_WORDS if lang == "zh" else _EN_RULE_WORDS
+    for sent in split_sentences(output, lang):
+        if not rule_words.search(sent) or _ADVICE.search(sent) or _GLOSS.search(sent):
+            continue
+        if _EXAMPLE.search(sent) or _WORKING.search(sent):
+            continue
+        new = unsupported_quantities(sent, source, question, lang=lang)
+        if new:
+            return Finding(
+                f"states {new[0].text}, which the source does not: {sent[:60]!r}",
+                {"sentence": sent, "unsupported_quantities": [q.text for q in new]},
+            )
+    return None
+
+
 def find_unsupported(
     output: str,
     source: str,
@@ -192,6 +242,8 @@ def find_unsupported(
     Only answers to direct questions ("第十六条规定了什么？", "How long is a Senator's term?")
     are checked (see the module docstring).
 
+    - A sentence (not advice, a gloss or a made-up example) stating a figure with a unit that
+      neither the source nor the question has, and that no arithmetic explains, is unsupported.
     - A sentence stating a rule ("…应当…", "… shall …"; not advice) whose support is under
       ``min_sentence_support`` looks invented. A sentence citing another article of the source
       is measured against the whole source.
@@ -205,7 +257,7 @@ def find_unsupported(
         return None
     lang = lang or detect_lang(source, output)
     if is_case_question(question, lang, source=source):
-        return None
+        return _case_invented_figure(output, source, question, lang)
     if min_tokens is None:
         min_tokens = 8 if lang == "zh" else 4
     target = target_passage(source, question, lang)
@@ -223,8 +275,20 @@ def find_unsupported(
         toks = support_tokens(sent, lang)
         answer_tokens.extend(toks)
         own_words = _ADVICE.search(sent) or _GLOSS.search(sent)
-        if rule_words.search(sent) and not own_words:
+        # A figure with a unit that neither the source nor the question has, and no arithmetic
+        # explains, is a claim the source does not make, whether or not the sentence is worded
+        # as a rule ("保险费按主险费率的百分之三十计收", "the nonce is cached for 5 minutes");
+        # not in the answer's own working ("…合计150日").
+        # Outside a rule, how often something is done is the answer's narration ("create the
+        # client once and reuse it"): only measured figures (periods, ages, amounts, shares) count.
+        if not own_words and not _EXAMPLE.search(sent) and not _WORKING.search(sent):
             new = unsupported_quantities(sent, source, question, lang=lang)
+            aside = _COMPARISON.search(normalized(sent))
+            if aside:
+                # the figures of other products or practice, compared with: not a rule here
+                new = [q for q in new if q.start < aside.start()]
+            if not rule_words.search(sent):
+                new = [q for q in new if q.unit != "multiple"]
             if new:
                 return Finding(
                     f"states {new[0].text}, which the source does not: {sent[:60]!r}",

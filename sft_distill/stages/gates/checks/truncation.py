@@ -55,6 +55,17 @@ def _unclosed_markup(last_line: str, prose: str) -> str | None:
     return None
 
 
+# A lead-in that promises a statement: "根据《保险法》第六十三条，", "第九条规定，".
+_LEAD_IN = re.compile(r"^(?:根据|依据|依照|按照|按|据|对于|关于)|(?:规定|指出|表明|明确)$")
+
+
+def _opened_sentence(text: str) -> bool:
+    """A short text that opened a statement with a lead-in clause and then more than a word
+    ("根据《保险法》第六十三条，保险人向第三者行使代"), unlike "二年，自知道之日起" or a list."""
+    parts = [squash(p) for p in re.split(r"[，,；;]", text)]
+    return len(parts) >= 2 and bool(_LEAD_IN.search(parts[0])) and len(parts[-1]) >= 5
+
+
 def find_truncation(output: str, finish_reason: str | None = None) -> Finding | None:
     """An answer cut off mid-sentence (or generation stopped at ``max_tokens``).
 
@@ -80,7 +91,7 @@ def find_truncation(output: str, finish_reason: str | None = None) -> Finding | 
         markup = _unclosed_markup(last_line, prose)
         if markup:
             return Finding(f"ends inside an unclosed {markup}")
-    tail = text.rstrip("*_~ ")
+    tail = re.sub(r"[\s*_~]+$", "", text)
     if not tail:
         return None
     last = tail[-1]
@@ -108,7 +119,8 @@ def find_truncation(output: str, finish_reason: str | None = None) -> Finding | 
     # (A Chinese list item may end in 的: "保险标的".)
     if lang == "zh" and last in _ZH_DANGLING and len(squash(text)) > 20 and not marker:
         return Finding(f"ends mid-sentence after {tail[-6:]!r}")
-    lines = [line.rstrip(" *_~") for line in tail.splitlines() if line.strip()]
+    lines = [line.rstrip(" *_~") for line in tail.splitlines()]
+    lines = [line for line in lines if line.strip()]  # "**" alone is no line of text
     if _cut_list_item(lines):
         return Finding(f"the list's last item is cut: {last_line.strip()[-20:]!r}")
     if marker and len(last_line) < 80:
@@ -119,7 +131,7 @@ def find_truncation(output: str, finish_reason: str | None = None) -> Finding | 
         len(lines) >= 2 and sum(line[-1] in _TERMINAL for line in lines) < len(lines) / 2
     )
     if lang == "zh":
-        if len(squash(text)) <= 20 and "\n" not in text:
+        if len(squash(text)) <= 20 and "\n" not in text and not _opened_sentence(text):
             return None  # a terse answer ("二年") needs no full stop
         if unpunctuated_style:
             return None
