@@ -151,6 +151,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="sft-distill eval: share of pairwise verdicts that name answer A whatever it says",
     )
+    p.add_argument(
+        "--judge-batch-faults",
+        action="store_true",
+        help="batched judging replies (3+ samples) omit one entry and spoil another (seeded)",
+    )
     return p.parse_args(argv)
 
 
@@ -177,6 +182,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         prefix_cache_ttl_s=args.prefix_cache_ttl_s,
         answer_gaps=dict(args.answer_gap),
         position_bias=args.position_bias,
+        judge_batch_faults=args.judge_batch_faults,
     )
 
 

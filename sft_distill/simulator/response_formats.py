@@ -111,6 +111,7 @@ _TASK_KINDS = {
     "topic_answer": ReplyKind.ANSWER,
     "iset_answer": ReplyKind.ANSWER,
     "iset_rephrase": ReplyKind.REPHRASINGS,
+    "judge_batch": ReplyKind.JUDGE_BATCH,
 }
 
 
