@@ -31,6 +31,7 @@ from .defaults import (
     DEFAULT_SCORE_FLOORS,
     DEFAULT_TIMEOUT_S,
     DIMENSIONS,
+    JUDGE_BATCH_AUTO_MAX,
 )
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class EndpointConfig(BaseModel):
         "SGLang), enable_thinking (DashScope), reasoning_effort (OpenAI, Ollama)",
     )
 
-    @field_validator("judge_batch_size")
+    @field_validator("judge_batch_size", mode="before")
     @classmethod
     def _batch_size(cls, v: int | str | None) -> int | str | None:
         return None if v is None else _judge_batch_size(v)
@@ -373,10 +374,17 @@ class DistillConfig(BaseModel):
             raise ValueError("an eval set path is empty")
         return v
 
-    @field_validator("judge_batch_size")
+    @field_validator("judge_batch_size", mode="before")
     @classmethod
     def _batch_size(cls, v: int | str) -> int | str:
         return _judge_batch_size(v)
+
+    def judge_batch_limits(self, ep: EndpointConfig) -> tuple[int, int | None]:
+        """(most samples per judge call, token budget of their text or None) of an evaluator."""
+        size = ep.judge_batch_size or self.judge_batch_size
+        if size == "auto":
+            return JUDGE_BATCH_AUTO_MAX, self.judge_batch_tokens
+        return int(size), None
 
     @field_validator("min_votes")
     @classmethod

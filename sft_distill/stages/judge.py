@@ -9,9 +9,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Seq
 from dataclasses import dataclass
 from functools import partial
 
-from ..config.defaults import DIMENSIONS, JUDGE_BATCH_AUTO_MAX, MEAN_DIMENSIONS
+from ..config.defaults import DIMENSIONS, MEAN_DIMENSIONS
 from ..config.models import DistillConfig
-from ..errors import LLMError
+from ..errors import (
+    ContextOverflowError,
+    LLMError,
+    TruncatedReplyError,
+    UnusableReplyError,
+)
 from ..llm.client import ChatResult, LLMClient, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import BatchItem, evaluation_batch_messages, evaluation_messages
@@ -161,10 +166,7 @@ async def judge(
 
 def batch_limits(config: DistillConfig, client: LLMClient) -> tuple[int, int | None]:
     """(most samples per judge call, token budget of their text or None) for an evaluator."""
-    size = client.config.judge_batch_size or config.judge_batch_size
-    if size == "auto":
-        return JUDGE_BATCH_AUTO_MAX, config.judge_batch_tokens
-    return int(size), None
+    return config.judge_batch_limits(client.config)
 
 
 def sample_tokens(sample: Sample) -> int:
@@ -251,8 +253,11 @@ class _BatchJudge:
         """One batch judged; entries missing or unreadable are asked again, fewer at a time."""
         if len(batch) == 1:
             return {batch[0].id: await self._single(batch[0])}
+        # Ids local to the request ("1", "2", ...): short to copy, and a model copies them right
+        # more often than 16 hex digits.
         items = [
-            BatchItem(s.id, s.instruction, s.input, s.output, judge_reference(s)) for s in batch
+            BatchItem(str(n), s.instruction, s.input, s.output, judge_reference(s))
+            for n, s in enumerate(batch, 1)
         ]
         messages = evaluation_batch_messages(batch[0].source_text, items)
         per_sample = self.client.config.max_tokens
@@ -265,14 +270,20 @@ class _BatchJudge:
                 overrides=overrides,
                 kind="judge_batch",
             )
-        except LLMError as exc:
+        except (TruncatedReplyError, ContextOverflowError, UnusableReplyError) as exc:
+            # Trouble with the batch itself (too long a reply or prompt, no usable entry):
+            # each sample alone may well go through.
             log.info("%s: batched judging failed (%s); judging one at a time", self.name, exc)
             return await self._singles(batch)
+        except LLMError as exc:
+            # The endpoint failed (an HTTP error, a dead connection): asking again one sample
+            # at a time would only multiply the failed calls.
+            return self._failed(batch, exc)
         got = reply.by_id()
         out: dict[str, Judgement] = {}
         missing = []
-        for sample in batch:
-            entry = got.get(sample.id)
+        for n, sample in enumerate(batch, 1):
+            entry = got.get(str(n))
             if entry is None:
                 missing.append(sample)
                 continue
@@ -291,6 +302,20 @@ class _BatchJudge:
                 out.update(await self._singles(missing))
         return out
 
+    def _failed(self, batch: Sequence[Sample], exc: LLMError) -> dict[str, Judgement]:
+        """Every sample of a batch whose call failed: recorded, logged once."""
+        ids = ", ".join(s.id for s in batch)
+        log_failure(log, f"samples {ids} (slice {batch[0].slice_id}): evaluation", exc)
+        for s in batch:
+            if self.on_failure is not None:
+                self.on_failure(
+                    Failure.from_error(exc, "evaluation", slice_id=s.slice_id, sample_id=s.id)
+                )
+        return {
+            s.id: Judgement(evaluator=self.name, model=self.client.model, error=str(exc))
+            for s in batch
+        }
+
     async def _singles(self, samples: Sequence[Sample]) -> dict[str, Judgement]:
         judged = await asyncio.gather(*(self._single(s) for s in samples))
         return {s.id: j for s, j in zip(samples, judged, strict=True)}
@@ -304,7 +329,7 @@ async def evaluate_group(
     on_failure: Callable[[Failure], None] | None = None,
 ) -> list[ScoredSample]:
     """Samples of one chunk scored by every evaluator (in batches where set), and decided."""
-    if len(samples) == 1 or len({s.id for s in samples}) < len(samples):
+    if len(samples) <= 1 or len({s.id for s in samples}) < len(samples):
         return list(
             await asyncio.gather(
                 *(evaluate_sample(s, evaluators, config, on_failure=on_failure) for s in samples)
@@ -346,6 +371,13 @@ async def chunk_groups(
     key: tuple[str, int, str] | None = None
     used = 0
     async for sample in samples:
+        if not sample.source_text:
+            # No chunk (topics mode, an instruction set): judged one by one, as before.
+            if group:
+                yield group
+            group, key, used = [], None, 0
+            yield [sample]
+            continue
         k = (sample.slice_id, sample.chunk_index, sample.source_text)
         t = sample_tokens(sample)
         full = len(group) >= size or (tokens is not None and group and used + t > tokens)
