@@ -9,7 +9,9 @@ The same job (the shared Chinese slices, ``../shared/data/slices_zh.jsonl``, whe
 - ``default``: the new defaults (batched judging, structured output, cached prompt tokens billed
   at ``--cached-share`` of the input price);
 - ``batch``: the new defaults with ``--batch`` (the provider Batch API, billed at
-  ``--batch-share``); "n/a" when this build's CLI has no ``--batch``.
+  ``--batch-share``); "n/a" when this build's CLI has no ``--batch``;
+- ``unbatched``: the new defaults but one judge call per sample (``judge_batch_size`` 1), to
+  tell what batching adds to the prompt cache.
 
 Per way and endpoint it prints calls, prompt, cached and completion tokens and the billed
 input-equivalents ``(prompt - cached) + cached * cached_share + completion * completion_weight``
@@ -36,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "slices_zh.jsonl"
 SHIPPED = REPO / "examples" / "slices.jsonl"
-WAYS = ("today", "default", "batch")
+WAYS = ("today", "default", "batch", "unbatched")
 # today: per-sample judging and the replies asked as they were before structured output.
 _TODAY = {
     "judge_batch_size": 1,
@@ -58,11 +60,12 @@ def batch_flag_known() -> bool:
     return "--batch" in _cli("run", "--help").stdout
 
 
-def run_way(way: str, data: Path, work: Path) -> dict[str, Any]:
+def run_way(way: str, data: Path, work: Path, job: dict[str, Any]) -> dict[str, Any]:
     """One dry run; its metadata usage and the kept sample ids."""
     out = work / way
     cfg = work / f"{way}.json"
-    cfg.write_text(json.dumps(_TODAY if way == "today" else {}), encoding="utf-8")
+    way_cfg = {"today": _TODAY, "unbatched": {"judge_batch_size": 1}}.get(way, {})
+    cfg.write_text(json.dumps({**job, **way_cfg}), encoding="utf-8")
     args = ["run", "-i", str(data), "-o", str(out), "-c", str(cfg), "--dry-run", "--quiet"]
     if way == "batch":
         args.append("--batch")
@@ -72,7 +75,35 @@ def run_way(way: str, data: Path, work: Path) -> dict[str, Any]:
     meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     kept = sorted(i for ids in manifest["samples"].values() for i in ids)
-    return {"usage": meta["usage"], "kept": kept}
+    return {"usage": meta["usage"], "kept": kept, "scores": judged_scores(out)}
+
+
+def judged_scores(out: Path) -> dict[tuple[str, str, str], float]:
+    """Every score given: (sample id, evaluator, dimension) -> score."""
+    scores = {}
+    with (out / "generated_raw.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            for j in row.get("judgements") or []:
+                for dim, value in (j.get("scores") or {}).items():
+                    scores[(row["id"], j["evaluator"], dim)] = value
+    return scores
+
+
+def agreement(a: dict[Any, float], b: dict[Any, float]) -> dict[str, Any]:
+    """How far two runs' scores of the same samples are apart."""
+    common = sorted(set(a) & set(b))
+    diffs = [abs(a[k] - b[k]) for k in common]
+    samples = {k[0] for k in common}
+    changed = {k[0] for k, d in zip(common, diffs, strict=True) if d}
+    return {
+        "samples": len(samples),
+        "scores": len(common),
+        "samples_with_a_different_score": len(changed),
+        "max_abs_difference": max(diffs, default=0.0),
+        "mean_abs_difference": round(sum(diffs) / len(diffs), 4) if diffs else 0.0,
+        "only_in_one": len(set(a) ^ set(b)),
+    }
 
 
 def billed(u: dict[str, Any], *, cached_share: float, weight: float, batch_share: float) -> float:
@@ -86,12 +117,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ways and put the figures together."""
     data = Path(args.data) if args.data else (SHARED if SHARED.exists() else SHIPPED)
     ways: dict[str, Any] = {}
+    job = {} if args.samples_per_slice is None else {"samples_per_slice": args.samples_per_slice}
     with tempfile.TemporaryDirectory(prefix="bench_cost_") as tmp:
         for way in WAYS:
             if way == "batch" and not batch_flag_known():
                 ways[way] = None
                 continue
-            ways[way] = run_way(way, data, Path(tmp))
+            ways[way] = run_way(way, data, Path(tmp), job)
     for way, res in ways.items():
         if res is None:
             continue
@@ -130,6 +162,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "per_kept": round(res["per_kept"], 1),
             "ratio": round(today["per_kept"] / res["per_kept"], 2),
             "same_kept_set": res["kept"] == today["kept"],
+            "agreement_with_today": agreement(today["scores"], res["scores"]),
         }
     return summary
 
@@ -158,6 +191,16 @@ def table(summary: dict[str, Any], args: argparse.Namespace) -> str:
             f"{'yes' if res['same_kept_set'] else 'no'} |"
         )
     lines.append("")
+    for way in WAYS[1:]:
+        res = summary["ways"].get(way)
+        if res is not None:
+            ag = res["agreement_with_today"]
+            lines.append(
+                f"{way} vs today: {ag['samples']} samples judged by both, "
+                f"{ag['samples_with_a_different_score']} with a different score, largest "
+                f"difference {ag['max_abs_difference']:g}, scores in one run only: "
+                f"{ag['only_in_one']}."
+            )
     lines.append(
         f"data: {summary['data']}; cached tokens at {args.cached_share:g} of the input price "
         f"(today: 1), batch at {args.batch_share:g}, completion tokens weigh "
@@ -173,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-share", type=float, default=0.5, help="price share when batched")
     p.add_argument(
         "--completion-weight", type=float, default=4.0, help="a completion token in input tokens"
+    )
+    p.add_argument(
+        "--samples-per-slice", type=int, help="the job's samples_per_slice (default: the default)"
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args(argv)
