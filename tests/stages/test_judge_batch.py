@@ -368,3 +368,27 @@ def test_kill_9_during_batched_judging_then_rerun_gives_the_same_dataset(tmp_pat
         sim.reset_stats()
         assert main(run_args(inp, out, cfg)) == 0
         assert sim.stats()["chat_requests"] == 0
+
+
+@pytest.mark.parametrize("server", ["openai", "llamacpp", "json_object", "none"])
+async def test_batched_judging_through_every_structured_output_form(tmp_path, server):
+    inp = make_input(tmp_path / "in.jsonl", n=4)
+    async with Simulator(SimulatorConfig()) as sim:
+        await DatasetDistillationPipeline(_config(sim, tmp_path / "one", judge_batch_size=1)).run(
+            inp
+        )
+    async with Simulator(SimulatorConfig(structured_output=server, messy=True)) as sim:
+        result = await DatasetDistillationPipeline(_config(sim, tmp_path / "auto")).run(inp)
+        reasks = sim.stats["reasks"]
+    assert result.counts.evaluation_failures == 0 and reasks == 0
+    assert _judged(tmp_path / "auto") == _judged(tmp_path / "one")
+    usage = result.metadata["usage"]["primary"]["this_invocation"]
+    assert (
+        usage["structured_output"]
+        == {
+            "openai": "json_schema",
+            "llamacpp": "json_object_schema",
+            "json_object": "json_object",
+            "none": "none",
+        }[server]
+    )
