@@ -15,9 +15,9 @@ The same job (the shared Chinese slices, ``../shared/data/slices_zh.jsonl``, whe
 
 Per way and endpoint it prints calls, prompt, cached and completion tokens and the billed
 input-equivalents ``(prompt - cached) + cached * cached_share + completion * completion_weight``
-(times ``batch_share`` for batched requests), then the kept samples, the billed figure per kept
-sample, the ratios today/default and today/batch, and whether the kept sets (manifest ids) are
-the same::
+(times ``batch_share`` for every request of the batch way), then the kept samples, the billed
+figure per kept sample, the ratios today/way, whether the kept sets (manifest ids) are the same,
+and how far each way's scores are from today's::
 
     python benchmarks/bench_cost.py
     python benchmarks/bench_cost.py --data examples/slices.jsonl --completion-weight 3 --json
@@ -55,19 +55,28 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
 
 
-def batch_flag_known() -> bool:
-    """Whether this build's ``sft-distill run`` takes ``--batch`` (the provider Batch API)."""
-    return "--batch" in _cli("run", "--help").stdout
+def batch_support() -> str | None:
+    """How this build asks for the provider Batch API: "flag" (``--batch``), "config"
+    (``batch: true``), or None."""
+    if "--batch" in _cli("run", "--help").stdout:
+        return "flag"
+    from sft_distill.config.models import DistillConfig
+
+    return "config" if "batch" in DistillConfig.model_fields else None
 
 
-def run_way(way: str, data: Path, work: Path, job: dict[str, Any]) -> dict[str, Any]:
+def run_way(
+    way: str, data: Path, work: Path, job: dict[str, Any], batch: str | None = None
+) -> dict[str, Any]:
     """One dry run; its metadata usage and the kept sample ids."""
     out = work / way
     cfg = work / f"{way}.json"
     way_cfg = {"today": _TODAY, "unbatched": {"judge_batch_size": 1}}.get(way, {})
+    if way == "batch" and batch == "config":
+        way_cfg = {"batch": True}
     cfg.write_text(json.dumps({**job, **way_cfg}), encoding="utf-8")
     args = ["run", "-i", str(data), "-o", str(out), "-c", str(cfg), "--dry-run", "--quiet"]
-    if way == "batch":
+    if way == "batch" and batch == "flag":
         args.append("--batch")
     done = _cli(*args)
     if done.returncode != 0:
@@ -119,11 +128,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ways: dict[str, Any] = {}
     job = {} if args.samples_per_slice is None else {"samples_per_slice": args.samples_per_slice}
     with tempfile.TemporaryDirectory(prefix="bench_cost_") as tmp:
+        batch = batch_support()
         for way in WAYS:
-            if way == "batch" and not batch_flag_known():
+            if way == "batch" and batch is None:
                 ways[way] = None
                 continue
-            ways[way] = run_way(way, data, Path(tmp), job)
+            ways[way] = run_way(way, data, Path(tmp), job, batch)
     for way, res in ways.items():
         if res is None:
             continue
