@@ -44,6 +44,9 @@ DEFAULT_JUDGE_BATCH_TOKENS = 6000
 # A batch's reply holds one judgement per sample, so it gets the endpoint's max_tokens once per
 # sample; 8 keeps that within common output limits (8,192 tokens at the default 1,024).
 JUDGE_BATCH_AUTO_MAX = 8
+# The most reply tokens a batched judging request asks for (many servers cap replies at 8,192):
+# "auto" batches hold at most this over the endpoint's max_tokens samples.
+JUDGE_BATCH_REPLY_TOKENS = 8192
 
 
 DEFAULT_TIMEOUT_S = 600.0

@@ -32,6 +32,7 @@ from .defaults import (
     DEFAULT_TIMEOUT_S,
     DIMENSIONS,
     JUDGE_BATCH_AUTO_MAX,
+    JUDGE_BATCH_REPLY_TOKENS,
 )
 
 if TYPE_CHECKING:
@@ -383,7 +384,10 @@ class DistillConfig(BaseModel):
         """(most samples per judge call, token budget of their text or None) of an evaluator."""
         size = ep.judge_batch_size or self.judge_batch_size
         if size == "auto":
-            return JUDGE_BATCH_AUTO_MAX, self.judge_batch_tokens
+            most = JUDGE_BATCH_AUTO_MAX
+            if ep.max_tokens:
+                most = max(1, min(most, JUDGE_BATCH_REPLY_TOKENS // ep.max_tokens))
+            return most, self.judge_batch_tokens
         return int(size), None
 
     @field_validator("min_votes")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Seq
 from dataclasses import dataclass
 from functools import partial
 
-from ..config.defaults import DIMENSIONS, MEAN_DIMENSIONS
+from ..config.defaults import DIMENSIONS, JUDGE_BATCH_REPLY_TOKENS, MEAN_DIMENSIONS
 from ..config.models import DistillConfig
 from ..errors import (
     ContextOverflowError,
@@ -208,6 +208,11 @@ def _single_reply(entry: JudgeResult) -> str:
     return json.dumps(entry.model_dump(mode="json", exclude={"id"}), ensure_ascii=False)
 
 
+# Failures of a batched request that one-sample requests may not meet.
+_BATCH_TROUBLE = (TruncatedReplyError, ContextOverflowError, UnusableReplyError)
+_REQUEST_STATUSES = frozenset({400, 413, 422})
+
+
 @dataclass
 class _BatchJudge:
     """One evaluator judging one chunk's samples in batches (re-asking what a batch missed)."""
@@ -260,9 +265,7 @@ class _BatchJudge:
             for n, s in enumerate(batch, 1)
         ]
         messages = evaluation_batch_messages(batch[0].source_text, items)
-        per_sample = self.client.config.max_tokens
-        # The reply holds one judgement per sample: room for each (max_tokens is not keyed).
-        overrides = {"max_tokens": per_sample * len(batch)} if per_sample else None
+        overrides = self._reply_room(messages, len(batch))
         try:
             reply, _ = await self.client.chat(
                 messages,
@@ -270,14 +273,14 @@ class _BatchJudge:
                 overrides=overrides,
                 kind="judge_batch",
             )
-        except (TruncatedReplyError, ContextOverflowError, UnusableReplyError) as exc:
-            # Trouble with the batch itself (too long a reply or prompt, no usable entry):
-            # each sample alone may well go through.
-            log.info("%s: batched judging failed (%s); judging one at a time", self.name, exc)
-            return await self._singles(batch)
         except LLMError as exc:
-            # The endpoint failed (an HTTP error, a dead connection): asking again one sample
-            # at a time would only multiply the failed calls.
+            if isinstance(exc, _BATCH_TROUBLE) or exc.status in _REQUEST_STATUSES:
+                # Trouble with the batch itself (too long a reply or prompt, no usable entry,
+                # a request the server refuses): each sample alone may well go through.
+                log.info("%s: batched judging failed (%s); judging one at a time", self.name, exc)
+                return await self._singles(batch)
+            # The endpoint failed (a dead connection, a missing model, 5xx after retries):
+            # asking again one sample at a time would only multiply the failed calls.
             return self._failed(batch, exc)
         got = reply.by_id()
         out: dict[str, Judgement] = {}
@@ -301,6 +304,20 @@ class _BatchJudge:
             else:
                 out.update(await self._singles(missing))
         return out
+
+    def _reply_room(self, messages: list[dict[str, str]], n: int) -> dict[str, int] | None:
+        """``max_tokens`` for a batch of ``n``: the endpoint's once per sample (max_tokens is not
+        part of the cache key), within JUDGE_BATCH_REPLY_TOKENS and the known context."""
+        per_sample = self.client.config.max_tokens
+        if not per_sample:
+            return None
+        room = min(per_sample * n, max(per_sample, JUDGE_BATCH_REPLY_TOKENS))
+        context = self.client.config.context_tokens
+        if context:
+            # 1.5 characters a token: above what Chinese text takes, so the prompt fits.
+            prompt = int(sum(len(m["content"]) for m in messages) / 1.5) + 64
+            room = min(room, max(per_sample, context - prompt))
+        return {"max_tokens": room}
 
     def _failed(self, batch: Sequence[Sample], exc: LLMError) -> dict[str, Judgement]:
         """Every sample of a batch whose call failed: recorded, logged once."""

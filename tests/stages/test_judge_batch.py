@@ -392,3 +392,44 @@ async def test_batched_judging_through_every_structured_output_form(tmp_path, se
             "none": "none",
         }[server]
     )
+
+
+async def test_a_batch_asks_for_reply_room_within_the_known_context(tmp_path):
+    # vLLM-like: a prompt plus max_tokens over the context is refused with HTTP 400. A batch of 5
+    # at 5 x 1,024 reply tokens would not fit; its max_tokens is cut to what the context leaves.
+    inp = make_input(tmp_path / "in.jsonl", n=3)
+    async with Simulator(SimulatorConfig(context_tokens=7000)) as sim:
+        judge = {**_ep(sim, "judge-a"), "max_tokens": 1024, "context_tokens": 7000}
+        result = await DatasetDistillationPipeline(
+            _config(
+                sim, tmp_path / "out", evaluators={"primary": judge, "secondary": None}, min_votes=1
+            )
+        ).run(inp)
+        statuses = dict(sim.stats["by_status"])
+        judge_calls = sim.stats["by_model"]["judge-a"]
+    assert result.counts.evaluation_failures == 0
+    assert set(statuses) == {"200"}
+    rows = read_jsonl(tmp_path / "out" / "generated_raw.jsonl")
+    assert (
+        max(
+            sum(
+                1
+                for r in rows
+                if r["chunk_index"] == c["chunk_index"] and r["slice_id"] == c["slice_id"]
+            )
+            for c in rows
+        )
+        == 5
+    )
+    assert judge_calls == len({(r["slice_id"], r["chunk_index"]) for r in rows})
+
+
+def test_auto_batches_keep_their_reply_within_8192_tokens():
+    from sft_distill.config.merging import build_config
+
+    cfg = build_config({"evaluators": {"primary": {"max_tokens": 2048}}})
+    assert cfg.judge_batch_limits(cfg.evaluators["primary"]) == (4, 6000)
+    assert cfg.judge_batch_limits(cfg.evaluators["secondary"]) == (8, 6000)
+    cfg = build_config({"judge_batch_size": 3, "evaluators": {"primary": {"judge_batch_size": 1}}})
+    assert cfg.judge_batch_limits(cfg.evaluators["primary"]) == (1, None)
+    assert cfg.judge_batch_limits(cfg.evaluators["secondary"]) == (3, None)
