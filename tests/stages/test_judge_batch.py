@@ -433,3 +433,10 @@ def test_auto_batches_keep_their_reply_within_8192_tokens():
     cfg = build_config({"judge_batch_size": 3, "evaluators": {"primary": {"judge_batch_size": 1}}})
     assert cfg.judge_batch_limits(cfg.evaluators["primary"]) == (1, None)
     assert cfg.judge_batch_limits(cfg.evaluators["secondary"]) == (3, None)
+
+
+def test_simulator_command_line_takes_judge_batch_faults():
+    from sft_distill.simulator.cli import config_from_args, parse_args
+
+    assert config_from_args(parse_args(["--judge-batch-faults"])).judge_batch_faults is True
+    assert config_from_args(parse_args([])).judge_batch_faults is False
