@@ -198,6 +198,10 @@ class Usage(BaseModel):
         0, description="prompt tokens the server took from its prefix cache (part of prompt_tokens)"
     )
     reasoning_tokens: int = Field(0, description="thinking tokens (part of completion_tokens)")
+    batch_calls: int = Field(0, description="replies that came through a Batch API (part of calls)")
+    batch_prompt_tokens: int = Field(0, description="their prompt tokens (part of prompt_tokens)")
+    batch_completion_tokens: int = Field(0, description="their completion tokens")
+    batch_cached_prompt_tokens: int = Field(0, description="their cached prompt tokens")
     structured_output: str | None = Field(
         None, description="the structured-output form replies were asked in (None: not asked)"
     )

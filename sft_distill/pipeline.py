@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .config.merging import build_config
 from .config.models import DistillConfig, EndpointConfig, display_url
 from .errors import ConfigError, EndpointStoppedError, InputError
+from .llm.batch import BatchRunner, BatchSettings
 from .llm.cache import ResponseCache
 from .llm.client import LLMClient
 from .llm.run_usage import WholeRun, finish_invocation, whole_run
@@ -352,16 +353,47 @@ class DatasetDistillationPipeline:
         cache: ResponseCache,
         endpoints: Mapping[str, EndpointConfig],
     ) -> tuple[LLMClient, dict[str, LLMClient]]:
-        """The teacher's client and each judge's, closed with the run."""
+        """The teacher's client and each judge's, closed with the run (and the Batch API runner
+        of the endpoints that batch, which stops polling first)."""
         namespace = "simulator" if run.simulator else None
+        runner = self._batch_runner(cache, endpoints)
         clients = {}
         for name, ep in endpoints.items():
             client = LLMClient(
-                name, ep, cache=cache, cache_namespace=namespace, on_stop=self._on_stop(run)
+                name,
+                ep,
+                cache=cache,
+                cache_namespace=namespace,
+                on_stop=self._on_stop(run),
+                batch=runner if runner is not None and self.config.batched(ep) else None,
             )
             clients[name] = await stack.enter_async_context(client)
+        if runner is not None:
+
+            async def close_runner(exc_type: Any, *_: Any) -> bool:
+                await runner.aclose(clean=exc_type is None)
+                return False
+
+            stack.push_async_exit(close_runner)
+            await runner.start(list(clients.values()))
         teacher = clients.pop("generator")
         return teacher, clients
+
+    def _batch_runner(
+        self, cache: ResponseCache, endpoints: Mapping[str, EndpointConfig]
+    ) -> BatchRunner | None:
+        """The run's Batch API runner, when an endpoint batches."""
+        cfg = self.config
+        if not any(cfg.batched(ep) for ep in endpoints.values()):
+            return None
+        settings = BatchSettings(
+            poll_s=cfg.batch_poll_s,
+            collect_s=cfg.batch_collect_s,
+            max_requests=cfg.batch_max_requests,
+            timeout_s=cfg.batch_timeout_s,
+            show_progress=self.show_progress,
+        )
+        return BatchRunner(cache, settings)
 
     def _on_stop(self, run: _Run) -> Callable[[EndpointStoppedError], None]:
         def on_stop(err: EndpointStoppedError) -> None:

@@ -165,6 +165,12 @@ def format_estimate(est: Estimate) -> str:
         "shares with an earlier one, from 1,024 tokens in 128-token steps), billed at "
         "cached_input_per_1k; 'without cache': the same calls with no cache hit."
     )
+    batched = [e.endpoint for e in est.endpoints if e.batched]
+    if batched:
+        lines.append(
+            f"Through the Batch API (--batch, or an endpoint's batch: true): "
+            f"{', '.join(batched)}; costed at the batch price (batch_discount)."
+        )
     if est.total_cost is None:
         lines.append(
             'No prices configured: add "prices": {"MODEL": {"input_per_1k": X, "output_per_1k": '

@@ -116,6 +116,13 @@ def build_parser(mode: Mode | str = MODE) -> argparse.ArgumentParser:
         help="rebuild a damaged cache.sqlite3 from its readable replies, then run",
     )
     p.add_argument("--strict", action="store_true", help="fail on the first bad input line")
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        default=None,
+        help="send requests through the endpoints' Batch APIs (about half price; replies within "
+        "24 h; a rerun resumes the batches in flight); an endpoint's batch setting wins",
+    )
     add_estimate_arguments(p)
     p.add_argument("--samples-per-slice", type=int, help="override samples_per_slice")
     p.add_argument("--min-score-threshold", type=float, help="override min_score_threshold")
@@ -146,6 +153,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["min_votes"] = args.min_votes
     if args.no_dedup:
         out["enable_dedup"] = False
+    if args.batch:
+        out["batch"] = True
     out.update(output_overrides(args))
     out.update(compliance_overrides(args))
     return out
@@ -175,7 +184,10 @@ def format_summary(result: RunResult) -> str:
     usage = result.metadata["usage"]
     mine = {name: u.get("this_invocation") or u for name, u in usage.items()}
     calls = ", ".join(
-        f"{n} {plural(u['calls'], 'call')} + {u['cached']} cached" for n, u in mine.items()
+        f"{n} {plural(u['calls'], 'call')}"
+        + (f" ({u['batch_calls']} batched)" if u.get("batch_calls") else "")
+        + f" + {u['cached']} cached"
+        for n, u in mine.items()
     )
     lines.append(f"  {calls}")
     cost = (result.metadata.get("report") or {}).get("cost")

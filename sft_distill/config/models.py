@@ -122,6 +122,11 @@ class EndpointConfig(BaseModel):
         description="how the server takes the thinking switch: chat_template_kwargs (vLLM, "
         "SGLang), enable_thinking (DashScope), reasoning_effort (OpenAI, Ollama)",
     )
+    batch: bool | None = Field(
+        None,
+        description="send this endpoint's requests through its Batch API (true), never (false), "
+        "or as the run's batch setting says (null)",
+    )
 
     @field_validator("judge_batch_size", mode="before")
     @classmethod
@@ -281,6 +286,27 @@ class DistillConfig(BaseModel):
     max_per_group: int | None = Field(None, ge=1)
     dataset_name: str = Field("sft_distill", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    batch: bool = Field(
+        False,
+        description="send requests through the endpoints' Batch APIs (about half price, replies "
+        "within 24 h); an endpoint's own batch setting wins",
+    )
+    batch_poll_s: float = Field(30.0, gt=0, description="seconds between polls of a batch")
+    batch_collect_s: float = Field(
+        2.0,
+        ge=0,
+        description="quiet seconds (no new request, no call in flight) before the requests "
+        "collected so far go out as a batch",
+    )
+    batch_max_requests: int = Field(
+        50_000, ge=1, le=50_000, description="requests per batch at most (OpenAI: 50,000)"
+    )
+    batch_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="give up waiting for a batch after this long (its requests fail; a rerun "
+        "polls it again); default: wait until the provider ends it",
+    )
     gates: list[dict[str, Any]] = Field(
         default_factory=lambda: [dict(g) for g in DEFAULT_GATES],
         description="checks before the judges (default: quality, then rules; [] turns them off)",
@@ -471,6 +497,10 @@ class DistillConfig(BaseModel):
     def endpoints(self) -> dict[str, EndpointConfig]:
         """All endpoints by role name: ``generator`` and each evaluator name."""
         return {"generator": self.generator, **self.evaluators}
+
+    def batched(self, endpoint: EndpointConfig) -> bool:
+        """Whether ``endpoint``'s requests go through its Batch API (its own setting first)."""
+        return self.batch if endpoint.batch is None else endpoint.batch
 
     def public_dict(self) -> dict[str, Any]:
         """The config with every secret removed, for metadata.json and logs."""

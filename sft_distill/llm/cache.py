@@ -32,7 +32,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 CACHE_FILENAME = "cache.sqlite3"
 # PRAGMA user_version: 0 = written before checksums (upgraded when opened), 1 = checksummed rows,
 # 2 = the call log counts cached prompt tokens and reasoning tokens (and requests may carry a
-# response_format: see LEGACY_PAYLOADS).
-SCHEMA_VERSION = 2
+# response_format: see LEGACY_PAYLOADS), 3 = the call log marks calls made through a Batch API.
+SCHEMA_VERSION = 3
 # Meta row set when a cache from before schema 2 that holds replies is upgraded: its replies
 # were asked without response_format, so an endpoint that has no remembered structured-output
 # form keeps asking that way (the same payloads, the same keys: the replies are found again).
@@ -87,13 +87,31 @@ CREATE TABLE IF NOT EXISTS calls (
     started REAL NOT NULL,
     latency_s REAL NOT NULL,
     cached_prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    reasoning_tokens INTEGER NOT NULL DEFAULT 0
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    batch INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    input_file_id TEXT,
+    batch_id TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    job INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    result TEXT,
+    PRIMARY KEY (job, custom_id)
 );
 """
 # Columns of ``calls`` added after its first version (schema 2), with their definitions.
 _CALL_COLUMNS_2 = (
     ("cached_prompt_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("batch", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -150,8 +168,8 @@ _FIELDS = ("model", "content", "reasoning", "finish_reason", "prompt_tokens", "c
 _GET_REPLY = _RESPONSES.select("key = ?")
 _INSERT_CALL = (
     "INSERT INTO calls (invocation, endpoint, model, status, prompt_tokens, completion_tokens, "
-    "started, latency_s, cached_prompt_tokens, reasoning_tokens) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "started, latency_s, cached_prompt_tokens, reasoning_tokens, batch) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _STOP = object()
 # Errors of one row (not of the file): such a row is left out, the others are still stored.
@@ -408,7 +426,10 @@ class ResponseCache:
             if version < SCHEMA_VERSION:
                 dropped = sum(self._add_checksums(table) for table in _TABLES)
                 self._add_call_columns()
-                if db.execute("SELECT 1 FROM responses LIMIT 1").fetchone() is not None:
+                if (
+                    version < 2
+                    and db.execute("SELECT 1 FROM responses LIMIT 1").fetchone() is not None
+                ):
                     db.execute(_META.insert, _row_with_checksum(_META, (LEGACY_PAYLOADS, "1")))
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 if dropped:
@@ -611,8 +632,10 @@ class ResponseCache:
         latency_s: float,
         cached_prompt_tokens: int = 0,
         reasoning_tokens: int = 0,
+        batch: bool = False,
     ) -> None:
-        """Queue one HTTP exchange for the ``calls`` log (``started``: epoch seconds)."""
+        """Queue one HTTP exchange (or one line of a batch: ``batch``) for the ``calls`` log
+        (``started``: epoch seconds)."""
         if self._db is None or self._writer_error is not None:
             return  # closed or broken: put() reports it; the log is never worth a failed call
         self.calls_logged += 1
@@ -629,6 +652,7 @@ class ResponseCache:
                     latency_s,
                     cached_prompt_tokens,
                     reasoning_tokens,
+                    int(batch),
                 )
             )
         )
@@ -636,7 +660,7 @@ class ResponseCache:
     def calls_since(self, invocation: int) -> Iterator[tuple[Any, ...]]:
         """Logged calls of ``invocation`` and later ones, once every queued row is committed:
         (invocation, endpoint, model, prompt_tokens, completion_tokens, started, latency_s,
-        cached_prompt_tokens, reasoning_tokens).
+        cached_prompt_tokens, reasoning_tokens, batch).
 
         A row that cannot be read back (a damaged file) is skipped.
         """
@@ -644,13 +668,24 @@ class ResponseCache:
         try:
             rows = self._db.execute(
                 "SELECT invocation, CAST(endpoint AS BLOB), CAST(model AS BLOB), prompt_tokens, "
-                "completion_tokens, started, latency_s, cached_prompt_tokens, reasoning_tokens "
-                "FROM calls WHERE invocation >= ?",
+                "completion_tokens, started, latency_s, cached_prompt_tokens, reasoning_tokens, "
+                "batch FROM calls WHERE invocation >= ?",
                 (invocation,),
             ).fetchall()
         except sqlite3.Error as exc:
             raise cache_error(self.path, exc, "read") from None
-        for inv, endpoint, model, prompt, completion, started, latency, cached, reasoning in rows:
+        for (
+            inv,
+            endpoint,
+            model,
+            prompt,
+            completion,
+            started,
+            latency,
+            cached,
+            reasoning,
+            batch,
+        ) in rows:
             try:
                 yield (
                     inv,
@@ -662,6 +697,7 @@ class ResponseCache:
                     float(latency),
                     int(cached or 0),
                     int(reasoning or 0),
+                    int(batch or 0),
                 )
             except (AttributeError, UnicodeDecodeError, TypeError, ValueError, OverflowError):
                 continue
@@ -698,6 +734,99 @@ class ResponseCache:
             self._db.execute("DELETE FROM meta WHERE name = ?", (name,))
         except sqlite3.Error as exc:
             raise cache_error(self.path, exc, "write") from None
+
+    # -- Batch API jobs: written at once (each step must be on disk before the next request) --
+
+    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int | None]:
+        """Run ``statements`` in one transaction; the last row id of each.
+
+        Raises:
+            OutputError: the file cannot be written.
+        """
+        ids: list[int | None] = []
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for sql, params in statements:
+                ids.append(self._db.execute(sql, params).lastrowid)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(self._db)
+            raise cache_error(self.path, exc, "write") from None
+        except BaseException:
+            _rollback(self._db)
+            raise
+        return ids
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise cache_error(self.path, exc, "read") from None
+
+    def add_batch_job(self, endpoint: str, uid: str, lines: Sequence[tuple[str, str]]) -> int:
+        """Record a batch about to be uploaded (state ``uploading``) with its (custom_id, key)
+        lines; returns its job number."""
+        ids = self._write(
+            [
+                (
+                    "INSERT INTO batch_jobs (endpoint, uid, state, created) VALUES (?, ?, ?, ?)",
+                    (endpoint, uid, "uploading", time.time()),
+                )
+            ]
+        )
+        job = int(ids[0] or 0)
+        self._write(
+            [
+                ("INSERT INTO batch_requests (job, custom_id, key) VALUES (?, ?, ?)", (job, c, k))
+                for c, k in lines
+            ]
+        )
+        return job
+
+    def update_batch_job(self, job: int, **fields: str | None) -> None:
+        """Set ``state``, ``input_file_id`` or ``batch_id`` of a job."""
+        cols = ", ".join(f"{name} = ?" for name in fields)
+        self._write([(f"UPDATE batch_jobs SET {cols} WHERE id = ?", (*fields.values(), job))])
+
+    def batch_jobs(self, endpoint: str) -> list[dict[str, Any]]:
+        """The recorded jobs of ``endpoint``, oldest first."""
+        rows = self._read(
+            "SELECT id, uid, state, input_file_id, batch_id FROM batch_jobs WHERE endpoint = ? "
+            "ORDER BY id",
+            (endpoint,),
+        )
+        names = ("job", "uid", "state", "input_file_id", "batch_id")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def batch_requests(self, job: int) -> list[tuple[str, str, str | None]]:
+        """(custom_id, key, result line or None) of each request of a job."""
+        rows = self._read("SELECT custom_id, key, result FROM batch_requests WHERE job = ?", (job,))
+        return [(str(c), str(k), None if r is None else str(r)) for c, k, r in rows]
+
+    def store_batch_results(self, job: int, results: Mapping[str, str]) -> None:
+        """Keep each downloaded result line by custom_id and mark the job ``downloaded``, in
+        one transaction (the provider's files can then be deleted)."""
+        self._write(
+            [
+                *(
+                    (
+                        "UPDATE batch_requests SET result = ? WHERE job = ? AND custom_id = ?",
+                        (fix_surrogates(line), job, cid),
+                    )
+                    for cid, line in results.items()
+                ),
+                ("UPDATE batch_jobs SET state = 'downloaded' WHERE id = ?", (job,)),
+            ]
+        )
+
+    def delete_batch_job(self, job: int) -> None:
+        """Forget a job and its requests."""
+        self._write(
+            [
+                ("DELETE FROM batch_requests WHERE job = ?", (job,)),
+                ("DELETE FROM batch_jobs WHERE id = ?", (job,)),
+            ]
+        )
 
     def __len__(self) -> int:
         self.flush()

@@ -27,9 +27,11 @@ from ..errors import (
     LLMError,
     ResponseFormatError,
     RetryableLLMError,
+    TruncatedReplyError,
     UnusableReplyError,
 )
 from ..models import Usage
+from .batch import FINAL_CODES, BatchRunner, line_reply
 from .cache import LEGACY_PAYLOADS, ResponseCache, finish_key, key_prefix
 from .json_extract import extract_json, split_reasoning
 from .limits import AdaptiveLimiter, TokenBucket
@@ -83,6 +85,7 @@ class LLMClient:
         cache_namespace: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_stop: Callable[[EndpointStoppedError], None] | None = None,
+        batch: BatchRunner | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -139,6 +142,28 @@ class LLMClient:
         self.latencies: list[float] = []
         self._latency_seen = 0
         self._latency_rng = random.Random(0)
+        # Through a Batch API: requests that miss the cache wait for the runner's next wave, so
+        # the stages keep many more of them open than max_concurrent (which still bounds the
+        # online calls: the structured-output probe, the files and batches API).
+        self._batch = batch if cache is not None else None
+        if self._batch is not None:
+            parallel = max(config.max_concurrent, self._batch.settings.max_requests)
+            self.config = config.model_copy(update={"max_concurrent": parallel})
+
+    @property
+    def where(self) -> str:
+        """``name (model at url)`` for messages."""
+        return self._where
+
+    @property
+    def namespace(self) -> str:
+        """The endpoint's identity in cache keys and batch records."""
+        return self._namespace
+
+    @property
+    def batched(self) -> bool:
+        """Whether requests go through a Batch API."""
+        return self._batch is not None
 
     async def __aenter__(self) -> LLMClient:
         await self.open()
@@ -365,7 +390,7 @@ class LLMClient:
             future: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
             try:
-                value, result = await self._send(payload, parse)
+                value, result = await self._send(payload, parse, key=key, online=probe)
             except BaseException as exc:
                 if not future.done():
                     future.set_exception(exc)
@@ -445,10 +470,17 @@ class LLMClient:
         self._cache.put(self._key(payload, None, dialect, rkind), result.to_cache())
 
     async def _send(
-        self, payload: dict[str, Any], parse: Callable[[ChatResult], T]
+        self,
+        payload: dict[str, Any],
+        parse: Callable[[ChatResult], T],
+        *,
+        key: str = "",
+        online: bool = False,
     ) -> tuple[T, ChatResult]:
         if self.stopped is not None:
             raise self._refusal()
+        if self._batch is not None and key and not online:
+            return await self._send_batched(payload, parse, key)
         # Fast path: most calls succeed at once, so tenacity's per-call setup is paid only
         # when a retry is actually needed.
         try:
@@ -468,6 +500,87 @@ class LLMClient:
         self._streak = 0
         return value, result
 
+    async def _send_batched(
+        self, payload: dict[str, Any], parse: Callable[[ChatResult], T], key: str
+    ) -> tuple[T, ChatResult]:
+        """Ask through the Batch API: a failed, expired, truncated or unusable line is asked
+        again (alone, in the next wave), within the same retry budget as an online call."""
+        assert self._batch is not None
+        current = payload
+        truncations = attempts = 0
+        while True:
+            attempts += 1
+            try:
+                line = await self._batch.submit(self, key, current)
+                result = self._batch_result(line, current, attempts)
+            except ResponseFormatError as exc:
+                if self.structured_output == "auto":
+                    raise
+                self._give_up(exc, attempts)
+            except TruncatedReplyError as exc:
+                truncations += 1
+                if truncations >= self.retry_policy.max_truncated:
+                    self._give_up(exc, attempts)
+                last: LLMError = exc
+            except RetryableLLMError as exc:
+                last = exc
+            except LLMError as exc:
+                self._give_up(exc, attempts)
+            else:
+                try:
+                    return parse(result), result
+                except (JSONExtractionError, ValueError) as exc:
+                    last = self._unusable(result, exc)
+                    current = reask_messages_payload(payload, last)  # type: ignore[arg-type]
+            if attempts > self.config.max_retries:
+                self._give_up(last, attempts)
+            if isinstance(last, UnusableReplyError):
+                self.usage.reasks += 1
+            else:
+                self.usage.retries += 1
+
+    def _unusable(self, result: ChatResult, exc: Exception) -> UnusableReplyError:
+        """The error of a reply ``parse`` rejected (what a re-ask repeats to the model)."""
+        error = self.transport.redact(str(exc))
+        err = self._error(
+            UnusableReplyError,
+            f"unusable reply: {one_line(error, 200)}",
+            status=200,
+            reply=result.content,
+            error=error,
+            detail=self.transport.redact(result.content)[:DETAIL_MAX_CHARS] or None,
+        )
+        err.wants_json = isinstance(exc, JSONExtractionError) or "JSON" in error
+        return err
+
+    def _batch_result(self, line: str, payload: dict[str, Any], attempt: int) -> ChatResult:
+        """The reply in a batch's result line, read as an online reply is, logged as batched."""
+        status, body = line_reply(line)
+        if status is None:
+            code, message = body  # type: ignore[misc]
+            cls = LLMError if code in FINAL_CODES else RetryableLLMError
+            raise self._error(cls, f"batch line failed: {code}: {message}")
+        u = self.usage
+        spent = u.prompt_tokens, u.completion_tokens, u.cached_prompt_tokens, u.reasoning_tokens
+        u.calls += 1
+        u.batch_calls += 1
+        try:
+            result = self.transport.reply(
+                status,
+                body,
+                {},
+                0.0,
+                structured="response_format" in payload,  # type: ignore[arg-type]
+            )
+        finally:
+            u.batch_prompt_tokens += u.prompt_tokens - spent[0]
+            u.batch_completion_tokens += u.completion_tokens - spent[1]
+            u.batch_cached_prompt_tokens += u.cached_prompt_tokens - spent[2]
+            self._log_call(status, 0.0, spent, batch=True)
+        result.attempts = attempt
+        self._streak = 0
+        return result
+
     async def _attempt(
         self, payload: dict[str, Any], parse: Callable[[ChatResult], T], attempt: int
     ) -> tuple[T, ChatResult]:
@@ -476,17 +589,7 @@ class LLMClient:
         try:
             return parse(result), result
         except (JSONExtractionError, ValueError) as exc:
-            error = self.transport.redact(str(exc))
-            err = self._error(
-                UnusableReplyError,
-                f"unusable reply: {one_line(error, 200)}",
-                status=200,
-                reply=result.content,
-                error=error,
-                detail=self.transport.redact(result.content)[:DETAIL_MAX_CHARS] or None,
-            )
-            err.wants_json = isinstance(exc, JSONExtractionError) or "JSON" in error
-            raise err from exc
+            raise self._unusable(result, exc) from exc
 
     async def _retry(
         self, payload: dict[str, Any], parse: Callable[[ChatResult], T], first: RetryableLLMError
@@ -604,7 +707,11 @@ class LLMClient:
 
     async def _request_once(self, payload: dict[str, Any], *, retry: bool = False) -> ChatResult:
         if self._closed:
-            raise self._error(LLMError, "client is closed")
+            # Work still in flight while a stopping run closes its clients: the run's own error
+            # is the one line the user sees, so this one is logged at DEBUG (``repeated``).
+            err = self._error(LLMError, "client is closed")
+            err.repeated = True
+            raise err
         if not self.transport.is_open:
             await self.open()
         estimate = 0
@@ -651,7 +758,9 @@ class LLMClient:
             self._tpm.adjust(used - estimate)
         return result
 
-    def _log_call(self, status: int, elapsed: float, spent: tuple[int, int, int, int]) -> None:
+    def _log_call(
+        self, status: int, elapsed: float, spent: tuple[int, int, int, int], *, batch: bool = False
+    ) -> None:
         """Log one exchange in the cache, where a run's usage over its invocations is summed."""
         if self._cache is None:
             return
@@ -666,6 +775,7 @@ class LLMClient:
             latency_s=elapsed,
             cached_prompt_tokens=u.cached_prompt_tokens - spent[2],
             reasoning_tokens=u.reasoning_tokens - spent[3],
+            batch=batch,
         )
 
     def _record_latency(self, seconds: float) -> None:

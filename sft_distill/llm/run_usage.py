@@ -40,6 +40,13 @@ _TOKEN_FIELDS = (
     "cached_prompt_tokens",
     "reasoning_tokens",
 )
+# The part of them that went through a Batch API (priced with the model's batch_discount).
+_BATCH_FIELDS = (
+    "batch_calls",
+    "batch_prompt_tokens",
+    "batch_completion_tokens",
+    "batch_cached_prompt_tokens",
+)
 
 
 def _key(n: int) -> str:
@@ -112,6 +119,7 @@ class _Endpoint:
         latency: float,
         cached: int = 0,
         reasoning: int = 0,
+        batch: int = 0,
     ) -> None:
         self.calls += 1
         self.prompt_tokens += prompt
@@ -126,6 +134,13 @@ class _Endpoint:
         m["completion_tokens"] += completion
         m["cached_prompt_tokens"] += cached
         m["reasoning_tokens"] += reasoning
+        if batch:
+            for name in _BATCH_FIELDS:
+                m.setdefault(name, 0)
+            m["batch_calls"] += 1
+            m["batch_prompt_tokens"] += prompt
+            m["batch_completion_tokens"] += completion
+            m["batch_cached_prompt_tokens"] += cached
 
 
 @dataclass

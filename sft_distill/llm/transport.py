@@ -355,6 +355,62 @@ class Transport:
             ) from exc
         return status, raw, headers, time.perf_counter() - t0
 
+    async def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        form: aiohttp.FormData | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """One call to the endpoint's files or batches API (``path`` under api_base): the JSON
+        reply, or its text with ``raw``.
+
+        Raises:
+            RetryableLLMError: a timeout, a connection error or a retryable status.
+            LLMError: any other error status (the message never holds the key).
+        """
+        if self._session is None:
+            await self.open()
+        assert self._session is not None
+        url = f"{self.config.api_base}/{path}"
+        data = _dumps(json_body) if json_body is not None else form
+        headers = _JSON_HEADERS if json_body is not None else None
+        try:
+            async with self._session.request(
+                method, url, data=data, headers=headers, proxy=self._proxy
+            ) as resp:
+                status, body, resp_headers = resp.status, await resp.read(), resp.headers
+        except asyncio.TimeoutError as exc:
+            raise self.error(
+                RetryableLLMError,
+                f"{method} {path}: timed out after {self.config.timeout:g} s",
+                signature=TRANSPORT,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise self.error(
+                RetryableLLMError,
+                f"{method} {path}: connection error: {exc.__class__.__name__}: "
+                f"{one_line(self.redact(str(exc)), 200)}",
+                signature=TRANSPORT,
+            ) from exc
+        text = body.decode("utf-8", errors="replace")
+        if status >= 400:
+            err = self._status_error(status, text, resp_headers)
+            err.summary = f"{method} {path.split('?')[0]}: {err.summary}"
+            raise err
+        if raw:
+            return text
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise self.error(
+                RetryableLLMError,
+                f"{method} {path}: HTTP {status} with a body that is not JSON",
+                status=status,
+            ) from None
+
     def reply(
         self, status: int, raw: bytes, headers: Any, elapsed: float, *, structured: bool = False
     ) -> ChatResult:

@@ -247,7 +247,8 @@ def model_card(prices: Mapping[str, Any] | None, model: str) -> PriceCard | None
 
 def _tokens_by_model(usage: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Prompt, cached prompt and completion tokens per model over the endpoints' usage records
-    (a run recorded before cached tokens were counted has none)."""
+    (a run recorded before cached tokens were counted has none), and the part of each that went
+    through a Batch API."""
     per_model: dict[str, dict[str, Any]] = {}
     for u in usage:
         # "models": per model of the endpoint over the run (the model may have changed)
@@ -264,18 +265,59 @@ def _tokens_by_model(usage: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
             m["prompt_tokens"] += int(t.get("prompt_tokens", 0))
             m["cached_prompt_tokens"] += int(t.get("cached_prompt_tokens", 0))
             m["completion_tokens"] += int(t.get("completion_tokens", 0))
+            if t.get("batch_calls"):
+                for name in BATCH_TOKEN_FIELDS:
+                    m[name] = m.get(name, 0) + int(t.get(name, 0))
     return per_model
 
 
-def priced_tokens(prompt: int, cached: int, completion: int, card: PriceCard) -> dict[str, float]:
-    """What the tokens cost: as billed (cached prompt tokens at the cached price), had nothing
-    been cached, and through a batch API (the card's batch discount, cache prices kept)."""
+# The batched part of a model's tokens (usage records and estimates carry them when batched).
+BATCH_TOKEN_FIELDS = (
+    "batch_calls",
+    "batch_prompt_tokens",
+    "batch_cached_prompt_tokens",
+    "batch_completion_tokens",
+)
+
+
+def priced_tokens(
+    prompt: int,
+    cached: int,
+    completion: int,
+    card: PriceCard,
+    *,
+    batched: tuple[int, int, int] = (0, 0, 0),
+) -> dict[str, float]:
+    """What the tokens cost: as billed (cached prompt tokens at the cached price, the
+    ``batched`` (prompt, cached, completion) part of them at the batch price), had nothing been
+    cached, and had everything gone through a batch API (cache prices kept)."""
     cached = min(max(0, cached), prompt)
+    b_prompt, b_cached, b_completion = batched
+    b_prompt = min(max(0, b_prompt), prompt)
+    b_cached = min(max(0, b_cached), b_prompt, cached)
+    b_completion = min(max(0, b_completion), completion)
+    online = (prompt - b_prompt, cached - b_cached, completion - b_completion)
+
+    def billed(cache: bool) -> float:
+        c_online, c_batch = (online[1], b_cached) if cache else (0, 0)
+        return token_cost(online[0], c_online, online[2], price=card) + token_cost(
+            b_prompt, c_batch, b_completion, price=card, batched=True
+        )
+
     return {
-        "cost": token_cost(prompt, cached, completion, price=card),
-        "cost_without_cache": token_cost(prompt, 0, completion, price=card),
+        "cost": billed(True),
+        "cost_without_cache": billed(False),
         "cost_batched": token_cost(prompt, cached, completion, price=card, batched=True),
     }
+
+
+def batched_part(m: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(prompt, cached prompt, completion) tokens of ``m`` that went through a Batch API."""
+    return (
+        int(m.get("batch_prompt_tokens", 0)),
+        int(m.get("batch_cached_prompt_tokens", 0)),
+        int(m.get("batch_completion_tokens", 0)),
+    )
 
 
 def _priced(per_model: dict[str, dict[str, Any]], prices: Prices) -> dict[str, Any]:
@@ -287,7 +329,11 @@ def _priced(per_model: dict[str, dict[str, Any]], prices: Prices) -> dict[str, A
             unpriced.append(model)
             continue
         figures = priced_tokens(
-            m["prompt_tokens"], m["cached_prompt_tokens"], m["completion_tokens"], card
+            m["prompt_tokens"],
+            m["cached_prompt_tokens"],
+            m["completion_tokens"],
+            card,
+            batched=batched_part(m),
         )
         m.update(figures)
         for k, v in figures.items():

@@ -33,7 +33,7 @@ from ..llm.prompts import (
     evaluation_messages,
 )
 from ..models import Chunk, PathLike
-from ..outputs.report import model_card, priced_tokens
+from ..outputs.report import BATCH_TOKEN_FIELDS, batched_part, model_card, priced_tokens
 from ..sources.plan import RequestPart
 from ..sources.reader import BadLine, iter_slices
 from ..stages.generate import (
@@ -111,6 +111,7 @@ class EndpointEstimate:
     cost: float | None = None  # cached prompt tokens at the cached price
     cost_without_cache: float | None = None
     cost_batched: float | None = None  # through a batch API (the model's batch_discount)
+    batched: bool = False  # the run sends this endpoint's requests through its Batch API
     # The context check: the largest prompt, where it is, and the requests that would not fit.
     max_tokens: int | None = None
     max_prompt_tokens: int = 0
@@ -173,6 +174,7 @@ class Tally:
         self._replies: Counter[str] = Counter()
         for e in self.endpoints:
             e.max_tokens = self._settings[e.endpoint].max_tokens
+            e.batched = config.batched(self._settings[e.endpoint])
             limit = (contexts or {}).get(e.endpoint)
             if limit is not None:
                 # Where the length came from, or why it is unknown.
@@ -320,6 +322,9 @@ def _price(est: Estimate, prices: Mapping[str, Any] | None) -> None:
         m["prompt_tokens"] += e.prompt_tokens
         m["cached_prompt_tokens"] += e.cached_prompt_tokens
         m["completion_tokens"] += e.completion_tokens
+        if e.batched:  # priced at the batch price (report.priced_tokens)
+            for name, n in zip(BATCH_TOKEN_FIELDS, _batched(e), strict=True):
+                m[name] = m.get(name, 0) + n
     if not prices:
         return
     totals = dict.fromkeys(("cost", "cost_without_cache", "cost_batched"), 0.0)
@@ -329,7 +334,11 @@ def _price(est: Estimate, prices: Mapping[str, Any] | None) -> None:
             est.unpriced.append(model)
             continue
         figures = priced_tokens(
-            m["prompt_tokens"], m["cached_prompt_tokens"], m["completion_tokens"], card
+            m["prompt_tokens"],
+            m["cached_prompt_tokens"],
+            m["completion_tokens"],
+            card,
+            batched=batched_part(m),
         )
         m.update(figures)
         for k, v in figures.items():
@@ -338,7 +347,11 @@ def _price(est: Estimate, prices: Mapping[str, Any] | None) -> None:
         card = model_card(prices, e.model)
         if card is not None:
             figures = priced_tokens(
-                e.prompt_tokens, e.cached_prompt_tokens, e.completion_tokens, card
+                e.prompt_tokens,
+                e.cached_prompt_tokens,
+                e.completion_tokens,
+                card,
+                batched=_batched(e)[1:] if e.batched else (0, 0, 0),
             )
             e.cost = figures["cost"]
             e.cost_without_cache = figures["cost_without_cache"]
@@ -346,6 +359,11 @@ def _price(est: Estimate, prices: Mapping[str, Any] | None) -> None:
     est.total_cost = totals["cost"]
     est.total_cost_without_cache = totals["cost_without_cache"]
     est.total_cost_batched = totals["cost_batched"]
+
+
+def _batched(e: EndpointEstimate) -> tuple[int, int, int, int]:
+    """(calls, prompt, cached prompt, completion) of ``e`` (all of it, when it is batched)."""
+    return (e.calls, e.prompt_tokens, e.cached_prompt_tokens, e.completion_tokens)
 
 
 def estimate(

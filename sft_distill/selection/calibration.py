@@ -637,6 +637,48 @@ def _warnings(n_pass: int, n_fail: int, unknown: int, not_judged: int) -> list[s
     return notes
 
 
+def _labelled_samples(
+    samples: Sequence[ScoredSample], labels: Mapping[str, Label | bool]
+) -> tuple[list[ScoredSample], list[str], int]:
+    """(labelled and judged samples, labelled ids not in the run, labelled but never judged).
+
+    Raises:
+        InputError: no labelled id matches a judged sample.
+    """
+    by_id = {s.id: s for s in samples}
+    unknown = sorted(i for i in labels if i not in by_id)
+    labelled = [by_id[i] for i in labels if i in by_id]
+    matched = [s for s in labelled if _judged(s)]
+    if not matched:
+        raise InputError(
+            f"none of the {len(labels)} labelled ids matches a judged sample "
+            f"({len(unknown)} not in the run, {len(labelled)} never judged)"
+        )
+    return matched, unknown, len(labelled) - len(matched)
+
+
+def _passed(
+    matched: Sequence[ScoredSample],
+    setting: SettingResult,
+    weights: Mapping[str, float] | None,
+    floor_dimension: str,
+    floors: Mapping[str, float],
+) -> dict[str, bool]:
+    """Each sample's vote under one setting (threshold, min_votes, floor)."""
+    return {
+        s.id: decide(
+            s.judgements,
+            setting.threshold,
+            setting.min_votes,
+            weights,
+            floor_dimension,
+            setting.floor,
+            floors=floors,
+        ).passed
+        for s in matched
+    }
+
+
 def calibration_report(
     samples: Sequence[ScoredSample],
     labels: Mapping[str, Label | bool],
@@ -657,15 +699,7 @@ def calibration_report(
     Raises:
         InputError: no labelled id matches a judged sample.
     """
-    by_id = {s.id: s for s in samples}
-    unknown = sorted(i for i in labels if i not in by_id)
-    labelled = [by_id[i] for i in labels if i in by_id]
-    matched = [s for s in labelled if _judged(s)]
-    if not matched:
-        raise InputError(
-            f"none of the {len(labels)} labelled ids matches a judged sample "
-            f"({len(unknown)} not in the run, {len(labelled)} never judged)"
-        )
+    matched, unknown, not_judged = _labelled_samples(samples, labels)
     truth = {s.id: _truth(labels[s.id]) for s in matched}
     n_pass = sum(truth.values())
     fixed = _fixed(other_floors, floor_dimension)
@@ -680,18 +714,7 @@ def calibration_report(
         other_floors=fixed,
     )
     decisions = {
-        name: {
-            s.id: decide(
-                s.judgements,
-                r.threshold,
-                r.min_votes,
-                weights,
-                floor_dimension,
-                r.floor,
-                floors=fixed,
-            ).passed
-            for s in matched
-        }
+        name: _passed(matched, r, weights, floor_dimension, fixed)
         for name, r in (("current", search.current), ("best", search.best))
     }
     panel_means = [decide(s.judgements, 0, 1, weights).avg_score for s in matched]
@@ -702,12 +725,10 @@ def calibration_report(
             "pass_labels": n_pass,
             "fail_labels": len(matched) - n_pass,
             "unknown_ids": len(unknown),
-            "not_judged": len(labelled) - len(matched),
+            "not_judged": not_judged,
         },
         "unknown_ids": unknown[:20],
-        "warnings": _warnings(
-            n_pass, len(matched) - n_pass, len(unknown), len(labelled) - len(matched)
-        ),
+        "warnings": _warnings(n_pass, len(matched) - n_pass, len(unknown), not_judged),
         "floor_dimension": floor_dimension,
         "other_floors": fixed,
         "current": _setting_dict(search.current),

@@ -156,6 +156,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="batched judging replies (3+ samples) omit one entry and spoil another (seeded)",
     )
+    p.add_argument(
+        "--batch-delay-s",
+        type=float,
+        default=0.0,
+        help="Batch API: seconds a batch stays in_progress before its lines are answered",
+    )
+    p.add_argument(
+        "--batch-fail-lines",
+        type=int,
+        default=0,
+        help="Batch API: this many lines (the first ones answered) fail with a server_error",
+    )
+    p.add_argument(
+        "--batch-expire",
+        type=int,
+        default=0,
+        help="Batch API: this many batches (the first ones) expire with half their lines undone",
+    )
     return p.parse_args(argv)
 
 
@@ -183,6 +201,9 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         answer_gaps=dict(args.answer_gap),
         position_bias=args.position_bias,
         judge_batch_faults=args.judge_batch_faults,
+        batch_delay_s=args.batch_delay_s,
+        batch_fail_lines=args.batch_fail_lines,
+        batch_expire=args.batch_expire,
     )
 
 

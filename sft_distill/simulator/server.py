@@ -32,6 +32,8 @@ from ..llm.prompts import (
     parse_evaluation_prompt,
     parse_task_prompt,
 )
+from .batches import BatchAPI
+from .batches import add_routes as add_batch_routes
 from .content import (
     _MALFORMED,
     batch_faults,
@@ -137,6 +139,12 @@ class SimulatorConfig:
     # Batched judging replies with 3 or more entries leave one entry out and spoil another
     # (a score of 2017), both chosen by seed and prompt: only those two are to be re-asked.
     judge_batch_faults: bool = False
+    # The Batch API (``batches``): seconds a batch stays in_progress before its lines are
+    # answered; lines (over the server's life) that fail with a server_error; batches that
+    # expire with half their lines unanswered.
+    batch_delay_s: float = 0.0
+    batch_fail_lines: int = 0
+    batch_expire: int = 0
 
     def __post_init__(self) -> None:
         bad_gaps = {m: g for m, g in self.answer_gaps.items() if not -1.0 <= g <= 1.0}
@@ -168,6 +176,8 @@ class SimulatorConfig:
             )
         if self.prefix_cache_min_tokens < 0 or self.prefix_cache_ttl_s < 0:
             raise ValueError("prefix_cache_min_tokens and prefix_cache_ttl_s must be >= 0")
+        if self.batch_delay_s < 0 or self.batch_fail_lines < 0 or self.batch_expire < 0:
+            raise ValueError("batch_delay_s, batch_fail_lines and batch_expire must be >= 0")
 
 
 def _new_stats(in_flight: int = 0) -> dict[str, Any]:
@@ -191,6 +201,15 @@ def _new_stats(in_flight: int = 0) -> dict[str, Any]:
         # requests by the form of their response_format, and those refused for it
         "response_formats": {},
         "response_format_rejected": 0,
+        # the Batch API: files and batches, lines answered and lines failed on purpose
+        "files_uploaded": 0,
+        "files_deleted": 0,
+        "files_with_auth_key": 0,
+        "batches_created": 0,
+        "batch_lines_submitted": 0,
+        "batch_lines": 0,
+        "batch_lines_failed": 0,
+        "batch_lines_expired": 0,
     }
 
 
@@ -833,6 +852,7 @@ def make_app(cfg: SimulatorConfig | None = None) -> web.Application:
     app.router.add_get("/stats", state.get_stats)
     app.router.add_get("/defects", state.get_defects)
     app.router.add_post("/stats/reset", state.post_reset)
+    add_batch_routes(app, BatchAPI(state))
     return app
 
 

@@ -250,8 +250,37 @@ def test_a_schema_1_cache_gets_the_new_call_columns_and_keeps_its_rows(tmp_path,
         # Its replies were asked with no response_format: asked that way again (same keys).
         assert cache.get_meta(LEGACY_PAYLOADS) == ("1" if with_reply else None)
     assert rows == [
-        (1, "generator", "m", 30, 7, 1.0, 0.5, 0, 0),
-        (0, "primary", "m", 2048, 9, 2.0, 0.1, 1024, 4),
+        (1, "generator", "m", 30, 7, 1.0, 0.5, 0, 0, 0),
+        (0, "primary", "m", 2048, 9, 2.0, 0.1, 1024, 4, 0),
     ]
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def test_a_schema_2_cache_gets_the_batch_column_and_keeps_its_structured_payloads(tmp_path):
+    path = tmp_path / CACHE
+    with ResponseCache(path) as cache:
+        cache.put("k", REPLY)
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE calls DROP COLUMN batch")
+        db.execute("INSERT INTO calls VALUES (1, 'generator', 'm', 200, 30, 7, 1.0, 0.5, 3, 1)")
+        db.execute("PRAGMA user_version = 2")
+    with ResponseCache(path) as cache:
+        cache.record_call(
+            "primary",
+            "m",
+            status=200,
+            prompt_tokens=5,
+            completion_tokens=2,
+            started=2.0,
+            latency_s=0.0,
+            batch=True,
+        )
+        rows = list(cache.calls_since(0))
+        assert cache.get("k") is not None
+        # Replies of schema 2 were asked with their response_format: no legacy mark.
+        assert cache.get_meta(LEGACY_PAYLOADS) is None
+    assert rows == [
+        (1, "generator", "m", 30, 7, 1.0, 0.5, 3, 1, 0),
+        (0, "primary", "m", 5, 2, 2.0, 0.0, 0, 0, 1),
+    ]
