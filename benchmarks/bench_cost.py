@@ -1,4 +1,4 @@
-"""Cost benchmark (issue 13): billed input-token equivalents per kept sample, three ways.
+"""Cost benchmark (issue 13): billed input-token equivalents per kept sample, four ways.
 
 The same job (the shared Chinese slices, ``../shared/data/slices_zh.jsonl``, when present, else
 ``examples/slices.jsonl``) is run with ``sft-distill run --dry-run`` against the simulator:
@@ -15,7 +15,8 @@ The same job (the shared Chinese slices, ``../shared/data/slices_zh.jsonl``, whe
 
 Per way and endpoint it prints calls, prompt, cached and completion tokens and the billed
 input-equivalents ``(prompt - cached) + cached * cached_share + completion * completion_weight``
-(times ``batch_share`` for every request of the batch way), then the kept samples, the billed
+(times ``batch_share`` for the requests that went through a Batch API, from the usage's
+``batch_*`` figures; the structured-output probe stays online), then the kept samples, the billed
 figure per kept sample, the ratios today/way, whether the kept sets (manifest ids) are the same,
 and how far each way's scores are from today's::
 
@@ -72,8 +73,11 @@ def run_way(
     out = work / way
     cfg = work / f"{way}.json"
     way_cfg = {"today": _TODAY, "unbatched": {"judge_batch_size": 1}}.get(way, {})
-    if way == "batch" and batch == "config":
-        way_cfg = {"batch": True}
+    if way == "batch":
+        # Polled often: the simulator answers a batch at once (what is billed does not change).
+        way_cfg = {"batch_poll_s": 0.2, "batch_collect_s": 0.2}
+        if batch == "config":
+            way_cfg["batch"] = True
     cfg.write_text(json.dumps({**job, **way_cfg}), encoding="utf-8")
     args = ["run", "-i", str(data), "-o", str(out), "-c", str(cfg), "--dry-run", "--quiet"]
     if way == "batch" and batch == "flag":
@@ -116,10 +120,18 @@ def agreement(a: dict[Any, float], b: dict[Any, float]) -> dict[str, Any]:
 
 
 def billed(u: dict[str, Any], *, cached_share: float, weight: float, batch_share: float) -> float:
-    """Input-token equivalents of an endpoint's usage."""
-    prompt, cached = u.get("prompt_tokens", 0), u.get("cached_prompt_tokens", 0)
-    total = (prompt - cached) + cached * cached_share + u.get("completion_tokens", 0) * weight
-    return total * batch_share
+    """Input-token equivalents of an endpoint's usage: its batched requests (``batch_*`` of the
+    run's usage, when the build has a Batch API) at ``batch_share``, the rest at full price."""
+    run = u.get("this_invocation") or {}
+    part = {k: run.get(f"batch_{k}", 0) for k in ("prompt_tokens", "cached_prompt_tokens")}
+    part["completion_tokens"] = run.get("batch_completion_tokens", 0)
+
+    def eq(prompt: int, cached: int, completion: int) -> float:
+        return (prompt - cached) + cached * cached_share + completion * weight
+
+    keys = ("prompt_tokens", "cached_prompt_tokens", "completion_tokens")
+    online = eq(*(u.get(k, 0) - part[k] for k in keys))
+    return online + eq(*(part[k] for k in keys)) * batch_share
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -138,13 +150,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if res is None:
             continue
         cached_share = 1.0 if way == "today" else args.cached_share
-        batch_share = args.batch_share if way == "batch" else 1.0
+        batch_share = args.batch_share
         rows = {}
         for name, u in res["usage"].items():
             if not isinstance(u, dict) or "calls" not in u:
                 continue
             rows[name] = {
                 "calls": u.get("calls", 0),
+                "batched_calls": (u.get("this_invocation") or {}).get("batch_calls", 0),
                 "prompt_tokens": u.get("prompt_tokens", 0),
                 "cached_tokens": u.get("cached_prompt_tokens", 0),
                 "completion_tokens": u.get("completion_tokens", 0),
@@ -177,6 +190,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _calls(row: dict[str, Any]) -> str:
+    batched = row.get("batched_calls", 0)
+    return f"{row['calls']:,}" + (f" ({batched:,} batched)" if batched else "")
+
+
 def table(summary: dict[str, Any], args: argparse.Namespace) -> str:
     """The figures as a markdown table."""
     head = (
@@ -191,7 +209,7 @@ def table(summary: dict[str, Any], args: argparse.Namespace) -> str:
             continue
         for name, r in res["endpoints"].items():
             lines.append(
-                f"| {way} | {name} | {r['calls']:,} | {r['prompt_tokens']:,} | "
+                f"| {way} | {name} | {_calls(r)} | {r['prompt_tokens']:,} | "
                 f"{r['cached_tokens']:,} | {r['completion_tokens']:,} | {r['billed']:,.0f} "
                 "| | | | |"
             )

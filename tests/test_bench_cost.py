@@ -42,3 +42,5 @@ def test_bench_cost_compares_the_ways_on_the_same_kept_set(capsys):
     assert today["endpoints"]["primary"]["calls"] == samples
     assert default["endpoints"]["generator"]["calls"] == today["endpoints"]["generator"]["calls"]
     assert (ways["batch"] is None) is (bench.batch_support() is None)
+    if ways["batch"] is not None:
+        assert ways["batch"]["same_kept_set"] and ways["batch"]["ratio"] > default["ratio"]
