@@ -22,6 +22,7 @@ import pytest
 from sft_distill.cli import main
 from sft_distill.config.merging import build_config
 from sft_distill.config.models import DistillConfig, EndpointConfig
+from sft_distill.llm.prompts import parse_evaluation_batch_prompt, parse_evaluation_prompt
 from sft_distill.simulator.server import Simulator
 
 # --- paths and data --------------------------------------------------------------------------
@@ -80,6 +81,21 @@ def read_metadata(out: Path) -> dict[str, Any]:
 def outputs(out: Path) -> dict[str, bytes]:
     """The dataset files of a run, byte for byte."""
     return {name: (out / name).read_bytes() for name in OUTPUTS}
+
+
+def judged_samples(prompts: Iterable[str]) -> list[dict[str, str]]:
+    """Each sample the simulator was asked to judge (instruction, input, output, document), from
+    single-sample and batched judging prompts alike."""
+    out = []
+    for prompt in prompts:
+        one = parse_evaluation_prompt(prompt)
+        if one is not None:
+            out.append(one)
+            continue
+        batch = parse_evaluation_batch_prompt(prompt)
+        if batch is not None:
+            out += [{**s, "document": batch[0]} for s in batch[1]]
+    return out
 
 
 def cache_rows(out: Path) -> int:

@@ -115,7 +115,8 @@ def test_kill_9_during_a_batch_then_rerun_resumes_it_without_submitting_again(
 ) -> None:
     url = sim_process
     inp = make_input(tmp_path / "in.jsonl", n=6)
-    cfg = write_config(tmp_path / "c.json", url, gates=[], batch=True, **FAST)
+    # One judge call per sample: the waves below are counted for it.
+    cfg = write_config(tmp_path / "c.json", url, gates=[], batch=True, judge_batch_size=1, **FAST)
     assert main(run_args(inp, tmp_path / "ref", cfg)) == 0  # uninterrupted, for comparison
     ref = stats(url)
     # The first wave: the teacher's requests and the judges' of the probe's samples (the
@@ -256,3 +257,34 @@ def test_estimate_with_batch_shows_batch_prices(tmp_path: Path, capsys: Any) -> 
 
     assert generator_cost(batched) == pytest.approx(generator_cost(online) / 2, rel=1e-3)
     assert "Through the Batch API" in batched and "Through the Batch API" not in online
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_batch_of_batched_judging_then_rerun_submits_nothing_again(
+    sim_process: str, tmp_path: Path
+) -> None:
+    # The defaults: a chunk's samples judged in one request, that request in a provider batch.
+    url = sim_process
+    inp = make_input(tmp_path / "in.jsonl", n=6)
+    cfg = write_config(tmp_path / "c.json", url, gates=[], batch=True, **FAST)
+    assert main(run_args(inp, tmp_path / "ref", cfg)) == 0
+    ref = stats(url)
+    reset(url)
+    out = tmp_path / "out"
+    p = start_cli(*run_args(inp, out, cfg))
+    deadline = time.monotonic() + 60
+    while stats(url)["batches_created"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the batch ids are recorded; the batches are still in progress (2 s)
+    os.kill(p.pid, signal.SIGKILL)
+    p.communicate(timeout=10)
+    assert stats(url)["batch_lines"] == 0  # killed while its batches were in progress
+    assert main(run_args(inp, out, cfg)) == 0
+    after = stats(url)
+    assert after["batches_created"] == ref["batches_created"]
+    assert after["batch_lines_submitted"] == ref["batch_lines_submitted"]
+    assert kept(out) == kept(tmp_path / "ref")
+    judge_lines = sum(
+        1 for r in map(json.loads, (out / "generated_raw.jsonl").read_text().splitlines())
+    )
+    assert ref["batch_lines_submitted"] < 6 + 2 * judge_lines  # judged in batches

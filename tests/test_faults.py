@@ -43,6 +43,7 @@ def storm_config(sim, out: Path, *, max_retries: int):
         output_dir=str(out),
         samples_per_slice=10,
         gates=[],  # every sample judged: the storm needs the judges' calls
+        judge_batch_size=1,  # one call per sample: enough calls for every kind of fault
         generator={**ep, "model": "teacher-sim"},
         evaluators={"primary": {**ep, "model": "judge-a"}, "secondary": {**ep, "model": "judge-b"}},
     )
@@ -297,7 +298,7 @@ async def test_pipeline_sends_injected_slice_fenced_to_the_evaluators(tmp_path):
     async with Simulator(SimulatorConfig(keep_prompts=True)) as sim:
         cfg = sim_config(sim, output_dir=str(tmp_path / "o"), samples_per_slice=2)
         await DatasetDistillationPipeline(cfg, show_progress=False).run(src)
-        eval_prompts = [p for p in sim.prompts if "<sample>" in p]
+        eval_prompts = [p for p in sim.prompts if "<sample>" in p or '<sample id="' in p]
     assert eval_prompts
     for p in eval_prompts:
         assert p.count("</document>") == 1

@@ -36,7 +36,9 @@ def reference(sim_thread, tmp_path_factory):
     """An uninterrupted run: its outputs and how many calls it needed."""
     d = tmp_path_factory.mktemp("ref")
     # No gates: every sample is judged, so the kill points fall inside the run.
-    inp, cfg = make_input(d / "in.jsonl"), write_config(d / "c.json", sim_thread.url, gates=[])
+    # One judge call per sample: a reply per call, so the cache's rows count the calls made.
+    inp = make_input(d / "in.jsonl")
+    cfg = write_config(d / "c.json", sim_thread.url, gates=[], judge_batch_size=1)
     sim_thread.reset_stats()
     assert main(run_args(inp, d / "out", cfg)) == 0
     return {
@@ -120,7 +122,11 @@ async def test_adding_an_evaluator_sends_only_its_calls(sim, tmp_path):
     sim.reset_stats()
     two = sim_config(sim, output_dir=str(tmp_path / "out"), min_votes=1, gates=[])
     second = await DatasetDistillationPipeline(two, show_progress=False).run(inp)
-    assert sim.stats["by_model"] == {"judge-b": first.counts.samples_generated}
+    # Batched judging: one call per chunk (each of these chunks has its samples judged).
+    raw = read_jsonl(tmp_path / "out" / "generated_raw.jsonl")
+    chunks = {(r["slice_id"], r["chunk_index"]) for r in raw}
+    assert sim.stats["by_model"] == {"judge-b": len(chunks)}
+    assert len(chunks) < first.counts.samples_generated
     assert second.counts.samples_generated == first.counts.samples_generated
 
 
@@ -131,7 +137,11 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
     # No gates: every new sample is judged by both judges. gen-v2 replies carry evidence, type
     # and difficulty: 425 tokens cuts about half of them.
     small = sim_config(
-        sim, output_dir=out, gates=[], generator={**ep, "model": "teacher-sim", "max_tokens": 425}
+        sim,
+        output_dir=out,
+        gates=[],
+        judge_batch_size=1,
+        generator={**ep, "model": "teacher-sim", "max_tokens": 425},
     )
     first = await DatasetDistillationPipeline(small, show_progress=False).run(inp)
     truncated = first.counts.generation_failed_chunks
@@ -142,7 +152,11 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
     sim.reset_stats()
     sim.requests_log.clear()
     big = sim_config(
-        sim, output_dir=out, gates=[], generator={**ep, "model": "teacher-sim", "max_tokens": 8000}
+        sim,
+        output_dir=out,
+        gates=[],
+        judge_batch_size=1,
+        generator={**ep, "model": "teacher-sim", "max_tokens": 8000},
     )
     second = await DatasetDistillationPipeline(big, show_progress=False).run(inp)
     gen_calls = sum(1 for kind, _, _ in sim.requests_log if kind == "generation")

@@ -36,6 +36,18 @@ DEFAULT_SCORE_FLOORS: dict[str, float] = {"accuracy": 6.0, "standalone": 5.0}
 # retry, then a failed judgement); 1024 leaves room for a long answer's claims.
 DEFAULT_JUDGE_MAX_TOKENS = 1024
 
+# Batched judging (issue 13): one judge call scores the samples of one chunk, the source sent
+# once ("auto": as many as fit DEFAULT_JUDGE_BATCH_TOKENS of samples, at most
+# JUDGE_BATCH_AUTO_MAX). Chosen from benchmarks/bench_cost.py: README "Judging".
+DEFAULT_JUDGE_BATCH_SIZE = "auto"
+DEFAULT_JUDGE_BATCH_TOKENS = 6000
+# A batch's reply holds one judgement per sample, so it gets the endpoint's max_tokens once per
+# sample; 8 keeps that within common output limits (8,192 tokens at the default 1,024).
+JUDGE_BATCH_AUTO_MAX = 8
+# The most reply tokens a batched judging request asks for (many servers cap replies at 8,192):
+# "auto" batches hold at most this over the endpoint's max_tokens samples.
+JUDGE_BATCH_REPLY_TOKENS = 8192
+
 
 DEFAULT_TIMEOUT_S = 600.0
 

@@ -24,11 +24,15 @@ from ..errors import ConfigError
 from .defaults import (
     DEFAULT_CHUNK_CHARS,
     DEFAULT_GATES,
+    DEFAULT_JUDGE_BATCH_SIZE,
+    DEFAULT_JUDGE_BATCH_TOKENS,
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_SCORE_FLOORS,
     DEFAULT_TIMEOUT_S,
     DIMENSIONS,
+    JUDGE_BATCH_AUTO_MAX,
+    JUDGE_BATCH_REPLY_TOKENS,
 )
 
 if TYPE_CHECKING:
@@ -104,6 +108,15 @@ class EndpointConfig(BaseModel):
     reasoning_effort: str | None = Field(
         None, min_length=1, description="reasoning_effort sent as is (OpenAI o-series, Ollama)"
     )
+    cache_control: bool = Field(
+        False,
+        description="mark the shared block of each prompt (instructions and source text) with "
+        'cache_control {"type": "ephemeral"} for explicit prompt caches (DashScope, Anthropic)',
+    )
+    judge_batch_size: int | Literal["auto"] | None = Field(
+        None,
+        description="this evaluator's judge_batch_size (default: the run's)",
+    )
     thinking_style: Literal["chat_template_kwargs", "enable_thinking", "reasoning_effort"] = Field(
         "chat_template_kwargs",
         description="how the server takes the thinking switch: chat_template_kwargs (vLLM, "
@@ -114,6 +127,11 @@ class EndpointConfig(BaseModel):
         description="send this endpoint's requests through its Batch API (true), never (false), "
         "or as the run's batch setting says (null)",
     )
+
+    @field_validator("judge_batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, v: int | str | None) -> int | str | None:
+        return None if v is None else _judge_batch_size(v)
 
     @field_validator("api_base")
     @classmethod
@@ -177,6 +195,13 @@ class ModelPrice(BaseModel):
     )
 
 
+def _judge_batch_size(v: int | str) -> int | str:
+    """A judge_batch_size: "auto" or an integer of at least 1."""
+    if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        raise ValueError(f'must be "auto" or an integer of at least 1, got {v!r}')
+    return v
+
+
 class DistillConfig(BaseModel):
     """The whole run's settings; see README "Configuration" for each key."""
 
@@ -210,6 +235,16 @@ class DistillConfig(BaseModel):
         description="two_stage: questions first, checked and deduplicated, then one answer each",
     )
     min_score_threshold: float = Field(7.0, ge=0.0, le=10.0)
+    judge_batch_size: int | Literal["auto"] = Field(
+        DEFAULT_JUDGE_BATCH_SIZE,
+        description="samples of one chunk each judge call scores (the source sent once); auto: "
+        "all of a chunk's samples that fit judge_batch_tokens",
+    )
+    judge_batch_tokens: int = Field(
+        DEFAULT_JUDGE_BATCH_TOKENS,
+        ge=200,
+        description="auto judge batches: the most estimated tokens of samples in one call",
+    )
     min_votes: int = Field(2, description="votes a sample needs; 1 to the number of evaluators")
     train_val_split: float = Field(0.9, ge=0.0, le=1.0)
     enable_dedup: bool = True
@@ -365,6 +400,21 @@ class DistillConfig(BaseModel):
         if any(not p.strip() for p in v):
             raise ValueError("an eval set path is empty")
         return v
+
+    @field_validator("judge_batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, v: int | str) -> int | str:
+        return _judge_batch_size(v)
+
+    def judge_batch_limits(self, ep: EndpointConfig) -> tuple[int, int | None]:
+        """(most samples per judge call, token budget of their text or None) of an evaluator."""
+        size = ep.judge_batch_size or self.judge_batch_size
+        if size == "auto":
+            most = JUDGE_BATCH_AUTO_MAX
+            if ep.max_tokens:
+                most = max(1, min(most, JUDGE_BATCH_REPLY_TOKENS // ep.max_tokens))
+            return most, self.judge_batch_tokens
+        return int(size), None
 
     @field_validator("min_votes")
     @classmethod

@@ -35,7 +35,7 @@ from .batch import FINAL_CODES, BatchRunner, line_reply
 from .cache import LEGACY_PAYLOADS, ResponseCache, finish_key, key_prefix
 from .json_extract import extract_json, split_reasoning
 from .limits import AdaptiveLimiter, TokenBucket
-from .prompts import detect_language, reask_messages
+from .prompts import detect_language, mark_shared_block, reask_messages
 from .retry import MAX_RETRY_AFTER_S, RetryPolicy
 from .structured import (
     Dialect,
@@ -193,6 +193,8 @@ class LLMClient:
         if dialect is not None and kind is not None and dialect is not Dialect.NONE:
             response_format = self._response_format(dialect, kind)
             messages = self._with_suffix(messages, dialect, kind)
+        if self.config.cache_control:
+            messages = mark_shared_block(messages)
         payload: dict[str, Any] = {"model": self.model, "messages": messages}
         if self.config.temperature is not None:
             payload["temperature"] = self.config.temperature
@@ -367,16 +369,7 @@ class LLMClient:
             parse = _validated(parse, kind)
         key = ""
         if self._cache is not None:
-            if overrides:
-                key = finish_key(key_prefix(self._namespace, payload, skip=_UNKEYED), payload)
-            else:
-                # Requests without a response_format share one prefix whatever their kind.
-                slot = (dialect, kind) if "response_format" in payload else (None, None)
-                prefix = self._key_prefixes.get(slot)
-                if prefix is None:
-                    prefix = key_prefix(self._namespace, payload, skip=_UNKEYED)
-                    self._key_prefixes[slot] = prefix
-                key = finish_key(prefix, payload)
+            key = self._key(payload, overrides, dialect, kind)
             hit = self._cache.get(key)
             if hit is not None:
                 result = ChatResult(cached=True, attempts=0, **hit)
@@ -409,6 +402,72 @@ class LLMClient:
             self._cache.put(key, result.to_cache())
             return value, result
         return await self._send(payload, parse)
+
+    def _key(
+        self,
+        payload: dict[str, Any],
+        overrides: dict[str, Any] | None,
+        dialect: Dialect | None,
+        kind: ReplyKind | None,
+    ) -> str:
+        """The response-cache key of a request body."""
+        if overrides:
+            return finish_key(key_prefix(self._namespace, payload, skip=_UNKEYED), payload)
+        # Requests without a response_format share one prefix whatever their kind.
+        slot = (dialect, kind) if "response_format" in payload else (None, None)
+        prefix = self._key_prefixes.get(slot)
+        if prefix is None:
+            prefix = key_prefix(self._namespace, payload, skip=_UNKEYED)
+            self._key_prefixes[slot] = prefix
+        return finish_key(prefix, payload)
+
+    def _form(self, kind: ReplyKind | str | None) -> tuple[Dialect | None, ReplyKind | None]:
+        """The (form, kind) a request of ``kind`` is sent in now (as ``chat`` would send it)."""
+        if kind is None or self.structured_output == "none":
+            return None, None
+        if not self._dialect_loaded:
+            self._load_dialect()
+        return self._dialect, ReplyKind(kind)
+
+    def replay(
+        self,
+        messages: list[dict[str, str]],
+        parse: Callable[[ChatResult], T],
+        *,
+        kind: ReplyKind | str | None = None,
+    ) -> T | None:
+        """The parsed cached reply to a request, or None; nothing is sent.
+
+        Batched judging asks for each sample's own request first, so a sample judged before
+        (alone or in a batch, ``remember``) is never judged again.
+        """
+        if self._cache is None:
+            return None
+        dialect, rkind = self._form(kind)
+        payload = self._payload(messages, None, dialect, rkind)
+        if rkind is not None and "response_format" in payload:
+            parse = _validated(parse, rkind)
+        hit = self._cache.get(self._key(payload, None, dialect, rkind))
+        if hit is None:
+            return None
+        try:
+            value = parse(ChatResult(cached=True, attempts=0, **hit))
+        except (JSONExtractionError, ValueError):
+            return None
+        self.usage.cached += 1
+        return value
+
+    def remember(
+        self, messages: list[dict[str, str]], content: str, *, kind: ReplyKind | str | None = None
+    ) -> None:
+        """Record ``content`` as the reply to a request that was answered another way (one
+        sample's part of a batched judging reply), under that request's own cache key."""
+        if self._cache is None:
+            return
+        dialect, rkind = self._form(kind)
+        payload = self._payload(messages, None, dialect, rkind)
+        result = ChatResult(content=content, reasoning=None, finish_reason="stop", model=self.model)
+        self._cache.put(self._key(payload, None, dialect, rkind), result.to_cache())
 
     async def _send(
         self,
@@ -731,7 +790,7 @@ class LLMClient:
     @staticmethod
     def _estimate_tokens(payload: dict[str, Any]) -> int:
         # About two characters a token across Chinese and English; corrected after the reply.
-        chars = sum(len(m.get("content") or "") for m in payload.get("messages", []))
+        chars = sum(_chars(m.get("content")) for m in payload.get("messages", []))
         return chars // 2 + 1
 
     def _obey_rate_headers(self, headers: Any) -> None:
@@ -748,6 +807,13 @@ class LLMClient:
         self.usage.concurrency_limit = round(self.limiter.limit, 2)
         self.usage.limit_decreases = self.limiter.decreases
         return self.usage.model_dump()
+
+
+def _chars(content: Any) -> int:
+    """Characters of a message's content: a string, or text parts (``cache_control``)."""
+    if isinstance(content, list):
+        return sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+    return len(content or "")
 
 
 def _validated(parse: Callable[[ChatResult], T], kind: ReplyKind) -> Callable[[ChatResult], T]:

@@ -11,6 +11,7 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..config.defaults import DIMENSIONS
 from ..sources.plan import QUESTION_TYPES, QuestionMix, RequestPart, question_mix
@@ -543,6 +544,125 @@ def evaluation_messages(
     ]
 
 
+# Batched judging: the same static system message plus one static paragraph, then the document
+# once, then each sample fenced with its id (the variable part, last). The reply is keyed by id.
+JUDGE_BATCH_WRAPPER = "results"
+JUDGE_BATCH_TASK = "judge_batch"  # the simulator's name for the prompt kind
+_BATCH_RULES = (
+    'Several samples may be given, each in its own <sample id="..."> block; they are '
+    "independent: grade each one on its own, exactly as if it were the only one, against the "
+    "same document. Then reply with one JSON object only, nothing else: "
+    '{"' + JUDGE_BATCH_WRAPPER + '": [{"id": "<the sample\'s id>", "claims": [...], '
+    '"analysis": "...", "reason": "...", "scores": {...}}, ...]}, one entry per sample in the '
+    "order given, each entry in the form above."
+)
+_SAMPLE_ID_RE = re.compile(r'<sample id="([^"\n]*)">\n(.*?)\n</sample>', re.DOTALL)
+
+
+def judge_batch_system_prompt(dimensions: Sequence[str] = DIMENSIONS) -> str:
+    """The system message of a batched judging request: the judge's, then the batch rules."""
+    return f"{judge_system_prompt(dimensions)}\n\n{_BATCH_RULES}"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One sample of a batched judging request."""
+
+    id: str
+    instruction: str
+    input: str
+    output: str
+    reference: str | None = None
+
+
+def batch_sample_block(item: BatchItem) -> str:
+    """One sample fenced with its id (its parts as in ``sample_block``)."""
+    inner = sample_block(item.instruction, item.input, item.output, reference=item.reference)
+    # sample_block's own "<sample>" opening line carries the id here.
+    return f'<sample id="{item.id}">' + inner[len("<sample>") :]
+
+
+def evaluation_batch_messages(
+    document: str, items: Sequence[BatchItem], *, dimensions: Sequence[str] = DIMENSIONS
+) -> list[Message]:
+    """Messages asking an evaluator to grade several samples of one document at once."""
+    samples = "\n".join(batch_sample_block(item) for item in items)
+    user = (
+        "Grade each sample below against the source document, following the rubric.\n"
+        f"{document_block(document)}\n{samples}"
+    )
+    return [
+        {"role": "system", "content": judge_batch_system_prompt(dimensions)},
+        {"role": "user", "content": user},
+    ]
+
+
+def parse_evaluation_batch_prompt(user_content: str) -> tuple[str, list[dict[str, str]]] | None:
+    """(document, samples with their ids) of a batched judging prompt, or None (simulator side)."""
+    if '<sample id="' not in user_content:
+        return None
+    document = _between(user_content, "document")
+    if document is None:
+        return None
+    samples = []
+    # Only after the document: its text is data, and may look like a sample.
+    tail = user_content[user_content.find("\n</document>\n") :]
+    for sid, body in _SAMPLE_ID_RE.findall(tail):
+        parts = {t: _between(body, t) for t in ("instruction", "input", "output")}
+        if any(v is None for v in parts.values()):
+            return None
+        samples.append({"id": sid, **{k: v or "" for k, v in parts.items()}})
+        samples[-1]["reference"] = _between(body, "reference") or ""
+    if not samples:
+        return None
+    return ("" if document == NO_DOCUMENT else document), samples
+
+
+# Explicit prompt-cache markers (DashScope, Anthropic: ``cache_control`` per endpoint). The
+# user message is cut where the shared block ends (after the document) into two text parts, the
+# first marked; the parts joined are the message as it was, so what the model reads is the same.
+_SHARED_ENDS = ("\n</document>\n", '<field name="document">\n')
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def _shared_end(text: str) -> int:
+    """Where the shared block of a user message ends (0: it has none)."""
+    at = text.find(_SHARED_ENDS[0])
+    if at >= 0:
+        return at + len(_SHARED_ENDS[0])
+    field = text.find(_SHARED_ENDS[1])
+    if field >= 0:
+        close = text.find("\n</field>\n", field)
+        if close >= 0:
+            return close + len("\n</field>\n")
+    return 0
+
+
+def mark_shared_block(messages: Sequence[Message]) -> list[Any]:
+    """``messages`` with the last user turn's shared block marked ``cache_control`` ephemeral.
+
+    The mark is a pure function of the text, so a request's cache key stays the same from run
+    to run; a message without a document block is left as it is.
+    """
+    out: list[Any] = list(messages)
+    for i in range(len(out) - 1, -1, -1):
+        msg = out[i]
+        if msg.get("role") != "user":
+            continue
+        text = msg.get("content")
+        if not isinstance(text, str):
+            break
+        cut = _shared_end(text)
+        if 0 < cut < len(text):
+            parts = [
+                {"type": "text", "text": text[:cut], "cache_control": EPHEMERAL},
+                {"type": "text", "text": text[cut:]},
+            ]
+            out[i] = {**msg, "content": parts}
+        break
+    return out
+
+
 def _between(text: str, tag: str) -> str | None:
     m = re.search(rf"<{tag}>\n(.*?)\n</{tag}>", text, re.DOTALL)
     return unfence(m.group(1)) if m else None
@@ -991,14 +1111,16 @@ def iset_answer_messages(
     added only when given, so a distill request stays what it was (and its cached reply valid).
     """
     lang = _iset_language(instruction + "\n" + input_text, language)
-    fields = {"instruction": instruction}
-    if input_text.strip():
-        fields["input"] = input_text
-    instructions = _ISET_ANSWER[lang]
+    fields: dict[str, str] = {}
+    # Shared by every variant of one record, so first: a prompt cache holds it once.
     if document.strip():
         fields["document"] = document
     if reference.strip():
         fields["reference"] = reference
+    fields["instruction"] = instruction
+    if input_text.strip():
+        fields["input"] = input_text
+    instructions = _ISET_ANSWER[lang]
     if document.strip() or reference.strip():
         instructions += _ISET_GROUNDED[lang]
     return task_messages(

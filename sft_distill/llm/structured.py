@@ -492,10 +492,40 @@ class JudgeResult(BaseModel):
 
 
 class JudgeBatchReply(_Reply):
-    """Several samples judged in one request: ``{"results": [{"id": ..., "scores": ...}]}``."""
+    """Several samples judged in one request: ``{"results": [{"id": ..., "scores": ...}]}``.
+
+    An entry that does not read (no id, a required score missing or out of range) is left out
+    and counted in ``skipped``: the judging stage re-asks just those samples. A reply with
+    entries but none usable is not a reply.
+    """
 
     wrapper: ClassVar[str] = "results"
     results: list[JudgeResult]
+    _skipped: int = PrivateAttr(0)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_usable(cls, data: Any, handler: Any, info: ValidationInfo) -> JudgeBatchReply:
+        items = data.get(cls.wrapper) if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return cast(JudgeBatchReply, handler(data))
+        usable = []
+        for item in items:
+            try:
+                JudgeResult.model_validate(item, context=info.context)
+            except ValidationError:
+                continue
+            usable.append(item)
+        if items and not usable:
+            return cast(JudgeBatchReply, handler(data))  # raises, naming the entries' errors
+        reply = cast(JudgeBatchReply, handler({**data, cls.wrapper: usable}))
+        reply._skipped = len(items) - len(usable)
+        return reply
+
+    @property
+    def skipped(self) -> int:
+        """Entries left out because they did not read."""
+        return self._skipped
 
     @model_validator(mode="after")
     def _unique_ids(self) -> JudgeBatchReply:

@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config.models import DistillConfig, EndpointConfig
-from ..llm.prompts import PREVIOUS_QUESTIONS_SHOWN, detect_language, evaluation_messages
+from ..llm.prompts import (
+    PREVIOUS_QUESTIONS_SHOWN,
+    detect_language,
+    evaluation_batch_messages,
+    evaluation_messages,
+)
 from ..models import Chunk, PathLike
 from ..outputs.report import BATCH_TOKEN_FIELDS, batched_part, model_card, priced_tokens
 from ..sources.plan import RequestPart
@@ -166,6 +171,7 @@ class Tally:
             for name, ep in config.evaluators.items()
         }
         self._settings = {"generator": config.generator, **config.evaluators}
+        self._replies: Counter[str] = Counter()
         for e in self.endpoints:
             e.max_tokens = self._settings[e.endpoint].max_tokens
             e.batched = config.batched(self._settings[e.endpoint])
@@ -194,11 +200,14 @@ class Tally:
         calls: int = 1,
         where: str = "",
         cached: int = 0,
+        replies: int = 1,
     ) -> None:
         """Count ``calls`` requests of ``prompt`` tokens, each answered with ``completion``, of
-        which ``cached`` prompt tokens are expected from the server's prefix cache."""
+        which ``cached`` prompt tokens are expected from the server's prefix cache. ``replies``:
+        replies in one answer (a batched judgement), each allowed max_tokens."""
         if calls <= 0:
             return
+        self._replies[e.endpoint] += calls * replies
         e.calls += calls
         e.prompt_tokens += calls * prompt
         e.cached_prompt_tokens += calls * min(cached, prompt)
@@ -237,11 +246,54 @@ class Tally:
                 cached=cacheable(shared),
             )
 
+    def judge_chunk(self, doc_tokens: int, n: int, *, sample_tokens: int, where: str = "") -> None:
+        """Every evaluator judges one request's ``n`` samples of a chunk, in batches as set
+        (``judge_batch_size``); one-by-one judging as ``judge_all``."""
+        if n <= 0:
+            return
+        single = messages_tokens(evaluation_messages("", "", "", "")) + doc_tokens
+        template = messages_tokens(evaluation_batch_messages("", []))
+        for name, j in self.judges.items():
+            size, budget = self.config.judge_batch_limits(self._settings[name])
+            if size == 1 or n == 1:
+                reply = self.reply(name, TYPICAL_JUDGEMENT_TOKENS)
+                self.add(j, single + sample_tokens, reply, where=where)
+                rest = n - 1
+                self.add(
+                    j,
+                    single + sample_tokens,
+                    reply,
+                    calls=rest,
+                    where=where,
+                    cached=cacheable(single),
+                )
+                continue
+            per_batch = (
+                size if budget is None else max(1, min(size, budget // max(1, sample_tokens)))
+            )
+            cached = cacheable(template)  # the static part, sent by every batch of the run
+            for first in range(0, n, per_batch):
+                k = min(per_batch, n - first)
+                cap = self._settings[name].max_tokens
+                reply = k * (
+                    TYPICAL_JUDGEMENT_TOKENS if cap is None else min(TYPICAL_JUDGEMENT_TOKENS, cap)
+                )
+                self.add(
+                    j,
+                    template + doc_tokens + k * sample_tokens,
+                    reply,
+                    where=where,
+                    cached=cached,
+                    replies=k,
+                )
+                cached = cacheable(template + doc_tokens)  # a later batch of the chunk
+
     def finish(self, est: Estimate, prices: Mapping[str, Any] | None) -> Estimate:
         """Put the endpoints into ``est`` with their caps, per-model sums and costs."""
-        self.generator.completion_tokens_max = _max(self.config.generator, self.generator.calls)
+        replies = self._replies
+        self.generator.completion_tokens_max = _max(self.config.generator, replies["generator"])
         for name, j in self.judges.items():
-            j.completion_tokens_max = _max(self.config.evaluators[name], j.calls)
+            j.completion_tokens_max = _max(self.config.evaluators[name], replies[name])
         est.endpoints = self.endpoints
         _price(est, prices)
         return est
@@ -364,15 +416,11 @@ def estimate(
                     tally, config, chunk, part, doc_tokens, shown, lang, where, again=n_part > 0
                 )
                 requests += 1
-            eval_prompt = messages_tokens(evaluation_messages("", "", "", "")) + doc_tokens
+                # A request's samples arrive together and are judged together (batched judging).
+                tally.judge_chunk(
+                    doc_tokens, part.n, sample_tokens=TYPICAL_SAMPLE_TOKENS[lang], where=where
+                )
             est.expected_samples += chunk.n_samples
-            tally.judge_all(
-                eval_prompt,
-                calls=chunk.n_samples,
-                sample_tokens=TYPICAL_SAMPLE_TOKENS[lang],
-                where=where,
-                shared=eval_prompt,
-            )
         est.chunks += len(chunks)
     est.languages = dict(sorted(languages.items()))
     est.detail = {

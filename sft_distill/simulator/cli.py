@@ -152,6 +152,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="sft-distill eval: share of pairwise verdicts that name answer A whatever it says",
     )
     p.add_argument(
+        "--judge-batch-faults",
+        action="store_true",
+        help="batched judging replies (3+ samples) omit one entry and spoil another (seeded)",
+    )
+    p.add_argument(
         "--batch-delay-s",
         type=float,
         default=0.0,
@@ -195,6 +200,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         prefix_cache_ttl_s=args.prefix_cache_ttl_s,
         answer_gaps=dict(args.answer_gap),
         position_bias=args.position_bias,
+        judge_batch_faults=args.judge_batch_faults,
         batch_delay_s=args.batch_delay_s,
         batch_fail_lines=args.batch_fail_lines,
         batch_expire=args.batch_expire,

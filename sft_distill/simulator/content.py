@@ -782,6 +782,28 @@ def evaluation_reply(
     }
 
 
+def batch_faults(content: str, seed: str) -> str:
+    """A batched judging reply with one entry left out and another spoiled (3+ entries).
+
+    The two entries are chosen by ``seed`` (the simulator's seed and the prompt), so a test
+    knows them from the reply it would otherwise get; the spoiled one scores accuracy 2017,
+    which no reading accepts (wire.md: a judge without a schema replied that).
+    """
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return content
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or len(results) < 3:
+        return content
+    rng = random.Random(seed_of("judge-batch-faults", seed))
+    omit, spoil = rng.sample(range(len(results)), 2)
+    bad = dict(results[spoil])
+    bad["scores"] = {**(bad.get("scores") or {}), "accuracy": 2017}
+    kept = [bad if i == spoil else r for i, r in enumerate(results) if i != omit]
+    return json.dumps({**data, "results": kept}, ensure_ascii=False)
+
+
 _MALFORMED = (
     "I cannot produce JSON right now.",
     "抱歉，我暂时无法按要求输出。",

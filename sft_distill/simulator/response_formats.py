@@ -111,6 +111,7 @@ _TASK_KINDS = {
     "topic_answer": ReplyKind.ANSWER,
     "iset_answer": ReplyKind.ANSWER,
     "iset_rephrase": ReplyKind.REPHRASINGS,
+    "judge_batch": ReplyKind.JUDGE_BATCH,
 }
 
 
@@ -179,10 +180,10 @@ def _dump(body: Any) -> bytes:
 
 def kind_schema(prompt_kind: str, task: str | None) -> dict[str, Any] | None:
     """The schema whose example a prompt of this kind shows (json_object requests)."""
-    if prompt_kind == "evaluation":
-        return schema_for(ReplyKind.JUDGE)
     if task in _TASK_KINDS:
         return schema_for(_TASK_KINDS[task])
+    if prompt_kind == "evaluation":
+        return schema_for(ReplyKind.JUDGE)
     if prompt_kind == "generation" and task is None:
         return schema_for(ReplyKind.GENERATION)
     return None

@@ -25,8 +25,10 @@ from aiohttp import web
 
 from ..evaluation.prompts import PAIRWISE_TASK
 from ..llm.prompts import (
+    JUDGE_BATCH_TASK,
     TASK_MARKER,
     is_reask,
+    parse_evaluation_batch_prompt,
     parse_evaluation_prompt,
     parse_task_prompt,
 )
@@ -34,6 +36,7 @@ from .batches import BatchAPI
 from .batches import add_routes as add_batch_routes
 from .content import (
     _MALFORMED,
+    batch_faults,
     embed_text,
     evaluation_reply,
     generation_reply,
@@ -133,6 +136,9 @@ class SimulatorConfig:
     # of pairwise verdicts that name position A whatever the answers (``students``).
     answer_gaps: dict[str, float] = field(default_factory=dict)
     position_bias: float = 0.0
+    # Batched judging replies with 3 or more entries leave one entry out and spoil another
+    # (a score of 2017), both chosen by seed and prompt: only those two are to be re-asked.
+    judge_batch_faults: bool = False
     # The Batch API (``batches``): seconds a batch stays in_progress before its lines are
     # answered; lines (over the server's life) that fail with a server_error; batches that
     # expire with half their lines unanswered.
@@ -437,6 +443,25 @@ class SimState:
                     input_text=ev["input"],
                 )
                 content = json.dumps(reply, ensure_ascii=False)
+            elif (batch := parse_evaluation_batch_prompt(user)) is not None:
+                # Each sample judged as it would be alone: the same pure function of it.
+                kind, task_name = "evaluation", JUDGE_BATCH_TASK
+                document, items = batch
+                results = [
+                    {
+                        "id": item["id"],
+                        **evaluation_reply(
+                            model,
+                            item["instruction"],
+                            item["output"],
+                            score_bias=bias,
+                            document=document,
+                            input_text=item["input"],
+                        ),
+                    }
+                    for item in items
+                ]
+                content = json.dumps({"results": results}, ensure_ascii=False)
             else:
                 kind, content, task_name = self._other_content(model, user)
         if len(self._cache) >= _CACHE_MAX:
@@ -616,6 +641,9 @@ class SimState:
             # the usual one in the schema's shape, never wrapped in prose.
             schema = requested_schema(response_format, form)
             good = self._shaped(form, good, schema, kind, task)
+        if task == JUDGE_BATCH_TASK and cfg.judge_batch_faults:
+            # After shaping: a schema does not stop a model from dropping or spoiling an entry.
+            good = batch_faults(good, f"{cfg.seed}\x1f{key.hex()}")
         max_tokens = body.get("max_tokens")
         finish = "stop"
         if isinstance(max_tokens, int) and max_tokens > 0 and len(good) // 2 > max_tokens:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from ..config.defaults import DIMENSIONS, MEAN_DIMENSIONS
+from ..config.defaults import DIMENSIONS, JUDGE_BATCH_REPLY_TOKENS, MEAN_DIMENSIONS
 from ..config.models import DistillConfig
-from ..errors import LLMError
+from ..errors import (
+    ContextOverflowError,
+    LLMError,
+    TruncatedReplyError,
+    UnusableReplyError,
+)
 from ..llm.client import ChatResult, LLMClient, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
-from ..llm.prompts import evaluation_messages
-from ..llm.structured import JudgeReply
+from ..llm.prompts import BatchItem, evaluation_batch_messages, evaluation_messages
+from ..llm.structured import JudgeBatchReply, JudgeReply, JudgeResult
 from ..models import Failure, Judgement, Sample, ScoredSample
 from ..selection.thresholds import apply_thresholds, is_unjudged_drop, weighted_mean
 from .gates.base import GATE_PREFIX, Gate, run_gates
@@ -96,6 +102,34 @@ def _claims(reply: JudgeReply) -> list[dict[str, str]]:
     return out
 
 
+def judge_messages(sample: Sample) -> list[dict[str, str]]:
+    """The single-sample judging request of ``sample`` (its cache key is the sample's)."""
+    return evaluation_messages(
+        sample.source_text,
+        sample.instruction,
+        sample.input,
+        sample.output,
+        reference=judge_reference(sample),
+    )
+
+
+def _judgement(
+    reply: JudgeReply | JudgeResult,
+    name: str,
+    client: LLMClient,
+    weights: Mapping[str, float] | None,
+) -> Judgement:
+    scores = reply.score_dict()
+    return Judgement(
+        evaluator=name,
+        model=client.model,
+        scores=scores,
+        weighted_mean=weighted_mean(scores, dict(weights) if weights else None),
+        reason=reply.reason,
+        claims=_claims(reply),  # type: ignore[arg-type]
+    )
+
+
 async def judge(
     sample: Sample,
     name: str,
@@ -106,13 +140,7 @@ async def judge(
     on_failure: Callable[[Failure], None] | None = None,
 ) -> Judgement:
     """One evaluator's judgement; a failure after retries is recorded, not raised."""
-    messages = evaluation_messages(
-        sample.source_text,
-        sample.instruction,
-        sample.input,
-        sample.output,
-        reference=judge_reference(sample),
-    )
+    messages = judge_messages(sample)
     try:
         reply, _ = await client.chat(
             messages,
@@ -126,15 +154,258 @@ async def judge(
                 Failure.from_error(exc, "evaluation", slice_id=sample.slice_id, sample_id=sample.id)
             )
         return Judgement(evaluator=name, model=client.model, error=str(exc))
-    scores = reply.score_dict()
-    return Judgement(
-        evaluator=name,
-        model=client.model,
-        scores=scores,
-        weighted_mean=weighted_mean(scores, dict(weights) if weights else None),
-        reason=reply.reason,
-        claims=_claims(reply),
+    return _judgement(reply, name, client, weights)
+
+
+# --- batched judging (issue 13) ---------------------------------------------------------------
+# One call scores several samples of one chunk: rubric once, the source once, then the samples.
+# Each sample's judgement is then stored under its own single-sample request's cache key
+# (``LLMClient.remember``) and looked up there first (``replay``), so resume, refilter, a new
+# evaluator and a change of batch size all find per-sample replies, and a rerun sends nothing.
+
+
+def batch_limits(config: DistillConfig, client: LLMClient) -> tuple[int, int | None]:
+    """(most samples per judge call, token budget of their text or None) for an evaluator."""
+    return config.judge_batch_limits(client.config)
+
+
+def sample_tokens(sample: Sample) -> int:
+    """A sample's text in tokens, roughly (two characters a token across Chinese and English)."""
+    ref = judge_reference(sample) or ""
+    return (len(sample.instruction) + len(sample.input) + len(sample.output) + len(ref)) // 2 + 1
+
+
+def split_batches(samples: Sequence[Sample], size: int, tokens: int | None) -> list[list[Sample]]:
+    """``samples`` in order, cut into batches of at most ``size`` and ``tokens`` (a sample over
+    the budget goes alone)."""
+    out: list[list[Sample]] = []
+    cur: list[Sample] = []
+    used = 0
+    for s in samples:
+        t = sample_tokens(s)
+        if cur and (len(cur) >= size or (tokens is not None and used + t > tokens)):
+            out.append(cur)
+            cur, used = [], 0
+        cur.append(s)
+        used += t
+    if cur:
+        out.append(cur)
+    return out
+
+
+def parse_judgement_batch(
+    result: ChatResult, *, required: Sequence[str] = MEAN_DIMENSIONS
+) -> JudgeBatchReply:
+    """A batched judging reply; entries that do not read are left out (``JudgeBatchReply``)."""
+    _, content = split_reasoning(result.content)
+    data = extract_json(content, expect=dict)
+    reply: JudgeBatchReply = JudgeBatchReply.unwrap(data, required=tuple(required))
+    return reply
+
+
+def _single_reply(entry: JudgeResult) -> str:
+    """A batch entry as the reply its sample's own request would have had."""
+    return json.dumps(entry.model_dump(mode="json", exclude={"id"}), ensure_ascii=False)
+
+
+# Failures of a batched request that one-sample requests may not meet.
+_BATCH_TROUBLE = (TruncatedReplyError, ContextOverflowError, UnusableReplyError)
+_REQUEST_STATUSES = frozenset({400, 413, 422})
+
+
+@dataclass
+class _BatchJudge:
+    """One evaluator judging one chunk's samples in batches (re-asking what a batch missed)."""
+
+    name: str
+    client: LLMClient
+    weights: Mapping[str, float] | None
+    floors: Mapping[str, float] | None
+    on_failure: Callable[[Failure], None] | None
+
+    def _required(self) -> tuple[str, ...]:
+        return required_dimensions(self.weights, self.floors)
+
+    async def _single(self, sample: Sample) -> Judgement:
+        return await judge(
+            sample,
+            self.name,
+            self.client,
+            self.weights,
+            floors=self.floors,
+            on_failure=self.on_failure,
+        )
+
+    async def run(
+        self, samples: Sequence[Sample], size: int, tokens: int | None
+    ) -> dict[str, Judgement]:
+        """Each sample's judgement, by sample id: cached ones first, the rest in batches."""
+        out: dict[str, Judgement] = {}
+        parse = partial(parse_judgement, required=self._required())
+        pending = []
+        for sample in samples:
+            hit = self.client.replay(judge_messages(sample), parse, kind="judge")
+            if hit is not None:
+                out[sample.id] = _judgement(hit, self.name, self.client, self.weights)
+            else:
+                pending.append(sample)
+        batches = split_batches(pending, size, tokens)
+        for found in await asyncio.gather(*(self._batch(b, retry=True) for b in batches)):
+            out.update(found)
+        return out
+
+    async def _batch(self, batch: list[Sample], *, retry: bool) -> dict[str, Judgement]:
+        """One batch judged; entries missing or unreadable are asked again, fewer at a time."""
+        if len(batch) == 1:
+            return {batch[0].id: await self._single(batch[0])}
+        # Ids local to the request ("1", "2", ...): short to copy, and a model copies them right
+        # more often than 16 hex digits.
+        items = [
+            BatchItem(str(n), s.instruction, s.input, s.output, judge_reference(s))
+            for n, s in enumerate(batch, 1)
+        ]
+        messages = evaluation_batch_messages(batch[0].source_text, items)
+        overrides = self._reply_room(messages, len(batch))
+        try:
+            reply, _ = await self.client.chat(
+                messages,
+                partial(parse_judgement_batch, required=self._required()),
+                overrides=overrides,
+                kind="judge_batch",
+            )
+        except LLMError as exc:
+            if isinstance(exc, _BATCH_TROUBLE) or exc.status in _REQUEST_STATUSES:
+                # Trouble with the batch itself (too long a reply or prompt, no usable entry,
+                # a request the server refuses): each sample alone may well go through.
+                log.info("%s: batched judging failed (%s); judging one at a time", self.name, exc)
+                return await self._singles(batch)
+            # The endpoint failed (a dead connection, a missing model, 5xx after retries):
+            # asking again one sample at a time would only multiply the failed calls.
+            return self._failed(batch, exc)
+        got = reply.by_id()
+        out: dict[str, Judgement] = {}
+        missing = []
+        for n, sample in enumerate(batch, 1):
+            entry = got.get(str(n))
+            if entry is None:
+                missing.append(sample)
+                continue
+            self.client.remember(judge_messages(sample), _single_reply(entry), kind="judge")
+            out[sample.id] = _judgement(entry, self.name, self.client, self.weights)
+        if missing:
+            log.info(
+                "%s: %d of %d batch entries missing or unreadable; asking again",
+                self.name,
+                len(missing),
+                len(batch),
+            )
+            if retry and len(missing) > 1:
+                out.update(await self._batch(missing, retry=False))
+            else:
+                out.update(await self._singles(missing))
+        return out
+
+    def _reply_room(self, messages: list[dict[str, str]], n: int) -> dict[str, int] | None:
+        """``max_tokens`` for a batch of ``n``: the endpoint's once per sample (max_tokens is not
+        part of the cache key), within JUDGE_BATCH_REPLY_TOKENS and the known context."""
+        per_sample = self.client.config.max_tokens
+        if not per_sample:
+            return None
+        room = min(per_sample * n, max(per_sample, JUDGE_BATCH_REPLY_TOKENS))
+        context = self.client.config.context_tokens
+        if context:
+            # 1.5 characters a token: above what Chinese text takes, so the prompt fits.
+            prompt = int(sum(len(m["content"]) for m in messages) / 1.5) + 64
+            room = min(room, max(per_sample, context - prompt))
+        return {"max_tokens": room}
+
+    def _failed(self, batch: Sequence[Sample], exc: LLMError) -> dict[str, Judgement]:
+        """Every sample of a batch whose call failed: recorded, logged once."""
+        ids = ", ".join(s.id for s in batch)
+        log_failure(log, f"samples {ids} (slice {batch[0].slice_id}): evaluation", exc)
+        for s in batch:
+            if self.on_failure is not None:
+                self.on_failure(
+                    Failure.from_error(exc, "evaluation", slice_id=s.slice_id, sample_id=s.id)
+                )
+        return {
+            s.id: Judgement(evaluator=self.name, model=self.client.model, error=str(exc))
+            for s in batch
+        }
+
+    async def _singles(self, samples: Sequence[Sample]) -> dict[str, Judgement]:
+        judged = await asyncio.gather(*(self._single(s) for s in samples))
+        return {s.id: j for s, j in zip(samples, judged, strict=True)}
+
+
+async def evaluate_group(
+    samples: Sequence[Sample],
+    evaluators: Mapping[str, LLMClient],
+    config: DistillConfig,
+    *,
+    on_failure: Callable[[Failure], None] | None = None,
+) -> list[ScoredSample]:
+    """Samples of one chunk scored by every evaluator (in batches where set), and decided."""
+    if len(samples) <= 1 or len({s.id for s in samples}) < len(samples):
+        return list(
+            await asyncio.gather(
+                *(evaluate_sample(s, evaluators, config, on_failure=on_failure) for s in samples)
+            )
+        )
+    by_evaluator = await asyncio.gather(
+        *(
+            _BatchJudge(
+                name, client, config.dimension_weights, config.score_floors, on_failure
+            ).run(samples, *batch_limits(config, client))
+            for name, client in evaluators.items()
+        )
     )
+    out = []
+    for sample in samples:
+        judgements = [found[sample.id] for found in by_evaluator]
+        scored = ScoredSample(**sample.model_dump(), judgements=judgements)
+        out.append(
+            apply_thresholds(
+                scored,
+                min_score_threshold=config.min_score_threshold,
+                min_votes=config.min_votes,
+                weights=config.dimension_weights,
+                floors=config.score_floors,
+            )
+        )
+    return out
+
+
+async def chunk_groups(
+    samples: AsyncIterable[Sample], size: int, tokens: int | None
+) -> AsyncIterator[list[Sample]]:
+    """Consecutive samples of one chunk, in groups of at most ``size`` (and ``tokens``).
+
+    A generation reply's samples arrive one after another, so a chunk's samples are judged
+    together (and close in time: a provider's prefix cache still holds the chunk).
+    """
+    group: list[Sample] = []
+    key: tuple[str, int, str] | None = None
+    used = 0
+    async for sample in samples:
+        if not sample.source_text:
+            # No chunk (topics mode, an instruction set): judged one by one, as before.
+            if group:
+                yield group
+            group, key, used = [], None, 0
+            yield [sample]
+            continue
+        k = (sample.slice_id, sample.chunk_index, sample.source_text)
+        t = sample_tokens(sample)
+        full = len(group) >= size or (tokens is not None and group and used + t > tokens)
+        if group and (k != key or full):
+            yield group
+            group, used = [], 0
+        group.append(sample)
+        key = k
+        used += t
+    if group:
+        yield group
 
 
 async def evaluate_sample(
@@ -188,7 +459,8 @@ async def evaluate_samples(
     # teacher retry no longer stretches the end of the run. Still a constant bound on memory.
     limit = max(EVAL_BUFFER_SAMPLES, 4 * max(c.config.max_concurrent for c in evaluators.values()))
 
-    async def one(sample: Sample) -> ScoredSample:
+    async def gated(sample: Sample) -> ScoredSample | None:
+        """The sample decided without judges (a gate, a repeated question), else None."""
         if gates:
             # Also on a sample already dropped (a duplicate question): the gates redact what
             # is written to the raw file, and a gate's reason comes first.
@@ -202,11 +474,35 @@ async def evaluate_samples(
                 )
         if isinstance(sample, ScoredSample) and is_unjudged_drop(sample):
             return sample  # dropped as it was generated (a duplicate question): never judged
-        scored = await evaluate_sample(sample, evaluators, config, on_failure=on_failure)
+        return None
+
+    def counted(scored: list[ScoredSample]) -> list[ScoredSample]:
         if counts is not None:
-            counts.samples_evaluated += 1
-            counts.evaluation_failures += sum(1 for j in scored.judgements if j.error is not None)
+            counts.samples_evaluated += len(scored)
+            counts.evaluation_failures += sum(
+                1 for s in scored for j in s.judgements if j.error is not None
+            )
         return scored
 
-    async for scored in bounded_map(samples, one, limit=limit):
-        yield scored
+    async def one(group: list[Sample]) -> list[ScoredSample]:
+        decided = await asyncio.gather(*(gated(s) for s in group))
+        judged = iter(
+            counted(
+                await evaluate_group(
+                    [s for s, d in zip(group, decided, strict=True) if d is None],
+                    evaluators,
+                    config,
+                    on_failure=on_failure,
+                )
+            )
+        )
+        return [d if d is not None else next(judged) for d in decided]
+
+    limits = [batch_limits(config, c) for c in evaluators.values()]
+    size = max(n for n, _ in limits)
+    budgets = [t for n, t in limits if n > 1]
+    tokens = None if size == 1 or None in budgets else max(t for t in budgets if t is not None)
+    groups = chunk_groups(samples, size, tokens)
+    async for scored in bounded_map(groups, one, limit=max(1, limit // size)):
+        for one_scored in scored:
+            yield one_scored

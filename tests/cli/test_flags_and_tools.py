@@ -86,4 +86,4 @@ def test_estimate_table_lines_up():
     header, generator, total = table
     end = header.index("calls") + len("calls")
     assert generator[end - 3 : end] == " 13"  # numbers right-aligned under their heading
-    assert total[end - 3 : end] == " 63"
+    assert total[end - 3 : end] == " 39"  # 13 teacher calls + 13 batched calls per judge

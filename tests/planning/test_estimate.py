@@ -26,7 +26,8 @@ def test_estimate_tokens_by_language(text, tokens):
 
 async def test_estimate_calls_match_a_real_run_and_make_no_request(sim, tmp_path):
     # No gates: the estimate counts a judge call for every sample, as a run without gates makes.
-    cfg = sim_config(sim, gates=[])
+    # One judge call per sample (batched judging: tests/stages/test_judge_batch.py).
+    cfg = sim_config(sim, gates=[], judge_batch_size=1)
     est = estimate(SLICES, cfg)
     assert sim.stats["requests"] == 0
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
@@ -52,7 +53,14 @@ def test_tokens_and_cost_for_a_small_input(tmp_path):
     doc = "保险合同是投保人与保险人约定保险权利义务关系的协议。" * 4
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps({"id": "x", "content": doc}, ensure_ascii=False) + "\n", "utf-8")
-    cfg = build_config({"samples_per_slice": 2, "evaluators": {"secondary": None}, "min_votes": 1})
+    cfg = build_config(
+        {
+            "samples_per_slice": 2,
+            "evaluators": {"secondary": None},
+            "min_votes": 1,
+            "judge_batch_size": 1,
+        }
+    )
     prices = {"qwen-max": {"input_per_1k": 0.02, "output_per_1k": 0.06}}
     est = estimate(path, cfg, prices=prices)
     gen, judge = est.endpoints

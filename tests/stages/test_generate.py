@@ -220,7 +220,10 @@ async def test_chunks_of_a_slice_run_in_order_and_see_the_earlier_questions(tmp_
 
 @pytest.mark.slow
 async def test_repeated_questions_are_dropped_counted_and_never_judged(sim, tmp_path):
-    cfg = sim_config(sim, output_dir=str(tmp_path / "out"), samples_per_article=True)
+    # One judge call per sample, so the calls count the samples judged.
+    cfg = sim_config(
+        sim, output_dir=str(tmp_path / "out"), samples_per_article=True, judge_batch_size=1
+    )
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
         smaller_examples(tmp_path)
     )
@@ -248,7 +251,13 @@ async def test_repeated_questions_are_dropped_counted_and_never_judged(sim, tmp_
 @pytest.mark.slow
 async def test_estimate_plans_the_calls_the_run_makes(sim, tmp_path):
     # No gates: with gates the estimate's judge calls are an upper bound (gates drop samples).
-    cfg = sim_config(sim, output_dir=str(tmp_path / "out"), samples_per_article=True, gates=[])
+    cfg = sim_config(
+        sim,
+        output_dir=str(tmp_path / "out"),
+        samples_per_article=True,
+        gates=[],
+        judge_batch_size=1,  # batched: tests/stages/test_judge_batch.py
+    )
     inp = smaller_examples(tmp_path)
     est = estimate(inp, cfg)
     assert est.detail["split_chunks"] > 0 and any("max_samples_per_request" in n for n in est.notes)

@@ -10,7 +10,6 @@ import pytest
 from sft_distill import DatasetDistillationPipeline
 from sft_distill import gates as gates_module
 from sft_distill.errors import ConfigError
-from sft_distill.llm.prompts import parse_evaluation_prompt
 from sft_distill.models import Sample
 from sft_distill.stages.gates.base import GATE_PREFIX, Gate, GateResult, check_gate, run_gates
 from sft_distill.stages.gates.checks.base import cjk_ratio, strip_code
@@ -28,7 +27,7 @@ from sft_distill.stages.gates.rules import (
     PlaceholderGate,
     RefusalGate,
 )
-from tests.helpers import read_jsonl, sim_config
+from tests.helpers import judged_samples, read_jsonl, sim_config
 
 ZH_SOURCE = (
     "第十六条 订立保险合同，保险人就保险标的或者被保险人的有关情况提出询问的，投保人应当如实告知。"
@@ -728,12 +727,7 @@ def test_register_gate_type(monkeypatch):
 
 def judged_pairs(sim) -> set[tuple[str, str]]:
     """(instruction, output) of every evaluation request the simulator received."""
-    pairs = set()
-    for prompt in sim.prompts:
-        parsed = parse_evaluation_prompt(prompt)
-        if parsed is not None:
-            pairs.add((parsed["instruction"], parsed["output"]))
-    return pairs
+    return {(s["instruction"], s["output"]) for s in judged_samples(sim.prompts)}
 
 
 SLICES = [
@@ -798,4 +792,7 @@ async def test_gate_dropped_samples_are_never_judged(sim, tmp_path):
     for reason in reasons:
         assert counts["dropped"][reason] == sum(1 for r in gated if r["drop_reason"] == reason)
     assert result.metadata["quality_gates"]["gates"][-2:] == ["long", "no_grand_jury"]
-    assert sim.stats["by_kind"]["evaluation"] == 2 * (len(raw) - len(gated))
+    # Each sample the gates kept was judged once per judge, a chunk's samples in one call.
+    assert len(judged_samples(sim.prompts)) == 2 * (len(raw) - len(gated))
+    chunks = {(r["slice_id"], r["chunk_index"]) for r in raw if r not in gated}
+    assert sim.stats["by_kind"]["evaluation"] == 2 * len(chunks)

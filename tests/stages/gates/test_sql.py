@@ -15,13 +15,13 @@ import pytest
 from sft_distill import DatasetDistillationPipeline, load_config
 from sft_distill import simulator as simulator_module
 from sft_distill.errors import ConfigError
-from sft_distill.llm.prompts import parse_evaluation_prompt, text2sql_system_prompt
+from sft_distill.llm.prompts import text2sql_system_prompt
 from sft_distill.models import Sample
 from sft_distill.simulator.text2sql import parse_create_tables, text2sql_samples
 from sft_distill.stages.gates import sql as sql_gate_module
 from sft_distill.stages.gates.registry import build_gates
 from sft_distill.stages.gates.sql import SQLExecutionGate, extract_sql, run_query, split_statements
-from tests.helpers import EXAMPLES, read_jsonl, sim_config
+from tests.helpers import EXAMPLES, judged_samples, read_jsonl, sim_config
 
 EXAMPLE_DIR = EXAMPLES / "text2sql"
 
@@ -545,11 +545,7 @@ async def test_text2sql_job_through_the_pipeline(sim, example, tmp_path, text2sq
     dropped = [r for r in raw if r["drop_reason"] == "gate:sql"]
     assert dropped and all(r["annotations"]["exec_pass"] is False for r in dropped)
     assert all(r["drop_detail"].startswith("SQL failed: ") for r in dropped)
-    judged = set()
-    for prompt in sim.prompts:
-        parsed = parse_evaluation_prompt(prompt)
-        if parsed is not None:
-            judged.add((parsed["instruction"], parsed["output"]))
+    judged = {(s["instruction"], s["output"]) for s in judged_samples(sim.prompts)}
     for r in raw:
         assert ((r["instruction"], r["output"]) in judged) is (r["drop_reason"] != "gate:sql")
     meta = result.metadata
