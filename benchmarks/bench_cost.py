@@ -24,12 +24,18 @@ and how far each way's scores are from today's::
     python benchmarks/bench_cost.py --data examples/slices.jsonl --completion-weight 3 --json
 
 Token counts come from each run's ``metadata.json`` (``usage``: the whole run).
+
+``--against-commit REV`` (e.g. ``c18c467``, v1 as released) also runs the same job with the
+package as it was at REV (a temporary ``git worktree``, its own prompts and defaults) and prints
+its billed figure per kept sample beside the ways above. Its kept set is not comparable (the
+quality gates and the judge rubric changed since), so only the per-kept figures are compared.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -91,6 +97,36 @@ def run_way(
     return {"usage": meta["usage"], "kept": kept, "scores": judged_scores(out)}
 
 
+def run_commit(rev: str, data: Path, work: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """The same job's dry run with the package as it was at ``rev`` (a temporary worktree)."""
+    tree = work / f"at-{rev}"
+    add = ["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(tree), rev]
+    made = subprocess.run(add, capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        raise SystemExit(f"bench_cost: --against-commit {rev}: {made.stderr.strip()}")
+    try:
+        cfg = work / f"at-{rev}.json"
+        cfg.write_text(json.dumps(job), encoding="utf-8")
+        out = work / f"out-{rev}"
+        cmd = [sys.executable, "scripts/run_pipeline.py", "--input", str(data), "--output"]
+        cmd += [str(out), "--config", str(cfg), "--dry-run", "-q"]
+        done = subprocess.run(
+            cmd, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
+            text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise SystemExit(f"bench_cost: the run at {rev} failed: {done.stderr.strip()}")
+        meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        kept = sorted(i for ids in manifest["samples"].values() for i in ids)
+        return {"usage": meta["usage"], "kept": kept}
+    finally:
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+            capture_output=True, check=False,
+        )  # fmt: skip
+
+
 def judged_scores(out: Path) -> dict[tuple[str, str, str], float]:
     """Every score given: (sample id, evaluator, dimension) -> score."""
     scores = {}
@@ -146,6 +182,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 ways[way] = None
                 continue
             ways[way] = run_way(way, data, Path(tmp), job, batch)
+        rev = args.against_commit
+        before = run_commit(rev, data, Path(tmp), job) if rev else None
     for way, res in ways.items():
         if res is None:
             continue
@@ -186,6 +224,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "ratio": round(today["per_kept"] / res["per_kept"], 2),
             "same_kept_set": res["kept"] == today["kept"],
             "agreement_with_today": agreement(today["scores"], res["scores"]),
+        }
+    if before is not None:
+        rows = {
+            name: billed(u, cached_share=1.0, weight=args.completion_weight, batch_share=1.0)
+            for name, u in before["usage"].items()
+            if isinstance(u, dict) and "calls" in u
+        }
+        per_kept = sum(rows.values()) / len(before["kept"]) if before["kept"] else float("inf")
+        summary["against_commit"] = {
+            "rev": args.against_commit,
+            "kept": len(before["kept"]),
+            "billed": round(sum(rows.values())),
+            "per_kept": round(per_kept, 1),
+            "ratios": {
+                way: round(per_kept / res["per_kept"], 2)
+                for way, res in summary["ways"].items()
+                if res is not None
+            },
         }
     return summary
 
@@ -229,6 +285,14 @@ def table(summary: dict[str, Any], args: argparse.Namespace) -> str:
                 f"difference {ag['max_abs_difference']:g}, scores in one run only: "
                 f"{ag['only_in_one']}."
             )
+    at = summary.get("against_commit")
+    if at is not None:
+        ratios = ", ".join(f"{w} {r:.2f}x" for w, r in at["ratios"].items())
+        lines.append(
+            f"at {at['rev']} (its own prompts and defaults, no cache credit): {at['kept']} kept, "
+            f"{at['billed']:,} billed, {at['per_kept']:,.1f} per kept sample; "
+            f"{at['rev']} / way: {ratios}."
+        )
     lines.append(
         f"data: {summary['data']}; cached tokens at {args.cached_share:g} of the input price "
         f"(today: 1), batch at {args.batch_share:g}, completion tokens weigh "
@@ -247,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--samples-per-slice", type=int, help="the job's samples_per_slice (default: the default)"
+    )
+    p.add_argument(
+        "--against-commit",
+        metavar="REV",
+        help="also run the job with the package as it was at REV (e.g. c18c467, v1)",
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args(argv)
