@@ -14,6 +14,7 @@ from ..errors import LLMError
 from ..llm.client import ChatResult, LLMClient, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import evaluation_messages
+from .gates.quality import judge_flags
 from ..llm.structured import JudgeReply
 from ..models import Failure, Judgement, Sample, ScoredSample
 from ..selection.thresholds import apply_thresholds, is_unjudged_drop, weighted_mean
@@ -112,6 +113,7 @@ async def judge(
         sample.input,
         sample.output,
         reference=judge_reference(sample),
+        flags=judge_flags(sample),
     )
     try:
         reply, _ = await client.chat(
