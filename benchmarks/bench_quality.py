@@ -279,9 +279,10 @@ def summary_line(name: str, n: int, head: dict[str, Any]) -> str:
         if isinstance(v, dict)
     )
     return (
-        f"summary {name} ({n} rows): min recall (drop or flag) {show(head['min_recall'])}, "
-        f"max false drop {show(head['max_false_drop'])}  [{per_lang}]; at drop alone: min "
-        f"recall {show(head['min_recall_drop'])}; max false flag {show(head['max_false_flag'])}"
+        f"summary {name} ({n} rows): min recall {show(head['min_recall'])}, "
+        f"max false drop {show(head['max_false_drop'])}  [{per_lang}]; recall counts drops and "
+        f"flags; at drop alone min recall {show(head['min_recall_drop'])}; max false flag "
+        f"{show(head['max_false_flag'])}"
     )
 
 

@@ -693,7 +693,9 @@ def parse_evaluation_prompt(user_content: str) -> dict[str, str] | None:
     if out["document"] == NO_DOCUMENT:
         out["document"] = ""
     out["reference"] = _between(user_content, "reference") or ""
-    out["check_flags"] = _between(user_content, "check_flags") or ""
+    flags = _between(user_content, "check_flags")
+    if flags:
+        out["check_flags"] = flags
     return out
 
 

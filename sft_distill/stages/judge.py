@@ -14,11 +14,11 @@ from ..errors import LLMError
 from ..llm.client import ChatResult, LLMClient, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import evaluation_messages
-from .gates.quality import judge_flags
 from ..llm.structured import JudgeReply
 from ..models import Failure, Judgement, Sample, ScoredSample
 from ..selection.thresholds import apply_thresholds, is_unjudged_drop, weighted_mean
 from .gates.base import GATE_PREFIX, Gate, run_gates
+from .gates.quality import judge_flags
 from .stream import bounded_map
 
 log = logging.getLogger(__name__)
