@@ -289,9 +289,10 @@ def summary_line(name: str, n: int, head: dict[str, Any]) -> str:
 def via_cli(rows: Sequence[dict[str, Any]], workdir: Path) -> tuple[list[set[str]], ...]:
     """Run ``rows`` through ``sft-distill distill --skip-generation --dry-run`` (default gates).
 
-    Returns, per row, the gate that dropped it (gates only) and the same with ``judges`` when the
-    gates kept it and the judges did not (gates then judges); a row the run skipped (a bad or
-    repeated line) counts as dropped by neither and is reported on stderr.
+    Returns, per row, the gate that dropped it (gates only), the same with ``judges`` when the
+    gates kept it and the judges did not (gates then judges), and the gates that flagged it for
+    the judges (``annotations.quality_flags``); a row the run skipped (a bad or repeated line)
+    counts as dropped by neither and is reported on stderr.
     """
     from sft_distill.cli import main as cli_main
 
@@ -316,6 +317,7 @@ def via_cli(rows: Sequence[dict[str, Any]], workdir: Path) -> tuple[list[set[str
             by_slice[rec["slice_id"]] = rec
     gates_only: list[set[str]] = []
     with_judges: list[set[str]] = []
+    flagged: list[set[str]] = []
     missing = 0
     for row in rows:
         rec = by_slice.get(f"rec:{row['id']}")
@@ -326,18 +328,20 @@ def via_cli(rows: Sequence[dict[str, Any]], workdir: Path) -> tuple[list[set[str
         judged = judged and reason not in ("duplicate", "capped")
         gates_only.append(gate)
         with_judges.append(gate | ({JUDGES} if judged else set()))
+        flags = ((rec or {}).get("annotations") or {}).get(FLAGS_KEY) or []
+        flagged.append({f["check"] for f in flags if isinstance(f, dict) and "check" in f})
     if missing:
         print(f"bench_quality: {missing} rows not in the run (bad lines)", file=sys.stderr)
-    return gates_only, with_judges
+    return gates_only, with_judges, flagged
 
 
 def print_via_cli(path: Path, rows: Sequence[dict[str, Any]], *, as_json: bool) -> None:
     """Run ``rows`` through the CLI and print both tables (gates only, then judges too)."""
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
-        gates_only, with_judges = via_cli(rows, Path(tmp))
+        gates_only, with_judges, flagged = via_cli(rows, Path(tmp))
     tables = {
-        "gates": summarise(rows, gates_only),
-        "gates_and_judges": summarise(rows, with_judges),
+        "gates": summarise(rows, gates_only, flagged),
+        "gates_and_judges": summarise(rows, with_judges, flagged),
     }
     if as_json:
         print(json.dumps({"data": str(path), "via_cli": tables}, ensure_ascii=False, indent=1))
