@@ -16,7 +16,7 @@ from sft_distill.stages.gates.checks.referential import find_referential
 from sft_distill.stages.gates.checks.support import find_unsupported
 from sft_distill.stages.gates.quality import judge_flags
 from sft_distill.stages.gates.registry import build_gates
-from tests.helpers import cli_config, read_jsonl, write_jsonl
+from tests.helpers import cli_config, read_jsonl, read_metadata, write_jsonl
 
 # Two provisions of a made-up regulation on claims.
 RULES = (
@@ -174,6 +174,9 @@ def test_a_run_drops_the_certain_and_judges_the_flagged(cli, tmp_path):
     assert not (added["drop_reason"] or "").startswith("gate:")
     assert len(added["judgements"]) == 2  # both judges were asked, with the flag shown
     assert [f["check"] for f in added["annotations"]["quality_flags"]] == ["support"]
+    meta = read_metadata(tmp_path / "out")
+    assert meta["quality"]["check_flags"]["generated"] == {"support": 1}
+    assert meta["quality"]["check_drops"]["numbers"] == 1
     strict = _distill(
         cli, tmp_path / "strict", [{"type": "quality", "support": {"on_suspect": "drop"}}]
     )
