@@ -130,6 +130,20 @@ async def test_on_suspect_drop_restores_dropping_and_keep_hides_the_flag_from_th
     assert judge_flags(quiet) == [quiet.annotations["quality_flags"][1]["reason"]]
 
 
+async def test_on_suspect_on_the_bundle_sets_every_gate_that_has_it_and_a_gate_may_override():
+    s = sample(instruction="本合同案情复杂的审核期限是多久？", output=PARAPHRASED)
+    result, name = await run_gates(s, build_gates([{"type": "quality", "on_suspect": "drop"}]))
+    assert name == "referential" and result is not None and not result.keep
+    mixed = [{"type": "quality", "on_suspect": "drop", "referential": {"on_suspect": "judge"}}]
+    s = sample(instruction="本合同案情复杂的审核期限是多久？", output=PARAPHRASED)
+    result, name = await run_gates(s, build_gates(mixed))
+    assert name == "numbers" and result is not None and not result.keep
+    assert [f["check"] for f in s.annotations["quality_flags"]] == ["referential"]
+    with pytest.raises(ConfigError) as err:
+        build_gates([{"type": "rules", "on_suspect": "drop"}])
+    assert "unknown option 'on_suspect'" in str(err.value)
+
+
 def test_on_suspect_is_validated():
     with pytest.raises(ConfigError) as err:
         build_gates([{"type": "quality", "support": {"on_suspect": "ask"}}])
