@@ -4,9 +4,10 @@ answers they drop.
 Runs every labelled pair through the quality gates (``{"type": "quality"}``: truncated,
 non_answer, referential, evidence, numbers, support) and the rule gates (``{"type": "rules"}``),
 each gate on every row, and prints per language one markdown table: for each kind the share of
-rows dropped by any gate (recall for a defect kind, false-drop rate for ``good``, ``good_calc``
-and ``good_case``), the share the quality gates alone drop, and the share each gate drops on
-its own::
+rows dropped by any gate (a certain finding), the share only flagged for the judges (a suspect
+finding, ``annotations.quality_flags``), the share either way, the share the quality gates alone
+drop, the share each gate drops on its own, and which gates flag. Targets: recall at drop-or-flag
+on a defect kind, false drops (drops alone) on ``good``, ``good_calc`` and ``good_case``::
 
     python benchmarks/bench_quality.py                  # ../shared/data/quality_seeded.jsonl
     python benchmarks/bench_quality.py --data benchmarks/data/quality_small.jsonl --lang zh
