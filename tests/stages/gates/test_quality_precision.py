@@ -72,6 +72,16 @@ def test_an_absent_article_is_certain_only_when_the_question_names_the_document(
     assert named is not None and named.certain and "第80条" in named.reason
     unnamed = check_numbers(cites, RULES, "不予赔付时要在多久内通知申请人？")
     assert unnamed is not None and not unnamed.certain
+    # an article the answer gives to another law, and another law named, are no contradiction
+    other = "根据《民法典》第五百条，理赔机构应当自审核完毕之日起四日内书面通知申请人。"
+    found = check_numbers(other, RULES, ASK_NOTICE)
+    assert found is not None and not found.certain and "第500条" in found.reason
+    board = "Article 3. Each Member of the Board shall serve for a term of four years."
+    ask = "How long do Members serve under the Board Charter?"
+    found = check_numbers("Under Article 9, each Member serves four years.", board, ask)
+    assert found is not None and found.certain
+    found = check_numbers("Under Article 9 of the Privacy Act, Members serve 4 years.", board, ask)
+    assert found is not None and not found.certain
 
 
 async def test_a_certain_finding_drops_with_the_gate_reason():

@@ -1246,10 +1246,8 @@ def _citing_sentences(answer: str, name: str, lang: str) -> list[str]:
     return [s for s in split_sentences(answer, lang) if name in s]
 
 
-def _foreign_laws(answer: str, source: str, question: str, lang: str) -> list[tuple[str, bool]]:
-    """Laws the answer names that are not the source's, on evidence, each with whether that is
-    certain (it differs from the law the question or the source's title names) or suspect (its
-    sentence's words are mostly absent from the source).
+def _foreign_laws(answer: str, source: str, question: str, lang: str) -> list[str]:
+    """Laws the answer names that are not the source's, on evidence.
 
     A law the source and question never name is not enough (a chunk seldom repeats its own
     title): it must differ from the law the question or the source's title names, or the
@@ -1266,14 +1264,14 @@ def _foreign_laws(answer: str, source: str, question: str, lang: str) -> list[tu
     out = []
     for name in names:
         if identity and not any(same_law(name, law) for law in identity):
-            out.append((name, True))
+            out.append(name)
             continue
         for sent in _citing_sentences(answer, name, lang):
             if references(normalized(sent)):
                 continue
             toks = support_tokens(sent, lang)
             if len(toks) >= 6 and sum(t in src_tokens for t in toks) / len(toks) < 0.5:
-                out.append((name, False))
+                out.append(name)
                 break
     return out
 
@@ -1374,7 +1372,7 @@ def check_numbers(
     bad_refs, lead = _check_references(answer_n, source, question_n, lang)
     if bad_refs:
         problems.append(f"cites {', '.join(bad_refs)}, not in the source")
-        sure.append(_absent_ref_certain(bad_refs, source, question_n, lang))
+        sure.append(_absent_ref_certain(bad_refs, answer_n, source, question_n, lang))
         details["unknown_refs"] = bad_refs
     if lead:
         # the question names one provision, the answer opens by citing another: structural
@@ -1397,10 +1395,10 @@ def check_numbers(
             details["misattributed_unit"] = [list(m) for m in moved]
     laws = _foreign_laws(output, source, question, lang)
     if laws:
-        names = [name for name, _ in laws]
-        problems.append(f"cites {', '.join(names[:3])}, not the source's law")
-        sure.append(any(certain for _, certain in laws))
-        details["unknown_laws"] = names
+        problems.append(f"cites {', '.join(laws[:3])}, not the source's law")
+        # another law named is no contradiction: a good answer may cite a related law too
+        sure.append(False)
+        details["unknown_laws"] = laws
     quantities = _check_quantities(answer_n, source, question, lang)
     # dates are matched by the words around them only: suspect
     quantities += [(d, False) for d in _check_dates(answer_n, source, question_n, lang)]
@@ -1426,10 +1424,45 @@ _EN_DOCUMENT = re.compile(
 )
 
 
-def _absent_ref_certain(bad: Sequence[str], source: str, question_n: str, lang: str) -> bool:
-    """An absent article is certain when the question names the document and the source
-    numbers its own provisions of that kind: the document asked about lacks the provision."""
+def _absent_ref_certain(
+    bad: Sequence[str], answer_n: str, source: str, question_n: str, lang: str
+) -> bool:
+    """An absent article is certain when the question names the document, the source numbers
+    its own provisions of that kind (the document asked about lacks the provision), and the
+    answer does not attribute the article to a law other than the one asked about."""
     if (_ZH_DOCUMENT if lang == "zh" else _EN_DOCUMENT).search(question_n) is None:
         return False
     kinds = {k for k, _ in source_references(normalized(source))}
-    return any(k in ref.casefold() for k in kinds for ref in bad)
+    own = [ref for ref in bad if any(k in ref.casefold() for k in kinds)]
+    return any(not _of_another_law(ref, answer_n, question_n, lang) for ref in own)
+
+
+def _of_another_law(ref: str, answer_n: str, question_n: str, lang: str) -> bool:
+    """Whether the answer names, next to ``ref``, a law the question does not name ("《民法典》
+    第500条" in an answer to a question about the Insurance Law, "Article 5 of the Privacy Act")."""
+    if lang == "zh":
+        num = re.sub(r"\D", "", ref)
+        pattern, law_re = rf"第\s*{num}\s*[条款项章节编]", _ZH_LAW_BEFORE
+    else:
+        kind, _, num = ref.partition(" ")
+        pattern, law_re = rf"\b{re.escape(kind)}\s+{re.escape(num)}\b", _EN_LAW_NEAR
+    for m in re.finditer(pattern, answer_n, re.IGNORECASE):
+        if lang == "zh":
+            near = answer_n[max(0, m.start() - 24) : m.start()]
+        else:
+            near = answer_n[m.end() : m.end() + 60]
+        laws = [g for found in law_re.finditer(near) for g in found.groups() if g]
+        if laws and not any(same_law(law, question_n) for law in laws):
+            return True
+    return False
+
+
+# A law named right before an article ("《民法典》第", "消费者权益保护法第"), or after one in
+# English ("of the Privacy Act").
+_ZH_LAW_BEFORE = re.compile(
+    rf"《([^》]{{2,40}})》\s*$|(?<![本该此这])([{CJK}]{{2,16}}?(?:法典|法|条例|办法|规定))\s*$"
+)
+_EN_LAW_NEAR = re.compile(
+    r"^\s*(?:,\s*\w+\s+\d+\s*)?of\s+(?:the\s+)?((?:[A-Z][\w'.-]*\s+){0,6}"
+    r"(?:Act|Code|Convention|Treaty|Regulations?|Statute|Constitution|Law))\b"
+)
