@@ -4,9 +4,10 @@ answers they drop.
 Runs every labelled pair through the quality gates (``{"type": "quality"}``: truncated,
 non_answer, referential, evidence, numbers, support) and the rule gates (``{"type": "rules"}``),
 each gate on every row, and prints per language one markdown table: for each kind the share of
-rows dropped by any gate (recall for a defect kind, false-drop rate for ``good``, ``good_calc``
-and ``good_case``), the share the quality gates alone drop, and the share each gate drops on
-its own::
+rows dropped by any gate (a certain finding), the share only flagged for the judges (a suspect
+finding, ``annotations.quality_flags``), the share either way, the share the quality gates alone
+drop, the share each gate drops on its own, and which gates flag. Targets: recall at drop-or-flag
+on a defect kind, false drops (drops alone) on ``good``, ``good_calc`` and ``good_case``::
 
     python benchmarks/bench_quality.py                  # ../shared/data/quality_seeded.jsonl
     python benchmarks/bench_quality.py --data benchmarks/data/quality_small.jsonl --lang zh
@@ -52,6 +53,7 @@ from typing import Any
 
 from sft_distill.models import Sample
 from sft_distill.stages.gates.base import Gate
+from sft_distill.stages.gates.quality import FLAGS_KEY
 from sft_distill.stages.gates.registry import QUALITY_GATE_TYPES, RULE_GATE_TYPES, build_gates
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,41 +110,65 @@ def to_sample(row: dict[str, Any]) -> Sample:
     )
 
 
-async def verdicts(rows: Sequence[dict[str, Any]], gates: Sequence[Gate]) -> list[set[str]]:
-    """For each row, the names of the gates that drop it (every gate runs on every row)."""
-    out = []
+async def verdicts(
+    rows: Sequence[dict[str, Any]], gates: Sequence[Gate]
+) -> tuple[list[set[str]], list[set[str]]]:
+    """For each row, the names of the gates that drop it, and of those that keep it with a
+    suspect finding for the judges (every gate runs on every row, on a fresh sample)."""
+    dropped, flagged = [], []
     for row in rows:
-        sample = to_sample(row)
-        dropped = set()
+        drops, flags = set(), set()
         for gate in gates:
-            if not (await gate.check(sample)).keep:
-                dropped.add(gate.name)
-        out.append(dropped)
-    return out
+            result = await gate.check(to_sample(row))
+            if not result.keep:
+                drops.add(gate.name)
+            elif result.annotations.get(FLAGS_KEY):
+                flags.add(gate.name)
+        dropped.append(drops)
+        flagged.append(flags)
+    return dropped, flagged
 
 
-def summarise(rows: Sequence[dict[str, Any]], dropped: Sequence[set[str]]) -> dict[str, Any]:
-    """{lang: {kind: {"n", "dropped", "rate", "quality_rate", "by_gate": {gate: rate}}}}.
+def summarise(
+    rows: Sequence[dict[str, Any]],
+    dropped: Sequence[set[str]],
+    flagged: Sequence[set[str]] | None = None,
+) -> dict[str, Any]:
+    """{lang: {kind: {"n", "dropped", "rate", "flagged", "flag_rate", "caught_rate",
+    "quality_rate", "by_gate": {gate: rate}, "flag_by_gate": {gate: rate}}}}.
 
-    ``rate`` counts a row dropped by any gate, ``quality_rate`` by any quality gate.
+    ``rate`` counts a row dropped by any gate (a certain finding), ``flag_rate`` a row no gate
+    dropped and some gate flagged for the judges (a suspect one), ``caught_rate`` either;
+    ``quality_rate`` a row dropped by any quality gate.
     """
+    flagged = flagged if flagged is not None else [set() for _ in rows]
     counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    for row, names in zip(rows, dropped, strict=True):
-        c = counts[(row["lang"], row["defect"])]
+    flag_counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for row, names, flags in zip(rows, dropped, flagged, strict=True):
+        key = (row["lang"], row["defect"])
+        c = counts[key]
         c["n"] += 1
         c["dropped"] += bool(names)
+        c["flagged"] += bool(flags) and not names
         c["quality_only"] += bool(names & set(QUALITY_GATE_TYPES))
         for name in names:
             c[name] += 1
+        for name in flags:
+            flag_counts[key][name] += 1
     out: dict[str, Any] = {}
     for (lang, kind), c in sorted(counts.items()):
         n = c["n"]
+        f = flag_counts[(lang, kind)]
         out.setdefault(lang, {})[kind] = {
             "n": n,
             "dropped": c["dropped"],
             "rate": round(c["dropped"] / n, 3),
+            "flagged": c["flagged"],
+            "flag_rate": round(c["flagged"] / n, 3),
+            "caught_rate": round((c["dropped"] + c["flagged"]) / n, 3),
             "quality_rate": round(c["quality_only"] / n, 3),
             "by_gate": {g: round(c[g] / n, 3) for g in COLUMNS if c[g]},
+            "flag_by_gate": {g: round(f[g] / n, 3) for g in COLUMNS if f[g]},
         }
     return out
 
@@ -150,6 +176,12 @@ def summarise(rows: Sequence[dict[str, Any]], dropped: Sequence[set[str]]) -> di
 def _order(kinds: Sequence[str]) -> list[str]:
     known = [*GOOD_KINDS, *DEFECT_KINDS]
     return [k for k in known if k in kinds] + sorted(k for k in kinds if k not in known)
+
+
+def measured(kind: str, k: dict[str, Any]) -> float:
+    """What a kind's target is held to: drops on a good kind (false drops), drops and flags
+    on a defect kind (recall: a flagged defect is put to the judges' claim check)."""
+    return k["rate"] if kind in GOOD_KINDS else k.get("caught_rate", k["rate"])
 
 
 def _verdict(kind: str, rate: float) -> str:
@@ -160,12 +192,20 @@ def _verdict(kind: str, rate: float) -> str:
     return "ok" if ok else "MISSED"
 
 
+def _flags_cell(k: dict[str, Any]) -> str:
+    return " ".join(f"{g} {r:.2f}" for g, r in k.get("flag_by_gate", {}).items())
+
+
 def markdown(summary: dict[str, Any]) -> str:
-    """One table per language: drop rate per kind and the share each gate drops."""
+    """One table per language: per kind the share dropped (certain findings), flagged for the
+    judges (suspect ones), either, the target, and the share each gate drops / flags."""
     blocks = []
     for lang, kinds in summary.items():
         gates = [g for g in COLUMNS if any(g in k["by_gate"] for k in kinds.values())]
-        head = ["kind", "n", "dropped (recall / false drops)", "target", "quality gates", *gates]
+        head = [
+            "kind", "n", "dropped", "flagged", "drop or flag", "target", "quality gates", *gates,
+            "flagged by",
+        ]  # fmt: skip
         lines = [
             f"### {lang}",
             "",
@@ -176,14 +216,17 @@ def markdown(summary: dict[str, Any]) -> str:
             k = kinds[kind]
             target = TARGETS.get(kind)
             shown = "" if target is None else ("≤ " if kind in GOOD_KINDS else "≥ ") + f"{target:g}"
-            verdict = _verdict(kind, k["rate"])
+            verdict = _verdict(kind, measured(kind, k))
             cells = [
                 kind,
                 str(k["n"]),
                 f"{k['rate']:.2f}",
+                f"{k.get('flag_rate', 0.0):.2f}",
+                f"{k.get('caught_rate', k['rate']):.2f}",
                 f"{shown} {verdict}".strip(),
                 f"{k['quality_rate']:.2f}",
                 *(f"{k['by_gate'][g]:.2f}" if g in k["by_gate"] else "" for g in gates),
+                _flags_cell(k),
             ]
             lines.append("| " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
@@ -194,33 +237,37 @@ RECALL_KINDS = tuple(k for k in DEFECT_KINDS if k in TARGETS)
 
 
 def headline(summary: dict[str, Any]) -> dict[str, Any]:
-    """The lowest recall over the target defect kinds and the highest false-drop rate over the
-    good kinds, overall and per language: {"min_recall": [rate, "lang kind"], ...}."""
+    """The lowest recall at drop-or-flag and at drop over the target defect kinds, and the
+    highest false-drop and false-flag rates over the good kinds, overall and per language:
+    {"min_recall": [rate, "lang kind"], "min_recall_drop": ..., "max_false_drop": ...,
+    "max_false_flag": ...}."""
 
-    def pick(kinds: Sequence[str], langs: Sequence[str], worst: Any) -> list[Any] | None:
+    def pick(kinds: Sequence[str], langs: Sequence[str], worst: Any, key: str) -> Any:
         found = [
-            (summary[lang][kind]["rate"], f"{lang} {kind}")
+            (summary[lang][kind].get(key, 0.0), f"{lang} {kind}")
             for lang in langs
             for kind in kinds
             if kind in summary[lang]
         ]
         return list(worst(found, key=lambda f: f[0])) if found else None
 
-    langs = list(summary)
-    out: dict[str, Any] = {
-        "min_recall": pick(RECALL_KINDS, langs, min),
-        "max_false_drop": pick(GOOD_KINDS, langs, max),
-    }
-    for lang in langs:
-        out[lang] = {
-            "min_recall": pick(RECALL_KINDS, [lang], min),
-            "max_false_drop": pick(GOOD_KINDS, [lang], max),
+    def figures(langs: Sequence[str]) -> dict[str, Any]:
+        return {
+            "min_recall": pick(RECALL_KINDS, langs, min, "caught_rate"),
+            "min_recall_drop": pick(RECALL_KINDS, langs, min, "rate"),
+            "max_false_drop": pick(GOOD_KINDS, langs, max, "rate"),
+            "max_false_flag": pick(GOOD_KINDS, langs, max, "flag_rate"),
         }
+
+    out: dict[str, Any] = figures(list(summary))
+    for lang in summary:
+        out[lang] = figures([lang])
     return out
 
 
 def summary_line(name: str, n: int, head: dict[str, Any]) -> str:
-    """One line: "summary NAME (N rows): min recall 0.92 (zh truncated), max false drop …"."""
+    """One line: "summary NAME (N rows): min recall 0.92 (zh truncated), max false drop …";
+    recall is at drop-or-flag, the figures at drop alone and the false flags follow."""
 
     def show(pair: list[Any] | None, with_kind: bool = True) -> str:
         if pair is None:
@@ -230,20 +277,23 @@ def summary_line(name: str, n: int, head: dict[str, Any]) -> str:
     per_lang = "; ".join(
         f"{lang} {show(v['min_recall'], False)} / {show(v['max_false_drop'], False)}"
         for lang, v in head.items()
-        if lang not in ("min_recall", "max_false_drop")
+        if isinstance(v, dict)
     )
     return (
         f"summary {name} ({n} rows): min recall {show(head['min_recall'])}, "
-        f"max false drop {show(head['max_false_drop'])}  [{per_lang}]"
+        f"max false drop {show(head['max_false_drop'])}  [{per_lang}]; recall counts drops and "
+        f"flags; at drop alone min recall {show(head['min_recall_drop'])}; max false flag "
+        f"{show(head['max_false_flag'])}"
     )
 
 
 def via_cli(rows: Sequence[dict[str, Any]], workdir: Path) -> tuple[list[set[str]], ...]:
     """Run ``rows`` through ``sft-distill distill --skip-generation --dry-run`` (default gates).
 
-    Returns, per row, the gate that dropped it (gates only) and the same with ``judges`` when the
-    gates kept it and the judges did not (gates then judges); a row the run skipped (a bad or
-    repeated line) counts as dropped by neither and is reported on stderr.
+    Returns, per row, the gate that dropped it (gates only), the same with ``judges`` when the
+    gates kept it and the judges did not (gates then judges), and the gates that flagged it for
+    the judges (``annotations.quality_flags``); a row the run skipped (a bad or repeated line)
+    counts as dropped by neither and is reported on stderr.
     """
     from sft_distill.cli import main as cli_main
 
@@ -268,6 +318,7 @@ def via_cli(rows: Sequence[dict[str, Any]], workdir: Path) -> tuple[list[set[str
             by_slice[rec["slice_id"]] = rec
     gates_only: list[set[str]] = []
     with_judges: list[set[str]] = []
+    flagged: list[set[str]] = []
     missing = 0
     for row in rows:
         rec = by_slice.get(f"rec:{row['id']}")
@@ -278,18 +329,20 @@ def via_cli(rows: Sequence[dict[str, Any]], workdir: Path) -> tuple[list[set[str
         judged = judged and reason not in ("duplicate", "capped")
         gates_only.append(gate)
         with_judges.append(gate | ({JUDGES} if judged else set()))
+        flags = ((rec or {}).get("annotations") or {}).get(FLAGS_KEY) or []
+        flagged.append({f["check"] for f in flags if isinstance(f, dict) and "check" in f})
     if missing:
         print(f"bench_quality: {missing} rows not in the run (bad lines)", file=sys.stderr)
-    return gates_only, with_judges
+    return gates_only, with_judges, flagged
 
 
 def print_via_cli(path: Path, rows: Sequence[dict[str, Any]], *, as_json: bool) -> None:
     """Run ``rows`` through the CLI and print both tables (gates only, then judges too)."""
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
-        gates_only, with_judges = via_cli(rows, Path(tmp))
+        gates_only, with_judges, flagged = via_cli(rows, Path(tmp))
     tables = {
-        "gates": summarise(rows, gates_only),
-        "gates_and_judges": summarise(rows, with_judges),
+        "gates": summarise(rows, gates_only, flagged),
+        "gates_and_judges": summarise(rows, with_judges, flagged),
     }
     if as_json:
         print(json.dumps({"data": str(path), "via_cli": tables}, ensure_ascii=False, indent=1))
@@ -334,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = []
     for path in paths:
         rows = load_rows(path, args.lang)
-        summary = summarise(rows, asyncio.run(verdicts(rows, gates)))
+        summary = summarise(rows, *asyncio.run(verdicts(rows, gates)))
         head = headline(summary)
         runs.append({"data": str(path), "summary": summary, "headline": head})
         if not args.json:

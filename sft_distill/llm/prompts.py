@@ -21,7 +21,10 @@ EVAL_PROMPT_VERSION = "eval-v2"
 
 NO_DOCUMENT = "(no source document: judge accuracy against well-established knowledge)"
 
-_TAGS = ("document", "sample", "instruction", "input", "output", "field", "reference", "question")
+_TAGS = (
+    "document", "sample", "instruction", "input", "output", "field", "reference", "question",
+    "check_flags",
+)  # fmt: skip
 _CLOSE_TAG_RE = re.compile(r"</\s*(" + "|".join(_TAGS) + r")\s*>", re.IGNORECASE)
 _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 
@@ -502,10 +505,24 @@ def document_block(document: str) -> str:
     return f"<document>\n{fence(document)}\n</document>"
 
 
+def flag_note(reason: str) -> str:
+    """What judges are told of one suspect finding of an automatic check."""
+    return (
+        f"An automatic check flagged: {reason}. Check this claim against the source before "
+        "scoring accuracy."
+    )
+
+
 def sample_block(
-    instruction: str, input_text: str, output: str, *, reference: str | None = None
+    instruction: str,
+    input_text: str,
+    output: str,
+    *,
+    reference: str | None = None,
+    flags: Sequence[str] = (),
 ) -> str:
-    """One sample to grade, fenced; with a reference answer when there is one."""
+    """One sample to grade, fenced; with a reference answer when there is one, and the
+    automatic checks' suspect findings (``flags``) as pointers to verify, after the output."""
     parts = [
         f"<instruction>\n{fence(instruction)}\n</instruction>",
         f"<input>\n{fence(input_text)}\n</input>",
@@ -516,6 +533,10 @@ def sample_block(
             f"decides):\n<reference>\n{fence(reference)}\n</reference>"
         )
     parts.append(f"<output>\n{fence(output)}\n</output>")
+    if flags:
+        # the reason quotes the sample's own text: fenced like it, so it cannot pose as markup
+        notes = "\n".join(flag_note(r) for r in flags)
+        parts.append(f"<check_flags>\n{fence(notes)}\n</check_flags>")
     return "<sample>\n" + "\n".join(parts) + "\n</sample>"
 
 
@@ -527,13 +548,15 @@ def evaluation_messages(
     *,
     dimensions: Sequence[str] = DIMENSIONS,
     reference: str | None = None,
+    flags: Sequence[str] = (),
 ) -> list[Message]:
     """Messages asking an evaluator to grade one sample against its source text.
 
     ``reference``: an answer the sample already had (distill mode's existing answer, an
     augmented variant's original answer), shown as a guide that may itself be wrong.
+    ``flags``: suspect findings of the quality gates, shown as claims to verify.
     """
-    sample = sample_block(instruction, input_text, output, reference=reference)
+    sample = sample_block(instruction, input_text, output, reference=reference, flags=flags)
     user = (
         "Grade the sample below against the source document, following the rubric.\n"
         f"{document_block(document)}\n{sample}"
@@ -573,11 +596,15 @@ class BatchItem:
     input: str
     output: str
     reference: str | None = None
+    # Suspect findings of the quality gates, shown as claims to verify (``sample_block``).
+    flags: Sequence[str] = ()
 
 
 def batch_sample_block(item: BatchItem) -> str:
     """One sample fenced with its id (its parts as in ``sample_block``)."""
-    inner = sample_block(item.instruction, item.input, item.output, reference=item.reference)
+    inner = sample_block(
+        item.instruction, item.input, item.output, reference=item.reference, flags=item.flags
+    )
     # sample_block's own "<sample>" opening line carries the id here.
     return f'<sample id="{item.id}">' + inner[len("<sample>") :]
 
@@ -790,6 +817,9 @@ def parse_evaluation_prompt(user_content: str) -> dict[str, str] | None:
     if out["document"] == NO_DOCUMENT:
         out["document"] = ""
     out["reference"] = _between(user_content, "reference") or ""
+    flags = _between(user_content, "check_flags")
+    if flags:
+        out["check_flags"] = flags
     return out
 
 

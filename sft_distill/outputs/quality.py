@@ -13,6 +13,9 @@ judged, ``refilter`` from the raw file) and gives ``metadata.json`` → ``qualit
   (or the same keys in ``annotations``) among generated and kept samples; empty when the teacher
   gives none.
 - ``check_drops``: samples each configured gate dropped (0 included), from the funnel.
+- ``check_flags``: samples each check kept with a suspect finding for the judges to verify
+  (``annotations.quality_flags``), among generated (judged) and kept samples: how many the
+  judges then let through.
 
 "Kept" is what the splits hold: passed the thresholds, not a duplicate, not capped.
 """
@@ -47,9 +50,12 @@ class _Tally:
     referential: int = 0
     question_types: Counter[str] = field(default_factory=Counter)
     difficulty: Counter[str] = field(default_factory=Counter)
+    flags: Counter[str] = field(default_factory=Counter)
 
     def count(self, facts: _Facts, sign: int = 1) -> None:
         self.n += sign
+        for check in facts.flags:
+            self.flags[check] += sign
         self.evidence[facts.evidence] += sign
         self.referential += sign * facts.referential
         if facts.question_type is not None:
@@ -73,6 +79,7 @@ class _Facts:
     referential: bool
     question_type: str | None
     difficulty: str | None
+    flags: frozenset[str] = frozenset()
 
 
 def _label(value: Any) -> str | None:
@@ -89,6 +96,14 @@ def _field(sample: ScoredSample, name: str) -> Any:
     """``sample.<name>`` when the model has that field, else ``annotations[name]``."""
     value = getattr(sample, name, None)
     return value if value is not None else sample.annotations.get(name)
+
+
+def _flagged_checks(sample: ScoredSample) -> frozenset[str]:
+    """The checks that flagged the sample for the judges (``annotations.quality_flags``)."""
+    flags: Any = sample.annotations.get("quality_flags")
+    if not isinstance(flags, list):
+        return frozenset()
+    return frozenset(str(f["check"])[:40] for f in flags if isinstance(f, dict) and f.get("check"))
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -127,6 +142,7 @@ class QualityStats:
             referential,
             self._bounded("question_type", _label(_field(sample, "question_type"))),
             self._bounded("difficulty", _label(_field(sample, "difficulty"))),
+            _flagged_checks(sample),
         )
         return self._interned.setdefault(facts, facts)
 
@@ -179,5 +195,9 @@ class QualityStats:
                 "kept": _histogram(kept.difficulty),
             },
             "check_drops": check_drops,
+            "check_flags": {
+                "generated": _histogram(gen.flags),
+                "kept": _histogram(kept.flags),
+            },
             "samples": {"generated": gen.n, "kept": kept.n},
         }

@@ -298,8 +298,15 @@ def _quality_section(report: Mapping[str, Any]) -> str:
         for k, v in cards
     )
     drops = q.get("check_drops") or {}
+    flags = q.get("check_flags") or {}
+    flagged, flagged_kept = flags.get("generated") or {}, flags.get("kept") or {}
     checks = _table(
-        ["check", "dropped"], [[_e(k), _num(v)] for k, v in drops.items()] or [["none", "0"]]
+        ["check", "dropped", "flagged for the judges", "flagged, kept"],
+        [
+            [_e(k), _num(v), _num(flagged.get(k, 0)), _num(flagged_kept.get(k, 0))]
+            for k, v in drops.items()
+        ]
+        or [["none", "0", "0", "0"]],
     )
     evidence = _table(
         ["kept samples' evidence", "samples"],

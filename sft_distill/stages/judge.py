@@ -24,6 +24,7 @@ from ..llm.structured import JudgeBatchReply, JudgeReply, JudgeResult
 from ..models import Failure, Judgement, Sample, ScoredSample
 from ..selection.thresholds import apply_thresholds, is_unjudged_drop, weighted_mean
 from .gates.base import GATE_PREFIX, Gate, run_gates
+from .gates.quality import judge_flags
 from .stream import bounded_map
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ def judge_messages(sample: Sample) -> list[dict[str, str]]:
         sample.input,
         sample.output,
         reference=judge_reference(sample),
+        flags=judge_flags(sample),
     )
 
 
@@ -261,7 +263,7 @@ class _BatchJudge:
         # Ids local to the request ("1", "2", ...): short to copy, and a model copies them right
         # more often than 16 hex digits.
         items = [
-            BatchItem(str(n), s.instruction, s.input, s.output, judge_reference(s))
+            BatchItem(str(n), s.instruction, s.input, s.output, judge_reference(s), judge_flags(s))
             for n, s in enumerate(batch, 1)
         ]
         messages = evaluation_batch_messages(batch[0].source_text, items)

@@ -118,3 +118,19 @@ async def test_a_run_records_the_quality_figures_in_metadata_and_report(sim, tmp
     text = section.group()
     assert "kept with verified evidence" in text and "50.0%" in text
     assert "calculation" in text and "referential" in text
+
+
+def test_flags_for_the_judges_are_counted_among_generated_and_kept_samples():
+    stats = QualityStats()
+    flag = {"check": "numbers", "reason": "number differs from the source: 90日", "judge": True}
+    support = {"check": "support", "reason": "states 10日, which the source does not"}
+    stats.add(scored("a", "犹豫期是多少天？", annotations={"quality_flags": [flag]}))
+    stats.add(scored("b", "宽限期是多少天？", passed=False, annotations={"quality_flags": [flag]}))
+    stats.add(scored("c", "等待期是多久？", annotations={"quality_flags": [flag, support]}))
+    stats.add(scored("d", "保险期间是多久？"))
+    stats.drop_late(["c"])
+    q = stats.summary({})
+    assert q["check_flags"] == {
+        "generated": {"numbers": 3, "support": 1},
+        "kept": {"numbers": 1},
+    }

@@ -3,6 +3,14 @@
 ``{"type": "quality"}`` enables them all, cheapest first (``QUALITY_GATE_TYPES`` in ``registry``);
 each is also a type of its own (``referential``, ``evidence``, ``numbers``, ``truncated``,
 ``non_answer``, ``support``). None runs unless configured.
+
+Precision first: ``referential``, ``numbers`` and ``support`` tell a certain finding (structural
+evidence: the source states another value in the same words) from a suspect one (a figure merely
+absent, a loose alignment, an inference from words; see ``checks.base.Finding``). A certain
+finding drops the sample. What a suspect one does is the gate's ``on_suspect``: ``"judge"``
+(default) keeps the sample, records the finding in ``annotations["quality_flags"]`` and shows it
+to every judge as a claim to verify; ``"drop"`` drops it like a certain one; ``"keep"`` records
+it without showing it to the judges.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from typing import Any
 
 from ...models import Sample
 from .base import GateResult
+from .checks.base import Finding
 from .checks.evidence import check_evidence
 from .checks.non_answer import find_non_answer
 from .checks.numbers import check_numbers
@@ -21,6 +30,43 @@ from .checks.truncation import find_truncation
 from .rules import _bool_opt, _float_opt
 
 KEEP = GateResult(keep=True)
+
+ON_SUSPECT = ("judge", "drop", "keep")
+FLAGS_KEY = "quality_flags"
+
+
+def _on_suspect_opt(value: str) -> str:
+    if value not in ON_SUSPECT:
+        raise ValueError(f"on_suspect must be one of {', '.join(ON_SUSPECT)}; got {value!r}")
+    return value
+
+
+def flagged(
+    sample: Sample, found: Finding, check: str, on_suspect: str, notes: dict[str, Any]
+) -> GateResult:
+    """The verdict on a finding: a certain one (or any, with ``on_suspect: "drop"``) drops; a
+    suspect one keeps the sample and adds ``{check, reason, judge}`` to its quality flags
+    (``judge``: whether the judges are shown it)."""
+    if found.certain or on_suspect == "drop":
+        return GateResult(False, found.reason, notes)
+    flag = {"check": check, "reason": found.reason, "judge": on_suspect == "judge"}
+    old: Any = sample.annotations.get(FLAGS_KEY)
+    flags = [f for f in old if isinstance(f, dict)] if isinstance(old, list) else []
+    if flag not in flags:  # a resumed run checks the sample again
+        flags.append(flag)
+    return GateResult(True, None, {**notes, FLAGS_KEY: flags})
+
+
+def judge_flags(sample: Sample) -> list[str]:
+    """The reasons of the sample's quality flags the judges are to be shown."""
+    flags: Any = sample.annotations.get(FLAGS_KEY)
+    if not isinstance(flags, list):
+        return []
+    return [
+        str(f["reason"])
+        for f in flags
+        if isinstance(f, dict) and f.get("judge", True) and f.get("reason")
+    ]
 
 
 def _question(sample: Sample) -> str:
@@ -33,15 +79,18 @@ class ReferentialGate:
     "本合同…" with no product named, "according to the passage above"), and an answer that
     refers to "the text" ("文中提到", "the passage says") when ``check_output`` is on."""
 
-    def __init__(self, *, check_output: bool = True, name: str = "referential") -> None:
+    def __init__(
+        self, *, check_output: bool = True, on_suspect: str = "judge", name: str = "referential"
+    ) -> None:
         self.name = name
         self.check_output = _bool_opt("check_output", check_output)
+        self.on_suspect = _on_suspect_opt(on_suspect)
 
     async def check(self, sample: Sample) -> GateResult:
-        """Keep unless the question or answer leans on an unseen text."""
+        """Keep unless the question or answer leans on an unseen text (see ``on_suspect``)."""
         output = sample.output if self.check_output else ""
         found = find_referential(sample.instruction, output, input=sample.input)
-        return KEEP if found is None else GateResult(False, found.reason)
+        return KEEP if found is None else flagged(sample, found, self.name, self.on_suspect, {})
 
 
 _ON_MISSING = ("drop", "flag")
@@ -101,17 +150,19 @@ class NumbersGate:
     """Drops an answer whose rule quantities (deadlines, percentages, multiples, amounts,
     defaults), cited articles or laws contradict the source: a clause of the source stating the
     same rule gives another value, a cited article is absent or says something else, a law is
-    not the source's (see ``checks.numbers.check_numbers``). A number the source lacks is kept."""
+    not the source's (see ``checks.numbers.check_numbers``). A number the source lacks is kept.
+    Only certain contradictions drop; a suspect one goes by ``on_suspect``."""
 
-    def __init__(self, *, name: str = "numbers") -> None:
+    def __init__(self, *, on_suspect: str = "judge", name: str = "numbers") -> None:
         self.name = name
+        self.on_suspect = _on_suspect_opt(on_suspect)
 
     async def check(self, sample: Sample) -> GateResult:
         """Keep unless a number or reference of the answer contradicts the source."""
         found = check_numbers(sample.output, sample.source_text, _question(sample))
         if found is None:
             return KEEP
-        return GateResult(False, found.reason, {"numbers": found.details})
+        return flagged(sample, found, self.name, self.on_suspect, {"numbers": found.details})
 
 
 class TruncationGate:
@@ -146,7 +197,8 @@ class SupportGate:
     """Drops an answer to a direct question that the source does not support: a rule sentence
     sharing little with the provision asked about (an invented rule), or an answer that
     restates some other provision (see ``checks.support.find_unsupported``). Case and calculation
-    answers are not checked."""
+    answers are not checked. Its findings are all suspect: by default (``on_suspect:
+    "judge"``) the judges verify them."""
 
     def __init__(
         self,
@@ -154,9 +206,11 @@ class SupportGate:
         min_sentence_support: float = 0.5,
         min_answer_support: float = 0.35,
         min_source_support: float = 0.4,
+        on_suspect: str = "judge",
         name: str = "support",
     ) -> None:
         self.name = name
+        self.on_suspect = _on_suspect_opt(on_suspect)
         self.min_sentence_support = _float_opt("min_sentence_support", min_sentence_support)
         self.min_answer_support = _float_opt("min_answer_support", min_answer_support)
         self.min_source_support = _float_opt("min_source_support", min_source_support)
@@ -173,7 +227,7 @@ class SupportGate:
         )
         if found is None:
             return KEEP
-        return GateResult(False, found.reason, {"support": found.details})
+        return flagged(sample, found, self.name, self.on_suspect, {"support": found.details})
 
 
 __all__ = [
@@ -183,5 +237,6 @@ __all__ = [
     "ReferentialGate",
     "SupportGate",
     "TruncationGate",
+    "judge_flags",
     "sample_evidence",
 ]

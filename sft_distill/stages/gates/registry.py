@@ -61,6 +61,9 @@ QUALITY_GATE_TYPES: tuple[str, ...] = (
 
 # Shorthands that stand for several gates.
 _BUNDLES: dict[str, tuple[str, ...]] = {"rules": RULE_GATE_TYPES, "quality": QUALITY_GATE_TYPES}
+# The quality gates that tell certain findings from suspect ones; ``{"type": "quality",
+# "on_suspect": ...}`` sets it on each of them (a gate's own object may override it).
+ON_SUSPECT_TYPES = ("referential", "numbers", "support")
 
 
 _USER_TYPES: dict[str, GateFactory] = {}
@@ -285,11 +288,12 @@ def _build_bundle(
     bad = sorted(set(exclude) - set(types))
     if bad:
         raise ConfigError(f"{label}: cannot exclude {', '.join(map(repr, bad))}; known: {known}")
+    shared = ("exclude", "on_suspect") if types == QUALITY_GATE_TYPES else ("exclude",)
     for key in options:
-        if key != "exclude" and key not in types:
+        if key not in shared and key not in types:
             raise ConfigError(
-                f"{label}: unknown option {key!r}; known: exclude, {known} (an object of that "
-                "gate's options each)"
+                f"{label}: unknown option {key!r}; known: {', '.join(shared)}, {known} (an "
+                "object of that gate's options each)"
             )
     gates = []
     for type_name in types:
@@ -298,7 +302,10 @@ def _build_bundle(
         sub = options.get(type_name) or {}
         if not isinstance(sub, Mapping):
             raise ConfigError(f"{label}: {type_name!r} must be an object of options, got {sub!r}")
-        gates.append(_make(f"{label} {type_name}", _builtin(type_name), dict(sub), None))
+        sub = dict(sub)
+        if "on_suspect" in options and type_name in ON_SUSPECT_TYPES:
+            sub.setdefault("on_suspect", options["on_suspect"])
+        gates.append(_make(f"{label} {type_name}", _builtin(type_name), sub, None))
     return gates
 
 

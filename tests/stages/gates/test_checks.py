@@ -635,9 +635,16 @@ async def test_gates_keep_and_drop_with_their_own_reason():
             output="根据《保险法》第二十六条，保险标的转让的，受让人承继被保险人的权利和义务，并应当及时通知保险人。",
         ),
     }
+    # support's findings are all suspect: with on_suspect "drop" they drop as every gate's do
+    strict = {
+        g.name: g for g in build_gates([{"type": "quality", "support": {"on_suspect": "drop"}}])
+    }
     for name, bad in cases.items():
-        result = await gates[name].check(bad)
+        result = await strict[name].check(bad)
         assert not result.keep and result.reason, name
+    # by default a suspect finding keeps the sample and flags it for the judges
+    flagged = await gates["support"].check(cases["support"])
+    assert flagged.keep and flagged.annotations["quality_flags"][0]["check"] == "support"
     truncated_by_length = sample(annotations={"finish_reason": "length"})
     assert not (await gates["truncated"].check(truncated_by_length)).keep
     # run_gates stops at the first and names it
@@ -736,7 +743,8 @@ def test_bench_on_the_shipped_set(capsys):
     summary = json.loads(capsys.readouterr().out)["summary"]
     assert list(summary) == ["en"]
     for kind, target in bench.TARGETS.items():
-        rate = summary["en"][kind]["rate"]
+        # recall counts drops and flags for the judges; false drops count drops only
+        rate = bench.measured(kind, summary["en"][kind])
         assert (rate <= target) if kind in bench.GOOD_KINDS else (rate >= target), (kind, rate)
 
 
@@ -753,7 +761,7 @@ def test_bench_on_the_shared_set_meets_the_targets(capsys):
     summary = json.loads(capsys.readouterr().out)["summary"]
     for lang, kinds in summary.items():
         for kind, target in bench.TARGETS.items():
-            rate = kinds[kind]["rate"]
+            rate = bench.measured(kind, kinds[kind])  # recall: drops and flags
             assert (rate <= target) if kind in bench.GOOD_KINDS else (rate >= target), (
                 lang,
                 kind,

@@ -16,10 +16,17 @@ CJK = "\u3400-\u4dbf\u4e00-\u9fff"
 
 @dataclass(frozen=True)
 class Finding:
-    """Why a check failed: a one-line reason, and details for annotations."""
+    """Why a check failed: a one-line reason, details for annotations, and how sure it is.
+
+    ``certain``: the evidence is structural (the source states another value in the same words,
+    a provision the named document lacks); a gate drops on it. Otherwise the finding is a
+    suspicion (a figure merely absent, a weak alignment, an inference from word overlap) that a
+    gate may pass on to the judges instead (``on_suspect``).
+    """
 
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
+    certain: bool = True
 
 
 def detect_lang(*texts: str) -> str:

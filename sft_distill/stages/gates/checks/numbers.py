@@ -578,8 +578,9 @@ def _source_clauses(source: str, lang: str) -> _Source:
 
 def _conflict(
     q: Quantity, here: tuple[_Clause, int], source: _Source, lang: str, *, strict: bool
-) -> Quantity | None:
-    """The source's value where a clause stating the same rule puts ``q``, when it differs.
+) -> tuple[float, Quantity] | None:
+    """(alignment share, the source's value) where a clause stating the same rule puts ``q``,
+    when it differs.
 
     The answer's clause must have enough words of its own (4 Chinese characters, 3 English
     content words; more in a case answer) and match a source clause closely (in order, at least
@@ -604,7 +605,7 @@ def _conflict(
             found.append((share, slot))
     if not found:
         return None
-    return max(found, key=lambda f: f[0])[1]
+    return max(found, key=lambda f: f[0])
 
 
 # --- default values (technical documents) ----------------------------------------------------
@@ -701,8 +702,11 @@ def _source_defaults(source: str, lang: str) -> tuple[_Default, ...]:
     return tuple(out)
 
 
-def _default_conflict(q: Quantity, ctx: _Context, question: str) -> list[float] | None:
-    """The source's defaults for the setting whose default the answer states as ``q``."""
+def _default_conflict(
+    q: Quantity, ctx: _Context, question: str, *, names_only: bool = False
+) -> list[float] | None:
+    """The source's defaults for the setting whose default the answer states as ``q``
+    (``names_only``: only a setting both name in code counts as the same one)."""
     spans = [(m.start(), m.end()) for m in _SENTENCE_END.finditer(ctx.answer_n)]
     bounds = [0] + [e for _, e in spans] + [len(ctx.answer_n)]
     sentence = next(
@@ -720,7 +724,8 @@ def _default_conflict(q: Quantity, ctx: _Context, question: str) -> list[float] 
             continue
         # The same setting: a code name both mention, or (for a quantity with a unit) two
         # content words in common.
-        if names & d.names or ("" not in (dim, d_dim) and len(words & d.words) >= 2):
+        by_words = not names_only and "" not in (dim, d_dim) and len(words & d.words) >= 2
+        if names & d.names or by_words:
             same.append(d.quantity)
     if not same or any(_same_quantity(q, d) for d in same):
         return None
@@ -881,32 +886,46 @@ def _own_provision_states(q: Quantity, ctx: _Context) -> bool:
     return any(_same_quantity(q, p, loose=False) for i in about for p in per_unit[i])
 
 
-def _contradiction(q: Quantity, ctx: _Context) -> list[float] | None:
-    """The source's values for the rule ``q`` states, when they contradict it; else None.
+# A clause of the answer aligned this closely (in order) with a source clause is the same
+# sentence of the source with one value changed: a certain contradiction.
+_CERTAIN_ALIGNMENT = 0.85
+
+
+def _contradiction(q: Quantity, ctx: _Context) -> tuple[list[float], bool] | None:
+    """(the source's values for the rule ``q`` states, certain) when they contradict it.
 
     Evidence, strongest first: the answer's words right around the number recur in the source
     with another number; a default the source states for the same setting; a clause of the
-    source worded like the answer's (unless a provision the answer cites states the number).
+    source worded like the answer's (unless a provision the answer cites states the number);
+    the words on both sides of the number. Certain: the long literal context with the same unit,
+    a default of a setting both name in code, a clause aligned at ``_CERTAIN_ALIGNMENT``; a
+    short context, a default matched by words, a looser clause or window only suspect.
     """
     bare = q.unit in ("", "ordinal")
     literal = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang)
-    if literal is None and bare and not ctx.case:
-        # A bare count or an ordinal restating the law: a shorter phrase is enough.
-        literal = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang, strong=False)
     if literal is not None:
-        return literal
+        return literal, True
+    if bare and not ctx.case:
+        # A bare count or an ordinal restating the law: a shorter phrase is enough to suspect.
+        literal = _swapped(q, ctx.answer_n, ctx.source_al, ctx.lang, strong=False)
+        if literal is not None:
+            return literal, False
     default = _default_conflict(q, ctx, ctx.question)
     if default is not None:
-        return default
+        named = _default_conflict(q, ctx, ctx.question, names_only=True) is not None
+        return default, named
     here = _clause_of(q, ctx.answer_clauses)
-    other = (
+    aligned = (
         None if here is None else _conflict(q, here, ctx.source, ctx.lang, strict=ctx.case or bare)
     )
-    if other is None:
-        other = _window_conflict(q, ctx)
+    if aligned is not None:
+        share, other = aligned
+        certain = share >= _CERTAIN_ALIGNMENT and not ctx.case
+    else:
+        other, certain = _window_conflict(q, ctx), False
     if other is None or _own_provision_states(q, ctx):
         return None
-    return [other.value]
+    return [other.value], certain
 
 
 # --- the words on both sides of a number -------------------------------------------------------
@@ -1073,8 +1092,14 @@ def _judge(
     return ctx, answer_q, explained
 
 
-def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> list[str]:
-    """The answer's quantities that contradict the source, as the answer wrote them.
+def _check_quantities(
+    answer_n: str, source: str, question: str, lang: str
+) -> list[tuple[str, bool]]:
+    """The answer's quantities that contradict the source, as the answer wrote them, each with
+    whether the contradiction is certain.
+
+    A number the question or a calculation explains (``how`` set) is only ever suspect: some
+    reading of the case produced it.
 
     A quantity only the source's own numbers explain (a case answer may restate or combine
     them) still contradicts the source when the answer's words right around it recur in the
@@ -1084,6 +1109,7 @@ def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> l
     swapped = []
     for i, q in enumerate(answer_q):
         how = explained.get(i)
+        certain = False
         if how == _ASKED:
             continue
         if how == _STRONG:
@@ -1098,9 +1124,11 @@ def _check_quantities(answer_n: str, source: str, question: str, lang: str) -> l
                 other = _window_conflict(q, ctx)
                 found = None if other is None else [other.value]
         else:
-            found = _contradiction(q, ctx)
+            verdict = _contradiction(q, ctx)
+            found, certain = verdict if verdict is not None else (None, False)
         if found:
-            swapped.append(f"{q.text} (source: {', '.join(_show(v) for v in found[:3])})")
+            shown = f"{q.text} (source: {', '.join(_show(v) for v in found[:3])})"
+            swapped.append((shown, certain))
     return swapped
 
 
@@ -1293,7 +1321,8 @@ def _source_dates(source: str, lang: str) -> tuple[tuple[Quantity, ...], tuple[A
 def _check_dates(answer_n: str, source: str, question_n: str, lang: str) -> list[str]:
     """Dates the answer states where the source states another for the same rule ("本规定自
     2007年7月1日起施行" against "自2007年1月1日起施行"): a date neither the source nor the
-    question has, whose words on both sides match a date of the source best."""
+    question has, whose words on both sides match a date of the source best (word overlap, so
+    only ever a suspicion)."""
     answer_dates = _date_quantities(answer_n, lang)
     if not answer_dates:
         return []
@@ -1338,31 +1367,102 @@ def check_numbers(
     answer_n = normalized(output)
     question_n = normalized(question)
     problems: list[str] = []
+    sure: list[bool] = []  # whether each problem is certain (see ``Finding.certain``)
     details: dict[str, Any] = {}
     bad_refs, lead = _check_references(answer_n, source, question_n, lang)
     if bad_refs:
         problems.append(f"cites {', '.join(bad_refs)}, not in the source")
+        sure.append(_absent_ref_certain(bad_refs, answer_n, source, question_n, lang))
         details["unknown_refs"] = bad_refs
     if lead:
+        # the question names one provision, the answer opens by citing another: structural
         problems.append(f"answer attributes it to {lead[0]}; the question asks about another")
+        sure.append(True)
         details["lead_citation"] = lead[0]
     sections = unknown_sections(output, source, question)
     if sections:
+        # a section title matched loosely against the source's headings
         problems.append(f"cites section {sections[0]!r}, not in the source")
+        sure.append(False)
         details["unknown_sections"] = sections
     if not bad_refs and not lead:
         moved = misattributed_units(output, source, lang)
         if moved:
+            # which provision the answer restates is inferred from word overlap
             cited, actual = moved[0]
             problems.append(f"cites {cited}, but restates {actual}")
+            sure.append(False)
             details["misattributed_unit"] = [list(m) for m in moved]
     laws = _foreign_laws(output, source, question, lang)
     if laws:
         problems.append(f"cites {', '.join(laws[:3])}, not the source's law")
+        # another law named is no contradiction: a good answer may cite a related law too
+        sure.append(False)
         details["unknown_laws"] = laws
-    swapped = _check_quantities(answer_n, source, question, lang)
-    swapped += _check_dates(answer_n, source, question_n, lang)
-    if swapped:
+    quantities = _check_quantities(answer_n, source, question, lang)
+    # dates are matched by the words around them only: suspect
+    quantities += [(d, False) for d in _check_dates(answer_n, source, question_n, lang)]
+    if quantities:
+        swapped = [text for text, _ in quantities]
         problems.append(f"number differs from the source: {'; '.join(swapped[:3])}")
+        sure.append(any(certain for _, certain in quantities))
         details["swapped"] = swapped
-    return Finding("; ".join(problems), details) if problems else None
+    if not problems:
+        return None
+    return Finding("; ".join(problems), details, certain=any(sure))
+
+
+# A question naming the document it asks about: a title in 《》, a law ("保险法", "民法典"), a
+# product's terms, "the Constitution", "the Insurance Act".
+_ZH_DOCUMENT = re.compile(
+    rf"《[^》]{{2,40}}》|(?<![{CJK}])(?:(?![本该此这其上])[{CJK}]){{1,20}}?"
+    r"(?:法典|(?<![方做说用写看手想算办])法(?!律|定|院|官|人)|条例|细则|章程|条款|规则|公约)"
+)
+_EN_DOCUMENT = re.compile(
+    r"\b(?:[A-Z][\w.'-]*\s+(?:of\s+(?:the\s+)?)?){0,6}(?:Constitution|Act|Code|Law|Regulations?"
+    r"|Rules|Charter|Treaty|Convention|Directive|Statute|Ordinance|Terms|Policy|Agreement)\b"
+)
+
+
+def _absent_ref_certain(
+    bad: Sequence[str], answer_n: str, source: str, question_n: str, lang: str
+) -> bool:
+    """An absent article is certain when the question names the document, the source numbers
+    its own provisions of that kind (the document asked about lacks the provision), and the
+    answer does not attribute the article to a law other than the one asked about."""
+    if (_ZH_DOCUMENT if lang == "zh" else _EN_DOCUMENT).search(question_n) is None:
+        return False
+    kinds = {k for k, _ in source_references(normalized(source))}
+    own = [ref for ref in bad if any(k in ref.casefold() for k in kinds)]
+    return any(not _of_another_law(ref, answer_n, question_n, lang) for ref in own)
+
+
+def _of_another_law(ref: str, answer_n: str, question_n: str, lang: str) -> bool:
+    """Whether the answer names, next to ``ref``, a law the question does not name ("《民法典》
+    第500条" in an answer to a question about the Insurance Law, "Article 5 of the Privacy Act")."""
+    if lang == "zh":
+        num = re.sub(r"\D", "", ref)
+        pattern, law_re = rf"第\s*{num}\s*[条款项章节编]", _ZH_LAW_BEFORE
+    else:
+        kind, _, num = ref.partition(" ")
+        pattern, law_re = rf"\b{re.escape(kind)}\s+{re.escape(num)}\b", _EN_LAW_NEAR
+    for m in re.finditer(pattern, answer_n, re.IGNORECASE):
+        if lang == "zh":
+            near = answer_n[max(0, m.start() - 24) : m.start()]
+        else:
+            near = answer_n[m.end() : m.end() + 60]
+        laws = [g for found in law_re.finditer(near) for g in found.groups() if g]
+        if laws and not any(same_law(law, question_n) for law in laws):
+            return True
+    return False
+
+
+# A law named right before an article ("《民法典》第", "消费者权益保护法第"), or after one in
+# English ("of the Privacy Act").
+_ZH_LAW_BEFORE = re.compile(
+    rf"《([^》]{{2,40}})》\s*$|(?<![本该此这])([{CJK}]{{2,16}}?(?:法典|法|条例|办法|规定))\s*$"
+)
+_EN_LAW_NEAR = re.compile(
+    r"^\s*(?:,\s*\w+\s+\d+\s*)?of\s+(?:the\s+)?((?:[A-Z][\w'.-]*\s+){0,6}"
+    r"(?:Act|Code|Convention|Treaty|Regulations?|Statute|Constitution|Law))\b"
+)

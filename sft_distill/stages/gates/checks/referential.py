@@ -412,7 +412,10 @@ def _en_position(question: str) -> re.Match[str] | None:
 def find_referential(instruction: str, output: str = "", *, input: str = "") -> Finding | None:
     """A question (or answer) that points at a text the student will not have; zh and en.
 
-    A question with its own material in ``input`` may point at it ("根据下面的材料").
+    A question with its own material in ``input`` may point at it ("根据下面的材料"). Words that
+    point at a text ("上述", "the passage above", "the next section", a follow-up "那…呢") are
+    certain; "本合同", "第N条", "this policy" with no name found near are only suspect (the name
+    may be written in a way the patterns do not know).
     """
     if input.strip():
         return None
@@ -423,8 +426,11 @@ def find_referential(instruction: str, output: str = "", *, input: str = "") -> 
         return Finding(f"referential question: {m.group()!r}", {"where": "instruction"})
     found = _zh_this_noun(question)
     if found:
+        # "本合同" counts as unnamed when no name the patterns know is near: an inference
         return Finding(
-            f"referential question: {found!r} without naming which one", {"where": "instruction"}
+            f"referential question: {found!r} without naming which one",
+            {"where": "instruction"},
+            certain=False,
         )
     m = _pointing(_EN_DEIXIS_RE, question)
     if m and _EN_ANAPHOR.match(m.group()) and _EN_PROVISION.search(question[: m.start()]):
@@ -438,7 +444,9 @@ def find_referential(instruction: str, output: str = "", *, input: str = "") -> 
     found = _zh_bare_article(question)
     if found:
         return Finding(
-            f"referential question: {found!r} without naming the law", {"where": "instruction"}
+            f"referential question: {found!r} without naming the law",
+            {"where": "instruction"},
+            certain=False,
         )
     m = _en_position(question)
     if m and not _INLINE_MATERIAL.search(question[m.end() :]):
@@ -448,6 +456,7 @@ def find_referential(instruction: str, output: str = "", *, input: str = "") -> 
         return Finding(
             f"referential question: {m.group()!r} without naming which one",
             {"where": "instruction"},
+            certain=False,
         )
     m = _ZH_ANSWER_DEIXIS.search(answer) or _EN_ANSWER_DEIXIS.search(answer)
     if m:

@@ -5,6 +5,10 @@ numbers and citations left out) found in the provision the question names, or in
 source when it names none. It catches an invented rule appended to a faithful answer, and an
 answer that restates some other provision under the asked one's name. Case and calculation
 answers apply the rule in their own words, so they are not checked here.
+
+Every finding here is a suspicion (``Finding.certain`` is False): a figure or name merely absent
+from the source, or a share of words under a floor, says the source does not state something,
+not that it states otherwise. The support gate sends such samples to the judges by default.
 """
 
 from __future__ import annotations
@@ -222,6 +226,7 @@ def _case_invented_figure(output: str, source: str, question: str, lang: str) ->
             return Finding(
                 f"states {new[0].text}, which the source does not: {sent[:60]!r}",
                 {"sentence": sent, "unsupported_quantities": [q.text for q in new]},
+                certain=False,
             )
     return None
 
@@ -269,6 +274,7 @@ def find_unsupported(
         return Finding(
             f"names {', '.join(names[:3])}, which the source does not mention",
             {"unknown_code_names": names},
+            certain=False,
         )
     answer_tokens: list[str] = []
     for sent in split_sentences(output, lang):
@@ -293,6 +299,7 @@ def find_unsupported(
                 return Finding(
                     f"states {new[0].text}, which the source does not: {sent[:60]!r}",
                     {"sentence": sent, "unsupported_quantities": [q.text for q in new]},
+                    certain=False,
                 )
         if len(toks) < min_tokens or not rule_words.search(sent) or own_words:
             continue
@@ -307,6 +314,7 @@ def find_unsupported(
             return Finding(
                 f"sentence not supported by the source ({support:.0%} of its words): {sent[:60]!r}",
                 {"sentence": sent, "sentence_support": round(support, 3)},
+                certain=False,
             )
     q_tokens = _token_set(question, lang)
     own = [t for t in answer_tokens if t not in q_tokens]
@@ -319,5 +327,6 @@ def find_unsupported(
         return Finding(
             f"answer shares only {support:.0%} of its own words with {where}",
             {"answer_support": round(support, 3)},
+            certain=False,
         )
     return None
