@@ -4,8 +4,11 @@
 limit with its AIMD state and its requests- and tokens-per-minute budgets. A worker's clients
 use a ``LeasedLimiter``: it asks the budget for as many slots as it has requests waiting, in
 one call, and sends back the slots it freed, each reply's outcome (a 429 or not) and the tokens
-used in batches (every ``FLUSH_S``), never one actor call per HTTP call. A 429 seen by one worker
-lowers the limit every worker leases from, so the endpoint slows down for all of them.
+used in batches (every ``FLUSH_S``), never one actor call per HTTP call. A slot freed while
+requests wait is used again at once while the worker holds no more than its share (the limit
+over the workers using the endpoint, so the others get their turn) and the endpoint is not
+above its limit (so a lowered limit drains). A 429 seen by one worker lowers the limit every
+worker leases from, so the endpoint slows down for all of them.
 
 The budget is a plain class (tested without Ray); ``driver`` wraps it with ``ray.remote``.
 """
@@ -42,11 +45,13 @@ class Report:
 
 @dataclass(frozen=True)
 class Grant:
-    """A lease call's answer: slots granted, and the global limit as it is now."""
+    """A lease call's answer: slots granted, and the global limit and slots in use now."""
 
     slots: int
     limit: float
     decreases: int
+    in_flight: int = 0
+    share: int = 1  # slots each worker may keep using: the limit over the workers using it
 
 
 class EndpointBudget:
@@ -64,6 +69,7 @@ class EndpointBudget:
         self.rpm = TokenBucket(requests_per_minute) if requests_per_minute else None
         self.tpm = TokenBucket(tokens_per_minute) if tokens_per_minute else None
         self.held: dict[str, int] = {}  # worker -> slots it holds now
+        self.waiting: set[str] = set()  # workers waiting in ``lease`` now
         self.lease_calls = 0
         self.settle_calls = 0
         self.granted = 0
@@ -75,10 +81,13 @@ class EndpointBudget:
         self._settle(report)
         if want <= 0:
             return self._grant(0)
+        self.waiting.add(report.worker)
         try:
             await asyncio.wait_for(self.limiter.acquire(), timeout=LEASE_WAIT_S)
         except asyncio.TimeoutError:
             return self._grant(0)
+        finally:
+            self.waiting.discard(report.worker)
         got = 1
         while got < want and self.limiter.try_acquire():
             got += 1
@@ -136,7 +145,11 @@ class EndpointBudget:
             self.limiter.pause_until(time.monotonic() + report.pause_s)
 
     def _grant(self, slots: int) -> Grant:
-        return Grant(slots, self.limiter.limit, self.limiter.decreases)
+        active = len({w for w, n in self.held.items() if n > 0} | self.waiting)
+        share = max(1, int(self.limiter.limit) // max(1, active))
+        return Grant(
+            slots, self.limiter.limit, self.limiter.decreases, self.limiter.in_flight, share
+        )
 
 
 class LeasedLimiter(AdaptiveLimiter):
@@ -157,6 +170,11 @@ class LeasedLimiter(AdaptiveLimiter):
         self._fetcher: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.lease_calls = 0
+        self.lowest_limit = float(max_limit)  # the lowest global limit this worker was told
+        # From the budget's last answer: this worker's share, and whether the endpoint was
+        # within its limit (slots are used again only then).
+        self._share = max_limit
+        self._may_reuse = True
 
     async def acquire(self, *, first: bool = False) -> None:
         """Wait for a leased slot; ``first`` goes ahead of the queue (a retry)."""
@@ -187,6 +205,11 @@ class LeasedLimiter(AdaptiveLimiter):
 
     def release(self) -> None:
         self.in_flight -= 1
+        if self._waiters and self._may_reuse and self.in_flight + self._free < self._share:
+            # Straight to the next request: no round trip to the budget.
+            self._free += 1
+            self._hand_out()
+            return
         self._report.returned += 1
         self._flush_soon()
 
@@ -258,6 +281,9 @@ class LeasedLimiter(AdaptiveLimiter):
             self._seen(await self._budget.settle.remote(report))
 
     def _seen(self, grant: Grant) -> None:
-        """Mirror the global limit (for ``usage_report``)."""
+        """Mirror the global limit (for ``usage_report``) and this worker's share of it."""
         self.limit = grant.limit
+        self.lowest_limit = min(self.lowest_limit, grant.limit)
         self.decreases = grant.decreases
+        self._share = grant.share
+        self._may_reuse = grant.in_flight <= int(grant.limit)

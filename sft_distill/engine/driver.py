@@ -240,6 +240,7 @@ def _merge(
             "failures": summary["failures"],
             "calls": {n: u["calls"] for n, u in usage.items()},
             "lease_calls": summary.get("lease_calls", {}),
+            "lowest_limit": summary.get("lowest_limit", {}),
             "wall_s": summary["wall_s"],
         }
     run.engine = {

@@ -122,6 +122,7 @@ def _summary(
         "usage": usage,
         "latencies": {name: list(v)[:LATENCY_SAMPLE] for name, v in latencies.items()},
         "lease_calls": {name: lim.lease_calls for name, lim in limiters.items()},
+        "lowest_limit": {name: round(lim.lowest_limit, 2) for name, lim in limiters.items()},
         "gates": [g.name for g in run.gates],
         "wall_s": round(time.perf_counter() - run.t_start, 3),
     }

@@ -1,0 +1,24 @@
+"""One local Ray instance for the whole test session (2 CPUs: two shard workers at once)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+NO_RAY = "ray not installed: pip install -e '.[ray]' (CI installs it)"
+HAS_RAY = importlib.util.find_spec("ray") is not None
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[Any]:
+    """A local Ray instance, started once; the pipeline joins it instead of starting its own."""
+    if not HAS_RAY:
+        pytest.skip(NO_RAY)
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
