@@ -26,7 +26,7 @@ from ..llm.limits import AdaptiveLimiter, TokenBucket
 # How long a lease call waits for a free slot before answering "none yet" (the worker asks again).
 LEASE_WAIT_S = 1.0
 # How long a worker gathers freed slots and outcomes before sending them back in one call.
-FLUSH_S = 0.02
+FLUSH_S = 0.05
 
 
 @dataclass
@@ -272,8 +272,14 @@ class LeasedLimiter(AdaptiveLimiter):
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        await asyncio.sleep(FLUSH_S)
-        await self._send(give_free=True)
+        # Until nothing is left: slots freed while a report was on its way go in the next one
+        # (another worker may be waiting for them).
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            report = self._take_report(give_free=True)
+            if report.empty():
+                return
+            self._seen(await self._budget.settle.remote(report))
 
     async def _send(self, *, give_free: bool) -> None:
         report = self._take_report(give_free=give_free)
