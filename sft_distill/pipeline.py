@@ -261,6 +261,10 @@ class DatasetDistillationPipeline:
     ) -> RunResult:
         t_start = time.perf_counter()
         endpoints = self._endpoints(simulator_url)
+        if self.engine == "ray":  # before the output directory is touched
+            from .engine.driver import check_engine
+
+            check_engine(source)
         total_units = source.total()  # also raises InputError for a missing or unreadable input
         # Eval sets are read and indexed before the output directory is touched: a bad one
         # leaves nothing behind.

@@ -3,10 +3,10 @@
 ``judge_on_ray`` takes the place of the local generate-and-judge step in
 ``DatasetDistillationPipeline._run_claimed``: it starts (or joins) Ray, creates one
 ``EndpointBudget`` actor per endpoint, runs every unfinished shard as a Ray task (``workers`` at
-a time) and then feeds every shard's judged samples, in shard order, to the run's own
-``Collector``: the raw file, the index, the report and the deduplicator. Near-duplicates are
-therefore resolved across all shards by the same code, and the run ends with the same finalize
-as a local one; ``shards_whole_run`` gives that finalize the shards' usage.
+a time) and feeds each shard's judged samples, as soon as the shard is done, to the run's
+own ``Collector`` (``merge``): the raw file, the index, the report and the deduplicator.
+Near-duplicates are therefore resolved across all shards by the same code, and the run ends
+with the same finalize as a local one; ``shards_whole_run`` gives that finalize the usage.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import asyncio
 import logging
 import os
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
@@ -26,18 +25,13 @@ from ..config.models import EndpointConfig
 from ..errors import ConfigError, DistillError
 from ..llm.cache import ResponseCache
 from ..llm.run_usage import WholeRun, whole_run
-from ..models import Failure, Usage
-from ..outputs.failures import FAILURES_FILE
+from ..models import Usage
 from ..selection.collect import Collector
-from ..sources.jsonl import iter_jsonl, iter_scored
 from . import require_ray
 from .budget import EndpointBudget
+from .merge import ShardMerge
 from .shards import (
-    SAMPLES_FILE,
-    add_counts,
     is_done,
-    merge_usage,
-    read_summary,
     shard_count,
     shard_dir,
 )
@@ -49,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 2
+# Ray starts its workers at nice 15; here they do the run's work, and on a machine shared with
+# anything else (the endpoints' own servers, say) they would lose the cores to it.
+LOCAL_RAY_SYSTEM_CONFIG = {"worker_niceness": 0}
 
 
 class ShardFailedError(DistillError):
@@ -71,13 +68,8 @@ async def judge_on_ray(
         ConfigError: Ray is not installed, cannot be reached, or the mode has no shards.
         ShardFailedError: a worker died and Ray's retries did not finish its shard.
     """
-    shard = getattr(run.source, "shard", None)
-    if shard is None:
-        raise ConfigError(
-            f"--engine ray: the {run.source.kind} mode cannot be split into shards; "
-            "use --engine local"
-        )
-    ray = require_ray()
+    ray = check_engine(run.source)
+    shard = run.source.shard  # type: ignore[attr-defined]
     workers = pipeline.workers or DEFAULT_WORKERS
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
@@ -106,7 +98,19 @@ async def judge_on_ray(
         for k in pending
     ]
     log.info("ray: %d of %d shards to run on %d workers", len(specs), count, workers)
-    errors = await _run_shards(ray, specs, budgets, workers, pipeline.shard_retries)
+    merge = ShardMerge(run, collector, ran_now=set(pending))
+    lock = asyncio.Lock()
+
+    async def merged(k: int) -> None:
+        # Off the event loop (a shard may hold many samples), one shard at a time.
+        async with lock:
+            await asyncio.to_thread(merge.add, k)
+
+    for k in range(count):  # finished by an earlier invocation
+        if k not in merge.ran_now:
+            await merged(k)
+    # Each shard is merged as soon as it is done, while the others still run.
+    errors = await _run_shards(ray, specs, budgets, workers, pipeline.shard_retries, merged)
     if errors:
         k, why = errors[0]
         raise ShardFailedError(
@@ -114,7 +118,20 @@ async def judge_on_ray(
             f"{count - len(errors)} shards are done - rerun the same command to resume"
         )
     limits = {name: await b.stats.remote() for name, b in budgets.items()}
-    return _merge(run, collector, count, set(pending), workers, pipeline.address, limits)
+    return merge.finish(workers=workers, address=pipeline.address, limits=limits)
+
+
+def check_engine(source: Any) -> Any:
+    """The ``ray`` module, once the source is known to split into shards.
+
+    Raises:
+        ConfigError: the mode has no shards, or Ray is not installed.
+    """
+    if getattr(source, "shard", None) is None:
+        raise ConfigError(
+            f"--engine ray: the {source.kind} mode cannot be split into shards; use --engine local"
+        )
+    return require_ray()
 
 
 def _start_ray(ray: Any, stack: AsyncExitStack, address: str | None, workers: int) -> None:
@@ -129,6 +146,7 @@ def _start_ray(ray: Any, stack: AsyncExitStack, address: str | None, workers: in
                 num_cpus=max(workers, os.cpu_count() or 1),
                 include_dashboard=False,
                 logging_level=logging.WARNING,
+                _system_config=LOCAL_RAY_SYSTEM_CONFIG,
             )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"--address {address}" if address else "a local Ray instance"
@@ -169,21 +187,30 @@ async def _run_shards(
     budgets: Mapping[str, Any],
     workers: int,
     retries: int,
+    on_done: Callable[[int], Awaitable[None]],
 ) -> list[tuple[int, str]]:
-    """Run the shards, ``workers`` at a time; returns (shard, why) of each that failed."""
+    """Run the shards, ``workers`` at a time, ``on_done`` each as it finishes; returns
+    (shard, why) of each that failed."""
     task = ray.remote(num_cpus=1, max_retries=retries)(run_shard)
     gate = asyncio.Semaphore(workers)
     errors: list[tuple[int, str]] = []
 
     async def one(spec: ShardSpec) -> None:
         async with gate:
+            ref = task.remote(spec)
             try:
-                await task.remote(spec)
+                await ref
+            except asyncio.CancelledError:
+                # The run was interrupted: stop the shard too (its cache keeps what it has).
+                ray.cancel(ref, force=True)
+                raise
             except Exception as exc:  # a dead worker, or an error inside the shard
                 errors.append((spec.index, _why(exc)))
                 # Slots the dead worker held would be lost to the rest of the run.
                 for budget in budgets.values():
                     await budget.forget.remote(f"{spec.index}:")
+                return
+        await on_done(spec.index)
 
     await asyncio.gather(*(one(s) for s in specs))
     return sorted(errors)
@@ -196,77 +223,6 @@ def _why(exc: BaseException) -> str:
         return str(cause)
     first = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
-
-
-def _merge(
-    run: _Run,
-    collector: Collector,
-    count: int,
-    ran_now: set[int],
-    workers: int,
-    address: str | None,
-    limits: dict[str, Any],
-) -> Callable[[], dict[str, Any]]:
-    """Every shard's samples to ``collector`` in shard order; its counters into ``run``."""
-    per_shard: dict[str, Any] = {}
-    whole: list[dict[str, Any]] = []
-    now: list[dict[str, Any]] = []
-    latencies: dict[str, list[float]] = {}
-    for k in range(count):
-        directory = shard_dir(run.out, k)
-        summary = read_summary(directory)
-        for _, sample in iter_scored(directory / SAMPLES_FILE):
-            run.scores.add(sample)
-            collector.add(sample)
-        add_counts(run.source_stats, summary["source_stats"])
-        add_counts(run.judge_counts, summary["judge_counts"])
-        run.bad_examples.extend(summary["bad_examples"][: 100 - len(run.bad_examples)])
-        run.slice_groups.update(summary["slice_groups"])
-        run.metadata_fields.update(summary["metadata_fields"])
-        if k in ran_now and summary["failures"]:
-            _copy_failures(run, directory / FAILURES_FILE)
-        usage = summary["usage"]
-        whole.append({n: {**u, "this_invocation": None} for n, u in usage.items()})
-        if k in ran_now:
-            now.append({n: u["this_invocation"] for n, u in usage.items()})
-        for name, values in summary["latencies"].items():
-            latencies.setdefault(name, []).extend(values)
-        per_shard[str(k)] = {
-            "ran_this_invocation": k in ran_now,
-            "done": is_done(run.out, k),
-            "slices": summary["source_stats"]["slices"],
-            "samples_generated": summary["source_stats"]["samples_generated"],
-            "samples_evaluated": summary["judge_counts"]["samples_evaluated"],
-            "failures": summary["failures"],
-            "calls": {n: u["calls"] for n, u in usage.items()},
-            "lease_calls": summary.get("lease_calls", {}),
-            "lowest_limit": summary.get("lowest_limit", {}),
-            "wall_s": summary["wall_s"],
-        }
-    run.engine = {
-        "name": "ray",
-        "address": address or "local",
-        "workers": workers,
-        "shards": count,
-        "per_shard": per_shard,
-        "limits": limits,
-    }
-    run.shard_usage = (merge_usage(whole), latencies)
-    this = merge_usage(now)
-    for name, figures in this.items():  # concurrency is the global budget's, not a sum
-        if name in limits:
-            figures["peak_in_flight"] = limits[name]["peak_in_flight"]
-            figures["concurrency_limit"] = limits[name]["limit"]
-            figures["limit_decreases"] = limits[name]["limit_decreases"]
-    return lambda: this
-
-
-def _copy_failures(run: _Run, path: Path) -> None:
-    """A shard's failures into the run's ``failures.jsonl`` (already scrubbed there)."""
-    if not path.is_file():
-        return
-    for _, record in iter_jsonl(path):
-        run.failures.add(Failure.model_validate(record))
 
 
 def shards_whole_run(run: _Run, cache: ResponseCache, usage: dict[str, Any]) -> WholeRun:

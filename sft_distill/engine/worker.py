@@ -124,6 +124,7 @@ def _summary(
         "lease_calls": {name: lim.lease_calls for name, lim in limiters.items()},
         "lowest_limit": {name: round(lim.lowest_limit, 2) for name, lim in limiters.items()},
         "gates": [g.name for g in run.gates],
+        "source_counts": dict(getattr(run.source, "counts", None) or {}),
         "wall_s": round(time.perf_counter() - run.t_start, 3),
     }
 

@@ -19,6 +19,13 @@ def ray_local() -> Iterator[Any]:
         pytest.skip(NO_RAY)
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    from sft_distill.engine.driver import LOCAL_RAY_SYSTEM_CONFIG
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="WARNING",
+        _system_config=LOCAL_RAY_SYSTEM_CONFIG,
+    )
     yield ray
     ray.shutdown()

@@ -16,6 +16,7 @@ from sft_distill.ids import shard_of
 from sft_distill.pipeline import DatasetDistillationPipeline
 from sft_distill.simulator.server import Simulator, SimulatorConfig
 from tests.helpers import (
+    TEST_DATA,
     make_input,
     outputs,
     read_jsonl,
@@ -161,3 +162,30 @@ def test_ray_is_imported_only_by_engine_ray(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
+
+
+@pytest.mark.parametrize("mode", ["distill", "augment"])
+def test_record_modes_on_ray_equal_local(
+    ray_local: Any, tmp_path: Path, cli: Any, mode: str
+) -> None:
+    inp = TEST_DATA / "iset_alpaca.jsonl"
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        res = cli(mode, "-i", str(inp), "-o", str(out), "--dry-run", "-q", "--engine", engine)
+        assert res.returncode == 0, res.stderr
+    assert outputs(tmp_path / "local") == outputs(tmp_path / "ray")
+    local, ray = read_metadata(tmp_path / "local"), read_metadata(tmp_path / "ray")
+    assert local["counts"] == ray["counts"]
+    assert local.get("source_counts") == ray.get("source_counts")
+    assert all(s["slices"] for s in ray["engine"]["per_shard"].values())
+
+
+def test_topics_on_ray_is_refused_in_one_line(ray_local: Any, tmp_path: Path, cli: Any) -> None:
+    out = tmp_path / "out"
+    res = cli("topics", "--topic", "保险法", "-o", str(out), "--dry-run", "--engine", "ray")
+    assert res.returncode == 2
+    assert res.stderr == (
+        "sft-distill: error: --engine ray: the topics mode cannot be split into shards; "
+        "use --engine local\n"
+    )
+    assert not out.exists()
