@@ -78,3 +78,52 @@ async def test_worker_killed_mid_shard_then_rerun_gives_the_same_outputs(
     assert all(first[body] == 1 for body in again)
     assert len(again) <= 3 * limit, len(again)  # at most what the 3 endpoints had in flight
     assert cached_before >= 3
+
+
+async def test_driver_interrupted_midway_then_rerun_redoes_only_unfinished_shards(
+    ray_local: Any, tmp_path: Path
+) -> None:
+    inp = make_input(tmp_path / "in.jsonl", 24)
+    out = tmp_path / "ray"
+    async with Simulator(SimulatorConfig(latency_ms=60.0, keep_prompts=True)) as sim:
+        limit = 2
+        ep = {"api_base": sim.url, "api_key": "sk-t", "api_key_env": None, "max_concurrent": limit}
+        config = sim_config(
+            sim,
+            generator={**ep, "model": "t"},
+            evaluators={"primary": {**ep, "model": "a"}, "secondary": {**ep, "model": "b"}},
+        )
+        await DatasetDistillationPipeline(config, show_progress=False).run(
+            inp, output_dir=tmp_path / "local"
+        )
+        sim.reset_stats()
+
+        def pipeline() -> DatasetDistillationPipeline:
+            return DatasetDistillationPipeline(config, show_progress=False, engine="ray")
+
+        # One shard at a time: the first finishes, the second is stopped midway.
+        first = pipeline()
+        first.workers, first.shards = 1, 2
+        job = asyncio.create_task(first.run(inp, output_dir=out))
+        for _ in range(1200):
+            if (out / "shards/0/done").exists() and _cached(out / "shards" / "1") >= 3:
+                break
+            await asyncio.sleep(0.05)
+        job.cancel()  # as a signal to the driver does
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        await asyncio.sleep(1.0)
+        sent = sim.stats["chat_requests"]
+        await asyncio.sleep(0.5)
+        assert sim.stats["chat_requests"] == sent  # the shard's worker was stopped too
+        assert not (out / "shards/1/done").exists()
+        before = Counter(sim.bodies)
+
+        await pipeline().run(inp, output_dir=out)
+        everything = Counter(sim.bodies)
+    assert outputs(out) == outputs(tmp_path / "local")
+    per_shard = read_metadata(out)["engine"]["per_shard"]
+    assert not per_shard["0"]["ran_this_invocation"] and per_shard["1"]["ran_this_invocation"]
+    again = [body for body, n in everything.items() if n > 1]
+    assert all(before[body] == 1 for body in again)
+    assert len(again) <= 3 * limit, len(again)
