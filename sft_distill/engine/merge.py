@@ -16,8 +16,17 @@ from typing import TYPE_CHECKING, Any
 from ..models import Failure
 from ..outputs.failures import FAILURES_FILE
 from ..selection.collect import Collector
+from ..selection.dedup.jaccard import JaccardDeduplicator
 from ..sources.jsonl import iter_jsonl, iter_scored
-from .shards import SAMPLES_FILE, add_counts, is_done, merge_usage, read_summary, shard_dir
+from .shards import (
+    SAMPLES_FILE,
+    SIGNATURES_FILE,
+    add_counts,
+    is_done,
+    merge_usage,
+    read_summary,
+    shard_dir,
+)
 
 if TYPE_CHECKING:
     from ..pipeline import _Run
@@ -40,9 +49,14 @@ class ShardMerge:
         run = self.run
         directory = shard_dir(run.out, k)
         summary = read_summary(directory)
+        dedup = self.collector.dedup
+        signatures = directory / SIGNATURES_FILE
+        sketched = isinstance(dedup, JaccardDeduplicator) and signatures.is_file()
         for _, sample in iter_scored(directory / SAMPLES_FILE):
             run.scores.add(sample)
-            self.collector.add(sample)
+            self.collector.add(sample, sketched=sketched)
+        if sketched:
+            dedup.add_saved(signatures)  # type: ignore[union-attr]
         add_counts(run.source_stats, summary["source_stats"])
         add_counts(run.judge_counts, summary["judge_counts"])
         run.bad_examples.extend(summary["bad_examples"][: 100 - len(run.bad_examples)])

@@ -4,7 +4,9 @@
 whatever ``--workers`` says). ``OUTPUT/shards/<k>/`` is shard k's own run directory: its lock,
 ``cache.sqlite3``, ``failures.jsonl``, and once it is finished ``samples.jsonl`` (every judged
 sample, before dedup), ``shard.json`` (its counts and usage) and the ``done`` marker, written
-last. A shard with a marker is never run again; one without is rerun from its cache.
+last. With Jaccard dedup, ``signatures.npz`` holds the MinHash index of its samples that
+passed, made as they were judged, so the driver's merge does not sketch them again.
+A shard with a marker is never run again; one without is rerun from its cache.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..outputs.writers import write_json_atomic
 SHARDS_DIR = "shards"
 LAYOUT_FILE = "layout.json"
 SAMPLES_FILE = "samples.jsonl"
+SIGNATURES_FILE = "signatures.npz"  # the MinHash index of the samples that passed
 SUMMARY_FILE = "shard.json"
 DONE_FILE = "done"
 PID_FILE = "worker.pid"

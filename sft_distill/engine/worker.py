@@ -23,10 +23,11 @@ from ..llm.cache import ResponseCache
 from ..llm.run_usage import finish_invocation, whole_run
 from ..outputs.run_dir import PARTIAL_RAW_FILE
 from ..pipeline import DatasetDistillationPipeline, _Run
+from ..selection.dedup.jaccard import JaccardDeduplicator
 from ..sources.base import SampleSource
 from ..stages.gates.base import Gate
 from .budget import LeasedLimiter
-from .shards import PID_FILE, SAMPLES_FILE, counts_dict, write_summary
+from .shards import PID_FILE, SAMPLES_FILE, SIGNATURES_FILE, counts_dict, write_summary
 
 # Latencies kept per endpoint in shard.json (the report's percentiles of the whole run).
 LATENCY_SAMPLE = 2000
@@ -54,8 +55,11 @@ class ShardPipeline(DatasetDistillationPipeline):
     """The pipeline on one shard: generate, gate and judge; record; leave the rest to the driver."""
 
     def __init__(self, spec: ShardSpec) -> None:
-        # Near-duplicates are resolved across every shard by the driver, not here.
-        config = spec.config.model_copy(update={"enable_dedup": False})
+        # Near-duplicates are resolved across every shard by the driver, not here; with
+        # Jaccard dedup the shard sketches its samples as they come (the costly part) and
+        # saves the index for the driver.
+        jaccard = spec.config.enable_dedup and spec.config.effective_dedup_method == "jaccard"
+        config = spec.config.model_copy(update={"enable_dedup": jaccard})
         super().__init__(
             config,
             show_progress=False,
@@ -85,12 +89,15 @@ class ShardPipeline(DatasetDistillationPipeline):
         self, run: _Run, cache: ResponseCache, endpoints: Mapping[str, EndpointConfig]
     ) -> Any:
         """Generate, gate and judge this shard; write its samples, summary and marker."""
-        samples = run.out / SAMPLES_FILE
-        samples.unlink(missing_ok=True)  # an earlier attempt's; rebuilt from the cache
+        samples, signatures = run.out / SAMPLES_FILE, run.out / SIGNATURES_FILE
+        for path in (samples, signatures):  # an earlier attempt's; rebuilt from the cache
+            path.unlink(missing_ok=True)
         try:
             async with AsyncExitStack() as stack:
                 collector = self._open_outputs(stack, run, cache)
                 usage = await self._generate_and_judge(stack, run, cache, endpoints, collector)
+                if isinstance(collector.dedup, JaccardDeduplicator):
+                    await asyncio.to_thread(collector.dedup.save, signatures)
         finally:
             for limiter in self.limiters.values():
                 await limiter.aclose()

@@ -69,6 +69,8 @@ async def test_ray_run_equals_local_run(ray_local: Any, tmp_path: Path) -> None:
         shard_of(r["slice_id"], 2) != shard_of(raw[r["duplicate_of"]]["slice_id"], 2) for r in dupes
     )
     assert (b / "shards/0/cache.sqlite3").is_file() and (b / "shards/1/done").is_file()
+    # Each shard sketched its samples: the driver merged their MinHash indexes.
+    assert all((b / f"shards/{k}/signatures.npz").is_file() for k in (0, 1))
 
 
 async def test_no_request_twice_and_peak_within_global_limits(
