@@ -70,6 +70,9 @@ class EndpointBudget:
         self.tpm = TokenBucket(tokens_per_minute) if tokens_per_minute else None
         self.held: dict[str, int] = {}  # worker -> slots it holds now
         self.waiting: set[str] = set()  # workers waiting in ``lease`` now
+        # shard prefix ("3:") -> the one worker alive for it ("" none): the calls of any other
+        # (a dead attempt's, still queued here) get nothing and free nothing twice.
+        self.alive: dict[str, str] = {}
         self.lease_calls = 0
         self.settle_calls = 0
         self.granted = 0
@@ -88,6 +91,9 @@ class EndpointBudget:
             return self._grant(0)
         finally:
             self.waiting.discard(report.worker)
+        if self._stale(report.worker):
+            self.limiter.release()
+            return self._grant(0)
         got = 1
         while got < want and self.limiter.try_acquire():
             got += 1
@@ -106,10 +112,12 @@ class EndpointBudget:
         self._settle(report)
         return self._grant(0)
 
-    def forget(self, prefix: str) -> int:
-        """Free every slot held by workers whose name starts with ``prefix`` (a dead worker's)."""
+    def forget(self, prefix: str, keep: str = "") -> int:
+        """Free every slot held by workers whose name starts with ``prefix`` but ``keep`` (dead
+        attempts of a shard); from now on only ``keep`` may lease for that shard."""
+        self.alive[prefix] = keep
         lost = 0
-        for worker in [w for w in self.held if w.startswith(prefix)]:
+        for worker in [w for w in self.held if w.startswith(prefix) and w != keep]:
             n = self.held.pop(worker)
             for _ in range(n):
                 self.limiter.release()
@@ -129,6 +137,12 @@ class EndpointBudget:
             "lease_calls": self.lease_calls,
             "settle_calls": self.settle_calls,
         }
+
+    def _stale(self, worker: str) -> bool:
+        """A call of a shard's attempt that was forgotten (its worker died)."""
+        prefix = worker.split(":", 1)[0] + ":"
+        alive = self.alive.get(prefix)
+        return alive is not None and alive != worker
 
     def _settle(self, report: Report) -> None:
         returned = min(report.returned, self.held.get(report.worker, 0))
@@ -227,11 +241,15 @@ class LeasedLimiter(AdaptiveLimiter):
 
     async def aclose(self) -> None:
         """Give every slot back and send what is left to report (the shard is done)."""
+        # A lease still on its way may yet be granted: wait for it (at most LEASE_WAIT_S), or
+        # its slots would stay counted at the budget for the rest of the run.
         for task in (self._fetcher, self._flusher):
-            if task is not None and not task.done():
+            if task is None or task.done():
+                continue
+            if self._waiters:  # nobody is left to use them: stop asking
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self._send(give_free=True)
 
     def _take_report(self, *, give_free: bool) -> Report:

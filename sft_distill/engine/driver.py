@@ -12,6 +12,7 @@ with the same finalize as a local one; ``shards_whole_run`` gives that finalize 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from array import array
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 2
+# How long an interrupted run waits for its shards' workers to stop.
+CANCEL_WAIT_S = 10.0
 # Ray starts its workers at nice 15; here they do the run's work, and on a machine shared with
 # anything else (the endpoints' own servers, say) they would lose the cores to it.
 LOCAL_RAY_SYSTEM_CONFIG = {"worker_niceness": 0}
@@ -201,8 +204,11 @@ async def _run_shards(
             try:
                 await ref
             except asyncio.CancelledError:
-                # The run was interrupted: stop the shard too (its cache keeps what it has).
+                # The run was interrupted: stop the shard too (its cache keeps what it has),
+                # and wait until its worker is gone, so a rerun finds its directory unlocked.
                 ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.wrap_future(ref.future()), CANCEL_WAIT_S)
                 raise
             except Exception as exc:  # a dead worker, or an error inside the shard
                 errors.append((spec.index, _why(exc)))

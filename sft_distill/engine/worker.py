@@ -69,7 +69,7 @@ class ShardPipeline(DatasetDistillationPipeline):
             gates=spec.gates,
         )
         self.spec = spec
-        self.worker = f"{spec.index}:{os.getpid()}"
+        self.worker = worker_name(spec.index)
         self.limiters: dict[str, LeasedLimiter] = {}
 
     def _endpoints(self, simulator_url: str | None) -> dict[str, EndpointConfig]:
@@ -136,13 +136,30 @@ def _summary(
     }
 
 
+def worker_name(index: int) -> str:
+    """This process's name for shard ``index`` at the budgets: an attempt of its own."""
+    return f"{index}:{os.getpid()}"
+
+
 def run_shard(spec: ShardSpec) -> dict[str, Any]:
     """Run one shard to its end (in a Ray worker process); returns its ``shard.json``."""
     spec.directory.mkdir(parents=True, exist_ok=True)
     # Where the worker runs: what a test (or an operator) kills to stop this shard midway.
     (spec.directory / PID_FILE).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    _forget_earlier_attempts(spec)
     pipeline = ShardPipeline(spec)
     result: dict[str, Any] = asyncio.run(
         pipeline._run(spec.source, spec.directory, simulator_url=spec.simulator_url)
     )
     return result
+
+
+def _forget_earlier_attempts(spec: ShardSpec) -> None:
+    """Free the slots an earlier attempt of this shard held: Ray retries a shard only once
+    its worker is dead, and a dead worker gives nothing back."""
+    if not spec.budgets:
+        return
+    import ray
+
+    me = worker_name(spec.index)
+    ray.get([budget.forget.remote(f"{spec.index}:", me) for budget in spec.budgets.values()])

@@ -127,3 +127,34 @@ async def test_driver_interrupted_midway_then_rerun_redoes_only_unfinished_shard
     again = [body for body, n in everything.items() if n > 1]
     assert all(before[body] == 1 for body in again)
     assert len(again) <= 3 * limit, len(again)
+
+
+async def test_worker_killed_mid_shard_is_retried_by_ray_and_its_slots_freed(
+    ray_local: Any, tmp_path: Path
+) -> None:
+    inp = make_input(tmp_path / "in.jsonl", 24)
+    out = tmp_path / "ray"
+    async with Simulator(SimulatorConfig(latency_ms=60.0)) as sim:
+        ep = {"api_base": sim.url, "api_key": "sk-t", "api_key_env": None, "max_concurrent": 2}
+        config = sim_config(
+            sim,
+            generator={**ep, "model": "t"},
+            evaluators={"primary": {**ep, "model": "a"}, "secondary": {**ep, "model": "b"}},
+        )
+        await DatasetDistillationPipeline(config, show_progress=False).run(
+            inp, output_dir=tmp_path / "local"
+        )
+        pipeline = DatasetDistillationPipeline(config, show_progress=False, engine="ray")
+        job = asyncio.create_task(pipeline.run(inp, output_dir=out))
+        shard0 = out / "shards" / "0"
+        for _ in range(600):
+            if _cached(shard0) >= 3 and (shard0 / "worker.pid").is_file():
+                break
+            await asyncio.sleep(0.05)
+        os.kill(int((shard0 / "worker.pid").read_text()), signal.SIGKILL)
+        result = await job  # Ray ran the shard again, from its cache
+    assert result.complete
+    assert outputs(out) == outputs(tmp_path / "local")
+    # The dead worker's slots were given back: nothing is held at the end.
+    limits = read_metadata(out)["engine"]["limits"]
+    assert all(figures["in_flight"] == 0 for figures in limits.values()), limits
