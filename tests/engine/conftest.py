@@ -1,4 +1,5 @@
-"""One local Ray instance for the whole test session (2 CPUs: two shard workers at once)."""
+"""One local Ray instance for the tests of this folder (2 CPUs: two shard workers at once),
+started once and shut down after them, so the rest of the suite runs without it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ NO_RAY = "ray not installed: pip install -e '.[ray]' (CI installs it)"
 HAS_RAY = importlib.util.find_spec("ray") is not None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_local() -> Iterator[Any]:
     """A local Ray instance, started once; the pipeline joins it instead of starting its own."""
     if not HAS_RAY:
