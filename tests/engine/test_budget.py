@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sft_distill.engine.budget import EndpointBudget, LeasedLimiter
+from sft_distill.engine.budget import EndpointBudget, Grant, LeasedLimiter, Report
 from sft_distill.pipeline import DatasetDistillationPipeline
 from sft_distill.simulator.server import Simulator, SimulatorConfig
 from tests.helpers import make_input, read_metadata, sim_config
@@ -109,6 +109,8 @@ async def test_dead_worker_slots_are_freed() -> None:
     assert budget.limiter.in_flight == 2
     assert budget.forget("0:") == 2  # the driver, when shard 0's worker died
     assert budget.limiter.in_flight == 0
+    assert await budget.lease(1, Report("0:99")) == Grant(0, 2.0, 0, 0, 2)  # it is dead
+    assert (await budget.lease(1, Report("1:7"))).slots == 1  # the others lease as before
 
 
 async def test_global_limiter_backs_off_for_every_worker_on_429s(
