@@ -3,26 +3,16 @@ started once and shut down after them, so the rest of the suite runs without it.
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 NO_RAY = "ray not installed: pip install -e '.[ray]' (CI installs it)"
 HAS_RAY = importlib.util.find_spec("ray") is not None
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the Ray tests last: after a Ray instance in this process, tests/test_disk_full.py
-    (which counts the bytes a run needs on a 4 MiB disk) failed in about half of the runs
-    (seen, not explained: it passes alone, after every other folder and under CPU load)."""
-    here = Path(__file__).parent
-    items.sort(key=lambda item: here in Path(str(item.path)).parents)
 
 
 @pytest.fixture(scope="package")
@@ -47,6 +37,3 @@ def ray_local() -> Iterator[Any]:
     signal.signal(signal.SIGTERM, sigterm)
     for name in set(os.environ) - set(environ):
         del os.environ[name]
-    # Ray's objects go now, not in the middle of a later test (tests/test_disk_full.py counts
-    # the bytes free on a small disk, where a file still open after deletion takes room).
-    gc.collect()
