@@ -57,6 +57,11 @@ def stable_id(*parts: str, prefix: str = "", length: int = 16) -> str:
     return prefix + digest(data, size=32).hex()[:length]
 
 
+def shard_of(unit_id: str, count: int) -> int:
+    """Which of ``count`` shards a unit (slice, record) belongs to: the same on every machine."""
+    return int.from_bytes(digest(unit_id.encode("utf-8"), size=8, person=b"shard"), "big") % count
+
+
 def text_digest(text: str, *, size: int) -> bytes:
     """BLAKE2b of a text's UTF-8 (lone surrogates kept as they are, never an error)."""
     return digest(text.encode("utf-8", "surrogatepass"), size=size)

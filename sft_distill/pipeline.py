@@ -97,6 +97,8 @@ class _Run:
     gates: list[Gate] = field(default_factory=list)  # this run's, decontamination included
     decontaminator: Decontaminator | None = None
     consumer: asyncio.Task[None] | None = None  # the streaming step, which a stop ends
+    engine: dict[str, Any] | None = None  # --engine ray: workers, shards, global limits
+    shard_usage: Any = None  # --engine ray: the shards' usage, merged (engine.driver)
 
     def mark(self, step: str) -> None:
         self.times[step] = time.perf_counter()
@@ -126,6 +128,12 @@ class DatasetDistillationPipeline:
             its cached replies where the requests are the same.
         repair: rebuild a damaged response cache from its readable replies before the run.
         gates: extra quality gates (objects with ``name`` and async ``check(sample)``).
+        engine: ``"local"`` (this process) or ``"ray"``: shards of the input run on Ray workers
+            with global endpoint limits, then one merge and the same finalize (``engine``).
+        workers: Ray workers running shards at once (default 2).
+        address: the Ray cluster to join (``auto``, ``ray://host:10001``); default a local one.
+        shards: how many shards the input is cut into (default: the count recorded in the
+            output directory, else ``workers``).
     """
 
     def __init__(
@@ -139,7 +147,19 @@ class DatasetDistillationPipeline:
         overwrite: bool = False,
         gates: Sequence[Gate] | None = None,
         repair: bool = False,
+        engine: str = "local",
+        workers: int | None = None,
+        address: str | None = None,
+        shards: int | None = None,
     ) -> None:
+        if engine not in ("local", "ray"):
+            raise ConfigError(f"engine must be 'local' or 'ray', got {engine!r}")
+        self.engine = engine
+        self.workers = workers
+        self.address = address
+        self.shards = shards
+        self.shard_retries = 2  # Ray retries of a shard whose worker died
+        self.extra_gates = list(gates or [])
         if isinstance(config, DistillConfig):
             if embed_fn is not None:
                 config = config.model_copy(update={"embed_fn": embed_fn})
@@ -242,6 +262,10 @@ class DatasetDistillationPipeline:
     ) -> RunResult:
         t_start = time.perf_counter()
         endpoints = self._endpoints(simulator_url)
+        if self.engine == "ray":  # before the output directory is touched
+            from .engine.driver import check_engine
+
+            check_engine(source)
         total_units = source.total()  # also raises InputError for a missing or unreadable input
         # Eval sets are read and indexed before the output directory is touched: a bad one
         # leaves nothing behind.
@@ -270,20 +294,20 @@ class DatasetDistillationPipeline:
         """The run proper, once the output directory is locked and claimed: the steps in order."""
         async with AsyncExitStack() as stack:
             collector = self._open_outputs(stack, run, cache)
-            run.gates = await self._run_gates(run, cache)
-            teacher, judges = await self._open_clients(stack, run, cache, endpoints)
-            samples = run.source.samples(self._source_context(stack, run, teacher))
-            judged = await stack.enter_async_context(aclosing(self._judge(samples, judges, run)))
-            await self._stream(judged, collector, run)
+            if self.engine == "ray":
+                from .engine.driver import judge_on_ray
+
+                usage = await judge_on_ray(self, stack, run, cache, endpoints, collector)
+            else:
+                usage = await self._generate_and_judge(stack, run, cache, endpoints, collector)
             run.mark("generated")
             duplicates = await collector.duplicates()
             run.mark("deduped")
         self._refuse_empty(run)
         run.mark("closed")
-        usage = {n: c.usage_report() for n, c in {"generator": teacher, **judges}.items()}
         # Off the event loop, so a signal during the final writes is still handled at once.
         metadata, problems, counts, kept = await asyncio.to_thread(
-            self._finalize, run, cache, collector, duplicates, usage, endpoints
+            self._finalize, run, cache, collector, duplicates, usage(), endpoints
         )
         finish_invocation(cache, cache.invocation, time.perf_counter() - run.t_start)
         log.info(
@@ -306,6 +330,26 @@ class DatasetDistillationPipeline:
             paths={name: run.out / name for name in RESULT_FILES},
             quality_problems=problems,
         )
+
+    async def _generate_and_judge(
+        self,
+        stack: AsyncExitStack,
+        run: _Run,
+        cache: ResponseCache,
+        endpoints: Mapping[str, EndpointConfig],
+        collector: Collector,
+    ) -> Callable[[], dict[str, Any]]:
+        """Source, gates and judges in this process, every judged sample to ``collector``.
+
+        Returns what gives each endpoint's usage of this invocation once the clients are closed.
+        """
+        run.gates = await self._run_gates(run, cache)
+        teacher, judges = await self._open_clients(stack, run, cache, endpoints)
+        samples = run.source.samples(self._source_context(stack, run, teacher))
+        judged = await stack.enter_async_context(aclosing(self._judge(samples, judges, run)))
+        await self._stream(judged, collector, run)
+        clients = {"generator": teacher, **judges}
+        return lambda: {n: c.usage_report() for n, c in clients.items()}
 
     async def _decontamination(self) -> Decontaminator | None:
         """The eval sets of ``decontaminate``, read and indexed once per pipeline (in a thread)."""
@@ -366,6 +410,7 @@ class DatasetDistillationPipeline:
                 cache_namespace=namespace,
                 on_stop=self._on_stop(run),
                 batch=runner if runner is not None and self.config.batched(ep) else None,
+                limiter=self._limiter(name),
             )
             clients[name] = await stack.enter_async_context(client)
         if runner is not None:
@@ -394,6 +439,10 @@ class DatasetDistillationPipeline:
             show_progress=self.show_progress,
         )
         return BatchRunner(cache, settings)
+
+    def _limiter(self, name: str) -> Any:
+        """The shared limiter of endpoint ``name`` (a Ray shard's), or None: the client's own."""
+        return None
 
     def _on_stop(self, run: _Run) -> Callable[[EndpointStoppedError], None]:
         def on_stop(err: EndpointStoppedError) -> None:
@@ -530,8 +579,7 @@ class DatasetDistillationPipeline:
         endpoints: Mapping[str, EndpointConfig],
     ) -> tuple[dict[str, Any], list[str], StageCounts, int]:
         """Split, write every output, the report and metadata (in a worker thread)."""
-        # Every call of the run so far, this invocation's included (all are finished now).
-        whole = whole_run(cache, cache.invocation, usage)
+        whole = self._whole_run(run, cache, usage)
         kept_set = write_kept_set(
             run.out,
             run.out / PARTIAL_RAW_FILE,
@@ -558,6 +606,14 @@ class DatasetDistillationPipeline:
         )
         return metadata, problems, counts, kept_set.kept
 
+    def _whole_run(self, run: _Run, cache: ResponseCache, usage: dict[str, Any]) -> WholeRun:
+        """Every call of the run so far, this invocation's included (all are finished now)."""
+        if self.engine == "ray":
+            from .engine.driver import shards_whole_run
+
+            return shards_whole_run(run, cache, usage)
+        return whole_run(cache, cache.invocation, usage)
+
     def _metadata(
         self,
         run: _Run,
@@ -580,6 +636,8 @@ class DatasetDistillationPipeline:
         )
         if run.decontaminator is not None:
             metadata["decontamination"] = run.decontaminator.describe()
+        if run.engine is not None:
+            metadata["engine"] = run.engine
         err = run.failures.stopped
         if err is not None:
             metadata["stopped"] = {

@@ -123,6 +123,7 @@ def build_parser(mode: Mode | str = MODE) -> argparse.ArgumentParser:
         help="send requests through the endpoints' Batch APIs (about half price; replies within "
         "24 h; a rerun resumes the batches in flight); an endpoint's batch setting wins",
     )
+    _add_engine_arguments(p)
     add_estimate_arguments(p)
     p.add_argument("--samples-per-slice", type=int, help="override samples_per_slice")
     p.add_argument("--min-score-threshold", type=float, help="override min_score_threshold")
@@ -139,6 +140,50 @@ def build_parser(mode: Mode | str = MODE) -> argparse.ArgumentParser:
         p.usage = f"{usage}\n       sft-distill {{{','.join(list(COMMANDS)[1:])}}} ..."
         p.prog = "sft-distill"
     return p
+
+
+def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """``--engine ray`` and its settings (Ray is imported only when it runs)."""
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: shards on Ray workers with global endpoint limits "
+        "(pip install 'sft-distill[ray]')",
+    )
+    p.add_argument("--workers", type=int, help="--engine ray: shards run at once (default 2)")
+    p.add_argument(
+        "--shards",
+        type=int,
+        help="--engine ray: shards the input is cut into (default: as recorded, else --workers)",
+    )
+    p.add_argument(
+        "--address",
+        help="--engine ray: the cluster to join (auto, ray://HOST:10001); default a local one",
+    )
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    """Refuse Ray flags without ``--engine ray``, and ``--engine ray`` without Ray installed.
+
+    Raises:
+        ConfigError: naming the flag, or what to install.
+    """
+    if args.engine != "ray":
+        for flag in ("workers", "shards", "address"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(f"--{flag} needs --engine ray")
+        return
+    for flag in ("workers", "shards"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag} must be at least 1, got {value}")
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        from ..engine import INSTALL_HINT
+
+        raise ConfigError(INSTALL_HINT)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -313,6 +358,7 @@ def run_mode(mode: Mode, argv: Sequence[str]) -> int:
 
     overrides = _overrides(args)
     try:
+        _check_engine(args)
         config = load_config(args.config, overrides)
         source = mode.source(args)
         if args.estimate:
@@ -328,6 +374,10 @@ def run_mode(mode: Mode, argv: Sequence[str]) -> int:
             fresh=args.fresh,
             overwrite=args.overwrite,
             repair=args.repair,
+            engine=args.engine,
+            workers=args.workers,
+            address=args.address,
+            shards=args.shards,
         )
         with logging_redirect_tqdm():
             result = asyncio.run(run_until_signal(pipeline, source, dry_run=args.dry_run))

@@ -74,6 +74,8 @@ class LLMClient:
         sleep: the coroutine used between retries (tests pass a recorder).
         on_stop: called once when ``max_consecutive_failures`` calls in a row failed the same
             way; from then on the client sends nothing more (the pipeline stops the run).
+        limiter: a limiter shared with other processes (``engine.budget``); it then holds the
+            endpoint's requests and tokens per minute too. Default: this client's own.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class LLMClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_stop: Callable[[EndpointStoppedError], None] | None = None,
         batch: BatchRunner | None = None,
+        limiter: AdaptiveLimiter | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -124,12 +127,20 @@ class LLMClient:
         self._closed = False
         self._sleep = sleep
         self.retry_policy = RetryPolicy.of(config)
-        self.limiter = AdaptiveLimiter(config.max_concurrent, adaptive=config.adaptive_concurrency)
+        self.limiter = limiter or AdaptiveLimiter(
+            config.max_concurrent, adaptive=config.adaptive_concurrency
+        )
+        # A shared limiter holds the per-minute budgets of every process using the endpoint.
+        own = limiter is None
         self._rpm = (
-            TokenBucket(config.max_requests_per_minute) if config.max_requests_per_minute else None
+            TokenBucket(config.max_requests_per_minute)
+            if own and config.max_requests_per_minute
+            else None
         )
         self._tpm = (
-            TokenBucket(config.max_tokens_per_minute) if config.max_tokens_per_minute else None
+            TokenBucket(config.max_tokens_per_minute)
+            if own and config.max_tokens_per_minute
+            else None
         )
         # Consecutive calls that failed for good with the same signature; a success resets it.
         self._streak = 0
@@ -754,6 +765,7 @@ class LLMClient:
             # Nothing awaited since ``spent``: the difference is this reply's own tokens.
             self._log_call(status, elapsed, spent)
         used = result.prompt_tokens + result.completion_tokens
+        self.limiter.spent(used)
         if self._tpm is not None and used > 0:  # no usage reported: keep the estimate charged
             self._tpm.adjust(used - estimate)
         return result

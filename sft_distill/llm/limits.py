@@ -66,9 +66,19 @@ class AdaptiveLimiter:
                     self._waiters.remove(fut)
             raise
 
+    def try_acquire(self) -> bool:
+        """Take a free slot at once if there is one (and nobody queues before us)."""
+        if self._waiters or not self._has_room():
+            return False
+        self._take()
+        return True
+
     def release(self) -> None:
         self.in_flight -= 1
         self._wake()
+
+    def spent(self, tokens: int) -> None:
+        """Tokens one reply used: a shared budget counts them; this one has no token budget."""
 
     async def __aenter__(self) -> AdaptiveLimiter:
         await self.acquire()

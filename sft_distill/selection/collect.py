@@ -27,12 +27,15 @@ class Collector:
         self.index = RunIndex()
         self.passed = 0
 
-    def add(self, sample: ScoredSample) -> None:
-        """Record one sample whose thresholds are decided."""
+    def add(self, sample: ScoredSample, *, sketched: bool = False) -> None:
+        """Record one sample whose thresholds are decided.
+
+        ``sketched``: the deduplicator has it already (a shard's saved signatures).
+        """
         self.report.add(sample, decided=True)
         if sample.passed:
             self.passed += 1
-            if self.dedup is not None:
+            if self.dedup is not None and not sketched:
                 self.dedup.add(sample.id, sample.text_for_dedup, sample.avg_score or 0.0)
         self.index.add(sample, self.raw.write(sample.model_dump(mode="json")))
 

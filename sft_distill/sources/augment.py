@@ -306,9 +306,12 @@ class AugmentSource(RecordFileSource):
         # A full pass over the input: off the event loop, so signals and progress keep working.
         known = await asyncio.to_thread(self._known_instructions)
 
+        # Every shard reads every line: the first alone counts the rows it skips.
+        counts_skips = (self.shard_index or (0, 1))[0] == 0
+
         def skip(data: dict[str, Any]) -> bool:
             if _is_not_kept(data):
-                self.counts["not_kept_skipped"] += 1
+                self.counts["not_kept_skipped"] += counts_skips
                 return True
             return False
 
@@ -319,6 +322,7 @@ class AugmentSource(RecordFileSource):
             output_required=True,
             key_on_output=True,
             skip=skip,
+            shard=self.shard_index,
         )
 
         async def one(record: Record) -> list[Sample]:

@@ -17,13 +17,14 @@ its own input). In the funnel,
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, LLMError
-from ..ids import file_digest, stable_id
+from ..ids import file_digest, shard_of, stable_id
 from ..llm.client import ChatResult, log_failure
 from ..llm.json_extract import split_reasoning
 from ..llm.prompts import ISET_PROMPT_VERSION, iset_answer_messages
@@ -32,6 +33,7 @@ from ..stages.stream import bounded_map
 from ..text import plural
 from .base import SourceContext
 from .fields import FieldMap, Record, _scan_records, detect_field_map
+from .reader import BadLine
 from .records import count_records, read_head
 
 log = logging.getLogger(__name__)
@@ -69,20 +71,33 @@ async def aiter_records(
     output_required: bool = False,
     key_on_output: bool = False,
     skip: Callable[[dict[str, Any]], bool] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> AsyncIterator[Record]:
-    """``iter_records`` for a source: counts lines and records, reports bad lines to ``ctx``."""
+    """``iter_records`` for a source: counts lines and records, reports bad lines to ``ctx``.
+
+    With ``shard`` (index, count) only the records whose id hashes to that shard are yielded;
+    every shard reads every line (a repeated record is found as in one pass), and the first
+    alone counts the lines and the bad ones, so the shards' counts add up to a local run's.
+    """
+    index, count = shard or (0, 1)
+    first_shard = index == 0
 
     def on_raw(line: int, usable: bool) -> None:
-        ctx.stats.lines_read = max(ctx.stats.lines_read, line)
+        if first_shard:
+            ctx.stats.lines_read = max(ctx.stats.lines_read, line)
         if not usable:  # nothing to ask: done as soon as it is read; the rest once answered
             ctx.progress(1)
+
+    def on_bad_line(bad: BadLine) -> None:
+        if first_shard:
+            ctx.on_bad_line(bad)
 
     records = _scan_records(
         path,
         fmap,
         output_required=output_required,
         key_on_output=key_on_output,
-        on_bad_line=ctx.on_bad_line,
+        on_bad_line=on_bad_line,
         strict=ctx.strict,
         skip=skip,
         on_raw=on_raw,
@@ -94,6 +109,8 @@ async def aiter_records(
                 # long run of rows that are skipped.
                 await asyncio.sleep(0)
             if record is None:
+                continue
+            if count > 1 and shard_of(record.slice_id, count) != index:
                 continue
             ctx.stats.slices += 1
             ctx.on_slice(
@@ -189,6 +206,17 @@ class RecordFileSource:
         self.overrides = columns
         self._fmap: FieldMap | None = None
         self._total: int | None = None
+        # (index, count): only the records whose id hashes to this shard (``ids.shard_of``).
+        self.shard_index: tuple[int, int] | None = None
+
+    def shard(self, index: int, count: int) -> RecordFileSource:
+        """The same input, restricted to shard ``index`` of ``count`` (``--engine ray``)."""
+        part = copy.copy(self)
+        part.shard_index = (index, count)
+        counts = getattr(self, "counts", None)
+        if isinstance(counts, dict):  # a shard counts its own work
+            part.counts = dict.fromkeys(counts, 0)  # type: ignore[attr-defined]
+        return part
 
     def _head_records(self, head: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The first records the mapping is decided from."""
@@ -229,6 +257,7 @@ class RecordFileSource:
             "input_blake2b": file_digest(self.path),
             "columns": self.field_map.as_dict(),
             **self._identity(),
+            **({"shard": list(self.shard_index)} if self.shard_index else {}),
         }
 
     def total(self) -> int | None:
@@ -292,6 +321,7 @@ class DistillSource(RecordFileSource):
             ctx,
             output_required=self.skip_generation,
             key_on_output=self.skip_generation,
+            shard=self.shard_index,
         )
         if self.skip_generation:
             async for record in records:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ..ids import file_digest
+from ..ids import file_digest, shard_of
 from ..models import Sample, Slice
 from ..stages.generate import generate_samples
 from .base import SourceContext
@@ -20,16 +20,25 @@ class SliceSource:
     kind = "slices"
     unit = "slice"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, shard: tuple[int, int] | None = None) -> None:
         self.path = Path(path)
         self._lines: int | None = None
+        # (index, count): only the slices whose id hashes to this shard (``ids.shard_of``).
+        self.shard_index = shard
+
+    def shard(self, index: int, count: int) -> SliceSource:
+        """The same input, restricted to shard ``index`` of ``count`` (``--engine ray``)."""
+        return SliceSource(self.path, shard=(index, count))
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "kind": self.kind,
             "input": str(self.path.resolve()),
             "input_blake2b": file_digest(self.path),
         }
+        if self.shard_index is not None:
+            described["shard"] = list(self.shard_index)
+        return described
 
     def total(self) -> int | None:
         if self._lines is None:
@@ -41,15 +50,26 @@ class SliceSource:
     async def samples(self, ctx: SourceContext) -> AsyncIterator[Sample]:
         read = ReadStats()
 
+        # A shard reads every line; the first shard alone counts the lines and the bad ones, so
+        # the shards' counts add up to a local run's.
+        index, count = self.shard_index or (0, 1)
+        counts_lines = index == 0
+
         async def counted(slices: AsyncIterable[Slice]) -> AsyncIterator[Slice]:
             async for s in slices:
-                ctx.stats.lines_read = read.lines_read
+                if counts_lines:
+                    ctx.stats.lines_read = read.lines_read
+                if count > 1 and shard_of(s.id, count) != index:
+                    continue
                 ctx.on_slice(s)
                 yield s
             # Blank and bad lines after the last slice were read too.
-            ctx.stats.lines_read = read.lines_read
+            if counts_lines:
+                ctx.stats.lines_read = read.lines_read
 
         def on_bad_line(bad: BadLine) -> None:
+            if not counts_lines:
+                return
             ctx.on_bad_line(bad)
             if bad.skipped:  # a line with nothing to ask is done as soon as it is read
                 ctx.progress(1)

@@ -264,6 +264,29 @@ def test_batch_boundaries_do_not_change_the_result():
     assert got and got == many.resolve()
 
 
+def test_saved_indexes_merged_give_the_same_result_as_one_index(tmp_path):
+    # --engine ray: each shard sketches its samples and saves the index; the driver merges.
+    texts = make_corpus(20, 20, seed=3)
+    whole = JaccardDeduplicator()
+    parts = [JaccardDeduplicator(), JaccardDeduplicator()]
+    for i, t in enumerate(texts):
+        whole.add(f"t{i}", t, float(i % 5))
+        parts[i % 3 == 0].add(f"t{i}", t, float(i % 5))
+    for k, part in enumerate(parts):
+        part.save(tmp_path / f"{k}.npz")
+    expected = whole.resolve()
+    assert expected
+    merged = JaccardDeduplicator()
+    merged.add("other", "与其他文本都不相同的一段文字，直接加入，与保存的索引混在一起。", 9.0)
+    for k in (1, 0):  # in any order
+        merged.add_saved(tmp_path / f"{k}.npz")
+    assert merged.resolve() == expected
+    with pytest.raises(ValueError, match="'t0' added twice"):
+        merged.add_saved(tmp_path / "1.npz")
+    with pytest.raises(ValueError, match="other dedup settings"):
+        JaccardDeduplicator(threshold=0.7).add_saved(tmp_path / "0.npz")
+
+
 def test_background_sketching_gives_the_same_result_and_closes_cleanly():
     texts = make_corpus(20, 20, seed=3)
     inline = JaccardDeduplicator(min_batch_chars=10**9, batch_chars=10**9)

@@ -512,6 +512,59 @@ class JaccardDeduplicator:
         self._keys.append(_band_keys(sig, self.bands, self.rows))
         self._agree.append(sig.astype(np.uint8))
 
+    def save(self, path: str | Path) -> None:
+        """Write the index (ids, scores, band keys, pre-filter bytes, normalised texts) to
+        ``path`` (``.npz``) for ``add_saved`` in another process: a shard's signatures, made
+        where its samples were judged (``--engine ray``).
+
+        Raises:
+            OutputError: the file cannot be written.
+        """
+        keys, agree = self._index()
+        texts = [self._texts.get(i) for i in range(len(self._ids))]
+        try:
+            with open(path, "wb") as f:
+                np.savez(
+                    f,
+                    settings=self._settings(),
+                    ids=np.array(self._ids, dtype=str),
+                    scores=np.array(self._scores, dtype=np.float64),
+                    keys=keys,
+                    agree=agree,
+                    texts=np.frombuffer(b"".join(texts), dtype=np.uint8),
+                    ends=np.cumsum([len(t) for t in texts], dtype=np.int64),
+                )
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write signatures: {exc.strerror or exc}") from exc
+
+    def add_saved(self, path: str | Path) -> None:
+        """Add the samples ``save`` wrote, without sketching their texts again.
+
+        Raises:
+            ValueError: the file was made with other settings (threshold, n-gram, seed), or
+                holds an id already added.
+        """
+        with np.load(path) as data:
+            if not np.array_equal(data["settings"], self._settings()):
+                raise ValueError(f"{path}: signatures made with other dedup settings")
+            ids = [str(i) for i in data["ids"].tolist()]
+            repeated = self._id_set.intersection(ids)
+            if repeated:
+                raise ValueError(f"sample id {min(repeated)!r} added twice")
+            self._flush()  # the index's rows stay in the order of the ids
+            blob, ends = data["texts"].tobytes(), data["ends"].tolist()
+            self._texts.extend([blob[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)])
+            self._ids.extend(ids)
+            self._id_set.update(ids)
+            self._scores.extend(data["scores"].tolist())
+            self._keys.append(data["keys"])
+            self._agree.append(data["agree"])
+
+    def _settings(self) -> np.ndarray:
+        """What a saved index must share with this one to be merged into it."""
+        values = (self.threshold, self.ngram, self.bands, self.rows, int(self._seed_key))
+        return np.array("|".join(map(str, values)))
+
     def _index(self) -> tuple[np.ndarray, np.ndarray]:
         """All band keys (n x bands) and pre-filter bytes (n x bins), merged once."""
         self._flush()
