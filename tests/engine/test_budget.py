@@ -124,6 +124,7 @@ async def test_global_limiter_backs_off_for_every_worker_on_429s(
         config = sim_config(
             sim,
             gates=[],
+            judge_batch_size=1,  # one judge call per sample: enough calls to meet many 429s
             generator={"api_base": sim.url, "model": "teacher-sim", **ep},
             evaluators={
                 "primary": {"api_base": sim.url, "model": "judge-a", **ep},
