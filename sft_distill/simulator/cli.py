@@ -110,6 +110,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="context length: /v1/models reports it as max_model_len, and longer prompts get "
         "vLLM's HTTP 400 (tokens = characters / 2)",
     )
+    _wire_arguments(p)
+    _eval_and_batch_arguments(p)
+    return p.parse_args(argv)
+
+
+def _wire_arguments(p: argparse.ArgumentParser) -> None:
+    """What it plays on the wire: structured-output forms, usage dialect, prefix cache."""
     p.add_argument(
         "--structured-output",
         choices=SERVER_DIALECTS,
@@ -136,6 +143,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=300.0,
         help="how long a prompt prefix stays cached after its last use",
     )
+
+
+def _eval_and_batch_arguments(p: argparse.ArgumentParser) -> None:
+    """Students and pairwise bias for ``sft-distill eval``; batched judging and Batch API knobs."""
     p.add_argument(
         "--answer-gap",
         action="append",
@@ -174,7 +185,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0,
         help="Batch API: this many batches (the first ones) expire with half their lines undone",
     )
-    return p.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
