@@ -42,6 +42,7 @@ def usage_totals(out: Path) -> dict[str, int]:
     return totals
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_a_batch_dry_run_keeps_the_same_set_as_the_online_one(tmp_path: Path, capsys: Any) -> None:
     inp = make_input(tmp_path / "in.jsonl", n=6)
     cfg = tmp_path / "fast.json"
@@ -58,6 +59,7 @@ def test_a_batch_dry_run_keeps_the_same_set_as_the_online_one(tmp_path: Path, ca
     assert batched["batch_calls"] == batched["calls"] - 3
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_an_endpoint_can_stay_online_in_a_batch_run(tmp_path: Path) -> None:
     inp = make_input(tmp_path / "in.jsonl", n=4)
     cfg = tmp_path / "mixed.json"
@@ -199,6 +201,7 @@ def test_failed_and_expired_lines_are_asked_again_alone(tmp_path: Path) -> None:
             assert KEY.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_batched_calls_are_billed_at_the_batch_price_in_metadata_and_report(
     tmp_path: Path,
 ) -> None:

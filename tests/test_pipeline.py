@@ -69,6 +69,7 @@ async def test_near_duplicates_are_dropped_naming_the_kept_sample(sim, tmp_path)
     assert result.counts.dropped["duplicate"] == len(dups)
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_rerun_pays_nothing_twice_and_gives_the_same_dataset(sim, tmp_path):
     first = await run(sim, tmp_path)
     calls = sim.stats["chat_requests"]
@@ -79,6 +80,7 @@ async def test_rerun_pays_nothing_twice_and_gives_the_same_dataset(sim, tmp_path
     assert second.metadata["usage"]["generator"]["this_invocation"]["cached"] == first.counts.chunks
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_changed_threshold_rerun_makes_zero_calls(sim, tmp_path):
     first = await run(sim, tmp_path)
     calls = sim.stats["chat_requests"]
@@ -202,6 +204,7 @@ async def test_input_without_any_usable_slice_is_an_input_error(sim, tmp_path):
         await run(sim, tmp_path, input_path=src)
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_dry_run_uses_the_builtin_simulator(tmp_path):
     pipeline = DatasetDistillationPipeline({"output_dir": str(tmp_path / "o")}, show_progress=False)
     result = await pipeline.run(SLICES, dry_run=True)
@@ -209,6 +212,7 @@ async def test_dry_run_uses_the_builtin_simulator(tmp_path):
     assert result.counts.train > 0
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_custom_embed_fn_is_used_for_dedup(sim, tmp_path):
     import numpy as np
 
@@ -225,6 +229,7 @@ async def test_custom_embed_fn_is_used_for_dedup(sim, tmp_path):
     assert sum(calls) == result.counts.passed_thresholds and max(calls) <= 16
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_run_sync_works_inside_a_running_loop(tmp_path):
     import asyncio
 
@@ -327,9 +332,7 @@ async def test_report_gathered_while_streaming_equals_a_recount_of_the_raw_file(
     out = result.output_dir
     meta = read_metadata(out)
     # low scores, near-duplicates and the per-slice cap all drop samples after judging
-    assert {"duplicate", "capped", "low_votes"} <= set(
-        meta["report"]["drop_reasons"]
-    )
+    assert {"duplicate", "capped", "low_votes"} <= set(meta["report"]["drop_reasons"])
     recount = compute_report(out / "generated_raw.jsonl", meta)
     streamed = meta["report"]
     assert streamed["kept"] == meta["counts"]["after_dedup"] - meta["counts"]["dropped"]["capped"]

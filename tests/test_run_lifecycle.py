@@ -47,6 +47,7 @@ def files(out: Path) -> dict[str, bytes]:
     ("content", "why"),
     [(b"", "is empty"), (b"{broken\n\xff\xfe not json\n", "no usable slice")],
 )
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_a_run_that_failed_before_any_work_leaves_nothing_in_the_way(
     tmp_path, capsys, content, why
 ):
@@ -75,6 +76,7 @@ def test_a_failed_overwrite_before_any_work_gives_the_directory_back(tmp_path, c
     assert files(out)["train.jsonl"] == before["train.jsonl"]
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_a_dry_run_into_a_real_runs_directory_says_so(tmp_path, capsys):
     out = tmp_path / "out"
     with run_in_thread(SimulatorConfig()) as sim:

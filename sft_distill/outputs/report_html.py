@@ -323,6 +323,7 @@ def _quality_section(report: Mapping[str, Any]) -> str:
         f"{_histogram_pair('difficulty', q.get('difficulty') or {})}</div></section>"
     )
 
+
 def _compliance_tables(compliance: Mapping[str, Any]) -> str:
     """Personal data found in the samples (types and counts only), contamination by match."""
     pii = compliance.get("pii") or {}

@@ -101,6 +101,7 @@ def test_calibrate_a_planted_set_by_hand(tmp_path, cli):
     assert read_metadata(out)["report"]["calibration"]["best"] == best
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_calibrate_a_dry_run(tmp_path, cli):
     out = tmp_path / "dry"
     assert dry_run(SLICES, out) == 0

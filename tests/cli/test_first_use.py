@@ -35,6 +35,7 @@ def error_line(capsys) -> str:
 # --- 1. a null evaluator stays removed whatever flags are given ------------------------------
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_null_evaluator_stays_removed_when_flags_set_config_values(tmp_path, capsys):
     cfg = write_json(tmp_path / "c.json", {"evaluators": {"secondary": None}, "min_votes": 1})
     assert list(load_config(cfg, {"output_dir": "x"}).evaluators) == ["primary"]
@@ -73,6 +74,7 @@ def test_min_votes_above_the_evaluators_is_refused_at_load(tmp_path, capsys):
 # --- 3. balance_by and what "kept" counts --------------------------------------------------
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_balance_by_a_field_no_slice_has_warns_and_caps_nothing(tmp_path, capsys, caplog):
     caplog.set_level(logging.WARNING)
     code, out = dry_run(tmp_path, "--balance-by", "titel", "--max-per-group", "1")
@@ -85,6 +87,7 @@ def test_balance_by_a_field_no_slice_has_warns_and_caps_nothing(tmp_path, capsys
     assert "capped" not in counts["dropped"]
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_balance_by_a_real_field_still_caps(tmp_path, capsys, caplog):
     code, out = dry_run(tmp_path, "--balance-by", "license", "--max-per-group", "1")
     assert code == 0
@@ -102,6 +105,7 @@ def test_balance_by_without_max_per_group_is_an_error(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_summary_kept_counts_what_was_written(tmp_path, capsys):
     code, out = dry_run(tmp_path, "--max-per-slice", "1")
     assert code == 0
@@ -114,6 +118,7 @@ def test_summary_kept_counts_what_was_written(tmp_path, capsys):
     assert int(kept[1]) == rows == int(kept[2]) + int(kept[3])
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_refilter_summary_kept_counts_what_was_written(tmp_path, capsys):
     code, out = dry_run(tmp_path)
     assert code == 0
@@ -169,6 +174,7 @@ def test_unknown_key_suggests_the_closest(tmp_path, capsys):
     assert "zzz: unknown key;" in err or err.endswith("zzz: unknown key")
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_refilter_flag_errors_name_the_flag(tmp_path, capsys):
     code, out = dry_run(tmp_path)
     assert code == 0
@@ -178,6 +184,7 @@ def test_refilter_flag_errors_name_the_flag(tmp_path, capsys):
     assert "--min-votes: must be at least 1" in err and "Value error" not in err
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_refilter_unknown_setting_suggests_the_closest(tmp_path, capsys):
     code, out = dry_run(tmp_path)
     assert code == 0
@@ -309,6 +316,7 @@ def decimals_ok(value: float | None) -> bool:
     return value is None or round(value, 2) == value
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_scores_in_outputs_are_rounded_and_agree_with_the_votes(tmp_path, capsys):
     code, out = dry_run(tmp_path, "--format", "sharegpt,alpaca")
     assert code == 0

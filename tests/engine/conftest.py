@@ -37,3 +37,10 @@ def ray_local() -> Iterator[Any]:
     signal.signal(signal.SIGTERM, sigterm)
     for name in set(os.environ) - set(environ):
         del os.environ[name]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts or joins the Ray instance is slow (``-m "not slow"`` skips it)."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -40,6 +40,7 @@ class _Handle:
 
 
 @pytest.mark.parametrize("limit", [3, 16])
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_workers_share_one_limit_and_lease_in_batches(limit: int) -> None:
     budget = EndpointBudget(limit)
     handle = _Handle(budget)

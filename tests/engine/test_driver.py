@@ -154,6 +154,7 @@ def test_engine_flags(tmp_path: Path, cli: Any, flags: list[str], message: str) 
     assert res.stderr == f"sft-distill: error: {message}\n"
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_ray_is_imported_only_by_engine_ray(tmp_path: Path) -> None:
     inp = make_input(tmp_path / "in.jsonl", 2)
     code = (

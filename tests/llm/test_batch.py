@@ -135,6 +135,7 @@ async def test_an_upload_without_its_batch_is_deleted_and_asked_anew(sim: Simula
         assert await _files(sim) == []  # both orphans deleted
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_a_batch_past_its_timeout_fails_its_requests_and_a_rerun_polls_it(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -92,6 +92,7 @@ def test_random_garbles_are_exit_2_or_asked_again_never_a_traceback_or_silent(
     assert stopped and reasked  # both kinds of damage were met
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_a_garbled_header_is_exit_2_and_repair_starts_over(pristine, tmp_path, capsys):
     out = copy_run(pristine, tmp_path / "out")
     with open(out / CACHE, "r+b") as f:

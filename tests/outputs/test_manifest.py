@@ -11,6 +11,7 @@ from sft_distill.simulator.server import SimulatorConfig, run_in_thread
 from tests.helpers import SLICES, cli_config, read_jsonl, run_args, sim_config
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_manifest_is_identical_across_two_identical_runs(sim, tmp_path):
     results = []
     for name in ("a", "b"):
@@ -44,6 +45,7 @@ async def test_manifest_changes_when_the_config_does(sim, tmp_path):
         ({"min_exec_pass_rate": 0.5}, "no SQL was executed"),
     ],
 )
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_quality_floors_fail_the_run_and_say_why(sim, tmp_path, floor, fragment):
     cfg = sim_config(sim, output_dir=str(tmp_path / "o"), **floor)
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(SLICES)
@@ -51,6 +53,7 @@ async def test_quality_floors_fail_the_run_and_say_why(sim, tmp_path, floor, fra
     assert result.metadata["quality_gates"]["passed"] is False
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_quality_floors_that_hold_pass(sim, tmp_path):
     cfg = sim_config(sim, output_dir=str(tmp_path / "o"), min_keep_rate=0.1, min_mean_score=5)
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(SLICES)
@@ -58,6 +61,7 @@ async def test_quality_floors_that_hold_pass(sim, tmp_path):
     assert 5 < result.metadata["quality_gates"]["mean_score"] <= 10
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_cli_exits_4_when_a_quality_floor_fails(tmp_path, cli):
     with run_in_thread(SimulatorConfig()) as sim:
         (tmp_path / "c.json").write_text(json.dumps(cli_config(sim.url, min_keep_rate=0.99)))

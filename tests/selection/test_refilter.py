@@ -175,6 +175,7 @@ async def test_load_run_config_drops_template_evaluators_the_run_removed(sim):
     assert again.min_score_threshold == 9 and again.generator.model == "teacher-sim"
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_refilter_after_a_real_run_makes_no_request_and_matches_its_splits(sim, tmp_path):
     out = tmp_path / "run"
     pipeline = DatasetDistillationPipeline(sim_config(sim), show_progress=False)

@@ -189,6 +189,7 @@ def test_the_cli_flag_and_the_dry_run_variable(monkeypatch):
         dry_run_defect_rate()
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_a_dry_run_takes_the_defect_rate_from_the_environment(cli, tmp_path, monkeypatch):
     monkeypatch.delenv(DEFECT_RATE_ENV, raising=False)
     args = ("--input", str(SLICES), "--dry-run", "-q", "--samples-per-slice", "6")

@@ -157,6 +157,7 @@ async def _judge_calls(sim: Simulator) -> int:
     return sum(n for m, n in sim.stats["by_model"].items() if m.startswith("judge"))
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_batched_judging_one_call_per_chunk_same_scores_as_one_by_one(tmp_path):
     inp = make_input(tmp_path / "in.jsonl", n=8)
     async with Simulator(SimulatorConfig()) as sim:
@@ -219,6 +220,7 @@ def _ep(sim: Simulator, model: str) -> dict[str, Any]:
     return {"api_base": sim.url, "api_key": "sk-test-0000", "api_key_env": None, "model": model}
 
 
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_batched_replies_are_kept_per_sample_rerun_and_batch_size_change_send_nothing(
     tmp_path,
 ):
@@ -371,6 +373,7 @@ def test_kill_9_during_batched_judging_then_rerun_gives_the_same_dataset(tmp_pat
 
 
 @pytest.mark.parametrize("server", ["openai", "llamacpp", "json_object", "none"])
+@pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 async def test_batched_judging_through_every_structured_output_form(tmp_path, server):
     inp = make_input(tmp_path / "in.jsonl", n=4)
     async with Simulator(SimulatorConfig()) as sim:
