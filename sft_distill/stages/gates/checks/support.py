@@ -281,26 +281,10 @@ def find_unsupported(
         toks = support_tokens(sent, lang)
         answer_tokens.extend(toks)
         own_words = _ADVICE.search(sent) or _GLOSS.search(sent)
-        # A figure with a unit that neither the source nor the question has, and no arithmetic
-        # explains, is a claim the source does not make, whether or not the sentence is worded
-        # as a rule ("保险费按主险费率的百分之三十计收", "the nonce is cached for 5 minutes");
-        # not in the answer's own working ("…合计150日").
-        # Outside a rule, how often something is done is the answer's narration ("create the
-        # client once and reuse it"): only measured figures (periods, ages, amounts, shares) count.
-        if not own_words and not _EXAMPLE.search(sent) and not _WORKING.search(sent):
-            new = unsupported_quantities(sent, source, question, lang=lang)
-            aside = _COMPARISON.search(normalized(sent))
-            if aside:
-                # the figures of other products or practice, compared with: not a rule here
-                new = [q for q in new if q.start < aside.start()]
-            if not rule_words.search(sent):
-                new = [q for q in new if q.unit != "multiple"]
-            if new:
-                return Finding(
-                    f"states {new[0].text}, which the source does not: {sent[:60]!r}",
-                    {"sentence": sent, "unsupported_quantities": [q.text for q in new]},
-                    certain=False,
-                )
+        if not own_words:
+            found = _unsupported_figure(sent, source, question, lang, rule_words)
+            if found is not None:
+                return found
         if len(toks) < min_tokens or not rule_words.search(sent) or own_words:
             continue
         # The question is no evidence for a rule: its words do not count as support here. A
@@ -316,17 +300,50 @@ def find_unsupported(
                 {"sentence": sent, "sentence_support": round(support, 3)},
                 certain=False,
             )
-    q_tokens = _token_set(question, lang)
-    own = [t for t in answer_tokens if t not in q_tokens]
+    own = [t for t in answer_tokens if t not in _token_set(question, lang)]
     if len(own) < min_tokens:
         return None
-    support = sum(t in tgt_tokens for t in own) / len(own)
     floor = min_answer_support if target is not None else min_source_support
-    if support < floor:
-        where = "the provision asked about" if target is not None else "the source"
-        return Finding(
-            f"answer shares only {support:.0%} of its own words with {where}",
-            {"answer_support": round(support, 3)},
-            certain=False,
-        )
-    return None
+    return _answer_support(own, tgt_tokens, floor, named=target is not None)
+
+
+def _unsupported_figure(
+    sent: str, source: str, question: str, lang: str, rule_words: re.Pattern[str]
+) -> Finding | None:
+    """A figure with a unit that neither the source nor the question has, and no arithmetic
+    explains: a claim the source does not make, whether or not the sentence is worded as a rule
+    ("保险费按主险费率的百分之三十计收", "the nonce is cached for 5 minutes"); not in a made-up
+    example or the answer's own working ("…合计150日"). Outside a rule, how often something is
+    done is the answer's narration ("create the client once and reuse it"): only measured
+    figures (periods, ages, amounts, shares) count."""
+    if _EXAMPLE.search(sent) or _WORKING.search(sent):
+        return None
+    new = unsupported_quantities(sent, source, question, lang=lang)
+    aside = _COMPARISON.search(normalized(sent))
+    if aside:
+        # the figures of other products or practice, compared with: not a rule here
+        new = [q for q in new if q.start < aside.start()]
+    if not rule_words.search(sent):
+        new = [q for q in new if q.unit != "multiple"]
+    if not new:
+        return None
+    return Finding(
+        f"states {new[0].text}, which the source does not: {sent[:60]!r}",
+        {"sentence": sent, "unsupported_quantities": [q.text for q in new]},
+        certain=False,
+    )
+
+
+def _answer_support(
+    own: list[str], tgt_tokens: frozenset[str], floor: float, *, named: bool
+) -> Finding | None:
+    """An answer whose own words share under ``floor`` with the provision (or source)."""
+    support = sum(t in tgt_tokens for t in own) / len(own)
+    if support >= floor:
+        return None
+    where = "the provision asked about" if named else "the source"
+    return Finding(
+        f"answer shares only {support:.0%} of its own words with {where}",
+        {"answer_support": round(support, 3)},
+        certain=False,
+    )
