@@ -592,28 +592,13 @@ class SimState:
             return self._reply(400, _error_body(400, msg), "other", "")
         model = body.get("model") if isinstance(body, dict) else None
         messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(model, str) or not model:
+        missing = _missing_field(model, messages)
+        if missing is not None:
             st["by_kind"]["other"] += 1
-            msg = "you must provide a model parameter"
-            return self._reply(400, _error_body(400, msg, "model"), "other", "")
-        if not isinstance(messages, list) or not messages:
-            st["by_kind"]["other"] += 1
-            msg = "'messages' is a required property and must be a non-empty array"
-            return self._reply(400, _error_body(400, msg, "messages"), "other", model)
-        prompt_chars = 0
-        user = ""
-        reask = False
-        parts = []
-        for m in messages:
-            if isinstance(m, dict):
-                text = _text_of(m.get("content"))
-                prompt_chars += len(text)
-                parts.append((str(m.get("role", "")), text))
-                if m.get("role") == "user":
-                    # A re-ask repeats the request before it: the reply is the one to that.
-                    reask = is_reask(text)
-                    if not reask:
-                        user = text
+            field_name, msg = missing
+            name = model if isinstance(model, str) else ""
+            return self._reply(400, _error_body(400, msg, field_name), "other", name)
+        prompt_chars, user, reask, parts = _scan_messages(messages)
         if reask:
             st["reasks"] += 1
         by_model = st["by_model"]
@@ -1059,3 +1044,31 @@ def run_in_thread(
 
 
 # --- topic mode responders ---
+
+
+def _missing_field(model: Any, messages: Any) -> tuple[str, str] | None:
+    """(field, OpenAI's message) of a request without a model or messages, else None."""
+    if not isinstance(model, str) or not model:
+        return "model", "you must provide a model parameter"
+    if not isinstance(messages, list) or not messages:
+        return "messages", "'messages' is a required property and must be a non-empty array"
+    return None
+
+
+def _scan_messages(messages: list[Any]) -> tuple[int, str, bool, list[tuple[str, str]]]:
+    """(prompt characters, the user turn answered, whether the last is a re-ask, (role, text)s).
+
+    A re-ask repeats the request before it: the reply is the one to that user turn.
+    """
+    prompt_chars, user, reask = 0, "", False
+    parts: list[tuple[str, str]] = []
+    for m in messages:
+        if isinstance(m, dict):
+            text = _text_of(m.get("content"))
+            prompt_chars += len(text)
+            parts.append((str(m.get("role", "")), text))
+            if m.get("role") == "user":
+                reask = is_reask(text)
+                if not reask:
+                    user = text
+    return prompt_chars, user, reask, parts
