@@ -108,8 +108,8 @@ VERDICTS: tuple[str, ...] = get_args(Verdict)
 _INSTRUCTION_KEYS = ("instruction", "question", "prompt", "query")
 _OUTPUT_KEYS = ("output", "answer", "response")
 # Keys a list item's text sits under when a model answers with objects instead of strings
-# (topics._ITEM_KEYS and augment._REPHRASE_KEYS).
-_TOPIC_ITEM_KEYS = (
+# (sources.topics and sources.augment read them from here too).
+TOPIC_ITEM_KEYS = (
     "name",
     "topic",
     "title",
@@ -129,7 +129,7 @@ _TOPIC_ITEM_KEYS = (
     "标题",
     "问题",
 )
-_REPHRASE_KEYS = ("instruction", "question", "rephrasing", "text", "prompt")
+REPHRASE_KEYS = ("instruction", "question", "rephrasing", "text", "prompt")
 _VERDICT_SYNONYMS = {
     "yes": "supported",
     "true": "supported",
@@ -543,7 +543,7 @@ class JudgeBatchReply(_Reply):
 class _StringListReply(_Reply):
     """A list of short texts; items may be strings or objects naming the text under a key."""
 
-    item_keys: ClassVar[tuple[str, ...]] = _TOPIC_ITEM_KEYS
+    item_keys: ClassVar[tuple[str, ...]] = TOPIC_ITEM_KEYS
     allow_empty: ClassVar[bool] = True
 
     @model_validator(mode="before")
@@ -595,7 +595,7 @@ class RephrasingsReply(_StringListReply):
     """Rewordings of one instruction: ``{"rephrasings": [...]}`` (at least one)."""
 
     wrapper: ClassVar[str] = "rephrasings"
-    item_keys: ClassVar[tuple[str, ...]] = _REPHRASE_KEYS
+    item_keys: ClassVar[tuple[str, ...]] = REPHRASE_KEYS
     allow_empty: ClassVar[bool] = False
     rephrasings: list[str] = Field(description="the instruction reworded, same meaning")
 

@@ -46,6 +46,7 @@ from ..ids import stable_id, text_digest
 from ..llm.client import ChatResult, log_failure
 from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import ISET_PROMPT_VERSION, iset_rephrase_messages
+from ..llm.structured import REPHRASE_KEYS
 from ..models import Failure, Sample
 from ..selection.dedup.jaccard import casefold_compact
 from ..stages.stream import bounded_map
@@ -70,7 +71,6 @@ DEFAULT_NUM_AUG = 3
 MAX_NUM_AUG = 20
 # Rephrasings at least this similar (difflib ratio of the normalised texts) are near copies.
 NEAR_COPY_RATIO = 0.9
-_REPHRASE_KEYS = ("instruction", "question", "rephrasing", "text", "prompt")
 
 
 def _key(text: str) -> str:
@@ -133,7 +133,7 @@ def parse_rephrasings(result: ChatResult, *, n: int) -> list[str]:
     out: list[str] = []
     for item in data if isinstance(data, list) else []:
         if isinstance(item, dict):
-            item = next((item[k] for k in _REPHRASE_KEYS if isinstance(item.get(k), str)), None)
+            item = next((item[k] for k in REPHRASE_KEYS if isinstance(item.get(k), str)), None)
         if isinstance(item, str) and item.strip() and item.strip() not in out:
             out.append(item.strip())
     if not out:

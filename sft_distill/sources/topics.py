@@ -55,6 +55,7 @@ from ..llm.prompts import (
     topic_expand_messages,
     topic_questions_messages,
 )
+from ..llm.structured import TOPIC_ITEM_KEYS
 from ..models import Failure, Sample, Slice
 from ..stages.stream import bounded_map
 from .base import SourceContext
@@ -96,29 +97,6 @@ _ENUM_PREFIX = ("-", "*", "•", "·")
 TopicTree.model_rebuild()
 
 
-# Keys a model puts a list item's text under when it answers with objects instead of strings.
-_ITEM_KEYS = (
-    "name",
-    "topic",
-    "title",
-    "question",
-    "q",
-    "text",
-    "label",
-    "subtopic",
-    "sub_topic",
-    "tag",
-    "名称",
-    "主题",
-    "话题",
-    "子话题",
-    "子主题",
-    "标签",
-    "标题",
-    "问题",
-)
-
-
 def _strip_enumeration(text: str) -> str:
     """'1. 规则' -> '规则', '- rules' -> 'rules' (models number their items anyway)."""
     s = text.strip()
@@ -137,7 +115,7 @@ def _item_text(item: Any) -> Any:
     """A list item's text: a string, an object's name/topic/question field, or its only string."""
     if not isinstance(item, dict):
         return item
-    for k in _ITEM_KEYS:
+    for k in TOPIC_ITEM_KEYS:
         if isinstance(item.get(k), str):
             return item[k]
     strings = [v for v in item.values() if isinstance(v, str)]
