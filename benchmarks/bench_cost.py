@@ -4,8 +4,9 @@ The same job (the shared Chinese slices, ``../shared/data/slices_zh.jsonl``, whe
 ``examples/slices.jsonl``) is run with ``sft-distill run --dry-run`` against the simulator:
 
 - ``today``: what the package did before issue 13: one judge call per sample
-  (``judge_batch_size`` 1), no structured output, and no prompt-cache credit (every prompt token
-  billed at the full input price, as nothing was laid out for caches or counted);
+  (``judge_batch_size`` 1), every judge asked about every sample (``early_drop`` false), no
+  structured output, and no prompt-cache credit (every prompt token billed at the full input
+  price, as nothing was laid out for caches or counted);
 - ``default``: the new defaults (batched judging, structured output, cached prompt tokens billed
   at ``--cached-share`` of the input price);
 - ``batch``: the new defaults with ``--batch`` (the provider Batch API, billed at
@@ -49,6 +50,7 @@ WAYS = ("today", "default", "batch", "unbatched")
 # today: per-sample judging and the replies asked as they were before structured output.
 _TODAY = {
     "judge_batch_size": 1,
+    "early_drop": False,
     "generator": {"structured_output": "none"},
     "evaluators": {
         "primary": {"structured_output": "none"},
@@ -94,7 +96,12 @@ def run_way(
     meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     kept = sorted(i for ids in manifest["samples"].values() for i in ids)
-    return {"usage": meta["usage"], "kept": kept, "scores": judged_scores(out)}
+    return {
+        "usage": meta["usage"],
+        "kept": kept,
+        "scores": judged_scores(out),
+        "not_asked": not_asked(out),
+    }
 
 
 def run_commit(rev: str, data: Path, work: Path, job: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +144,13 @@ def judged_scores(out: Path) -> dict[tuple[str, str, str], float]:
                 for dim, value in (j.get("scores") or {}).items():
                     scores[(row["id"], j["evaluator"], dim)] = value
     return scores
+
+
+def not_asked(out: Path) -> int:
+    """Judgements not asked (``early_drop``: the judges before had voted the sample down)."""
+    with (out / "generated_raw.jsonl").open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    return sum(1 for r in rows for j in r.get("judgements") or [] if j.get("skipped"))
 
 
 def agreement(a: dict[Any, float], b: dict[Any, float]) -> dict[str, Any]:
@@ -224,6 +238,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "ratio": round(today["per_kept"] / res["per_kept"], 2),
             "same_kept_set": res["kept"] == today["kept"],
             "agreement_with_today": agreement(today["scores"], res["scores"]),
+            "not_asked": res.get("not_asked", 0),
         }
     if before is not None:
         rows = {
@@ -283,7 +298,8 @@ def table(summary: dict[str, Any], args: argparse.Namespace) -> str:
                 f"{way} vs today: {ag['samples']} samples judged by both, "
                 f"{ag['samples_with_a_different_score']} with a different score, largest "
                 f"difference {ag['max_abs_difference']:g}, scores in one run only: "
-                f"{ag['only_in_one']}."
+                f"{ag['only_in_one']}; judgements not asked (early_drop): "
+                f"{res.get('not_asked', 0)}."
             )
     at = summary.get("against_commit")
     if at is not None:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from .errors import LLMError
 
@@ -118,6 +118,16 @@ class Judgement(BaseModel):
     # The judge's claim checks (eval-v2): {"claim", "verdict", "evidence"?}, verdict one of
     # supported, contradicted, not_in_source. Kept in generated_raw.jsonl for review.
     claims: list[dict[str, str]] = Field(default_factory=list)
+    # Not asked (``early_drop``): the judges before it had already voted the sample down, so no
+    # vote of this one could carry it. No scores, no error; refilter knows it is missing.
+    skipped: bool = False
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not self.skipped:
+            data.pop("skipped", None)  # written only when true: raw files keep their shape
+        return data
 
     @property
     def ok(self) -> bool:
@@ -234,6 +244,7 @@ class StageCounts(BaseModel):
     samples_generated: int = 0
     samples_evaluated: int = 0
     evaluation_failures: int = 0
+    judgements_skipped: int = 0
     passed_thresholds: int = 0
     after_dedup: int = 0
     train: int = 0

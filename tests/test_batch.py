@@ -117,8 +117,16 @@ def test_kill_9_during_a_batch_then_rerun_resumes_it_without_submitting_again(
 ) -> None:
     url = sim_process
     inp = make_input(tmp_path / "in.jsonl", n=6)
-    # One judge call per sample: the waves below are counted for it.
-    cfg = write_config(tmp_path / "c.json", url, gates=[], batch=True, judge_batch_size=1, **FAST)
+    # One judge call per sample, both judges at once: the waves below are counted for it.
+    cfg = write_config(
+        tmp_path / "c.json",
+        url,
+        gates=[],
+        batch=True,
+        judge_batch_size=1,
+        early_drop=False,
+        **FAST,
+    )
     assert main(run_args(inp, tmp_path / "ref", cfg)) == 0  # uninterrupted, for comparison
     ref = stats(url)
     # The first wave: the teacher's requests and the judges' of the probe's samples (the

@@ -141,6 +141,7 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
         output_dir=out,
         gates=[],
         judge_batch_size=1,
+        early_drop=False,
         generator={**ep, "model": "teacher-sim", "max_tokens": 425},
     )
     first = await DatasetDistillationPipeline(small, show_progress=False).run(inp)
@@ -156,6 +157,7 @@ async def test_raising_max_tokens_resends_only_truncated_replies(sim, tmp_path):
         output_dir=out,
         gates=[],
         judge_batch_size=1,
+        early_drop=False,
         generator={**ep, "model": "teacher-sim", "max_tokens": 8000},
     )
     second = await DatasetDistillationPipeline(big, show_progress=False).run(inp)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.merging import deep_merge, format_config_error, read_config_file
 from ..errors import ConfigError, DistillError
+from ..text import plural
 from . import EXIT_OK, EXIT_QUALITY, EXIT_USAGE
 from .flags import (
     add_compliance_arguments,
@@ -104,6 +105,8 @@ def main(argv: Sequence[str]) -> int:
 
 def format_refilter(result: RefilterResult) -> str:
     """The short summary ``sft-distill refilter`` prints."""
+    from ..selection.thresholds import DROP_NOT_JUDGED
+
     before, after = result.previous_counts, result.counts
 
     def change(key: str) -> str:
@@ -124,6 +127,14 @@ def format_refilter(result: RefilterResult) -> str:
     ]
     if after.get("dropped"):
         lines.append("  dropped: " + ", ".join(f"{k} {v}" for k, v in after["dropped"].items()))
+    unknown = (after.get("dropped") or {}).get(DROP_NOT_JUDGED, 0)
+    if unknown:
+        lines.append(
+            f"  {plural(unknown, 'sample')} {'is' if unknown == 1 else 'are'} {DROP_NOT_JUDGED}: "
+            "judges the run did not ask (early_drop) could carry "
+            f"{'it' if unknown == 1 else 'them'} under these settings; `sft-distill run` with "
+            "these settings, the same --input and this --output asks only those judges"
+        )
     return "\n".join(lines)
 
 

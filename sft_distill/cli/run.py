@@ -234,6 +234,11 @@ def format_summary(result: RunResult) -> str:
         + f" + {u['cached']} cached"
         for n, u in mine.items()
     )
+    if c.judgements_skipped:
+        calls += (
+            f"; {plural(c.judgements_skipped, 'judgement')} not asked (early_drop: the judges "
+            "before had voted the sample down)"
+        )
     lines.append(f"  {calls}")
     cost = (result.metadata.get("report") or {}).get("cost")
     if cost:

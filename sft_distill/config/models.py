@@ -246,6 +246,12 @@ class DistillConfig(BaseModel):
         description="auto judge batches: the most estimated tokens of samples in one call",
     )
     min_votes: int = Field(2, description="votes a sample needs; 1 to the number of evaluators")
+    early_drop: bool = Field(
+        True,
+        description="judges are asked in the order listed, and one is not asked about a sample "
+        "the judges before it have already voted down (the votes left cannot reach min_votes); "
+        "false asks every judge about every sample",
+    )
     train_val_split: float = Field(0.9, ge=0.0, le=1.0)
     enable_dedup: bool = True
     output_dir: str = "./distilled_dataset"

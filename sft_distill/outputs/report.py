@@ -435,6 +435,8 @@ class ReportBuilder:
         self.floors = dict(floors or {})
         self.n = 0
         self.kept = 0
+        # samples some judge was not asked about (early_drop): the curve's lower bound below
+        self.not_asked = 0
         self.drops: Counter[str] = Counter()
         self.evaluators: dict[str, str] = {}
         self.hists: dict[str, dict[str, list[int]]] = {}
@@ -478,6 +480,8 @@ class ReportBuilder:
         weighted means need not be computed again.
         """
         thr, min_v, w = self.settings
+        if any(j.skipped for j in sample.judgements):
+            self.not_asked += 1
         if sample.passed:
             self.kept += 1
         else:
@@ -631,6 +635,7 @@ class ReportBuilder:
             "evaluators": dict(sorted(self.evaluators.items())),
             "histograms": {e: dict(sorted(h.items())) for e, h in sorted(self.hists.items())},
             "keep_rate": curve,
+            "not_asked": self.not_asked,
             "agreement": agreement,
             "latency": _latency(metadata, latencies),
             "throughput": _throughput(metadata, _written(counts, self.kept)),
@@ -755,7 +760,11 @@ def _example(obj: Mapping[str, Any], max_chars: int) -> dict[str, Any]:
                 "evaluator": j.get("evaluator"),
                 "model": j.get("model"),
                 "weighted_mean": j.get("weighted_mean"),
-                "reason": cut(j.get("reason") or j.get("error") or ""),
+                "reason": cut(
+                    j.get("reason")
+                    or j.get("error")
+                    or ("not asked (early_drop)" if j.get("skipped") else "")
+                ),
             }
             for j in obj.get("judgements") or []
             if isinstance(j, dict)

@@ -342,6 +342,17 @@ def _compliance_tables(compliance: Mapping[str, Any]) -> str:
     return html
 
 
+def _not_asked_note(n: int) -> str:
+    if not n:
+        return ""
+    return (
+        f'<p class="muted">{_num(n)} sample{"s were" if n != 1 else " was"} not shown to every '
+        "judge (early_drop: the judges before had voted it down), so below the run's threshold "
+        "these shares are lower bounds; <code>refilter</code> counts such samples as "
+        "<code>not_judged</code>.</p>"
+    )
+
+
 def _keep_rate_section(report: Mapping[str, Any]) -> str:
     curve = [p for p in report.get("keep_rate", []) if p.get("rate") is not None]
     settings = report.get("settings") or {}
@@ -367,7 +378,8 @@ def _keep_rate_section(report: Mapping[str, Any]) -> str:
         + ", recomputed from every evaluator's scores "
         "(before dedup). Pick a threshold here and apply it with "
         "<code>sft-distill refilter</code>: no LLM call.</p>"
-        f'{chart}<div style="overflow-x:auto">{table}</div></section>'
+        + _not_asked_note(report.get("not_asked") or 0)
+        + f'{chart}<div style="overflow-x:auto">{table}</div></section>'
     )
 
 

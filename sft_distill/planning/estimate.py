@@ -443,6 +443,21 @@ def estimate(
     return tally.finish(est, prices)
 
 
+def early_drop_note(config: DistillConfig) -> str | None:
+    """What ``early_drop`` does to the judges' figures, when it can spare any call."""
+    names = list(config.evaluators)
+    first = len(names) - config.min_votes + 1
+    if not config.early_drop or first >= len(names):
+        return None
+    later = names[first:]
+    one = len(later) == 1
+    return (
+        f"early_drop: {', '.join(later)} judge{'s' if one else ''} only the samples the judges "
+        f"before {'it' if one else 'them'} did not vote down, so {'its' if one else 'their'} "
+        "figures are upper bounds."
+    )
+
+
 def _teacher_requests(
     tally: Tally,
     config: DistillConfig,

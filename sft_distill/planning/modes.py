@@ -33,6 +33,7 @@ from ..sources.reader import BadLine
 from .estimate import (
     Estimate,
     Tally,
+    early_drop_note,
     estimate,
     estimate_tokens,
     eval_prompt_tokens,
@@ -379,11 +380,16 @@ def estimate_source(
     from ..sources.topics import TopicSource
 
     if isinstance(source, SliceSource):
-        return estimate(source.path, config, prices=prices, strict=strict, contexts=contexts)
-    if isinstance(source, TopicSource):
-        return estimate_topics(source, config, prices=prices, contexts=contexts)
-    if isinstance(source, AugmentSource):
-        return estimate_augment(source, config, prices=prices, strict=strict, contexts=contexts)
-    if isinstance(source, DistillSource):
-        return estimate_distill(source, config, prices=prices, strict=strict, contexts=contexts)
-    raise ValueError(f"no estimate for a source of kind {getattr(source, 'kind', None)!r}")
+        est = estimate(source.path, config, prices=prices, strict=strict, contexts=contexts)
+    elif isinstance(source, TopicSource):
+        est = estimate_topics(source, config, prices=prices, contexts=contexts)
+    elif isinstance(source, AugmentSource):
+        est = estimate_augment(source, config, prices=prices, strict=strict, contexts=contexts)
+    elif isinstance(source, DistillSource):
+        est = estimate_distill(source, config, prices=prices, strict=strict, contexts=contexts)
+    else:
+        raise ValueError(f"no estimate for a source of kind {getattr(source, 'kind', None)!r}")
+    note = early_drop_note(config)
+    if note:
+        est.notes.append(note)
+    return est

@@ -637,6 +637,20 @@ def _warnings(n_pass: int, n_fail: int, unknown: int, not_judged: int) -> list[s
     return notes
 
 
+def _early_drop_warning(matched: Sequence[ScoredSample]) -> list[str]:
+    """A note when some judge was not asked about labelled samples (``early_drop``)."""
+    skipped = Counter(j.evaluator for s in matched for j in s.judgements if j.skipped)
+    if not skipped:
+        return []
+    n = sum(1 for s in matched if any(j.skipped for j in s.judgements))
+    who = ", ".join(sorted(skipped))
+    return [
+        f"{n} labelled sample(s) were not shown to {who} (early_drop: the judges before had "
+        "voted them down): that judge's figures leave them out and looser settings count them "
+        'as dropped; for calibration run with "early_drop": false'
+    ]
+
+
 def _labelled_samples(
     samples: Sequence[ScoredSample], labels: Mapping[str, Label | bool]
 ) -> tuple[list[ScoredSample], list[str], int]:
@@ -728,7 +742,8 @@ def calibration_report(
             "not_judged": not_judged,
         },
         "unknown_ids": unknown[:20],
-        "warnings": _warnings(n_pass, len(matched) - n_pass, len(unknown), not_judged),
+        "warnings": _warnings(n_pass, len(matched) - n_pass, len(unknown), not_judged)
+        + _early_drop_warning(matched),
         "floor_dimension": floor_dimension,
         "other_floors": fixed,
         "current": _setting_dict(search.current),

@@ -29,6 +29,7 @@ __all__ = [
     "DROP_DUPLICATE_QUESTION",
     "DROP_JUDGE_FAILED",
     "DROP_LOW_VOTES",
+    "DROP_NOT_JUDGED",
     "DROP_NO_EVALUATION",
     "SCORE_DECIMALS",
     "DataFilter",
@@ -52,6 +53,8 @@ DROP_NO_EVALUATION = "no_evaluation"
 DROP_DUPLICATE = "duplicate"
 # A question repeating an earlier one of its slice, dropped as it was generated (never judged).
 DROP_DUPLICATE_QUESTION = "duplicate_question"
+# Judges not asked (early_drop) could carry it under these settings: only asking them decides.
+DROP_NOT_JUDGED = "not_judged"
 
 DEFAULT_FLOOR_DIMENSION = "accuracy"
 
@@ -132,19 +135,29 @@ class Decision:
     voted: tuple[bool, ...]
     floor_blocked: int  # judges whose mean reached the threshold but a floor score did not
     avg_score: float | None
-    # None when passed; else below_floor, low_votes, judge_failed or no_evaluation
+    # None when passed; else below_floor, low_votes, judge_failed, no_evaluation or not_judged
     drop_reason: str | None = None
 
 
 def _drop_reason(
-    passed: bool, means: Sequence[float | None], failed: int, votes: int, blocked: int, k: int
+    passed: bool,
+    means: Sequence[float | None],
+    failed: int,
+    votes: int,
+    blocked: int,
+    k: int,
+    skipped: int = 0,
 ) -> str | None:
     if passed:
         return None
+    if skipped and votes + skipped >= k:
+        # Judges not asked (early_drop) could still carry it: their votes are unknown.
+        return DROP_NOT_JUDGED
     if all(m is None for m in means):
         return DROP_JUDGE_FAILED if failed else DROP_NO_EVALUATION
-    # The floors, not the means, decided it: with them met the sample would have passed.
-    return DROP_BELOW_FLOOR if blocked and votes + blocked >= k else DROP_LOW_VOTES
+    # The floors, not the means, decided it: with them met the sample would have passed (a
+    # judge not asked counted as one that would have voted).
+    return DROP_BELOW_FLOOR if blocked and votes + blocked + skipped >= k else DROP_LOW_VOTES
 
 
 def decide(
@@ -162,7 +175,9 @@ def decide(
     A judge votes when its weighted mean >= ``threshold`` and it meets every floor: ``floors``
     (the config's ``score_floors``) and, when given, ``floor`` on ``floor_dim`` (calibration
     searches one dimension's floor with the others fixed). The sample passes with >=
-    ``min_votes``. A failed judge neither votes nor counts in ``avg_score``.
+    ``min_votes``. A failed judge, or one not asked (``Judgement.skipped``, ``early_drop``),
+    neither votes nor counts in ``avg_score``; a sample that judges not asked could still carry
+    is dropped as "not_judged" (asking them decides it).
     """
     active = dict(floors or {})
     if floor is not None:
@@ -175,6 +190,7 @@ def decide(
     votes = sum(voted)
     blocked = sum(1 for r, f in zip(reach, floor_ok, strict=True) if r and not f)
     failed = sum(1 for j in sample_judgements if j.error is not None)
+    skipped = sum(1 for j in sample_judgements if j.skipped)
     passed = votes >= min_votes
     return Decision(
         passed=passed,
@@ -183,7 +199,7 @@ def decide(
         voted=voted,
         floor_blocked=blocked,
         avg_score=round(sum(present) / len(present), SCORE_DECIMALS) if present else None,
-        drop_reason=_drop_reason(passed, means, failed, votes, blocked, min_votes),
+        drop_reason=_drop_reason(passed, means, failed, votes, blocked, min_votes, skipped),
     )
 
 

@@ -1,4 +1,8 @@
-"""Stage 3: every evaluator scores every sample, concurrently, as soon as it is generated."""
+"""Stage 3: the evaluators score each sample as soon as it is generated.
+
+They are asked together, except that with ``early_drop`` (the default) a judge is not asked
+about a sample the judges before it have already voted down: see ``evaluate_group``.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from ..llm.json_extract import extract_json, split_reasoning
 from ..llm.prompts import BatchItem, evaluation_batch_messages, evaluation_messages
 from ..llm.structured import JudgeBatchReply, JudgeReply, JudgeResult
 from ..models import Failure, Judgement, Sample, ScoredSample
-from ..selection.thresholds import apply_thresholds, is_unjudged_drop, weighted_mean
+from ..selection.thresholds import apply_thresholds, decide, is_unjudged_drop, weighted_mean
 from .gates.base import GATE_PREFIX, Gate, run_gates
 from .gates.quality import judge_flags
 from .stream import bounded_map
@@ -40,6 +44,8 @@ class JudgeCounts:
 
     samples_evaluated: int = 0
     evaluation_failures: int = 0
+    # judges not asked about a sample the judges before them had voted down (early_drop)
+    judgements_skipped: int = 0
 
 
 def parse_judgement(result: ChatResult, *, required: Sequence[str] = MEAN_DIMENSIONS) -> JudgeReply:
@@ -340,6 +346,59 @@ class _BatchJudge:
         return {s.id: j for s, j in zip(samples, judged, strict=True)}
 
 
+def _wave(config: DistillConfig, asked: int, total: int, votes: int) -> int:
+    """How many more judges to ask at once: all of them, unless ``early_drop`` may spare some.
+
+    After ``asked`` of ``total`` judges gave ``votes``, the sample is voted down once the judges
+    left cannot reach ``min_votes``: asking the next ``w`` judges together, w = left - (needed) +
+    1, is the fewest after which every one of them voting no decides it. So nothing is asked in
+    turn that could not spare a call (``min_votes`` 1 of 2: both at once), and nothing that a
+    vote already made needless.
+    """
+    left = total - asked
+    if not config.early_drop:
+        return left
+    return max(1, min(left, left - (config.min_votes - votes) + 1))
+
+
+def _votes(judgements: Sequence[Judgement], config: DistillConfig) -> int:
+    return decide(
+        judgements,
+        config.min_score_threshold,
+        config.min_votes,
+        config.dimension_weights,
+        floors=config.score_floors,
+    ).votes
+
+
+def _voted_down(judgements: Sequence[Judgement], left: int, config: DistillConfig) -> bool:
+    """Whether the judges left (``left``) can no longer give the sample ``min_votes``."""
+    return config.early_drop and _votes(judgements, config) + left < config.min_votes
+
+
+def _spared(sample: Sample, name: str, client: LLMClient, config: DistillConfig) -> Judgement:
+    """A judge ``early_drop`` does not ask: its cached judgement when it has one (a run at other
+    settings asked it, so it is free and refilter can use it), else a skipped judgement."""
+    parse = partial(
+        parse_judgement, required=required_dimensions(config.dimension_weights, config.score_floors)
+    )
+    hit = client.replay(judge_messages(sample), parse, kind="judge")
+    if hit is not None:
+        return _judgement(hit, name, client, config.dimension_weights)
+    return Judgement(evaluator=name, model=client.model, skipped=True)
+
+
+def _decided(sample: Sample, judgements: list[Judgement], config: DistillConfig) -> ScoredSample:
+    scored = ScoredSample(**sample.model_dump(), judgements=judgements)
+    return apply_thresholds(
+        scored,
+        min_score_threshold=config.min_score_threshold,
+        min_votes=config.min_votes,
+        weights=config.dimension_weights,
+        floors=config.score_floors,
+    )
+
+
 async def evaluate_group(
     samples: Sequence[Sample],
     evaluators: Mapping[str, LLMClient],
@@ -347,35 +406,69 @@ async def evaluate_group(
     *,
     on_failure: Callable[[Failure], None] | None = None,
 ) -> list[ScoredSample]:
-    """Samples of one chunk scored by every evaluator (in batches where set), and decided."""
+    """Samples of one chunk scored by the evaluators (in batches where set), and decided.
+
+    The evaluators are asked in waves (``_wave``; one wave of all of them without
+    ``early_drop``): a sample the judges so far have voted down is not sent to the rest, who
+    get a skipped judgement for it instead.
+    """
     if len(samples) <= 1 or len({s.id for s in samples}) < len(samples):
         return list(
             await asyncio.gather(
                 *(evaluate_sample(s, evaluators, config, on_failure=on_failure) for s in samples)
             )
         )
-    by_evaluator = await asyncio.gather(
-        *(
-            _BatchJudge(
-                name, client, config.dimension_weights, config.score_floors, on_failure
-            ).run(samples, *batch_limits(config, client))
-            for name, client in evaluators.items()
-        )
-    )
-    out = []
-    for sample in samples:
-        judgements = [found[sample.id] for found in by_evaluator]
-        scored = ScoredSample(**sample.model_dump(), judgements=judgements)
-        out.append(
-            apply_thresholds(
-                scored,
-                min_score_threshold=config.min_score_threshold,
-                min_votes=config.min_votes,
-                weights=config.dimension_weights,
-                floors=config.score_floors,
+    items = list(evaluators.items())
+    found: dict[str, list[Judgement]] = {s.id: [] for s in samples}
+    asked = 0
+    while asked < len(items):
+        left = len(items) - asked
+        open_ = [s for s in samples if not (asked and _voted_down(found[s.id], left, config))]
+        if not open_:
+            break
+        wave = items[
+            asked : asked
+            + min(_wave(config, asked, len(items), _votes(found[s.id], config)) for s in open_)
+        ]
+        by_evaluator = await asyncio.gather(
+            *(
+                _BatchJudge(
+                    name, client, config.dimension_weights, config.score_floors, on_failure
+                ).run(open_, *batch_limits(config, client))
+                if len(open_) > 1
+                else _single_judgement(open_[0], name, client, config, on_failure)
+                for name, client in wave
             )
         )
-    return out
+        for sample in samples:
+            for (name, client), got in zip(wave, by_evaluator, strict=True):
+                j = got.get(sample.id)
+                found[sample.id].append(
+                    j if j is not None else _spared(sample, name, client, config)
+                )
+        asked += len(wave)
+    for sample in samples:
+        for name, client in items[len(found[sample.id]) :]:
+            found[sample.id].append(_spared(sample, name, client, config))
+    return [_decided(s, found[s.id], config) for s in samples]
+
+
+async def _single_judgement(
+    sample: Sample,
+    name: str,
+    client: LLMClient,
+    config: DistillConfig,
+    on_failure: Callable[[Failure], None] | None,
+) -> dict[str, Judgement]:
+    j = await judge(
+        sample,
+        name,
+        client,
+        config.dimension_weights,
+        floors=config.score_floors,
+        on_failure=on_failure,
+    )
+    return {sample.id: j}
 
 
 async def chunk_groups(
@@ -417,28 +510,30 @@ async def evaluate_sample(
     *,
     on_failure: Callable[[Failure], None] | None = None,
 ) -> ScoredSample:
-    """All evaluators' judgements for one sample, and the threshold decision."""
-    judgements = await asyncio.gather(
-        *(
-            judge(
-                sample,
-                name,
-                client,
-                config.dimension_weights,
-                floors=config.score_floors,
-                on_failure=on_failure,
+    """The evaluators' judgements for one sample (in waves, see ``evaluate_group``), decided."""
+    items = list(evaluators.items())
+    judgements: list[Judgement] = []
+    while len(judgements) < len(items):
+        asked = len(judgements)
+        left = len(items) - asked
+        if asked and _voted_down(judgements, left, config):
+            judgements += [_spared(sample, name, client, config) for name, client in items[asked:]]
+            break
+        wave = items[asked : asked + _wave(config, asked, len(items), _votes(judgements, config))]
+        judgements += await asyncio.gather(
+            *(
+                judge(
+                    sample,
+                    name,
+                    client,
+                    config.dimension_weights,
+                    floors=config.score_floors,
+                    on_failure=on_failure,
+                )
+                for name, client in wave
             )
-            for name, client in evaluators.items()
         )
-    )
-    scored = ScoredSample(**sample.model_dump(), judgements=list(judgements))
-    return apply_thresholds(
-        scored,
-        min_score_threshold=config.min_score_threshold,
-        min_votes=config.min_votes,
-        weights=config.dimension_weights,
-        floors=config.score_floors,
-    )
+    return _decided(sample, judgements, config)
 
 
 async def evaluate_samples(
@@ -484,6 +579,7 @@ async def evaluate_samples(
             counts.evaluation_failures += sum(
                 1 for s in scored for j in s.judgements if j.error is not None
             )
+            counts.judgements_skipped += sum(1 for s in scored for j in s.judgements if j.skipped)
         return scored
 
     async def one(group: list[Sample]) -> list[ScoredSample]:
@@ -505,6 +601,8 @@ async def evaluate_samples(
     budgets = [t for n, t in limits if n > 1]
     tokens = None if size == 1 or None in budgets else max(t for t in budgets if t is not None)
     groups = chunk_groups(samples, size, tokens)
-    async for scored in bounded_map(groups, one, limit=max(1, limit // size)):
+    # Judges asked in turn (early_drop) hold a group longer: keep as many calls in flight.
+    waves = min(config.min_votes, len(evaluators)) if config.early_drop else 1
+    async for scored in bounded_map(groups, one, limit=max(1, waves * limit // size)):
         for one_scored in scored:
             yield one_scored

@@ -104,7 +104,10 @@ def test_calibrate_a_planted_set_by_hand(tmp_path, cli):
 @pytest.mark.slow  # over 0.3 s: in the full suite, not in -m "not slow"
 def test_calibrate_a_dry_run(tmp_path, cli):
     out = tmp_path / "dry"
-    assert dry_run(SLICES, out) == 0
+    # Calibration compares every judge with the labels: every judge sees every sample.
+    cfg = tmp_path / "judge_all.json"
+    cfg.write_text('{"early_drop": false}', encoding="utf-8")
+    assert dry_run(SLICES, out, "--config", str(cfg)) == 0
     # The judged samples (a gate's drops never reach the judges, so calibration leaves them out).
     raw = [
         r

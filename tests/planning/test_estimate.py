@@ -26,8 +26,9 @@ def test_estimate_tokens_by_language(text, tokens):
 
 async def test_estimate_calls_match_a_real_run_and_make_no_request(sim, tmp_path):
     # No gates: the estimate counts a judge call for every sample, as a run without gates makes.
-    # One judge call per sample (batched judging: tests/stages/test_judge_batch.py).
-    cfg = sim_config(sim, gates=[], judge_batch_size=1)
+    # One judge call per sample (batched judging: tests/stages/test_judge_batch.py), and every
+    # judge asked about every sample (early_drop: tests/stages/test_early_drop.py).
+    cfg = sim_config(sim, gates=[], judge_batch_size=1, early_drop=False)
     est = estimate(SLICES, cfg)
     assert sim.stats["requests"] == 0
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
@@ -222,7 +223,7 @@ async def test_topic_estimate_matches_a_run_whose_replies_are_complete(sim, tmp_
             questions_per_request=2,
         )
 
-    cfg = sim_config(sim)
+    cfg = sim_config(sim, early_drop=False)  # both judges see every sample, as estimated
     est = estimate_topics(source(), cfg)
     assert sim.stats["requests"] == 0
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
@@ -268,7 +269,7 @@ async def test_distill_estimate_matches_a_run(sim, tmp_path, skip_generation):
     from sft_distill.sources.distill import DistillSource
 
     path = TEST_DATA / "iset_alpaca.jsonl"
-    cfg = sim_config(sim)
+    cfg = sim_config(sim, early_drop=False)  # both judges see every sample, as estimated
     est = estimate_distill(DistillSource(path, skip_generation=skip_generation), cfg)
     assert sim.stats["requests"] == 0
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
@@ -287,7 +288,8 @@ async def test_augment_estimate_bounds_a_run(sim, tmp_path):
     from sft_distill.sources.augment import AugmentSource
 
     path = TEST_DATA / "iset_sharegpt.jsonl"
-    cfg = sim_config(sim, gates=[])  # every sample judged, as the estimate counts
+    # every sample judged by every judge, as the estimate counts
+    cfg = sim_config(sim, gates=[], early_drop=False)
     est = estimate_augment(AugmentSource(path, num_aug=2), cfg)
     assert sim.stats["requests"] == 0
     source = AugmentSource(path, num_aug=2)

@@ -15,6 +15,7 @@ from sft_distill.selection.thresholds import (
     DataFilter,
     FilterResult,
     apply_thresholds,
+    decide,
     weighted_mean,
 )
 
@@ -302,3 +303,47 @@ def test_pipeline_refilter_report_and_calibration_share_one_vote():
 
     assert calibration.decide is thresholds.decide
     assert calibration.judge_mean is thresholds.judge_mean
+
+
+# --- judges not asked (early_drop) ------------------------------------------------------------
+
+
+def _j(name: str, accuracy: float, helpfulness: float) -> Judgement:
+    """A judgement whose mean is that of its two scores."""
+    scores = {"accuracy": accuracy, "helpfulness": helpfulness}
+    return Judgement(evaluator=name, model=name, scores=scores, weighted_mean=None)
+
+
+def _not_asked(name: str) -> Judgement:
+    return Judgement(evaluator=name, model=name, skipped=True)
+
+
+def test_a_judge_not_asked_neither_votes_nor_fails():
+    d = decide([_j("a", 8, 8), _not_asked("b")], 7.0, 1)
+    assert (d.passed, d.votes, d.avg_score, d.drop_reason) == (True, 1, 8.0, None)
+    # Voted down by the one asked, and the one not asked cannot carry it: the usual reason.
+    d = decide([_j("a", 8, 2), _not_asked("b")], 7.0, 2)
+    assert (d.passed, d.drop_reason) == (False, "low_votes")
+
+
+def test_a_sample_the_judges_not_asked_could_carry_is_not_judged():
+    # min_votes 1 (refilter lowered it): the secondary, never asked, could keep it alone.
+    d = decide([_j("a", 8, 2), _not_asked("b")], 7.0, 1)
+    assert (d.passed, d.drop_reason) == (False, "not_judged")
+    # A threshold the primary now reaches: the secondary's vote decides.
+    d = decide([_j("a", 8, 5), _not_asked("b")], 6.0, 2)
+    assert (d.passed, d.votes, d.drop_reason) == (False, 1, "not_judged")
+
+
+def test_a_floor_that_blocked_the_first_vote_is_named_as_the_reason():
+    # The primary's mean carried it but accuracy did not: with the secondary counted as a vote
+    # (it was not asked), the floor is what decided, as it would be had the secondary voted.
+    d = decide([_j("a", 4, 10), _not_asked("b")], 7.0, 2, floors={"accuracy": 6})
+    assert d.drop_reason == "below_floor"
+
+
+def test_a_judgement_not_asked_is_written_as_such_and_only_then():
+    assert "skipped" not in _j("a", 8, 8).model_dump(mode="json")
+    dumped = _not_asked("b").model_dump(mode="json")
+    assert dumped["skipped"] is True
+    assert Judgement.model_validate(dumped).skipped

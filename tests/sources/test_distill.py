@@ -275,7 +275,7 @@ async def run(sim, out: Path, source: DistillSource, **overrides: Any):
 
 async def test_distill_asks_the_teacher_once_per_record_and_keeps_the_reference(sim, tmp_path):
     n = len(read_jsonl(ALPACA))
-    result = await run(sim, tmp_path / "out", DistillSource(ALPACA))
+    result = await run(sim, tmp_path / "out", DistillSource(ALPACA), early_drop=False)
     assert sim.stats["by_kind"] == {"generation": n, "evaluation": 2 * n, "other": 0}
     raw = read_jsonl(result.output_dir / "generated_raw.jsonl")
     assert len(raw) == n
@@ -313,7 +313,9 @@ async def test_distill_asks_the_teacher_once_per_record_and_keeps_the_reference(
 
 async def test_skip_generation_only_judges_the_existing_answers(sim, tmp_path):
     rows = read_jsonl(ALPACA)
-    result = await run(sim, tmp_path / "out", DistillSource(ALPACA, skip_generation=True))
+    result = await run(
+        sim, tmp_path / "out", DistillSource(ALPACA, skip_generation=True), early_drop=False
+    )
     assert sim.stats["by_kind"] == {"generation": 0, "evaluation": 2 * len(rows), "other": 0}
     assert all(kind == "evaluation" for kind, _model, _status in sim.requests_log)
     raw = read_jsonl(result.output_dir / "generated_raw.jsonl")

@@ -220,9 +220,13 @@ async def test_chunks_of_a_slice_run_in_order_and_see_the_earlier_questions(tmp_
 
 @pytest.mark.slow
 async def test_repeated_questions_are_dropped_counted_and_never_judged(sim, tmp_path):
-    # One judge call per sample, so the calls count the samples judged.
+    # One judge call per sample and every judge asked, so the calls count the samples judged.
     cfg = sim_config(
-        sim, output_dir=str(tmp_path / "out"), samples_per_article=True, judge_batch_size=1
+        sim,
+        output_dir=str(tmp_path / "out"),
+        samples_per_article=True,
+        judge_batch_size=1,
+        early_drop=False,
     )
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(
         smaller_examples(tmp_path)

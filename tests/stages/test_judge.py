@@ -115,8 +115,8 @@ def _evaluations(sim: Simulator) -> list[dict[str, str]]:
 
 
 async def _run(sim: Simulator, out: Path, source: Any) -> Any:
-    # No gates: every sample reaches the judges, whose prompts these tests read.
-    cfg = sim_config(sim, output_dir=str(out), gates=[])
+    # No gates: every sample reaches the judges (both of them), whose prompts these tests read.
+    cfg = sim_config(sim, output_dir=str(out), gates=[], early_drop=False)
     return await DatasetDistillationPipeline(cfg, show_progress=False).run(source=source)
 
 

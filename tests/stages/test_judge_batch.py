@@ -137,6 +137,9 @@ def test_dry_run_judges_report_cached_prompt_tokens(cli, tmp_path):
 
 
 def _config(sim: Simulator, out: Path, **kw: Any):
+    # Every judge asked about every sample: these tests count and compare each judge's calls
+    # (early_drop: tests/stages/test_early_drop.py).
+    kw.setdefault("early_drop", False)
     return sim_config(sim, gates=[], samples_per_slice=5, output_dir=str(out), **kw)
 
 
@@ -323,7 +326,7 @@ async def test_batched_estimate_matches_the_run(sim, tmp_path):
     from sft_distill.planning.estimate import estimate
     from tests.helpers import SLICES
 
-    cfg = sim_config(sim, gates=[], output_dir=str(tmp_path / "out"))
+    cfg = sim_config(sim, gates=[], output_dir=str(tmp_path / "out"), early_drop=False)
     est = estimate(SLICES, cfg)
     result = await DatasetDistillationPipeline(cfg, show_progress=False).run(SLICES)
     usage = result.metadata["usage"]

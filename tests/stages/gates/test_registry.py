@@ -765,6 +765,7 @@ async def test_gate_dropped_samples_are_never_judged(sim, tmp_path):
         output_dir=str(tmp_path / "out"),
         samples_per_slice=6,
         gates=[{"type": "rules"}, {"type": "length", "name": "long", "min_output_chars": 60}],
+        early_drop=False,  # both judges see every sample the gates let through
     )
     pipeline = DatasetDistillationPipeline(cfg, show_progress=False, gates=[custom])
     assert [g.name for g in pipeline.gates][-3:] == ["grounding", "long", "no_grand_jury"]
