@@ -52,6 +52,7 @@ _FLAG_OF_KEY = {
     "output_dir": "--output",
     "output_formats": "--format",
     "enable_dedup": "--dedup/--no-dedup",
+    "early_drop": "--no-early-drop",
 }
 
 

@@ -128,6 +128,11 @@ def build_parser(mode: Mode | str = MODE) -> argparse.ArgumentParser:
     p.add_argument("--samples-per-slice", type=int, help="override samples_per_slice")
     p.add_argument("--min-score-threshold", type=float, help="override min_score_threshold")
     p.add_argument("--min-votes", type=int, help="override min_votes")
+    p.add_argument(
+        "--no-early-drop",
+        action="store_true",
+        help="set early_drop to false: ask every judge about every sample (for calibrate)",
+    )
     p.add_argument("--no-dedup", action="store_true", help="set enable_dedup to false")
     add_output_arguments(p)
     add_compliance_arguments(p)
@@ -198,6 +203,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["min_votes"] = args.min_votes
     if args.no_dedup:
         out["enable_dedup"] = False
+    if args.no_early_drop:
+        out["early_drop"] = False
     if args.batch:
         out["batch"] = True
     out.update(output_overrides(args))

@@ -647,7 +647,7 @@ def _early_drop_warning(matched: Sequence[ScoredSample]) -> list[str]:
     return [
         f"{n} labelled sample(s) were not shown to {who} (early_drop: the judges before had "
         "voted them down): that judge's figures leave them out and looser settings count them "
-        'as dropped; for calibration run with "early_drop": false'
+        'as dropped; for calibration run with --no-early-drop ("early_drop": false)'
     ]
 
 

@@ -105,9 +105,9 @@ def test_calibrate_a_planted_set_by_hand(tmp_path, cli):
 def test_calibrate_a_dry_run(tmp_path, cli):
     out = tmp_path / "dry"
     # Calibration compares every judge with the labels: every judge sees every sample.
-    cfg = tmp_path / "judge_all.json"
-    cfg.write_text('{"early_drop": false}', encoding="utf-8")
-    assert dry_run(SLICES, out, "--config", str(cfg)) == 0
+    assert dry_run(SLICES, out, "--no-early-drop") == 0
+    raw_all = read_jsonl(out / "generated_raw.jsonl")
+    assert not any(j.get("skipped") for r in raw_all for j in r["judgements"])
     # The judged samples (a gate's drops never reach the judges, so calibration leaves them out).
     raw = [
         r
