@@ -371,11 +371,6 @@ def _votes(judgements: Sequence[Judgement], config: DistillConfig) -> int:
     ).votes
 
 
-def _voted_down(judgements: Sequence[Judgement], left: int, config: DistillConfig) -> bool:
-    """Whether the judges left (``left``) can no longer give the sample ``min_votes``."""
-    return config.early_drop and _votes(judgements, config) + left < config.min_votes
-
-
 def _spared(sample: Sample, name: str, client: LLMClient, config: DistillConfig) -> Judgement:
     """A judge ``early_drop`` does not ask: its cached judgement when it has one (a run at other
     settings asked it, so it is free and refilter can use it), else a skipped judgement."""
@@ -418,18 +413,29 @@ async def evaluate_group(
                 *(evaluate_sample(s, evaluators, config, on_failure=on_failure) for s in samples)
             )
         )
+    return await _in_waves(samples, evaluators, config, on_failure)
+
+
+async def _in_waves(
+    samples: Sequence[Sample],
+    evaluators: Mapping[str, LLMClient],
+    config: DistillConfig,
+    on_failure: Callable[[Failure], None] | None,
+) -> list[ScoredSample]:
+    """``samples`` (distinct ids) judged wave by wave (``_wave``), then decided: a sample the
+    judges so far have voted down is left out of the later waves and ``_spared`` by the rest."""
     items = list(evaluators.items())
     found: dict[str, list[Judgement]] = {s.id: [] for s in samples}
     asked = 0
     while asked < len(items):
+        votes = {s.id: _votes(found[s.id], config) for s in samples}
         left = len(items) - asked
-        open_ = [s for s in samples if not (asked and _voted_down(found[s.id], left, config))]
+        down = config.early_drop and asked > 0
+        open_ = [s for s in samples if not (down and votes[s.id] + left < config.min_votes)]
         if not open_:
             break
-        wave = items[
-            asked : asked
-            + min(_wave(config, asked, len(items), _votes(found[s.id], config)) for s in open_)
-        ]
+        size = min(_wave(config, asked, len(items), votes[s.id]) for s in open_)
+        wave = items[asked : asked + size]
         by_evaluator = await asyncio.gather(
             *(
                 _BatchJudge(
@@ -511,29 +517,7 @@ async def evaluate_sample(
     on_failure: Callable[[Failure], None] | None = None,
 ) -> ScoredSample:
     """The evaluators' judgements for one sample (in waves, see ``evaluate_group``), decided."""
-    items = list(evaluators.items())
-    judgements: list[Judgement] = []
-    while len(judgements) < len(items):
-        asked = len(judgements)
-        left = len(items) - asked
-        if asked and _voted_down(judgements, left, config):
-            judgements += [_spared(sample, name, client, config) for name, client in items[asked:]]
-            break
-        wave = items[asked : asked + _wave(config, asked, len(items), _votes(judgements, config))]
-        judgements += await asyncio.gather(
-            *(
-                judge(
-                    sample,
-                    name,
-                    client,
-                    config.dimension_weights,
-                    floors=config.score_floors,
-                    on_failure=on_failure,
-                )
-                for name, client in wave
-            )
-        )
-    return _decided(sample, judgements, config)
+    return (await _in_waves([sample], evaluators, config, on_failure))[0]
 
 
 async def evaluate_samples(
